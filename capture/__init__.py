@@ -1,0 +1,1 @@
+"""evalwatch capture stage."""

@@ -1,0 +1,291 @@
+"""The evalwatch configuration tree: one pydantic model, loaded from YAML.
+
+Every field has a default where one makes sense, so a minimal file names only sites, rooms, cameras
+and seats.  Validation is strict (unknown keys are errors) because a typo in a supervision config
+silently disables a rule otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+Slug = Annotated[str, Field(pattern=SLUG, description="lower-case id: letters, digits, '-', '_'")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# --- rooms, cameras, seats -------------------------------------------------------------------
+
+
+class SeatConfig(_Strict):
+    """One evaluator seat, as seen by one camera.
+
+    The polygon is in normalised image coordinates (0..1, origin top-left).  A detected person
+    belongs to the seat whose polygon contains the lower centre of their box.
+    """
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    camera: str | None = None
+    polygon: list[tuple[float, float]]
+    row: int | None = None
+    col: int | None = None
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon_inside_image(cls, pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if len(pts) < 3:
+            raise ValueError(f"needs at least 3 points, got {len(pts)}")
+        for x, y in pts:
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError(f"point ({x:g}, {y:g}) outside 0..1")
+        if abs(_signed_area(pts)) < 1e-6:
+            raise ValueError("polygon has zero area")
+        return pts
+
+
+def _signed_area(pts: list[tuple[float, float]]) -> float:
+    return 0.5 * sum(
+        x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(pts, pts[1:] + pts[:1], strict=True)
+    )
+
+
+class CameraConfig(_Strict):
+    """A camera in a room.  ``source`` is what the site agent reads.
+
+    ``source`` forms: a video file path (played in real time and looped — the demo and tests),
+    ``rtsp://`` / ``http(s)://`` URL, or ``device:N`` for a local capture device.
+    """
+
+    id: Slug
+    name: str | None = None
+    source: str = ""
+    width: Annotated[int, Field(ge=64, le=4096)] = 640
+    height: Annotated[int, Field(ge=64, le=4096)] = 480
+    fps: Annotated[float, Field(gt=0, le=60)] = 15.0
+    loop: bool = True
+
+    @field_validator("source")
+    @classmethod
+    def _source_form(cls, v: str) -> str:
+        if v.startswith("device:") and not re.fullmatch(r"device:\d+", v):
+            raise ValueError(f"device source must look like 'device:0', got {v!r}")
+        return v
+
+
+class RoomConfig(_Strict):
+    """An evaluation room: its cameras and its seats (the ``--room`` file of ``evalwatch analyze``)."""
+
+    id: Slug
+    name: str | None = None
+    cameras: Annotated[list[CameraConfig], Field(min_length=1)]
+    seats: list[SeatConfig] = []
+
+    @model_validator(mode="after")
+    def _seats_reference_cameras(self) -> RoomConfig:
+        cam_ids = [c.id for c in self.cameras]
+        _no_duplicates(cam_ids, "camera")
+        _no_duplicates([s.id for s in self.seats], "seat")
+        for i, seat in enumerate(self.seats):
+            if seat.camera is None:
+                if len(cam_ids) > 1:
+                    raise ValueError(
+                        f"seats[{i}] ({seat.id}): 'camera' is required when the room has "
+                        f"{len(cam_ids)} cameras"
+                    )
+                seat.camera = cam_ids[0]
+            elif seat.camera not in cam_ids:
+                raise ValueError(
+                    f"seats[{i}] ({seat.id}): camera {seat.camera!r} is not one of {cam_ids}"
+                )
+        return self
+
+    def seats_for(self, camera_id: str) -> list[SeatConfig]:
+        return [s for s in self.seats if s.camera == camera_id]
+
+
+class SiteConfig(_Strict):
+    """A remote evaluation site (one building / one agent credential)."""
+
+    id: Slug
+    name: str | None = None
+    # Per-site agent credential.  Normally left out of the YAML and kept in the secrets file.
+    agent_token: SecretStr | None = None
+    rooms: list[RoomConfig] = []
+
+    @model_validator(mode="after")
+    def _unique_rooms(self) -> SiteConfig:
+        _no_duplicates([r.id for r in self.rooms], "room")
+        return self
+
+
+def _no_duplicates(ids: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise ValueError(f"duplicate {what} id {i!r}")
+        seen.add(i)
+
+
+# --- services ------------------------------------------------------------------------------
+
+
+class HubConfig(_Strict):
+    listen_host: str = "127.0.0.1"
+    listen_port: Annotated[int, Field(ge=1, le=65535)] = 8800
+    # URL agents and browsers use to reach the hub; defaults to http://listen_host:listen_port.
+    public_url: str | None = None
+    secret_key: SecretStr | None = None
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1_000_000
+    # Addresses aioice may gather ICE candidates on.  Loopback is skipped by aioice by default.
+    ice_interfaces: list[str] = ["127.0.0.1"]
+    stun_urls: list[str] = []
+    turn_urls: list[str] = []
+    timezone: str = "Asia/Shanghai"
+
+    @property
+    def url(self) -> str:
+        return self.public_url or f"http://{self.listen_host}:{self.listen_port}"
+
+
+class EmbeddedS3Config(_Strict):
+    """The SeaweedFS server evalwatch starts itself when ``storage.s3.embedded`` is true."""
+
+    master_port: int = 9333
+    volume_port: int = 8080
+    filer_port: int = 8888
+    dir: str = "data/seaweedfs"
+
+
+class S3Config(_Strict):
+    """Any S3 endpoint reached through the minio client (SeaweedFS by default, MinIO, AWS...)."""
+
+    endpoint: str = "127.0.0.1:8333"
+    secure: bool = False
+    region: str = "us-east-1"
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    bucket_segments: str = "evalwatch-segments"
+    bucket_snapshots: str = "evalwatch-snapshots"
+    bucket_exports: str = "evalwatch-exports"
+    # Start and stop a local SeaweedFS server with the hub.
+    embedded: bool = True
+    embedded_server: EmbeddedS3Config = EmbeddedS3Config()
+
+
+class StorageConfig(_Strict):
+    data_dir: str = "data"
+    database_url: str = "sqlite:///data/evalwatch.db"
+    s3: S3Config = S3Config()
+    # Segments wait here while the S3 server is unreachable, then upload in order.
+    wal_dir: str = "data/wal"
+    segment_seconds: Annotated[float, Field(gt=1, le=600)] = 10.0
+    retention_days: Annotated[int, Field(ge=1)] = 180
+
+
+class CaptureConfig(_Strict):
+    """Site agent behaviour."""
+
+    spool_dir: str = "data/spool"
+    spool_max_mb: Annotated[int, Field(ge=10)] = 2048
+    heartbeat_seconds: Annotated[float, Field(gt=0)] = 5.0
+    reconnect_min_seconds: Annotated[float, Field(gt=0)] = 1.0
+    reconnect_max_seconds: Annotated[float, Field(gt=0)] = 30.0
+    codec: Literal["h264", "vp8"] = "h264"
+    bitrate_kbps: Annotated[int, Field(ge=50, le=20000)] = 250
+
+
+class DetectionConfig(_Strict):
+    backend: Literal["onnx", "ultralytics"] = "onnx"
+    # None = the ONNX models shipped in analysis/models.
+    model_path: str | None = None
+    person_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.4
+    phone_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.3
+    analysis_fps: Annotated[float, Field(gt=0, le=30)] = 2.0
+    threads: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class RulesConfig(_Strict):
+    # Debounce: an event opens after open_k of the last open_n analysed frames are positive, and
+    # closes after close_m consecutive clear frames.
+    open_k: Annotated[int, Field(ge=1)] = 3
+    open_n: Annotated[int, Field(ge=1)] = 5
+    close_m: Annotated[int, Field(ge=1)] = 6
+    seat_empty_seconds: Annotated[float, Field(ge=0)] = 10.0
+    # Re-run detection on still scenes at least this often, so seated people are never missed.
+    recheck_seconds: Annotated[float, Field(gt=0)] = 3.0
+    offline_seconds: Annotated[float, Field(gt=0)] = 5.0
+    frozen_seconds: Annotated[float, Field(gt=0)] = 5.0
+    outside_seat_is_extra: bool = True
+
+    @model_validator(mode="after")
+    def _k_le_n(self) -> RulesConfig:
+        if self.open_k > self.open_n:
+            raise ValueError(f"open_k ({self.open_k}) must be <= open_n ({self.open_n})")
+        return self
+
+
+Role = Literal["admin", "supervisor", "auditor", "observer"]
+
+
+class UserConfig(_Strict):
+    """A dashboard user.  Passwords live hashed in the database; this seeds accounts."""
+
+    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
+    role: Role
+    display_name: str | None = None
+    password: SecretStr | None = None
+
+
+class EvalwatchConfig(_Strict):
+    """The whole configuration of one hub and its sites."""
+
+    hub: HubConfig = HubConfig()
+    storage: StorageConfig = StorageConfig()
+    capture: CaptureConfig = CaptureConfig()
+    detection: DetectionConfig = DetectionConfig()
+    rules: RulesConfig = RulesConfig()
+    users: list[UserConfig] = []
+    sites: list[SiteConfig] = []
+    # YAML file of generated secrets (hub key, S3 keys, agent tokens, demo passwords); created
+    # on first start with mode 0600.  Relative paths are relative to the config file.
+    secrets_file: str | None = "data/secrets.yaml"
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> EvalwatchConfig:
+        _no_duplicates([s.id for s in self.sites], "site")
+        _no_duplicates([u.username for u in self.users], "user")
+        return self
+
+    def site(self, site_id: str) -> SiteConfig:
+        for s in self.sites:
+            if s.id == site_id:
+                return s
+        raise KeyError(site_id)
+
+    def room(self, site_id: str, room_id: str) -> RoomConfig:
+        for r in self.site(site_id).rooms:
+            if r.id == room_id:
+                return r
+        raise KeyError(f"{site_id}/{room_id}")
+
+    def cameras(self) -> list[tuple[SiteConfig, RoomConfig, CameraConfig]]:
+        """Every camera of every room of every site, in config order."""
+        return [(s, r, c) for s in self.sites for r in s.rooms for c in r.cameras]
+
+    def resolve_path(self, p: str, base: Path | None = None) -> Path:
+        path = Path(p)
+        return path if path.is_absolute() or base is None else base / path

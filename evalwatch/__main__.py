@@ -1,0 +1,5 @@
+import sys
+
+from evalwatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,174 @@
+"""Metadata tables (SQLAlchemy 2).  SQLite by default, PostgreSQL by URL; schema via Alembic.
+
+Times are stored as timezone-aware UTC.  ``site``/``room``/``camera`` are the stable slugs from
+the config, denormalised onto segments and events so archive queries never need a join.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import JSON, TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; evalwatch stores UTC-aware datetimes only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Site(Base):
+    __tablename__ = "sites"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+
+
+class Room(Base):
+    __tablename__ = "rooms"
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+
+
+class Camera(Base):
+    __tablename__ = "cameras"
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    width: Mapped[int] = mapped_column(Integer, default=640)
+    height: Mapped[int] = mapped_column(Integer, default=480)
+    fps: Mapped[float] = mapped_column(Float, default=15.0)
+
+
+class Seat(Base):
+    __tablename__ = "seats"
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    polygon: Mapped[list[list[float]]] = mapped_column(JSON)
+    row: Mapped[int | None] = mapped_column(Integer)
+    col: Mapped[int | None] = mapped_column(Integer)
+
+
+class Segment(Base):
+    """One archived video segment and its link in the camera's hash chain.
+
+    ``seq`` is the position in the per-camera chain (append order, from 1); ``link_hash`` =
+    sha256(prev_link_hash ‖ canonical metadata ‖ sha256 of the bytes).
+    """
+
+    __tablename__ = "segments"
+    __table_args__ = (
+        UniqueConstraint("site", "room", "camera", "seq", name="uq_segment_chain_pos"),
+        UniqueConstraint("site", "room", "camera", "start", name="uq_segment_start"),
+        Index("ix_segments_camera_time", "site", "room", "camera", "start"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    room: Mapped[str] = mapped_column(String(64))
+    camera: Mapped[str] = mapped_column(String(64))
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    key: Mapped[str] = mapped_column(String(512), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(64), default="video/mp4")
+    source: Mapped[str] = mapped_column(String(16), default="live")  # live | backfill
+    seq: Mapped[int] = mapped_column(Integer)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    link_hash: Mapped[str] = mapped_column(String(64))
+    uploaded: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Event(Base):
+    """One incident raised by a rule: opens, updates (peak confidence), closes; then handled."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_camera_time", "site", "room", "camera", "started_at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    room: Mapped[str] = mapped_column(String(64))
+    camera: Mapped[str] = mapped_column(String(64))
+    seat: Mapped[str | None] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(32))  # extra_person | phone | seat_empty | camera_tamper | camera_offline
+    kind: Mapped[str | None] = mapped_column(String(32))  # tamper kind: covered | defocused | moved | frozen
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    snapshot_key: Mapped[str | None] = mapped_column(String(512))
+    footage_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    footage_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Alert workflow: new -> acknowledged -> resolved | false_alarm
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(Text)
+    session_id: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict[str, object] | None] = mapped_column(JSON)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))  # admin | supervisor | auditor | observer
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditLog(Base):
+    """Append-only record of who did what (logins, live views, replays, exports, alert actions)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_time", "at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))  # username, "agent:<site>", or "system"
+    role: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))  # login, login_failed, live_view, replay, export, alert_ack...
+    target: Mapped[str | None] = mapped_column(String(512))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, object] | None] = mapped_column(JSON)
