@@ -277,36 +277,39 @@ def _weighted_choice(rng: random.Random, items: Sequence[tuple[Any, int]]) -> An
 
 
 def _sample_independent(grid: _Grid, n: int, rng: random.Random) -> list[int]:
-    """Seat indices of a uniformly random set of ``n`` pairwise non-adjacent seats."""
+    """Seat indices of a uniformly random set of ``n`` pairwise non-adjacent seats.
+
+    Forward pass: for every profile state, the number of partial selections by size, as a
+    polynomial packed into one integer (slot ``k`` = ``bits`` bits at offset ``k * bits``; a slot
+    never overflows because no count exceeds ``2 ** #seats``).  Backward pass: walk the states
+    back from the end choosing predecessors in proportion to their counts, which draws every
+    size-``n`` selection with the same probability.
+    """
     if n == 0:
         return []
     w = grid.width
     full = (1 << (w + 1)) - 1
     ncells = grid.height * w
-    tables: list[dict[int, list[int]]] = [{0: [1] + [0] * n}]
+    bits = len(grid.cells) + 1
+    slot = (1 << bits) - 1
+    keep = (1 << (bits * (n + 1))) - 1
+    tables: list[dict[int, int]] = [{0: 1}]
     for i in range(ncells):
         c = i % w
         seat = i in grid.cells
-        new: dict[int, list[int]] = {}
+        new: dict[int, int] = {}
         for mask, poly in tables[-1].items():
             m0 = (mask << 1) & full
-            acc = new.get(m0)
-            if acc is None:
-                new[m0] = list(poly)
-            else:
-                for k in range(n + 1):
-                    acc[k] += poly[k]
+            new[m0] = new.get(m0, 0) + poly
             if seat and not _blocked(mask, c, w):
                 m1 = m0 | 1
-                shifted = [0, *poly[:n]]
-                acc1 = new.get(m1)
-                if acc1 is None:
-                    new[m1] = shifted
-                else:
-                    for k in range(n + 1):
-                        acc1[k] += shifted[k]
+                new[m1] = new.get(m1, 0) + ((poly << bits) & keep)
         tables.append(new)
-    state = _weighted_choice(rng, [(m, p[n]) for m, p in tables[ncells].items() if p[n]])
+
+    def coef(poly: int, k: int) -> int:
+        return (poly >> (k * bits)) & slot
+
+    state = _weighted_choice(rng, [(m, coef(p, n)) for m, p in tables[ncells].items() if coef(p, n)])
     k = n
     chosen: list[int] = []
     for i in range(ncells - 1, -1, -1):
@@ -318,10 +321,12 @@ def _sample_independent(grid: _Grid, n: int, rng: random.Random) -> list[int]:
         options: list[tuple[int, int]] = []
         for top in (0, 1):
             prev = (state >> 1) | (top << w)
-            counts = tables[i].get(prev)
-            if counts is None or not counts[k] or (sel and _blocked(prev, c, w)):
+            before = tables[i].get(prev)
+            if before is None or (sel and _blocked(prev, c, w)):
                 continue
-            options.append((prev, counts[k]))
+            count = coef(before, k)
+            if count:
+                options.append((prev, count))
         state = _weighted_choice(rng, options)
     return sorted(chosen)
 
