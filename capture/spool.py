@@ -1,0 +1,143 @@
+"""The agent's bounded local segment spool.
+
+Layout: ``spool_dir/<site>/<room>/<camera>/<start>_<end>.mp4`` where start/end are UTC times
+``YYYYmmddTHHMMSS.fffZ``.  A segment is written as ``*.mp4.part`` and renamed when complete, so a
+listed ``.mp4`` is always a whole file.  After the hub accepted it an empty ``*.mp4.done`` marker
+is created next to it; the segment itself stays until the quota needs the space (so it can be
+re-sent when the hub reports it missing).  Quota: ``spool_max_mb``; uploaded segments are dropped
+first (oldest first), then — with a warning, because that footage exists nowhere else — the
+oldest not yet uploaded ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+TIME_FMT = "%Y%m%dT%H%M%S"
+
+
+def fmt_time(t: datetime) -> str:
+    t = t.astimezone(UTC)
+    return t.strftime(TIME_FMT) + f".{t.microsecond // 1000:03d}Z"
+
+
+def parse_time(s: str) -> datetime:
+    base, _, frac = s.removesuffix("Z").partition(".")
+    t = datetime.strptime(base, TIME_FMT).replace(tzinfo=UTC)
+    return t.replace(microsecond=int((frac or "0").ljust(3, "0")[:3]) * 1000)
+
+
+@dataclass(frozen=True)
+class SpooledSegment:
+    site: str
+    room: str
+    camera: str
+    start: datetime
+    end: datetime
+    path: Path
+
+    @property
+    def done(self) -> bool:
+        return self.path.with_name(self.path.name + ".done").exists()
+
+    @property
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+
+class Spool:
+    def __init__(self, root: str | Path, max_mb: float):
+        self.root = Path(root)
+        self.max_bytes = int(max_mb * 1024 * 1024)
+        self.dropped_unsent = 0
+        self.dropped_sent = 0
+
+    def camera_dir(self, site: str, room: str, camera: str) -> Path:
+        return self.root / site / room / camera
+
+    def path_for(self, site: str, room: str, camera: str, start: datetime, end: datetime) -> Path:
+        return self.camera_dir(site, room, camera) / f"{fmt_time(start)}_{fmt_time(end)}.mp4"
+
+    def segments(
+        self, site: str | None = None, room: str | None = None, camera: str | None = None
+    ) -> list[SpooledSegment]:
+        """Complete segments, oldest first (ties broken by camera)."""
+        out: list[SpooledSegment] = []
+        if not self.root.exists():
+            return out
+        for p in self.root.glob("*/*/*/*.mp4"):
+            cam_dir = p.parent
+            s, r, c = cam_dir.parent.parent.name, cam_dir.parent.name, cam_dir.name
+            if (site and s != site) or (room and r != room) or (camera and c != camera):
+                continue
+            try:
+                a, b = p.stem.split("_")
+                seg = SpooledSegment(s, r, c, parse_time(a), parse_time(b), p)
+            except ValueError:
+                log.warning("spool: ignoring unexpected file %s", p)
+                continue
+            out.append(seg)
+        out.sort(key=lambda x: (x.start, x.site, x.room, x.camera))
+        return out
+
+    def pending(self) -> list[SpooledSegment]:
+        return [s for s in self.segments() if not s.done]
+
+    def mark_done(self, seg: SpooledSegment) -> None:
+        seg.path.with_name(seg.path.name + ".done").touch()
+
+    def mark_rejected(self, seg: SpooledSegment, reason: str) -> None:
+        """Move a segment the hub refused (4xx) aside so it does not block the queue."""
+        target = seg.path.with_name(seg.path.name + ".rejected")
+        os.replace(seg.path, target)
+        target.with_name(target.name + ".txt").write_text(reason[:2000], encoding="utf-8")
+
+    def total_bytes(self) -> int:
+        if not self.root.exists():
+            return 0
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+    def enforce_quota(self) -> None:
+        total = self.total_bytes()
+        if total <= self.max_bytes:
+            return
+        segs = self.segments()
+        for want_done in (True, False):
+            for seg in segs:
+                if total <= self.max_bytes:
+                    return
+                if seg.done != want_done:
+                    continue
+                size = seg.size
+                self.remove(seg)
+                total -= size
+                if want_done:
+                    self.dropped_sent += 1
+                    log.info(
+                        "spool full: dropped uploaded segment site=%s room=%s camera=%s start=%s",
+                        seg.site, seg.room, seg.camera, fmt_time(seg.start),
+                    )
+                else:
+                    self.dropped_unsent += 1
+                    log.warning(
+                        "spool full (%d MB): dropped NOT-YET-UPLOADED segment site=%s room=%s "
+                        "camera=%s start=%s end=%s",
+                        self.max_bytes // (1024 * 1024), seg.site, seg.room, seg.camera,
+                        fmt_time(seg.start), fmt_time(seg.end),
+                    )
+
+    def remove(self, seg: SpooledSegment) -> None:
+        for p in (seg.path, seg.path.with_name(seg.path.name + ".done")):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
