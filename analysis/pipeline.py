@@ -1,0 +1,480 @@
+"""The analysis pipeline: frames → (motion gate, batched detector, tamper) → rules → events.
+
+Two entry points share one synchronous core, :class:`AnalysisCore`:
+
+* :func:`analyze_frames` — ``evalwatch analyze`` and the benchmarks: a finite iterator of frames
+  of one room → the list of incidents (closed at the end of input).
+* :class:`AnalysisPipeline` — the hub: implements the recorder's ``FrameSink`` (``submit`` is
+  non-blocking and thread-safe, keeps only the newest due frame per camera), runs the core in a
+  worker thread (``asyncio.to_thread``) so the hub loop never blocks, raises ``camera_offline``
+  when a camera's frames stop, and hands every :class:`~analysis.events.EventUpdate` to the
+  :class:`~analysis.bus.EventBus` and to an :class:`EventSink` (database + object storage).
+
+Per camera the core keeps: the rule state (:class:`analysis.rules.CameraRules`), the tamper
+state (:class:`analysis.tamper.TamperDetector`) and a motion gate.  Frames are thinned to
+``DetectionConfig.analysis_fps``.  The detector runs once per batch over every camera's frame
+that needs it; a frame whose picture has not changed since the last detection of that camera
+reuses that detection, but never for longer than ``RulesConfig.recheck_seconds`` (seated
+people hardly move and must still be re-detected).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from analysis.bus import EventBus
+from analysis.events import Event, EventUpdate
+from analysis.rules import CameraRules
+from analysis.snapshot import render_snapshot
+from analysis.tamper import TamperConfig, TamperDetector
+from config.models import DetectionConfig, RoomConfig, RulesConfig
+
+log = logging.getLogger("evalwatch.analysis")
+
+#: Grey-level change (0..255, on a 96x72 blurred thumbnail) that counts as motion in a pixel.
+MOTION_PIXEL = 10
+#: Fraction of moving pixels below which a frame is "unchanged" since the last detection.
+MOTION_FRACTION = 0.002
+#: Frames per detector call at most (several cameras, or consecutive frames of one video).
+MAX_BATCH = 8
+
+
+class DetectorLike(Protocol):
+    """``analysis.detector.Detector``: BGR uint8 frames → boxes per frame (normalised)."""
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Any]]: ...
+
+
+@dataclass
+class CameraState:
+    """Everything the core remembers about one camera."""
+
+    key: str
+    camera: str
+    room: RoomConfig
+    rules: CameraRules
+    tamper: TamperDetector
+    last_t: float | None = None
+    det_t: float | None = None
+    det_thumb: np.ndarray | None = None
+    boxes: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class CoreStats:
+    """Counters for the benchmarks and /metrics."""
+
+    frames: int = 0
+    detected: int = 0
+    reused: int = 0
+    detector_calls: int = 0
+    detector_seconds: float = 0.0
+
+
+def _thumb(frame: np.ndarray) -> np.ndarray:
+    g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+    g = cv2.resize(g, (96, 72), interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(g, (3, 3), 0)
+
+
+class AnalysisCore:
+    """Synchronous analysis of frames from any number of cameras (module docstring).
+
+    Register cameras with :meth:`add_camera`, then call :meth:`process` with batches of
+    ``(key, t, frame)`` in time order per camera, and :meth:`finish` at the end of input.  Not
+    thread-safe: one caller at a time (the live pipeline runs it on one worker thread).
+    """
+
+    def __init__(
+        self,
+        detector: DetectorLike,
+        rules_cfg: RulesConfig | None = None,
+        detection_cfg: DetectionConfig | None = None,
+        *,
+        motion_gate: bool = True,
+        snapshots: bool = True,
+        tamper_cfg: TamperConfig | None = None,
+    ):
+        self.detector = detector
+        self.rules_cfg = rules_cfg or RulesConfig()
+        self.detection_cfg = detection_cfg or DetectionConfig()
+        self.motion_gate = motion_gate
+        self.snapshots = snapshots
+        self.tamper_cfg = tamper_cfg or TamperConfig(frozen_seconds=self.rules_cfg.frozen_seconds)
+        self.cameras: dict[str, CameraState] = {}
+        self.stats = CoreStats()
+
+    @property
+    def interval(self) -> float:
+        """Seconds between analysed frames of one camera."""
+        return 1.0 / self.detection_cfg.analysis_fps
+
+    def add_camera(self, key: str, room: RoomConfig, camera: str, *, site: str | None = None) -> None:
+        """Register ``camera`` of ``room`` under ``key`` (its seats come from the room)."""
+        if camera not in [c.id for c in room.cameras]:
+            raise ValueError(f"camera {camera!r} is not in room {room.id!r}")
+        rules = CameraRules(camera, room.seats_for(camera), self.rules_cfg, room=room.id, site=site)
+        self.cameras[key] = CameraState(key, camera, room, rules, TamperDetector(self.tamper_cfg))
+
+    def due(self, key: str, t: float) -> bool:
+        """Whether a frame of camera ``key`` at ``t`` should be analysed (``analysis_fps``)."""
+        st = self.cameras[key]
+        return st.last_t is None or t - st.last_t >= self.interval * 0.999
+
+    def process(self, batch: Sequence[tuple[str, float, np.ndarray]]) -> list[EventUpdate]:
+        """Analyse a batch of frames (skipping those not due); returns the event updates."""
+        work: list[tuple[CameraState, float, np.ndarray, dict[str, float]]] = []
+        need: list[int] = []
+        for key, t, frame in batch:
+            st = self.cameras[key]
+            if not self.due(key, t):
+                continue
+            st.last_t = t
+            self.stats.frames += 1
+            tamper = st.tamper.update(t, frame)
+            work.append((st, t, frame, tamper))
+            if self._needs_detection(st, t, frame, tamper):
+                need.append(len(work) - 1)
+        results: dict[int, list[Any]] = {}
+        for i in range(0, len(need), MAX_BATCH):
+            idx = need[i:i + MAX_BATCH]
+            t0 = time.perf_counter()
+            boxes = self.detector.detect([work[j][2] for j in idx])
+            self.stats.detector_seconds += time.perf_counter() - t0
+            self.stats.detector_calls += 1
+            self.stats.detected += len(idx)
+            results.update(zip(idx, boxes, strict=True))
+        out: list[EventUpdate] = []
+        for j, (st, t, frame, tamper) in enumerate(work):
+            if j in results:
+                st.boxes = list(results[j])
+                st.det_t = t
+                st.det_thumb = _thumb(frame)
+            else:
+                self.stats.reused += 1
+            snap = self._snapshot_fn(st, frame) if self.snapshots else None
+            out += st.rules.update(t, st.boxes, tamper, snap)
+        return out
+
+    def _needs_detection(
+        self, st: CameraState, t: float, frame: np.ndarray, tamper: dict[str, float]
+    ) -> bool:
+        if not self.motion_gate or st.det_t is None or st.det_thumb is None:
+            return True
+        if t - st.det_t >= self.rules_cfg.recheck_seconds:
+            return True
+        if tamper:  # the rules ignore detections while the picture is tampered with
+            return False
+        diff = cv2.absdiff(_thumb(frame), st.det_thumb)
+        return float(np.count_nonzero(diff > MOTION_PIXEL)) / diff.size > MOTION_FRACTION
+
+    def _snapshot_fn(
+        self, st: CameraState, frame: np.ndarray
+    ) -> Callable[[str, str | None, str | None], bytes]:
+        def snap(rule: str, seat: str | None, kind: str | None) -> bytes:
+            what = f"{rule}{'/' + kind if kind else ''}{' @ ' + seat if seat else ''}"
+            return render_snapshot(frame, st.boxes, st.rules.seats, highlight_seat=seat,
+                                   caption=f"{st.room.id}/{st.camera}  {what}")
+        return snap
+
+    def finish(self) -> list[EventUpdate]:
+        """End of input: close every open incident."""
+        out: list[EventUpdate] = []
+        for st in self.cameras.values():
+            out += st.rules.finish()
+        return out
+
+
+def analyze_frames(
+    frames: Iterable[tuple[float, np.ndarray]] | Iterable[tuple[str, float, np.ndarray]],
+    room: RoomConfig,
+    detector: DetectorLike,
+    rules_cfg: RulesConfig | None = None,
+    detection_cfg: DetectionConfig | None = None,
+    *,
+    camera: str | None = None,
+    motion_gate: bool = True,
+    snapshots: bool = False,
+    batch: int = 4,
+    on_update: Callable[[EventUpdate], None] | None = None,
+    stats: CoreStats | None = None,
+) -> list[Event]:
+    """Analyse a finite stream of frames of ``room`` and return its incidents, by start time.
+
+    ``frames`` yields ``(t, frame)`` (all of camera ``camera``, default the room's first camera)
+    or ``(camera_id, t, frame)``.  Times are seconds, increasing per camera.  Frames closer than
+    ``1/analysis_fps`` to the previous analysed frame of their camera are skipped.  Up to
+    ``batch`` consecutive frames are analysed with one detector call.  Events still open at the
+    end are closed at their last positive frame.  ``on_update`` sees every update as it
+    happens; ``stats`` (if given) receives the core's counters.
+    """
+    core = AnalysisCore(detector, rules_cfg, detection_cfg, motion_gate=motion_gate, snapshots=snapshots)
+    default_cam = camera or room.cameras[0].id
+    for c in room.cameras:
+        core.add_camera(c.id, room, c.id)
+    if default_cam not in core.cameras:
+        raise ValueError(f"camera {default_cam!r} is not in room {room.id!r}")
+    events: dict[str, Event] = {}
+
+    def handle(updates: list[EventUpdate]) -> None:
+        for u in updates:
+            events[u.event.id] = u.event
+            if on_update is not None:
+                on_update(u)
+
+    pending: list[tuple[str, float, np.ndarray]] = []
+    for item in frames:
+        if len(item) == 2:
+            t, frame = item  # type: ignore[misc]
+            key = default_cam
+        else:
+            key, t, frame = item  # type: ignore[misc]
+        if key not in core.cameras:
+            raise ValueError(f"frame from unknown camera {key!r}")
+        pending.append((key, float(t), frame))
+        if len(pending) >= max(1, batch):
+            handle(core.process(pending))
+            pending = []
+    if pending:
+        handle(core.process(pending))
+    handle(core.finish())
+    if stats is not None:
+        stats.__dict__.update(core.stats.__dict__)
+    return sorted(events.values(), key=lambda e: (e.start_s, e.rule, e.seat or "", e.kind or ""))
+
+
+# --- reading video files ----------------------------------------------------------------------
+
+
+class VideoError(Exception):
+    """A video file could not be opened or decoded (message names the file)."""
+
+
+def iter_video_frames(path: str | Path, fps: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    """Decode ``path`` → ``(t_seconds, BGR frame)``, thinned to at most ``fps`` frames/s.
+
+    Frames that are not kept are decoded (the codec needs them) but never converted to arrays.
+    Raises :class:`VideoError` for a missing, unreadable or corrupt file.
+    """
+    import av  # local: the site agent does not need analysis
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"{path}: no such file")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
+        raise VideoError(f"{path}: cannot open video: {e}") from None
+    with contextlib.closing(container):
+        if not container.streams.video:
+            raise VideoError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = float(stream.time_base) if stream.time_base else None
+        interval = 0.0 if not fps else 1.0 / fps
+        next_t: float | None = None
+        n = 0
+        try:
+            for i, frame in enumerate(container.decode(stream)):
+                if frame.pts is not None and tb is not None:
+                    t = frame.pts * tb - (float(stream.start_time or 0) * tb)
+                else:
+                    rate = float(stream.average_rate or 15)
+                    t = i / rate
+                if next_t is not None and t < next_t - 1e-6:
+                    continue
+                next_t = t + interval if next_t is None else max(next_t + interval, t)
+                n += 1
+                yield t, frame.to_ndarray(format="bgr24")
+        except av.error.FFmpegError as e:
+            raise VideoError(f"{path}: corrupt video after {n} frames: {e}") from None
+        if n == 0:
+            raise VideoError(f"{path}: no decodable video frames")
+
+
+# --- live -------------------------------------------------------------------------------------
+
+
+class EventSink(Protocol):
+    """Where live event updates go besides the bus (database + snapshot upload)."""
+
+    async def handle(self, update: EventUpdate) -> None: ...
+
+
+def camera_key(camera: Any) -> str:
+    """Stable key of a camera reference: ``"site/room/camera"``.
+
+    Accepts a string (used as is), a ``(site, room, camera)`` tuple, or an object with
+    ``site``/``room`` and ``camera`` (or ``camera_id`` / ``id``) attributes (``CameraRef``).
+    """
+    if isinstance(camera, str):
+        return camera
+    if isinstance(camera, tuple):
+        return "/".join(str(p) for p in camera)
+    cam = next((getattr(camera, a) for a in ("camera", "camera_id", "id") if hasattr(camera, a)), None)
+    site = getattr(camera, "site", getattr(camera, "site_id", None))
+    room = getattr(camera, "room", getattr(camera, "room_id", None))
+    if cam is None or room is None:
+        raise TypeError(f"not a camera reference: {camera!r}")
+    return f"{site}/{room}/{cam}"
+
+
+class AnalysisPipeline:
+    """Live analysis for the hub; implements the recorder's ``FrameSink``.
+
+    Construct with the detector, config and (site id, room) pairs, then ``await start()``
+    (or run :meth:`run` as a task) on the hub loop; the recorder calls :meth:`submit` from any
+    thread.  Updates are published on ``bus`` (``EventUpdate.to_dict(absolute=True)``) and passed
+    to ``sink.handle`` in order by a separate task, so a slow database never stalls analysis.
+    """
+
+    def __init__(
+        self,
+        detector: DetectorLike,
+        rooms: Iterable[tuple[str, RoomConfig]],
+        *,
+        detection_cfg: DetectionConfig | None = None,
+        rules_cfg: RulesConfig | None = None,
+        bus: EventBus | None = None,
+        sink: EventSink | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.core = AnalysisCore(detector, rules_cfg, detection_cfg)
+        self.bus = bus if bus is not None else EventBus()
+        self.sink = sink
+        self.clock = clock
+        self.rooms: dict[str, tuple[str, RoomConfig, str]] = {}
+        for site, room in rooms:
+            for cam in room.cameras:
+                key = f"{site}/{room.id}/{cam.id}"
+                self.core.add_camera(key, room, cam.id, site=site)
+                self.rooms[key] = (site, room, cam.id)
+        self._lock = threading.Lock()
+        self._pending: dict[str, tuple[float, np.ndarray]] = {}
+        self._accepted: dict[str, float] = {}
+        self._seen: dict[str, float] = {}
+        self._offline: dict[str, Event] = {}
+        self._unknown: set[str] = set()
+        self._sink_q: asyncio.Queue[EventUpdate] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self.dropped_frames = 0
+
+    # -- FrameSink --
+
+    def submit(self, camera: Any, ts: datetime | float, frame: np.ndarray) -> None:
+        """Offer a frame (non-blocking, any thread).  Frames arriving faster than
+        ``analysis_fps`` are dropped; a frame not yet analysed is replaced by a newer one."""
+        key = camera_key(camera)
+        t = ts.timestamp() if isinstance(ts, datetime) else float(ts)
+        with self._lock:
+            if key not in self.rooms:
+                if key not in self._unknown:
+                    self._unknown.add(key)
+                    log.warning("frames from unconfigured camera %s ignored", key)
+                return
+            self._seen[key] = self.clock()
+            last = self._accepted.get(key)
+            if last is not None and t - last < self.core.interval * 0.999:
+                return
+            if key in self._pending:
+                self.dropped_frames += 1
+            self._accepted[key] = t
+            self._pending[key] = (t, frame)
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        """Start the analysis and sink tasks on the running loop."""
+        self._sink_q = asyncio.Queue()
+        self._stop.clear()
+        self._tasks = [asyncio.create_task(self.run(), name="analysis"),
+                       asyncio.create_task(self._sink_loop(), name="analysis-sink")]
+
+    async def stop(self) -> None:
+        """Stop analysing; open incidents stay open (the hub may restart); flush the sink."""
+        self._stop.set()
+        if self._tasks:
+            await self._tasks[0]
+            if self._sink_q is not None:
+                await self._sink_q.join()
+            self._tasks[1].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tasks[1]
+        self._tasks = []
+
+    async def run(self) -> None:
+        """The analysis loop: every half analysis interval, analyse what is pending."""
+        period = self.core.interval / 2
+        while not self._stop.is_set():
+            await self.step()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), period)
+
+    async def step(self) -> list[EventUpdate]:
+        """One round: analyse the pending frames in a worker thread, check offline cameras."""
+        with self._lock:
+            batch = [(k, t, f) for k, (t, f) in self._pending.items()]
+            self._pending.clear()
+        updates: list[EventUpdate] = []
+        if batch:
+            try:
+                updates = await asyncio.to_thread(self.core.process, batch)
+            except Exception:  # a detector failure must not kill live analysis
+                log.exception("analysis of %d frames failed", len(batch))
+        updates += self._check_offline()
+        for u in updates:
+            self._emit(u)
+        return updates
+
+    def _check_offline(self) -> list[EventUpdate]:
+        now = self.clock()
+        limit = self.core.rules_cfg.offline_seconds
+        out: list[EventUpdate] = []
+        with self._lock:
+            seen = dict(self._seen)
+        for key, (site, room, cam) in self.rooms.items():
+            last = seen.get(key)
+            if last is None:
+                continue  # never connected: the agent's status, not an incident
+            ev = self._offline.get(key)
+            if ev is None and now - last > limit:
+                ev = Event(rule="camera_offline", camera=cam, seat=None, start_s=last, confidence=1.0,
+                           room=room.id, site=site, footage_start_s=last - 5.0)
+                self._offline[key] = ev
+                out.append(EventUpdate("opened", ev))
+            elif ev is not None and now - last <= limit:
+                ev.end_s = last
+                ev.footage_end_s = last
+                del self._offline[key]
+                out.append(EventUpdate("closed", ev))
+        return out
+
+    def _emit(self, u: EventUpdate) -> None:
+        self.bus.publish(u.to_dict(absolute=True))
+        if self.sink is not None and self._sink_q is not None:
+            self._sink_q.put_nowait(u)
+
+    async def _sink_loop(self) -> None:
+        assert self._sink_q is not None
+        while True:
+            u = await self._sink_q.get()
+            try:
+                if self.sink is not None:
+                    await self.sink.handle(u)
+            except Exception:
+                log.exception("event sink failed for %s %s", u.action, u.event.rule)
+            finally:
+                self._sink_q.task_done()

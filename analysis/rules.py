@@ -1,0 +1,399 @@
+"""Seat rules: per-frame detections → debounced incidents (``extra_person``, ``phone``,
+``seat_empty``, ``camera_tamper``).
+
+Contract (all counts are in *analysed* frames of one camera, fed in time order):
+
+* A person belongs to the seat whose polygon contains the lower centre of their box; a lower
+  centre within ``seat_margin`` (normalised distance) of a polygon counts for the nearest seat.
+  Anyone else is *outside every seat*.
+* ``extra_person`` at a seat: more than one person there.  ``extra_person`` with seat ``None``:
+  a person outside every seat, when ``RulesConfig.outside_seat_is_extra``.
+* ``phone`` at a seat: a phone box, attributed to the seat whose polygon contains its centre,
+  else the seat whose polygon overlaps it most, else the seat of the person whose box contains
+  it (or is nearest), else the nearest seat.
+* Debounce (:class:`Debouncer`): an incident opens once ``open_k`` of the last ``open_n`` frames
+  are positive (start = first positive frame in that window), and closes after ``close_m``
+  consecutive clear frames (end = last positive frame).  One event per incident.
+* ``seat_empty``: the seat's "nobody here" state, debounced the same way, has lasted at least
+  ``seat_empty_seconds``; the event starts when the absence started and closes when the person
+  is back (``close_m`` frames with someone at the seat).
+* ``camera_tamper``: each kind reported by :mod:`analysis.tamper` is debounced like the others.
+  While any tamper incident is open the seat rules are suspended (their state is frozen): the
+  picture cannot be trusted, and the tamper alert is the one a supervisor needs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from analysis.events import Event, EventUpdate
+from config.models import RulesConfig, SeatConfig
+
+PERSON = "person"
+PHONE = "cell phone"
+# Footage an auditor should see around an incident.
+FOOTAGE_PRE_S = 5.0
+FOOTAGE_POST_S = 5.0
+# Publish "updated" only when the peak confidence rose by this much.
+UPDATE_STEP = 0.1
+
+
+class BoxLike(Protocol):
+    """What the rules need of a detector box (``analysis.detector.Box``), normalised 0..1."""
+
+    label: str
+    score: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+Point = tuple[float, float]
+
+
+# --- geometry ---------------------------------------------------------------------------------
+
+
+def point_in_polygon(p: Point, poly: Sequence[Point]) -> bool:
+    """Ray casting; points on the boundary may go either way."""
+    x, y = p
+    inside = False
+    n = len(poly)
+    for i in range(n):
+        x1, y1 = poly[i]
+        x2, y2 = poly[(i + 1) % n]
+        if (y1 > y) != (y2 > y):
+            xc = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+            if x < xc:
+                inside = not inside
+    return inside
+
+
+def _seg_dist(p: Point, a: Point, b: Point) -> float:
+    ax, ay = a
+    bx, by = b
+    px, py = p
+    dx, dy = bx - ax, by - ay
+    L2 = dx * dx + dy * dy
+    t = 0.0 if L2 == 0 else max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / L2))
+    return math.hypot(px - (ax + t * dx), py - (ay + t * dy))
+
+
+def polygon_distance(p: Point, poly: Sequence[Point]) -> float:
+    """0 inside the polygon, else the distance to its boundary."""
+    if point_in_polygon(p, poly):
+        return 0.0
+    return min(_seg_dist(p, poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly)))
+
+
+def box_polygon_overlap(box: BoxLike, poly: Sequence[Point], samples: int = 5) -> float:
+    """Fraction of a ``samples`` x ``samples`` grid over the box that falls inside ``poly``."""
+    hits = 0
+    for i in range(samples):
+        for j in range(samples):
+            x = box.x1 + (i + 0.5) / samples * (box.x2 - box.x1)
+            y = box.y1 + (j + 0.5) / samples * (box.y2 - box.y1)
+            hits += point_in_polygon((x, y), poly)
+    return hits / (samples * samples)
+
+
+def lower_centre(box: BoxLike) -> Point:
+    return ((box.x1 + box.x2) / 2.0, box.y2)
+
+
+def centre(box: BoxLike) -> Point:
+    return ((box.x1 + box.x2) / 2.0, (box.y1 + box.y2) / 2.0)
+
+
+@dataclass
+class SeatAssignment:
+    """People per seat, people outside every seat, and phones per seat, for one frame."""
+
+    people: dict[str, list[BoxLike]]
+    outside: list[BoxLike]
+    phones: dict[str, list[BoxLike]]
+    unattributed_phones: list[BoxLike]
+
+
+def seat_of_person(box: BoxLike, seats: Sequence[SeatConfig], margin: float = 0.0) -> str | None:
+    """The seat containing the box's lower centre (or nearest within ``margin``), else None."""
+    p = lower_centre(box)
+    best: tuple[float, str] | None = None
+    for s in seats:
+        d = polygon_distance(p, s.polygon)
+        if d == 0.0:
+            return s.id
+        if d <= margin and (best is None or d < best[0]):
+            best = (d, s.id)
+    return None if best is None else best[1]
+
+
+def seat_of_phone(
+    box: BoxLike, seats: Sequence[SeatConfig], people: Sequence[tuple[BoxLike, str | None]]
+) -> str | None:
+    """See the module contract for the attribution order."""
+    if not seats:
+        return None
+    c = centre(box)
+    for s in seats:
+        if point_in_polygon(c, s.polygon):
+            return s.id
+    overlaps = [(box_polygon_overlap(box, s.polygon), s.id) for s in seats]
+    ov, sid = max(overlaps)
+    if ov > 0:
+        return sid
+    holders = [(pb, seat) for pb, seat in people if seat is not None]
+    inside = [(pb, seat) for pb, seat in holders if pb.x1 <= c[0] <= pb.x2 and pb.y1 <= c[1] <= pb.y2]
+    cands = inside or holders
+    if cands:
+        _pb, seat = min(cands, key=lambda ps: math.dist(c, centre(ps[0])))
+        return seat
+    return min(seats, key=lambda s: polygon_distance(c, s.polygon)).id
+
+
+def assign(
+    boxes: Sequence[BoxLike], seats: Sequence[SeatConfig], *, seat_margin: float = 0.0
+) -> SeatAssignment:
+    """Attribute every person and phone box of one frame to seats (module contract)."""
+    people: dict[str, list[BoxLike]] = {s.id: [] for s in seats}
+    phones: dict[str, list[BoxLike]] = {s.id: [] for s in seats}
+    outside: list[BoxLike] = []
+    loose: list[BoxLike] = []
+    person_seats: list[tuple[BoxLike, str | None]] = []
+    for b in boxes:
+        if b.label == PERSON:
+            sid = seat_of_person(b, seats, seat_margin)
+            person_seats.append((b, sid))
+            (people[sid] if sid is not None else outside).append(b)
+    for b in boxes:
+        if b.label == PHONE:
+            sid = seat_of_phone(b, seats, person_seats)
+            (phones[sid] if sid is not None else loose).append(b)
+    return SeatAssignment(people, outside, phones, loose)
+
+
+# --- debounce ---------------------------------------------------------------------------------
+
+
+class Debouncer:
+    """K-of-N to open, M consecutive clear frames to close (module contract).
+
+    :meth:`update` returns ``"open"``, ``"close"`` or ``None``.  ``start_s`` / ``end_s`` /
+    ``peak`` describe the current (or last) incident.
+    """
+
+    def __init__(self, k: int, n: int, m: int):
+        if not 1 <= k <= n or m < 1:
+            raise ValueError(f"need 1 <= k <= n and m >= 1, got k={k} n={n} m={m}")
+        self.k, self.n, self.m = k, n, m
+        self.window: deque[tuple[float, bool]] = deque(maxlen=n)
+        self.active = False
+        self.clear_run = 0
+        self.start_s = 0.0
+        self.end_s = 0.0
+        self.last_positive_s = 0.0
+        self.peak = 0.0
+        self.positives = 0
+        self.frames = 0
+
+    def update(self, t: float, positive: bool, confidence: float = 1.0) -> str | None:
+        if not self.active:
+            self.window.append((t, positive))
+            if positive and sum(p for _, p in self.window) >= self.k:
+                self.active = True
+                self.start_s = next(tt for tt, p in self.window if p)
+                self.last_positive_s = t
+                self.clear_run = 0
+                self.peak = confidence
+                self.positives = sum(p for _, p in self.window)
+                self.frames = len(self.window) - [p for _, p in self.window].index(True)
+                return "open"
+            return None
+        self.frames += 1
+        if positive:
+            self.clear_run = 0
+            self.last_positive_s = t
+            self.positives += 1
+            self.peak = max(self.peak, confidence)
+            return None
+        self.clear_run += 1
+        if self.clear_run >= self.m:
+            self.active = False
+            self.end_s = self.last_positive_s
+            self.window.clear()
+            return "close"
+        return None
+
+    @property
+    def ratio(self) -> float:
+        """Fraction of positive frames since the incident opened (from its first positive)."""
+        return self.positives / max(1, self.frames)
+
+
+# --- the per-camera rule engine ---------------------------------------------------------------
+
+SnapshotFn = Callable[[str, str | None, str | None], bytes | None]
+
+
+@dataclass
+class _Track:
+    rule: str
+    seat: str | None
+    kind: str | None
+    deb: Debouncer
+    event: Event | None = None
+    published_conf: float = 0.0
+
+
+class CameraRules:
+    """Rule state of one camera.  Feed it every analysed frame with :meth:`update`.
+
+    ``snapshot`` (optional) is called as ``snapshot(rule, seat, kind)`` when an event opens and
+    returns JPEG bytes for it (it renders the frame currently being processed).
+    """
+
+    def __init__(
+        self,
+        camera: str,
+        seats: Sequence[SeatConfig],
+        cfg: RulesConfig,
+        *,
+        room: str | None = None,
+        site: str | None = None,
+        seat_margin: float = 0.02,
+    ):
+        self.camera = camera
+        self.seats = list(seats)
+        self.cfg = cfg
+        self.room = room
+        self.site = site
+        self.seat_margin = seat_margin
+        self._tracks: dict[tuple[str, str | None, str | None], _Track] = {}
+        self._absence: dict[str, Debouncer] = {s.id: self._deb() for s in self.seats}
+        self._empty: dict[str, _Track] = {}
+        self.last_t: float | None = None
+        self.last_assignment: SeatAssignment | None = None
+
+    def _deb(self) -> Debouncer:
+        return Debouncer(self.cfg.open_k, self.cfg.open_n, self.cfg.close_m)
+
+    def _track(self, rule: str, seat: str | None, kind: str | None = None) -> _Track:
+        key = (rule, seat, kind)
+        tr = self._tracks.get(key)
+        if tr is None:
+            tr = self._tracks[key] = _Track(rule, seat, kind, self._deb())
+        return tr
+
+    @property
+    def tampered(self) -> bool:
+        """True while a camera_tamper incident is open on this camera."""
+        return any(tr.event is not None for (rule, _, _), tr in self._tracks.items()
+                   if rule == "camera_tamper")
+
+    def open_events(self) -> list[Event]:
+        out = [tr.event for tr in self._tracks.values() if tr.event is not None]
+        out += [tr.event for tr in self._empty.values() if tr.event is not None]
+        return out
+
+    # -- feeding --
+
+    def update(
+        self,
+        t: float,
+        boxes: Sequence[BoxLike] | None,
+        tamper: dict[str, float] | None = None,
+        snapshot: SnapshotFn | None = None,
+    ) -> list[EventUpdate]:
+        """Feed one analysed frame at time ``t``.
+
+        ``boxes`` are the detections of this frame (``None`` = not available: seat rules are not
+        fed).  ``tamper`` maps a tamper kind to its confidence for the kinds present in this
+        frame (absent kinds are clear).  Returns the event updates this frame caused.
+        """
+        self.last_t = t
+        out: list[EventUpdate] = []
+        tamper = tamper or {}
+        for kind in ("covered", "defocused", "moved", "frozen"):
+            conf = tamper.get(kind)
+            self._feed(self._track("camera_tamper", None, kind), t, conf is not None, conf or 0.0,
+                       snapshot, out)
+        if boxes is None or self.tampered:
+            return out
+        a = assign(boxes, self.seats, seat_margin=self.seat_margin)
+        self.last_assignment = a
+        for s in self.seats:
+            ppl = sorted(a.people[s.id], key=lambda b: -b.score)
+            extra = len(ppl) > 1
+            self._feed(self._track("extra_person", s.id), t, extra, ppl[1].score if extra else 0.0,
+                       snapshot, out)
+            ph = a.phones[s.id]
+            self._feed(self._track("phone", s.id), t, bool(ph), max((b.score for b in ph), default=0.0),
+                       snapshot, out)
+            self._feed_empty(s.id, t, not ppl, snapshot, out)
+        if self.cfg.outside_seat_is_extra:
+            outs = a.outside
+            self._feed(self._track("extra_person", None), t, bool(outs),
+                       max((b.score for b in outs), default=0.0), snapshot, out)
+        return out
+
+    def _new_event(self, rule: str, seat: str | None, kind: str | None, start: float, conf: float,
+                   snapshot: SnapshotFn | None) -> Event:
+        ev = Event(rule=rule, camera=self.camera, seat=seat, kind=kind, start_s=start,
+                   confidence=conf, room=self.room, site=self.site,
+                   footage_start_s=start - FOOTAGE_PRE_S)
+        if snapshot is not None:
+            ev.snapshot = snapshot(rule, seat, kind)
+        return ev
+
+    def _feed(self, tr: _Track, t: float, positive: bool, conf: float,
+              snapshot: SnapshotFn | None, out: list[EventUpdate]) -> None:
+        r = tr.deb.update(t, positive, conf)
+        if r == "open":
+            tr.event = self._new_event(tr.rule, tr.seat, tr.kind, tr.deb.start_s, tr.deb.peak, snapshot)
+            tr.published_conf = tr.event.confidence
+            out.append(EventUpdate("opened", tr.event))
+        elif r == "close" and tr.event is not None:
+            out.append(EventUpdate("closed", self._close(tr.event, tr.deb.end_s, tr.deb.peak)))
+            tr.event = None
+        elif tr.event is not None and tr.deb.peak >= tr.published_conf + UPDATE_STEP:
+            tr.event.confidence = tr.deb.peak
+            tr.published_conf = tr.deb.peak
+            out.append(EventUpdate("updated", tr.event))
+
+    def _close(self, ev: Event, end: float, conf: float) -> Event:
+        ev.end_s = max(end, ev.start_s)
+        ev.confidence = max(ev.confidence, conf)
+        ev.footage_end_s = ev.end_s + FOOTAGE_POST_S
+        return ev
+
+    def _feed_empty(self, seat: str, t: float, empty: bool, snapshot: SnapshotFn | None,
+                    out: list[EventUpdate]) -> None:
+        deb = self._absence[seat]
+        r = deb.update(t, empty, 1.0)
+        tr = self._empty.get(seat)
+        if r == "close":
+            if tr is not None and tr.event is not None:
+                out.append(EventUpdate("closed", self._close(tr.event, deb.end_s, deb.ratio)))
+            self._empty.pop(seat, None)
+            return
+        if deb.active and tr is None and t - deb.start_s >= self.cfg.seat_empty_seconds:
+            ev = self._new_event("seat_empty", seat, None, deb.start_s, deb.ratio, snapshot)
+            self._empty[seat] = _Track("seat_empty", seat, None, deb, ev, ev.confidence)
+            out.append(EventUpdate("opened", ev))
+
+    def finish(self, t: float | None = None) -> list[EventUpdate]:
+        """Close every open incident (end = its last positive frame, at most ``t``); end of input."""
+        out: list[EventUpdate] = []
+        for tr in list(self._tracks.values()) + list(self._empty.values()):
+            if tr.event is not None:
+                end = tr.deb.last_positive_s if t is None else min(t, tr.deb.last_positive_s)
+                conf = tr.deb.ratio if tr.rule == "seat_empty" else tr.deb.peak
+                out.append(EventUpdate("closed", self._close(tr.event, end, conf)))
+                tr.event = None
+        self._empty.clear()
+        return out
