@@ -127,7 +127,8 @@ class Event(Base):
     room: Mapped[str] = mapped_column(String(64))
     camera: Mapped[str] = mapped_column(String(64))
     seat: Mapped[str | None] = mapped_column(String(64))
-    rule: Mapped[str] = mapped_column(String(32))  # extra_person | phone | seat_empty | camera_tamper | camera_offline
+    # extra_person | phone | seat_empty | camera_tamper | camera_offline
+    rule: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str | None] = mapped_column(String(32))  # tamper kind: covered | defocused | moved | frozen
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -168,7 +169,8 @@ class AuditLog(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     actor: Mapped[str] = mapped_column(String(64))  # username, "agent:<site>", or "system"
     role: Mapped[str | None] = mapped_column(String(16))
-    action: Mapped[str] = mapped_column(String(64))  # login, login_failed, live_view, replay, export, alert_ack...
+    # login, login_failed, live_view, replay, export, alert_ack...
+    action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str | None] = mapped_column(String(512))
     ip: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, object] | None] = mapped_column(JSON)
