@@ -1,0 +1,213 @@
+"""Shared fixtures: a real SeaweedFS S3 server, a real PostgreSQL cluster, migrated databases.
+
+* ``free_port()`` — helper: a free TCP port on 127.0.0.1.
+* ``s3_server`` (session) — a real ``weed server`` on free ports in a tmp dir; yields
+  :class:`S3Env` (``.cfg`` an ``S3Config`` pointing at it, ``.server`` the ``SeaweedServer``).
+* ``s3_server_factory`` (function) — call it to start a *private* server (fault tests stop and
+  restart it without disturbing the shared one); stopped at teardown.
+* ``object_store`` — an ``ObjectStore`` on the shared server with the three configured buckets.
+* ``db_url`` — parametrised: ``sqlite`` (tmp file) and ``postgres`` (marker ``postgres``): a fresh
+  database per test in a throwaway cluster started by this file with ``initdb``/``pg_ctl``
+  (run as the ``postgres`` OS user when we are root), or under ``EVALWATCH_TEST_PG_URL``
+  (a server URL; a fresh database is created in it per test).
+* ``database`` — a migrated ``storage.db.Database`` on ``db_url``.
+* ``unique_site`` — a fresh site slug, so tests sharing the S3 server never see each other's keys.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from config.models import S3Config
+from storage.s3server import SeaweedPorts, SeaweedServer, free_ports
+from storage.s3server import free_port as _free_port
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    return _free_port()
+
+
+# --- S3 -------------------------------------------------------------------------------------
+
+
+@dataclass
+class S3Env:
+    cfg: S3Config
+    server: SeaweedServer
+
+
+def _start_seaweed(root: Path) -> S3Env:
+    access, secret = "evalwatch-test", "test-secret-" + uuid.uuid4().hex
+    server = SeaweedServer(root, access, secret, SeaweedPorts(*free_ports(8)), grace_s=3.0)
+    server.start()
+    cfg = S3Config(
+        endpoint=server.endpoint,
+        access_key=SecretStr(access),
+        secret_key=SecretStr(secret),
+        embedded=False,
+    )
+    return S3Env(cfg=cfg, server=server)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Env]:
+    env = _start_seaweed(tmp_path_factory.mktemp("seaweed"))
+    try:
+        yield env
+    finally:
+        env.server.stop()
+
+
+@pytest.fixture
+def s3_server_factory(tmp_path: Path) -> Iterator[Callable[[], S3Env]]:
+    started: list[S3Env] = []
+
+    def make() -> S3Env:
+        env = _start_seaweed(tmp_path / f"seaweed{len(started)}")
+        started.append(env)
+        return env
+
+    yield make
+    for env in started:
+        env.server.kill()
+
+
+@pytest.fixture
+async def object_store(s3_server: S3Env):  # type: ignore[no-untyped-def]
+    from storage.objects import ObjectStore
+
+    store = ObjectStore(s3_server.cfg)
+    await store.ensure_buckets()
+    return store
+
+
+@pytest.fixture
+def unique_site() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+PG_INSTALL_HINT = (
+    "PostgreSQL server binaries (initdb/pg_ctl) not found; `make test` installs them "
+    "(apt-get install -y postgresql), or set EVALWATCH_TEST_PG_URL"
+)
+
+
+def _pg_bindir() -> Path | None:
+    for cand in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if Path(cand, "initdb").exists() and Path(cand, "pg_ctl").exists():
+            return Path(cand)
+    initdb = shutil.which("initdb")
+    if initdb and shutil.which("pg_ctl"):
+        return Path(os.path.realpath(initdb)).parent
+    return None
+
+
+class _PgCluster:
+    """A throwaway cluster in a tmp dir, trust auth, listening on 127.0.0.1:<free port> only."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="evalwatch-pg-"))
+        self.port = free_port()
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.data = self.root / "data"
+        self.user = "postgres" if self.as_root else os.environ.get("USER", "postgres")
+
+    def _run(self, *argv: str) -> None:
+        cmd = [str(self.bindir / argv[0]), *argv[1:]]
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=self.root)
+        if r.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed ({r.returncode}): {r.stdout}\n{r.stderr}")
+
+    def start(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8", "--no-sync")
+        opts = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "pg.log"), "-w", "start")
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def server_url(self) -> str:
+        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/postgres"
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """URL of a PostgreSQL server (maintenance db) the tests may create databases in."""
+    env = os.environ.get("EVALWATCH_TEST_PG_URL")
+    if env:
+        yield env
+        return
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.skip(PG_INSTALL_HINT)
+    cluster = _PgCluster(bindir)
+    cluster.start()
+    try:
+        yield cluster.server_url
+    finally:
+        cluster.stop()
+
+
+def _create_pg_database(server_url: str) -> str:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(server_url)
+    name = "evalwatch_t_" + uuid.uuid4().hex[:12]
+    conninfo = u.set(drivername="postgresql").render_as_string(hide_password=False)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with psycopg.connect(conninfo, autocommit=True) as c:
+                c.execute(f'CREATE DATABASE "{name}"')
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    return u.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'evalwatch.db'}"
+    server_url: str = request.getfixturevalue("pg_server_url")
+    return _create_pg_database(server_url)
+
+
+@pytest.fixture
+def database(db_url: str):  # type: ignore[no-untyped-def]
+    from storage.db import Database
+
+    db = Database(db_url)
+    db.upgrade()
+    yield db
+    db.dispose()
