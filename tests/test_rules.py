@@ -1,0 +1,180 @@
+"""Rule state machines against scripted detections (no model needed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from analysis.rules import CameraRules, Debouncer, assign, seat_of_person, seat_of_phone
+from config.models import RulesConfig, SeatConfig
+
+# Two seats side by side: A on the left half, B on the right half, lower part of the image.
+A = SeatConfig(id="A", camera="cam1", polygon=[(0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.0, 1.0)])
+B = SeatConfig(id="B", camera="cam1", polygon=[(0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)])
+
+
+@dataclass
+class Box:
+    label: str
+    score: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+def person(cx: float, bottom: float, score: float = 0.9, h: float = 0.4) -> Box:
+    return Box("person", score, cx - 0.08, bottom - h, cx + 0.08, bottom)
+
+
+def phone(cx: float, cy: float, score: float = 0.6) -> Box:
+    return Box("cell phone", score, cx - 0.02, cy - 0.02, cx + 0.02, cy + 0.02)
+
+
+def cfg(**kw: object) -> RulesConfig:
+    base = dict(open_k=3, open_n=5, close_m=4, seat_empty_seconds=10.0)
+    base.update(kw)
+    return RulesConfig(**base)  # type: ignore[arg-type]
+
+
+def run(rules: CameraRules, frames: list[list[Box]], dt: float = 0.5, tamper=None):
+    ups = []
+    for i, boxes in enumerate(frames):
+        ups += [(i, u.action, u.event) for u in rules.update(i * dt, boxes, (tamper or {}).get(i))]
+    return ups
+
+
+# --- debounce ---------------------------------------------------------------------------------
+
+
+def test_debouncer_opens_on_kth_positive_of_n_and_closes_after_m_clear():
+    d = Debouncer(3, 5, 4)
+    seq = [1, 0, 1, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0]
+    res = [d.update(float(i), bool(p)) for i, p in enumerate(seq)]
+    assert res.index("open") == 4  # third positive inside the window 0..4
+    assert d.start_s == 0.0
+    assert res.index("close") == 11  # four consecutive clear frames 8..11
+    assert d.end_s == 7.0
+    assert res.count("open") == 1 and res.count("close") == 1
+
+
+def test_debouncer_does_not_open_on_sparse_positives():
+    d = Debouncer(3, 5, 4)
+    # one positive in every three frames: never 3 in a window of 5
+    assert all(d.update(float(i), i % 3 == 0) is None for i in range(40))
+
+
+def test_debouncer_validates_parameters():
+    with pytest.raises(ValueError):
+        Debouncer(4, 3, 1)
+    with pytest.raises(ValueError):
+        Debouncer(1, 1, 0)
+
+
+# --- seat assignment --------------------------------------------------------------------------
+
+
+def test_person_belongs_to_seat_of_lower_centre_not_of_most_of_the_body():
+    # body mostly over A (x 0.30..0.56) but feet centre at x=0.53 -> B
+    b = Box("person", 0.9, 0.30, 0.55, 0.76, 0.9)
+    assert seat_of_person(b, [A, B]) == "B"
+    assert seat_of_person(person(0.25, 0.8), [A, B]) == "A"
+    # lower centre above both polygons -> outside
+    assert seat_of_person(person(0.25, 0.3), [A, B]) is None
+    # ...unless within the margin
+    assert seat_of_person(person(0.25, 0.49), [A, B], margin=0.02) == "A"
+
+
+def test_phone_attribution_polygon_then_holder_then_nearest():
+    p_a = person(0.25, 0.8)
+    people = [(p_a, "A"), (person(0.75, 0.8), "B")]
+    assert seat_of_phone(phone(0.7, 0.7), [A, B], people) == "B"  # centre inside B
+    # raised to the face, above every polygon, inside A's person box
+    assert seat_of_phone(phone(0.22, 0.45), [A, B], people) == "A"
+    # nobody around: nearest seat
+    assert seat_of_phone(phone(0.9, 0.1), [A, B], []) == "B"
+    assert seat_of_phone(phone(0.9, 0.1), [], []) is None
+
+
+def test_assign_counts_people_outside_and_phones():
+    a = assign([person(0.2, 0.8), person(0.3, 0.9), person(0.5, 0.2), phone(0.8, 0.8)], [A, B])
+    assert len(a.people["A"]) == 2 and a.people["B"] == []
+    assert len(a.outside) == 1
+    assert len(a.phones["B"]) == 1
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+
+def seated() -> list[Box]:
+    return [person(0.25, 0.8), person(0.75, 0.8)]
+
+
+def test_extra_person_one_event_per_incident_with_start_and_end():
+    r = CameraRules("cam1", [A, B], cfg())
+    visitor = [person(0.35, 0.85, 0.7)]
+    frames = [seated()] * 4 + [seated() + visitor] * 10
+    frames[8] = seated()  # one missed detection inside the incident (< close_m)
+    frames += [seated()] * 6
+    ups = run(r, frames)
+    ex = [(i, a, e) for i, a, e in ups if e.rule == "extra_person"]
+    assert [a for _, a, _ in ex] == ["opened", "closed"]
+    ev = ex[0][2]
+    assert ev.seat == "A"
+    assert ex[0][0] == 6  # 3rd positive frame
+    assert ev.start_s == pytest.approx(4 * 0.5)
+    assert ev.end_s == pytest.approx(13 * 0.5)
+    assert ev.confidence == pytest.approx(0.7)
+    assert not [u for u in ups if u[2].rule != "extra_person"]
+
+
+def test_outside_person_is_extra_only_when_configured():
+    walker = [person(0.5, 0.3)]
+    frames = [seated() + walker] * 8 + [seated()] * 6
+    on = run(CameraRules("cam1", [A, B], cfg(outside_seat_is_extra=True)), frames)
+    assert [(a, e.rule, e.seat) for _, a, e in on] == [
+        ("opened", "extra_person", None), ("closed", "extra_person", None)]
+    off = run(CameraRules("cam1", [A, B], cfg(outside_seat_is_extra=False)), frames)
+    assert off == []
+
+
+def test_phone_event_reports_holders_seat():
+    frames = [seated()] * 3 + [seated() + [phone(0.78, 0.45, 0.55)]] * 6 + [seated()] * 5
+    ups = run(CameraRules("cam1", [A, B], cfg()), frames)
+    assert [(a, e.rule, e.seat) for _, a, e in ups] == [("opened", "phone", "B"), ("closed", "phone", "B")]
+
+
+def test_seat_empty_after_n_seconds_starting_when_absence_started():
+    only_b = [person(0.75, 0.8)]
+    frames = [seated()] * 4 + [only_b] * 30 + [seated()] * 6  # A empty 2.0 s .. 16.5 s
+    ups = run(CameraRules("cam1", [A, B], cfg(seat_empty_seconds=10.0)), frames)
+    assert [(a, e.rule, e.seat) for _, a, e in ups] == [("opened", "seat_empty", "A"),
+                                                       ("closed", "seat_empty", "A")]
+    opened_at = ups[0][0] * 0.5
+    ev = ups[0][2]
+    assert ev.start_s == pytest.approx(2.0)
+    assert opened_at == pytest.approx(12.0)  # 10 s after the absence started
+    assert ev.end_s == pytest.approx(16.5)
+
+
+def test_short_absence_raises_nothing():
+    frames = [seated()] * 4 + [[person(0.75, 0.8)]] * 16 + [seated()] * 6  # 8 s
+    assert run(CameraRules("cam1", [A, B], cfg(seat_empty_seconds=10.0)), frames) == []
+
+
+def test_tamper_event_and_seat_rules_suspended_while_tampered():
+    frames = [seated()] * 4 + [[]] * 30 + [seated()] * 6
+    tamper = {i: {"covered": 0.9} for i in range(4, 34)}
+    ups = run(CameraRules("cam1", [A, B], cfg()), frames, tamper=tamper)
+    assert [(a, e.rule, e.kind) for _, a, e in ups] == [("opened", "camera_tamper", "covered"),
+                                                       ("closed", "camera_tamper", "covered")]
+
+
+def test_finish_closes_open_events():
+    r = CameraRules("cam1", [A, B], cfg())
+    run(r, [seated() + [phone(0.2, 0.7)]] * 6)
+    ups = r.finish()
+    assert [(u.action, u.event.rule, u.event.seat) for u in ups] == [("closed", "phone", "A")]
+    assert ups[0].event.end_s == pytest.approx(2.5)
+    assert r.open_events() == []
