@@ -176,7 +176,8 @@ async def test_live_pipeline_publishes_events_and_camera_offline():
     for i in range(8):
         now[0] = 1000.0 + i * 0.5
         # frames submitted from another thread, 3 per interval (2 are thinned away)
-        th = threading.Thread(target=lambda t=now[0]: [pipe.submit(ref, t + k / 6, phone_frame) for k in range(3)])
+        th = threading.Thread(
+            target=lambda t=now[0]: [pipe.submit(ref, t + k / 6, phone_frame) for k in range(3)])
         th.start()
         th.join()
         await pipe.step()

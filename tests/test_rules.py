@@ -140,7 +140,7 @@ def test_outside_person_is_extra_only_when_configured():
 
 
 def test_phone_event_reports_holders_seat():
-    frames = [seated()] * 3 + [seated() + [phone(0.78, 0.45, 0.55)]] * 6 + [seated()] * 5
+    frames = [seated()] * 3 + [[*seated(), phone(0.78, 0.45, 0.55)]] * 6 + [seated()] * 5
     ups = run(CameraRules("cam1", [A, B], cfg()), frames)
     assert [(a, e.rule, e.seat) for _, a, e in ups] == [("opened", "phone", "B"), ("closed", "phone", "B")]
 
@@ -173,7 +173,7 @@ def test_tamper_event_and_seat_rules_suspended_while_tampered():
 
 def test_finish_closes_open_events():
     r = CameraRules("cam1", [A, B], cfg())
-    run(r, [seated() + [phone(0.2, 0.7)]] * 6)
+    run(r, [[*seated(), phone(0.2, 0.7)]] * 6)
     ups = r.finish()
     assert [(u.action, u.event.rule, u.event.seat) for u in ups] == [("closed", "phone", "A")]
     assert ups[0].event.end_s == pytest.approx(2.5)
