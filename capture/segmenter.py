@@ -170,8 +170,13 @@ class SegmentWriter:
         self._prev_end = end
         log.debug(
             "segment site=%s room=%s camera=%s start=%s end=%s frames=%d bytes=%d",
-            self.site, self.room, self.camera, fmt_time(seg.start), fmt_time(seg.end),
-            cur.frames, seg.size,
+            self.site,
+            self.room,
+            self.camera,
+            fmt_time(seg.start),
+            fmt_time(seg.end),
+            cur.frames,
+            seg.size,
         )
         self.spool.enforce_quota()
         if self.on_segment is not None:
@@ -205,7 +210,10 @@ class EncoderThread:
             if self.dropped % 50 == 1:
                 log.warning(
                     "encoder behind, dropped %d frames site=%s room=%s camera=%s",
-                    self.dropped, self.writer.site, self.writer.room, self.writer.camera,
+                    self.dropped,
+                    self.writer.site,
+                    self.writer.room,
+                    self.writer.camera,
                 )
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -124,15 +124,22 @@ class Spool:
                     self.dropped_sent += 1
                     log.info(
                         "spool full: dropped uploaded segment site=%s room=%s camera=%s start=%s",
-                        seg.site, seg.room, seg.camera, fmt_time(seg.start),
+                        seg.site,
+                        seg.room,
+                        seg.camera,
+                        fmt_time(seg.start),
                     )
                 else:
                     self.dropped_unsent += 1
                     log.warning(
                         "spool full (%d MB): dropped NOT-YET-UPLOADED segment site=%s room=%s "
                         "camera=%s start=%s end=%s",
-                        self.max_bytes // (1024 * 1024), seg.site, seg.room, seg.camera,
-                        fmt_time(seg.start), fmt_time(seg.end),
+                        self.max_bytes // (1024 * 1024),
+                        seg.site,
+                        seg.room,
+                        seg.camera,
+                        fmt_time(seg.start),
+                        fmt_time(seg.end),
                     )
 
     def remove(self, seg: SpooledSegment) -> None:

@@ -1,0 +1,533 @@
+"""The site agent (``evalwatch agent``): publish a room's cameras to the hub.
+
+Per camera: a :class:`~capture.source.CameraSource` thread reads frames; each frame goes (a) to an
+:class:`~capture.segmenter.EncoderThread` writing wall-clock-aligned MP4 segments into the bounded
+local spool, and (b) to a live WebRTC track published to the hub (``POST /api/ingest/offer``).
+One uploader task sends finished segments to the hub oldest-first; after any (re)connection it
+asks the hub what the archive lacks (``GET /api/ingest/missing``) and re-sends what the spool
+still holds.  Every network step reconnects by itself with exponential backoff and jitter, and a
+heartbeat reports per-camera status.  The archive path never depends on the live path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import httpx
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from capture.ice import configure_ice, rtc_configuration
+from capture.segmenter import EncoderThread, SegmentWriter
+from capture.source import CameraSource
+from capture.spool import Spool, SpooledSegment, fmt_time
+from config.models import CameraConfig, EvalwatchConfig, RoomConfig
+
+log = logging.getLogger("capture.agent")
+
+VIDEO_CLOCK = 90000
+
+
+class Backoff:
+    """Exponential backoff with jitter: min·2ⁿ capped at max, each delay scaled by U(0.5, 1)."""
+
+    def __init__(self, lo: float, hi: float):
+        self.lo, self.hi, self.n = lo, max(hi, lo), 0
+
+    def next(self) -> float:
+        d = min(self.hi, self.lo * (2**self.n))
+        self.n += 1
+        return d * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+
+    def reset(self) -> None:
+        self.n = 0
+
+
+class LiveTrack(MediaStreamTrack):
+    """The newest frame of a camera, for one peer connection (older frames are skipped)."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._frame: tuple[av.VideoFrame, float] | None = None
+        self._event = asyncio.Event()
+        self._t0: float | None = None
+        self._last_pts = -1
+
+    def push(self, frame: av.VideoFrame, ts: float) -> None:  # event-loop thread
+        self._frame = (frame, ts)
+        self._event.set()
+
+    async def recv(self) -> av.VideoFrame:
+        while self._frame is None:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._event.clear()
+            await self._event.wait()
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame, ts = self._frame
+        self._frame = None
+        if self._t0 is None:
+            self._t0 = ts
+        pts = max(round((ts - self._t0) * VIDEO_CLOCK), self._last_pts + 1)
+        self._last_pts = pts
+        frame.pts = pts
+        frame.time_base = Fraction(1, VIDEO_CLOCK)
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._event.set()
+
+
+class CameraPipe:
+    """One camera: source → encoder (archive) + live track (WebRTC)."""
+
+    def __init__(self, agent: Agent, room: RoomConfig, cam: CameraConfig):
+        self.agent = agent
+        self.site, self.room, self.camera = agent.site_id, room.id, cam.id
+        self.cam = cam
+        self.label = f"{self.site}/{self.room}/{self.camera}"
+        cfg = agent.cfg
+        self.writer = SegmentWriter(
+            agent.spool,
+            self.site,
+            self.room,
+            self.camera,
+            width=cam.width,
+            height=cam.height,
+            fps=cam.fps,
+            segment_seconds=cfg.storage.segment_seconds,
+            bitrate_kbps=cfg.capture.bitrate_kbps,
+            preset=agent.preset,
+            on_segment=lambda _seg: agent.segment_ready(),
+        )
+        self.encoder = EncoderThread(self.writer)
+        self.source = CameraSource(
+            cam.source,
+            width=cam.width,
+            height=cam.height,
+            fps=cam.fps,
+            loop=cam.loop,
+            on_frame=self._on_frame,
+            label=self.label,
+        )
+        self.live: LiveTrack | None = None
+        self._live_lock = threading.Lock()
+        self.connection = "new"
+        self.last_error: str | None = None
+        self.connects = 0
+
+    def _on_frame(self, frame: av.VideoFrame, ts: float) -> None:  # source thread
+        self.encoder.submit(frame, ts)
+        live = self.live
+        if live is not None and self.agent.loop is not None:
+            # The encoder thread owns `frame` (it sets pts); the live path gets its own copy.
+            copy = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
+            self.agent.loop.call_soon_threadsafe(live.push, copy, ts)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "room": self.room,
+            "camera": self.camera,
+            "connection": self.connection,
+            "frames": self.source.frames,
+            "segments_written": self.writer.segments_written,
+            "encoder_dropped": self.encoder.dropped,
+            "pending_segments": sum(
+                1 for s in self.agent.spool.segments(self.site, self.room, self.camera) if not s.done
+            ),
+            "last_error": self.last_error or self.source.last_error or self.writer.last_error,
+        }
+
+    async def publish_forever(self) -> None:
+        """Keep a live WebRTC connection to the hub, reconnecting with backoff."""
+        cfg = self.agent.cfg
+        backoff = Backoff(cfg.capture.reconnect_min_seconds, cfg.capture.reconnect_max_seconds)
+        while True:
+            pc = RTCPeerConnection(configuration=rtc_configuration(cfg.hub.stun_urls, cfg.hub.turn_urls))
+            track = LiveTrack()
+            connected_at: float | None = None
+            try:
+                done = asyncio.Event()
+
+                @pc.on("connectionstatechange")
+                def _state(pc: RTCPeerConnection = pc, done: asyncio.Event = done) -> None:
+                    self.connection = pc.connectionState
+                    if pc.connectionState in ("failed", "closed"):
+                        done.set()
+
+                tr = pc.addTransceiver(track, direction="sendonly")
+                codec = "video/H264" if cfg.capture.codec == "h264" else "video/VP8"
+                prefs = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == codec]
+                if prefs:
+                    tr.setCodecPreferences(prefs)
+                await pc.setLocalDescription(await pc.createOffer())
+                desc = pc.localDescription
+                body = {
+                    "site": self.site,
+                    "room": self.room,
+                    "camera": self.camera,
+                    "sdp": desc.sdp,
+                    "type": desc.type,
+                }
+                r = await self.agent.http.post("/api/ingest/offer", json=body)
+                if r.status_code != 200:
+                    raise ConnectionError(f"hub refused offer: HTTP {r.status_code}: {_detail(r)}")
+                ans = r.json()
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=ans["sdp"], type=ans["type"]))
+                self.live = track
+                self.connects += 1
+                log.info("live connection up site=%s room=%s camera=%s", self.site, self.room, self.camera)
+                # Connected: wait until the connection fails (hub gone, ICE timeout, ...).
+                connect_deadline = time.monotonic() + 20
+                while not done.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(done.wait(), 1.0)
+                    if pc.connectionState == "connected":
+                        if connected_at is None:
+                            connected_at = time.monotonic()
+                            self.last_error = None
+                        elif time.monotonic() - connected_at > 10:
+                            backoff.reset()
+                    elif connected_at is None and time.monotonic() > connect_deadline:
+                        raise ConnectionError("ICE/DTLS did not connect within 20 s")
+                raise ConnectionError(f"live connection {pc.connectionState}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.last_error = f"live: {e}"
+                delay = backoff.next()
+                log.warning(
+                    "live connection failed site=%s room=%s camera=%s: %s (retry in %.1fs)",
+                    self.site,
+                    self.room,
+                    self.camera,
+                    e,
+                    delay,
+                )
+            finally:
+                self.live = None
+                track.stop()
+                with contextlib.suppress(Exception):
+                    await pc.close()
+            await asyncio.sleep(delay)
+
+
+def _detail(r: httpx.Response) -> str:
+    try:
+        return str(r.json().get("detail", r.text))[:300]
+    except ValueError:
+        return r.text[:300]
+
+
+class Agent:
+    def __init__(
+        self,
+        cfg: EvalwatchConfig,
+        site_id: str,
+        *,
+        rooms: list[str] | None = None,
+        hub_url: str | None = None,
+        token: str | None = None,
+        preset: str = "veryfast",
+        live: bool = True,
+    ):
+        self.cfg = cfg
+        self.site_id = site_id
+        site = cfg.site(site_id)
+        if token is None:
+            if site.agent_token is None:
+                raise ValueError(f"no agent token for site {site_id!r} (secrets file or --token-file)")
+            token = site.agent_token.get_secret_value()
+        self._token = token
+        self.hub_url = (hub_url or cfg.hub.url).rstrip("/")
+        self.preset = preset
+        self.live_enabled = live
+        self.spool = Spool(Path(cfg.capture.spool_dir), cfg.capture.spool_max_mb)
+        self.rooms = [r for r in site.rooms if not rooms or r.id in rooms]
+        if rooms and len(self.rooms) != len(rooms):
+            unknown = sorted(set(rooms) - {r.id for r in self.rooms})
+            raise ValueError(f"site {site_id!r} has no room(s) {unknown}")
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pipes: list[CameraPipe] = []
+        self._seg_event: asyncio.Event | None = None
+        self.http: httpx.AsyncClient
+        self.hub_reachable = False
+        self.uploaded = 0
+        self.backfilled = 0
+        self.upload_error: str | None = None
+
+    def segment_ready(self) -> None:  # any thread
+        if self.loop is not None and self._seg_event is not None:
+            self.loop.call_soon_threadsafe(self._seg_event.set)
+
+    async def run(self, stop: asyncio.Event | None = None, duration: float | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._seg_event = asyncio.Event()
+        stop = stop or asyncio.Event()
+        configure_ice(self.cfg.hub.ice_interfaces)
+        self.http = httpx.AsyncClient(
+            base_url=self.hub_url,
+            headers={"Authorization": f"Bearer {self._token}"},
+            timeout=httpx.Timeout(30.0, connect=5.0),
+        )
+        self.pipes = [CameraPipe(self, room, cam) for room in self.rooms for cam in room.cameras]
+        log.info(
+            "agent starting site=%s cameras=%s hub=%s spool=%s",
+            self.site_id,
+            [p.label for p in self.pipes],
+            self.hub_url,
+            self.spool.root,
+        )
+        for p in self.pipes:
+            p.source.start()
+        tasks = [asyncio.create_task(self._upload_forever(), name="uploader")]
+        tasks.append(asyncio.create_task(self._heartbeat_forever(), name="heartbeat"))
+        if self.live_enabled:
+            tasks += [asyncio.create_task(p.publish_forever(), name=f"live-{p.label}") for p in self.pipes]
+        try:
+            if duration is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), duration)
+            else:
+                await stop.wait()
+        finally:
+            log.info("agent stopping site=%s", self.site_id)
+            for p in self.pipes:
+                p.source.stop()
+            await asyncio.gather(*(asyncio.to_thread(p.encoder.stop) for p in self.pipes))
+            for t in tasks:
+                if t.get_name() != "uploader":
+                    t.cancel()
+            # Give the uploader a moment to send the last segments; the rest stays spooled.
+            self.segment_ready()
+            deadline = time.monotonic() + 10
+            while self.spool.pending() and self.hub_reachable and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            tasks[0].cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.http.aclose()
+
+    # -- upload ----------------------------------------------------------------------------------
+
+    async def _upload(self, seg: SpooledSegment, source: str) -> bool:
+        """PUT one segment; True when the hub has it.  Raises ConnectionError to back off."""
+        data = await asyncio.to_thread(seg.path.read_bytes)
+        r = await self.http.put(
+            f"/api/ingest/segments/{seg.site}/{seg.room}/{seg.camera}",
+            params={"start": seg.start.isoformat(), "end": seg.end.isoformat(), "source": source},
+            content=data,
+            headers={"X-Content-SHA256": hashlib.sha256(data).hexdigest(), "Content-Type": "video/mp4"},
+        )
+        if r.status_code in (200, 201):
+            return True
+        detail = _detail(r)
+        if r.status_code in (400, 413, 422):
+            log.error(
+                "hub rejected segment site=%s room=%s camera=%s start=%s: HTTP %d %s (kept aside)",
+                seg.site,
+                seg.room,
+                seg.camera,
+                fmt_time(seg.start),
+                r.status_code,
+                detail,
+            )
+            self.spool.mark_rejected(seg, f"HTTP {r.status_code}: {detail}")
+            return False
+        raise ConnectionError(f"HTTP {r.status_code}: {detail}")
+
+    async def _upload_forever(self) -> None:
+        assert self._seg_event is not None
+        c = self.cfg.capture
+        backoff = Backoff(c.reconnect_min_seconds, c.reconnect_max_seconds)
+        need_backfill = True
+        last_backfill = 0.0
+        while True:
+            try:
+                for seg in self.spool.pending():
+                    if await self._upload(seg, "live"):
+                        self.spool.mark_done(seg)
+                        self.uploaded += 1
+                    self._reachable(True)
+                if need_backfill or time.monotonic() - last_backfill > 60:
+                    await self._backfill()
+                    need_backfill = False
+                    last_backfill = time.monotonic()
+                self._reachable(True)
+                self.upload_error = None
+                backoff.reset()
+                self._seg_event.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._seg_event.wait(), 5.0)
+            except asyncio.CancelledError:
+                raise
+            except (httpx.HTTPError, ConnectionError, OSError) as e:
+                self._reachable(False)
+                need_backfill = True
+                self.upload_error = f"upload: {type(e).__name__}: {e}"
+                delay = backoff.next()
+                log.warning(
+                    "segment upload failed site=%s: %s (%d pending, retry in %.1fs)",
+                    self.site_id,
+                    self.upload_error,
+                    len(self.spool.pending()),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    def _reachable(self, ok: bool) -> None:
+        if ok and not self.hub_reachable:
+            log.info("hub reachable site=%s hub=%s", self.site_id, self.hub_url)
+        self.hub_reachable = ok
+
+    async def _backfill(self) -> None:
+        """Ask the hub which spooled time ranges the archive lacks and send them again."""
+        for p in self.pipes:
+            segs = [s for s in self.spool.segments(p.site, p.room, p.camera) if s.done]
+            if not segs:
+                continue
+            r = await self.http.get(
+                "/api/ingest/missing",
+                params={
+                    "site": p.site,
+                    "room": p.room,
+                    "camera": p.camera,
+                    "since": segs[0].start.isoformat(),
+                    "until": segs[-1].end.isoformat(),
+                },
+            )
+            if r.status_code != 200:
+                raise ConnectionError(f"missing-ranges query: HTTP {r.status_code}: {_detail(r)}")
+            ranges = [(_iso(a), _iso(b)) for a, b in r.json().get("ranges", [])]
+            if not ranges:
+                continue
+            resend = [s for s in segs if any(s.start < b and s.end > a for a, b in ranges)]
+            log.info(
+                "backfill site=%s room=%s camera=%s: hub lacks %d range(s), re-sending %d segment(s)",
+                p.site,
+                p.room,
+                p.camera,
+                len(ranges),
+                len(resend),
+            )
+            for seg in resend:
+                if seg.path.exists() and await self._upload(seg, "backfill"):
+                    self.backfilled += 1
+
+    # -- heartbeat ---------------------------------------------------------------------------------
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            body = {
+                "site": self.site_id,
+                "agent": {
+                    "hub_reachable": self.hub_reachable,
+                    "uploaded": self.uploaded,
+                    "backfilled": self.backfilled,
+                    "spool_bytes": self.spool.total_bytes(),
+                    "spool_dropped_unsent": self.spool.dropped_unsent,
+                    "upload_error": self.upload_error,
+                    "time": datetime.now(UTC).isoformat(),
+                },
+                "cameras": [p.status() for p in self.pipes],
+            }
+            try:
+                r = await self.http.post("/api/ingest/heartbeat", json=body)
+                if r.status_code != 200:
+                    log.warning(
+                        "heartbeat refused site=%s: HTTP %d %s", self.site_id, r.status_code, _detail(r)
+                    )
+            except httpx.HTTPError as e:
+                log.debug("heartbeat failed site=%s: %s", self.site_id, e)
+            await asyncio.sleep(self.cfg.capture.heartbeat_seconds)
+
+
+def _iso(s: str) -> datetime:
+    t = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("aioice", "aiortc", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cli(argv: list[str]) -> int:
+    from config import ConfigError, load_config
+
+    ap = argparse.ArgumentParser(prog="evalwatch agent", description=__doc__.splitlines()[0])
+    ap.add_argument("--config", "-c", required=True, help="evalwatch YAML config")
+    ap.add_argument("--site", required=True, help="site id whose cameras this agent publishes")
+    ap.add_argument("--room", action="append", help="only this room (repeatable; default: all)")
+    ap.add_argument("--hub-url", help="hub URL (default: hub.public_url from the config)")
+    ap.add_argument(
+        "--token-file",
+        help="file holding this site's agent token (default: $EVALWATCH_AGENT_TOKEN, else the secrets file)",
+    )
+    ap.add_argument("--spool-dir", help="override capture.spool_dir")
+    ap.add_argument("--duration", type=float, help="stop after this many seconds")
+    ap.add_argument("--preset", default="veryfast", help="x264 preset for archive segments")
+    ap.add_argument("--no-live", action="store_true", help="archive only, no WebRTC live stream")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    _setup_logging(args.log_level)
+
+    token: str | None = os.environ.get("EVALWATCH_AGENT_TOKEN") or None
+    if args.token_file:
+        token = Path(args.token_file).read_text(encoding="utf-8").strip()
+    try:
+        cfg = load_config(args.config, load_secrets=token is None)
+    except ConfigError as e:
+        print(f"evalwatch agent: {e}", file=sys.stderr)
+        return 2
+    if args.spool_dir:
+        cfg.capture.spool_dir = args.spool_dir
+    try:
+        agent = Agent(
+            cfg,
+            args.site,
+            rooms=args.room,
+            hub_url=args.hub_url,
+            token=token,
+            preset=args.preset,
+            live=not args.no_live,
+        )
+    except (KeyError, ValueError) as e:
+        print(f"evalwatch agent: {e}", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await agent.run(stop, duration=args.duration)
+
+    asyncio.run(main())
+    return 0

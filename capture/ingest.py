@@ -1,0 +1,317 @@
+"""The hub's ingest API for site agents (an ``APIRouter``; ``evalwatch.hub`` mounts it).
+
+Routes (all need ``Authorization: Bearer <site agent token>``):
+
+* ``POST /api/ingest/offer`` — JSON ``{site, room, camera, sdp, type}`` → ``{sdp, type}`` answer;
+* ``PUT  /api/ingest/segments/{site}/{room}/{camera}?start=ISO&end=ISO&source=live|backfill`` —
+  body = one MP4 segment, header ``X-Content-SHA256``; stored with ``SegmentStore.put``;
+* ``GET  /api/ingest/missing?site=&room=&camera=&since=ISO[&until=ISO]`` — time ranges the
+  archive lacks (``SegmentStore.missing_ranges``), so the agent can re-send them;
+* ``POST /api/ingest/heartbeat`` — JSON ``{site, agent: {...}, cameras: [{room, camera, ...}]}``.
+
+Errors are JSON ``{"detail": "..."}`` naming the problem: 401 bad/missing token, 403 another
+site's or an unknown camera, 400 malformed input (SDP, JSON, times, MP4), 413 body too large,
+503 storage unavailable (the agent retries).  Tokens are compared with ``hmac.compare_digest``
+and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import io
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+import av
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from capture.recorder import CameraRef, OfferError, Recorder
+from config.models import EvalwatchConfig
+
+log = logging.getLogger(__name__)
+
+SHA_HEADER = "x-content-sha256"
+CLOCK_SKEW = timedelta(minutes=5)
+MAX_MISSING_WINDOW = timedelta(days=7)
+
+
+class SegmentStoreLike(Protocol):
+    async def put(self, meta: Any, data: bytes) -> Any: ...
+
+    async def missing_ranges(
+        self, site: str, room: str, camera: str, start: datetime, end: datetime, tolerance_s: float = 0.5
+    ) -> list[tuple[datetime, datetime]]: ...
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OfferIn(_Body):
+    site: str = Field(min_length=1, max_length=64)
+    room: str = Field(min_length=1, max_length=64)
+    camera: str = Field(min_length=1, max_length=64)
+    sdp: str = Field(min_length=1)
+    type: str
+
+
+class HeartbeatCamera(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    room: str = Field(min_length=1, max_length=64)
+    camera: str = Field(min_length=1, max_length=64)
+
+
+class HeartbeatIn(_Body):
+    site: str = Field(min_length=1, max_length=64)
+    agent: dict[str, Any] = {}
+    cameras: list[HeartbeatCamera] = Field(default=[], max_length=1000)
+
+
+def _bad(status: int, detail: str) -> HTTPException:
+    return HTTPException(status_code=status, detail=detail)
+
+
+def _meta_class(store: object) -> Any:
+    cls = getattr(store, "meta_class", None)
+    if cls is not None:
+        return cls
+    from storage.segments import SegmentMeta  # the hub's storage stage
+
+    return SegmentMeta
+
+
+def parse_time(value: str | None, name: str) -> datetime:
+    if not value:
+        raise _bad(400, f"query parameter '{name}' is required (ISO 8601 UTC time)")
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise _bad(400, f"'{name}' is not an ISO 8601 time: {value[:64]!r}") from None
+    if t.tzinfo is None:
+        raise _bad(400, f"'{name}' must carry a UTC offset (e.g. ...Z): {value[:64]!r}")
+    return t.astimezone(UTC)
+
+
+def probe_segment(data: bytes) -> tuple[str | None, float]:
+    """Return (problem, media duration s); problem is None for a playable H.264 MP4."""
+    if len(data) < 8 or data[4:8] not in (b"ftyp", b"moov", b"mdat", b"free", b"wide"):
+        return "segment is not an MP4 file (no ISO BMFF box at offset 0)", 0.0
+    try:
+        with av.open(io.BytesIO(data), mode="r") as c:
+            if "mp4" not in c.format.name:
+                return f"segment container is {c.format.name!r}, expected mp4", 0.0
+            if not c.streams.video:
+                return "segment MP4 has no video stream", 0.0
+            st = c.streams.video[0]
+            if st.codec_context.name != "h264":
+                return f"segment video codec is {st.codec_context.name!r}, expected h264", 0.0
+            n, first_key, t0, t1 = 0, False, None, None
+            for pkt in c.demux(st):
+                if pkt.size == 0:
+                    continue
+                if n == 0:
+                    first_key = bool(pkt.is_keyframe)
+                n += 1
+                if pkt.pts is not None and pkt.time_base is not None:
+                    t = float(pkt.pts * pkt.time_base)
+                    t0 = t if t0 is None else min(t0, t)
+                    t1 = t if t1 is None else max(t1, t)
+            if n == 0:
+                return "segment MP4 has no video frames", 0.0
+            if not first_key:
+                return "segment does not start with a keyframe", 0.0
+            return None, (t1 - t0) if t0 is not None and t1 is not None else 0.0
+    except (av.FFmpegError, ValueError, OSError) as e:
+        return f"segment is not a readable MP4: {e}", 0.0
+
+
+def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: EvalwatchConfig) -> APIRouter:
+    router = APIRouter(prefix="/api/ingest", tags=["ingest"])
+    json_limit = cfg.hub.max_body_bytes
+    # A segment at 4x the configured bitrate still fits; never below the general body limit.
+    seg_limit = max(
+        cfg.hub.max_body_bytes,
+        int(4 * cfg.capture.bitrate_kbps * 1000 / 8 * cfg.storage.segment_seconds) + 64 * 1024,
+    )
+    max_seg_seconds = cfg.storage.segment_seconds * 1.5 + 1.0
+
+    def authenticate(request: Request) -> str:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _bad(401, "missing 'Authorization: Bearer <site agent token>' header")
+        presented = token.strip().encode()
+        matched: str | None = None
+        for site in cfg.sites:
+            secret = site.agent_token.get_secret_value().encode() if site.agent_token else b""
+            # compare against every site (no early exit) so timing does not reveal which matched
+            if secret and hmac.compare_digest(secret, presented):
+                matched = site.id
+        if matched is None:
+            log.warning("ingest: rejected invalid agent token from %s", _peer(request))
+            raise _bad(401, "invalid agent token")
+        return matched
+
+    def authorize(site_of_token: str, ref: CameraRef) -> None:
+        if ref.site != site_of_token:
+            log.warning("ingest: agent of site=%s tried to publish for %s", site_of_token, ref)
+            raise _bad(403, f"this agent token belongs to site {site_of_token!r}, not {ref.site!r}")
+        if not recorder.known(ref):
+            raise _bad(403, f"unknown camera {ref} (not in the hub configuration)")
+
+    async def read_body(request: Request, limit: int) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                if int(declared) > limit:
+                    raise _bad(413, f"body of {int(declared)} bytes exceeds the limit of {limit} bytes")
+            except ValueError:
+                raise _bad(400, "invalid Content-Length header") from None
+        buf = bytearray()
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) > limit:
+                raise _bad(413, f"body exceeds the limit of {limit} bytes")
+        return bytes(buf)
+
+    def parse_json(raw: bytes, model: type[_Body]) -> Any:
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise _bad(400, f"body is not valid JSON: {e}") from None
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in e.errors()
+            )
+            raise _bad(
+                400, f"invalid {model.__name__.removesuffix('In').lower()} request: {problems}"
+            ) from None
+
+    @router.post("/offer")
+    async def offer(request: Request) -> JSONResponse:
+        site = authenticate(request)
+        body: OfferIn = parse_json(await read_body(request, json_limit), OfferIn)
+        ref = CameraRef(body.site, body.room, body.camera)
+        authorize(site, ref)
+        try:
+            answer = await recorder.handle_offer(ref, body.sdp, body.type)
+        except OfferError as e:
+            log.info("ingest: rejected offer site=%s room=%s camera=%s: %s", *_parts(ref), e)
+            raise _bad(400, str(e)) from None
+        return JSONResponse({"sdp": answer.sdp, "type": answer.type})
+
+    @router.post("/heartbeat")
+    async def heartbeat(request: Request) -> JSONResponse:
+        site = authenticate(request)
+        body: HeartbeatIn = parse_json(await read_body(request, json_limit), HeartbeatIn)
+        if body.site != site:
+            raise _bad(403, f"this agent token belongs to site {site!r}, not {body.site!r}")
+        recorder.heartbeat(site, [c.model_dump() for c in body.cameras])
+        return JSONResponse({"ok": True, "server_time": datetime.now(UTC).isoformat()})
+
+    @router.put("/segments/{site}/{room}/{camera}")
+    async def put_segment(
+        request: Request,
+        site: str,
+        room: str,
+        camera: str,
+        start: str | None = None,
+        end: str | None = None,
+        source: Literal["live", "backfill"] = "live",
+    ) -> JSONResponse:
+        token_site = authenticate(request)
+        ref = CameraRef(site, room, camera)
+        authorize(token_site, ref)
+        t0, t1 = parse_time(start, "start"), parse_time(end, "end")
+        if t1 <= t0:
+            raise _bad(400, f"segment end {t1.isoformat()} is not after start {t0.isoformat()}")
+        if (t1 - t0).total_seconds() > max_seg_seconds:
+            raise _bad(
+                400, f"segment of {(t1 - t0).total_seconds():.1f}s is longer than {max_seg_seconds:.1f}s"
+            )
+        if t1 > datetime.now(UTC) + CLOCK_SKEW:
+            raise _bad(400, f"segment end {t1.isoformat()} is in the future (check the agent's clock)")
+        digest = request.headers.get(SHA_HEADER, "").strip().lower()
+        if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+            raise _bad(400, "header X-Content-SHA256 (hex sha256 of the body) is required")
+        data = await read_body(request, seg_limit)
+        if not data:
+            raise _bad(400, "empty segment body")
+        if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), digest):
+            raise _bad(400, "body does not match X-Content-SHA256 (corrupted upload)")
+        problem, media_s = await asyncio.to_thread(probe_segment, data)
+        if problem:
+            log.warning("ingest: rejected segment site=%s room=%s camera=%s: %s", *_parts(ref), problem)
+            raise _bad(400, problem)
+        meta = _meta_class(segment_store)(
+            site=site, room=room, camera=camera, start=t0, end=t1, content_type="video/mp4", source=source
+        )
+        try:
+            record = await segment_store.put(meta, data)
+        except (OSError, ConnectionError, TimeoutError) as e:
+            log.error("ingest: storage unavailable for %s: %s", ref, e)
+            raise _bad(503, "storage unavailable, retry later") from None
+        recorder.note_segment(ref, t0, t1, len(data))
+        log.info(
+            "segment stored site=%s room=%s camera=%s start=%s end=%s bytes=%d source=%s",
+            site,
+            room,
+            camera,
+            t0.isoformat(),
+            t1.isoformat(),
+            len(data),
+            source,
+        )
+        return JSONResponse(
+            {
+                "stored": True,
+                "bytes": len(data),
+                "sha256": digest,
+                "media_seconds": round(media_s, 3),
+                "id": getattr(record, "id", None),
+            },
+        )
+
+    @router.get("/missing")
+    async def missing(
+        request: Request,
+        site: str = "",
+        room: str = "",
+        camera: str = "",
+        since: str | None = None,
+        until: str | None = None,
+    ) -> JSONResponse:
+        token_site = authenticate(request)
+        if not (site and room and camera):
+            raise _bad(400, "query parameters 'site', 'room' and 'camera' are required")
+        ref = CameraRef(site, room, camera)
+        authorize(token_site, ref)
+        t0 = parse_time(since, "since")
+        t1 = parse_time(until, "until") if until else datetime.now(UTC)
+        if t1 <= t0:
+            return JSONResponse({"ranges": []})
+        if t1 - t0 > MAX_MISSING_WINDOW:
+            raise _bad(400, f"'since'..'until' spans more than {MAX_MISSING_WINDOW.days} days")
+        try:
+            ranges = await segment_store.missing_ranges(site, room, camera, t0, t1)
+        except (OSError, ConnectionError, TimeoutError) as e:
+            log.error("ingest: storage unavailable for %s: %s", ref, e)
+            raise _bad(503, "storage unavailable, retry later") from None
+        return JSONResponse({"ranges": [[a.isoformat(), b.isoformat()] for a, b in ranges]})
+
+    return router
+
+
+def _parts(ref: CameraRef) -> tuple[str, str, str]:
+    return ref.site, ref.room, ref.camera
+
+
+def _peer(request: Request) -> str:
+    return request.client.host if request.client else "?"

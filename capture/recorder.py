@@ -1,0 +1,365 @@
+"""Hub side of the live path: answer agents' WebRTC offers and fan the received frames out.
+
+One ``RTCPeerConnection`` per camera.  Each received track goes through an aiortc ``MediaRelay``;
+the recorder's own consumer reads every frame (status: fps, last frame time) and passes one
+frame every ``1/analysis_fps`` seconds to the :class:`FrameSink` (analysis).  Live viewers get
+``live_track()``: a relay subscription, optionally reduced (size/rate) for the wall grid.  Nothing
+in the receive loop blocks: the sink's ``submit`` must return at once.
+
+The archive does *not* come from here: agents upload their own encoded segments (see
+``capture.ingest``), so a hub crash or a network cut loses no footage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fractions import Fraction
+from typing import Any, Protocol
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
+
+from capture.ice import configure_ice, rtc_configuration
+from config.models import EvalwatchConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, order=True)
+class CameraRef:
+    site: str
+    room: str
+    camera: str
+
+    def __str__(self) -> str:
+        return f"{self.site}/{self.room}/{self.camera}"
+
+
+class FrameSink(Protocol):
+    """Receives frames for analysis.  ``submit`` must not block (drop instead)."""
+
+    def submit(self, camera: CameraRef, ts: datetime, frame: np.ndarray) -> None: ...
+
+
+class BufferedFrameSink:
+    """A bounded drop-oldest buffer implementing :class:`FrameSink`; consumers ``await get()``."""
+
+    def __init__(self, maxlen: int = 64):
+        self._buf: collections.deque[tuple[CameraRef, datetime, np.ndarray]] = collections.deque()
+        self.maxlen = maxlen
+        self.dropped = 0
+        self.submitted = 0
+        self._event = asyncio.Event()
+
+    def submit(self, camera: CameraRef, ts: datetime, frame: np.ndarray) -> None:
+        self.submitted += 1
+        if len(self._buf) >= self.maxlen:
+            self._buf.popleft()
+            self.dropped += 1
+        self._buf.append((camera, ts, frame))
+        self._event.set()
+
+    def get_nowait(self) -> tuple[CameraRef, datetime, np.ndarray] | None:
+        return self._buf.popleft() if self._buf else None
+
+    async def get(self) -> tuple[CameraRef, datetime, np.ndarray]:
+        while not self._buf:
+            self._event.clear()
+            await self._event.wait()
+        return self._buf.popleft()
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+
+@dataclass
+class CameraStatus:
+    site: str
+    room: str
+    camera: str
+    online: bool
+    connection: str  # "none" | aiortc connectionState
+    fps: float
+    bitrate_kbps: float  # archive bitrate, from uploaded segments
+    last_frame_at: datetime | None
+    frames: int
+    dropped_frames: int  # frames the analysis sink could not take
+    segments: int
+    last_segment_end: datetime | None
+    last_error: str | None
+    agent: dict[str, Any] = field(default_factory=dict)  # last heartbeat entry for this camera
+    agent_seen_at: datetime | None = None
+
+
+class _Cam:
+    def __init__(self, ref: CameraRef):
+        self.ref = ref
+        self.pc: RTCPeerConnection | None = None
+        self.track: MediaStreamTrack | None = None
+        self.consumer: asyncio.Task[None] | None = None
+        self.frames = 0
+        self.dropped = 0
+        self.frame_times: collections.deque[float] = collections.deque(maxlen=64)
+        self.last_frame_mono: float | None = None
+        self.last_frame_at: datetime | None = None
+        self.last_submit_mono = 0.0
+        self.segments = 0
+        self.seg_bytes: collections.deque[tuple[float, int]] = collections.deque(maxlen=32)
+        self.last_segment_end: datetime | None = None
+        self.last_error: str | None = None
+        self.agent: dict[str, Any] = {}
+        self.agent_seen_at: datetime | None = None
+
+
+class OfferError(ValueError):
+    """The offer cannot be answered; the message names the problem (becomes a 400)."""
+
+
+class Recorder:
+    def __init__(
+        self,
+        cfg: EvalwatchConfig,
+        frame_sink: FrameSink | None = None,
+        *,
+        analysis_fps: float | None = None,
+    ):
+        self.cfg = cfg
+        self.frame_sink = frame_sink
+        self.analysis_fps = analysis_fps if analysis_fps is not None else cfg.detection.analysis_fps
+        self.relay = MediaRelay()
+        self._cams: dict[CameraRef, _Cam] = {}
+        for site, room, cam in cfg.cameras():
+            ref = CameraRef(site.id, room.id, cam.id)
+            self._cams[ref] = _Cam(ref)
+        self._closing = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        configure_ice(self.cfg.hub.ice_interfaces)
+
+    async def close(self) -> None:
+        self._closing = True
+        await asyncio.gather(*(self._drop(c, "hub shutting down") for c in self._cams.values()))
+
+    def known(self, ref: CameraRef) -> bool:
+        return ref in self._cams
+
+    # -- live path ------------------------------------------------------------------------------
+
+    async def handle_offer(self, ref: CameraRef, sdp: str, type_: str) -> RTCSessionDescription:
+        """Answer an agent's offer for ``ref``; replaces that camera's previous connection."""
+        cam = self._cams[ref]
+        if type_ != "offer":
+            raise OfferError(f"'type' must be 'offer', got {type_!r}")
+        if not sdp.lstrip().startswith("v=0"):
+            raise OfferError("malformed SDP: must start with 'v=0'")
+        if "\nm=video " not in sdp.replace("\r\n", "\n"):
+            raise OfferError("malformed SDP: no 'm=video' section")
+        hub = self.cfg.hub
+        pc = RTCPeerConnection(configuration=rtc_configuration(hub.stun_urls, hub.turn_urls))
+        got_track: list[MediaStreamTrack] = []
+
+        @pc.on("track")
+        def _on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video":
+                got_track.append(track)
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            if not got_track:
+                raise OfferError("malformed SDP: the video section carries no track")
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except OfferError:
+            await pc.close()
+            raise
+        except Exception as e:
+            await pc.close()
+            raise OfferError(f"malformed SDP: {type(e).__name__}: {e}") from None
+
+        await self._drop(cam, None)
+        cam.pc = pc
+        cam.track = got_track[0]
+        cam.last_error = None
+        cam.consumer = asyncio.create_task(self._consume(cam, pc, got_track[0]), name=f"rec-{ref}")
+
+        @pc.on("connectionstatechange")
+        async def _on_state() -> None:
+            state = pc.connectionState
+            log.info("peer connection %s site=%s room=%s camera=%s", state, ref.site, ref.room, ref.camera)
+            if state == "failed" and cam.pc is pc:
+                cam.last_error = "ICE/DTLS connection failed"
+                await self._drop(cam, None)
+
+        log.info("answered offer site=%s room=%s camera=%s", ref.site, ref.room, ref.camera)
+        desc = pc.localDescription
+        assert desc is not None
+        return desc
+
+    async def _consume(self, cam: _Cam, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
+        sub = self.relay.subscribe(track, buffered=False)
+        period = 1.0 / self.analysis_fps if self.analysis_fps > 0 else None
+        try:
+            while True:
+                frame = await sub.recv()
+                now = time.monotonic()
+                cam.frames += 1
+                cam.frame_times.append(now)
+                cam.last_frame_mono = now
+                cam.last_frame_at = datetime.now(UTC)
+                if (
+                    self.frame_sink is not None
+                    and period is not None
+                    and now - cam.last_submit_mono >= period
+                ):
+                    cam.last_submit_mono = now
+                    assert isinstance(frame, av.VideoFrame)
+                    try:
+                        self.frame_sink.submit(cam.ref, cam.last_frame_at, frame.to_ndarray(format="bgr24"))
+                    except Exception as e:  # a broken sink must not stop the live path
+                        cam.dropped += 1
+                        cam.last_error = f"frame sink: {e}"
+                        log.exception("frame sink failed camera=%s", cam.ref)
+        except MediaStreamError:
+            if cam.pc is pc and not self._closing:
+                cam.last_error = cam.last_error or "track ended"
+                log.info("track ended site=%s room=%s camera=%s", cam.ref.site, cam.ref.room, cam.ref.camera)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            cam.last_error = f"receive failed: {e}"
+            log.exception("receive failed camera=%s", cam.ref)
+        finally:
+            sub.stop()
+
+    async def _drop(self, cam: _Cam, error: str | None) -> None:
+        pc, task = cam.pc, cam.consumer
+        cam.pc, cam.track, cam.consumer = None, None, None
+        if error:
+            cam.last_error = error
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if pc is not None:
+            with contextlib.suppress(Exception):
+                await pc.close()
+
+    def live_track(
+        self,
+        site: str,
+        room: str,
+        camera: str,
+        *,
+        width: int | None = None,
+        fps: float | None = None,
+    ) -> MediaStreamTrack | None:
+        """A track of the camera's live frames for a viewer, or None while it is not connected.
+
+        With ``width`` and/or ``fps`` the track is reduced (aspect kept) — use e.g.
+        ``width=320, fps=5`` for the wall grid so the hub encodes little per viewer.  Call
+        ``track.stop()`` when the viewer leaves.
+        """
+        cam = self._cams.get(CameraRef(site, room, camera))
+        if cam is None or cam.track is None:
+            return None
+        sub = self.relay.subscribe(cam.track, buffered=False)
+        if width is None and fps is None:
+            return sub
+        return ReducedTrack(sub, width=width, fps=fps)
+
+    # -- agent reports ------------------------------------------------------------------------
+
+    def heartbeat(self, site: str, cameras: list[dict[str, Any]]) -> None:
+        now = datetime.now(UTC)
+        for entry in cameras:
+            ref = CameraRef(site, str(entry.get("room")), str(entry.get("camera")))
+            cam = self._cams.get(ref)
+            if cam is None:
+                continue
+            cam.agent = entry
+            cam.agent_seen_at = now
+
+    def note_segment(self, ref: CameraRef, start: datetime, end: datetime, nbytes: int) -> None:
+        cam = self._cams.get(ref)
+        if cam is None:
+            return
+        cam.segments += 1
+        cam.seg_bytes.append((max((end - start).total_seconds(), 1e-3), nbytes))
+        if cam.last_segment_end is None or end > cam.last_segment_end:
+            cam.last_segment_end = end
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self) -> list[CameraStatus]:
+        now = time.monotonic()
+        offline_s = self.cfg.rules.offline_seconds
+        out = []
+        for ref, cam in sorted(self._cams.items()):
+            recent = [t for t in cam.frame_times if now - t <= 2.0]
+            fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) >= 2 else 0.0
+            online = cam.last_frame_mono is not None and now - cam.last_frame_mono <= offline_s
+            secs = sum(s for s, _ in cam.seg_bytes)
+            kbps = sum(b for _, b in cam.seg_bytes) * 8 / 1000 / secs if secs else 0.0
+            out.append(
+                CameraStatus(
+                    site=ref.site,
+                    room=ref.room,
+                    camera=ref.camera,
+                    online=online,
+                    connection=cam.pc.connectionState if cam.pc is not None else "none",
+                    fps=round(fps, 2),
+                    bitrate_kbps=round(kbps, 1),
+                    last_frame_at=cam.last_frame_at,
+                    frames=cam.frames,
+                    dropped_frames=cam.dropped,
+                    segments=cam.segments,
+                    last_segment_end=cam.last_segment_end,
+                    last_error=cam.last_error or cam.agent.get("last_error"),
+                    agent=dict(cam.agent),
+                    agent_seen_at=cam.agent_seen_at,
+                )
+            )
+        return out
+
+
+class ReducedTrack(MediaStreamTrack):
+    """Downscaled / rate-limited view of another video track (for the live wall)."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, *, width: int | None, fps: float | None):
+        super().__init__()
+        self.source = source
+        self.width = width
+        self.period = 1.0 / fps if fps else 0.0
+        self._last: float | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        while True:
+            frame = await self.source.recv()
+            assert isinstance(frame, av.VideoFrame)
+            t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
+            if self._last is not None and self.period and t - self._last < self.period * 0.9:
+                continue
+            self._last = t
+            if self.width and frame.width > self.width:
+                h = max(2, round(frame.height * self.width / frame.width / 2) * 2)
+                out = frame.reformat(width=self.width, height=h, format="yuv420p")
+                out.pts, out.time_base = frame.pts, frame.time_base or Fraction(1, 90000)
+                return out
+            return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self.source.stop()
