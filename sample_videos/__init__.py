@@ -1,0 +1,1 @@
+"""Sample clips for evalwatch: the generator and its script (see README.md)."""
