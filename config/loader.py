@@ -103,8 +103,9 @@ def load_config(path: str | Path, *, load_secrets: bool = True) -> EvalwatchConf
     """
     path = Path(path)
     data, node = _read_yaml(path)
-    cfg = _validate(EvalwatchConfig, data, node, path)
     base = path.resolve().parent
+    _include_rooms(data, base)
+    cfg = _validate(EvalwatchConfig, data, node, path)
     _resolve_dirs(cfg, base)
     if url := os.environ.get("EVALWATCH_DATABASE_URL"):
         cfg.storage.database_url = url
@@ -121,6 +122,38 @@ def load_room(path: str | Path) -> RoomConfig:
     path = Path(path)
     data, node = _read_yaml(path)
     return _validate(RoomConfig, data, node, path)
+
+
+def _include_rooms(data: Any, base: Path) -> None:
+    """Replace each room given as a file name (``rooms: [room_a.room.yaml]``) by its contents.
+
+    Room files are the same files ``evalwatch analyze --room`` reads.  A relative camera source
+    in a room file is looked up beside the room file first, then relative to the config file.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("sites"), list):
+        return
+    problems: list[str] = []
+    for site in data["sites"]:
+        rooms = site.get("rooms") if isinstance(site, dict) else None
+        if not isinstance(rooms, list):
+            continue
+        for i, item in enumerate(rooms):
+            if not isinstance(item, str):
+                continue
+            room_path = base / item
+            try:
+                room = load_room(room_path)
+            except ConfigError as e:
+                problems.extend(e.problems)
+                continue
+            for cam in room.cameras:
+                src = cam.source
+                if src and "://" not in src and not src.startswith("device:") and not Path(src).is_absolute():
+                    beside = room_path.parent / src
+                    cam.source = str(beside if beside.exists() else base / src)
+            rooms[i] = room.model_dump(mode="json", exclude_none=True)
+    if problems:
+        raise ConfigError(problems)
 
 
 def _resolve_dirs(cfg: EvalwatchConfig, base: Path) -> None:

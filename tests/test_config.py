@@ -132,3 +132,22 @@ def test_default_demo_config_is_valid() -> None:
     assert cfg.sites and all(r.cameras for s in cfg.sites for r in s.rooms)
     for _site, _room, cam in cfg.cameras():
         assert Path(cam.source).is_file(), f"demo camera source missing: {cam.source}"
+
+
+def test_rooms_included_from_room_files(tmp_path: Path) -> None:
+    (tmp_path / "rooms").mkdir()
+    (tmp_path / "rooms" / "clip.mp4").write_bytes(b"")
+    write(
+        tmp_path / "rooms",
+        "id: r1\ncameras: [{id: cam1, source: clip.mp4}]\n"
+        "seats: [{id: S1, polygon: [[0, 0], [1, 0], [1, 1]]}]\n",
+        "r1.room.yaml",
+    )
+    write(tmp_path / "rooms", "id: r2\ncameras: []\n", "r2.room.yaml")
+    cfg = load_config(write(tmp_path, "sites:\n  - id: s1\n    rooms: [rooms/r1.room.yaml]\n"))
+    room = cfg.room("s1", "r1")
+    assert room.cameras[0].source == str(tmp_path / "rooms" / "clip.mp4")
+    assert room.seats[0].camera == "cam1"
+    with pytest.raises(ConfigError) as ei:
+        load_config(write(tmp_path, "sites:\n  - id: s1\n    rooms: [rooms/r2.room.yaml]\n", "b.yaml"))
+    assert "r2.room.yaml:2 cameras: List should have at least 1 item" in str(ei.value)

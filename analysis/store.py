@@ -1,0 +1,150 @@
+"""Event persistence for the live hub: DB row + snapshot JPEG in object storage, then the bus.
+
+:class:`EventStore` is the pipeline's ``EventSink``.  For each update it first writes the
+database (so every message on the bus carries the event's database ``id`` the dashboard acts
+on), then publishes.  A snapshot that cannot be uploaded because S3 is down is written to the
+local write-ahead folder and retried in the background: the event itself is never held back
+or lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from analysis.events import Event as Incident
+from analysis.events import EventUpdate
+from storage.models import Event as EventRow
+
+log = logging.getLogger("evalwatch.events")
+
+
+def snapshot_key(ev: Incident) -> str:
+    """``site/room/camera/YYYY/MM/DD/HHMMSS_<id>.jpg`` (UTC, from the event start)."""
+    t = ev.started_at
+    return f"{ev.site}/{ev.room}/{ev.camera}/{t:%Y/%m/%d/%H%M%S}_{ev.id}.jpg"
+
+
+def _ts(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+class EventStore:
+    """Persist incident updates and publish them, in order, on ``bus``."""
+
+    def __init__(
+        self,
+        db: Any,
+        objects: Any,
+        bucket: str,
+        bus: Any,
+        spool_dir: str | Path,
+        *,
+        retry_seconds: float = 5.0,
+    ):
+        self.db = db
+        self.objects = objects
+        self.bucket = bucket
+        self.bus = bus
+        self.spool_dir = Path(spool_dir)
+        self.retry_seconds = retry_seconds
+        self._ids: dict[str, int] = {}
+        self._retry_task: asyncio.Task[None] | None = None
+        self.snapshot_errors = 0
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self._retry_task = asyncio.create_task(self._retry_loop(), name="snapshot-retry")
+
+    async def close(self) -> None:
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry_task
+
+    # -- EventSink --
+
+    async def handle(self, update: EventUpdate) -> None:
+        ev = update.event
+        if update.action == "opened" and ev.snapshot and ev.site:
+            ev.snapshot_key = snapshot_key(ev)
+            await self._store_snapshot(ev.snapshot_key, ev.snapshot)
+        db_id = await self.db.run(lambda s: self._write(s, update))
+        message = update.to_dict(absolute=True)
+        message["uid"] = ev.id
+        message["id"] = db_id
+        message["status"] = "new" if update.action == "opened" else None
+        self.bus.publish(message)
+        log.info(
+            "event %s id=%s rule=%s kind=%s site=%s room=%s camera=%s seat=%s",
+            update.action, db_id, ev.rule, ev.kind, ev.site, ev.room, ev.camera, ev.seat,
+        )
+
+    def _write(self, session: Any, update: EventUpdate) -> int:
+        ev = update.event
+        row: EventRow | None = None
+        if ev.id in self._ids:
+            row = session.get(EventRow, self._ids[ev.id])
+        if row is None:
+            row = EventRow(
+                site=ev.site or "", room=ev.room or "", camera=ev.camera, seat=ev.seat,
+                rule=ev.rule, kind=ev.kind, started_at=ev.started_at, status="new",
+                details={"uid": ev.id, **ev.details},
+            )
+            session.add(row)
+        row.ended_at = ev.ended_at
+        row.confidence = max(row.confidence or 0.0, ev.confidence)
+        row.snapshot_key = ev.snapshot_key or row.snapshot_key
+        row.footage_start = _ts(ev.footage_start_s) or ev.started_at
+        row.footage_end = _ts(ev.footage_end_s) or ev.ended_at
+        session.commit()
+        if update.action == "closed":
+            self._ids.pop(ev.id, None)
+        else:
+            self._ids[ev.id] = row.id
+        return int(row.id)
+
+    # -- snapshots --
+
+    async def _store_snapshot(self, key: str, data: bytes) -> None:
+        from storage.objects import StorageUnavailable
+
+        try:
+            await self.objects.put_bytes(self.bucket, key, data, "image/jpeg")
+        except StorageUnavailable as e:
+            self.snapshot_errors += 1
+            path = self.spool_dir / key
+            await asyncio.to_thread(_write_file, path, data)
+            log.warning("snapshot spooled until S3 returns key=%s error=%s", key, e)
+
+    async def _retry_loop(self) -> None:
+        from storage.objects import StorageUnavailable
+
+        while True:
+            await asyncio.sleep(self.retry_seconds)
+            for path in sorted(p for p in self.spool_dir.rglob("*.jpg") if p.is_file()):
+                key = path.relative_to(self.spool_dir).as_posix()
+                try:
+                    await self.objects.put_bytes(self.bucket, key, path.read_bytes(), "image/jpeg")
+                except StorageUnavailable:
+                    break
+                path.unlink()
+                log.info("spooled snapshot uploaded key=%s", key)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

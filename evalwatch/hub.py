@@ -1,0 +1,169 @@
+"""``evalwatch hub`` — one process that composes every hub-side stage and serves the dashboard.
+
+Start-up order, top to bottom:
+
+1. config (secrets filled from the secrets file);
+2. the embedded S3 server, unless ``storage.s3.embedded`` is false or ``EVALWATCH_S3_ENDPOINT``
+   points at one someone else runs (``evalwatch run`` does that);
+3. database migrations, then the config's sites/rooms/cameras/seats mirrored into the DB;
+4. object store buckets, the segment store and its write-ahead uploader;
+5. event bus, detector, analysis pipeline (the recorder's frame sink), event persistence;
+6. the recorder and its ingest routes; the dashboard app; uvicorn.
+
+Shutdown runs the same list backwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config import ConfigError, EvalwatchConfig, load_config
+from evalwatch.logs import setup_logging
+
+log = logging.getLogger("evalwatch.hub")
+
+
+@dataclass
+class Hub:
+    """The running hub's services (what the dashboard's ``Services`` contract asks for)."""
+
+    cfg: EvalwatchConfig
+    db: Any
+    objects: Any
+    segments: Any
+    bus: Any
+    recorder: Any
+    pipeline: Any
+    extra_routers: list[Any] = field(default_factory=list)
+
+
+def sync_inventory(db: Any, cfg: EvalwatchConfig) -> None:
+    """Mirror the config's sites, rooms, cameras and seats into the DB (config is the source)."""
+    from storage.models import Camera, Room, Seat, Site
+
+    with db.session() as s:
+        for site in cfg.sites:
+            s.merge(Site(id=site.id, name=site.name))
+            for room in site.rooms:
+                s.merge(Room(site_id=site.id, id=room.id, name=room.name))
+                for cam in room.cameras:
+                    s.merge(
+                        Camera(site_id=site.id, room_id=room.id, id=cam.id, name=cam.name,
+                               width=cam.width, height=cam.height, fps=cam.fps)
+                    )
+                for seat in room.seats:
+                    s.merge(
+                        Seat(site_id=site.id, room_id=room.id, id=seat.id, camera_id=seat.camera or "",
+                             polygon=[list(p) for p in seat.polygon], row=seat.row, col=seat.col)
+                    )
+        s.commit()
+
+
+@contextlib.asynccontextmanager
+async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Hub]:
+    """Start every hub service for ``cfg``; stop them all on exit."""
+    from analysis.bus import EventBus
+    from analysis.detector import load_detector
+    from analysis.pipeline import AnalysisPipeline
+    from analysis.store import EventStore
+    from capture.ingest import make_router
+    from capture.recorder import Recorder
+    from storage.db import Database
+    from storage.objects import ObjectStore
+    from storage.segments import SegmentStore
+
+    async with contextlib.AsyncExitStack() as stack:
+        if cfg.storage.s3.embedded:
+            from storage.s3server import SeaweedServer
+
+            server = SeaweedServer.from_config(cfg.storage.s3)
+            await server.astart()
+            stack.push_async_callback(server.astop)
+            log.info("embedded S3 server ready endpoint=%s", server.endpoint)
+
+        db = Database(cfg.storage.database_url)
+        stack.callback(db.dispose)
+        await db.aupgrade()
+        await asyncio.to_thread(sync_inventory, db, cfg)
+
+        objects = ObjectStore(cfg.storage.s3)
+        await objects.ensure_buckets()
+        segments = SegmentStore(objects, db, Path(cfg.storage.wal_dir), cfg.storage.s3.bucket_segments)
+        await segments.start()
+        stack.push_async_callback(segments.close)
+
+        bus = EventBus()
+        d = cfg.detection
+        detector = await asyncio.to_thread(
+            load_detector, d.backend, d.model_path,
+            person_threshold=d.person_threshold, phone_threshold=d.phone_threshold, threads=d.threads,
+        )
+        # The dashboard's bus gets events from the store, after they have a database id; the
+        # pipeline's own bus stays private.
+        events = EventStore(
+            db, objects, cfg.storage.s3.bucket_snapshots, bus, Path(cfg.storage.wal_dir) / "snapshots"
+        )
+        await events.start()
+        stack.push_async_callback(events.close)
+        pipeline = AnalysisPipeline(
+            detector,
+            [(site.id, room) for site in cfg.sites for room in site.rooms],
+            detection_cfg=d, rules_cfg=cfg.rules, bus=EventBus(maxsize=1), sink=events,
+        )
+        await pipeline.start()
+        stack.push_async_callback(pipeline.stop)
+
+        recorder = Recorder(cfg, frame_sink=pipeline)
+        await recorder.start()
+        stack.push_async_callback(recorder.close)
+
+        yield Hub(
+            cfg=cfg, db=db, objects=objects, segments=segments, bus=bus, recorder=recorder,
+            pipeline=pipeline, extra_routers=[make_router(recorder, segments, cfg)],
+        )
+
+
+async def serve(cfg: EvalwatchConfig) -> None:
+    import uvicorn
+
+    from dashboard.app import create_app
+
+    async with running_hub(cfg) as hub:
+        app = create_app(hub)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=cfg.hub.listen_host, port=cfg.hub.listen_port, log_config=None,
+                access_log=False, lifespan="on",
+            )
+        )
+        log.info("hub listening url=%s", cfg.hub.url)
+        await server.serve()
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="evalwatch hub", description=__doc__)
+    parser.add_argument("--config", default="config/default.yaml", help="config file (YAML)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(f"evalwatch hub: configuration problems:\n{e}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(cfg))
+    except KeyboardInterrupt:
+        pass
+    except Exception as e:  # a start-up failure: say what failed, not a traceback
+        log.exception("hub failed")
+        print(f"evalwatch hub: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
