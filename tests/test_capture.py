@@ -1,0 +1,318 @@
+"""Capture stage: segmenter, spool, and agent ↔ hub over real aiortc on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from capture.agent import Agent, Backoff
+from capture.ice import configure_ice, rtc_configuration
+from capture.recorder import BufferedFrameSink
+from capture.segmenter import SegmentWriter
+from capture.spool import Spool, fmt_time, parse_time
+from capture.testing import DirSegmentStore, build_app, gaps, make_clip, write_config
+from config import load_config
+from storage.s3server import free_port
+
+T0 = 1_700_000_001.3  # an arbitrary wall-clock time, not on a segment boundary
+
+
+def _frames(n: int, w: int = 160, h: int = 120) -> list[av.VideoFrame]:
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    return [av.VideoFrame.from_ndarray(np.roll(base, i * 3, axis=1), format="rgb24") for i in range(n)]
+
+
+def _decode(path: Path) -> tuple[int, float, bool]:
+    """(frames, duration s, first frame is a keyframe) of an MP4."""
+    with av.open(str(path)) as c:
+        st = c.streams.video[0]
+        frames = list(c.decode(st))
+        first_key = frames[0].key_frame if frames else False
+        dur = float((frames[-1].pts - frames[0].pts) * st.time_base) if len(frames) > 1 else 0.0
+        return len(frames), dur, bool(first_key)
+
+
+def test_time_format_round_trip() -> None:
+    t = datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
+    assert fmt_time(t) == "20240506T070809.123Z"
+    assert parse_time(fmt_time(t)) == t
+
+
+def test_segments_align_to_wall_clock_and_play(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 100)
+    w = SegmentWriter(
+        spool, "s", "r", "c", width=160, height=120, fps=15, segment_seconds=2, bitrate_kbps=200
+    )
+    for i, f in enumerate(_frames(15 * 7)):
+        w.write(f, T0 + i / 15)
+    w.close()
+    segs = spool.segments()
+    assert len(segs) == 5  # [1.3,2) [2,4) [4,6) [6,8) [8,8.3)
+    # first starts at the first frame, the rest on multiples of 2 s; contiguous, no overlap
+    assert segs[0].start.timestamp() == pytest.approx(T0, abs=1e-3)
+    for a, b in zip(segs, segs[1:], strict=False):
+        assert a.end == b.start
+        assert b.start.timestamp() % 2 == pytest.approx(0, abs=1e-3)
+    assert segs[-1].end.timestamp() == pytest.approx(T0 + 7, abs=0.01)
+    for seg in segs[1:-1]:
+        n, dur, key = _decode(seg.path)
+        assert n == 30 and key
+        assert dur == pytest.approx(2 - 1 / 15, abs=0.02)
+        head = seg.path.read_bytes()[:4096]
+        assert head.find(b"moov") < head.find(b"mdat") or b"mdat" not in head  # faststart
+
+
+def test_stalled_source_closes_segment_honestly(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 100)
+    w = SegmentWriter(
+        spool, "s", "r", "c", width=160, height=120, fps=15, segment_seconds=10, bitrate_kbps=200
+    )
+    frames = _frames(20)
+    for i in range(10):
+        w.write(frames[i], 1000.0 + i / 15)
+    for i in range(10):  # 3 s stall inside the same 10 s segment
+        w.write(frames[10 + i], 1003.6 + i / 15)
+    w.close()
+    a, b = spool.segments()
+    assert a.end.timestamp() == pytest.approx(1000 + 10 / 15, abs=1e-3)
+    assert b.start.timestamp() == pytest.approx(1003.6, abs=1e-3)  # the gap stays visible
+
+
+def test_spool_quota_drops_uploaded_first_then_oldest_with_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = Spool(tmp_path, 10)
+    spool.max_bytes = 5000
+    d = spool.camera_dir("s", "r", "c")
+    d.mkdir(parents=True)
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    for i in range(4):
+        p = spool.path_for("s", "r", "c", t + timedelta(seconds=2 * i), t + timedelta(seconds=2 * i + 2))
+        p.write_bytes(b"x" * 2000)
+    segs = spool.segments()
+    spool.mark_done(segs[2])  # the only uploaded one is *not* the oldest
+    with caplog.at_level(logging.INFO, logger="capture.spool"):
+        spool.enforce_quota()
+    left = [s.start for s in spool.segments()]
+    assert left == [segs[1].start, segs[3].start]
+    assert spool.dropped_sent == 1 and spool.dropped_unsent == 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "NOT-YET-UPLOADED" in warnings[0].getMessage()
+    assert "camera=c" in warnings[0].getMessage()
+
+
+def test_gaps() -> None:
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+
+    def s(x: float) -> datetime:
+        return t + timedelta(seconds=x)
+
+    have = [(s(0), s(2)), (s(2), s(4)), (s(6), s(8)), (s(8.3), s(10))]
+    assert gaps(have, s(0), s(10)) == [(s(4), s(6))]
+    assert gaps(have, s(-3), s(12)) == [(s(-3), s(0)), (s(4), s(6)), (s(10), s(12))]
+    assert gaps([], s(0), s(1)) == [(s(0), s(1))]
+
+
+def test_backoff_grows_with_jitter_and_caps() -> None:
+    b = Backoff(1.0, 8.0)
+    ds = [b.next() for _ in range(8)]
+    assert 0.5 <= ds[0] <= 1.0 and 1.0 <= ds[1] <= 2.0 and 2.0 <= ds[2] <= 4.0
+    assert all(4.0 <= d <= 8.0 for d in ds[4:])
+    b.reset()
+    assert b.next() <= 1.0
+
+
+def test_ice_config_loopback_only_and_no_public_stun() -> None:
+    import aioice.ice
+
+    configure_ice(["127.0.0.1"])
+    assert aioice.ice.get_host_addresses(True, False) == ["127.0.0.1"]
+    assert rtc_configuration([], []).iceServers == []
+    cfg = rtc_configuration(["stun.example:3478"], ["turn://u:p%40ss@turn.example:3479"])
+    assert cfg.iceServers is not None
+    assert cfg.iceServers[0].urls == "stun:stun.example:3478"
+    turn = cfg.iceServers[1]
+    assert (turn.urls, turn.username, turn.credential) == ("turn:turn.example:3479", "u", "p@ss")
+
+
+# --- agent ↔ hub, in one process, over real aiortc + HTTP on 127.0.0.1 ------------------------
+
+
+@pytest.fixture
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip") / "room.mp4", seconds=3)
+
+
+async def _serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
+    task = asyncio.create_task(server.serve())
+    for _ in range(100):
+        if server.started:
+            break
+        await asyncio.sleep(0.05)
+    assert server.started
+    return server, task
+
+
+@pytest.mark.timeout(60)
+async def test_agent_streams_live_frames_and_archives_segments(tmp_path: Path, clip: Path) -> None:
+    port = free_port()
+    cfg_path = write_config(
+        tmp_path / "cfg.yaml",
+        port=port,
+        sites={"s1": {"r1": [("c1", str(clip))]}},
+        tokens={"s1": "token-s1-xxxxxxxxxxxxxxxx"},
+        spool_dir=tmp_path / "spool",
+        segment_seconds=2.0,
+    )
+    cfg = load_config(cfg_path)
+    store = DirSegmentStore(tmp_path / "store")
+    sink = BufferedFrameSink(64)
+    app, recorder = build_app(cfg, store, sink)
+    server, task = await _serve(app, port)
+    agent = Agent(cfg, "s1")
+    started = datetime.now(UTC)
+    try:
+        run = asyncio.create_task(agent.run(duration=7.0))
+        # live view for a viewer: reduced variant of the received track
+        live = None
+        for _ in range(100):
+            live = recorder.live_track("s1", "r1", "c1", width=160, fps=5)
+            if live is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert live is not None, "hub never received the agent's track"
+        frame = await asyncio.wait_for(live.recv(), 10)
+        assert (frame.width, frame.height) == (160, 120)
+        live.stop()
+        await asyncio.sleep(3)
+        st = {s.camera: s for s in recorder.status()}["c1"]
+        assert st.online and st.connection == "connected"
+        assert 8 <= st.fps <= 20, st.fps
+        await run
+    finally:
+        server.should_exit = True
+        await task
+    # frames reached the analysis sink at ~analysis_fps (2/s), as BGR arrays of the camera size
+    assert sink.submitted >= 6
+    cam, ts, img = sink.get_nowait()  # type: ignore[misc]
+    assert (cam.site, cam.room, cam.camera) == ("s1", "r1", "c1")
+    assert img.shape == (240, 320, 3) and img.dtype == np.uint8 and img.std() > 5
+    assert started - timedelta(seconds=1) < ts < datetime.now(UTC)
+    # the archive: every segment stored, playable, contiguous, ~2 s
+    have = store.list("s1", "r1", "c1")
+    assert len(have) >= 3
+    assert gaps([(a, b) for a, b, _ in have], have[0][0], have[-1][1], 0.0) == []
+    for a, b, p in have[1:-1]:
+        assert (b - a).total_seconds() == pytest.approx(2.0, abs=1e-3)
+        n, dur, key = _decode(p)
+        assert key and n >= 25 and dur == pytest.approx(2.0, abs=0.25)
+    total = (have[-1][1] - have[0][0]).total_seconds()
+    assert total == pytest.approx(7.0, abs=0.6)
+    assert not agent.spool.pending()
+
+
+@pytest.mark.timeout(60)
+async def test_agent_survives_hub_absent_at_start(tmp_path: Path, clip: Path) -> None:
+    """Segments recorded while no hub exists are uploaded oldest-first once it appears."""
+    port = free_port()
+    cfg = load_config(
+        write_config(
+            tmp_path / "cfg.yaml",
+            port=port,
+            sites={"s1": {"r1": [("c1", str(clip))]}},
+            tokens={"s1": "token-s1-xxxxxxxxxxxxxxxx"},
+            spool_dir=tmp_path / "spool",
+            segment_seconds=2.0,
+        )
+    )
+    store = DirSegmentStore(tmp_path / "store")
+    agent = Agent(cfg, "s1")
+    run = asyncio.create_task(agent.run(duration=9.0))
+    await asyncio.sleep(4.5)
+    assert store.list("s1", "r1", "c1") == []
+    assert len(agent.spool.pending()) >= 1
+    app, _ = build_app(cfg, store, None)
+    server, task = await _serve(app, port)
+    try:
+        await run
+    finally:
+        server.should_exit = True
+        await task
+    have = store.list("s1", "r1", "c1")
+    assert gaps([(a, b) for a, b, _ in have], have[0][0], have[-1][1], 0.0) == []
+    assert (have[-1][1] - have[0][0]).total_seconds() == pytest.approx(9.0, abs=0.6)
+
+
+@pytest.mark.timeout(30)
+async def test_ingest_rejects_bad_input_with_named_problem(tmp_path: Path, clip: Path) -> None:
+    port = free_port()
+    cfg = load_config(
+        write_config(
+            tmp_path / "cfg.yaml",
+            port=port,
+            sites={"s1": {"r1": [("c1", str(clip))]}, "s2": {"r9": [("c9", str(clip))]}},
+            tokens={"s1": "token-s1-xxxxxxxxxxxxxxxx", "s2": "token-s2-yyyyyyyyyyyyyyyy"},
+            spool_dir=tmp_path / "spool",
+        )
+    )
+    app, _ = build_app(cfg, DirSegmentStore(tmp_path / "store"), None)
+    h1 = {"Authorization": "Bearer token-s1-xxxxxxxxxxxxxxxx"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as c:
+        offer = {"site": "s1", "room": "r1", "camera": "c1", "sdp": "v=0\r\n", "type": "offer"}
+        r = await c.post("/api/ingest/offer", json=offer)
+        assert r.status_code == 401 and "Bearer" in r.json()["detail"]
+        r = await c.post("/api/ingest/offer", json=offer, headers={"Authorization": "Bearer nope"})
+        assert r.status_code == 401 and "invalid agent token" in r.json()["detail"]
+        r = await c.post(
+            "/api/ingest/offer", json={**offer, "site": "s2", "room": "r9", "camera": "c9"}, headers=h1
+        )
+        assert r.status_code == 403 and "'s2'" in r.json()["detail"]
+        r = await c.post("/api/ingest/offer", json={**offer, "camera": "cX"}, headers=h1)
+        assert r.status_code == 403 and "unknown camera s1/r1/cX" in r.json()["detail"]
+        r = await c.post("/api/ingest/offer", json=offer, headers=h1)
+        assert r.status_code == 400 and "m=video" in r.json()["detail"]
+        r = await c.post("/api/ingest/offer", json={**offer, "sdp": "garbage"}, headers=h1)
+        assert r.status_code == 400 and "malformed SDP" in r.json()["detail"]
+        bad_sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+        r = await c.post("/api/ingest/offer", json={**offer, "sdp": bad_sdp}, headers=h1)
+        assert r.status_code == 400 and r.json()["detail"].startswith("malformed SDP:")
+        r = await c.post("/api/ingest/offer", json={**offer, "type": "answer"}, headers=h1)
+        assert r.status_code == 400 and "'type' must be 'offer'" in r.json()["detail"]
+        r = await c.post("/api/ingest/offer", json={"site": "s1"}, headers=h1)
+        assert r.status_code == 400 and "room" in r.json()["detail"] and "sdp" in r.json()["detail"]
+        r = await c.post("/api/ingest/offer", content=b"{not json", headers=h1)
+        assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]
+        r = await c.post("/api/ingest/offer", content=b"x" * (cfg.hub.max_body_bytes + 1), headers=h1)
+        assert r.status_code == 413 and "limit" in r.json()["detail"]
+        # segments
+        url = "/api/ingest/segments/s1/r1/c1"
+        q = {"start": "2024-01-01T00:00:00Z", "end": "2024-01-01T00:00:02Z"}
+        import hashlib
+
+        junk = b"\x00\x00\x00\x18ftypisom" + b"garbage" * 100
+        hdr = {**h1, "X-Content-SHA256": hashlib.sha256(junk).hexdigest()}
+        r = await c.put(url, params=q, content=junk, headers=hdr)
+        assert r.status_code == 400 and "MP4" in r.json()["detail"]
+        r = await c.put(url, params=q, content=b"hello world", headers={**h1, "X-Content-SHA256": "0" * 64})
+        assert r.status_code == 400 and "X-Content-SHA256" in r.json()["detail"]
+        r = await c.put(url, params={"start": "yesterday", "end": q["end"]}, content=junk, headers=hdr)
+        assert r.status_code == 400 and "'start' is not an ISO 8601" in r.json()["detail"]
+        r = await c.put(url, params={"start": q["end"], "end": q["start"]}, content=junk, headers=hdr)
+        assert r.status_code == 400 and "not after start" in r.json()["detail"]
+        r = await c.put("/api/ingest/segments/s2/r9/c9", params=q, content=junk, headers=hdr)
+        assert r.status_code == 403
+        r = await c.get(
+            "/api/ingest/missing", params={"site": "s1", "room": "r1", "camera": "c1"}, headers=h1
+        )
+        assert r.status_code == 400 and "'since' is required" in r.json()["detail"]
