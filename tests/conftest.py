@@ -211,3 +211,21 @@ def database(db_url: str):  # type: ignore[no-untyped-def]
     db.upgrade()
     yield db
     db.dispose()
+
+
+@pytest.fixture
+async def segment_store(object_store, database, tmp_path: Path, s3_server: S3Env):  # type: ignore[no-untyped-def]
+    """A started ``SegmentStore`` on the shared S3 server and ``database``; WAL in tmp_path/wal."""
+    from storage.segments import SegmentStore
+
+    store = SegmentStore(
+        object_store,
+        database,
+        tmp_path / "wal",
+        s3_server.cfg.bucket_segments,
+        retry_min_s=0.2,
+        retry_max_s=1.0,
+    )
+    await store.start()
+    yield store
+    await store.stop()
