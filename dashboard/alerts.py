@@ -1,0 +1,119 @@
+"""Fan-out of alert updates to the browsers connected on ``/ws/events``.
+
+One subscription to the analysis bus feeds every WebSocket client; workflow changes made through
+the REST API (acknowledge / resolve / false alarm) are published here too, so every wall sees them.
+Each client has a bounded queue: when it overflows, the backlog is replaced by one
+``{"type": "resync"}`` message and the UI reloads the alert list over REST (a stalled browser never
+slows the others or the bus).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+log = logging.getLogger("evalwatch.dashboard")
+
+CLIENT_QUEUE = 256
+
+
+def jsonable(v: Any) -> Any:
+    """``v`` with datetimes as ISO-8601 strings (recursively)."""
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [jsonable(x) for x in v]
+    if v is None or isinstance(v, str | int | float | bool):
+        return v
+    return str(v)
+
+
+def event_message(ev: dict[str, Any]) -> dict[str, Any]:
+    """The WebSocket message for one event dict (adds ``snapshot_url`` and ``hub_sent_at``)."""
+    out = jsonable(ev)
+    eid = out.get("id")
+    if eid is not None and out.get("snapshot_key"):
+        out["snapshot_url"] = f"/api/events/{eid}/snapshot"
+    out.pop("snapshot_key", None)
+    return {"type": "event", "event": out, "hub_sent_at": time.time()}
+
+
+class Client:
+    def __init__(self, username: str) -> None:
+        self.username = username
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=CLIENT_QUEUE)
+        self.overflows = 0
+
+    def offer(self, msg: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(msg)
+        except asyncio.QueueFull:
+            self.overflows += 1
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait({"type": "resync"})
+
+
+class AlertHub:
+    """Owns the bus subscription and the set of connected clients."""
+
+    def __init__(self, bus: Any | None) -> None:
+        self.bus = bus
+        self.clients: set[Client] = set()
+        self.pushed = 0
+        self._task: asyncio.Task[None] | None = None
+        self._sub: Any = None
+
+    @property
+    def bus_queue_depth(self) -> int:
+        q = getattr(self._sub, "queue", None)
+        return q.qsize() if q is not None else 0
+
+    @property
+    def bus_dropped(self) -> int:
+        return int(getattr(self._sub, "dropped", 0) or 0)
+
+    async def start(self) -> None:
+        if self.bus is None or self._task is not None:
+            return
+        self._sub = self.bus.subscribe()
+        self._task = asyncio.create_task(self._pump(), name="dashboard-alert-pump")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._sub is not None and hasattr(self._sub, "close"):
+            self._sub.close()
+        self._sub = None
+
+    async def _pump(self) -> None:
+        async for ev in self._sub:
+            try:
+                self.publish(event_message(ev))
+            except Exception:  # a malformed event must not stop the pump
+                log.exception("bad event on the bus")
+
+    def publish(self, msg: dict[str, Any]) -> None:
+        self.pushed += 1
+        for c in list(self.clients):
+            c.offer(msg)
+
+    def connect(self, username: str) -> Client:
+        c = Client(username)
+        self.clients.add(c)
+        return c
+
+    def disconnect(self, c: Client) -> None:
+        self.clients.discard(c)
+
+    def queue_depth(self) -> int:
+        return sum(c.queue.qsize() for c in self.clients)

@@ -1,0 +1,202 @@
+"""The dashboard application factory: ``create_app(services) -> FastAPI``.
+
+See ``dashboard/services.py`` for what ``services`` must provide and ``docs/dashboard.md`` for the
+routes and the role matrix.  Startup seeds the config's users into the ``users`` table (existing
+accounts are never changed) and subscribes to the event bus; shutdown closes live streams.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from dashboard.alerts import AlertHub
+from dashboard.dbutil import run_db
+from dashboard.errors import ApiError, error_body, install_error_handlers
+from dashboard.live import LiveManager
+from dashboard.metrics import DashMetrics
+from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principal, allow, page
+from dashboard.routes import admin, auth, events, live, replay
+from dashboard.security import SessionCodec
+from dashboard.state import DashState
+from dashboard.users import UserCache, seed_users
+
+log = logging.getLogger("evalwatch.dashboard")
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+I18N = HERE / "i18n"
+LANGS = ("zh-CN", "en")
+DEFAULT_LANG = "zh-CN"
+PUBLIC_MOUNTS = ("/static",)
+
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+    "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+@cache
+def load_dictionary(lang: str) -> dict[str, str]:
+    """The UI strings of ``lang`` (``dashboard/i18n/<lang>.json``)."""
+    return json.loads((I18N / f"{lang}.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def create_app(services: Any) -> FastAPI:
+    """Build the dashboard for ``services`` (a :class:`dashboard.services.Services`).
+
+    Raises ``ValueError`` when ``services.cfg.hub.secret_key`` is unset.
+    """
+    cfg = services.cfg
+    secret = cfg.hub.secret_key.get_secret_value() if cfg.hub.secret_key else ""
+    metrics = DashMetrics()
+
+    state_holder: dict[str, DashState] = {}
+
+    async def _on_live_end(sess: Any) -> None:
+        await live.on_live_end(state_holder["st"], sess)
+
+    st = DashState(
+        services=services,
+        secret_key=secret,
+        codec=SessionCodec(secret),
+        users=UserCache(services.db),
+        alerts=AlertHub(services.bus),
+        metrics=metrics,
+        live=LiveManager(cfg, _on_live_end),
+        secure_cookies=cfg.hub.url.startswith("https://"),
+    )
+    state_holder["st"] = st
+    metrics.attach(st)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        created = await run_db(services.db, lambda s: seed_users(s, cfg))
+        if created:
+            log.info("dashboard: created users %s", ", ".join(created))
+        await st.alerts.start()
+        try:
+            yield
+        finally:
+            await st.alerts.stop()
+            await st.live.close_all()
+
+    app = FastAPI(
+        title="evalwatch dashboard",
+        version="0.1.0",
+        description="Live wall, alerts, replay and administration of evalwatch.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.dash = st
+    install_error_handlers(app)
+    max_body = cfg.hub.max_body_bytes
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        path = request.url.path
+        agent = path.startswith(AGENT_PREFIXES)
+        cl = request.headers.get("content-length")
+        if not agent and cl is not None:
+            try:
+                too_big = int(cl) > max_body
+            except ValueError:
+                return JSONResponse(error_body("err.invalid_input"), status_code=400)
+            if too_big:
+                return JSONResponse(error_body("err.body_too_large"), status_code=413)
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        label = getattr(route, "path", "unmatched")
+        metrics.http_requests.labels(request.method, label, str(response.status_code)).inc()
+        if not agent:
+            response.headers.setdefault("Content-Security-Policy", CSP)
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+            if path.startswith("/api/") and "cache-control" not in response.headers:
+                response.headers["Cache-Control"] = "no-store"
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
+        return response
+
+    for r in (auth.router, events.router, live.router, replay.router, admin.router):
+        app.include_router(r)
+    app.include_router(_misc_router(st))
+    for extra in getattr(services, "extra_routers", None) or []:
+        app.include_router(extra)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _misc_router(st: DashState) -> APIRouter:
+    r = APIRouter()
+
+    @r.get("/healthz", dependencies=[Depends(PUBLIC)], tags=["ops"])
+    async def healthz() -> Response:
+        """200 ``{"ok": true, ...}`` when the database answers; 503 otherwise (no auth: no data)."""
+        checks: dict[str, Any] = {}
+        try:
+            await run_db(st.db, lambda s: s.execute(_select_one()).scalar())
+            checks["db"] = True
+        except Exception:
+            checks["db"] = False
+        checks["bus"] = st.services.bus is not None
+        checks["recorder"] = st.services.recorder is not None
+        ok = bool(checks["db"])
+        return JSONResponse({"ok": ok, **checks}, status_code=200 if ok else 503)
+
+    @r.get("/metrics", dependencies=[Depends(METRICS)], tags=["ops"])
+    async def metrics_route() -> Response:
+        """Prometheus text format (admin session, or ``Bearer`` metrics token)."""
+        return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @r.get("/api/i18n/{lang}", dependencies=[Depends(PUBLIC)], tags=["ui"])
+    async def dictionary(lang: str) -> dict[str, str]:
+        """The UI dictionary of ``lang`` (``zh-CN`` default, ``en``)."""
+        if lang not in LANGS:
+            raise ApiError(404, "err.not_found")
+        return load_dictionary(lang)
+
+    @r.get("/api/openapi.json", include_in_schema=False)
+    async def openapi(request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]) -> Response:
+        return JSONResponse(request.app.openapi())
+
+    @r.get("/api/docs", include_in_schema=False, dependencies=[Depends(page(*ANY_USER))])
+    async def docs() -> Response:
+        return FileResponse(STATIC / "apidocs.html", headers={"Cache-Control": "no-store"})
+
+    @r.get("/login", include_in_schema=False, dependencies=[Depends(PUBLIC)])
+    async def login_page() -> Response:
+        return FileResponse(STATIC / "login.html", headers={"Cache-Control": "no-store"})
+
+    @r.get("/", include_in_schema=False, dependencies=[Depends(page(*ANY_USER))])
+    async def index() -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    return r
+
+
+def _select_one() -> Any:
+    from sqlalchemy import text
+
+    return text("SELECT 1")
+
+
+def new_secret_key() -> str:
+    """A random secret suitable for ``hub.secret_key`` (tests and first start)."""
+    return secrets.token_urlsafe(32)

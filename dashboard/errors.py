@@ -1,0 +1,101 @@
+"""API errors: every 4xx/5xx body is ``{"detail": <English message>, "code": <i18n key>}``.
+
+The UI shows ``t(code)`` (falling back to ``detail``), so a user always sees a translated reason
+and never a stack trace.  Every code used here must exist in both ``dashboard/i18n/*.json``
+(checked by the tests).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("evalwatch.dashboard")
+
+MESSAGES: dict[str, str] = {
+    "err.not_logged_in": "Please log in.",
+    "err.forbidden": "Your role is not allowed to do this.",
+    "err.csrf": "Missing or wrong CSRF token; reload the page.",
+    "err.bad_origin": "Request from a foreign origin refused.",
+    "err.bad_credentials": "Wrong username or password.",
+    "err.locked": "Too many failed logins; try again later.",
+    "err.too_many_attempts": "Too many failed logins from this address; try again later.",
+    "err.invalid_input": "Invalid input.",
+    "err.not_found": "Not found.",
+    "err.method_not_allowed": "Method not allowed.",
+    "err.internal": "Internal error; it has been logged.",
+    "err.event_not_found": "No such alert.",
+    "err.bad_transition": "This alert cannot go to that state from its current state.",
+    "err.note_required": "A note is required to resolve an alert.",
+    "err.no_snapshot": "This alert has no snapshot.",
+    "err.storage_unavailable": "Object storage is unavailable.",
+    "err.unknown_camera": "No such camera.",
+    "err.camera_offline": "The camera is offline.",
+    "err.live_unavailable": "Live video is not available on this hub.",
+    "err.bad_sdp": "Invalid WebRTC offer.",
+    "err.bad_range": "Invalid time range (end must be after start, at most 24 h).",
+    "err.segment_not_found": "No such segment.",
+    "err.user_exists": "A user with this name already exists.",
+    "err.user_not_found": "No such user.",
+    "err.password_too_short": "The password must have at least 10 characters.",
+    "err.password_too_long": "The password is too long.",
+    "err.cannot_demote_self": "You cannot change your own role or deactivate yourself.",
+    "err.body_too_large": "Request body too large.",
+}
+
+
+class ApiError(Exception):
+    """An expected failure, answered with ``status`` and the message of ``code``."""
+
+    def __init__(self, status: int, code: str, detail: str | None = None) -> None:
+        if code not in MESSAGES:
+            raise ValueError(f"unknown error code {code!r}")
+        super().__init__(code)
+        self.status = status
+        self.code = code
+        self.detail = detail or MESSAGES[code]
+
+
+class LoginRedirect(Exception):
+    """Raised by page gates for anonymous visitors: answered with a redirect to the login page."""
+
+
+def error_body(code: str, detail: str | None = None) -> dict[str, str]:
+    return {"detail": detail or MESSAGES[code], "code": code}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """JSON bodies for every error; the catch-all hides internals and logs the traceback."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        headers = {"WWW-Authenticate": "Cookie"} if exc.status == 401 else None
+        return JSONResponse(error_body(exc.code, exc.detail), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(LoginRedirect)
+    async def _login_redirect(request: Request, exc: LoginRedirect) -> Response:
+        return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        parts = []
+        for err in exc.errors()[:5]:
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+            parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid")))
+        return JSONResponse(error_body("err.invalid_input", "Invalid input: " + "; ".join(parts)), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "err.not_found", 405: "err.method_not_allowed", 413: "err.body_too_large"}.get(
+            exc.status_code, "err.invalid_input"
+        )
+        return JSONResponse(error_body(code), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("err.internal"), status_code=500)

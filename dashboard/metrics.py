@@ -1,0 +1,103 @@
+"""Prometheus metrics of the dashboard (one registry per app, so tests can build many apps).
+
+Exposed on ``/metrics`` (admin session or ``Authorization: Bearer <metrics token>``):
+
+* ``evalwatch_http_requests_total{method,route,status}``
+* ``evalwatch_live_viewers`` — WebRTC streams currently sent to browsers
+* ``evalwatch_ws_clients`` — browsers connected on ``/ws/events``
+* ``evalwatch_alert_messages_total`` — messages fanned out to browsers
+* ``evalwatch_events_total{rule,phase}`` — events received from the analysis bus
+* ``evalwatch_queue_depth{queue}`` — ``bus`` (dashboard subscription backlog), ``ws`` (sum of client
+  queues); ``evalwatch_bus_dropped_total`` — messages the bus dropped for the dashboard
+* ``evalwatch_camera_online{site,room,camera}``, ``evalwatch_camera_fps{...}``,
+  ``evalwatch_camera_frame_age_seconds{...}`` — from ``recorder.status()`` at scrape time
+* ``evalwatch_s3_errors_total{op}`` — object-store failures seen by the dashboard
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from dashboard.state import DashState
+
+
+class DashMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_requests = Counter(
+            "evalwatch_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.live_viewers = Gauge(
+            "evalwatch_live_viewers", "WebRTC streams to browsers", registry=self.registry
+        )
+        self.ws_clients = Gauge("evalwatch_ws_clients", "Browsers on /ws/events", registry=self.registry)
+        self.events = Counter(
+            "evalwatch_events", "Events from the bus", ["rule", "phase"], registry=self.registry
+        )
+        self.s3_errors = Counter("evalwatch_s3_errors", "Object store errors", ["op"], registry=self.registry)
+
+    def attach(self, state: DashState) -> None:
+        self.registry.register(_StateCollector(state))
+
+
+class _StateCollector(Collector):
+    def __init__(self, state: DashState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        st = self.state
+        pushed = CounterMetricFamily("evalwatch_alert_messages", "Messages fanned out to browsers")
+        pushed.add_metric([], st.alerts.pushed)
+        yield pushed
+        dropped = CounterMetricFamily("evalwatch_bus_dropped", "Bus messages dropped for the dashboard")
+        dropped.add_metric([], st.alerts.bus_dropped)
+        yield dropped
+        depth = GaugeMetricFamily("evalwatch_queue_depth", "Queue depths", labels=["queue"])
+        depth.add_metric(["bus"], st.alerts.bus_queue_depth)
+        depth.add_metric(["ws"], st.alerts.queue_depth())
+        yield depth
+        online = GaugeMetricFamily(
+            "evalwatch_camera_online", "Camera online", labels=["site", "room", "camera"]
+        )
+        fps = GaugeMetricFamily("evalwatch_camera_fps", "Camera frames/s", labels=["site", "room", "camera"])
+        age = GaugeMetricFamily(
+            "evalwatch_camera_frame_age_seconds",
+            "Seconds since last frame",
+            labels=["site", "room", "camera"],
+        )
+        for s in st.camera_status().values():
+            labels = [s["site"], s["room"], s["camera"]]
+            online.add_metric(labels, 1.0 if s["online"] else 0.0)
+            fps.add_metric(labels, float(s["fps"] or 0.0))
+            if s["last_frame_age"] is not None:
+                age.add_metric(labels, float(s["last_frame_age"]))
+        yield online
+        yield fps
+        yield age
+
+
+def status_dict(st: Any) -> dict[str, Any]:
+    """A recorder ``CameraStatus`` (attribute or dict access) as the API's plain dict."""
+
+    def g(name: str, default: Any = None) -> Any:
+        if isinstance(st, dict):
+            return st.get(name, default)
+        return getattr(st, name, default)
+
+    age = g("last_frame_age", None)
+    if age is None:
+        age = g("last_frame_age_s", None)
+    return {
+        "site": str(g("site", "")),
+        "room": str(g("room", "")),
+        "camera": str(g("camera", "")),
+        "online": bool(g("online", False)),
+        "fps": float(g("fps", 0.0) or 0.0),
+        "last_frame_age": float(age) if age is not None else None,
+    }

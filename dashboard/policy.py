@@ -1,0 +1,173 @@
+"""Who may call what: every dashboard route declares a gate, and the gate is the only way in.
+
+Declare a route's policy with a dependency: ``Depends(allow("supervisor", "admin"))`` for HTTP
+(401 for anonymous callers, 403 for other roles, CSRF + Origin checks on state-changing methods),
+``Depends(ws_allow(...))`` for WebSockets (the endpoint closes with 4401/4403 when the gate returns
+a refusal), ``Depends(PUBLIC)`` for the few routes anyone may reach (login, health, static files),
+``Depends(page(...))`` for HTML pages (anonymous visitors are redirected to ``/login``).
+
+Routes added by ``services.extra_routers`` under ``AGENT_PREFIXES`` are agent-only: they
+authenticate machine credentials themselves.  ``tests/test_roles_matrix.py`` walks ``app.routes``
+and fails for any route without one of these declarations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import Request, WebSocket
+from starlette.requests import HTTPConnection
+
+from dashboard.errors import ApiError, LoginRedirect
+from dashboard.security import CSRF_HEADER, SESSION_COOKIE, csrf_ok, metrics_token, password_fingerprint
+
+ROLES: tuple[str, ...] = ("admin", "supervisor", "auditor", "observer")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+AGENT_PREFIXES: tuple[str, ...] = ("/api/ingest",)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated dashboard user."""
+
+    user_id: int
+    username: str
+    role: str
+    display_name: str | None
+    csrf: str
+
+
+def client_ip(conn: HTTPConnection) -> str | None:
+    return conn.client.host if conn.client else None
+
+
+async def authenticate(conn: HTTPConnection) -> Principal | None:
+    """The user behind the session cookie, or None (no/forged/expired cookie, inactive user,
+    password changed since login)."""
+    from dashboard.state import get_state  # local import: state imports this module
+
+    st = get_state(conn)
+    sess = st.codec.load(conn.cookies.get(SESSION_COOKIE))
+    if sess is None:
+        return None
+    row = await st.users.get(sess.user_id)
+    if row is None or not row.active or password_fingerprint(row.password_hash) != sess.fingerprint:
+        return None
+    return Principal(row.id, row.username, row.role, row.display_name, sess.csrf)
+
+
+def same_origin(conn: HTTPConnection) -> bool:
+    """True when the ``Origin`` header is absent or names the host the request was sent to."""
+    origin = conn.headers.get("origin")
+    if not origin:
+        return True
+    host = conn.headers.get("host", "")
+    try:
+        return urlsplit(origin).netloc.lower() == host.lower()
+    except ValueError:
+        return False
+
+
+class Gate:
+    """HTTP dependency enforcing a role set (``roles`` empty + ``public`` = anyone)."""
+
+    def __init__(self, *roles: str, public: bool = False, page: bool = False, metrics: bool = False) -> None:
+        unknown = set(roles) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}")
+        self.roles = frozenset(roles)
+        self.public = public
+        self.page = page
+        self.metrics = metrics
+
+    def __repr__(self) -> str:
+        return "PUBLIC" if self.public else f"Gate({','.join(sorted(self.roles))})"
+
+    async def __call__(self, request: Request) -> Principal | None:
+        if self.public:
+            return None
+        if self.metrics:
+            from dashboard.state import get_state
+
+            auth = request.headers.get("authorization", "")
+            token = metrics_token(get_state(request).secret_key)
+            if auth.startswith("Bearer ") and csrf_ok(token, auth[7:]):
+                return None
+        principal = await authenticate(request)
+        if principal is None:
+            if self.page:
+                raise LoginRedirect()
+            raise ApiError(401, "err.not_logged_in")
+        if principal.role not in self.roles:
+            raise ApiError(403, "err.forbidden")
+        if request.method not in SAFE_METHODS:
+            if not same_origin(request):
+                raise ApiError(403, "err.bad_origin")
+            if not csrf_ok(principal.csrf, request.headers.get(CSRF_HEADER)):
+                raise ApiError(403, "err.csrf")
+        return principal
+
+
+@dataclass(frozen=True)
+class WsRefusal:
+    """Why a WebSocket was refused: close ``code`` (4401 anonymous, 4403 role/origin)."""
+
+    code: int
+    reason: str
+
+
+class WsGate:
+    """WebSocket dependency: returns the Principal, or a :class:`WsRefusal` the endpoint closes with."""
+
+    def __init__(self, *roles: str) -> None:
+        self.roles = frozenset(roles)
+
+    def __repr__(self) -> str:
+        return f"WsGate({','.join(sorted(self.roles))})"
+
+    async def __call__(self, websocket: WebSocket) -> Principal | WsRefusal:
+        if not same_origin(websocket):
+            return WsRefusal(4403, "bad origin")
+        principal = await authenticate(websocket)
+        if principal is None:
+            return WsRefusal(4401, "not logged in")
+        if principal.role not in self.roles:
+            return WsRefusal(4403, "forbidden")
+        return principal
+
+
+def allow(*roles: str) -> Gate:
+    """Gate for API routes: only ``roles`` (401 anonymous, 403 others; CSRF on unsafe methods)."""
+    return Gate(*roles)
+
+
+def page(*roles: str) -> Gate:
+    """Gate for HTML pages: like :func:`allow` but anonymous visitors are sent to ``/login``."""
+    return Gate(*roles, page=True)
+
+
+def ws_allow(*roles: str) -> WsGate:
+    return WsGate(*roles)
+
+
+PUBLIC = Gate(public=True)
+ANY_USER = ROLES
+METRICS = Gate("admin", metrics=True)
+
+
+def gates_of(route: Any) -> list[Gate | WsGate]:
+    """The gates declared on ``route`` (via its dependant tree), for the role-matrix test."""
+    dependant = getattr(route, "dependant", None)
+    found: list[Gate | WsGate] = []
+
+    def walk(d: Any) -> None:
+        for sub in getattr(d, "dependencies", []):
+            if isinstance(sub.call, Gate | WsGate):
+                found.append(sub.call)
+            walk(sub)
+
+    if dependant is not None:
+        walk(dependant)
+    return found

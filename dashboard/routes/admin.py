@@ -1,0 +1,217 @@
+"""Administration: users, the audit log, the (secret-free) configuration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dashboard import audit
+from dashboard.alerts import jsonable
+from dashboard.dbutil import run_db
+from dashboard.errors import ApiError
+from dashboard.policy import Principal, allow, client_ip
+from dashboard.security import hash_password, validate_new_password
+from dashboard.state import get_state
+from storage.models import AuditLog, User
+
+router = APIRouter(tags=["admin"])
+
+RoleName = Literal["admin", "supervisor", "auditor", "observer"]
+USERNAME = r"^[A-Za-z0-9_.@-]{1,64}$"
+
+
+def _user(u: User) -> dict[str, Any]:
+    return jsonable(  # type: ignore[no-any-return]
+        {
+            "username": u.username,
+            "display_name": u.display_name,
+            "role": u.role,
+            "active": bool(u.active),
+            "locked_until": u.locked_until,
+            "failed_logins": u.failed_logins,
+            "created_at": u.created_at,
+        }
+    )
+
+
+@router.get("/api/users")
+async def list_users(request: Request, me: Annotated[Principal, Depends(allow("admin"))]) -> dict[str, Any]:
+    st = get_state(request)
+    return {
+        "users": await run_db(
+            st.db, lambda s: [_user(u) for u in s.scalars(select(User).order_by(User.username))]
+        )
+    }
+
+
+class UserIn(BaseModel):
+    username: Annotated[str, Field(pattern=USERNAME)]
+    role: RoleName
+    display_name: Annotated[str | None, Field(max_length=200)] = None
+    password: Annotated[str, Field(max_length=256)]
+
+
+class UserPatch(BaseModel):
+    role: RoleName | None = None
+    display_name: Annotated[str | None, Field(max_length=200)] = None
+    active: bool | None = None
+    password: Annotated[str | None, Field(max_length=256)] = None
+    unlock: bool = False
+
+
+@router.post("/api/users", status_code=201)
+async def create_user(
+    body: UserIn, request: Request, me: Annotated[Principal, Depends(allow("admin"))]
+) -> dict[str, Any]:
+    """Create a user (409 ``err.user_exists``; 422 for a weak password)."""
+    st = get_state(request)
+    problem = validate_new_password(body.password)
+    if problem:
+        raise ApiError(422, problem)
+    pw = hash_password(body.password)
+
+    def create(s: Session) -> dict[str, Any] | None:
+        if s.scalars(select(User).where(User.username == body.username)).first():
+            return None
+        u = User(
+            username=body.username,
+            role=body.role,
+            display_name=body.display_name,
+            password_hash=pw,
+            active=True,
+            failed_logins=0,
+        )
+        s.add(u)
+        audit.add(
+            s,
+            me.username,
+            "user_create",
+            role=me.role,
+            target=f"user:{body.username}",
+            ip=client_ip(request),
+            details={"role": body.role},
+        )
+        s.flush()
+        return _user(u)
+
+    out = await run_db(st.db, create)
+    if out is None:
+        raise ApiError(409, "err.user_exists")
+    return out
+
+
+@router.patch("/api/users/{username}")
+async def update_user(
+    username: str, body: UserPatch, request: Request, me: Annotated[Principal, Depends(allow("admin"))]
+) -> dict[str, Any]:
+    """Change role / name / active flag / password, or unlock.  Admins cannot demote or
+    deactivate themselves (so the hub always keeps an admin)."""
+    st = get_state(request)
+    if username == me.username and ((body.role and body.role != me.role) or body.active is False):
+        raise ApiError(409, "err.cannot_demote_self")
+    if body.password is not None:
+        problem = validate_new_password(body.password)
+        if problem:
+            raise ApiError(422, problem)
+    pw = hash_password(body.password) if body.password is not None else None
+
+    def update(s: Session) -> dict[str, Any] | None:
+        u = s.scalars(select(User).where(User.username == username)).first()
+        if u is None:
+            return None
+        changed = []
+        if body.role is not None:
+            u.role = body.role
+            changed.append("role")
+        if body.display_name is not None:
+            u.display_name = body.display_name
+            changed.append("display_name")
+        if body.active is not None:
+            u.active = body.active
+            changed.append("active")
+        if pw is not None:
+            u.password_hash = pw
+            changed.append("password")
+        if body.unlock:
+            u.failed_logins, u.locked_until = 0, None
+            changed.append("unlock")
+        audit.add(
+            s,
+            me.username,
+            "user_update",
+            role=me.role,
+            target=f"user:{username}",
+            ip=client_ip(request),
+            details={"changed": changed, "role": body.role, "active": body.active},
+        )
+        s.flush()
+        return {**_user(u), "_id": u.id}
+
+    out = await run_db(st.db, update)
+    if out is None:
+        raise ApiError(404, "err.user_not_found")
+    st.users.invalidate(out.pop("_id"))
+    return out
+
+
+@router.get("/api/audit")
+async def audit_log(
+    request: Request,
+    me: Annotated[Principal, Depends(allow("admin", "auditor"))],
+    actor: Annotated[str | None, Query(max_length=64)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=2000)] = 200,
+) -> dict[str, Any]:
+    """Audit rows newest first (reading the audit log is itself audited: ``audit_view``)."""
+    st = get_state(request)
+
+    def q(s: Session) -> list[dict[str, Any]]:
+        stmt = select(AuditLog)
+        if actor:
+            stmt = stmt.where(AuditLog.actor == actor)
+        if action:
+            stmt = stmt.where(AuditLog.action == action)
+        if since:
+            stmt = stmt.where(AuditLog.at >= since)
+        rows = [
+            jsonable(
+                {
+                    "id": a.id,
+                    "at": a.at,
+                    "actor": a.actor,
+                    "role": a.role,
+                    "action": a.action,
+                    "target": a.target,
+                    "ip": a.ip,
+                    "details": a.details,
+                }
+            )
+            for a in s.scalars(stmt.order_by(AuditLog.id.desc()).limit(limit))
+        ]
+        audit.add(
+            s,
+            me.username,
+            "audit_view",
+            role=me.role,
+            ip=client_ip(request),
+            details={"actor": actor, "action": action},
+        )
+        return rows
+
+    return {"entries": await run_db(st.db, q)}
+
+
+@router.get("/api/config")
+async def config_view(request: Request, me: Annotated[Principal, Depends(allow("admin"))]) -> dict[str, Any]:
+    """The running configuration with every secret (keys, tokens, passwords) masked."""
+    cfg = get_state(request).cfg
+    data = cfg.model_dump(mode="json")  # SecretStr dumps as '**********'
+    for u in data.get("users", []):
+        u.pop("password", None)
+    return data  # type: ignore[no-any-return]

@@ -1,0 +1,160 @@
+"""Login, logout, the current user, own password change."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dashboard import audit
+from dashboard.dbutil import run_db
+from dashboard.errors import ApiError
+from dashboard.policy import ANY_USER, PUBLIC, Principal, allow, client_ip, same_origin
+from dashboard.security import (
+    SESSION_COOKIE,
+    hash_password,
+    lock_duration,
+    utcnow,
+    validate_new_password,
+    verify_password,
+)
+from dashboard.state import get_state
+from storage.models import User
+
+router = APIRouter(tags=["auth"])
+
+
+class LoginIn(BaseModel):
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class MeOut(BaseModel):
+    username: str
+    role: str
+    display_name: str | None
+    csrf: str
+
+
+class PasswordIn(BaseModel):
+    old_password: Annotated[str, Field(min_length=1, max_length=256)]
+    new_password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+@router.post("/api/auth/login", response_model=MeOut, dependencies=[Depends(PUBLIC)])
+async def login(body: LoginIn, request: Request, response: Response) -> MeOut:
+    """Check the password; on success set the session cookie and return the user and CSRF token.
+
+    401 ``err.bad_credentials`` for a wrong/unknown user or password (same message for both),
+    429 ``err.locked`` while the account is locked, 429 ``err.too_many_attempts`` while the client
+    address is throttled.  Every attempt is audit-logged (``login`` / ``login_failed``).
+    """
+    st = get_state(request)
+    ip = client_ip(request) or "?"
+    if not same_origin(request):
+        raise ApiError(403, "err.bad_origin")
+    if st.throttle.blocked_for(ip) > 0:
+        await audit.record(st.db, body.username, "login_failed", ip=ip, details={"reason": "ip_throttled"})
+        raise ApiError(429, "err.too_many_attempts")
+
+    def load(s: Session) -> tuple[int, str, bool, Any, int] | None:
+        u = s.scalars(select(User).where(User.username == body.username)).first()
+        if u is None:
+            return None
+        return u.id, u.password_hash, bool(u.active), u.locked_until, u.failed_logins or 0
+
+    row = await run_db(st.db, load)
+    now = utcnow()
+    if row is not None and row[3] is not None and row[3] > now:
+        st.throttle.fail(ip)
+        await audit.record(st.db, body.username, "login_failed", ip=ip, details={"reason": "locked"})
+        raise ApiError(429, "err.locked")
+    ok = verify_password(row[1] if row else None, body.password) and row is not None and row[2]
+    if not ok:
+        st.throttle.fail(ip)
+
+        def fail(s: Session) -> None:
+            reason = "unknown_user" if row is None else ("inactive" if not row[2] else "bad_password")
+            if row is not None:
+                u = s.get(User, row[0])
+                if u is not None:
+                    u.failed_logins = (u.failed_logins or 0) + 1
+                    dur = lock_duration(u.failed_logins)
+                    if dur is not None:
+                        u.locked_until = now + dur
+                        reason += f";locked {int(dur.total_seconds())}s"
+            audit.add(s, body.username, "login_failed", ip=ip, details={"reason": reason})
+
+        await run_db(st.db, fail)
+        raise ApiError(401, "err.bad_credentials")
+
+    assert row is not None
+
+    def succeed(s: Session) -> tuple[str, str | None, str]:
+        u = s.get(User, row[0])
+        assert u is not None
+        u.failed_logins = 0
+        u.locked_until = None
+        audit.add(s, u.username, "login", role=u.role, ip=ip)
+        return u.role, u.display_name, u.password_hash
+
+    role, display, pw_hash = await run_db(st.db, succeed)
+    st.throttle.success(ip)
+    token, sess = st.codec.issue(row[0], pw_hash)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=st.codec.max_age,
+        httponly=True,
+        samesite="strict",
+        secure=st.secure_cookies,
+        path="/",
+    )
+    return MeOut(username=body.username, role=role, display_name=display, csrf=sess.csrf)
+
+
+@router.post("/api/auth/logout")
+async def logout(
+    request: Request, response: Response, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+) -> dict[str, bool]:
+    """Clear the session cookie (audit ``logout``)."""
+    st = get_state(request)
+    await audit.record(st.db, me.username, "logout", role=me.role, ip=client_ip(request))
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=st.secure_cookies
+    )
+    return {"ok": True}
+
+
+@router.get("/api/auth/me", response_model=MeOut)
+async def me(me: Annotated[Principal, Depends(allow(*ANY_USER))]) -> MeOut:
+    """The logged-in user and the CSRF token to send as ``X-CSRF-Token`` on state changes."""
+    return MeOut(username=me.username, role=me.role, display_name=me.display_name, csrf=me.csrf)
+
+
+@router.post("/api/auth/password")
+async def change_password(
+    body: PasswordIn, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+) -> dict[str, bool]:
+    """Change one's own password (old one required); every existing session is revoked."""
+    st = get_state(request)
+    problem = validate_new_password(body.new_password)
+    if problem:
+        raise ApiError(422, problem)
+
+    def change(s: Session) -> bool:
+        u = s.get(User, me.user_id)
+        if u is None or not verify_password(u.password_hash, body.old_password):
+            audit.add(s, me.username, "password_change_failed", role=me.role, ip=client_ip(request))
+            return False
+        u.password_hash = hash_password(body.new_password)
+        audit.add(s, me.username, "password_change", role=me.role, ip=client_ip(request))
+        return True
+
+    if not await run_db(st.db, change):
+        raise ApiError(401, "err.bad_credentials")
+    st.users.invalidate(me.user_id)
+    return {"ok": True}

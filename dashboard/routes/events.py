@@ -1,0 +1,256 @@
+"""Alerts: list/filter, snapshot, the acknowledge → resolve / false-alarm workflow, WebSocket push."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dashboard import audit
+from dashboard.alerts import jsonable
+from dashboard.dbutil import run_db
+from dashboard.errors import ApiError
+from dashboard.policy import ANY_USER, Principal, WsRefusal, allow, client_ip, ws_allow
+from dashboard.routes.common import fetch_object, observer_audit
+from dashboard.security import utcnow
+from dashboard.state import get_state
+from storage.models import Event
+
+router = APIRouter(tags=["alerts"])
+
+HANDLERS = ("admin", "supervisor")
+Status = Literal["new", "acknowledged", "resolved", "false_alarm"]
+OPEN_STATES = ("new", "acknowledged")
+
+
+def event_dict(e: Event) -> dict[str, Any]:
+    """The API form of an event row (``snapshot_url`` instead of the storage key)."""
+    d: dict[str, Any] = {
+        c: getattr(e, c)
+        for c in (
+            "id",
+            "site",
+            "room",
+            "camera",
+            "seat",
+            "rule",
+            "kind",
+            "started_at",
+            "ended_at",
+            "confidence",
+            "footage_start",
+            "footage_end",
+            "status",
+            "acknowledged_by",
+            "acknowledged_at",
+            "resolved_by",
+            "resolved_at",
+            "note",
+        )
+    }
+    d["snapshot_url"] = f"/api/events/{e.id}/snapshot" if e.snapshot_key else None
+    return jsonable(d)  # type: ignore[no-any-return]
+
+
+@router.get("/api/events")
+async def list_events(
+    request: Request,
+    me: Annotated[Principal, Depends(allow(*ANY_USER))],
+    status: Annotated[list[Status] | None, Query()] = None,
+    rule: Annotated[str | None, Query(max_length=32)] = None,
+    site: Annotated[str | None, Query(max_length=64)] = None,
+    room: Annotated[str | None, Query(max_length=64)] = None,
+    camera: Annotated[str | None, Query(max_length=64)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
+    """Events newest first, filtered by state(s), rule, site/room/camera and start-time range."""
+    st = get_state(request)
+    await observer_audit(request, me, "event_list", None)
+
+    def q(s: Session) -> list[dict[str, Any]]:
+        stmt = select(Event)
+        if status:
+            stmt = stmt.where(Event.status.in_(status))
+        for col, val in ((Event.rule, rule), (Event.site, site), (Event.room, room), (Event.camera, camera)):
+            if val:
+                stmt = stmt.where(col == val)
+        if since:
+            stmt = stmt.where(Event.started_at >= _aware(since))
+        if until:
+            stmt = stmt.where(Event.started_at < _aware(until))
+        stmt = stmt.order_by(Event.started_at.desc(), Event.id.desc()).limit(limit)
+        return [event_dict(e) for e in s.scalars(stmt)]
+
+    return {"events": await run_db(st.db, q)}
+
+
+def _aware(t: datetime) -> datetime:
+    from datetime import UTC
+
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@router.get("/api/events/{event_id}")
+async def get_event(
+    event_id: int, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+) -> dict[str, Any]:
+    st = get_state(request)
+    await observer_audit(request, me, "event_view", f"event:{event_id}")
+
+    def q(s: Session) -> dict[str, Any] | None:
+        e = s.get(Event, event_id)
+        return event_dict(e) if e else None
+
+    out = await run_db(st.db, q)
+    if out is None:
+        raise ApiError(404, "err.event_not_found")
+    return out
+
+
+@router.get("/api/events/{event_id}/snapshot")
+async def snapshot(
+    event_id: int, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+) -> Response:
+    """The event's JPEG snapshot, read from the snapshots bucket (404 when it has none)."""
+    st = get_state(request)
+    key = await run_db(
+        st.db, lambda s: (e.snapshot_key, True) if (e := s.get(Event, event_id)) else (None, False)
+    )
+    if not key[1]:
+        raise ApiError(404, "err.event_not_found")
+    if not key[0]:
+        raise ApiError(404, "err.no_snapshot")
+    await observer_audit(request, me, "snapshot_view", f"event:{event_id}")
+    data = await fetch_object(st, st.cfg.storage.s3.bucket_snapshots, key[0], "snapshot")
+    ctype = "image/png" if key[0].endswith(".png") else "image/jpeg"
+    return Response(data, media_type=ctype, headers={"Cache-Control": "private, max-age=3600"})
+
+
+class ResolveIn(BaseModel):
+    note: Annotated[str, Field(max_length=2000)] = ""
+    false_alarm: bool = False
+
+
+class AckIn(BaseModel):
+    note: Annotated[str, Field(max_length=2000)] = ""
+
+
+async def _transition(
+    request: Request, me: Principal, event_id: int, action: str, note: str
+) -> dict[str, Any]:
+    st = get_state(request)
+    now = utcnow()
+
+    def apply(s: Session) -> dict[str, Any] | str:
+        e = s.get(Event, event_id)
+        if e is None:
+            return "err.event_not_found"
+        if action == "ack":
+            if e.status != "new":
+                return "err.bad_transition"
+            e.status = "acknowledged"
+            e.acknowledged_by, e.acknowledged_at = me.username, now
+        else:
+            if e.status not in OPEN_STATES or (action == "resolve" and e.status != "acknowledged"):
+                return "err.bad_transition"
+            if e.acknowledged_by is None:
+                e.acknowledged_by, e.acknowledged_at = me.username, now
+            e.status = "resolved" if action == "resolve" else "false_alarm"
+            e.resolved_by, e.resolved_at = me.username, now
+        if note:
+            e.note = note if not e.note else f"{e.note}\n{note}"
+        audit.add(
+            s,
+            me.username,
+            f"alert_{action}",
+            role=me.role,
+            target=f"event:{event_id}",
+            ip=client_ip(request),
+            details={"status": e.status, "note": note or None},
+        )
+        return event_dict(e)
+
+    out = await run_db(st.db, apply)
+    if isinstance(out, str):
+        raise ApiError(404 if out == "err.event_not_found" else 409, out)
+    st.alerts.publish({"type": "event", "event": {**out, "phase": "workflow"}})
+    return out
+
+
+@router.post("/api/events/{event_id}/ack")
+async def acknowledge(
+    event_id: int,
+    request: Request,
+    me: Annotated[Principal, Depends(allow(*HANDLERS))],
+    body: AckIn | None = None,
+) -> dict[str, Any]:
+    """new → acknowledged (409 ``err.bad_transition`` otherwise); records who and when."""
+    return await _transition(request, me, event_id, "ack", body.note if body else "")
+
+
+@router.post("/api/events/{event_id}/resolve")
+async def resolve(
+    event_id: int, body: ResolveIn, request: Request, me: Annotated[Principal, Depends(allow(*HANDLERS))]
+) -> dict[str, Any]:
+    """acknowledged → resolved (a note is required), or new/acknowledged → false_alarm."""
+    note = body.note.strip()
+    if not body.false_alarm and not note:
+        raise ApiError(422, "err.note_required")
+    return await _transition(request, me, event_id, "false_alarm" if body.false_alarm else "resolve", note)
+
+
+@router.websocket("/ws/events")
+async def ws_events(
+    websocket: WebSocket, me: Annotated[Principal | WsRefusal, Depends(ws_allow(*ANY_USER))]
+) -> None:
+    """Push ``{"type": "event", "event": {...}}`` for every event update and workflow change.
+
+    Authenticated by the session cookie (same origin only); closes with 4401 (anonymous) or 4403
+    (role / origin).  ``{"type": "resync"}`` tells the client it missed messages.  The client may
+    send ``"ping"`` and gets ``{"type": "pong"}``.
+    """
+    if isinstance(me, WsRefusal):
+        # accept first so the browser sees the close code (a refused handshake is just "1006")
+        await websocket.accept()
+        await websocket.close(code=me.code, reason=me.reason)
+        return
+    st = get_state(websocket)
+    await websocket.accept()
+    client = st.alerts.connect(me.username)
+    st.metrics.ws_clients.inc()
+    if me.role == "observer":
+        await audit.record(st.db, me.username, "alerts_watch", role=me.role, ip=client_ip(websocket))
+
+    async def reader() -> None:
+        while True:
+            msg = await websocket.receive_text()
+            if msg == "ping":
+                client.offer({"type": "pong"})
+
+    rtask = asyncio.create_task(reader())
+    try:
+        await websocket.send_json({"type": "hello", "user": me.username})
+        while True:
+            get = asyncio.create_task(client.queue.get())
+            done, _ = await asyncio.wait({get, rtask}, return_when=asyncio.FIRST_COMPLETED)
+            if rtask in done:
+                get.cancel()
+                break
+            await websocket.send_json(get.result())
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        rtask.cancel()
+        with contextlib.suppress(BaseException):
+            await rtask
+        st.alerts.disconnect(client)
+        st.metrics.ws_clients.dec()

@@ -1,0 +1,148 @@
+"""Sites tree, per-camera status for the live wall, and the WebRTC offer/answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from dashboard import audit
+from dashboard.dbutil import run_db
+from dashboard.errors import ApiError
+from dashboard.live import LiveSession, make_grid_track
+from dashboard.policy import ANY_USER, Principal, allow, client_ip
+from dashboard.routes.common import observer_audit
+from dashboard.state import get_state
+from storage.models import Event
+
+router = APIRouter(tags=["live"])
+
+LIVE_VIEWERS = ("admin", "supervisor", "observer")
+
+
+@router.get("/api/sites")
+async def sites(request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]) -> dict[str, Any]:
+    """Every site → room → camera (with its seats), in config order."""
+    cfg = get_state(request).cfg
+    await observer_audit(request, me, "sites_view", None)
+    return {
+        "sites": [
+            {
+                "id": s.id,
+                "name": s.name or s.id,
+                "rooms": [
+                    {
+                        "id": r.id,
+                        "name": r.name or r.id,
+                        "cameras": [
+                            {
+                                "id": c.id,
+                                "name": c.name or c.id,
+                                "width": c.width,
+                                "height": c.height,
+                                "seats": [seat.id for seat in r.seats_for(c.id)],
+                            }
+                            for c in r.cameras
+                        ],
+                    }
+                    for r in s.rooms
+                ],
+            }
+            for s in cfg.sites
+        ],
+        "timezone": cfg.hub.timezone,
+    }
+
+
+@router.get("/api/cameras/status")
+async def camera_status(
+    request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+) -> dict[str, Any]:
+    """Status of every configured camera: online, fps, last frame age (s), open alerts by rule.
+
+    Polled every ~2 s by the wall, so it is not audit-logged (the wall itself is, on load).
+    """
+    st = get_state(request)
+    statuses = st.camera_status()
+
+    def q(s: Session) -> list[tuple[str, str, str, str, int]]:
+        rows = s.execute(
+            select(Event.site, Event.room, Event.camera, Event.rule, func.count())
+            .where(Event.status.in_(("new", "acknowledged")))
+            .group_by(Event.site, Event.room, Event.camera, Event.rule)
+        )
+        return [(a, b, c, d, int(n)) for a, b, c, d, n in rows]
+
+    for site, room, cam, rule, n in await run_db(st.db, q):
+        d = statuses.get((site, room, cam))
+        if d is not None:
+            d.setdefault("alerts", {})[rule] = n
+    return {"cameras": [{"alerts": {}, **d} for d in statuses.values()]}
+
+
+class OfferIn(BaseModel):
+    sdp: Annotated[str, Field(min_length=10, max_length=100_000)]
+    type: Literal["offer"]
+    quality: Literal["grid", "full"] = "grid"
+
+
+@router.post("/api/live/{site}/{room}/{camera}/offer")
+async def live_offer(
+    site: str,
+    room: str,
+    camera: str,
+    body: OfferIn,
+    request: Request,
+    me: Annotated[Principal, Depends(allow(*LIVE_VIEWERS))],
+) -> dict[str, str]:
+    """Answer a browser's WebRTC offer with the camera's live track (audit ``live_view``).
+
+    404 unknown camera, 503 no recorder on this hub, 409 camera offline, 422 unusable offer.
+    """
+    st = get_state(request)
+    if (site, room, camera) not in st.camera_status():
+        raise ApiError(404, "err.unknown_camera")
+    rec = st.services.recorder
+    if rec is None:
+        raise ApiError(503, "err.live_unavailable")
+    track = rec.live_track(site, room, camera)
+    if track is None:
+        raise ApiError(409, "err.camera_offline")
+    if body.quality == "grid":
+        track = make_grid_track(track)
+    target = f"{site}/{room}/{camera}"
+    st.metrics.live_viewers.inc()  # decremented by on_live_end (or below on failure)
+    try:
+        answer = await st.live.answer(body.sdp, body.type, track, me.username, target)
+    except ValueError as e:
+        st.metrics.live_viewers.dec()
+        raise ApiError(422, "err.bad_sdp") from e
+    await audit.record(
+        st.db,
+        me.username,
+        "live_view",
+        role=me.role,
+        target=target,
+        ip=client_ip(request),
+        details={"quality": body.quality},
+    )
+    return answer
+
+
+async def on_live_end(state: Any, sess: LiveSession) -> None:
+    """Audit the end of a live stream (seconds watched) and update the viewer gauge."""
+    import time
+
+    if not sess.established:
+        return
+    state.metrics.live_viewers.dec()
+    await audit.record(
+        state.db,
+        sess.username,
+        "live_view_end",
+        target=sess.target,
+        details={"seconds": round(time.time() - sess.started, 1)},
+    )

@@ -1,0 +1,101 @@
+"""What the dashboard needs from the rest of the hub — the contract ``evalwatch.hub`` wires.
+
+``dashboard.app.create_app(services)`` accepts any object with these attributes (the
+:class:`Services` dataclass is the canonical one).  Only the methods listed in the protocols below
+are called, so a test may pass small fakes.
+
+* ``cfg`` — the loaded :class:`config.EvalwatchConfig` (``hub.secret_key`` must be set: it signs
+  session cookies; ``users`` seed accounts on startup; ``sites`` give the live-wall layout).
+* ``db`` — :class:`storage.db.Database`; the dashboard uses ``db.session()`` (a context manager
+  yielding a SQLAlchemy ``Session``) or, failing that, calls ``db.sessionmaker()``.  Tables come from
+  ``storage.models``; the dashboard never creates or migrates them.
+* ``objects`` — :class:`storage.objects.ObjectStore` (snapshots and segment bytes, ranged reads).
+* ``segments`` — :class:`storage.segments.SegmentStore` (``list_segments``) — optional: without
+  it the dashboard queries ``storage.models.Segment`` directly.
+* ``bus`` — :class:`analysis.bus.EventBus`; one subscription fans out to every ``/ws/events``
+  client.  ``None`` disables live alert push (the REST API still works).
+* ``recorder`` — :class:`capture.recorder.Recorder` or ``None`` (no live video; tiles show offline).
+* ``extra_routers`` — routers included verbatim (the capture engineer's ``/api/ingest/*``
+  routes, authenticated by per-site agent tokens; the dashboard's role policy lists them as
+  agent-only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from fastapi import APIRouter
+from sqlalchemy.orm import Session
+
+from config.models import EvalwatchConfig
+
+
+@runtime_checkable
+class DatabaseLike(Protocol):
+    """``storage.db.Database``: ``session()`` yields a SQLAlchemy session (commit is ours)."""
+
+    def session(self) -> AbstractContextManager[Session]: ...
+
+
+class ObjectStoreLike(Protocol):
+    """``storage.objects.ObjectStore``: ranged reads of stored objects.
+
+    ``length=None`` means to the end.  Raises ``KeyError``/``FileNotFoundError`` (or any exception
+    whose class name contains ``NoSuch``/``NotFound``) for a missing object; anything else is counted
+    as an S3 error and answered 502.
+    """
+
+    async def get_bytes(self, bucket: str, key: str, offset: int = 0, length: int | None = None) -> bytes: ...
+
+
+class SegmentStoreLike(Protocol):
+    """``storage.segments.SegmentStore``: archived segments overlapping ``[start, end)``, by start."""
+
+    def list_segments(
+        self, site: str, room: str, camera: str, start: datetime, end: datetime
+    ) -> list[Any]: ...
+
+
+class EventBusLike(Protocol):
+    """``analysis.bus.EventBus``: ``subscribe()`` gives an async iterator of event dicts.
+
+    Each dict has ``id, site, room, camera, seat, rule, kind, started_at, ended_at, confidence,
+    snapshot_key, status, phase`` (``phase``: opened | updated | closed).
+    """
+
+    def subscribe(self) -> AsyncIterator[dict[str, Any]]: ...
+
+
+class CameraStatusLike(Protocol):
+    """``capture.recorder.CameraStatus`` (read by attribute; extra fields are ignored)."""
+
+    site: str
+    room: str
+    camera: str
+    online: bool
+    fps: float
+
+
+class RecorderLike(Protocol):
+    """``capture.recorder.Recorder``: per-camera status and a relayed live track."""
+
+    def status(self) -> list[Any]: ...
+
+    def live_track(self, site: str, room: str, camera: str) -> Any | None: ...
+
+
+@dataclass
+class Services:
+    """The hub's services as the dashboard sees them (see the module docstring)."""
+
+    cfg: EvalwatchConfig
+    db: Any
+    objects: Any | None = None
+    segments: Any | None = None
+    bus: Any | None = None
+    recorder: Any | None = None
+    extra_routers: list[APIRouter] = field(default_factory=list)

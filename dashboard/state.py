@@ -1,0 +1,69 @@
+"""Per-app state: the services plus the dashboard's own helpers, at ``app.state.dash``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import HTTPConnection
+
+from dashboard.alerts import AlertHub
+from dashboard.live import LiveManager
+from dashboard.metrics import DashMetrics, status_dict
+from dashboard.security import IpThrottle, SessionCodec
+from dashboard.users import UserCache
+
+
+@dataclass
+class DashState:
+    services: Any
+    secret_key: str
+    codec: SessionCodec
+    users: UserCache
+    alerts: AlertHub
+    metrics: DashMetrics
+    live: LiveManager
+    throttle: IpThrottle = field(default_factory=IpThrottle)
+    secure_cookies: bool = False
+
+    @property
+    def cfg(self) -> Any:
+        return self.services.cfg
+
+    @property
+    def db(self) -> Any:
+        return self.services.db
+
+    def camera_status(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """Status of every configured camera (offline when the recorder does not know it)."""
+        out: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for site, room, cam in self.cfg.cameras():
+            out[(site.id, room.id, cam.id)] = {
+                "site": site.id,
+                "room": room.id,
+                "camera": cam.id,
+                "online": False,
+                "fps": 0.0,
+                "last_frame_age": None,
+            }
+        rec = self.services.recorder
+        if rec is not None:
+            try:
+                statuses = rec.status()
+            except Exception:
+                statuses = []
+            for st in statuses:
+                d = status_dict(st)
+                key = (d["site"], d["room"], d["camera"])
+                if key in out:
+                    out[key] = d
+        return out
+
+
+def get_state(conn: HTTPConnection) -> DashState:
+    return conn.app.state.dash  # type: ignore[no-any-return]
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,212 @@
+"""Small real-ish services for dashboard tests and benchmarks (no S3 server, no recorder).
+
+``make_services(tmp_path)`` returns :class:`dashboard.services.Services` with a SQLite
+:class:`storage.db.Database` (schema created), an in-memory object store, the real
+:class:`analysis.bus.EventBus`, a :class:`FakeRecorder` and a config of ``sites`` x ``rooms`` x
+``cameras`` with one user per role (password ``<role>-password-1``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from config.models import EvalwatchConfig
+from dashboard.services import Services
+
+ROLE_USERS = {
+    "admin": "admin",
+    "supervisor": "sup",
+    "auditor": "aud",
+    "observer": "obs",
+}
+
+
+def password_of(role: str) -> str:
+    return f"{role}-password-1"
+
+
+def make_config(
+    sites: int = 2,
+    rooms: int = 2,
+    cameras: int = 1,
+    secret: str = "test-secret-key-0123456789",  # noqa: S107
+    **hub: Any,
+) -> EvalwatchConfig:
+    return EvalwatchConfig.model_validate(
+        {
+            "hub": {"secret_key": secret, **hub},
+            "users": [
+                {"username": u, "role": r, "password": password_of(r), "display_name": f"{r} user"}
+                for r, u in ROLE_USERS.items()
+            ],
+            "sites": [
+                {
+                    "id": f"site{s}",
+                    "name": f"Site {s}",
+                    "rooms": [
+                        {
+                            "id": f"room{r}",
+                            "cameras": [{"id": f"cam{c}", "source": "x.mp4"} for c in range(1, cameras + 1)],
+                            "seats": [
+                                {"id": f"s{c}", "camera": f"cam{c}", "polygon": [[0, 0], [0.5, 0], [0.5, 1]]}
+                                for c in range(1, cameras + 1)
+                            ],
+                        }
+                        for r in range(1, rooms + 1)
+                    ],
+                }
+                for s in range(1, sites + 1)
+            ],
+            "secrets_file": None,
+        }
+    )
+
+
+class MemoryObjects:
+    """In-memory stand-in for ``storage.objects.ObjectStore`` (get/put, ranged reads)."""
+
+    def __init__(self, cfg: Any = None) -> None:
+        self.data: dict[tuple[str, str], bytes] = {}
+        self.fail = False
+        self.cfg = cfg
+
+    async def list(self, bucket: str, prefix: str = "") -> list[Any]:
+        from storage.objects import ObjectInfo
+
+        if self.fail:
+            raise ConnectionError("simulated S3 outage")
+        return [
+            ObjectInfo(bucket=b, key=k, size=len(v))
+            for (b, k), v in sorted(self.data.items())
+            if b == bucket and k.startswith(prefix)
+        ]
+
+    async def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str = "", **_: Any) -> None:
+        self.data[(bucket, key)] = data
+
+    async def get_bytes(self, bucket: str, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        if self.fail:
+            raise ConnectionError("simulated S3 outage")
+        from storage.objects import ObjectMissing
+
+        try:
+            b = self.data[(bucket, key)]
+        except KeyError:
+            raise ObjectMissing(f"{bucket}/{key}") from None
+        return b[offset : None if length is None else offset + length]
+
+
+@dataclass
+class FakeStatus:
+    site: str
+    room: str
+    camera: str
+    online: bool = True
+    fps: float = 15.0
+    last_frame_age: float | None = 0.1
+
+
+class FakeRecorder:
+    """``status()`` from a dict; ``live_track`` returns a synthetic moving-colour track."""
+
+    def __init__(self, cfg: EvalwatchConfig) -> None:
+        self.statuses = {(s.id, r.id, c.id): FakeStatus(s.id, r.id, c.id) for s, r, c in cfg.cameras()}
+
+    def status(self) -> list[FakeStatus]:
+        return list(self.statuses.values())
+
+    def live_track(self, site: str, room: str, camera: str) -> Any | None:
+        st = self.statuses.get((site, room, camera))
+        if st is None or not st.online:
+            return None
+        return synthetic_track()
+
+
+def synthetic_track(width: int = 320, height: int = 240, fps: int = 10) -> Any:
+    """An aiortc video track whose picture changes every frame (a moving bar)."""
+    import numpy as np
+    from aiortc import VideoStreamTrack
+    from av import VideoFrame
+
+    class Moving(VideoStreamTrack):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        async def recv(self) -> VideoFrame:
+            pts, tb = await self.next_timestamp()
+            img = np.full((height, width, 3), 40, dtype=np.uint8)
+            x = (self.n * 8) % width
+            img[:, x : x + 24] = (255, 200, 0)
+            self.n += 1
+            f = VideoFrame.from_ndarray(img, format="bgr24")
+            f.pts, f.time_base = pts, tb
+            return f
+
+    return Moving()
+
+
+def make_database(path: Path) -> Any:
+    from storage.db import Database
+    from storage.models import Base
+
+    db = Database(f"sqlite:///{path}")
+    Base.metadata.create_all(db.engine)
+    return db
+
+
+def make_services(
+    tmp_path: Path,
+    *,
+    bus: Any | None = None,
+    cfg: EvalwatchConfig | None = None,
+    recorder: Any | None = "fake",
+) -> Services:
+    from analysis.bus import EventBus
+
+    cfg = cfg or make_config()
+    return Services(
+        cfg=cfg,
+        db=make_database(tmp_path / "dash.db"),
+        objects=MemoryObjects(cfg.storage.s3),
+        segments=None,
+        bus=bus if bus is not None else EventBus(),
+        recorder=FakeRecorder(cfg) if recorder == "fake" else recorder,
+    )
+
+
+def add_event(db: Any, **kw: Any) -> int:
+    """Insert an event row (defaults: site1/room1/cam1, rule phone, status new); returns its id."""
+    from datetime import UTC
+
+    from storage.models import Event
+
+    row = {
+        "site": "site1",
+        "room": "room1",
+        "camera": "cam1",
+        "seat": "s1",
+        "rule": "phone",
+        "started_at": datetime.now(UTC),
+        "confidence": 0.9,
+        "status": "new",
+        **kw,
+    }
+    with db.session() as s:
+        e = Event(**row)
+        s.add(e)
+        s.commit()
+        return int(e.id)
+
+
+async def wait_for(pred: Any, within: float = 5.0, interval: float = 0.05) -> bool:
+    end = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < end:
+        if pred():
+            return True
+        await asyncio.sleep(interval)
+    return bool(pred())

@@ -1,0 +1,461 @@
+"""Dashboard REST API with httpx: auth, lockout, CSRF, alert workflow, snapshots, replay, admin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+from sqlalchemy import select
+
+from dashboard.app import create_app, load_dictionary
+from dashboard.services import Services
+from dashboard.testing import ROLE_USERS, add_event, make_services, password_of
+from storage.models import AuditLog, Segment, User
+
+BASE = "http://testserver"
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Services:
+    return make_services(tmp_path)
+
+
+@pytest.fixture
+async def app(services: Services) -> AsyncIterator[Any]:
+    a = create_app(services)
+    async with a.router.lifespan_context(a):
+        yield a
+
+
+def client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.1.2.3", 5555)), base_url=BASE)
+
+
+async def login(c: httpx.AsyncClient, role: str) -> str:
+    r = await c.post("/api/auth/login", json={"username": ROLE_USERS[role], "password": password_of(role)})
+    assert r.status_code == 200, r.text
+    c.headers["X-CSRF-Token"] = r.json()["csrf"]
+    return str(r.json()["csrf"])
+
+
+def audit_rows(services: Services, action: str | None = None) -> list[AuditLog]:
+    with services.db.session() as s:
+        q = select(AuditLog).order_by(AuditLog.id)
+        if action:
+            q = q.where(AuditLog.action == action)
+        return list(s.scalars(q))
+
+
+async def test_login_sets_secure_cookie_and_hashes_password(app: Any, services: Services) -> None:
+    async with client(app) as c:
+        r = await c.post("/api/auth/login", json={"username": "sup", "password": password_of("supervisor")})
+        assert r.status_code == 200
+        cookie = r.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+        assert password_of("supervisor") not in cookie
+        me = (await c.get("/api/auth/me")).json()
+        assert me["role"] == "supervisor" and me["username"] == "sup" and len(me["csrf"]) > 20
+    with services.db.session() as s:
+        u = s.scalars(select(User).where(User.username == "sup")).one()
+        assert u.password_hash.startswith("$argon2id$")
+    assert [a.actor for a in audit_rows(services, "login")] == ["sup"]
+    assert audit_rows(services, "login")[0].ip == "10.1.2.3"
+
+
+async def test_wrong_password_then_lockout(app: Any, services: Services) -> None:
+    async with client(app) as c:
+        for _ in range(5):
+            r = await c.post("/api/auth/login", json={"username": "sup", "password": "nope-nope-nope"})
+            assert r.status_code == 401
+            assert r.json() == {"detail": "Wrong username or password.", "code": "err.bad_credentials"}
+        # locked now: even the right password is refused
+        r = await c.post("/api/auth/login", json={"username": "sup", "password": password_of("supervisor")})
+        assert r.status_code == 429 and r.json()["code"] == "err.locked"
+        # unknown user gets the same answer as a wrong password
+        r = await c.post("/api/auth/login", json={"username": "ghost", "password": "whatever-123"})
+        assert r.status_code == 401 and r.json()["code"] == "err.bad_credentials"
+    fails = audit_rows(services, "login_failed")
+    assert len(fails) == 7
+    assert "locked" in str(fails[4].details)
+    assert all(
+        password_of("supervisor") not in str(a.details) and "nope" not in str(a.details) for a in fails
+    )
+    # the admin can unlock
+    async with client(app) as c:
+        await login(c, "admin")
+        r = await c.patch("/api/users/sup", json={"unlock": True})
+        assert r.status_code == 200 and r.json()["failed_logins"] == 0
+    async with client(app) as c:
+        await login(c, "supervisor")
+
+
+async def test_ip_throttle(app: Any) -> None:
+    st = app.state.dash
+    st.throttle.max_failures = 3
+    async with client(app) as c:
+        for i in range(3):
+            r = await c.post("/api/auth/login", json={"username": f"u{i}", "password": "x" * 12})
+            assert r.status_code == 401
+        r = await c.post("/api/auth/login", json={"username": "obs", "password": password_of("observer")})
+        assert r.status_code == 429 and r.json()["code"] == "err.too_many_attempts"
+
+
+async def test_csrf_and_origin_required_for_state_changes(app: Any, services: Services) -> None:
+    eid = add_event(services.db)
+    async with client(app) as c:
+        csrf = await login(c, "supervisor")
+        del c.headers["X-CSRF-Token"]
+        r = await c.post(f"/api/events/{eid}/ack")
+        assert r.status_code == 403 and r.json()["code"] == "err.csrf"
+        r = await c.post(f"/api/events/{eid}/ack", headers={"X-CSRF-Token": "forged"})
+        assert r.status_code == 403 and r.json()["code"] == "err.csrf"
+        r = await c.post(
+            f"/api/events/{eid}/ack", headers={"X-CSRF-Token": csrf, "Origin": "http://evil.example"}
+        )
+        assert r.status_code == 403 and r.json()["code"] == "err.bad_origin"
+        r = await c.post(f"/api/events/{eid}/ack", headers={"X-CSRF-Token": csrf, "Origin": BASE})
+        assert r.status_code == 200 and r.json()["status"] == "acknowledged"
+
+
+async def test_forged_or_stale_cookie_is_anonymous(app: Any) -> None:
+    async with client(app) as c:
+        c.cookies.set("evalwatch_session", "eyJ1IjoxfQ.forged.sig")
+        assert (await c.get("/api/auth/me")).status_code == 401
+    async with client(app) as c:
+        await login(c, "observer")
+        assert (await c.get("/api/auth/me")).status_code == 200
+        async with client(app) as admin:
+            await login(admin, "admin")
+            r = await admin.patch("/api/users/obs", json={"password": "a-brand-new-password"})
+            assert r.status_code == 200
+        app.state.dash.users.invalidate()
+        assert (await c.get("/api/auth/me")).status_code == 401  # password change revoked the session
+
+
+async def test_alert_workflow(app: Any, services: Services) -> None:
+    eid = add_event(services.db, rule="extra_person", seat="s2")
+    async with client(app) as c:
+        await login(c, "supervisor")
+        r = await c.post(f"/api/events/{eid}/resolve", json={"note": "x"})
+        assert r.status_code == 409 and r.json()["code"] == "err.bad_transition"  # must ack first
+        r = await c.post(f"/api/events/{eid}/ack")
+        assert r.status_code == 200
+        body = r.json()
+        assert (
+            body["status"] == "acknowledged" and body["acknowledged_by"] == "sup" and body["acknowledged_at"]
+        )
+        assert (await c.post(f"/api/events/{eid}/ack")).status_code == 409
+        r = await c.post(f"/api/events/{eid}/resolve", json={"note": "  "})
+        assert r.status_code == 422 and r.json()["code"] == "err.note_required"
+        r = await c.post(f"/api/events/{eid}/resolve", json={"note": "visitor was the IT technician"})
+        assert r.status_code == 200
+        assert r.json()["status"] == "resolved" and r.json()["resolved_by"] == "sup"
+        assert r.json()["note"] == "visitor was the IT technician"
+        eid2 = add_event(services.db, rule="phone")
+        r = await c.post(f"/api/events/{eid2}/resolve", json={"false_alarm": True})
+        assert r.status_code == 200 and r.json()["status"] == "false_alarm"
+        # filters
+        r = await c.get("/api/events", params={"status": ["resolved", "false_alarm"]})
+        assert sorted(e["id"] for e in r.json()["events"]) == sorted([eid, eid2])
+        r = await c.get("/api/events", params={"rule": "phone"})
+        assert [e["id"] for e in r.json()["events"]] == [eid2]
+        r = await c.get("/api/events", params={"status": "bogus"})
+        assert r.status_code == 422 and r.json()["code"] == "err.invalid_input"
+        assert (await c.post("/api/events/999999/ack")).status_code == 404
+    actions = [a.action for a in audit_rows(services) if a.action.startswith("alert_")]
+    assert actions == ["alert_ack", "alert_resolve", "alert_false_alarm"]
+
+
+async def test_snapshot_served_through_authorised_route(app: Any, services: Services) -> None:
+    await services.objects.put_bytes(services.cfg.storage.s3.bucket_snapshots, "snap/1.jpg", b"\xff\xd8jpeg")
+    eid = add_event(services.db, snapshot_key="snap/1.jpg")
+    eid_missing = add_event(services.db, snapshot_key="snap/missing.jpg")
+    eid_none = add_event(services.db)
+    async with client(app) as c:
+        assert (await c.get(f"/api/events/{eid}/snapshot")).status_code == 401
+        await login(c, "observer")
+        r = await c.get(f"/api/events/{eid}/snapshot")
+        assert (
+            r.status_code == 200
+            and r.content == b"\xff\xd8jpeg"
+            and r.headers["content-type"] == "image/jpeg"
+        )
+        assert (await c.get(f"/api/events/{eid_missing}/snapshot")).status_code == 404
+        r = await c.get(f"/api/events/{eid_none}/snapshot")
+        assert r.status_code == 404 and r.json()["code"] == "err.no_snapshot"
+        services.objects.fail = True
+        r = await c.get(f"/api/events/{eid}/snapshot")
+        assert r.status_code == 502 and r.json()["code"] == "err.storage_unavailable"
+        ev = (await c.get(f"/api/events/{eid}")).json()
+        assert ev["snapshot_url"] == f"/api/events/{eid}/snapshot" and "snapshot_key" not in ev
+        # observers are audited on every view
+    assert {"snapshot_view", "event_view"} <= {a.action for a in audit_rows(services) if a.actor == "obs"}
+
+
+def _add_segments(services: Services, start: datetime, n: int = 3) -> list[int]:
+    ids = []
+    with services.db.session() as s:
+        for i in range(n):
+            g = Segment(
+                site="site1",
+                room="room1",
+                camera="cam1",
+                start=start + timedelta(seconds=10 * i),
+                end=start + timedelta(seconds=10 * (i + 1)),
+                key=f"seg/{i}.mp4",
+                sha256="0" * 64,
+                size=1000,
+                seq=i + 1,
+                prev_hash="0" * 64,
+                link_hash="1" * 64,
+                uploaded=True,
+            )
+            s.add(g)
+            s.flush()
+            ids.append(g.id)
+        s.commit()
+    return ids
+
+
+async def test_replay_index_ranges_and_export(app: Any, services: Services) -> None:
+    t0 = datetime(2025, 1, 1, 8, 0, tzinfo=UTC)
+    ids = _add_segments(services, t0)
+    for i in range(3):
+        await services.objects.put_bytes(
+            services.cfg.storage.s3.bucket_segments, f"seg/{i}.mp4", bytes(range(250)) * 4
+        )
+    eid = add_event(services.db, started_at=t0 + timedelta(seconds=12))
+    q = {"start": t0.isoformat(), "end": (t0 + timedelta(minutes=1)).isoformat()}
+    async with client(app) as c:
+        await login(c, "auditor")
+        r = await c.get("/api/replay/site1/room1/cam1", params=q)
+        assert r.status_code == 200
+        body = r.json()
+        assert [s["id"] for s in body["segments"]] == ids
+        assert [e["id"] for e in body["events"]] == [eid]
+        url = body["segments"][1]["url"]
+        r = await c.get(url, headers={"Range": "bytes=10-19"})
+        assert r.status_code == 206 and r.content == bytes(range(10, 20))
+        assert r.headers["content-range"] == "bytes 10-19/1000"
+        r = await c.get(url, headers={"Range": "bytes=-5"})
+        assert r.status_code == 206 and len(r.content) == 5
+        assert (await c.get(url, headers={"Range": "bytes=5000-"})).status_code == 416
+        assert (await c.get(url)).content == bytes(range(250)) * 4
+        bad = {"start": q["end"], "end": q["start"]}
+        r = await c.get("/api/replay/site1/room1/cam1", params=bad)
+        assert r.status_code == 422 and r.json()["code"] == "err.bad_range"
+        r = await c.get("/api/replay/site1/room1/nope", params=q)
+        assert r.status_code == 404 and r.json()["code"] == "err.unknown_camera"
+        r = await c.get("/api/replay/site1/room1/cam1", params={"start": "yesterday", "end": "now"})
+        assert r.status_code == 422
+        r = await c.get("/api/replay/site1/room1/cam1/verify", params=q)
+        assert r.status_code == 200 and r.json()["ok"] is True  # nothing under the camera prefix yet
+        stray = "site1/room1/cam1/2025/01/01/080005_000.mp4"  # an object no chain link names
+        await services.objects.put_bytes(services.cfg.storage.s3.bucket_segments, stray, b"forged")
+        r = await c.get("/api/replay/site1/room1/cam1/verify", params=q)
+        assert r.status_code == 200 and r.json()["ok"] is False and r.json()["problem"] == "inserted"
+        services.objects.fail = True
+        r = await c.get("/api/replay/site1/room1/cam1/verify", params=q)
+        assert r.status_code == 502 and r.json()["code"] == "err.storage_unavailable"
+        services.objects.fail = False
+        r = await c.get("/api/export/site1/room1/cam1", params=q)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+        import io
+        import zipfile
+
+        z = zipfile.ZipFile(io.BytesIO(r.content))
+        manifest = json.loads(z.read("manifest.json"))
+        assert manifest["exported_by"] == "aud" and len(manifest["segments"]) == 3
+        assert len([n for n in z.namelist() if n.endswith(".mp4")]) == 3
+    assert [a.target for a in audit_rows(services, "replay")] == ["site1/room1/cam1"]
+    assert [a.actor for a in audit_rows(services, "export")] == ["aud"]
+
+
+async def test_admin_users_and_audit(app: Any, services: Services) -> None:
+    async with client(app) as c:
+        await login(c, "admin")
+        r = await c.post("/api/users", json={"username": "new1", "role": "observer", "password": "short"})
+        assert r.status_code == 422 and r.json()["code"] == "err.password_too_short"
+        r = await c.post(
+            "/api/users", json={"username": "new1", "role": "observer", "password": "long-enough-pw"}
+        )
+        assert r.status_code == 201
+        r = await c.post(
+            "/api/users", json={"username": "new1", "role": "observer", "password": "long-enough-pw"}
+        )
+        assert r.status_code == 409
+        r = await c.post(
+            "/api/users", json={"username": "bad name!", "role": "observer", "password": "x" * 12}
+        )
+        assert r.status_code == 422
+        r = await c.post("/api/users", json={"username": "new2", "role": "god", "password": "x" * 12})
+        assert r.status_code == 422
+        r = await c.patch("/api/users/admin", json={"role": "observer"})
+        assert r.status_code == 409 and r.json()["code"] == "err.cannot_demote_self"
+        r = await c.patch("/api/users/new1", json={"active": False})
+        assert r.status_code == 200 and r.json()["active"] is False
+        users = (await c.get("/api/users")).json()["users"]
+        assert "password_hash" not in json.dumps(users)
+        cfg = (await c.get("/api/config")).json()
+        assert "test-secret-key" not in json.dumps(cfg) and password_of("admin") not in json.dumps(cfg)
+        entries = (await c.get("/api/audit", params={"action": "user_create"})).json()["entries"]
+        assert [e["target"] for e in entries] == ["user:new1"]
+    async with client(app) as c:
+        r = await c.post("/api/auth/login", json={"username": "new1", "password": "long-enough-pw"})
+        assert r.status_code == 401  # deactivated
+
+
+async def test_health_metrics_i18n_docs(app: Any) -> None:
+    async with client(app) as c:
+        r = await c.get("/healthz")
+        assert r.status_code == 200 and r.json()["db"] is True
+        assert (await c.get("/metrics")).status_code == 401
+        assert (await c.get("/api/i18n/zh-CN")).json()["app.title"] == load_dictionary("zh-CN")["app.title"]
+        assert (await c.get("/api/i18n/xx")).status_code == 404
+        assert (await c.get("/api/openapi.json")).status_code == 401
+        r = await c.get("/")
+        assert r.status_code == 303 and r.headers["location"] == "/login"
+        from dashboard.security import metrics_token
+
+        tok = metrics_token("test-secret-key-0123456789")
+        r = await c.get("/metrics", headers={"Authorization": f"Bearer {tok}"})
+        assert r.status_code == 200
+        assert "evalwatch_camera_online" in r.text and "evalwatch_queue_depth" in r.text
+        assert 'evalwatch_camera_fps{camera="cam1",room="room1",site="site1"} 15.0' in r.text
+        await login(c, "observer")
+        assert (await c.get("/metrics")).status_code == 403
+        spec = (await c.get("/api/openapi.json")).json()
+        assert "/api/events/{event_id}/ack" in spec["paths"]
+        r = await c.get("/")
+        assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+
+
+async def test_bad_input_never_500(app: Any) -> None:
+    async with client(app) as c:
+        r = await c.post(
+            "/api/auth/login", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 422 and "detail" in r.json()
+        r = await c.post(
+            "/api/auth/login", content=b"x" * 2_000_000, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 413 and r.json()["code"] == "err.body_too_large"
+        await login(c, "supervisor")
+        for path in ("/api/events/abc", "/api/events/-1/snapshot", "/api/segments/99/video", "/nope"):
+            r = await c.get(path)
+            assert 400 <= r.status_code < 500, (path, r.status_code)
+            assert "Traceback" not in r.text
+        r = await c.post("/api/live/site1/room1/cam1/offer", json={"sdp": "garbage-garbage", "type": "offer"})
+        assert r.status_code == 422 and r.json()["code"] == "err.bad_sdp"
+        r = await c.post("/api/live/site9/room1/cam1/offer", json={"sdp": "garbage-garbage", "type": "offer"})
+        assert r.status_code == 404
+
+
+async def test_camera_status_with_alert_counts(app: Any, services: Services) -> None:
+    add_event(services.db, rule="phone")
+    add_event(services.db, rule="phone")
+    add_event(services.db, rule="phone", status="resolved")
+    services.recorder.statuses[("site1", "room2", "cam1")].online = False
+    async with client(app) as c:
+        await login(c, "observer")
+        cams = {
+            (d["site"], d["room"], d["camera"]): d
+            for d in (await c.get("/api/cameras/status")).json()["cameras"]
+        }
+        assert len(cams) == 4
+        assert cams[("site1", "room1", "cam1")]["alerts"] == {"phone": 2}
+        assert cams[("site1", "room2", "cam1")]["online"] is False
+        sites = (await c.get("/api/sites")).json()["sites"]
+        assert [s["id"] for s in sites] == ["site1", "site2"]
+
+
+# --- WebSocket push over a real server -------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def server(services: Services) -> AsyncIterator[str]:
+    app = create_app(services)
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(srv.serve())
+    while not srv.started:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    yield f"127.0.0.1:{port}"
+    srv.should_exit = True
+    await task
+
+
+async def _cookie(host: str, role: str) -> tuple[str, str]:
+    async with httpx.AsyncClient(base_url=f"http://{host}") as c:
+        csrf = await login(c, role)
+        return f"evalwatch_session={c.cookies['evalwatch_session']}", csrf
+
+
+async def test_ws_pushes_bus_events_and_workflow(server: str, services: Services) -> None:
+    cookie, _csrf = await _cookie(server, "observer")
+    async with websockets.connect(f"ws://{server}/ws/events", additional_headers={"Cookie": cookie}) as ws:
+        assert json.loads(await ws.recv())["type"] == "hello"
+        eid = add_event(services.db, snapshot_key="snap/x.jpg")
+        services.bus.publish(
+            {
+                "id": eid,
+                "site": "site1",
+                "room": "room1",
+                "camera": "cam1",
+                "seat": "s1",
+                "rule": "phone",
+                "kind": None,
+                "started_at": datetime.now(UTC),
+                "ended_at": None,
+                "confidence": 0.8,
+                "snapshot_key": "snap/x.jpg",
+                "status": "new",
+                "phase": "opened",
+            }
+        )
+        msg = json.loads(await asyncio.wait_for(ws.recv(), 2))
+        assert msg["type"] == "event" and msg["event"]["id"] == eid and msg["event"]["phase"] == "opened"
+        assert (
+            msg["event"]["snapshot_url"] == f"/api/events/{eid}/snapshot"
+            and "snapshot_key" not in msg["event"]
+        )
+        sup_cookie, sup_csrf = await _cookie(server, "supervisor")
+        async with httpx.AsyncClient(base_url=f"http://{server}") as c:
+            r = await c.post(
+                f"/api/events/{eid}/ack", headers={"Cookie": sup_cookie, "X-CSRF-Token": sup_csrf}
+            )
+            assert r.status_code == 200
+        msg = json.loads(await asyncio.wait_for(ws.recv(), 2))
+        assert msg["event"]["phase"] == "workflow" and msg["event"]["status"] == "acknowledged"
+        await ws.send("ping")
+        assert json.loads(await asyncio.wait_for(ws.recv(), 2))["type"] == "pong"
+
+
+async def test_ws_refuses_anonymous_and_foreign_origin(server: str) -> None:
+    with pytest.raises(websockets.exceptions.ConnectionClosed) as ei:
+        async with websockets.connect(f"ws://{server}/ws/events") as ws:
+            await ws.recv()
+    assert ei.value.rcvd is not None and ei.value.rcvd.code == 4401
+    cookie, _ = await _cookie(server, "supervisor")
+    with pytest.raises(websockets.exceptions.ConnectionClosed) as ei:
+        async with websockets.connect(
+            f"ws://{server}/ws/events", origin="http://evil.example", additional_headers={"Cookie": cookie}
+        ) as ws:
+            await ws.recv()
+    assert ei.value.rcvd is not None and ei.value.rcvd.code == 4403
