@@ -67,6 +67,7 @@ class CameraState:
     rules: CameraRules
     tamper: TamperDetector
     last_t: float | None = None
+    next_t: float | None = None
     det_t: float | None = None
     det_thumb: np.ndarray | None = None
     boxes: list[Any] = field(default_factory=list)
@@ -81,6 +82,20 @@ class CoreStats:
     reused: int = 0
     detector_calls: int = 0
     detector_seconds: float = 0.0
+
+
+def next_due(next_t: float | None, t: float, interval: float) -> tuple[bool, float | None]:
+    """Thinning on a time grid: ``(take frame at t?, new next_t)``.
+
+    Frames are taken at about ``1/interval`` per second on average whatever the source rate
+    (a 15 fps source at 2 fps gives 0, 0.53, 1.0, 1.53, ...); after a gap the grid restarts.
+    """
+    if next_t is not None and t < next_t - 1e-6:
+        return False, next_t
+    nxt = (t if next_t is None else next_t) + interval
+    if nxt <= t:
+        nxt = t + interval
+    return True, nxt
 
 
 def _thumb(frame: np.ndarray) -> np.ndarray:
@@ -130,8 +145,7 @@ class AnalysisCore:
 
     def due(self, key: str, t: float) -> bool:
         """Whether a frame of camera ``key`` at ``t`` should be analysed (``analysis_fps``)."""
-        st = self.cameras[key]
-        return st.last_t is None or t - st.last_t >= self.interval * 0.999
+        return next_due(self.cameras[key].next_t, t, self.interval)[0]
 
     def process(self, batch: Sequence[tuple[str, float, np.ndarray]]) -> list[EventUpdate]:
         """Analyse a batch of frames (skipping those not due); returns the event updates."""
@@ -139,7 +153,8 @@ class AnalysisCore:
         need: list[int] = []
         for key, t, frame in batch:
             st = self.cameras[key]
-            if not self.due(key, t):
+            ok, st.next_t = next_due(st.next_t, t, self.interval)
+            if not ok:
                 continue
             st.last_t = t
             self.stats.frames += 1
@@ -293,9 +308,10 @@ def iter_video_frames(path: str | Path, fps: float | None = None) -> Iterator[tu
                 else:
                     rate = float(stream.average_rate or 15)
                     t = i / rate
-                if next_t is not None and t < next_t - 1e-6:
-                    continue
-                next_t = t + interval if next_t is None else max(next_t + interval, t)
+                if interval:
+                    take, next_t = next_due(next_t, t, interval)
+                    if not take:
+                        continue
                 n += 1
                 yield t, frame.to_ndarray(format="bgr24")
         except av.error.FFmpegError as e:
@@ -363,7 +379,7 @@ class AnalysisPipeline:
                 self.rooms[key] = (site, room, cam.id)
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[float, np.ndarray]] = {}
-        self._accepted: dict[str, float] = {}
+        self._accepted: dict[str, float | None] = {}
         self._seen: dict[str, float] = {}
         self._offline: dict[str, Event] = {}
         self._unknown: set[str] = set()
@@ -386,12 +402,11 @@ class AnalysisPipeline:
                     log.warning("frames from unconfigured camera %s ignored", key)
                 return
             self._seen[key] = self.clock()
-            last = self._accepted.get(key)
-            if last is not None and t - last < self.core.interval * 0.999:
+            take, self._accepted[key] = next_due(self._accepted.get(key), t, self.core.interval)
+            if not take:
                 return
             if key in self._pending:
                 self.dropped_frames += 1
-            self._accepted[key] = t
             self._pending[key] = (t, frame)
 
     # -- lifecycle --

@@ -14,9 +14,11 @@ Contract (all counts are in *analysed* frames of one camera, fed in time order):
 * Debounce (:class:`Debouncer`): an incident opens once ``open_k`` of the last ``open_n`` frames
   are positive (start = first positive frame in that window), and closes after ``close_m``
   consecutive clear frames (end = last positive frame).  One event per incident.
-* ``seat_empty``: the seat's "nobody here" state, debounced the same way, has lasted at least
-  ``seat_empty_seconds``; the event starts when the absence started and closes when the person
-  is back (``close_m`` frames with someone at the seat).
+* ``seat_empty``: nobody has been seen at the seat in any analysed frame for at least
+  ``seat_empty_seconds`` (a detector that misses a seated person now and then cannot raise it);
+  the event starts at the first frame without anyone and closes when someone is back in
+  ``open_k`` of the last ``open_n`` frames (end = the last frame without anyone).
+  Confidence = the fraction of frames without anyone during the event.
 * ``camera_tamper``: each kind reported by :mod:`analysis.tamper` is debounced like the others.
   While any tamper incident is open the seat rules are suspended (their state is frozen): the
   picture cannot be trusted, and the tamper alert is the one a supervisor needs.
@@ -27,7 +29,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from analysis.events import Event, EventUpdate
@@ -250,6 +252,22 @@ class _Track:
     published_conf: float = 0.0
 
 
+@dataclass
+class _Absence:
+    """``seat_empty`` state of one seat."""
+
+    absent_from: float | None = None
+    last_absent: float = 0.0
+    frames: int = 0
+    empty_frames: int = 0
+    event: Event | None = None
+    window: deque[bool] = field(default_factory=lambda: deque(maxlen=5))
+
+    @property
+    def ratio(self) -> float:
+        return self.empty_frames / max(1, self.frames)
+
+
 class CameraRules:
     """Rule state of one camera.  Feed it every analysed frame with :meth:`update`.
 
@@ -274,10 +292,12 @@ class CameraRules:
         self.site = site
         self.seat_margin = seat_margin
         self._tracks: dict[tuple[str, str | None, str | None], _Track] = {}
-        self._absence: dict[str, Debouncer] = {s.id: self._deb() for s in self.seats}
-        self._empty: dict[str, _Track] = {}
+        self._absence: dict[str, _Absence] = {}
         self.last_t: float | None = None
         self.last_assignment: SeatAssignment | None = None
+
+    def _new_absence(self) -> _Absence:
+        return _Absence(window=deque(maxlen=self.cfg.open_n))
 
     def _deb(self) -> Debouncer:
         return Debouncer(self.cfg.open_k, self.cfg.open_n, self.cfg.close_m)
@@ -297,7 +317,7 @@ class CameraRules:
 
     def open_events(self) -> list[Event]:
         out = [tr.event for tr in self._tracks.values() if tr.event is not None]
-        out += [tr.event for tr in self._empty.values() if tr.event is not None]
+        out += [st.event for st in self._absence.values() if st.event is not None]
         return out
 
     # -- feeding --
@@ -373,27 +393,41 @@ class CameraRules:
 
     def _feed_empty(self, seat: str, t: float, empty: bool, snapshot: SnapshotFn | None,
                     out: list[EventUpdate]) -> None:
-        deb = self._absence[seat]
-        r = deb.update(t, empty, 1.0)
-        tr = self._empty.get(seat)
-        if r == "close":
-            if tr is not None and tr.event is not None:
-                out.append(EventUpdate("closed", self._close(tr.event, deb.end_s, deb.ratio)))
-            self._empty.pop(seat, None)
+        st = self._absence.get(seat) or self._absence.setdefault(seat, self._new_absence())
+        if st.event is None:
+            if not empty:
+                st.absent_from = None
+                return
+            if st.absent_from is None:
+                st.absent_from = t
+                st.frames = st.empty_frames = 0
+            st.frames += 1
+            st.empty_frames += 1
+            st.last_absent = t
+            if t - st.absent_from >= self.cfg.seat_empty_seconds:
+                st.event = self._new_event("seat_empty", seat, None, st.absent_from, 1.0, snapshot)
+                out.append(EventUpdate("opened", st.event))
             return
-        if deb.active and tr is None and t - deb.start_s >= self.cfg.seat_empty_seconds:
-            ev = self._new_event("seat_empty", seat, None, deb.start_s, deb.ratio, snapshot)
-            self._empty[seat] = _Track("seat_empty", seat, None, deb, ev, ev.confidence)
-            out.append(EventUpdate("opened", ev))
+        st.frames += 1
+        st.window.append(not empty)
+        if empty:
+            st.empty_frames += 1
+            st.last_absent = t
+        if sum(st.window) >= self.cfg.open_k:  # back: open_k of the last open_n frames
+            out.append(EventUpdate("closed", self._close(st.event, st.last_absent, st.ratio)))
+            self._absence[seat] = self._new_absence()
 
     def finish(self, t: float | None = None) -> list[EventUpdate]:
         """Close every open incident (end = its last positive frame, at most ``t``); end of input."""
         out: list[EventUpdate] = []
-        for tr in list(self._tracks.values()) + list(self._empty.values()):
+        for tr in self._tracks.values():
             if tr.event is not None:
                 end = tr.deb.last_positive_s if t is None else min(t, tr.deb.last_positive_s)
-                conf = tr.deb.ratio if tr.rule == "seat_empty" else tr.deb.peak
-                out.append(EventUpdate("closed", self._close(tr.event, end, conf)))
+                out.append(EventUpdate("closed", self._close(tr.event, end, tr.deb.peak)))
                 tr.event = None
-        self._empty.clear()
+        for seat, st in self._absence.items():
+            if st.event is not None:
+                end = st.last_absent if t is None else min(t, st.last_absent)
+                out.append(EventUpdate("closed", self._close(st.event, end, st.ratio)))
+                self._absence[seat] = self._new_absence()
         return out

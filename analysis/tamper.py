@@ -15,8 +15,9 @@ then follows the scene slowly while no tamper is seen.
   shift larger than ``moved_shift`` (fraction of the width), or the picture no longer
   correlates with the reference at all (``moved_response``) while it is neither covered nor
   blurred.
-* ``frozen``: consecutive frames identical (mean absolute difference below ``frozen_diff``
-  grey levels) for at least ``frozen_seconds``.
+* ``frozen``: consecutive frames identical (mean absolute difference of the 160x120 grey
+  thumbnails below ``frozen_diff`` grey levels; one isolated difference below ``frozen_blip``
+  is tolerated — an encoder key frame re-coding a frozen picture) for ``frozen_seconds``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class TamperConfig:
     moved_shift: float = 0.04
     moved_min_response: float = 0.04
     moved_response: float = 0.0
-    frozen_diff: float = 0.25
+    frozen_diff: float = 0.1
+    frozen_blip: float = 1.0
     frozen_seconds: float = 5.0
     baseline_alpha: float = 0.05
     ref_refresh_s: float = 30.0
@@ -85,6 +87,7 @@ class TamperDetector:
         self._ref_t = 0.0
         self._prev: np.ndarray | None = None
         self._frozen_since: float | None = None
+        self._frozen_blips = 0
         self._window = cv2.createHanningWindow(self.SMALL, cv2.CV_32F)
         self.last: FrameStats | None = None
 
@@ -117,8 +120,13 @@ class TamperDetector:
             st.diff = float(cv2.absdiff(small, self._prev).mean())
         self._prev = small
         if st.diff <= c.frozen_diff:
+            self._frozen_blips = 0
             if self._frozen_since is None:
                 self._frozen_since = t
+        elif self._frozen_since is not None and st.diff <= c.frozen_blip and self._frozen_blips < 1:
+            # one small difference inside a frozen run: an encoder key frame re-coding the
+            # same picture, not a live camera
+            self._frozen_blips += 1
         else:
             self._frozen_since = None
         self.last = st

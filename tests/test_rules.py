@@ -178,3 +178,9 @@ def test_finish_closes_open_events():
     assert [(u.action, u.event.rule, u.event.seat) for u in ups] == [("closed", "phone", "A")]
     assert ups[0].event.end_s == pytest.approx(2.5)
     assert r.open_events() == []
+
+
+def test_flaky_detection_of_a_seated_person_is_not_an_empty_seat():
+    # the detector sees the person at A in one frame out of four for 30 s
+    frames = [seated() if i % 4 == 0 else [person(0.75, 0.8)] for i in range(60)]
+    assert run(CameraRules("cam1", [A, B], cfg(seat_empty_seconds=10.0)), frames) == []

@@ -1,0 +1,100 @@
+"""Tamper detection on real frames of a sample clip, with covers/blur/shift/freeze applied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from analysis.pipeline import iter_video_frames
+from analysis.rules import CameraRules
+from analysis.tamper import TamperDetector
+from config.models import RulesConfig
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_videos"
+CLIP = SAMPLES / "room_e.mp4"  # a clip with no tamper in its truth file
+ONSET = 12  # analysed frame (2 fps) where the transformation starts
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[tuple[float, np.ndarray]]:
+    assert CLIP.is_file(), f"sample clip {CLIP} missing (run sample_videos/make_samples.py)"
+    out = []
+    for t, f in iter_video_frames(CLIP, 2.0):
+        out.append((t, f))
+        if len(out) >= 40:
+            break
+    return out
+
+
+def cover(f: np.ndarray, i: int) -> np.ndarray:
+    # a palm on the lens: dark, smooth, slightly uneven
+    g = np.linspace(30, 60, f.shape[1], dtype=np.float32)[None, :, None]
+    return np.clip(g + np.array([10, 20, 35], np.float32), 0, 255).astype(np.uint8).repeat(f.shape[0], 0)
+
+
+def blur(f: np.ndarray, i: int) -> np.ndarray:
+    return cv2.GaussianBlur(f, (0, 0), 6.0)
+
+
+def shift(f: np.ndarray, i: int) -> np.ndarray:
+    m = cv2.getRotationMatrix2D((f.shape[1] / 2, f.shape[0] / 2), 8.0, 1.05)
+    m[0, 2] -= 70
+    m[1, 2] += 40
+    return cv2.warpAffine(f, m, (f.shape[1], f.shape[0]), borderMode=cv2.BORDER_REFLECT)
+
+
+def run(frames, transform=None, freeze=False):
+    det = TamperDetector()
+    kinds = []
+    held = None
+    for i, (t, f) in enumerate(frames):
+        if i >= ONSET:
+            if freeze:
+                held = f if held is None else held
+                f = held
+            elif transform is not None:
+                f = transform(f, i)
+        kinds.append(det.update(t, f))
+    return kinds
+
+
+def test_untouched_clip_has_no_tamper(frames):
+    assert all(k == {} for k in run(frames))
+
+
+@pytest.mark.parametrize(("transform", "kind"), [(cover, "covered"), (blur, "defocused"), (shift, "moved")])
+def test_transformed_frames_are_detected_as_the_right_kind(frames, transform, kind):
+    kinds = run(frames, transform)
+    assert all(k == {} for k in kinds[:ONSET])
+    after = kinds[ONSET:]
+    assert all(set(k) == {kind} for k in after), after
+
+
+def test_frozen_after_frozen_seconds(frames):
+    kinds = run(frames, freeze=True)
+    assert all(k == {} for k in kinds[: ONSET + 1])
+    frozen = [i for i, k in enumerate(kinds) if k]
+    assert all(set(kinds[i]) == {"frozen"} for i in frozen)
+    # frozen_seconds = 5 at 2 fps: the 11th identical frame (index ONSET+10) is the first report
+    assert frozen == list(range(ONSET + 10, len(kinds)))
+
+
+def test_tamper_becomes_one_debounced_event(frames):
+    det = TamperDetector()
+    rules = CameraRules("cam1", [], RulesConfig())
+    ups = []
+    for i, (t, f) in enumerate(frames):
+        if ONSET <= i < ONSET + 12:
+            f = cover(f, i)
+        ups += rules.update(t, [], det.update(t, f))
+    ups += rules.finish()
+    assert [(u.action, u.event.rule, u.event.kind) for u in ups] == [
+        ("opened", "camera_tamper", "covered"),
+        ("closed", "camera_tamper", "covered"),
+    ]
+    ev = ups[0].event
+    assert ev.start_s == pytest.approx(frames[ONSET][0], abs=0.01)
+    assert ev.end_s == pytest.approx(frames[ONSET + 11][0], abs=0.01)
