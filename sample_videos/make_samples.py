@@ -145,10 +145,13 @@ PERSONS: dict[str, PersonSrc] = {
                                flip=True, size=0.97),
     "bus_black": PersonSrc("bus.jpg", (214, 398, 352, 870), 1.0, True, (130, 160, 210),
                            size=1.02),
-    "zidane": PersonSrc("zidane.jpg", (150, 190, 730, 720), 0.6, False, (110, 140, 190)),
     "ancelotti": PersonSrc("zidane.jpg", (745, 35, 1135, 720), 0.62, False, (120, 150, 200)),
+    "ancelotti_flip": PersonSrc("zidane.jpg", (745, 35, 1135, 720), 0.62, False,
+                                (120, 150, 200), flip=True, size=0.98),
     "astronaut": PersonSrc("astronaut.png", (70, 0, 440, 512), 0.5, False, (140, 165, 215),
                            size=1.08),
+    "astronaut_flip": PersonSrc("astronaut.png", (70, 0, 440, 512), 0.5, False,
+                                (140, 165, 215), flip=True, size=1.05),
 }
 
 
@@ -524,7 +527,7 @@ def make_phone(rng: np.random.Generator) -> tuple[Image, Image]:
 def draw_phone(canvas: Image, phone: tuple[Image, Image], owner_top: float, height: float,
                x: float, seat: SeatGeom, u: float, t: float, skin: tuple[int, int, int]) -> None:
     """Draw the phone (and the hand holding it) raised by ``u`` (0 desk .. 1 face)."""
-    ph_h = max(34.0, 0.15 * height)
+    ph_h = max(36.0, 0.19 * height)
     side = 1 if seat.cx < WIDTH / 2 else -1
     x_hold = x + side * 0.17 * height + 1.2 * math.sin(t * 5.1)
     y_hold = owner_top + 0.33 * height + 1.0 * math.sin(t * 4.3)

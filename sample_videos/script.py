@@ -62,8 +62,8 @@ class SeatGeom:
         """Seat polygon as an axis-aligned rectangle ``(x1, y1, x2, y2)`` in px."""
         x1 = max(0.0, self.cx - self.desk_w / 2 - self.margin_l)
         x2 = min(float(WIDTH), self.cx + self.desk_w / 2 + self.margin_r)
-        y1 = self.desk_top - 0.1 * self.scale
-        y2 = self.desk_front + 0.12 * self.scale
+        y1 = self.desk_top - 0.25 * self.scale
+        y2 = self.desk_front + 0.1 * self.scale
         return (x1, y1, x2, y2)
 
     def polygon(self) -> list[list[float]]:
@@ -123,7 +123,7 @@ LAYOUTS: dict[str, Layout] = {
         "grid2x2",
         tuple(
             _row(0, [175, 465], 150, 150, 212, 250, 1, [(60, 30), (30, 60)], [-1, 1])
-            + _row(1, [140, 500], 190, 318, 398, 300, 3, [(50, 40), (40, 60)], [-1, 1])
+            + _row(1, [140, 500], 190, 318, 398, 300, 3, [(50, 40), (40, 60)], [1, 1])
         ),
         ((212.0, 250.0), (398.0, 300.0)),
         wall_y=70,
@@ -499,10 +499,10 @@ CLIPS: list[ClipSpec] = [
     ClipSpec(
         clip="room_a", room_id="room-a", room_name="评标室A", layout="grid2x2",
         duration=60.0, seed=101,
-        evaluators={"S1": "astronaut", "S2": "ancelotti", "S3": "zidane", "S4": "bus_coat"},
-        visitors=[("bus_black", "S2", 12.0, 11.0)],
-        passers=[("bus_coat_flip", 29.0, 258.0, True)],
-        phones=[PhoneUse("S3", 36.0, 47.0)],
+        evaluators={"S1": "astronaut", "S2": "ancelotti", "S3": "bus_black", "S4": "bus_coat"},
+        visitors=[("bus_coat_flip", "S3", 12.0, 11.0)],
+        passers=[("bus_coat_flip", 28.0, 450.0, True)],
+        phones=[PhoneUse("S2", 36.0, 47.0)],
         tampers=[Tamper("covered", 52.0, 58.0)],
     ),
     ClipSpec(
@@ -515,22 +515,22 @@ CLIPS: list[ClipSpec] = [
     ClipSpec(
         clip="room_c", room_id="room-c", room_name="评标室C", layout="row2",
         duration=60.0, seed=303,
-        evaluators={"S1": "zidane", "S2": "astronaut"},
+        evaluators={"S1": "ancelotti", "S2": "astronaut"},
         visitors=[("bus_coat", "S1", 9.0, 12.0)],
         tampers=[Tamper("defocused", 29.0, 36.0), Tamper("moved", 45.0, 60.0)],
     ),
     ClipSpec(
         clip="room_d", room_id="room-d", room_name="评标室D", layout="grid2x2",
         duration=62.0, seed=404,
-        evaluators={"S1": "ancelotti", "S2": "bus_black", "S3": "astronaut", "S4": "zidane"},
-        absences={"S2": [(6.0, 32.0)]},
+        evaluators={"S1": "ancelotti", "S2": "astronaut_flip", "S3": "bus_coat", "S4": "bus_black"},
+        absences={"S4": [(6.0, 32.0)]},
         phones=[PhoneUse("S1", 37.0, 46.0)],
         tampers=[Tamper("frozen", 50.0, 59.0)],
     ),
     ClipSpec(
         clip="room_e", room_id="room-e", room_name="评标室E", layout="row3",
         duration=45.0, seed=505,
-        evaluators={"S1": "zidane", "S2": "bus_black", "S3": "astronaut"},
+        evaluators={"S1": "ancelotti_flip", "S2": "bus_black", "S3": "astronaut_flip"},
     ),
     ClipSpec(
         clip="room_f", room_id="room-f", room_name="评标室F", layout="row2",
