@@ -377,8 +377,20 @@ class YoloOnnxModel:
     dynamic batch axis.
     """
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+    #: raw() already applies NMS (before clipping, as ultralytics does).
+    applies_nms = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        threads: int = 1,
+        *,
+        nms_iou: float = DEFAULT_NMS_IOU,
+        max_det: int = 300,
+    ) -> None:
         self.path = Path(path)
+        self.nms_iou = float(nms_iou)
+        self.max_det = int(max_det)
         self._sess = _session(self.path, threads, "YOLO ONNX")
         inp = self._sess.get_inputs()[0]
         self._input = inp.name
@@ -432,17 +444,47 @@ class YoloOnnxModel:
             cls = cls_scores.argmax(axis=1)
             conf = cls_scores[np.arange(len(p)), cls]
             keep = conf >= min_score
+            xy = p[keep, :4]
+            xyxy = np.concatenate([xy[:, :2] - xy[:, 2:] / 2, xy[:, :2] + xy[:, 2:] / 2], axis=1)
+            # NMS like ultralytics: per class, on the unclipped boxes, best first.
+            order = _nms_indices(xyxy, conf[keep], cls[keep], self.nms_iou)
             found: list[Box] = []
-            for (cx, cy, bw, bh), c, sc in zip(p[keep, :4], cls[keep], conf[keep], strict=True):
-                x1 = (cx - bw / 2 - px) / r / w
-                y1 = (cy - bh / 2 - py) / r / h
-                x2 = (cx + bw / 2 - px) / r / w
-                y2 = (cy + bh / 2 - py) / r / h
-                b = _make_box(self.names[int(c)], float(sc), x1, y1, x2, y2)
+            for k in order[: self.max_det]:
+                bx1, by1, bx2, by2 = xyxy[k]
+                b = _make_box(
+                    self.names[int(cls[keep][k])],
+                    float(conf[keep][k]),
+                    (bx1 - px) / r / w,
+                    (by1 - py) / r / h,
+                    (bx2 - px) / r / w,
+                    (by2 - py) / r / h,
+                )
                 if b is not None:
                     found.append(b)
             out.append(found)
         return out
+
+
+def _nms_indices(xyxy: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> list[int]:
+    """Greedy class-aware NMS; indices of kept boxes, best score first."""
+    if len(scores) == 0:
+        return []
+    off = classes.astype(np.float64)[:, None] * (float(np.abs(xyxy).max()) * 2 + 1)
+    b = xyxy.astype(np.float64) + off  # shift each class apart so boxes of different classes never overlap
+    area = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
+    order = np.argsort(-scores, kind="stable")
+    kept: list[int] = []
+    while order.size:
+        i = int(order[0])
+        kept.append(i)
+        rest = order[1:]
+        ix = (np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0])).clip(0)
+        iy = (np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1])).clip(0)
+        inter = ix * iy
+        union = area[i] + area[rest] - inter
+        ious = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+        order = rest[ious <= iou]
+    return kept
 
 
 def _parse_meta(value: str | None) -> Any:
@@ -567,7 +609,9 @@ class OnnxDetector:
             thr = src.thresholds
             found_all = src.model.raw(items, min(thr.values()))
             for kept, found in zip(merged, found_all, strict=True):
-                mine = nms((b for b in found if b.score >= thr.get(b.label, 2.0)), self.nms_iou)
+                mine = [b for b in found if b.score >= thr.get(b.label, 2.0)]
+                if not getattr(src.model, "applies_nms", False):
+                    mine = nms(mine, self.nms_iou)
                 fresh = [
                     b
                     for b in mine
@@ -663,7 +707,7 @@ class UltralyticsDetector:
                     box = _make_box(label, float(sc), x1, y1, x2, y2)
                     if box is not None:
                         found.append(box)
-            out.append(nms(found, self.nms_iou))
+            out.append(found)  # ultralytics already applied NMS (iou=self.nms_iou)
         return out
 
 
@@ -726,7 +770,7 @@ def load_detector(
             return OnnxDetector(thresholds=thr, nms_iou=nms_iou, threads=threads, model_dir=p)
         if not p.is_file():
             raise ModelNotFoundError(f"detection.model_path does not exist: {p}")
-        yolo = YoloOnnxModel(p, threads=threads)
+        yolo = YoloOnnxModel(p, threads=threads, nms_iou=nms_iou)
         wanted = set(thr) & yolo.labels
         if not wanted:
             raise ValueError(f"{p}: model knows none of the requested labels {sorted(thr)}")

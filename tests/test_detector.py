@@ -1,0 +1,309 @@
+"""Tests of analysis.detector on real photographs (tests/data, see IMAGES.md).
+
+The default ONNX detector must find the people a person sees in the photos, at
+the right places. The ``ultralytics`` tests need the optional extra (torch) and
+are skipped otherwise; run them from the YOLO venv::
+
+    PYTHONPATH=. .venv-yolo/bin/python -m pytest --noconftest -m ultralytics tests/test_detector.py
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from analysis.detector import (
+    COCO80,
+    Box,
+    Detector,
+    ModelNotFoundError,
+    OnnxDetector,
+    Source,
+    YoloOnnxModel,
+    crop_frame,
+    load_detector,
+    map_box_from_crop,
+    nms,
+)
+
+DATA = Path(__file__).resolve().parent / "data"
+
+# Hand-labelled from the photos (normalised x1, y1, x2, y2).
+ZIDANE_PEOPLE = [(0.11, 0.28, 0.56, 1.0), (0.58, 0.06, 0.90, 1.0)]
+BUS_PEOPLE = [(0.05, 0.37, 0.30, 0.85), (0.27, 0.36, 0.43, 0.80), (0.83, 0.34, 1.0, 0.82)]
+BUS_PARTIAL_PERSON = (0.0, 0.50, 0.10, 0.80)  # cut by the left edge: may or may not be found
+
+
+def _img(name: str) -> np.ndarray:
+    im = cv2.imread(str(DATA / name))
+    assert im is not None, f"cannot read {DATA / name}"
+    return im
+
+
+def _iou(a: tuple[float, float, float, float], b: Box) -> float:
+    return Box("", 0.0, *a).iou(b)
+
+
+def _people(boxes: list[Box]) -> list[Box]:
+    return [b for b in boxes if b.label == "person"]
+
+
+@pytest.fixture(scope="module")
+def detector() -> OnnxDetector:
+    det = load_detector("onnx", None, person_threshold=0.4, phone_threshold=0.3, threads=1)
+    assert isinstance(det, OnnxDetector)
+    return det
+
+
+@pytest.fixture(scope="module")
+def zidane() -> np.ndarray:
+    return _img("zidane.jpg")
+
+
+@pytest.fixture(scope="module")
+def bus() -> np.ndarray:
+    return _img("bus.jpg")
+
+
+def test_protocol_and_labels(detector: OnnxDetector) -> None:
+    assert isinstance(detector, Detector)
+    assert detector.labels == {"person", "cell phone"}
+    assert COCO80[0] == "person" and COCO80[67] == "cell phone" and len(COCO80) == 80
+
+
+def test_zidane_two_people_in_place(detector: OnnxDetector, zidane: np.ndarray) -> None:
+    people = _people(detector.detect([zidane])[0])
+    assert len(people) == 2, people
+    for truth in ZIDANE_PEOPLE:
+        best = max(_iou(truth, b) for b in people)
+        assert best >= 0.6, (truth, people)
+    assert all(b.score >= 0.4 for b in people)
+
+
+def test_bus_people_in_place_and_no_bus_as_person(detector: OnnxDetector, bus: np.ndarray) -> None:
+    people = _people(detector.detect([bus])[0])
+    for truth in BUS_PEOPLE:
+        best = max((_iou(truth, b) for b in people), default=0.0)
+        assert best >= 0.5, (truth, people)
+    # every reported person is one of the four real ones (no double counts, not the bus)
+    allowed = [*BUS_PEOPLE, BUS_PARTIAL_PERSON]
+    for b in people:
+        assert max(_iou(t, b) for t in allowed) >= 0.3, b
+    assert 3 <= len(people) <= 4
+
+
+def test_boxes_normalised_sorted_and_typed(
+    detector: OnnxDetector, zidane: np.ndarray, bus: np.ndarray
+) -> None:
+    for boxes in detector.detect([zidane, bus]):
+        assert boxes == sorted(boxes, key=lambda b: -b.score)
+        for b in boxes:
+            assert isinstance(b, Box) and isinstance(b.score, float)
+            assert 0.0 <= b.x1 < b.x2 <= 1.0 and 0.0 <= b.y1 < b.y2 <= 1.0
+            assert b.label in detector.labels
+
+
+def test_batch_equals_single(detector: OnnxDetector, zidane: np.ndarray, bus: np.ndarray) -> None:
+    small = cv2.resize(bus, (300, 400))
+    batch = detector.detect([zidane, bus, small, zidane])
+    singles = [detector.detect([f])[0] for f in (zidane, bus, small, zidane)]
+    assert len(batch) == 4
+    for got, want in zip(batch, singles, strict=True):
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert g.label == w.label
+            assert g.score == pytest.approx(w.score, abs=1e-4)
+            assert (g.x1, g.y1, g.x2, g.y2) == pytest.approx((w.x1, w.y1, w.x2, w.y2), abs=1e-4)
+
+
+def test_empty_and_blank(detector: OnnxDetector) -> None:
+    assert detector.detect([]) == []
+    grey = np.full((480, 640, 3), 128, np.uint8)
+    assert detector.detect([grey]) == [[]]
+
+
+@pytest.mark.parametrize(
+    ("frames", "msg"),
+    [
+        ([np.zeros((64, 64, 3), np.float32)], "dtype uint8"),
+        ([np.zeros((64, 64), np.uint8)], "shape"),
+        ([np.zeros((64, 64, 4), np.uint8)], "shape"),
+        ([np.zeros((4, 64, 3), np.uint8)], "too small"),
+        (["not an image"], "ndarray"),
+        (np.zeros((64, 64, 3), np.uint8), "sequence of frames"),
+        (None, "sequence of frames"),
+    ],
+)
+def test_garbage_input_is_a_clear_value_error(detector: OnnxDetector, frames: object, msg: str) -> None:
+    with pytest.raises(ValueError, match=msg):
+        detector.detect(frames)  # type: ignore[arg-type]
+
+
+def test_crop_and_map_back(detector: OnnxDetector, zidane: np.ndarray) -> None:
+    full = _people(detector.detect([zidane])[0])
+    rect = (0.50, 0.0, 1.0, 1.0)  # right half: Ancelotti only
+    crop = crop_frame(zidane, rect)
+    assert crop.shape == (720, 640, 3)
+    found = [map_box_from_crop(b, rect) for b in _people(detector.detect([crop])[0])]
+    assert len(found) == 1
+    assert max(b.iou(found[0]) for b in full) >= 0.7
+    assert _iou(ZIDANE_PEOPLE[1], found[0]) >= 0.6
+    with pytest.raises(ValueError):
+        crop_frame(zidane, (0.5, 0.5, 0.4, 1.0))
+
+
+def test_thresholds_select_and_filter(zidane: np.ndarray) -> None:
+    strict = load_detector(person_threshold=0.96, phone_threshold=0.5)
+    people = _people(strict.detect([zidane])[0])
+    assert len(people) == 1 and people[0].score >= 0.96
+    ties = load_detector(thresholds={"tie": 0.15}, person_threshold=0.4)
+    labels = {b.label for b in ties.detect([zidane])[0]}
+    assert "tie" in labels  # both men wear one; CenterNet reports other COCO labels on request
+    with pytest.raises(ValueError, match="threshold"):
+        load_detector(person_threshold=1.5)
+
+
+def test_nms_and_box_geometry() -> None:
+    a = Box("person", 0.9, 0.1, 0.1, 0.5, 0.5)
+    b = Box("person", 0.8, 0.12, 0.1, 0.5, 0.52)
+    c = Box("cell phone", 0.7, 0.12, 0.1, 0.5, 0.52)
+    assert nms([b, a, c]) == [a, c]
+    assert a.iou(a) == pytest.approx(1.0)
+    assert a.area == pytest.approx(0.16) and a.center == pytest.approx((0.3, 0.3))
+
+
+def test_missing_model_names_path_and_remedy(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError) as ei:
+        load_detector("onnx", str(tmp_path))
+    assert str(tmp_path / "ssdlite_person.onnx") in str(ei.value)
+    assert "make models" in str(ei.value)
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        load_detector("onnx", str(tmp_path / "nope.onnx"))
+
+
+def test_factory_errors() -> None:
+    with pytest.raises(ValueError, match="unknown detection backend"):
+        load_detector("tensorflow")
+    with pytest.raises(ValueError, match="model_path"):
+        load_detector("ultralytics", None)
+
+
+def test_explicit_sources_reject_unknown_labels() -> None:
+    from analysis.detector import DEFAULT_MODEL_DIR, SsdPersonModel
+
+    ssd = SsdPersonModel(DEFAULT_MODEL_DIR / "ssdlite_person.onnx")
+    with pytest.raises(ValueError, match="cannot report"):
+        OnnxDetector([Source(ssd, {"cell phone": 0.3})])
+
+
+# ----------------------------------------------------------------------------- ultralytics
+
+HAVE_ULTRALYTICS = importlib.util.find_spec("ultralytics") is not None
+needs_ultralytics = pytest.mark.skipif(
+    not HAVE_ULTRALYTICS,
+    reason="ultralytics extra not installed (pip install torch==2.14.1 torchvision==0.29.1 "
+    "&& pip install -e '.[ultralytics]'; see analysis/models/PROVENANCE.md)",
+)
+
+
+def test_ultralytics_missing_extra_is_clear(tmp_path: Path) -> None:
+    if HAVE_ULTRALYTICS:
+        pytest.skip("ultralytics is installed here")
+    from analysis.detector import UltralyticsNotInstalledError
+
+    with pytest.raises(UltralyticsNotInstalledError, match=r"\[ultralytics\]"):
+        load_detector("ultralytics", "yolo11n.yaml")
+    with pytest.raises(ModelNotFoundError, match="never downloads"):
+        load_detector("ultralytics", str(tmp_path / "yolo11n.pt"))
+
+
+@pytest.fixture(scope="module")
+def random_yolo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A YOLO11n built from its yaml (random weights, no download), saved as .pt and exported to ONNX.
+
+    The class head is re-initialised with a wide spread so that random scores are
+    not all tied at ~1e-4 and the two decoders can be compared box by box.
+    """
+    d = tmp_path_factory.mktemp("yolo")
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ["YOLO_CONFIG_DIR"] = str(d)
+    import torch
+    from ultralytics import YOLO
+
+    torch.manual_seed(0)
+    model = YOLO("yolo11n.yaml")
+    model.model.names = dict(enumerate(COCO80))  # a yaml-built model is named '0'..'79'
+    with torch.no_grad():
+        # Random init gives near-constant features and scores tied at ~1e-4: amplify every
+        # BatchNorm and give the class convs large random weights so scores spread over 0.05..0.5.
+        for mod in model.model.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.weight.fill_(2.0)
+        for branch in model.model.model[-1].cv3:
+            branch[-1].weight.normal_(0.0, 100.0)
+            branch[-1].bias.fill_(-3.0)
+    pt = d / "random_yolo11n.pt"
+    model.save(str(pt))
+    onnx_path = Path(YOLO(str(pt)).export(format="onnx", imgsz=320, simplify=False, dynamic=False))
+    return pt, onnx_path
+
+
+def _match(a: list[Box], b: list[Box], tol: float) -> float:
+    """Fraction of boxes in ``a`` that have a same-label twin in ``b`` within ``tol``."""
+    if not a:
+        return 1.0
+    hit = 0
+    for x in a:
+        if any(
+            y.label == x.label
+            and abs(y.score - x.score) < 0.01
+            and max(abs(y.x1 - x.x1), abs(y.y1 - x.y1), abs(y.x2 - x.x2), abs(y.y2 - x.y2)) < tol
+            for y in b
+        ):
+            hit += 1
+    return hit / len(a)
+
+
+@pytest.mark.ultralytics
+@needs_ultralytics
+def test_ultralytics_and_plain_onnx_decoder_agree(
+    random_yolo: tuple[Path, Path], zidane: np.ndarray, bus: np.ndarray
+) -> None:
+    from analysis.detector import UltralyticsDetector
+
+    pt, onnx_path = random_yolo
+    thr = {name: 0.12 for name in COCO80}
+    plain = load_detector("onnx", str(onnx_path), thresholds=thr)
+    assert isinstance(plain, OnnxDetector)
+    yolo_src = plain.sources[0].model
+    assert isinstance(yolo_src, YoloOnnxModel) and yolo_src.input_hw == (320, 320)
+    assert yolo_src.names == COCO80
+
+    # Same exported ONNX through ultralytics' AutoBackend and through our decoder (any aspect ratio).
+    ul_onnx = UltralyticsDetector(onnx_path, thresholds=thr, imgsz=320)
+    for frame in (zidane, bus):
+        ours = plain.detect([frame])[0]
+        theirs = ul_onnx.detect([frame])[0]
+        assert 5 <= len(theirs) < 300, len(theirs)
+        assert _match(theirs, ours, 0.01) >= 0.95
+        assert _match(ours, theirs, 0.01) >= 0.95
+
+    # The .pt (torch) against our decoder on the .onnx: a square frame so both letterboxes agree.
+    square = cv2.resize(zidane[:, 280:1000], (320, 320))
+    ul_pt = load_detector("ultralytics", str(pt), thresholds=thr)
+    assert isinstance(ul_pt, UltralyticsDetector)
+    ul_pt.imgsz = 320
+    theirs = ul_pt.detect([square])[0]
+    ours = plain.detect([square])[0]
+    assert 5 <= len(theirs) < 300, len(theirs)
+    assert _match(theirs, ours, 0.01) >= 0.9
+    assert _match(ours, theirs, 0.01) >= 0.9
+    # batches behave like singles on the torch side too
+    both = ul_pt.detect([square, square])
+    assert [len(x) for x in both] == [len(theirs), len(theirs)]
