@@ -11,10 +11,11 @@ then follows the scene slowly while no tamper is seen.
   below ``covered_edges`` of the baseline while the contrast fell too.
 * ``defocused``: Laplacian variance (sharpness) below ``defocus_ratio`` of the baseline while the
   contrast stays (so it is blur, not a cover).
-* ``moved``: the phase correlation of the gradient image against the reference frame finds a
-  shift larger than ``moved_shift`` (fraction of the width), or the picture no longer
-  correlates with the reference at all (``moved_response``) while it is neither covered nor
-  blurred.
+* ``moved``: ORB features of the frame matched to those of the reference frame, a similarity
+  transform fitted with RANSAC (people moving are outliers): the scene moved by more than
+  ``moved_shift`` of the width on average, or fewer than ``moved_min_inliers`` of the
+  reference features still match (the view changed) while the picture is neither covered nor
+  blurred.  The top and bottom 10% rows (burned-in clock and camera name) are ignored.
 * ``frozen``: consecutive frames identical (mean absolute difference of the 160x120 grey
   thumbnails below ``frozen_diff`` grey levels; one isolated difference below ``frozen_blip``
   is tolerated — an encoder key frame re-coding a frozen picture) for ``frozen_seconds``.
@@ -39,9 +40,8 @@ class TamperConfig:
     covered_edges: float = 0.12
     defocus_ratio: float = 0.30
     defocus_std_ratio: float = 0.5
-    moved_shift: float = 0.04
-    moved_min_response: float = 0.04
-    moved_response: float = 0.0
+    moved_shift: float = 0.03
+    moved_min_inliers: float = 0.08
     frozen_diff: float = 0.1
     frozen_blip: float = 1.0
     frozen_seconds: float = 5.0
@@ -77,18 +77,19 @@ class TamperDetector:
     """Per-camera tamper state (module contract)."""
 
     SMALL = (160, 120)
-    SHARP = (320, 240)
+    SHARP = (320, 240)  # feature matching size
 
     def __init__(self, cfg: TamperConfig | None = None):
         self.cfg = cfg or TamperConfig()
         self._learn: list[FrameStats] = []
         self.base: FrameStats | None = None
-        self._ref: np.ndarray | None = None
+        self._ref: tuple[list[cv2.KeyPoint], np.ndarray | None] | None = None
         self._ref_t = 0.0
         self._prev: np.ndarray | None = None
         self._frozen_since: float | None = None
         self._frozen_blips = 0
-        self._window = cv2.createHanningWindow(self.SMALL, cv2.CV_32F)
+        self._orb = cv2.ORB_create(nfeatures=500)
+        self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
         self.last: FrameStats | None = None
 
     @property
@@ -97,10 +98,9 @@ class TamperDetector:
 
     def stats(self, frame: np.ndarray) -> tuple[FrameStats, np.ndarray]:
         small = _gray(frame, self.SMALL)
-        sharp = _gray(frame, self.SHARP)
         mean, std = cv2.meanStdDev(small)
         edges = cv2.Canny(small, 50, 150)
-        lap = cv2.Laplacian(sharp, cv2.CV_32F)
+        lap = cv2.Laplacian(small, cv2.CV_32F)
         return (
             FrameStats(
                 mean=float(mean[0][0]),
@@ -148,19 +148,17 @@ class TamperDetector:
                     edges=float(np.median([s.edges for s in self._learn])),
                     sharpness=float(np.median([s.sharpness for s in self._learn])),
                 )
-                self._set_ref(t, small)
+                self._set_ref(t, frame)
             return {}
         if self._frozen_since is not None and t - self._frozen_since >= c.frozen_seconds:
             return {"frozen": 1.0}
         if st.sharpness < c.defocus_ratio * b.sharpness and st.std >= c.defocus_std_ratio * b.std:
             return {"defocused": float(min(1.0, 1.0 - st.sharpness / max(b.sharpness, 1e-6)))}
-        assert self._ref is not None
-        g = _grad(small.astype(np.float32))
-        (dx, dy), resp = cv2.phaseCorrelate(self._ref, g, self._window)
-        st.shift = float(np.hypot(dx / self.SMALL[0], dy / self.SMALL[1]))
-        st.response = float(resp)
-        if (st.shift > c.moved_shift and resp >= c.moved_min_response) or resp < c.moved_response:
-            return {"moved": float(min(1.0, 0.5 + st.shift * 5))}
+        moved = self._displacement(frame)
+        if moved is not None:
+            st.shift, st.response = moved
+            if st.shift > c.moved_shift or st.response < c.moved_min_inliers:
+                return {"moved": float(min(1.0, 0.5 + st.shift * 5))}
         # normal: follow the scene slowly
         a = c.baseline_alpha
         b.mean += a * (st.mean - b.mean)
@@ -168,9 +166,42 @@ class TamperDetector:
         b.edges += a * (st.edges - b.edges)
         b.sharpness += a * (st.sharpness - b.sharpness)
         if t - self._ref_t >= c.ref_refresh_s and st.shift < 0.005:
-            self._set_ref(t, small)
+            self._set_ref(t, frame)
         return {}
 
-    def _set_ref(self, t: float, small: np.ndarray) -> None:
-        self._ref = _grad(small.astype(np.float32))
+    def _features(self, frame: np.ndarray) -> tuple[list[cv2.KeyPoint], np.ndarray | None]:
+        g = _gray(frame, self.SHARP)
+        mask = np.zeros_like(g)
+        h = g.shape[0]
+        mask[int(h * 0.1):int(h * 0.9), :] = 255  # skip the burned-in clock / camera name rows
+        kps, desc = self._orb.detectAndCompute(g, mask)
+        return list(kps), desc
+
+    def _set_ref(self, t: float, frame: np.ndarray) -> None:
+        self._ref = self._features(frame)
         self._ref_t = t
+
+    def _displacement(self, frame: np.ndarray) -> tuple[float, float] | None:
+        """(mean displacement of the image as a fraction of its width, inlier ratio) between
+        the reference frame and ``frame`` (ORB features + RANSAC similarity), or None when the
+        reference has too few features to judge."""
+        assert self._ref is not None
+        rk, rd = self._ref
+        if rd is None or len(rk) < 20:
+            return None
+        kps, desc = self._features(frame)
+        if desc is None or len(kps) < 8:
+            return (1.0, 0.0)
+        matches = self._matcher.match(rd, desc)
+        if len(matches) < 8:
+            return (1.0, 0.0)
+        src = np.float32([rk[m.queryIdx].pt for m in matches])
+        dst = np.float32([kps[m.trainIdx].pt for m in matches])
+        m, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
+        if m is None or inl is None:
+            return (1.0, 0.0)
+        w, h = self.SHARP
+        pts = np.float32([[w * x, h * y] for x in (0.25, 0.5, 0.75) for y in (0.25, 0.5, 0.75)])
+        moved = pts @ m[:, :2].T + m[:, 2]
+        disp = float(np.linalg.norm(moved - pts, axis=1).mean()) / w
+        return disp, float(inl.sum()) / len(rk)
