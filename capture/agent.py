@@ -134,6 +134,8 @@ class CameraPipe:
         self.connection = "new"
         self.last_error: str | None = None
         self.connects = 0
+        self.hub_lost_live = 0  # consecutive heartbeats in which the hub had no live connection
+        self.kick = asyncio.Event()
 
     def _on_frame(self, frame: av.VideoFrame, ts: float) -> None:  # source thread
         self.encoder.submit(frame, ts)
@@ -198,9 +200,14 @@ class CameraPipe:
                 log.info("live connection up site=%s room=%s camera=%s", self.site, self.room, self.camera)
                 # Connected: wait until the connection fails (hub gone, ICE timeout, ...).
                 connect_deadline = time.monotonic() + 20
+                self.kick.clear()
+                self.hub_lost_live = 0
                 while not done.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(done.wait(), 1.0)
+                    if self.kick.is_set():
+                        # ICE consent needs ~30 s to notice a dead hub; the heartbeat knows sooner.
+                        raise ConnectionError("hub reports no live connection for this camera (restarted?)")
                     if pc.connectionState == "connected":
                         if connected_at is None:
                             connected_at = time.monotonic()
@@ -320,7 +327,7 @@ class Agent:
             # Give the uploader a moment to send the last segments; the rest stays spooled.
             self.segment_ready()
             deadline = time.monotonic() + 10
-            while self.spool.pending() and self.hub_reachable and time.monotonic() < deadline:
+            while self.spool.pending() and self.hub_reachable and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
             tasks[0].cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -340,7 +347,7 @@ class Agent:
         if r.status_code in (200, 201):
             return True
         detail = _detail(r)
-        if r.status_code in (400, 413, 422):
+        if r.status_code in (400, 409, 413, 422):
             log.error(
                 "hub rejected segment site=%s room=%s camera=%s start=%s: HTTP %d %s (kept aside)",
                 seg.site,
@@ -455,6 +462,15 @@ class Agent:
                     log.warning(
                         "heartbeat refused site=%s: HTTP %d %s", self.site_id, r.status_code, _detail(r)
                     )
+                else:
+                    live = r.json().get("live", {})
+                    for p in self.pipes:
+                        if p.connection == "connected" and live.get(f"{p.room}/{p.camera}") is False:
+                            p.hub_lost_live += 1
+                            if p.hub_lost_live >= 2:
+                                p.kick.set()
+                        else:
+                            p.hub_lost_live = 0
             except httpx.HTTPError as e:
                 log.debug("heartbeat failed site=%s: %s", self.site_id, e)
             await asyncio.sleep(self.cfg.capture.heartbeat_seconds)

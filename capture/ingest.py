@@ -214,7 +214,10 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
         if body.site != site:
             raise _bad(403, f"this agent token belongs to site {site!r}, not {body.site!r}")
         recorder.heartbeat(site, [c.model_dump() for c in body.cameras])
-        return JSONResponse({"ok": True, "server_time": datetime.now(UTC).isoformat()})
+        live = {
+            f"{c.room}/{c.camera}": recorder.is_live(CameraRef(site, c.room, c.camera)) for c in body.cameras
+        }
+        return JSONResponse({"ok": True, "server_time": datetime.now(UTC).isoformat(), "live": live})
 
     @router.put("/segments/{site}/{room}/{camera}")
     async def put_segment(
@@ -250,13 +253,23 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
         if problem:
             log.warning("ingest: rejected segment site=%s room=%s camera=%s: %s", *_parts(ref), problem)
             raise _bad(400, problem)
-        meta = _meta_class(segment_store)(
-            site=site, room=room, camera=camera, start=t0, end=t1, content_type="video/mp4", source=source
-        )
+        try:
+            meta = _meta_class(segment_store)(
+                site=site, room=room, camera=camera, start=t0, end=t1, content_type="video/mp4", source=source
+            )
+        except ValueError as e:
+            raise _bad(400, f"invalid segment metadata: {e}") from None
         try:
             record = await segment_store.put(meta, data)
-        except (OSError, ConnectionError, TimeoutError) as e:
-            log.error("ingest: storage unavailable for %s: %s", ref, e)
+        except Exception as e:
+            if type(e).__name__ == "SegmentConflict":
+                log.warning("ingest: conflicting segment site=%s room=%s camera=%s: %s", *_parts(ref), e)
+                raise _bad(
+                    409, f"a different segment is already archived at {ref} {t0.isoformat()}"
+                ) from None
+            if isinstance(e, ValueError):
+                raise _bad(400, f"segment refused by storage: {e}") from None
+            log.exception("ingest: storage failed site=%s room=%s camera=%s", *_parts(ref))
             raise _bad(503, "storage unavailable, retry later") from None
         recorder.note_segment(ref, t0, t1, len(data))
         log.info(
@@ -301,8 +314,8 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
             raise _bad(400, f"'since'..'until' spans more than {MAX_MISSING_WINDOW.days} days")
         try:
             ranges = await segment_store.missing_ranges(site, room, camera, t0, t1)
-        except (OSError, ConnectionError, TimeoutError) as e:
-            log.error("ingest: storage unavailable for %s: %s", ref, e)
+        except Exception:
+            log.exception("ingest: missing-ranges query failed site=%s room=%s camera=%s", *_parts(ref))
             raise _bad(503, "storage unavailable, retry later") from None
         return JSONResponse({"ranges": [[a.isoformat(), b.isoformat()] for a, b in ranges]})
 

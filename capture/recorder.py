@@ -290,6 +290,11 @@ class Recorder:
             cam.agent = entry
             cam.agent_seen_at = now
 
+    def is_live(self, ref: CameraRef) -> bool:
+        """Whether the hub holds a (not failed) live connection for the camera."""
+        cam = self._cams.get(ref)
+        return cam is not None and cam.pc is not None and cam.pc.connectionState not in ("failed", "closed")
+
     def note_segment(self, ref: CameraRef, start: datetime, end: datetime, nbytes: int) -> None:
         cam = self._cams.get(ref)
         if cam is None:

@@ -4,8 +4,8 @@
 a :class:`~capture.recorder.Recorder` on 127.0.0.1 with uvicorn — just the capture stage, without
 analysis or the dashboard (``evalwatch hub`` composes the real thing).  ``--store`` picks the
 segment store: ``dir:PATH`` (:class:`DirSegmentStore`, a durable file-per-segment store with the
-same interface as ``storage.segments.SegmentStore``) or ``s3`` (the real SegmentStore, built by
-``storage.segments.SegmentStore.from_config`` when that exists).
+same interface as ``storage.segments.SegmentStore``) or ``s3`` (the real SegmentStore on
+``storage.s3``, ``storage.database_url`` and ``storage.wal_dir``).
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ class SegmentRecord:
     size: int
 
 
+class SegmentConflict(Exception):
+    """Different bytes for an already stored (camera, start)."""
+
+
 class DirSegmentStore:
     """Durable segment store on a directory: ``root/site/room/camera/<start>_<end>.mp4``.
 
@@ -83,7 +87,7 @@ class DirSegmentStore:
             if hashlib.sha256(old.read_bytes()).hexdigest() == sha:
                 self.duplicates += 1
                 return SegmentRecord(old.stem, meta, sha, len(data))
-            raise ValueError(f"a different segment is already stored at {meta.camera} {meta.start}")
+            raise SegmentConflict(f"a different segment is already stored at {meta.camera} {meta.start}")
         name = f"{fmt_time(meta.start)}_{fmt_time(meta.end)}"
         tmp = d / f".{name}.tmp"
         with open(tmp, "wb") as f:
@@ -133,11 +137,19 @@ def build_app(cfg: EvalwatchConfig, store: Any, sink: Any = None) -> tuple[FastA
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        db = getattr(store, "db", None)
+        if db is not None:  # the real SegmentStore: migrate, buckets, WAL recovery
+            await asyncio.to_thread(db.upgrade)
+            await store.objects.ensure_buckets()
+            await store.start()
         await recorder.start()
         try:
             yield
         finally:
             await recorder.close()
+            if db is not None:
+                await (getattr(store, "close", None) or store.stop)()
+                db.dispose()
 
     app = FastAPI(lifespan=lifespan)
     app.include_router(make_router(recorder, store, cfg))
@@ -171,9 +183,18 @@ def make_store(spec: str, cfg: EvalwatchConfig) -> Any:
     if spec.startswith("dir:"):
         return DirSegmentStore(spec[4:])
     if spec == "s3":
-        from storage.segments import SegmentStore  # type: ignore[import-not-found,unused-ignore]
+        from storage.db import Database
+        from storage.objects import ObjectStore
+        from storage.segments import SegmentStore
 
-        return SegmentStore.from_config(cfg)
+        st = cfg.storage
+        return SegmentStore(
+            ObjectStore(st.s3),
+            Database(st.database_url),
+            Path(st.wal_dir),
+            st.s3.bucket_segments,
+            retry_max_s=2.0,
+        )
     raise SystemExit(f"unknown --store {spec!r} (dir:PATH or s3)")
 
 
@@ -286,3 +307,63 @@ def write_config(
         doc.setdefault(k, {}).update(v)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+class TcpProxy:
+    """A TCP forwarder on 127.0.0.1 that a test can cut (close listener + all connections, so
+    clients see refused/reset connections) and restore — a site's uplink going down."""
+
+    def __init__(self, listen_port: int, target_port: int):
+        import threading
+
+        self.listen_port, self.target_port = listen_port, target_port
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
+        self._thread.start()
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while data := await r.read(65536):
+                w.write(data)
+                await w.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            w.close()
+
+    async def _handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            tr, tw = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            w.close()
+            return
+        self._writers |= {w, tw}
+        await asyncio.gather(self._pipe(r, tw), self._pipe(tr, w))
+        self._writers -= {w, tw}
+
+    async def _up(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.listen_port)
+
+    async def _down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+
+    def up(self) -> None:
+        self._call(self._up())
+
+    def down(self) -> None:
+        self._call(self._down())
+
+    def close(self) -> None:
+        self.down()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,7 +60,7 @@ def test_segments_align_to_wall_clock_and_play(tmp_path: Path) -> None:
     assert len(segs) == 5  # [1.3,2) [2,4) [4,6) [6,8) [8,8.3)
     # first starts at the first frame, the rest on multiples of 2 s; contiguous, no overlap
     assert segs[0].start.timestamp() == pytest.approx(T0, abs=1e-3)
-    for a, b in zip(segs, segs[1:], strict=False):
+    for a, b in itertools.pairwise(segs):
         assert a.end == b.start
         assert b.start.timestamp() % 2 == pytest.approx(0, abs=1e-3)
     assert segs[-1].end.timestamp() == pytest.approx(T0 + 7, abs=0.01)

@@ -1,0 +1,342 @@
+"""Fault injection for the capture stage: real processes on 127.0.0.1, assertions on what is in
+object storage afterwards (SeaweedFS S3 + SQLite, via storage.segments.SegmentStore).
+
+* hub SIGKILLed mid-stream and restarted → complete archive, chain verifies;
+* S3 server down for a while (``EVALWATCH_FAULT_S3_DOWN_S``, default 8 s; 30 s under ``-m slow``)
+  → nothing lost, nothing duplicated;
+* agent ↔ hub link cut (TCP proxy closed) → backfilled, no gap;
+* bad credentials / other site / malformed SDP / oversized / garbage segments → 4xx naming the
+  problem while the hub keeps serving a streaming agent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import av
+import httpx
+import pytest
+
+from capture.spool import Spool
+from capture.testing import TcpProxy, gaps, make_clip, write_config
+from storage.s3server import free_port
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
+
+ROOT = Path(__file__).resolve().parents[1]
+SEG_S = 2.0
+S3_DOWN_S = float(os.environ.get("EVALWATCH_FAULT_S3_DOWN_S", "8"))
+
+
+@dataclass
+class Rig:
+    tmp: Path
+    cfg_path: Path
+    port: int
+    site: str
+    token: str
+    s3: Any  # conftest S3Env
+    db_url: str
+    procs: list[subprocess.Popen[bytes]]
+
+    def hub(self, port: int | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"hub-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "capture.testing",
+                "--config",
+                str(self.cfg_path),
+                "--port",
+                str(port or self.port),
+                "--store",
+                "s3",
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(p)
+        wait_http(port or self.port, p)
+        return p
+
+    def agent(self, seconds: float, hub_url: str | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"agent-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        argv = [
+            sys.executable,
+            "-m",
+            "evalwatch",
+            "agent",
+            "--config",
+            str(self.cfg_path),
+            "--site",
+            self.site,
+            "--duration",
+            str(seconds),
+        ]
+        if hub_url:
+            argv += ["--hub-url", hub_url]
+        p = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        return p
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.tmp.glob("*.log"))
+        )
+
+
+def wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"hub exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/test/status", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("hub did not come up")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip") / "room.mp4", seconds=3)
+
+
+def _rig(tmp_path: Path, clip: Path, s3: Any, site: str, extra_sites: dict[str, Any] | None = None) -> Rig:
+    port = free_port()
+    token = "tok-" + hashlib.sha256(site.encode()).hexdigest()[:24]
+    db_url = f"sqlite:///{tmp_path / 'hub.db'}"
+    sites = {site: {"r1": [("c1", str(clip))]}, **(extra_sites or {})}
+    tokens = {s: ("tok-" + hashlib.sha256(s.encode()).hexdigest()[:24]) for s in sites}
+    s3cfg = s3.cfg
+    cfg_path = write_config(
+        tmp_path / "cfg.yaml",
+        port=port,
+        sites=sites,
+        tokens=tokens,
+        spool_dir=tmp_path / "spool",
+        segment_seconds=SEG_S,
+        extra={
+            "storage": {
+                "database_url": db_url,
+                "wal_dir": str(tmp_path / "wal"),
+                "s3": {
+                    "endpoint": s3cfg.endpoint,
+                    "access_key": s3cfg.access_key.get_secret_value(),
+                    "secret_key": s3cfg.secret_key.get_secret_value(),
+                    "embedded": False,
+                },
+            }
+        },
+    )
+    return Rig(tmp_path, cfg_path, port, site, token, s3, db_url, [])
+
+
+@pytest.fixture
+def procs_cleanup() -> Iterator[list[Rig]]:
+    rigs: list[Rig] = []
+    yield rigs
+    for rig in rigs:
+        for p in rig.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+
+
+async def _archive(rig: Rig, room: str = "r1", camera: str = "c1") -> list[Any]:
+    from storage.db import Database
+    from storage.objects import ObjectStore
+    from storage.segments import SegmentStore
+
+    db = Database(rig.db_url)
+    try:
+        store = SegmentStore(ObjectStore(rig.s3.cfg), db, rig.tmp / "unused-wal", rig.s3.cfg.bucket_segments)
+        t0 = datetime(2000, 1, 1, tzinfo=UTC)
+        return await store.list_segments(rig.site, room, camera, t0, datetime.now(UTC) + timedelta(hours=1))
+    finally:
+        db.dispose()
+
+
+async def _wait_all_uploaded(rig: Rig, expected: int, timeout: float = 60) -> list[Any]:
+    """Wait until the archive holds ``expected`` segments, all of them in S3."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    recs: list[Any] = []
+    while time.monotonic() < deadline:
+        recs = await _archive(rig)
+        if len(recs) >= expected and all(r.uploaded for r in recs):
+            return recs
+        await asyncio.sleep(0.5)
+    raise AssertionError(
+        f"archive has {len(recs)} segments ({sum(r.uploaded for r in recs)} in S3), expected {expected}\n"
+        + rig.logs()
+    )
+
+
+async def _assert_complete(rig: Rig, recs: list[Any], spool: Spool, seconds: float) -> None:
+    """Archive == what the agent recorded: no gap > 0.5 s, no duplicate, every object plays,
+    the hash chain verifies."""
+    from storage.objects import ObjectStore
+    from storage.verify import verify_chain
+
+    local = spool.segments(rig.site, "r1", "c1")
+    assert not [s for s in local if not s.done], "agent still has un-uploaded segments"
+    assert [(r.start, r.end) for r in recs] == [(s.start, s.end) for s in local]  # nothing lost/duplicated
+    assert len({r.start for r in recs}) == len(recs)
+    cover = [(r.start, r.end) for r in recs]
+    assert gaps(cover, cover[0][0], cover[-1][1], 0.5) == [], "gap in the archive"
+    assert (cover[-1][1] - cover[0][0]).total_seconds() == pytest.approx(seconds, abs=1.5)
+    objects = ObjectStore(rig.s3.cfg)
+    for r in recs:
+        data = await objects.get_bytes(rig.s3.cfg.bucket_segments, r.key)
+        assert hashlib.sha256(data).hexdigest() == r.sha256
+        with av.open(__import__("io").BytesIO(data)) as c:
+            n = sum(1 for _ in c.decode(video=0))
+        assert n >= max(1, int(r.duration_s * 15 * 0.6)), f"{r.key}: only {n} frames in {r.duration_s:.2f}s"
+    res = await verify_chain(objects, rig.site, "r1", "c1")
+    assert res.ok, str(res)
+    assert res.segments_checked == len(recs)
+
+
+async def test_hub_killed_mid_stream_archive_complete(
+    tmp_path: Path, clip: Path, s3_server: Any, unique_site: str, procs_cleanup: list[Rig]
+) -> None:
+    rig = _rig(tmp_path, clip, s3_server, unique_site)
+    procs_cleanup.append(rig)
+    hub = rig.hub()
+    agent = rig.agent(16)
+    time.sleep(5.5)
+    hub.send_signal(signal.SIGKILL)  # mid-stream, possibly mid-upload
+    hub.wait()
+    time.sleep(4)
+    rig.hub()
+    assert agent.wait(60) == 0, rig.logs()
+    spool = Spool(tmp_path / "spool", 100)
+    recs = await _wait_all_uploaded(rig, len(spool.segments()))
+    await _assert_complete(rig, recs, spool, 16)
+    assert "live connection failed" in (tmp_path / "agent-1.log").read_text()  # it did see the outage
+
+
+async def _s3_outage(
+    tmp_path: Path, clip: Path, factory: Any, site: str, rigs: list[Rig], down_s: float
+) -> None:
+    s3 = factory()
+    rig = _rig(tmp_path, clip, s3, site)
+    rigs.append(rig)
+    rig.hub()
+    agent = rig.agent(6 + down_s + 4)
+    time.sleep(4)
+    s3.server.stop(grace_s=0)
+    time.sleep(down_s)
+    s3.server.start()
+    assert agent.wait(90) == 0, rig.logs()
+    spool = Spool(tmp_path / "spool", 100)
+    recs = await _wait_all_uploaded(rig, len(spool.segments()), timeout=90)
+    await _assert_complete(rig, recs, spool, 6 + down_s + 4)
+
+
+async def test_s3_down_nothing_lost_nothing_duplicated(
+    tmp_path: Path, clip: Path, s3_server_factory: Any, unique_site: str, procs_cleanup: list[Rig]
+) -> None:
+    await _s3_outage(tmp_path, clip, s3_server_factory, unique_site, procs_cleanup, S3_DOWN_S)
+
+
+@pytest.mark.slow
+async def test_s3_down_30s(
+    tmp_path: Path, clip: Path, s3_server_factory: Any, unique_site: str, procs_cleanup: list[Rig]
+) -> None:
+    await _s3_outage(tmp_path, clip, s3_server_factory, unique_site, procs_cleanup, 30.0)
+
+
+async def test_link_cut_backfills_without_gap(
+    tmp_path: Path, clip: Path, s3_server: Any, unique_site: str, procs_cleanup: list[Rig]
+) -> None:
+    rig = _rig(tmp_path, clip, s3_server, unique_site)
+    procs_cleanup.append(rig)
+    rig.hub()
+    proxy = TcpProxy(free_port(), rig.port)
+    proxy.up()
+    try:
+        agent = rig.agent(16, hub_url=f"http://127.0.0.1:{proxy.listen_port}")
+        time.sleep(5)
+        proxy.down()
+        time.sleep(6)
+        pending = [s for s in Spool(tmp_path / "spool", 100).segments() if not s.done]
+        assert len(pending) >= 2, "segments should pile up in the spool while the link is down"
+        proxy.up()
+        assert agent.wait(60) == 0, rig.logs()
+    finally:
+        proxy.close()
+    spool = Spool(tmp_path / "spool", 100)
+    recs = await _wait_all_uploaded(rig, len(spool.segments()))
+    await _assert_complete(rig, recs, spool, 16)
+
+
+async def test_bad_requests_rejected_while_hub_keeps_serving(
+    tmp_path: Path, clip: Path, s3_server: Any, unique_site: str, procs_cleanup: list[Rig]
+) -> None:
+    other = unique_site + "x"
+    rig = _rig(tmp_path, clip, s3_server, unique_site, extra_sites={other: {"r2": [("c2", str(clip))]}})
+    procs_cleanup.append(rig)
+    rig.hub()
+    agent = rig.agent(12)
+    base = f"http://127.0.0.1:{rig.port}"
+    auth = {"Authorization": f"Bearer {rig.token}"}
+
+    def frames() -> int:
+        st = httpx.get(base + "/test/status", timeout=5).json()
+        return sum(c["frames"] for c in st["cameras"])
+
+    deadline = time.monotonic() + 20
+    while frames() == 0:
+        assert time.monotonic() < deadline, rig.logs()
+        time.sleep(0.3)
+    before = frames()
+    offer = {"site": rig.site, "room": "r1", "camera": "c1", "sdp": "v=0\r\nbogus\r\n", "type": "offer"}
+    with httpx.Client(base_url=base, timeout=10) as c:
+        r = c.post("/api/ingest/offer", json=offer, headers={"Authorization": "Bearer wrong-token"})
+        assert r.status_code == 401, r.text
+        r = c.post(
+            "/api/ingest/offer", json={**offer, "site": other, "room": "r2", "camera": "c2"}, headers=auth
+        )
+        assert r.status_code == 403 and other in r.json()["detail"]
+        r = c.post("/api/ingest/offer", json=offer, headers=auth)
+        assert r.status_code == 400 and "SDP" in r.json()["detail"]
+        r = c.post("/api/ingest/offer", content=b"{" * 2_000_000, headers=auth)
+        assert r.status_code == 413
+        junk = os.urandom(5000)
+        r = c.put(
+            f"/api/ingest/segments/{rig.site}/r1/c1",
+            params={"start": "2024-01-01T00:00:00Z", "end": "2024-01-01T00:00:02Z"},
+            content=junk,
+            headers={**auth, "X-Content-SHA256": hashlib.sha256(junk).hexdigest()},
+        )
+        assert r.status_code == 400 and "MP4" in r.json()["detail"]
+        assert "Traceback" not in r.text
+    time.sleep(2)
+    assert frames() > before + 15, "live stream stalled while bad requests were handled"
+    assert agent.wait(60) == 0, rig.logs()
+    spool = Spool(tmp_path / "spool", 100)
+    recs = await _wait_all_uploaded(rig, len(spool.segments()))
+    await _assert_complete(rig, recs, spool, 12)
+    hub_log = "".join(p.read_text(errors="replace") for p in tmp_path.glob("hub-*.log"))
+    assert rig.token not in hub_log and "Traceback" not in hub_log
