@@ -36,7 +36,10 @@ Contract of :func:`assign_seats` (and therefore of the command):
   seats, computed exactly by a broken-profile dynamic programme over the (coordinate-compressed)
   seat grid, so irregular layouts with gaps, aisles and missing seats are handled.  A room can
   take any number of experts up to its capacity, hence the room level is a flow problem that is
-  solved exactly: a valid assignment is always found when one exists.
+  solved exactly: a valid assignment is always found when one exists.  The DP costs about
+  ``1.7 ** width`` per seat, where width is the narrower side of the layout; rooms whose
+  narrower side spans more than ``MAX_LAYOUT_WIDTH`` (20) rows/columns are refused with a clear
+  error instead of running for minutes.
 * **Randomness.**  All randomness comes from ``random.Random(seed)``; iteration orders are
   fixed by the input order, so the same input and seed give the same result on every run and
   machine (CPython 3.11+).  What is guaranteed about the distribution:
@@ -50,8 +53,10 @@ Contract of :func:`assign_seats` (and therefore of the command):
      those that keep the rest solvable.  That always succeeds but is *not* exactly uniform
      (``room_sampling == "guided"``).
   2. *Room → seats.*  Given the ``n`` experts of a room, a set of ``n`` pairwise non-adjacent
-     seats is drawn **exactly uniformly** among all such sets (counting DP with backward
-     sampling), and the experts are matched to those seats by a uniform random permutation.
+     seats is drawn **exactly uniformly** among all such sets — by rejection (uniform random
+     ``n`` seats until non-adjacent, at most ``_MAX_SEAT_TRIES`` draws), else by a counting DP
+     with backward sampling — and the experts are matched to those seats by a uniform random
+     permutation.
 
   The composition is uniform over room maps and, given the map, uniform over seatings; it is not
   uniform over complete seat assignments, which would favour rooms with more seat patterns.
@@ -102,6 +107,11 @@ __all__ = [
 _MAX_ROOM_TRIES = 200
 #: Seeds drawn by the command when ``--seed`` is omitted are below this bound.
 _SEED_BOUND = 2**63
+#: Uniform random seat subsets tried in a room before the exact counting DP draws its seats.
+_MAX_SEAT_TRIES = 200
+#: The exact DP grows like ~1.7 ** width, where width is the narrower side of a room's layout
+#: (rows or columns, after closing gaps); wider rooms are refused with an explanation.
+MAX_LAYOUT_WIDTH = 20
 
 
 class InfeasibleError(ValueError):
@@ -331,6 +341,39 @@ def _sample_independent(grid: _Grid, n: int, rng: random.Random) -> list[int]:
     return sorted(chosen)
 
 
+def _sample_sparse(seats: Sequence[Seat], n: int, rng: random.Random) -> list[int] | None:
+    """Uniform random ``n`` seats, retried until non-adjacent (``None`` after the last try).
+
+    A uniform ``n``-subset conditioned on being independent is uniform over independent
+    ``n``-subsets, so this is exact; it is fast when the room is far from full.
+    """
+    pos = [(s.row, s.col) for s in seats]
+    indices = range(len(seats))
+    for _ in range(_MAX_SEAT_TRIES):
+        pick = rng.sample(indices, n)
+        taken = {pos[i] for i in pick}
+        if not any(
+            (pos[i][0] + dr, pos[i][1] + dc) in taken
+            for i in pick
+            for dr in (-1, 0, 1)
+            for dc in (-1, 0, 1)
+            if dr or dc
+        ):
+            return sorted(pick)
+    return None
+
+
+def _room_grid(room: Room) -> _Grid:
+    grid = _grid(room.seats)
+    if grid.width > MAX_LAYOUT_WIDTH:
+        raise InputError(
+            f"room {room.id}: seat layout too large to seat exactly ({grid.height} x {grid.width} grid "
+            f"after closing gaps; the narrower side may span at most {MAX_LAYOUT_WIDTH}) — "
+            "split the room into sections"
+        )
+    return grid
+
+
 @lru_cache(maxsize=256)
 def _capacity_of(positions: tuple[tuple[int, int], ...]) -> int:
     seats = [Seat(id=str(i), row=r, col=c) for i, (r, c) in enumerate(positions)]
@@ -338,7 +381,11 @@ def _capacity_of(positions: tuple[tuple[int, int], ...]) -> int:
 
 
 def room_capacity(room: Room) -> int:
-    """Largest number of pairwise non-adjacent (king-move) seats of ``room``; exact."""
+    """Largest number of pairwise non-adjacent (king-move) seats of ``room``; exact.
+
+    Raises :class:`InputError` for layouts wider than ``MAX_LAYOUT_WIDTH`` in both directions.
+    """
+    _room_grid(room)
     return _capacity_of(tuple((s.row, s.col) for s in room.seats))
 
 
@@ -604,7 +651,9 @@ def assign_seats(rooms: list[Room], bids: list[Bid], seed: int) -> Assignment:
     for r, room in enumerate(rooms):
         if not members[r]:
             continue
-        chosen = _sample_independent(_grid(room.seats), len(members[r]), rng)
+        chosen = _sample_sparse(room.seats, len(members[r]), rng)
+        if chosen is None:
+            chosen = _sample_independent(_room_grid(room), len(members[r]), rng)
         rng.shuffle(chosen)
         for member, seat_index in zip(members[r], chosen, strict=True):
             seat_of[member] = (r, seat_index)

@@ -182,10 +182,12 @@ def test_assignment_is_valid_and_optimal(instance: tuple[list[Room], list[Bid]],
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(instances(), st.integers(0, 2**32))
 def test_guided_fallback_is_valid_and_optimal(instance: tuple[list[Room], list[Bid]], seed: int) -> None:
-    """With no rejection draws allowed, the flow-guided construction must still be correct."""
+    """With no rejection draws allowed, the flow-guided room construction and the seat DP must
+    still be correct."""
     rooms, bids = instance
     with pytest.MonkeyPatch.context() as m:
         m.setattr(seating, "_MAX_ROOM_TRIES", 0)
+        m.setattr(seating, "_MAX_SEAT_TRIES", 0)
         result = assign_seats(rooms, bids, seed)
     if any(b.experts for b in bids):
         assert result.room_sampling == "guided"
@@ -292,8 +294,11 @@ def test_every_usable_seat_gets_used_with_hole() -> None:
     assert set(seen) == usable
 
 
-def test_seat_sets_are_uniform() -> None:
-    """The set of occupied seats is uniform over all non-adjacent sets (chi-square, loose bound)."""
+@pytest.mark.parametrize("seat_tries", [0, 200])
+def test_seat_sets_are_uniform(seat_tries: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The set of occupied seats is uniform over all non-adjacent sets (chi-square, loose bound),
+    both when drawn by the counting DP (no rejection tries) and by rejection."""
+    monkeypatch.setattr(seating, "_MAX_SEAT_TRIES", seat_tries)
     room = Room(id="R", seats=[Seat(id=f"{r}-{c}", row=r, col=c) for r in range(3) for c in range(3)])
     bids = [Bid(id="B", experts=["E1"]), Bid(id="C", experts=["E2"])]
     valid = [frozenset(s.id for s in combo) for combo in combinations(room.seats, 2) if not adjacent(*combo)]
@@ -318,6 +323,23 @@ def test_room_choice_is_uniform() -> None:
     )
     assert len(counts) == 6
     assert all(60 <= c <= 140 for c in counts.values()), counts
+
+
+def test_large_room_with_few_experts() -> None:
+    room = Room(id="Hall", seats=[Seat(id=f"{r}-{c}", row=r, col=c) for r in range(16) for c in range(30)])
+    assert room_capacity(room) == 8 * 15
+    bids = [Bid(id=f"B{i}", experts=[f"E{i}"]) for i in range(12)]
+    result = assign_seats([room], bids, 4)
+    seat = {s.id: s for s in room.seats}
+    taken = [seat[a.seat] for a in result.assignments]
+    assert len({s.id for s in taken}) == 12
+    assert not any(adjacent(x, y) for x, y in combinations(taken, 2))
+
+
+def test_too_wide_layout_is_refused() -> None:
+    room = Room(id="Hall", seats=[Seat(id=f"{r}-{c}", row=r, col=c) for r in range(21) for c in range(25)])
+    with pytest.raises(InputError, match="room Hall: seat layout too large"):
+        assign_seats([room], [Bid(id="B", experts=["x"])], 1)
 
 
 # ------------------------------------------------------------------------- bid spreading
