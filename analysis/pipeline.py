@@ -301,6 +301,7 @@ def iter_video_frames(path: str | Path, fps: float | None = None) -> Iterator[tu
         interval = 0.0 if not fps else 1.0 / fps
         next_t: float | None = None
         n = 0
+        last_t = 0.0
         try:
             for i, frame in enumerate(container.decode(stream)):
                 if frame.pts is not None and tb is not None:
@@ -313,11 +314,24 @@ def iter_video_frames(path: str | Path, fps: float | None = None) -> Iterator[tu
                     if not take:
                         continue
                 n += 1
+                last_t = t
                 yield t, frame.to_ndarray(format="bgr24")
         except av.error.FFmpegError as e:
             raise VideoError(f"{path}: corrupt video after {n} frames: {e}") from None
         if n == 0:
             raise VideoError(f"{path}: no decodable video frames")
+        declared = _declared_duration(container, stream)
+        if declared is not None and last_t < declared - max(1.0, 2 * interval):
+            raise VideoError(f"{path}: truncated or corrupt: frames stop at {last_t:.1f} s "
+                             f"of {declared:.1f} s")
+
+
+def _declared_duration(container: Any, stream: Any) -> float | None:
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return float(container.duration) / 1_000_000
+    return None
 
 
 # --- live -------------------------------------------------------------------------------------
