@@ -128,7 +128,8 @@ def _include_rooms(data: Any, base: Path) -> None:
     """Replace each room given as a file name (``rooms: [room_a.room.yaml]``) by its contents.
 
     Room files are the same files ``evalwatch analyze --room`` reads.  A relative camera source
-    in a room file is looked up beside the room file first, then relative to the config file.
+    in a room file is looked up beside the room file, then in its parent folders (so a room file
+    can name ``sample_videos/x.mp4`` from the project root), then relative to the config file.
     """
     if not isinstance(data, dict) or not isinstance(data.get("sites"), list):
         return
@@ -149,11 +150,18 @@ def _include_rooms(data: Any, base: Path) -> None:
             for cam in room.cameras:
                 src = cam.source
                 if src and "://" not in src and not src.startswith("device:") and not Path(src).is_absolute():
-                    beside = room_path.parent / src
-                    cam.source = str(beside if beside.exists() else base / src)
+                    cam.source = str(_find_relative(src, room_path.resolve().parent, base))
             rooms[i] = room.model_dump(mode="json", exclude_none=True)
     if problems:
         raise ConfigError(problems)
+
+
+def _find_relative(src: str, room_dir: Path, base: Path) -> Path:
+    """``src`` beside the room file, else in one of its parent folders, else beside the config."""
+    for folder in (room_dir, *room_dir.parents, base):
+        if (folder / src).exists():
+            return folder / src
+    return room_dir / src
 
 
 def _resolve_dirs(cfg: EvalwatchConfig, base: Path) -> None:
