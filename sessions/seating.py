@@ -697,7 +697,10 @@ def _describe(err: Any) -> str:
     msg = msg.removeprefix("Value error, ")
     if err["type"] == "missing":
         return f"{_loc(err['loc'])}: missing (required field)"
-    return f"{_loc(err['loc'])}: {msg} (got {err['input']!r})"
+    got = repr(err["input"])
+    if len(got) > 60:
+        got = got[:57] + "..."
+    return f"{_loc(err['loc'])}: {msg} (got {got})"
 
 
 def load_input(path: str | Path) -> tuple[list[Room], list[Bid]]:
