@@ -91,13 +91,17 @@ def status_dict(st: Any) -> dict[str, Any]:
         return getattr(st, name, default)
 
     age = g("last_frame_age", None)
-    if age is None:
-        age = g("last_frame_age_s", None)
+    last_at = g("last_frame_at", None)
+    if age is None and last_at is not None:
+        from datetime import UTC, datetime
+
+        age = max(0.0, (datetime.now(UTC) - last_at).total_seconds())
     return {
         "site": str(g("site", "")),
         "room": str(g("room", "")),
         "camera": str(g("camera", "")),
         "online": bool(g("online", False)),
         "fps": float(g("fps", 0.0) or 0.0),
-        "last_frame_age": float(age) if age is not None else None,
+        "last_frame_age": round(float(age), 2) if age is not None else None,
+        "last_error": g("last_error", None),
     }

@@ -171,3 +171,22 @@ def gates_of(route: Any) -> list[Gate | WsGate]:
     if dependant is not None:
         walk(dependant)
     return found
+
+
+def iter_routes(routes: list[Any]) -> list[tuple[Any, Any]]:
+    """``(route, original_route)`` for every route, flattening FastAPI's included routers.
+
+    Newer FastAPI keeps ``include_router`` results as lazy ``_IncludedRouter`` entries in
+    ``app.routes``; their effective routes carry the full path, methods and dependant, and
+    ``original_route`` tells HTTP from WebSocket routes.
+    """
+    out: list[tuple[Any, Any]] = []
+    for r in routes:
+        if hasattr(r, "effective_candidates"):
+            out.extend(iter_routes(r.effective_candidates()))
+        else:
+            eff = r
+            if getattr(r, "dependant", 1) is None and getattr(r, "starlette_route", None) is not None:
+                eff = r.starlette_route  # WebSocket routes: the built route holds path + dependant
+            out.append((eff, getattr(r, "original_route", r)))
+    return out

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from dashboard import audit
 from dashboard.dbutil import run_db
 from dashboard.errors import ApiError
-from dashboard.live import LiveSession, make_grid_track
+from dashboard.live import GRID_FPS, GRID_WIDTH, LiveSession, make_grid_track
 from dashboard.policy import ANY_USER, Principal, allow, client_ip
 from dashboard.routes.common import observer_audit
 from dashboard.state import get_state
@@ -108,10 +108,19 @@ async def live_offer(
     rec = st.services.recorder
     if rec is None:
         raise ApiError(503, "err.live_unavailable")
-    track = rec.live_track(site, room, camera)
+    grid = body.quality == "grid"
+    try:
+        track = (
+            rec.live_track(site, room, camera, width=GRID_WIDTH, fps=GRID_FPS)
+            if grid
+            else rec.live_track(site, room, camera)
+        )
+        wrap = False
+    except TypeError:  # a recorder without reduction support: reduce here
+        track, wrap = rec.live_track(site, room, camera), grid
     if track is None:
         raise ApiError(409, "err.camera_offline")
-    if body.quality == "grid":
+    if wrap:
         track = make_grid_track(track)
     target = f"{site}/{room}/{camera}"
     st.metrics.live_viewers.inc()  # decremented by on_live_end (or below on failure)

@@ -1,0 +1,46 @@
+/* evalwatch UI strings: zh-CN by default, English on request (stored in localStorage).
+   Elements carry data-i18n (text), data-i18n-title, data-i18n-placeholder; scripts call t(key). */
+"use strict";
+(function () {
+  const LANGS = ["zh-CN", "en"];
+  let dict = {};
+  let lang = localStorage.getItem("evalwatch_lang");
+  if (!LANGS.includes(lang)) lang = "zh-CN";
+
+  function t(key, fallback) {
+    if (Object.prototype.hasOwnProperty.call(dict, key)) return dict[key];
+    return fallback !== undefined ? fallback : key;
+  }
+
+  function apply(root) {
+    const r = root || document;
+    r.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+    r.querySelectorAll("[data-i18n-title]").forEach((el) => { el.title = t(el.dataset.i18nTitle); });
+    r.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
+    document.documentElement.lang = lang;
+  }
+
+  async function load(l) {
+    const res = await fetch("/api/i18n/" + encodeURIComponent(l), { credentials: "same-origin" });
+    dict = await res.json();
+    lang = l;
+    apply();
+    document.dispatchEvent(new CustomEvent("i18n-changed", { detail: { lang: l } }));
+  }
+
+  function toggle() {
+    const next = lang === "zh-CN" ? "en" : "zh-CN";
+    localStorage.setItem("evalwatch_lang", next);
+    return load(next);
+  }
+
+  /* The message to show for a failed API response body {detail, code}. */
+  function errorText(body) {
+    if (body && body.code && Object.prototype.hasOwnProperty.call(dict, body.code)) return dict[body.code];
+    if (body && body.detail) return String(body.detail);
+    return t("common.network_error");
+  }
+
+  window.i18n = { t, apply, load, toggle, errorText, get lang() { return lang; }, ready: load(lang) };
+  window.t = t;
+})();
