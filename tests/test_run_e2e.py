@@ -1,0 +1,147 @@
+"""`evalwatch run` end to end, as an operator uses it: start, log in, see footage and alerts, Ctrl-C.
+
+Real everything: SeaweedFS, the hub process, agents streaming sample clips over aiortc, SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from minio import Minio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _port_pair() -> int:
+    """A port p with p and p+10000 free (SeaweedFS puts gRPC on port+10000)."""
+    rng = random.Random()
+    for _ in range(200):
+        p = rng.randint(20000, 39999)
+        ok = True
+        for q in (p, p + 10000):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", q))
+                except OSError:
+                    ok = False
+        if ok:
+            return p
+    raise RuntimeError("no free port pair")
+
+
+def write_config(tmp: Path, rooms: dict[str, list[str]], segment_seconds: float = 4) -> Path:
+    ports = [_port_pair() for _ in range(5)]
+    cfg = {
+        "hub": {"listen_port": ports[0]},
+        "storage": {
+            "data_dir": "data",
+            "database_url": "sqlite:///data/evalwatch.db",
+            "wal_dir": "data/wal",
+            "segment_seconds": segment_seconds,
+            "s3": {
+                "endpoint": f"127.0.0.1:{ports[1]}",
+                "embedded_server": {
+                    "dir": "data/seaweedfs",
+                    "master_port": ports[2],
+                    "volume_port": ports[3],
+                    "filer_port": ports[4],
+                },
+            },
+        },
+        "capture": {"spool_dir": "data/spool", "spool_max_mb": 64},
+        "rules": {"seat_empty_seconds": 5},
+        "users": [
+            {"username": "sup", "role": "supervisor"},
+            {"username": "obs", "role": "observer"},
+        ],
+        "sites": [
+            {"id": site, "rooms": [str(ROOT / "sample_videos" / f"{r}.room.yaml") for r in rs]}
+            for site, rs in rooms.items()
+        ],
+    }
+    path = tmp / "evalwatch.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.mark.timeout(240)
+def test_run_brings_up_the_system_and_stops_cleanly(tmp_path: Path) -> None:
+    cfg_path = write_config(tmp_path, {"s01": ["room_a"], "s02": ["room_c"]})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evalwatch", "run", "--config", str(cfg_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        start_new_session=True,
+    )
+    out_lines: list[str] = []
+    try:
+        url = None
+        deadline = time.monotonic() + 120
+        assert proc.stdout is not None
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out_lines.append(line)
+            if m := re.search(r"dashboard:\s+(http://\S+)/", line):
+                url = m.group(1)
+        assert url, "no dashboard URL printed:\n" + "".join(out_lines)
+        # The banner lists the demo logins; grab the supervisor's.
+        while not any(re.search(r"supervisor\s+sup\s+\S+", ln) for ln in out_lines):
+            out_lines.append(proc.stdout.readline())
+        sup_pw = next(
+            re.search(r"supervisor\s+sup\s+(\S+)", ln).group(1)  # type: ignore[union-attr]
+            for ln in out_lines if re.search(r"supervisor\s+sup\s+\S+", ln)
+        )
+
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        client = httpx.Client(base_url=url, timeout=10)
+        r = client.post("/api/auth/login", json={"username": "sup", "password": "wrong"})
+        assert r.status_code == 401
+        r = client.post("/api/auth/login", json={"username": "sup", "password": sup_pw})
+        assert r.status_code == 200, r.text
+
+        # Agents stream, segments land in S3, the sample incidents raise alerts.
+        secrets = yaml.safe_load((tmp_path / "data" / "secrets.yaml").read_text())
+        cfg = yaml.safe_load(cfg_path.read_text())
+        s3 = Minio(cfg["storage"]["s3"]["endpoint"], access_key=secrets["s3.access_key"],
+                   secret_key=secrets["s3.secret_key"], secure=False)
+        seen_cameras: set[str] = set()
+        events: list[dict[str, object]] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (len(seen_cameras) < 2 or not events):
+            objs = s3.list_objects("evalwatch-segments", recursive=True)
+            seen_cameras = {"/".join(o.object_name.split("/")[:3]) for o in objs
+                            if o.object_name.endswith(".mp4")}
+            r = client.get("/api/events")
+            assert r.status_code == 200, r.text
+            body = r.json()
+            events = body["events"]
+            time.sleep(2)
+        assert seen_cameras == {"s01/room-a/cam1", "s02/room-c/cam1"}
+        assert events, "no alert raised while playing clips with scripted incidents"
+        assert proc.poll() is None, "evalwatch run exited early"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        try:
+            rest, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            rest, _ = proc.communicate()
+        out_lines.append(rest or "")
+    assert proc.returncode == 0, "".join(out_lines)
+    # Nothing left behind: no process of the session is still alive.
+    time.sleep(1)
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    assert str(cfg_path) not in ps, ps
+    assert str(tmp_path / "data" / "seaweedfs") not in ps, ps
