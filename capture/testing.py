@@ -132,7 +132,35 @@ def gaps(
     return [(a, b) for a, b in out if b > a]
 
 
-def build_app(cfg: EvalwatchConfig, store: Any, sink: Any = None) -> tuple[FastAPI, Recorder]:
+async def _baseline_recorders(recorder: Recorder, cfg: EvalwatchConfig, out: Path) -> None:
+    """Bench baseline: record every live track on the hub with aiortc MediaRecorder (re-encode)."""
+    from aiortc.contrib.media import MediaRecorder
+
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    recs: dict[str, Any] = {}
+    try:
+        while True:
+            for site, room, cam in cfg.cameras():
+                name = f"{site.id}-{room.id}-{cam.id}"
+                if name in recs:
+                    continue
+                track = recorder.live_track(site.id, room.id, cam.id)
+                if track is None:
+                    continue
+                mr = MediaRecorder(str(out / f"{name}.mp4"))
+                mr.addTrack(track)
+                await mr.start()
+                recs[name] = mr
+            await asyncio.sleep(1.0)
+    finally:
+        for mr in recs.values():
+            with contextlib.suppress(Exception):
+                await mr.stop()
+
+
+def build_app(
+    cfg: EvalwatchConfig, store: Any, sink: Any = None, baseline_dir: Path | None = None
+) -> tuple[FastAPI, Recorder]:
     recorder = Recorder(cfg, sink)
 
     @contextlib.asynccontextmanager
@@ -143,9 +171,14 @@ def build_app(cfg: EvalwatchConfig, store: Any, sink: Any = None) -> tuple[FastA
             await store.objects.ensure_buckets()
             await store.start()
         await recorder.start()
+        base = asyncio.create_task(_baseline_recorders(recorder, cfg, baseline_dir)) if baseline_dir else None
         try:
             yield
         finally:
+            if base is not None:
+                base.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await base
             await recorder.close()
             if db is not None:
                 await (getattr(store, "close", None) or store.stop)()
@@ -208,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--store", required=True)
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--baseline-dir", help="bench: also re-encode every track with MediaRecorder here")
     args = ap.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -215,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = load_config(args.config)
-    app, _rec = build_app(cfg, make_store(args.store, cfg), BufferedFrameSink(256))
+    base = Path(args.baseline_dir) if args.baseline_dir else None
+    app, _rec = build_app(cfg, make_store(args.store, cfg), BufferedFrameSink(256), base)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
     return 0
 
