@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("storage.verify", "verify a camera's hash chain or an evidence zip"),
     "config": ("config.cli", "check config files"),
     "seats": ("sessions.seating", "random seat assignment"),
+    "session": ("sessions.cli", "create, start and close evaluation sessions"),
+    "report": ("sessions.report", "supervision report of a session (HTML/PDF)"),
+    "export": ("sessions.export", "export a session's evidence as a verifiable zip"),
     "db": ("storage.cli", "database migrations"),
 }
 
