@@ -202,14 +202,14 @@ def test_submit_ignores_unknown_cameras_and_never_blocks():
     assert pipe._pending == {}
 
 
-async def test_storage_sink_writes_rows_and_uploads_snapshots():
+async def test_storage_sink_writes_rows_and_uploads_snapshots(tmp_path):
     from analysis.events import Event
     from analysis.pipeline import StorageEventSink
     from storage.db import Database
     from storage.models import Base
     from storage.models import Event as Row
 
-    db = Database("sqlite:///:memory:")
+    db = Database(f"sqlite:///{tmp_path}/ev.db")
     Base.metadata.create_all(db.engine)
 
     class Objects:
