@@ -149,17 +149,30 @@ def run_once(n: int, clip: Path, window: float, baseline: bool, procs_per_farm: 
         )
         for i, g in enumerate(groups)
     ]
+    def status() -> dict[str, Any]:
+        try:
+            return dict(httpx.get(f"http://127.0.0.1:{port}/test/status", timeout=60).json())
+        except httpx.HTTPError:  # an overloaded hub (the baseline) may not answer at all
+            return {"cameras": [], "unresponsive": True}
+
     time.sleep(12)  # connect + warm up
-    st0 = httpx.get(f"http://127.0.0.1:{port}/test/status", timeout=10).json()
+    st0 = status()
     h0, a0, t0 = cpu_seconds([hub.pid]), cpu_seconds([f.pid for f in farms]), time.monotonic()
     time.sleep(window)
     h1, a1, t1 = cpu_seconds([hub.pid]), cpu_seconds([f.pid for f in farms]), time.monotonic()
-    st1 = httpx.get(f"http://127.0.0.1:{port}/test/status", timeout=10).json()
+    st1 = status()
     for f in farms:
-        f.wait(total_s + 60)
+        try:
+            f.wait(total_s + 60)
+        except subprocess.TimeoutExpired:
+            f.kill()
     time.sleep(3)
     hub.send_signal(signal.SIGTERM)
-    hub.wait(30)
+    try:
+        hub.wait(30)
+    except subprocess.TimeoutExpired:
+        hub.kill()
+        hub.wait()
     el = t1 - t0
     frames = sum(c["frames"] for c in st1["cameras"]) - sum(c["frames"] for c in st0["cameras"])
     res: dict[str, Any] = {
@@ -170,6 +183,7 @@ def run_once(n: int, clip: Path, window: float, baseline: bool, procs_per_farm: 
         "agents_cpu_pct": round(100 * (a1 - a0) / el, 1),
         "hub_fps_per_stream": round(frames / el / n, 2),
         "online": sum(1 for c in st1["cameras"] if c["online"]),
+        "hub_unresponsive": bool(st0.get("unresponsive") or st1.get("unresponsive")),
     }
     if baseline:
         files = list((tmp / "baseline").glob("*.mp4"))

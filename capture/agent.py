@@ -327,7 +327,7 @@ class Agent:
             # Give the uploader a moment to send the last segments; the rest stays spooled.
             self.segment_ready()
             deadline = time.monotonic() + 10
-            while self.spool.pending() and self.hub_reachable and time.monotonic() < deadline:  # noqa: ASYNC110
+            while self.spool.pending(self.site_id) and self.hub_reachable and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
             tasks[0].cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -369,7 +369,7 @@ class Agent:
         last_backfill = 0.0
         while True:
             try:
-                for seg in self.spool.pending():
+                for seg in self.spool.pending(self.site_id):
                     if await self._upload(seg, "live"):
                         self.spool.mark_done(seg)
                         self.uploaded += 1
@@ -395,7 +395,7 @@ class Agent:
                     "segment upload failed site=%s: %s (%d pending, retry in %.1fs)",
                     self.site_id,
                     self.upload_error,
-                    len(self.spool.pending()),
+                    len(self.spool.pending(self.site_id)),
                     delay,
                 )
                 await asyncio.sleep(delay)

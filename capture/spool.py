@@ -89,8 +89,9 @@ class Spool:
         out.sort(key=lambda x: (x.start, x.site, x.room, x.camera))
         return out
 
-    def pending(self) -> list[SpooledSegment]:
-        return [s for s in self.segments() if not s.done]
+    def pending(self, site: str | None = None) -> list[SpooledSegment]:
+        """Complete segments not yet accepted by the hub (of ``site`` only, if given)."""
+        return [s for s in self.segments(site) if not s.done]
 
     def mark_done(self, seg: SpooledSegment) -> None:
         seg.path.with_name(seg.path.name + ".done").touch()
