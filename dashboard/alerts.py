@@ -35,8 +35,17 @@ def jsonable(v: Any) -> Any:
 
 
 def event_message(ev: dict[str, Any]) -> dict[str, Any]:
-    """The WebSocket message for one event dict (adds ``snapshot_url`` and ``hub_sent_at``)."""
+    """The WebSocket message for one bus event dict.
+
+    ``phase`` is the bus's ``phase`` or ``action`` (opened | updated | closed); ``snapshot_key`` is
+    replaced by ``snapshot_url`` (the authorised route); ``hub_sent_at`` is the fan-out time (epoch s).
+    """
     out = jsonable(ev)
+    out.pop("type", None)
+    # analysis.store publishes "action"; the documented contract says "phase": accept both
+    out["phase"] = out.get("phase") or out.pop("action", None)
+    if out.get("status") is None:
+        out.pop("status", None)  # updates carry no workflow state: keep the browser's
     eid = out.get("id")
     if eid is not None and out.get("snapshot_key"):
         out["snapshot_url"] = f"/api/events/{eid}/snapshot"

@@ -165,9 +165,9 @@ async def test_alert_workflow(app: Any, services: Services) -> None:
         assert r.status_code == 200 and r.json()["status"] == "false_alarm"
         # filters
         r = await c.get("/api/events", params={"status": ["resolved", "false_alarm"]})
-        assert sorted(e["id"] for e in r.json()["events"]) == sorted([eid, eid2])
+        assert sorted(e["id"] for e in r.json()["items"]) == sorted([eid, eid2])
         r = await c.get("/api/events", params={"rule": "phone"})
-        assert [e["id"] for e in r.json()["events"]] == [eid2]
+        assert [e["id"] for e in r.json()["items"]] == [eid2]
         r = await c.get("/api/events", params={"status": "bogus"})
         assert r.status_code == 422 and r.json()["code"] == "err.invalid_input"
         assert (await c.post("/api/events/999999/ack")).status_code == 404

@@ -90,7 +90,7 @@ async def list_events(
         stmt = stmt.order_by(Event.started_at.desc(), Event.id.desc()).limit(limit)
         return [event_dict(e) for e in s.scalars(stmt)]
 
-    return {"events": await run_db(st.db, q)}
+    return {"items": await run_db(st.db, q)}
 
 
 def _aware(t: datetime) -> datetime:

@@ -389,8 +389,8 @@
       if (roomSel.value) { const [s, r] = roomSel.value.split("/"); p.set("site", s); p.set("room", r); }
       const data = await guarded(() => api("GET", "/api/events?" + p.toString()));
       if (!data) return;
-      for (const e of data.events) byId.set(e.id, e);
-      render(data.events);
+      for (const e of data.items) byId.set(e.id, e);
+      render(data.items);
     }
     for (const id of ["f-status", "f-rule", "f-room"]) $(id).addEventListener("change", load);
     $("f-refresh").addEventListener("click", load);
@@ -478,7 +478,7 @@
 
     function upsert(e) {
       const prev = byId.get(e.id) || {};
-      const merged = Object.assign({}, prev, e);
+      const merged = Object.assign({ status: "new" }, prev, e);
       byId.set(e.id, merged);
       if (current === "alerts") render();
       renderRecent();
@@ -516,7 +516,7 @@
     // initial list of open alerts for the side panel
     (async () => {
       const data = await guarded(() => api("GET", "/api/events?status=new&status=acknowledged&limit=100"));
-      if (data) { for (const e of data.events) byId.set(e.id, e); renderRecent(); }
+      if (data) { for (const e of data.items) byId.set(e.id, e); renderRecent(); }
     })();
     return { load, onMessage, render, renderRecent, byId };
   })();

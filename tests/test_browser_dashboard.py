@@ -1,0 +1,310 @@
+"""Headless Chromium against the real system (`evalwatch run`: SeaweedFS, hub, an agent streaming
+the room_a sample clip over WebRTC): log in, see moving live video, receive the clip's alert over
+the WebSocket, acknowledge and resolve it, replay its footage and seek to the event.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    # WebRTC between Chromium and the hub on 127.0.0.1 (no other network here)
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+SUP_PW = "sup-browser-pw-1"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(360),
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM), reason="Debian chromium not installed (make system-deps)"
+    ),
+]
+
+
+def _port_pair() -> int:
+    """A port p with p and p+10000 free (SeaweedFS puts gRPC on port+10000)."""
+    rng = random.Random()
+    for _ in range(200):
+        p = rng.randint(20000, 39999)
+        ok = True
+        for q in (p, p + 10000):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", q))
+                except OSError:
+                    ok = False
+        if ok:
+            return p
+    raise RuntimeError("no free port pair")
+
+
+def write_config(tmp: Path, sites: dict[str, list[str]], segment_seconds: float = 4) -> Path:
+    ports = [_port_pair() for _ in range(5)]
+    cfg = {
+        "hub": {"listen_port": ports[0]},
+        "storage": {
+            "database_url": "sqlite:///data/evalwatch.db",
+            "wal_dir": "data/wal",
+            "segment_seconds": segment_seconds,
+            "s3": {
+                "endpoint": f"127.0.0.1:{ports[1]}",
+                "embedded_server": {
+                    "dir": "data/seaweedfs",
+                    "master_port": ports[2],
+                    "volume_port": ports[3],
+                    "filer_port": ports[4],
+                },
+            },
+        },
+        "capture": {"spool_dir": "data/spool", "spool_max_mb": 64},
+        "users": [
+            {"username": "sup", "role": "supervisor", "password": SUP_PW},
+            {"username": "aud", "role": "auditor", "password": "aud-browser-pw-1"},
+        ],
+        "sites": [
+            {"id": site, "rooms": [str(ROOT / "sample_videos" / f"{r}.room.yaml") for r in rooms]}
+            for site, rooms in sites.items()
+        ],
+    }
+    path = tmp / "evalwatch.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def start_system(tmp: Path, sites: dict[str, list[str]]) -> tuple[subprocess.Popen[str], str]:
+    """`evalwatch run` in its own process group; returns it and the dashboard URL."""
+    cfg_path = write_config(tmp, sites)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evalwatch", "run", "--config", str(cfg_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if m := re.search(r"dashboard:\s+(http://\S+)/", line):
+            return proc, m.group(1)
+    stop_system(proc)
+    raise AssertionError("evalwatch run printed no dashboard URL:\n" + "".join(lines))
+
+
+def stop_system(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, url = start_system(tmp_path_factory.mktemp("browser"), {"s01": ["room_a"]})
+    try:
+        yield url
+    finally:
+        stop_system(proc)
+
+
+def launch(p: Any) -> Any:
+    return p.chromium.launch_persistent_context(
+        tempfile.mkdtemp(prefix="evalwatch-chromium-"),
+        executable_path=CHROMIUM,
+        args=CHROMIUM_ARGS,
+        headless=True,
+        viewport={"width": 1400, "height": 900},
+    )
+
+
+def login(page: Any, url: str, user: str, password: str) -> None:
+    page.goto(url + "/login")
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.click("#login-submit")
+    page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+
+
+def frame_difference(a: bytes, b: bytes) -> float:
+    import cv2
+    import numpy as np
+
+    ia = cv2.imdecode(np.frombuffer(a, np.uint8), cv2.IMREAD_GRAYSCALE)
+    ib = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE)
+    return float(np.mean(cv2.absdiff(ia, ib)))
+
+
+def api_get(page: Any, path: str) -> Any:
+    return page.evaluate(
+        "async (p) => { const r = await fetch(p, {credentials: 'same-origin'}); return [r.status, await r.json()]; }",
+        path,
+    )
+
+
+def test_supervisor_watches_handles_and_replays(system: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url = system
+    with sync_playwright() as p:
+        ctx = launch(p)
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        # wrong password: the UI shows the translated error, no navigation
+        page.goto(url + "/login")
+        page.fill("#username", "sup")
+        page.fill("#password", "wrong-password")
+        page.click("#login-submit")
+        page.wait_for_function("() => document.getElementById('login-error').textContent.length > 0")
+        assert page.text_content("#login-error") == "用户名或密码错误。"  # zh-CN is the default
+
+        login(page, url, "sup", SUP_PW)
+        assert page.evaluate("document.documentElement.lang") == "zh-CN"
+
+        # 1. live wall: the agent's camera plays and the picture moves
+        tile = page.locator(".tile[data-camera='s01/room-a/cam1']")
+        page.wait_for_function(
+            "() => document.querySelector(\".tile[data-camera='s01/room-a/cam1']\").dataset.state === 'playing'",
+            timeout=60_000,
+        )
+        shots = []
+        for _ in range(3):
+            shots.append(tile.locator("video").screenshot())
+            time.sleep(1.0)
+        diffs = [frame_difference(shots[i], shots[i + 1]) for i in range(2)]
+        assert max(diffs) > 0.5, f"live picture did not change between screenshots: {diffs}"
+        stat = tile.locator(".stat").text_content() or ""
+        assert "在线" in stat, stat
+
+        # 2. the clip's scripted extra person raises an alert, pushed over the WebSocket
+        page.wait_for_function(
+            "() => window.evalwatch.received.some(r => r.event.rule === 'extra_person')", timeout=120_000
+        )
+        rec = page.evaluate("window.evalwatch.received.find(r => r.event.rule === 'extra_person')")
+        ev = rec["event"]
+        assert ev["site"] == "s01" and ev["room"] == "room-a" and ev["seat"] == "S3"
+        assert rec["at"] - rec["hub_sent_at"] < 1.0, rec  # hub fan-out -> browser
+        assert page.evaluate("window.evalwatch.beeps") >= 1  # the sound cue fired (not muted)
+        page.wait_for_selector(
+            ".tile[data-camera='s01/room-a/cam1'].alerting .badge[data-rule='extra_person']"
+        )
+        status, body = api_get(page, f"/api/events/{ev['id']}")
+        assert status == 200 and body["snapshot_url"]
+        snap = page.evaluate(
+            "async (p) => { const r = await fetch(p); return [r.status, r.headers.get('content-type')]; }",
+            body["snapshot_url"],
+        )
+        assert snap == [200, "image/jpeg"]
+
+        # 3. acknowledge, then resolve with a note, in the alerts view
+        page.click("#nav button[data-view='alerts']")
+        row = page.locator(f"#alerts-body tr[data-event-id='{ev['id']}']")
+        row.wait_for(timeout=10_000)
+        assert row.locator("img.snap").count() == 1
+        row.locator("button.ack").click()
+        page.wait_for_selector(f"#alerts-body tr[data-event-id='{ev['id']}'].st-acknowledged")
+        row = page.locator(f"#alerts-body tr[data-event-id='{ev['id']}']")
+        row.locator("button.resolve").click()  # without a note: refused, the reason is shown
+        page.wait_for_selector("#toast.show")
+        assert page.text_content("#toast") == "处理告警必须填写说明。"
+        row.locator("textarea.note-input").fill("来访者为技术人员，已请离")
+        row.locator("button.resolve").click()
+        page.wait_for_function(
+            f"() => !document.querySelector(\"#alerts-body tr[data-event-id='{ev['id']}']\")"
+        )  # open-only filter: a resolved alert leaves the list
+        status, body = api_get(page, f"/api/events/{ev['id']}")
+        assert (
+            body["status"] == "resolved" and body["acknowledged_by"] == "sup" and body["resolved_by"] == "sup"
+        )
+        assert body["note"] == "来访者为技术人员，已请离"
+
+        # 4. jump to the footage: wait until the archive holds the event's time, then replay
+        t_ev = datetime.fromisoformat(ev["started_at"]).timestamp() * 1000
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            q = (
+                f"start={datetime.fromtimestamp((t_ev - 60_000) / 1000).astimezone().isoformat()}"
+                f"&end={datetime.fromtimestamp((t_ev + 60_000) / 1000).astimezone().isoformat()}"
+            )
+            st, idx = api_get(page, "/api/replay/s01/room-a/cam1?" + q.replace("+", "%2B"))
+            assert st == 200, idx
+            if any(
+                datetime.fromisoformat(s["end"]).timestamp() * 1000 > t_ev + 2000 for s in idx["segments"]
+            ):
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError("the event's footage never reached the archive")
+        page.select_option("#f-status", "")
+        page.locator(f"#alerts-body tr[data-event-id='{ev['id']}'] button.footage").click()
+        page.wait_for_function("() => window.evalwatch.replay.lastSeekMs !== null", timeout=20_000)
+        page.wait_for_selector("#r-verify[data-ok='true']", timeout=30_000)
+        marker = page.locator(f"#r-timeline .marker[data-event-id='{ev['id']}']")
+        assert marker.count() == 1
+        # seek elsewhere, then back to the event's marker
+        page.evaluate("window.evalwatch.replay.seeks.length = 0")
+        page.click("#r-timeline", position={"x": 5, "y": 5})
+        page.wait_for_function("() => window.evalwatch.replay.seeks.length >= 1", timeout=20_000)
+        page.locator(f"#r-events button[data-event-id='{ev['id']}']").click()
+        page.wait_for_function("() => window.evalwatch.replay.seeks.length >= 2", timeout=20_000)
+        at = page.evaluate("window.evalwatch.replay.currentMs()")
+        assert abs(at - t_ev) < 1500, (at, t_ev)
+        time.sleep(1.5)
+        at2 = page.evaluate("window.evalwatch.replay.currentMs()")
+        assert at2 > at, "replay does not advance after the seek"
+        # 4x from the start of the range (the archive ends near the event, which is recent), across
+        # segment boundaries
+        page.select_option("#r-speed", "4")
+        page.evaluate("window.evalwatch.replay.seekTo(window.evalwatch.replay.state.segs[0].s)")
+        page.wait_for_function("() => window.evalwatch.replay.seeks.length >= 3", timeout=20_000)
+        t0 = page.evaluate("window.evalwatch.replay.currentMs()")
+        time.sleep(2.5)
+        t1 = page.evaluate("window.evalwatch.replay.currentMs()")
+        assert t1 - t0 > 6000, f"4x playback advanced only {t1 - t0} ms in 2.5 s"
+        seeks = page.evaluate("window.evalwatch.replay.seeks")
+        print("seek-to-first-frame ms:", json.dumps(seeks))
+
+        # 5. English switch: every label changes
+        page.click("#lang-switch")
+        page.wait_for_function("() => document.documentElement.lang === 'en'")
+        assert page.text_content("#nav button[data-view='replay']") == "Replay"
+        assert not errors, errors
+        page.screenshot(path=str(Path(tempfile.gettempdir()) / "evalwatch-browser-replay.png"))
+        ctx.close()
