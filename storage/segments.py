@@ -480,14 +480,13 @@ class SegmentStore:
 
     async def wait_uploaded(self, timeout_s: float = 30.0) -> None:
         """Wait until nothing is pending (tests, graceful shutdown).  TimeoutError otherwise."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while await self.pending_uploads():
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(
-                    f"{await self.pending_uploads()} segments still pending after {timeout_s}s"
-                )
-            self._wake.set()
-            await asyncio.sleep(0.1)
+        try:
+            async with asyncio.timeout(timeout_s):
+                while await self.pending_uploads():
+                    self._wake.set()
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            raise TimeoutError(f"segments still pending after {timeout_s}s (S3 down?)") from None
 
     # --- recovery -------------------------------------------------------------------------
 
