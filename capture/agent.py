@@ -327,7 +327,7 @@ class Agent:
             # Give the uploader a moment to send the last segments; the rest stays spooled.
             self.segment_ready()
             deadline = time.monotonic() + 10
-            while self.spool.pending(self.site_id) and self.hub_reachable and time.monotonic() < deadline:  # noqa: ASYNC110
+            while self.spool.pending(self.site_id) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
             tasks[0].cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

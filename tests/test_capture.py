@@ -317,3 +317,15 @@ async def test_ingest_rejects_bad_input_with_named_problem(tmp_path: Path, clip:
             "/api/ingest/missing", params={"site": "s1", "room": "r1", "camera": "c1"}, headers=h1
         )
         assert r.status_code == 400 and "'since' is required" in r.json()["detail"]
+
+
+def test_spool_pending_is_per_site(tmp_path: Path) -> None:
+    """Agents sharing a spool directory must only upload their own site's segments."""
+    spool = Spool(tmp_path, 10)
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    for site in ("a", "b"):
+        p = spool.path_for(site, "r", "c", t, t + timedelta(seconds=2))
+        p.parent.mkdir(parents=True)
+        p.write_bytes(b"x")
+    assert [s.site for s in spool.pending("a")] == ["a"]
+    assert sorted(s.site for s in spool.pending()) == ["a", "b"]
