@@ -173,7 +173,8 @@ def frame_difference(a: bytes, b: bytes) -> float:
 
 def api_get(page: Any, path: str) -> Any:
     return page.evaluate(
-        "async (p) => { const r = await fetch(p, {credentials: 'same-origin'}); return [r.status, await r.json()]; }",
+        "async (p) => { const r = await fetch(p, {credentials: 'same-origin'});"
+        " return [r.status, await r.json()]; }",
         path,
     )
 
@@ -192,7 +193,7 @@ def test_supervisor_watches_handles_and_replays(system: str) -> None:
         page.fill("#username", "sup")
         page.fill("#password", "wrong-password")
         page.click("#login-submit")
-        page.wait_for_function("() => document.getElementById('login-error').textContent.length > 0")
+        page.wait_for_function("() => document.getElementById('login-error').textContent !== ''")
         assert page.text_content("#login-error") == "用户名或密码错误。"  # zh-CN is the default
 
         login(page, url, "sup", SUP_PW)
@@ -201,7 +202,8 @@ def test_supervisor_watches_handles_and_replays(system: str) -> None:
         # 1. live wall: the agent's camera plays and the picture moves
         tile = page.locator(".tile[data-camera='s01/room-a/cam1']")
         page.wait_for_function(
-            "() => document.querySelector(\".tile[data-camera='s01/room-a/cam1']\").dataset.state === 'playing'",
+            "() => document.querySelector(\".tile[data-camera='s01/room-a/cam1']\")"
+            ".dataset.state === 'playing'",
             timeout=60_000,
         )
         shots = []

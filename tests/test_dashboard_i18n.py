@@ -7,6 +7,7 @@ import re
 import unicodedata
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -51,7 +52,7 @@ class _Scan(HTMLParser):
         self.problems: list[str] = []
         self.keys: set[str] = set()
 
-    VOID = {"meta", "link", "input", "br", "img", "hr", "source"}
+    VOID: ClassVar[set[str]] = {"meta", "link", "input", "br", "img", "hr", "source"}
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)

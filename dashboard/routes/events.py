@@ -17,7 +17,7 @@ from dashboard import audit
 from dashboard.alerts import jsonable
 from dashboard.dbutil import run_db
 from dashboard.errors import ApiError
-from dashboard.policy import ANY_USER, Principal, WsRefusal, allow, client_ip, ws_allow
+from dashboard.policy import ANY_USER, Principal, WsRefusal, allow, authenticate, client_ip, ws_allow
 from dashboard.routes.common import fetch_object, observer_audit
 from dashboard.security import utcnow
 from dashboard.state import get_state
@@ -28,6 +28,7 @@ router = APIRouter(tags=["alerts"])
 HANDLERS = ("admin", "supervisor")
 Status = Literal["new", "acknowledged", "resolved", "false_alarm"]
 OPEN_STATES = ("new", "acknowledged")
+REAUTH_SECONDS = 30.0
 
 
 def event_dict(e: Event) -> dict[str, Any]:
@@ -241,10 +242,18 @@ async def ws_events(
         await websocket.send_json({"type": "hello", "user": me.username})
         while True:
             get = asyncio.create_task(client.queue.get())
-            done, _ = await asyncio.wait({get, rtask}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {get, rtask}, timeout=REAUTH_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
             if rtask in done:
                 get.cancel()
                 break
+            if not done:  # idle: re-check the session (deactivated user, changed password)
+                get.cancel()
+                if await authenticate(websocket) is None:
+                    await websocket.close(code=4401, reason="session ended")
+                    break
+                continue
             await websocket.send_json(get.result())
     except (WebSocketDisconnect, RuntimeError):
         pass
