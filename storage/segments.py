@@ -206,6 +206,7 @@ class SegmentStore:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._s3_down = False
+        self._stopping = False
         self._reported_lost: set[int] = set()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -215,12 +216,15 @@ class SegmentStore:
         await asyncio.to_thread(self.wal_dir.mkdir, parents=True, exist_ok=True)
         await self._recover()
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._uploader(), name="segment-uploader")
         self._wake.set()
 
     async def stop(self) -> None:
         """Stop the uploader (pending entries stay in the WAL for the next start)."""
         if self._task is not None:
+            self._stopping = True
+            self._wake.set()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -449,7 +453,7 @@ class SegmentStore:
 
     async def _uploader(self) -> None:
         delay = self.retry_min_s
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 ok = await self._drain()
@@ -461,8 +465,11 @@ class SegmentStore:
             if ok:
                 delay = self.retry_min_s
                 # Wait for a new put (or re-check now and then; errors are logged once).
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that
+                # arrives as the event fires, which made stop() hang.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.retry_max_s)
+                    async with asyncio.timeout(self.retry_max_s):
+                        await self._wake.wait()
             else:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
