@@ -27,6 +27,19 @@ _SEATS = [
 def make_cfg(
     site: str, tmp_path: Path, s3: S3Config | None = None, db_url: str | None = None
 ) -> EvalwatchConfig:
+    return EvalwatchConfig.model_validate(cfg_dict(site, tmp_path, s3, db_url))
+
+
+def write_cfg(path: Path, data: dict[str, Any]) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def cfg_dict(
+    site: str, tmp_path: Path, s3: S3Config | None = None, db_url: str | None = None
+) -> dict[str, Any]:
     data: dict[str, Any] = {
         "storage": {
             "data_dir": str(tmp_path / "data"),
@@ -54,7 +67,7 @@ def make_cfg(
         data["storage"]["s3"] = s3.model_dump(mode="python")
         data["storage"]["s3"]["access_key"] = s3.access_key.get_secret_value() if s3.access_key else None
         data["storage"]["s3"]["secret_key"] = s3.secret_key.get_secret_value() if s3.secret_key else None
-    return EvalwatchConfig.model_validate(data)
+    return data
 
 
 def spec_dict(site: str, code: str = "ZB-2026-001", **over: Any) -> dict[str, Any]:

@@ -1,0 +1,239 @@
+"""``evalwatch session ...``: evaluation sessions from the command line.
+
+    evalwatch session create  --config FILE SPEC.yaml|SPEC.json   create (scheduled); prints the id
+    evalwatch session start   --config FILE SESSION                 scheduled -> running
+    evalwatch session close   --config FILE SESSION                 running -> closed (sealed)
+    evalwatch session list    --config FILE [--status S] [--json]
+    evalwatch session show    --config FILE SESSION [--json]        details, seal verification
+    evalwatch session public-key --config FILE [-o FILE.pem]        the hub's public key (PEM)
+
+``SESSION`` is the numeric id or the code.  The spec format is documented in docs/sessions.md
+(``seating:`` may hold the JSON output of ``evalwatch seats assign --json`` verbatim).
+
+Exit codes: 0 success; 1 failure (storage/database unreachable, seal does not verify); 2 bad
+arguments or input (unknown session, wrong status, invalid spec) — always a one-line reason on
+stderr, never a traceback.  The helpers here are shared by ``evalwatch report`` and
+``evalwatch export``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from config.models import EvalwatchConfig
+
+T = TypeVar("T")
+
+
+class CliError(Exception):
+    """Abort a command: ``message`` to stderr, exit ``code``."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def cli_actor() -> str:
+    """Who runs the command, for the audit log (``cli:<os user>``)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+def parse_time(s: str, what: str) -> datetime:
+    """ISO-8601 with a timezone, as UTC; :class:`CliError` otherwise."""
+    try:
+        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"{what}: {s!r} is not an ISO-8601 time (e.g. 2026-03-02T09:00:00+08:00)") from None
+    if t.tzinfo is None:
+        raise CliError(f"{what}: {s!r} has no timezone; add Z or +08:00")
+    return t.astimezone(UTC)
+
+
+def load_cfg(path: str) -> EvalwatchConfig:
+    from config.loader import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise CliError(f"config error:\n{e}") from None
+
+
+def open_db(cfg: EvalwatchConfig) -> Any:
+    """The migrated database of ``cfg`` (:class:`CliError` code 1 when it cannot be opened)."""
+    from storage.db import Database, DatabaseError
+
+    try:
+        db = Database(cfg.storage.database_url)
+        db.upgrade()
+    except DatabaseError as e:
+        raise CliError(str(e), 1) from None
+    return db
+
+
+def open_objects(cfg: EvalwatchConfig) -> Any:
+    from storage.objects import ObjectStore
+
+    return ObjectStore(cfg.storage.s3)
+
+
+def hub_key(cfg: EvalwatchConfig) -> Any:
+    from sessions.signing import HubKey, HubKeyError
+
+    try:
+        return HubKey.load_or_create(cfg.storage.data_dir)
+    except (HubKeyError, OSError) as e:
+        raise CliError(f"hub signing key: {e}", 1) from None
+
+
+def run_cli(prog: str, fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run ``fn`` mapping expected errors to a message and an exit code."""
+    from sessions.lifecycle import SessionError
+    from storage.objects import StorageError
+
+    try:
+        return asyncio.run(fn())
+    except CliError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return e.code
+    except SessionError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
+    except StorageError as e:
+        print(f"{prog}: object storage: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"{prog}: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except Exception as e:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if isinstance(e, SQLAlchemyError):
+            print(f"{prog}: database error: {type(e).__name__}: {str(e).splitlines()[0]}", file=sys.stderr)
+            return 1
+        raise
+
+
+def parse_args(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
+    try:
+        return p.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code else 0
+
+
+def _fmt(t: datetime | None, tz: str) -> str:
+    if t is None:
+        return "-"
+    from zoneinfo import ZoneInfo
+
+    return t.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def describe(info: Any, tz: str) -> str:
+    """Human-readable summary of a :class:`sessions.lifecycle.SessionInfo`."""
+    lines = [
+        f"session {info.id} {info.code}: {info.project}",
+        f"  status   {info.status}",
+        f"  bids     {', '.join(info.bids)}",
+        f"  planned  {_fmt(info.planned_start, tz)} – {_fmt(info.planned_end, tz)}",
+        f"  started  {_fmt(info.started_at, tz)} by {info.started_by or '-'}",
+        f"  closed   {_fmt(info.closed_at, tz)} by {info.closed_by or '-'}",
+        f"  cameras  {', '.join(c.path for c in info.cameras)}",
+    ]
+    for x in info.seats:
+        lines.append(f"  seat     {x.site}/{x.room}/{x.seat}: {x.expert} (bid {x.bid})")
+    for h in info.heads:
+        lines.append(f"  sealed   {h.path}: seq {h.first_seq}..{h.head_seq} head {h.head_hash[:16]}…")
+    if info.retention:
+        r = info.retention
+        state = "enforced" if r.get("enforced") else "NOT enforced"
+        lines.append(f"  retention {state}: {r.get('note') or r.get('mode')}")
+    return "\n".join(lines)
+
+
+def cli(argv: list[str]) -> int:
+    """``evalwatch session``: see the module docstring.  Returns the exit code."""
+    p = argparse.ArgumentParser(prog="evalwatch session", description="evaluation sessions")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name, help_ in (
+        ("create", "create a scheduled session from a spec file"),
+        ("start", "start a scheduled session (arms its seats)"),
+        ("close", "close a running session and seal it"),
+        ("list", "list sessions"),
+        ("show", "show a session and verify its seal"),
+        ("public-key", "print or write the hub's public key (PEM)"),
+    ):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--config", required=True, help="evalwatch YAML config file")
+        if name == "create":
+            sp.add_argument("spec", help="session spec (YAML or JSON)")
+        elif name in ("start", "close", "show"):
+            sp.add_argument("session", help="session id or code")
+        if name in ("list", "show"):
+            sp.add_argument("--json", action="store_true", help="print JSON")
+        if name == "list":
+            sp.add_argument("--status", choices=("scheduled", "running", "closed"))
+        if name == "public-key":
+            sp.add_argument("-o", "--output", help="write the PEM here instead of stdout")
+    args = parse_args(p, argv)
+    if isinstance(args, int):
+        return args
+    return run_cli("evalwatch session", lambda: _main(args))
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from sessions import lifecycle as lc
+
+    cfg = load_cfg(args.config)
+    tz = cfg.hub.timezone
+    if args.cmd == "public-key":
+        pem = hub_key(cfg).public_pem()
+        if args.output:
+            await asyncio.to_thread(Path(args.output).write_text, pem, encoding="ascii")
+            print(f"public key written to {args.output}", file=sys.stderr)
+        else:
+            print(pem, end="")
+        return 0
+    db = open_db(cfg)
+    try:
+        actor = cli_actor()
+        if args.cmd == "create":
+            info = await lc.create_session(db, cfg, lc.load_spec(args.spec), actor)
+            print(f"created session {info.id} {info.code} (scheduled)")
+        elif args.cmd == "start":
+            info = await lc.start_session(db, args.session, actor)
+            print(f"session {info.id} {info.code} running since {_fmt(info.started_at, tz)}")
+        elif args.cmd == "close":
+            info = await lc.close_session(
+                db, cfg, hub_key(cfg), args.session, actor, objects=open_objects(cfg)
+            )
+            print(describe(info, tz))
+        elif args.cmd == "list":
+            infos = await lc.list_sessions(db, args.status)
+            if args.json:
+                print(json.dumps([i.to_dict() for i in infos], ensure_ascii=False, indent=2))
+            for i in [] if args.json else infos:
+                print(f"{i.id:>5}  {i.code:<20} {i.status:<9} {_fmt(i.planned_start, tz)}  {i.project}")
+        elif args.cmd == "show":
+            info = await lc.get_session(db, args.session)
+            problems = lc.verify_seal(info) if info.status == "closed" else []
+            if args.json:
+                print(json.dumps({**info.to_dict(), "seal_problems": problems}, ensure_ascii=False, indent=2))
+            else:
+                print(describe(info, tz))
+                if info.status == "closed":
+                    print("  seal     " + ("OK" if not problems else "PROBLEM: " + "; ".join(problems)))
+            return 1 if problems else 0
+        return 0
+    finally:
+        db.dispose()

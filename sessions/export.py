@@ -1,0 +1,725 @@
+"""Evidence export of a sealed session and its offline verification.
+
+``evalwatch export SESSION --config FILE [--from ISO --to ISO] [--camera site/room/camera ...]
+[--stitch] -o FILE.zip`` writes a zip (layout below); ``evalwatch verify FILE.zip [--key PEM]``
+checks it with no hub access.
+
+Zip layout::
+
+    manifest.json        what was exported and every other file with sha256 + size
+    manifest.sig         base64 Ed25519 signature of the exact bytes of manifest.json
+    public_key.pem       the hub's public key (compare its fingerprint, or pin it with --key)
+    seal.json            the session's signed chain heads: [{camera, payload, signature}]
+    chain/<site>/<room>/<camera>/<seq:08d>.json   chain links, from the first exported segment
+                                                  up to the sealed head (as archived)
+    segments/<archive key>                       the segments, byte for byte as archived
+    events.json          the session's events (rule, seat, times, resolution, who)
+    snapshots/<key>      event snapshots
+    stitched/<site>_<room>_<camera>.mp4           optional (--stitch): one MP4 per camera
+    README.txt
+
+Why it is verifiable: each sealed head's payload (camera, head seq, head link hash) is signed by
+the hub; every chain link hashes its predecessor, so the head authenticates every link back to
+the first exported one, and each link carries its segment's sha256 and size.  The manifest
+signature covers the files outside the chain (events, snapshots, stitched videos).
+
+Verification (:func:`verify_evidence`) reports the FIRST problem, in this order: unreadable
+zip or missing core files; pinned key mismatch; bad head signature (``signature``); per camera
+the chain and its segments (``missing`` / ``altered`` / ``reordered`` / ``inserted``, naming the
+file and seq); every manifest file's presence and hash; files not in the manifest
+(``inserted``); the manifest signature.  Exit codes of ``verify_zip``: 0 intact, 1 problem,
+2 unreadable / not an evidence zip / bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from config.models import EvalwatchConfig
+from sessions.lifecycle import SessionError, SessionInfo, get_session
+from sessions.signing import HubKey, key_id, verify_signature
+from storage.chain import LINK_FIELDS, chain_key, compute_link_hash, link_bytes, parse_iso
+from storage.models import AuditLog, Event, Segment
+from storage.objects import ObjectMissing
+
+FORMAT = "evalwatch-evidence"
+VERSION = 1
+Problem = Literal["missing", "altered", "reordered", "inserted", "signature", "key", "unreadable"]
+
+README = """evalwatch evidence export
+==========================
+
+Verify offline:  evalwatch verify THIS.zip [--key hub_public_key.pem]
+
+manifest.json lists every file with its sha256 and size; manifest.sig signs manifest.json;
+seal.json holds the session's Ed25519-signed chain heads (one per camera); chain/ holds the
+hash-chain links up to each sealed head; segments/ holds the video exactly as archived.
+Compare the fingerprint of public_key.pem with the one your trading centre publishes.
+"""
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def event_to_dict(e: Event) -> dict[str, Any]:
+    """The JSON form of an event row (UTC ISO times)."""
+
+    def t(v: datetime | None) -> str | None:
+        return v.isoformat() if v is not None else None
+
+    return {
+        "id": e.id,
+        "camera": f"{e.site}/{e.room}/{e.camera}",
+        "site": e.site,
+        "room": e.room,
+        "seat": e.seat,
+        "rule": e.rule,
+        "kind": e.kind,
+        "started_at": t(e.started_at),
+        "ended_at": t(e.ended_at),
+        "confidence": e.confidence,
+        "snapshot_key": e.snapshot_key,
+        "status": e.status,
+        "acknowledged_by": e.acknowledged_by,
+        "acknowledged_at": t(e.acknowledged_at),
+        "resolved_by": e.resolved_by,
+        "resolved_at": t(e.resolved_at),
+        "note": e.note,
+        "session_id": e.session_id,
+    }
+
+
+def session_events(s: Session, info: SessionInfo, start: datetime, end: datetime) -> list[Event]:
+    """Events of the session's cameras in ``[start, end)`` or tagged with the session, by time."""
+    cams = [
+        (Event.site == c.site) & (Event.room == c.room) & (Event.camera == c.camera) for c in info.cameras
+    ]
+    in_range = or_(*cams) & (Event.started_at < end) & ((Event.ended_at.is_(None)) | (Event.ended_at > start))
+    rows = s.scalars(
+        select(Event).where(or_(in_range, Event.session_id == info.id)).order_by(Event.started_at, Event.id)
+    )
+    return [e for e in rows if e.started_at < end and (e.ended_at is None or e.ended_at > start)]
+
+
+# ------------------------------------------------------------------------------- export
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    segments: int
+    links: int
+    events: int
+    snapshots: int
+    bytes: int
+    notes: list[str] = field(default_factory=list)
+
+
+def _progress(total: int, desc: str, enabled: bool | None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=enabled is False or None)
+
+
+async def export_session(
+    db: Any,
+    objects: Any,
+    cfg: EvalwatchConfig,
+    key: HubKey,
+    ident: int | str,
+    out: str | Path,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    cameras: Iterable[str] | None = None,
+    stitch: bool = False,
+    actor: str = "system",
+    progress: bool | None = None,
+) -> ExportResult:
+    """Write the evidence zip of the sealed session ``ident`` to ``out`` (see module docstring).
+
+    ``start``/``end`` narrow the session window; ``cameras`` (``site/room/camera``) narrow the
+    cameras.  Raises :class:`SessionError` for bad input (unknown session or camera, not closed,
+    empty range) and ``StorageError`` when a segment cannot be read.  ``progress``: ``None``
+    shows a tqdm bar on stderr when it is a terminal, ``True`` always, ``False`` never.
+    """
+    info = await get_session(db, ident)
+    if info.status != "closed" or not info.heads:
+        raise SessionError(
+            f"session {info.code} is {info.status}; only a closed (sealed) session can be exported"
+        )
+    s0, e0 = info.window()
+    w_start = max(s0, start) if start else s0
+    w_end = min(e0, end) if end else e0
+    if w_end <= w_start:
+        raise SessionError(
+            f"the range {w_start.isoformat()} – {w_end.isoformat()} does not overlap the session "
+            f"({s0.isoformat()} – {e0.isoformat()})"
+        )
+    heads = info.heads
+    if cameras:
+        wanted = list(dict.fromkeys(cameras))
+        known = {h.path for h in heads}
+        for c in wanted:
+            if c not in known:
+                raise SessionError(f"camera {c!r} is not in session {info.code} (has {sorted(known)})")
+        heads = [h for h in heads if h.path in wanted]
+    bucket = cfg.storage.s3.bucket_segments
+
+    def q(s: Session) -> tuple[dict[str, list[Segment]], dict[str, list[Segment]], list[dict[str, Any]]]:
+        segs: dict[str, list[Segment]] = {}
+        links: dict[str, list[Segment]] = {}
+        for h in heads:
+            cam = (Segment.site == h.site) & (Segment.room == h.room) & (Segment.camera == h.camera)
+            sel = list(
+                s.scalars(
+                    select(Segment)
+                    .where(cam, Segment.seq >= h.first_seq, Segment.seq <= h.head_seq)
+                    .where(Segment.start < w_end, Segment.end > w_start)
+                    .order_by(Segment.seq)
+                )
+            )
+            segs[h.path] = sel
+            lo = sel[0].seq if sel else h.head_seq + 1
+            links[h.path] = list(
+                s.scalars(
+                    select(Segment)
+                    .where(cam, Segment.seq >= lo, Segment.seq <= h.head_seq)
+                    .order_by(Segment.seq)
+                )
+            )
+        evs = [event_to_dict(e) for e in session_events(s, info, w_start, w_end)]
+        paths = {h.path for h in heads}
+        return segs, links, [e for e in evs if e["camera"] in paths]
+
+    segs, links, events = await db.run(q)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    files: list[dict[str, Any]] = []
+    notes: list[str] = []
+    total_bytes = 0
+    n_links = sum(len(v) for v in links.values())
+    n_segs = sum(len(v) for v in segs.values())
+    bar = _progress(n_links + n_segs + len(events), f"export {info.code}", progress)
+
+    from storage.segments import SegmentRecord, SegmentStore
+
+    store = SegmentStore(objects, db, cfg.storage.wal_dir, bucket)
+
+    def add(z: zipfile.ZipFile, name: str, data: bytes, compress: bool = True) -> None:
+        nonlocal total_bytes
+        z.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED)
+        files.append({"path": name, "sha256": _sha(data), "size": len(data)})
+        total_bytes += len(data)
+
+    n_snap = 0
+    workdir = tempfile.TemporaryDirectory(prefix="evalwatch-stitch-") if stitch else None
+    try:
+        with zipfile.ZipFile(tmp, "w") as z:
+            cam_docs = []
+            for h in heads:
+                for row in links[h.path]:
+                    rec = SegmentRecord.model_validate(row)
+                    try:
+                        link = await objects.get_bytes(bucket, chain_key(h.site, h.room, h.camera, row.seq))
+                    except ObjectMissing:
+                        if row.uploaded:
+                            raise SessionError(
+                                f"chain link seq {row.seq} of {h.path} is missing from object storage; "
+                                f"run: evalwatch verify --camera {h.path}"
+                            ) from None
+                        link = link_bytes(rec.link_fields())  # still in the hub's WAL
+                    add(z, f"chain/{h.path}/{row.seq:08d}.json", link)
+                    bar.update(1)
+                stitch_files: list[Path] = []
+                for row in segs[h.path]:
+                    rec = SegmentRecord.model_validate(row)
+                    try:
+                        data = await store.read(rec)
+                    except ObjectMissing:
+                        raise SessionError(
+                            f"segment {row.key} (seq {row.seq}) is missing from object storage; "
+                            f"run: evalwatch verify --camera {h.path}"
+                        ) from None
+                    add(z, f"segments/{row.key}", data, compress=False)
+                    if workdir is not None:
+                        sp = Path(workdir.name) / f"{len(stitch_files):06d}{Path(row.key).suffix}"
+                        await asyncio.to_thread(sp.write_bytes, data)
+                        stitch_files.append(sp)
+                    bar.update(1)
+                if workdir is not None and stitch_files:
+                    mp4 = await asyncio.to_thread(_stitch, stitch_files, Path(workdir.name))
+                    for sp in stitch_files:
+                        sp.unlink()
+                    if mp4 is None:
+                        notes.append(f"{h.path}: stitching failed; segments are exported as archived")
+                    else:
+                        add(z, f"stitched/{h.site}_{h.room}_{h.camera}.mp4", mp4, compress=False)
+                cam_docs.append(
+                    {
+                        "camera": h.path,
+                        "first_seq": links[h.path][0].seq if links[h.path] else h.head_seq + 1,
+                        "head_seq": h.head_seq,
+                        "segments": [r.seq for r in segs[h.path]],
+                        "range": [
+                            segs[h.path][0].start.isoformat() if segs[h.path] else None,
+                            segs[h.path][-1].end.isoformat() if segs[h.path] else None,
+                        ],
+                    }
+                )
+            for ev in events:
+                if ev["snapshot_key"]:
+                    try:
+                        snap = await objects.get_bytes(cfg.storage.s3.bucket_snapshots, ev["snapshot_key"])
+                    except ObjectMissing:
+                        ev["snapshot"] = None
+                        notes.append(f"event {ev['id']}: snapshot {ev['snapshot_key']} is missing")
+                    else:
+                        ev["snapshot"] = f"snapshots/{ev['snapshot_key']}"
+                        add(z, ev["snapshot"], snap, compress=False)
+                        n_snap += 1
+                bar.update(1)
+            add(z, "events.json", json.dumps(events, ensure_ascii=False, indent=2).encode("utf-8"))
+            seal = {
+                "session_id": info.id,
+                "code": info.code,
+                "key_id": info.key_id,
+                "heads": [{"camera": h.path, "payload": h.payload, "signature": h.signature} for h in heads],
+            }
+            add(z, "seal.json", json.dumps(seal, ensure_ascii=False, indent=2).encode("utf-8"))
+            add(z, "public_key.pem", (info.public_key_pem or key.public_pem()).encode("ascii"))
+            add(z, "README.txt", README.encode("utf-8"))
+            manifest = {
+                "format": FORMAT,
+                "version": VERSION,
+                "session": {
+                    "id": info.id,
+                    "code": info.code,
+                    "project": info.project,
+                    "bids": info.bids,
+                    "started_at": info.started_at.isoformat() if info.started_at else None,
+                    "closed_at": info.closed_at.isoformat() if info.closed_at else None,
+                },
+                "range": {"from": w_start.isoformat(), "to": w_end.isoformat()},
+                "cameras": cam_docs,
+                "exported_at": datetime.now(UTC).isoformat(),
+                "exported_by": actor,
+                "key_id": key.key_id,
+                "notes": notes,
+                "files": files,
+            }
+            mbytes = json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8")
+            z.writestr("manifest.json", mbytes)
+            z.writestr("manifest.sig", key.sign(mbytes))
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+        if workdir is not None:
+            workdir.cleanup()
+
+    def audit(s: Session) -> None:
+        s.add(
+            AuditLog(
+                actor=actor[:64],
+                action="export",
+                target=f"session:{info.id}:{info.code}",
+                details={
+                    "from": w_start.isoformat(),
+                    "to": w_end.isoformat(),
+                    "cameras": [h.path for h in heads],
+                    "segments": n_segs,
+                    "file": out.name,
+                },
+            )
+        )
+
+    await db.run(audit)
+    return ExportResult(out, n_segs, n_links, len(events), n_snap, total_bytes, notes)
+
+
+def _stitch(paths: list[Path], workdir: Path) -> bytes | None:
+    """One MP4 from the segment files (ffmpeg concat demuxer, stream copy); None if ffmpeg fails."""
+    import ffmpeg
+    import imageio_ffmpeg
+
+    lst = workdir / "list.txt"
+    lst.write_text("".join(f"file '{p}'\n" for p in paths))
+    out = workdir / "stitched.mp4"
+    try:
+        (
+            ffmpeg.input(str(lst), format="concat", safe=0)
+            .output(str(out), c="copy", movflags="+faststart")
+            .overwrite_output()
+            .run(cmd=imageio_ffmpeg.get_ffmpeg_exe(), quiet=True)
+        )
+    except (ffmpeg.Error, OSError):
+        return None
+    data = out.read_bytes()
+    out.unlink()
+    return data
+
+
+# ------------------------------------------------------------------------------- verify
+
+
+@dataclass
+class EvidenceResult:
+    """Outcome of :func:`verify_evidence`: ``ok`` or the first problem (kind, file, message)."""
+
+    ok: bool
+    problem: Problem | None = None
+    path: str | None = None
+    message: str = ""
+    key_id: str | None = None
+    cameras: int = 0
+    links: int = 0
+    segments: int = 0
+    files: int = 0
+
+    def __str__(self) -> str:
+        if self.ok:
+            return (
+                f"OK evidence intact: {self.cameras} cameras, {self.links} chain links, {self.segments} "
+                f"segments, {self.files} files verified; signed by key {self.key_id}"
+            )
+        return f"PROBLEM {self.problem}: {self.message}"
+
+
+class _Fail(Exception):
+    def __init__(self, kind: Problem, path: str | None, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.path, self.message = kind, path, message
+
+
+def verify_evidence(
+    path: str | Path, public_pem: str | None = None, progress: bool | None = None
+) -> EvidenceResult:
+    """Verify an evidence zip offline (see module docstring for the order of checks)."""
+    res = EvidenceResult(ok=False)
+    try:
+        _verify(Path(path), public_pem, progress, res)
+    except _Fail as f:
+        res.problem, res.path, res.message = f.kind, f.path, f.message
+        return res
+    res.ok = True
+    return res
+
+
+def _json(data: bytes, name: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise _Fail("altered", name, f"{name} is not valid JSON") from None
+
+
+def _verify(path: Path, public_pem: str | None, progress: bool | None, res: EvidenceResult) -> None:
+    try:
+        z = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise _Fail("unreadable", str(path), f"{path}: no such file") from None
+    except (zipfile.BadZipFile, OSError) as e:
+        raise _Fail("unreadable", str(path), f"{path}: not a readable zip file ({e})") from None
+    with z:
+        names = z.namelist()
+        seen: set[str] = set()
+        for n in names:
+            if n in seen:
+                raise _Fail("inserted", n, f"{n} appears twice in the zip")
+            seen.add(n)
+
+        def read(name: str) -> bytes:
+            if name not in seen:
+                raise _Fail("missing", name, f"{name} is missing")
+            try:
+                return z.read(name)
+            except (zipfile.BadZipFile, OSError, ValueError) as e:  # CRC error = altered bytes
+                raise _Fail("altered", name, f"{name} cannot be read intact ({e})") from None
+
+        if "manifest.json" not in seen:
+            raise _Fail(
+                "unreadable", "manifest.json", f"{path}: not an evalwatch evidence zip (no manifest.json)"
+            )
+        mbytes = read("manifest.json")
+        manifest = _json(mbytes, "manifest.json")
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise _Fail(
+                "unreadable", "manifest.json", f"{path}: manifest.json is not an evalwatch evidence manifest"
+            )
+        pem_bytes = read("public_key.pem")
+        try:
+            kid = key_id(pem_bytes)
+        except ValueError as e:
+            raise _Fail("altered", "public_key.pem", f"public_key.pem: {e}") from None
+        res.key_id = kid
+        if public_pem is not None:
+            try:
+                pinned = key_id(public_pem)
+            except ValueError as e:
+                raise _Fail("key", None, f"--key: {e}") from None
+            if pinned != kid:
+                raise _Fail(
+                    "key",
+                    "public_key.pem",
+                    f"the export is signed by key {kid[:16]}…, not by the pinned key {pinned[:16]}…",
+                )
+        seal = _json(read("seal.json"), "seal.json")
+        sig = read("manifest.sig").decode("ascii", "replace")
+        session_id = (manifest.get("session") or {}).get("id")
+        heads: dict[str, dict[str, Any]] = {}
+        for h in seal.get("heads", []) if isinstance(seal, dict) else []:
+            if isinstance(h, dict) and isinstance(h.get("camera"), str):
+                heads[h["camera"]] = h
+        cams = manifest.get("cameras")
+        if not isinstance(cams, list):
+            raise _Fail("altered", "manifest.json", "manifest.json has no camera list")
+
+        # 1. signed heads
+        payloads: dict[str, dict[str, Any]] = {}
+        for c in cams:
+            cam = str(c.get("camera"))
+            h = heads.get(cam)
+            if h is None:
+                raise _Fail("missing", "seal.json", f"seal.json has no sealed head for camera {cam}")
+            payload = str(h.get("payload", ""))
+            if not verify_signature(pem_bytes, payload.encode("utf-8"), str(h.get("signature", ""))):
+                raise _Fail(
+                    "signature", "seal.json", f"bad signature on the sealed chain head of camera {cam}"
+                )
+            p = _json(payload.encode("utf-8"), "seal.json")
+            if p.get("camera") != cam or (p.get("session") or {}).get("id") != session_id:
+                raise _Fail(
+                    "altered", "seal.json", f"the sealed head for {cam} belongs to another camera or session"
+                )
+            payloads[cam] = p
+
+        # 2. chain and segments, per camera
+        chain_files = {n for n in seen if n.startswith("chain/")}
+        seg_files = {n for n in seen if n.startswith("segments/")}
+        total_segs = sum(len(c.get("segments") or []) for c in cams)
+        bar = _progress(total_segs, "verify", progress)
+        try:
+            for c in cams:
+                _verify_camera(c, payloads[str(c["camera"])], read, chain_files, seg_files, res, bar)
+        finally:
+            bar.close()
+        for n in sorted(chain_files):
+            raise _Fail("inserted", n, f"{n} is not part of any exported chain")
+        for n in sorted(seg_files):
+            raise _Fail("inserted", n, f"{n} is not in the chain (no link names it)")
+
+        # 3. every manifest file, then strays
+        listed: set[str] = set()
+        for f in manifest.get("files") or []:
+            name = str(f.get("path"))
+            listed.add(name)
+            data = read(name)
+            if len(data) != f.get("size") or _sha(data) != f.get("sha256"):
+                raise _Fail("altered", name, f"{name} does not match its sha256/size in the manifest")
+            res.files += 1
+        for n in names:
+            if n not in listed and n not in ("manifest.json", "manifest.sig"):
+                raise _Fail("inserted", n, f"{n} is not in the manifest")
+
+        # 4. the manifest itself
+        if not verify_signature(pem_bytes, mbytes, sig.strip()):
+            raise _Fail("signature", "manifest.json", "bad signature on manifest.json (edited after export)")
+        res.cameras = len(cams)
+
+
+def _verify_camera(
+    c: dict[str, Any],
+    p: dict[str, Any],
+    read: Any,
+    chain_files: set[str],
+    seg_files: set[str],
+    res: EvidenceResult,
+    bar: Any,
+) -> None:
+    cam = str(c["camera"])
+    head_seq, head_hash = int(p["head_seq"]), str(p["head_hash"])
+    if int(c.get("head_seq", -1)) != head_seq:
+        raise _Fail(
+            "altered", "manifest.json", f"{cam}: manifest head seq differs from the sealed head {head_seq}"
+        )
+    first = int(c.get("first_seq", head_seq + 1))
+    exported = {int(x) for x in c.get("segments") or []}
+    if first < int(p.get("first_seq", 1)) and exported and min(exported) < int(p.get("first_seq", 1)):
+        raise _Fail("inserted", None, f"{cam}: segments before the session's first seq {p.get('first_seq')}")
+    site, room, camera = cam.split("/", 2)
+    prefix = f"chain/{cam}/"
+    docs: dict[int, dict[str, Any]] = {}
+    prev: str | None = None
+    last_live: datetime | None = None
+    for seq in range(first, head_seq + 1):
+        name = f"{prefix}{seq:08d}.json"
+        if name not in chain_files:
+            raise _Fail("missing", name, f"chain link seq {seq} of {cam} is missing ({name})")
+        chain_files.discard(name)
+        doc = _json(read(name), name)
+        if not isinstance(doc, dict) or any(k not in doc for k in (*LINK_FIELDS, "link_hash")):
+            raise _Fail("altered", name, f"{name} is not a chain link document")
+        if compute_link_hash(doc) != doc["link_hash"]:
+            raise _Fail("altered", name, f"chain link {name} (seq {seq}) does not match its link_hash")
+        if doc["seq"] != seq:
+            raise _Fail(
+                "reordered", name, f"chain link stored as seq {seq} says seq {doc['seq']} ({doc['key']})"
+            )
+        if prev is not None and doc["prev_hash"] != prev:
+            kind: Problem = "inserted" if seq == head_seq else "reordered"
+            raise _Fail(kind, name, f"chain link seq {seq} of {cam} does not chain onto seq {seq - 1}")
+        if (doc["site"], doc["room"], doc["camera"]) != (site, room, camera):
+            raise _Fail("inserted", name, f"chain link {name} belongs to another camera")
+        if doc["source"] == "live":
+            st = parse_iso(doc["start"])
+            if last_live is not None and st < last_live:
+                raise _Fail(
+                    "reordered", name, f"segment {doc['key']} (seq {seq}) starts before the previous one"
+                )
+            last_live = st
+        prev = doc["link_hash"]
+        docs[seq] = doc
+        res.links += 1
+    if head_seq >= first and prev != head_hash:
+        raise _Fail(
+            "altered",
+            f"{prefix}{head_seq:08d}.json",
+            f"the chain of {cam} does not end at the sealed head (seq {head_seq}, {head_hash[:16]}…)",
+        )
+    by_sha = {d["sha256"]: s for s, d in docs.items()}
+    for seq in sorted(exported):
+        doc = docs.get(seq)
+        if doc is None:
+            raise _Fail("inserted", None, f"{cam}: exported segment seq {seq} is outside the sealed chain")
+        name = f"segments/{doc['key']}"
+        if name not in seg_files:
+            raise _Fail("missing", name, f"segment {name} (seq {seq} of {cam}) is missing")
+        seg_files.discard(name)
+        data = read(name)
+        sha = _sha(data)
+        if sha != doc["sha256"] or len(data) != doc["size"]:
+            other = by_sha.get(sha)
+            if other is not None and other != seq:
+                raise _Fail(
+                    "reordered", name, f"segment {name} (seq {seq} of {cam}) holds the content of seq {other}"
+                )
+            raise _Fail("altered", name, f"segment {name} (seq {seq} of {cam}) does not match its chain link")
+        res.segments += 1
+        bar.update(1)
+    for n in sorted(seg_files):
+        if n.startswith(f"segments/{cam}/"):
+            raise _Fail("inserted", n, f"{n} is not in the chain of {cam} (no exported link names it)")
+
+
+def verify_zip(path: str, argv: list[str] | None = None) -> int:
+    """``evalwatch verify FILE.zip [--key PEM] [--quiet]``: 0 intact, 1 problem, 2 unusable input.
+
+    Prints ``OK ...`` to stdout, or ``PROBLEM <kind>: <message>`` naming the first bad piece.
+    """
+    p = argparse.ArgumentParser(
+        prog="evalwatch verify FILE.zip", description="verify an evidence export offline"
+    )
+    p.add_argument("--key", help="expected hub public key (PEM file); default: the key in the zip")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    try:
+        args = p.parse_args(argv or [])
+    except SystemExit as e:
+        return 2 if e.code else 0
+    pem: str | None = None
+    if args.key:
+        try:
+            pem = Path(args.key).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as e:
+            print(f"evalwatch verify: cannot read --key {args.key}: {e}", file=sys.stderr)
+            return 2
+    res = verify_evidence(path, pem, progress=False if args.no_progress else None)
+    if res.problem == "unreadable":
+        print(f"evalwatch verify: {res.message}", file=sys.stderr)
+        return 2
+    print(res)
+    return 0 if res.ok else 1
+
+
+# ------------------------------------------------------------------------------- CLI
+
+
+def cli(argv: list[str]) -> int:
+    """``evalwatch export``: see module docstring.  0 written, 1 storage failure, 2 bad input."""
+    from sessions.cli import (
+        CliError,
+        cli_actor,
+        hub_key,
+        load_cfg,
+        open_db,
+        open_objects,
+        parse_args,
+        parse_time,
+        run_cli,
+    )
+
+    p = argparse.ArgumentParser(prog="evalwatch export", description="export a sealed session's evidence")
+    p.add_argument("session", help="session id or code")
+    p.add_argument("--config", required=True, help="evalwatch YAML config file")
+    p.add_argument("--from", dest="start", help="ISO-8601 start (with timezone); default session start")
+    p.add_argument("--to", dest="end", help="ISO-8601 end (with timezone); default session close")
+    p.add_argument("--camera", action="append", help="site/room/camera (repeatable); default all")
+    p.add_argument("--stitch", action="store_true", help="also one stitched MP4 per camera (ffmpeg)")
+    p.add_argument("-o", "--output", required=True, help="output .zip")
+    args = parse_args(p, argv)
+    if isinstance(args, int):
+        return args
+
+    async def main() -> int:
+        if not args.output.lower().endswith(".zip"):
+            raise CliError(f"-o {args.output}: the output must be a .zip file")
+        start = parse_time(args.start, "--from") if args.start else None
+        end = parse_time(args.end, "--to") if args.end else None
+        for c in args.camera or []:
+            if len(c.split("/")) != 3 or not all(c.split("/")):
+                raise CliError(f"--camera must be site/room/camera, got {c!r}")
+        cfg = load_cfg(args.config)
+        db = open_db(cfg)
+        try:
+            r = await export_session(
+                db,
+                open_objects(cfg),
+                cfg,
+                hub_key(cfg),
+                args.session,
+                args.output,
+                start=start,
+                end=end,
+                cameras=args.camera,
+                stitch=args.stitch,
+                actor=cli_actor(),
+            )
+        finally:
+            db.dispose()
+        print(
+            f"wrote {r.path}: {r.segments} segments, {r.links} chain links, {r.events} events, "
+            f"{r.snapshots} snapshots, {r.bytes} bytes"
+        )
+        for n in r.notes:
+            print(f"note: {n}", file=sys.stderr)
+        return 0
+
+    return run_cli("evalwatch export", main)
