@@ -476,14 +476,12 @@ class SegmentStore:
 
     async def pending_uploads(self) -> int:
         """Segments archived but not yet in S3 (for metrics)."""
-        return int(
-            await self.db.run(
-                lambda s: s.scalar(
-                    select(func.count()).select_from(Segment).where(Segment.uploaded.is_(False))
-                )
-            )
-            or 0
-        )
+
+        def q(s: Session) -> int:
+            n = s.scalar(select(func.count()).select_from(Segment).where(Segment.uploaded.is_(False)))
+            return int(n or 0)
+
+        return await self.db.run(q)
 
     async def wait_uploaded(self, timeout_s: float = 30.0) -> None:
         """Wait until nothing is pending (tests, graceful shutdown).  TimeoutError otherwise."""

@@ -246,7 +246,8 @@ def cli(argv: list[str]) -> int:
         print(f"evalwatch verify: config error:\n{e}", file=sys.stderr)
         return 2
     try:
-        result = asyncio.run(verify_chain(ObjectStore(cfg.storage.s3), *parts, start, end))
+        site, room, camera = parts
+        result = asyncio.run(verify_chain(ObjectStore(cfg.storage.s3), site, room, camera, start, end))
     except StorageError as e:
         print(f"evalwatch verify: {e}", file=sys.stderr)
         return 1
