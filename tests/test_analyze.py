@@ -90,8 +90,8 @@ def test_missing_video_exits_2(capsys, tmp_path, room_file):
 
 def test_bad_room_file_exits_2_with_file_and_line(capsys, tmp_path):
     room = tmp_path / "room.yaml"
-    room.write_text("id: r1\ncameras:\n  - id: cam1\nseats:\n  - id: S1\n    polygon: [[0, 0], [2, 0], [1, 1]]\n",
-                    encoding="utf-8")
+    room.write_text("id: r1\ncameras:\n  - id: cam1\nseats:\n  - id: S1\n"
+                    "    polygon: [[0, 0], [2, 0], [1, 1]]\n", encoding="utf-8")
     assert main(["analyze", str(SAMPLES / f"{CLIP}.mp4"), "--room", str(room)]) == 2
     err = capsys.readouterr().err
     assert "room.yaml:6" in err and "outside 0..1" in err and "Traceback" not in err
