@@ -183,3 +183,23 @@ async def test_report_shows_tampering_and_bad_input(recorded, capsys: pytest.Cap
         assert await asyncio.to_thread(rp.cli, bad) == 2
         err = capsys.readouterr().err
         assert msg in err and "Traceback" not in err
+
+
+async def test_stitched_export_of_sample_session(recorded) -> None:  # type: ignore[no-untyped-def]
+    import zipfile
+
+    import imageio_ffmpeg
+
+    from sessions.export import export_session, verify_evidence
+
+    cfg, _cfg_path, db, objects, code, tmp, site = recorded
+    key = HubKey.load_or_create(cfg.storage.data_dir)
+    r = await export_session(db, objects, cfg, key, code, tmp / "st.zip", stitch=True, progress=False)
+    assert r.notes == [] and r.segments == 5 and r.snapshots == 3
+    res = verify_evidence(r.path, progress=False)
+    assert res.ok, res.message
+    with zipfile.ZipFile(r.path) as z:
+        mp4 = z.read(f"stitched/{site}_r1_cam1.mp4")
+    (tmp / "st.mp4").write_bytes(mp4)
+    _frames, secs = await asyncio.to_thread(imageio_ffmpeg.count_frames_and_secs, str(tmp / "st.mp4"))
+    assert 48 <= secs <= 52  # five 10 s segments (the missing one is not invented)
