@@ -130,6 +130,13 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
+def _pdeathsig() -> None:  # runs in the child between fork and exec
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 class SeaweedServer:
     """One SeaweedFS ``weed server`` child process serving S3 on ``127.0.0.1:<ports.s3>``."""
 
@@ -146,6 +153,7 @@ class SeaweedServer:
         ready_timeout_s: float = 30.0,
         grace_s: float = 5.0,
         volume_size_limit_mb: int = 256,
+        die_with_parent: bool = False,
     ) -> None:
         if not access_key or not secret_key:
             raise S3ServerError("the embedded S3 server needs storage.s3.access_key and secret_key")
@@ -157,6 +165,9 @@ class SeaweedServer:
         self.ready_timeout_s = ready_timeout_s
         self.grace_s = grace_s
         self.volume_size_limit_mb = volume_size_limit_mb
+        # Linux: SIGKILL the server when the thread that started it dies (tests: no orphans
+        # if pytest is killed).  Call start() from a long-lived thread when this is set.
+        self.die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: object | None = None
 
@@ -274,6 +285,7 @@ class SeaweedServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_pdeathsig if self.die_with_parent and sys.platform == "linux" else None,
         )
         try:
             self._wait_ready()

@@ -51,7 +51,9 @@ class S3Env:
 
 def _start_seaweed(root: Path) -> S3Env:
     access, secret = "evalwatch-test", "test-secret-" + uuid.uuid4().hex
-    server = SeaweedServer(root, access, secret, SeaweedPorts(*free_ports(8)), grace_s=3.0)
+    server = SeaweedServer(
+        root, access, secret, SeaweedPorts(*free_ports(8)), grace_s=3.0, die_with_parent=True
+    )
     server.start()
     cfg = S3Config(
         endpoint=server.endpoint,

@@ -68,7 +68,7 @@ async def test_s3_killed_mid_upload_then_restarted(
         with pytest.raises(StorageUnavailable):
             await store.presigned_url(rec)
 
-        await asyncio.to_thread(env.server.start)  # same ports, same data
+        env.server.start()  # same ports, same data (main thread: die_with_parent)
         await store.wait_uploaded(timeout_s=60)
     finally:
         await store.stop()
