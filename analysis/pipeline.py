@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -507,66 +507,3 @@ class AnalysisPipeline:
                 log.exception("event sink failed for %s %s", u.action, u.event.rule)
             finally:
                 self._sink_q.task_done()
-
-
-class StorageEventSink:
-    """The hub's :class:`EventSink`: rows in ``storage.models.Event``, snapshots in object storage.
-
-    ``opened`` uploads the JPEG snapshot (key ``site/room/camera/YYYY-MM-DD/<event id>.jpg`` in
-    ``bucket``; an upload failure is logged and the row is written without a snapshot) and
-    inserts the row; ``updated`` / ``closed`` update it (confidence, end, footage range).  The
-    row id is kept in ``event.details["db_id"]``.  ``db`` is a ``storage.db.Database`` (its
-    ``run(fn)`` runs ``fn(session)`` in a transaction in a worker thread) and ``objects`` an
-    object store with ``async put_bytes(bucket, key, data, content_type, metadata)``.
-    """
-
-    def __init__(self, db: Any, objects: Any | None, bucket: str):
-        self.db = db
-        self.objects = objects
-        self.bucket = bucket
-
-    async def handle(self, update: EventUpdate) -> None:
-        from storage.models import Event as EventRow
-
-        ev = update.event
-        if update.action == "opened":
-            if ev.snapshot is not None and self.objects is not None:
-                key = (f"{ev.site}/{ev.room}/{ev.camera}/{ev.started_at:%Y-%m-%d}/{ev.id}.jpg")
-                try:
-                    await self.objects.put_bytes(self.bucket, key, ev.snapshot, "image/jpeg",
-                                                 {"rule": ev.rule, "event": ev.id})
-                    ev.snapshot_key = key
-                except Exception:
-                    log.exception("snapshot upload failed for event %s", ev.id)
-
-            def insert(s: Any) -> int:
-                row = EventRow(site=ev.site or "", room=ev.room or "", camera=ev.camera, seat=ev.seat,
-                               rule=ev.rule, kind=ev.kind, started_at=ev.started_at,
-                               ended_at=ev.ended_at, confidence=ev.confidence,
-                               snapshot_key=ev.snapshot_key,
-                               footage_start=datetime.fromtimestamp(ev.footage_start_s, UTC),
-                               footage_end=_dt(ev.footage_end_s),
-                               details={k: v for k, v in ev.details.items() if k != "db_id"})
-                s.add(row)
-                s.flush()
-                return int(row.id)
-
-            ev.details["db_id"] = await self.db.run(insert)
-            return
-        row_id = ev.details.get("db_id")
-        if row_id is None:
-            return
-
-        def update_row(s: Any) -> None:
-            row = s.get(EventRow, row_id)
-            if row is None:
-                return
-            row.confidence = ev.confidence
-            row.ended_at = ev.ended_at
-            row.footage_end = _dt(ev.footage_end_s)
-
-        await self.db.run(update_row)
-
-
-def _dt(t: float | None) -> datetime | None:
-    return None if t is None else datetime.fromtimestamp(t, UTC)

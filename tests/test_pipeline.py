@@ -202,34 +202,3 @@ def test_submit_ignores_unknown_cameras_and_never_blocks():
     assert pipe._pending == {}
 
 
-async def test_storage_sink_writes_rows_and_uploads_snapshots(tmp_path):
-    from analysis.events import Event
-    from analysis.pipeline import StorageEventSink
-    from storage.db import Database
-    from storage.models import Base
-    from storage.models import Event as Row
-
-    db = Database(f"sqlite:///{tmp_path}/ev.db")
-    Base.metadata.create_all(db.engine)
-
-    class Objects:
-        def __init__(self):
-            self.put = {}
-
-        async def put_bytes(self, bucket, key, data, content_type, metadata):
-            self.put[(bucket, key)] = (data, content_type)
-
-    objs = Objects()
-    sink = StorageEventSink(db, objs, "snaps")
-    ev = Event(rule="phone", camera="cam1", seat="S1", start_s=1_700_000_000.0, confidence=0.5,
-               room="r1", site="s1", snapshot=b"\xff\xd8jpeg")
-    await sink.handle(EventUpdate("opened", ev))
-    ev.end_s, ev.confidence, ev.footage_end_s = 1_700_000_030.0, 0.8, 1_700_000_035.0
-    await sink.handle(EventUpdate("closed", ev))
-    with db.session() as s:
-        rows = s.query(Row).all()
-    assert len(rows) == 1
-    r = rows[0]
-    assert (r.rule, r.seat, r.site, r.confidence) == ("phone", "S1", "s1", 0.8)
-    assert r.ended_at is not None and (r.ended_at - r.started_at).total_seconds() == 30
-    assert r.snapshot_key == ev.snapshot_key and ("snaps", ev.snapshot_key) in objs.put
