@@ -126,7 +126,7 @@ def test_run_brings_up_the_system_and_stops_cleanly(tmp_path: Path) -> None:
             r = client.get("/api/events")
             assert r.status_code == 200, r.text
             body = r.json()
-            events = body["events"]
+            events = body["items"]
             time.sleep(2)
         assert seen_cameras == {"s01/room-a/cam1", "s02/room-c/cam1"}
         assert events, "no alert raised while playing clips with scripted incidents"
