@@ -76,6 +76,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Hub]:
     from analysis.store import EventStore
     from capture.ingest import make_router
     from capture.recorder import Recorder
+    from sessions.api import make_router as make_sessions_router
     from storage.db import Database
     from storage.objects import ObjectStore
     from storage.segments import SegmentStore
@@ -98,7 +99,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Hub]:
         await objects.ensure_buckets()
         segments = SegmentStore(objects, db, Path(cfg.storage.wal_dir), cfg.storage.s3.bucket_segments)
         await segments.start()
-        stack.push_async_callback(segments.close)
+        stack.push_async_callback(segments.stop)
 
         bus = EventBus()
         d = cfg.detection
@@ -127,7 +128,8 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Hub]:
 
         yield Hub(
             cfg=cfg, db=db, objects=objects, segments=segments, bus=bus, recorder=recorder,
-            pipeline=pipeline, extra_routers=[make_router(recorder, segments, cfg)],
+            pipeline=pipeline,
+            extra_routers=[make_router(recorder, segments, cfg), make_sessions_router()],
         )
 
 
