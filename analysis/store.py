@@ -74,8 +74,13 @@ class EventStore:
         ev = update.event
         if update.action == "opened" and ev.snapshot and ev.site:
             ev.snapshot_key = snapshot_key(ev)
-            await self._store_snapshot(ev.snapshot_key, ev.snapshot)
-        db_id = await self.db.run(lambda s: self._write(s, update))
+            # The S3 round trip overlaps the DB write: alerts reach supervisors sooner.
+            _, db_id = await asyncio.gather(
+                self._store_snapshot(ev.snapshot_key, ev.snapshot),
+                self.db.run(lambda s: self._write(s, update)),
+            )
+        else:
+            db_id = await self.db.run(lambda s: self._write(s, update))
         message = update.to_dict(absolute=True)
         message["uid"] = ev.id
         message["id"] = db_id

@@ -152,10 +152,9 @@ def synthetic_track(width: int = 320, height: int = 240, fps: int = 10) -> Any:
 
 def make_database(path: Path) -> Any:
     from storage.db import Database
-    from storage.models import Base
 
     db = Database(f"sqlite:///{path}")
-    Base.metadata.create_all(db.engine)
+    db.upgrade()  # the real migrations, so every package's tables (sessions too) exist
     return db
 
 

@@ -203,7 +203,7 @@ def _parse_time(s: str) -> datetime:
     return t.astimezone(UTC)
 
 
-def _verify_zip(path: str) -> int:
+def _verify_zip(path: str, argv: list[str]) -> int:
     try:
         from sessions.export import verify_zip  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
@@ -212,13 +212,13 @@ def _verify_zip(path: str) -> int:
             file=sys.stderr,
         )
         return 2
-    return int(verify_zip(path) or 0)
+    return int(verify_zip(path, argv) or 0)
 
 
 def cli(argv: list[str]) -> int:
     """``evalwatch verify``: see module docstring.  Returns the exit code."""
     if argv and argv[0].lower().endswith(".zip"):
-        return _verify_zip(argv[0])
+        return _verify_zip(argv[0], argv[1:])
     p = argparse.ArgumentParser(prog="evalwatch verify", description="verify a camera's hash chain")
     p.add_argument("--config", required=True, help="evalwatch YAML config file")
     p.add_argument("--camera", required=True, help="site/room/camera")

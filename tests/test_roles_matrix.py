@@ -60,6 +60,16 @@ EXPECTED: dict[str, set[str]] = {
     "GET /api/docs": set(ROLES),
     "GET /login": {ANON, *ROLES},
     "GET /": set(ROLES),
+    # evaluation sessions (sessions.api, mounted by the hub)
+    "GET /api/sessions": set(ROLES),
+    "GET /api/sessions/public-key": set(ROLES),
+    "GET /api/sessions/{session_id}": set(ROLES),
+    "POST /api/sessions": {"admin", "supervisor"},
+    "POST /api/sessions/{session_id}/start": {"admin", "supervisor"},
+    "POST /api/sessions/{session_id}/close": {"admin", "supervisor"},
+    "GET /api/sessions/{session_id}/seal": {"admin", "supervisor", "auditor"},
+    "GET /api/sessions/{session_id}/report": {"admin", "supervisor", "auditor"},
+    "GET /api/sessions/{session_id}/export": {"admin", "auditor"},
 }
 
 PARAMS = {
@@ -70,6 +80,7 @@ PARAMS = {
     "segment_id": "1",
     "username": "obs",
     "lang": "en",
+    "session_id": "1",
 }
 QUERY = {"start": "2025-01-01T00:00:00Z", "end": "2025-01-01T00:01:00Z"}
 BODIES: dict[str, Any] = {
@@ -79,6 +90,7 @@ BODIES: dict[str, Any] = {
     "POST /api/live/{site}/{room}/{camera}/offer": {"sdp": "not-an-sdp-at-all", "type": "offer"},
     "POST /api/users": {"username": "x", "role": "observer", "password": "short"},
     "PATCH /api/users/{username}": {"display_name": "Observer"},
+    "POST /api/sessions": {"code": "", "rooms": []},
 }
 
 
@@ -99,7 +111,9 @@ def make_app(tmp_path: Path) -> FastAPI:
             raise HTTPException(401, "bad agent token")
         return {"ok": True}
 
-    services.extra_routers = [ingest, *_real_ingest(services)]
+    from sessions.api import make_router as make_sessions_router
+
+    services.extra_routers = [ingest, *_real_ingest(services), make_sessions_router()]
     return create_app(services)
 
 
