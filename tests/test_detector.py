@@ -161,11 +161,25 @@ def test_thresholds_select_and_filter(zidane: np.ndarray) -> None:
     strict = load_detector(person_threshold=0.96, phone_threshold=0.5)
     people = _people(strict.detect([zidane])[0])
     assert len(people) == 1 and people[0].score >= 0.96
-    ties = load_detector(thresholds={"tie": 0.15}, person_threshold=0.4)
+    ties = load_detector(thresholds={"tie": 0.2}, person_threshold=0.4)
     labels = {b.label for b in ties.detect([zidane])[0]}
-    assert "tie" in labels  # both men wear one; CenterNet reports other COCO labels on request
+    assert "tie" in labels  # both men wear one; NanoDet reports other COCO labels on request
     with pytest.raises(ValueError, match="threshold"):
         load_detector(person_threshold=1.5)
+
+
+def test_labels_restrict_models(zidane: np.ndarray) -> None:
+    from analysis.detector import CenterNetCocoModel, NanoDetCocoModel
+
+    phones = load_detector(labels=["cell phone"], phone_threshold=0.35)
+    assert isinstance(phones, OnnxDetector) and phones.labels == {"cell phone"}
+    assert [type(s.model) for s in phones.sources] == [NanoDetCocoModel]
+    assert phones.detect([zidane]) == [[]]  # no phone in the photo
+    people = load_detector(labels=["person"])
+    assert isinstance(people, OnnxDetector)
+    assert type(people.sources[0].model) is CenterNetCocoModel and people.labels == {"person"}
+    with pytest.raises(ValueError, match="no threshold"):
+        load_detector(labels=["dog"])
 
 
 def test_nms_and_box_geometry() -> None:
@@ -180,7 +194,7 @@ def test_nms_and_box_geometry() -> None:
 def test_missing_model_names_path_and_remedy(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError) as ei:
         load_detector("onnx", str(tmp_path))
-    assert str(tmp_path / "ssdlite_person.onnx") in str(ei.value)
+    assert str(tmp_path / "centernet_coco.onnx") in str(ei.value)
     assert "make models" in str(ei.value)
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         load_detector("onnx", str(tmp_path / "nope.onnx"))

