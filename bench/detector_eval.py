@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -46,6 +47,10 @@ def _q(a: list[float]) -> str:
         return "-"
     p = np.percentile(a, [10, 50, 90, 100])
     return "p10 {:.2f} p50 {:.2f} p90 {:.2f} max {:.2f} (n={})".format(*p, len(a))
+
+
+def _raw(m: CenterNetCocoModel | NanoDetCocoModel) -> Callable[[list[np.ndarray]], object]:
+    return lambda fr: m.raw(fr, 0.3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,15 +127,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  phone   {name:10s} {g:6s} best cell-phone score {_q(vals)}")
 
     img = cv2.imread(str(ROOT / "tests" / "data" / "zidane.jpg"))
+    assert img is not None
     small = cv2.resize(img, (640, 360))
     print(f"== speed (ms/frame, 640x360, {args.threads} intra-op thread(s), median of 15)")
-    runs: dict[str, object] = {
-        "ssdlite person": ssd,
-        **coco,
-        "default detector": load_detector(threads=args.threads),
+    default = load_detector(threads=args.threads)
+    runs: dict[str, Callable[[list[np.ndarray]], object]] = {
+        "ssdlite person": lambda fr: ssd.raw(fr, 0.3),
+        **{name: _raw(m) for name, m in coco.items()},
+        "default detector": default.detect,
     }
-    for name, m in runs.items():
-        fn = m.detect if isinstance(m, OnnxDetector) else (lambda fr, m=m: m.raw(fr, 0.3))  # type: ignore[attr-defined]
+    for name, fn in runs.items():
         fn([small])
         ts = []
         for _ in range(15):
