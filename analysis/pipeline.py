@@ -49,12 +49,99 @@ MOTION_PIXEL = 10
 MOTION_FRACTION = 0.002
 #: Frames per detector call at most (several cameras, or consecutive frames of one video).
 MAX_BATCH = 8
+#: Seat crops for phones: the bounding box of the seat polygon, raised by this fraction of the
+#: frame height (a phone held up at the face leaves the polygon) ...
+CROP_RAISE = 0.10
+#: ... and widened by this fraction of the frame width on each side.
+CROP_PAD = 0.03
+#: Phone boxes from overlapping seat crops with at least this IoU are one phone.
+CROP_NMS_IOU = 0.4
+PHONE = "cell phone"
 
 
 class DetectorLike(Protocol):
     """``analysis.detector.Detector``: BGR uint8 frames → boxes per frame (normalised)."""
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Any]]: ...
+
+
+Rect = tuple[float, float, float, float]
+
+
+@dataclass
+class DetectorSplit:
+    """How the core uses a detector: ``frame`` on whole frames (people, and phones when
+    ``crop`` is None); ``crop`` on seat crops (phones only), or None for no seat crops."""
+
+    frame: DetectorLike
+    crop: DetectorLike | None
+
+
+def split_detector(detector: DetectorLike) -> DetectorSplit:
+    """Split a multi-model detector into a whole-frame part and a phone part for seat crops.
+
+    A phone is a few dozen pixels in a 640x480 room view; the phone model finds it far more
+    reliably on a seat crop scaled up to its input size.  People are large and are found on
+    the whole frame.  A detector exposing ``sources`` (:class:`analysis.detector.OnnxDetector`)
+    is split by label, sharing its model sessions: whole frames run every model except the
+    phone-only ones, crops run only the models trusted for phones.  Any other detector (YOLO,
+    test doubles) is used as is on whole frames, without seat crops.
+    """
+    sources = getattr(detector, "sources", None)
+    if not sources:
+        return DetectorSplit(detector, None)
+    from analysis.detector import OnnxDetector, Source
+
+    frame_src = [Source(s.model, {k: v for k, v in s.thresholds.items() if k != PHONE}) for s in sources]
+    phone_src = [Source(s.model, {PHONE: s.thresholds[PHONE]}) for s in sources if PHONE in s.thresholds]
+    frame_src = [s for s in frame_src if s.thresholds]
+    if not phone_src or not frame_src:
+        return DetectorSplit(detector, None)
+    kw = {k: getattr(detector, k) for k in ("nms_iou", "merge_iou", "merge_cover") if hasattr(detector, k)}
+    return DetectorSplit(OnnxDetector(frame_src, **kw), OnnxDetector(phone_src, **kw))
+
+
+def seat_crop_rects(room: RoomConfig, camera: str) -> list[Rect]:
+    """One crop rectangle (normalised x1, y1, x2, y2) per seat of ``camera`` (see CROP_RAISE)."""
+    out: list[Rect] = []
+    for seat in room.seats_for(camera):
+        xs = [p[0] for p in seat.polygon]
+        ys = [p[1] for p in seat.polygon]
+        r = (max(0.0, min(xs) - CROP_PAD), max(0.0, min(ys) - CROP_RAISE),
+             min(1.0, max(xs) + CROP_PAD), min(1.0, max(ys)))
+        if r[2] - r[0] > 0.02 and r[3] - r[1] > 0.02:
+            out.append(r)
+    return out
+
+
+def _crop(frame: np.ndarray, r: Rect) -> np.ndarray:
+    h, w = frame.shape[:2]
+    return np.ascontiguousarray(frame[round(r[1] * h):round(r[3] * h), round(r[0] * w):round(r[2] * w)])
+
+
+def _from_crop(box: Any, r: Rect) -> Any:
+    from analysis.detector import Box
+
+    cw, ch = r[2] - r[0], r[3] - r[1]
+    return Box(box.label, box.score, r[0] + box.x1 * cw, r[1] + box.y1 * ch,
+               r[0] + box.x2 * cw, r[1] + box.y2 * ch)
+
+
+def _iou(a: Any, b: Any) -> float:
+    ix = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    iy = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    inter = ix * iy
+    union = (a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def merge_crop_phones(boxes: Iterable[Any], iou: float = CROP_NMS_IOU) -> list[Any]:
+    """Greedy NMS over phone boxes mapped back from overlapping seat crops."""
+    kept: list[Any] = []
+    for b in sorted(boxes, key=lambda b: -b.score):
+        if all(_iou(b, k) < iou for k in kept):
+            kept.append(b)
+    return kept
 
 
 @dataclass
@@ -71,6 +158,7 @@ class CameraState:
     det_t: float | None = None
     det_thumb: np.ndarray | None = None
     boxes: list[Any] = field(default_factory=list)
+    crops: list[Rect] = field(default_factory=list)
 
 
 @dataclass
@@ -82,6 +170,7 @@ class CoreStats:
     reused: int = 0
     detector_calls: int = 0
     detector_seconds: float = 0.0
+    crops: int = 0
 
 
 def next_due(next_t: float | None, t: float, interval: float) -> tuple[bool, float | None]:
@@ -121,8 +210,10 @@ class AnalysisCore:
         motion_gate: bool = True,
         snapshots: bool = True,
         tamper_cfg: TamperConfig | None = None,
+        seat_crops: bool = True,
     ):
         self.detector = detector
+        self.split = split_detector(detector) if seat_crops else DetectorSplit(detector, None)
         self.rules_cfg = rules_cfg or RulesConfig()
         self.detection_cfg = detection_cfg or DetectionConfig()
         self.motion_gate = motion_gate
@@ -141,7 +232,9 @@ class AnalysisCore:
         if camera not in [c.id for c in room.cameras]:
             raise ValueError(f"camera {camera!r} is not in room {room.id!r}")
         rules = CameraRules(camera, room.seats_for(camera), self.rules_cfg, room=room.id, site=site)
-        self.cameras[key] = CameraState(key, camera, room, rules, TamperDetector(self.tamper_cfg))
+        crops = seat_crop_rects(room, camera) if self.split.crop is not None else []
+        self.cameras[key] = CameraState(key, camera, room, rules, TamperDetector(self.tamper_cfg),
+                                        crops=crops)
 
     def due(self, key: str, t: float) -> bool:
         """Whether a frame of camera ``key`` at ``t`` should be analysed (``analysis_fps``)."""
@@ -166,11 +259,13 @@ class AnalysisCore:
         for i in range(0, len(need), MAX_BATCH):
             idx = need[i:i + MAX_BATCH]
             t0 = time.perf_counter()
-            boxes = self.detector.detect([work[j][2] for j in idx])
+            boxes = self.split.frame.detect([work[j][2] for j in idx])
             self.stats.detector_seconds += time.perf_counter() - t0
             self.stats.detector_calls += 1
             self.stats.detected += len(idx)
             results.update(zip(idx, boxes, strict=True))
+        if self.split.crop is not None:
+            self._detect_crops(work, need, results)
         out: list[EventUpdate] = []
         for j, (st, t, frame, tamper) in enumerate(work):
             if j in results:
@@ -180,8 +275,27 @@ class AnalysisCore:
             else:
                 self.stats.reused += 1
             snap = self._snapshot_fn(st, frame) if self.snapshots else None
-            out += st.rules.update(t, st.boxes, tamper, snap)
+            out += st.rules.update(t, st.boxes, tamper, snap, tamper_onsets=st.tamper.onsets())
         return out
+
+    def _detect_crops(self, work: Sequence[tuple[CameraState, float, np.ndarray, dict[str, float]]],
+                      need: Sequence[int], results: dict[int, list[Any]]) -> None:
+        """Phones on seat crops of the frames in ``need``; replaces their whole-frame phones."""
+        assert self.split.crop is not None
+        jobs = [(j, r) for j in need for r in work[j][0].crops]
+        phones: dict[int, list[Any]] = {j: [] for j in need}
+        for i in range(0, len(jobs), MAX_BATCH):
+            chunk = jobs[i:i + MAX_BATCH]
+            t0 = time.perf_counter()
+            found = self.split.crop.detect([_crop(work[j][2], r) for j, r in chunk])
+            self.stats.detector_seconds += time.perf_counter() - t0
+            self.stats.detector_calls += 1
+            self.stats.crops += len(chunk)
+            for (j, r), boxes in zip(chunk, found, strict=True):
+                phones[j] += [_from_crop(b, r) for b in boxes if b.label == PHONE]
+        for j in need:
+            if work[j][0].crops:
+                results[j] = [b for b in results[j] if b.label != PHONE] + merge_crop_phones(phones[j])
 
     def _needs_detection(
         self, st: CameraState, t: float, frame: np.ndarray, tamper: dict[str, float]

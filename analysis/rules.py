@@ -328,20 +328,24 @@ class CameraRules:
         boxes: Sequence[BoxLike] | None,
         tamper: dict[str, float] | None = None,
         snapshot: SnapshotFn | None = None,
+        tamper_onsets: dict[str, float] | None = None,
     ) -> list[EventUpdate]:
         """Feed one analysed frame at time ``t``.
 
         ``boxes`` are the detections of this frame (``None`` = not available: seat rules are not
         fed).  ``tamper`` maps a tamper kind to its confidence for the kinds present in this
-        frame (absent kinds are clear).  Returns the event updates this frame caused.
+        frame (absent kinds are clear).  ``tamper_onsets`` maps a kind to when its condition
+        began, for kinds reported only after a delay (``frozen``); an event opening now starts
+        there.  Returns the event updates this frame caused.
         """
         self.last_t = t
         out: list[EventUpdate] = []
         tamper = tamper or {}
+        onsets = tamper_onsets or {}
         for kind in ("covered", "defocused", "moved", "frozen"):
             conf = tamper.get(kind)
             self._feed(self._track("camera_tamper", None, kind), t, conf is not None, conf or 0.0,
-                       snapshot, out)
+                       snapshot, out, onset=onsets.get(kind) if conf is not None else None)
         if boxes is None or self.tampered:
             return out
         a = assign(boxes, self.seats, seat_margin=self.seat_margin)
@@ -371,9 +375,11 @@ class CameraRules:
         return ev
 
     def _feed(self, tr: _Track, t: float, positive: bool, conf: float,
-              snapshot: SnapshotFn | None, out: list[EventUpdate]) -> None:
+              snapshot: SnapshotFn | None, out: list[EventUpdate], onset: float | None = None) -> None:
         r = tr.deb.update(t, positive, conf)
         if r == "open":
+            if onset is not None and onset < tr.deb.start_s:
+                tr.deb.start_s = onset  # the condition began before it could be reported
             tr.event = self._new_event(tr.rule, tr.seat, tr.kind, tr.deb.start_s, tr.deb.peak, snapshot)
             tr.published_conf = tr.event.confidence
             out.append(EventUpdate("opened", tr.event))

@@ -96,6 +96,13 @@ class TamperDetector:
     def learned(self) -> bool:
         return self.base is not None
 
+    def onsets(self) -> dict[str, float]:
+        """When the conditions reported by the last :meth:`update` became visibly true, for the
+        kinds that are reported only after a delay: ``frozen`` (its report waits
+        ``frozen_seconds``; it began at the first repeated frame).  The rules backdate the
+        event's start to it."""
+        return {} if self._frozen_since is None else {"frozen": self._frozen_since}
+
     def stats(self, frame: np.ndarray) -> tuple[FrameStats, np.ndarray]:
         small = _gray(frame, self.SMALL)
         mean, std = cv2.meanStdDev(small)
@@ -122,7 +129,7 @@ class TamperDetector:
         if st.diff <= c.frozen_diff:
             self._frozen_blips = 0
             if self._frozen_since is None:
-                self._frozen_since = t
+                self._frozen_since = t  # the first frame known to repeat the one before
         elif self._frozen_since is not None and st.diff <= c.frozen_blip and self._frozen_blips < 1:
             # one small difference inside a frozen run: an encoder key frame re-coding the
             # same picture, not a live camera
