@@ -6,13 +6,21 @@ import asyncio
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
 
 from analysis.bus import EventBus
 from analysis.events import EventUpdate
-from analysis.pipeline import AnalysisCore, AnalysisPipeline, analyze_frames, camera_key
+from analysis.pipeline import (
+    AnalysisCore,
+    AnalysisPipeline,
+    analyze_frames,
+    camera_key,
+    seat_crop_rects,
+    split_detector,
+)
 from config.models import DetectionConfig, RoomConfig, RulesConfig
 
 
@@ -202,3 +210,92 @@ def test_submit_ignores_unknown_cameras_and_never_blocks():
     assert pipe._pending == {}
 
 
+
+
+# --- seat crops for phones ----------------------------------------------------------------------
+
+
+class _PersonModel:
+    """One person box per frame, whatever the picture."""
+
+    labels = frozenset({"person"})
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+
+    def raw(self, frames: Sequence[np.ndarray], min_score: float) -> list[list[Any]]:
+        from analysis.detector import Box as DBox
+
+        self.shapes += [f.shape for f in frames]
+        return [[DBox("person", 0.9, 0.4, 0.3, 0.6, 0.8)] for _ in frames]
+
+
+class _SmallObjectModel:
+    """Sees the white square as a phone only when it covers >= 0.5% of its input (a crop)."""
+
+    labels = frozenset({"person", "cell phone"})
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+
+    def raw(self, frames: Sequence[np.ndarray], min_score: float) -> list[list[Any]]:
+        from analysis.detector import Box as DBox
+
+        out = []
+        for f in frames:
+            self.shapes.append(f.shape)
+            ys, xs = np.nonzero(f[:, :, 0] == 255)
+            h, w = f.shape[:2]
+            if len(xs) / (h * w) >= 0.005:
+                out.append([DBox("cell phone", 0.8, xs.min() / w, ys.min() / h,
+                                 (xs.max() + 1) / w, (ys.max() + 1) / h)])
+            else:
+                out.append([])
+        return out
+
+
+def _two_seat_room() -> RoomConfig:
+    return RoomConfig.model_validate({"id": "r", "cameras": [{"id": "cam1"}], "seats": [
+        {"id": "L", "camera": "cam1", "polygon": [(0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.0, 1.0)]},
+        {"id": "R", "camera": "cam1", "polygon": [(0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)]},
+    ]})
+
+
+def test_split_detector_sends_phone_models_to_seat_crops_and_maps_boxes_back():
+    from analysis.detector import OnnxDetector, Source
+
+    pm, om = _PersonModel(), _SmallObjectModel()
+    det = OnnxDetector([Source(pm, {"person": 0.4}), Source(om, {"cell phone": 0.3})])
+    split = split_detector(det)
+    assert split.crop is not None and split.crop is not det
+    core = AnalysisCore(det, RulesConfig(), DetectionConfig(analysis_fps=2.0), snapshots=False)
+    core.add_camera("c", _two_seat_room(), "cam1")
+    assert core.cameras["c"].crops == seat_crop_rects(_two_seat_room(), "cam1")
+    f = textured(3)
+    f[300:330, 480:510] = 255  # 30x30 px: 0.3% of the frame, 0.9% of the crop of seat R
+    core.process([("c", 0.0, f)])
+    phones = [b for b in core.cameras["c"].boxes if b.label == "cell phone"]
+    assert len(phones) == 1  # seen on the crop of R only, and not on the whole frame
+    p = phones[0]
+    assert (p.x1, p.y1, p.x2, p.y2) == pytest.approx((0.75, 0.625, 0.797, 0.6875), abs=0.004)
+    assert [b.label for b in core.cameras["c"].boxes].count("person") == 1
+    # the phone model never saw the whole frame; the person model saw only the whole frame
+    assert pm.shapes == [(480, 640, 3)]
+    assert len(om.shapes) == 2 and all(s[0] < 480 and s[1] < 640 for s in om.shapes)
+    assert core.stats.crops == 2
+    assert core.cameras["c"].rules.last_assignment.phones["R"] == [p]
+
+
+def test_detectors_without_sources_are_used_whole_and_without_crops():
+    det = ScriptedDetector()
+    split = split_detector(det)
+    assert split.frame is det and split.crop is None
+    core = AnalysisCore(det, RulesConfig(), DetectionConfig(), snapshots=False)
+    core.add_camera("c", room(), "cam1")
+    assert core.cameras["c"].crops == []
+
+
+def test_seat_crops_are_raised_above_the_seat_for_a_phone_held_up():
+    (left, right) = seat_crop_rects(_two_seat_room(), "cam1")
+    assert left[1] == pytest.approx(0.4) and right[1] == pytest.approx(0.4)  # 0.1 above 0.5
+    assert left[0] == 0.0 and right[2] == 1.0 and left[3] == right[3] == 1.0

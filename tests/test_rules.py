@@ -184,3 +184,24 @@ def test_flaky_detection_of_a_seated_person_is_not_an_empty_seat():
     # the detector sees the person at A in one frame out of four for 30 s
     frames = [seated() if i % 4 == 0 else [person(0.75, 0.8)] for i in range(60)]
     assert run(CameraRules("cam1", [A, B], cfg(seat_empty_seconds=10.0)), frames) == []
+
+
+def test_tamper_onset_backdates_the_event_start_only():
+    r = CameraRules("cam1", [A, B], cfg())
+    ups = []
+    for i in range(12):
+        t = i * 0.5
+        tamper = {"frozen": 1.0} if i >= 6 else {}
+        ups += r.update(t, seated(), tamper, tamper_onsets={"frozen": 0.5} if i >= 6 else {})
+    ups += r.finish()
+    assert [(u.action, u.event.kind) for u in ups] == [("opened", "frozen"), ("closed", "frozen")]
+    assert ups[0].event.start_s == pytest.approx(0.5)  # not 3.0 (first report) nor 4.0 (debounce)
+    assert ups[1].event.end_s == pytest.approx(5.5)
+
+
+def test_an_onset_later_than_the_debounce_start_is_ignored():
+    r = CameraRules("cam1", [A, B], cfg())
+    ups = []
+    for i in range(6):
+        ups += r.update(i * 0.5, seated(), {"covered": 0.9}, tamper_onsets={"covered": 2.0})
+    assert ups[0].event.start_s == pytest.approx(0.0)

@@ -104,3 +104,27 @@ def test_tamper_becomes_one_debounced_event(frames):
     ev = ups[0].event
     assert ev.start_s == pytest.approx(frames[ONSET][0], abs=0.01)
     assert ev.end_s == pytest.approx(frames[ONSET + 11][0], abs=0.01)
+
+
+def test_frozen_event_starts_at_the_first_repeated_frame_not_when_reported(frames):
+    det = TamperDetector()
+    rules = CameraRules("cam1", [], RulesConfig())
+    ups = []
+    held = None
+    for i, (t, f) in enumerate(frames):
+        if i >= ONSET:
+            held = f if held is None else held
+            f = held
+        ups += rules.update(t, [], det.update(t, f), tamper_onsets=det.onsets())
+    opened = [u for u in ups if u.action == "opened"]
+    assert [(u.event.rule, u.event.kind) for u in opened] == [("camera_tamper", "frozen")]
+    # reported >= frozen_seconds later, but dated from the first frame repeating its predecessor
+    assert opened[0].event.start_s == pytest.approx(frames[ONSET + 1][0], abs=0.01)
+    assert det.onsets() == {"frozen": pytest.approx(frames[ONSET + 1][0], abs=0.01)}
+
+
+def test_no_onset_while_live(frames):
+    det = TamperDetector()
+    for t, f in frames[:10]:
+        det.update(t, f)
+    assert det.onsets() == {}
