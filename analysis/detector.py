@@ -9,8 +9,10 @@ Contract (what the rules/pipeline code relies on)
   descending score. Coordinates are normalised to ``0..1`` of *that* frame
   (``x1 <= x2``, ``y1 <= y2``, clipped). Labels are COCO names; the default
   detector reports only ``"person"`` and ``"cell phone"``.
-* Only labels that have a score threshold are reported; per-label thresholds
-  are applied after per-label non-maximum suppression.
+* Only labels that have a score threshold are reported. Boxes under their
+  label's threshold are dropped, then each model's boxes go through per-label
+  non-maximum suppression, then the models are merged without double counts
+  (see :class:`OnnxDetector`).
 * Batching never changes results: ``detect([a, b]) == detect([a]) + detect([b])``
   (up to float rounding).
 * Callers that analyse a region (a seat) crop the frame themselves with
