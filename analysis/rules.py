@@ -8,9 +8,11 @@ Contract (all counts are in *analysed* frames of one camera, fed in time order):
   Anyone else is *outside every seat*.
 * ``extra_person`` at a seat: more than one person there.  ``extra_person`` with seat ``None``:
   a person outside every seat, when ``RulesConfig.outside_seat_is_extra``.
-* ``phone`` at a seat: a phone box, attributed to the seat whose polygon contains its centre,
-  else the seat whose polygon overlaps it most, else the seat of the person whose box contains
-  it (or is nearest), else the nearest seat.
+* ``phone`` at a seat: a phone box held by a person of that seat.  The holder is the person
+  whose box contains the phone's centre or is within ``PHONE_REACH`` box widths of it (nearest
+  first); the phone belongs to the holder's seat.  A phone nobody is holding, or held by someone
+  outside every seat, is unattributed and raises nothing (phones lying on a desk, false boxes
+  on badges or papers).
 * Debounce (:class:`Debouncer`): an incident opens once ``open_k`` of the last ``open_n`` frames
   are positive (start = first positive frame in that window), and closes after ``close_m``
   consecutive clear frames (end = last positive frame).  One event per incident.
@@ -42,6 +44,10 @@ FOOTAGE_PRE_S = 5.0
 FOOTAGE_POST_S = 5.0
 # Publish "updated" only when the peak confidence rose by this much.
 UPDATE_STEP = 0.1
+#: A phone is held by a person whose box contains its centre or is within this many box widths
+#: of it (a hand held out); a phone nobody can be holding (on a desk, a badge, a false box far
+#: from anyone) raises nothing.
+PHONE_REACH = 0.35
 
 
 class BoxLike(Protocol):
@@ -135,27 +141,36 @@ def seat_of_person(box: BoxLike, seats: Sequence[SeatConfig], margin: float = 0.
     return None if best is None else best[1]
 
 
+def _box_gap(p: Point, box: BoxLike) -> float:
+    """0 when ``p`` is inside ``box``, else its distance to the box."""
+    dx = max(box.x1 - p[0], 0.0, p[0] - box.x2)
+    dy = max(box.y1 - p[1], 0.0, p[1] - box.y2)
+    return math.hypot(dx, dy)
+
+
+def holder_of_phone(
+    box: BoxLike, people: Sequence[tuple[BoxLike, str | None]], reach: float = PHONE_REACH
+) -> tuple[BoxLike, str | None] | None:
+    """The person who can be holding the phone ``box``: the person box containing the phone's
+    centre, or within ``reach`` x that box's width of it (an arm held out), nearest first;
+    None when nobody is within reach."""
+    c = centre(box)
+    cands = [(_box_gap(c, pb), math.dist(c, centre(pb)), i) for i, (pb, _) in enumerate(people)
+             if _box_gap(c, pb) <= reach * max(pb.x2 - pb.x1, 1e-6)]
+    if not cands:
+        return None
+    return people[min(cands)[2]]
+
+
 def seat_of_phone(
-    box: BoxLike, seats: Sequence[SeatConfig], people: Sequence[tuple[BoxLike, str | None]]
+    box: BoxLike, seats: Sequence[SeatConfig], people: Sequence[tuple[BoxLike, str | None]],
+    reach: float = PHONE_REACH,
 ) -> str | None:
-    """See the module contract for the attribution order."""
+    """See the module contract: the seat of the person holding the phone, None without one."""
     if not seats:
         return None
-    c = centre(box)
-    for s in seats:
-        if point_in_polygon(c, s.polygon):
-            return s.id
-    overlaps = [(box_polygon_overlap(box, s.polygon), s.id) for s in seats]
-    ov, sid = max(overlaps)
-    if ov > 0:
-        return sid
-    holders = [(pb, seat) for pb, seat in people if seat is not None]
-    inside = [(pb, seat) for pb, seat in holders if pb.x1 <= c[0] <= pb.x2 and pb.y1 <= c[1] <= pb.y2]
-    cands = inside or holders
-    if cands:
-        _pb, seat = min(cands, key=lambda ps: math.dist(c, centre(ps[0])))
-        return seat
-    return min(seats, key=lambda s: polygon_distance(c, s.polygon)).id
+    held = holder_of_phone(box, people, reach)
+    return None if held is None else held[1]
 
 
 def assign(

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from analysis.rules import CameraRules, Debouncer, assign, seat_of_person, seat_of_phone
+from analysis.rules import (
+    CameraRules,
+    Debouncer,
+    assign,
+    holder_of_phone,
+    seat_of_person,
+    seat_of_phone,
+)
 from config.models import RulesConfig, SeatConfig
 
 # Two seats side by side: A on the left half, B on the right half, lower part of the image.
@@ -86,22 +93,41 @@ def test_person_belongs_to_seat_of_lower_centre_not_of_most_of_the_body():
     assert seat_of_person(person(0.25, 0.49), [A, B], margin=0.02) == "A"
 
 
-def test_phone_attribution_polygon_then_holder_then_nearest():
-    p_a = person(0.25, 0.8)
-    people = [(p_a, "A"), (person(0.75, 0.8), "B")]
-    assert seat_of_phone(phone(0.7, 0.7), [A, B], people) == "B"  # centre inside B
+def test_phone_belongs_to_the_seat_of_the_person_holding_it():
+    p_a, p_b = person(0.25, 0.8), person(0.75, 0.8)  # boxes x 0.17..0.33 / 0.67..0.83, y 0.4..0.8
+    people = [(p_a, "A"), (p_b, "B")]
+    assert seat_of_phone(phone(0.7, 0.7), [A, B], people) == "B"  # in B's hands
     # raised to the face, above every polygon, inside A's person box
     assert seat_of_phone(phone(0.22, 0.45), [A, B], people) == "A"
-    # nobody around: nearest seat
-    assert seat_of_phone(phone(0.9, 0.1), [A, B], []) == "B"
+    # held out at arm's length beside A (0.04 from A's box, reach 0.35 x 0.16 = 0.056)
+    assert seat_of_phone(phone(0.37, 0.6), [A, B], people) == "A"
+    assert holder_of_phone(phone(0.37, 0.6), people) == (p_a, "A")
+    # inside B's polygon but nobody within reach: a phone lying on the desk / a false box
+    assert seat_of_phone(phone(0.55, 0.95), [A, B], people) is None
+    assert seat_of_phone(phone(0.9, 0.1), [A, B], []) is None
     assert seat_of_phone(phone(0.9, 0.1), [], []) is None
+
+
+def test_phone_in_seat_polygon_held_by_someone_at_another_seat_goes_to_the_holder():
+    # a visitor standing at B (feet in B) holds something up that reaches into A's polygon
+    visitor = Box("person", 0.8, 0.46, 0.2, 0.6, 0.9)
+    people = [(person(0.2, 0.8), "A"), (visitor, "B")]
+    assert seat_of_phone(phone(0.48, 0.55), [A, B], people) == "B"
+
+
+def test_assign_ignores_phones_nobody_holds():
+    a = assign([person(0.25, 0.8), phone(0.45, 0.95), phone(0.26, 0.5)], [A, B])
+    assert a.phones["A"] == [phone(0.26, 0.5)] and a.phones["B"] == []
+    assert a.unattributed_phones == [phone(0.45, 0.95)]
 
 
 def test_assign_counts_people_outside_and_phones():
     a = assign([person(0.2, 0.8), person(0.3, 0.9), person(0.5, 0.2), phone(0.8, 0.8)], [A, B])
     assert len(a.people["A"]) == 2 and a.people["B"] == []
     assert len(a.outside) == 1
-    assert len(a.phones["B"]) == 1
+    assert a.phones["B"] == [] and len(a.unattributed_phones) == 1  # empty seat: nobody holds it
+    b = assign([person(0.2, 0.8), person(0.75, 0.9), phone(0.8, 0.8)], [A, B])
+    assert len(b.phones["B"]) == 1 and b.unattributed_phones == []
 
 
 # --- rules ------------------------------------------------------------------------------------
