@@ -321,3 +321,51 @@ def test_ultralytics_and_plain_onnx_decoder_agree(
     # batches behave like singles on the torch side too
     both = ul_pt.detect([square, square])
     assert [len(x) for x in both] == [len(theirs), len(theirs)]
+
+
+# ----------------------------------------------------------------------------- sample clips
+
+CLIPS_DIR = Path(__file__).resolve().parent.parent / "sample_videos"
+
+
+def _clip_phone_cases() -> list[tuple[str, str, float, float]]:
+    import json
+
+    cases = []
+    for truth in sorted(CLIPS_DIR.glob("*.truth.json")):
+        doc = json.loads(truth.read_text())
+        for e in doc["events"]:
+            if e["rule"] == "phone":
+                cases.append((doc["clip"], e["seat"], float(e["start_s"]), float(e["end_s"])))
+    return cases
+
+
+@pytest.mark.skipif(not _clip_phone_cases(), reason="sample_videos/*.truth.json not present")
+@pytest.mark.parametrize(("clip", "seat", "start", "end"), _clip_phone_cases())
+def test_phone_found_on_seat_crops_of_sample_clips(clip: str, seat: str, start: float, end: float) -> None:
+    """Phone-only NanoDet on raised seat crops: the phone's seat fires, the other seats do not."""
+    import yaml
+
+    room = yaml.safe_load((CLIPS_DIR / clip.replace(".mp4", ".room.yaml")).read_text())
+    rects = {}
+    for s in room["seats"]:
+        xs = [p[0] for p in s["polygon"]]
+        ys = [p[1] for p in s["polygon"]]
+        rects[s["id"]] = (min(xs), max(0.0, min(ys) - 0.1), max(xs), max(ys))
+    phones = load_detector(labels=["cell phone"], phone_threshold=0.35)
+    cap = cv2.VideoCapture(str(CLIPS_DIR / clip))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 15.0
+    hits = 0
+    times = [start + (end - start) * k / 4 for k in (1, 2, 3)]
+    for t in times:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, round(t * fps))
+        ok, frame = cap.read()
+        assert ok, f"{clip}: cannot read frame at {t:.1f}s"
+        for sid, rect in rects.items():
+            found = phones.detect([crop_frame(frame, rect)])[0]
+            if sid == seat:
+                hits += bool(found)
+            else:
+                assert not found, (clip, t, sid, found)
+    cap.release()
+    assert hits >= 2, f"{clip}: phone at {seat} found in {hits}/3 sampled frames"
