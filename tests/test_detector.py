@@ -218,6 +218,9 @@ def test_explicit_sources_reject_unknown_labels() -> None:
 # ----------------------------------------------------------------------------- ultralytics
 
 HAVE_ULTRALYTICS = importlib.util.find_spec("ultralytics") is not None
+# `make test-ultralytics` sets EVALWATCH_REQUIRE_ULTRALYTICS so a broken install fails, not skips.
+if os.environ.get("EVALWATCH_REQUIRE_ULTRALYTICS") and not HAVE_ULTRALYTICS:
+    raise RuntimeError("EVALWATCH_REQUIRE_ULTRALYTICS is set but ultralytics cannot be imported")
 needs_ultralytics = pytest.mark.skipif(
     not HAVE_ULTRALYTICS,
     reason="ultralytics extra not installed (pip install torch==2.14.1 torchvision==0.29.1 "
