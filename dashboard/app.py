@@ -28,7 +28,7 @@ from dashboard.errors import ApiError, error_body, install_error_handlers
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics
 from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principal, allow, page
-from dashboard.routes import admin, auth, events, live, replay
+from dashboard.routes import admin, auth, events, live, replay, seating
 from dashboard.security import SessionCodec
 from dashboard.state import DashState
 from dashboard.users import UserCache, seed_users
@@ -134,7 +134,7 @@ def create_app(services: Any) -> FastAPI:
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
         return response
 
-    for r in (auth.router, events.router, live.router, replay.router, admin.router):
+    for r in (auth.router, events.router, live.router, replay.router, admin.router, seating.router):
         app.include_router(r)
     app.include_router(_misc_router(st))
     for extra in getattr(services, "extra_routers", None) or []:

@@ -8,6 +8,7 @@ and never a stack trace.  Every code used here must exist in both ``dashboard/i1
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -45,6 +46,8 @@ MESSAGES: dict[str, str] = {
     "err.password_too_long": "The password is too long.",
     "err.cannot_demote_self": "You cannot change your own role or deactivate yourself.",
     "err.body_too_large": "Request body too large.",
+    "err.seating_infeasible": "The experts cannot be seated in these rooms.",
+    "err.no_footage": "No archived footage in this range.",
 }
 
 
@@ -64,8 +67,13 @@ class LoginRedirect(Exception):
     """Raised by page gates for anonymous visitors: answered with a redirect to the login page."""
 
 
-def error_body(code: str, detail: str | None = None) -> dict[str, str]:
-    return {"detail": detail or MESSAGES[code], "code": code}
+def error_body(code: str, detail: str | None = None) -> dict[str, Any]:
+    """``{"detail", "code"}``; ``"specific": true`` when ``detail`` says more than the code's
+    generic message (the UI then shows the translated code followed by the detail)."""
+    body: dict[str, Any] = {"detail": detail or MESSAGES[code], "code": code}
+    if detail and detail != MESSAGES[code]:
+        body["specific"] = True
+    return body
 
 
 def install_error_handlers(app: FastAPI) -> None:

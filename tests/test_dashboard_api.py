@@ -267,17 +267,12 @@ async def test_replay_index_ranges_and_export(app: Any, services: Services) -> N
         r = await c.get("/api/replay/site1/room1/cam1/verify", params=q)
         assert r.status_code == 502 and r.json()["code"] == "err.storage_unavailable"
         services.objects.fail = False
+        # these rows have no chain links in storage: the export refuses with the missing piece
+        # (tests/test_dashboard_sessions.py exports real archived footage and verifies it offline)
         r = await c.get("/api/export/site1/room1/cam1", params=q)
-        assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
-        import io
-        import zipfile
-
-        z = zipfile.ZipFile(io.BytesIO(r.content))
-        manifest = json.loads(z.read("manifest.json"))
-        assert manifest["exported_by"] == "aud" and len(manifest["segments"]) == 3
-        assert len([n for n in z.namelist() if n.endswith(".mp4")]) == 3
+        assert r.status_code == 502 and "chain link seq 1 of site1/room1/cam1" in r.json()["detail"]
     assert [a.target for a in audit_rows(services, "replay")] == ["site1/room1/cam1"]
-    assert [a.actor for a in audit_rows(services, "export")] == ["aud"]
+    assert audit_rows(services, "export") == []
 
 
 async def test_admin_users_and_audit(app: Any, services: Services) -> None:

@@ -70,6 +70,8 @@ EXPECTED: dict[str, set[str]] = {
     "GET /api/sessions/{session_id}/seal": {"admin", "supervisor", "auditor"},
     "GET /api/sessions/{session_id}/report": {"admin", "supervisor", "auditor"},
     "GET /api/sessions/{session_id}/export": {"admin", "auditor"},
+    # random seat assignment for the session form (dashboard.routes.seating)
+    "POST /api/seats/assign": {"admin", "supervisor"},
 }
 
 PARAMS = {
@@ -91,6 +93,10 @@ BODIES: dict[str, Any] = {
     "POST /api/users": {"username": "x", "role": "observer", "password": "short"},
     "PATCH /api/users/{username}": {"display_name": "Observer"},
     "POST /api/sessions": {"code": "", "rooms": []},
+    "POST /api/seats/assign": {
+        "rooms": [{"site": "site1", "room": "room1"}],
+        "bids": [{"id": "B1", "experts": ["e1"]}],
+    },
 }
 
 

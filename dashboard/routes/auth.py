@@ -37,6 +37,8 @@ class MeOut(BaseModel):
     role: str
     display_name: str | None
     csrf: str
+    #: ``hub.timezone``: the UI shows every time in the hub's zone, not the browser's.
+    timezone: str = "Asia/Shanghai"
 
 
 class PasswordIn(BaseModel):
@@ -113,7 +115,9 @@ async def login(body: LoginIn, request: Request, response: Response) -> MeOut:
         secure=st.secure_cookies,
         path="/",
     )
-    return MeOut(username=body.username, role=role, display_name=display, csrf=sess.csrf)
+    return MeOut(
+        username=body.username, role=role, display_name=display, csrf=sess.csrf, timezone=st.cfg.hub.timezone
+    )
 
 
 @router.post("/api/auth/logout")
@@ -130,9 +134,16 @@ async def logout(
 
 
 @router.get("/api/auth/me", response_model=MeOut)
-async def me(me: Annotated[Principal, Depends(allow(*ANY_USER))]) -> MeOut:
-    """The logged-in user and the CSRF token to send as ``X-CSRF-Token`` on state changes."""
-    return MeOut(username=me.username, role=me.role, display_name=me.display_name, csrf=me.csrf)
+async def me(request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]) -> MeOut:
+    """The logged-in user, the CSRF token to send as ``X-CSRF-Token`` on state changes and the
+    hub's time zone (the UI displays times in it)."""
+    return MeOut(
+        username=me.username,
+        role=me.role,
+        display_name=me.display_name,
+        csrf=me.csrf,
+        timezone=get_state(request).cfg.hub.timezone,
+    )
 
 
 @router.post("/api/auth/password")

@@ -8,17 +8,15 @@ the segments bucket through :func:`segment_video` (HTTP ``Range`` supported, so 
 
 from __future__ import annotations
 
-import io
-import json
 import re
-import zipfile
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 
 from dashboard import audit
 from dashboard.dbutil import run_db
@@ -220,42 +218,29 @@ async def export_evidence(
     end: datetime,
     _fmt: Annotated[str, Query(alias="format", pattern="^zip$")] = "zip",
 ) -> Response:
-    """A zip of the range's segments + ``manifest.json`` (segment hashes and chain links, events,
-    who exported and when).  At most 30 minutes.  Audit ``export``."""
+    """The range's evidence zip in the ``sessions.export`` format (chain links up to a signed
+    head, segments as archived, events + snapshots, signed manifest): ``evalwatch verify FILE.zip``
+    checks it offline.  At most 30 minutes.  Audit ``export``."""
+    from dashboard.evidence import EvidenceError, NoFootage, export_camera_range, remove_export
+
     st = get_state(request)
     start, end = _check_range(st, site, room, camera, start, end, MAX_EXPORT)
-
-    def q(s: Session) -> tuple[list[dict[str, Any]], list[tuple[str, str]], list[dict[str, Any]]]:
-        segs = _segments(s, site, room, camera, start, end)
-        evs = s.scalars(
-            select(Event)
-            .where(Event.site == site, Event.room == room, Event.camera == camera)
-            .where(Event.started_at < end, Event.started_at >= start - timedelta(hours=1))
-        )
-        meta = [
-            {**_seg_dict(g), "key": g.key, "prev_hash": g.prev_hash, "link_hash": g.link_hash} for g in segs
-        ]
-        return (
-            meta,
-            [(g.key, f"segments/{g.start.strftime('%Y%m%dT%H%M%SZ')}_{g.seq}.mp4") for g in segs],
-            [event_dict(e) for e in evs],
-        )
-
-    meta, files, events = await run_db(st.db, q)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
-        for key, name in files:
-            z.writestr(name, await fetch_object(st, st.cfg.storage.s3.bucket_segments, key, "export"))
-        manifest = {
-            "camera": f"{site}/{room}/{camera}",
-            "start": start.isoformat(),
-            "end": end.isoformat(),
-            "exported_by": me.username,
-            "exported_at": datetime.now(UTC).isoformat(),
-            "segments": meta,
-            "events": events,
-        }
-        z.writestr("manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
+    if st.services.objects is None:
+        raise ApiError(503, "err.storage_unavailable")
+    try:
+        r = await export_camera_range(st, site, room, camera, start, end, me.username)
+    except NoFootage as e:
+        raise ApiError(422, "err.no_footage", str(e)) from None
+    except EvidenceError as e:
+        raise ApiError(502, "err.storage_unavailable", str(e)) from None
+    except OSError as e:
+        st.metrics.s3_errors.labels(op="export").inc()
+        raise ApiError(502, "err.storage_unavailable") from e
+    except Exception as e:
+        if type(e).__module__.startswith(("minio", "urllib3", "storage", "aiohttp", "botocore")):
+            st.metrics.s3_errors.labels(op="export").inc()
+            raise ApiError(502, "err.storage_unavailable") from e
+        raise
     await audit.record(
         st.db,
         me.username,
@@ -263,11 +248,19 @@ async def export_evidence(
         role=me.role,
         target=f"{site}/{room}/{camera}",
         ip=client_ip(request),
-        details={"start": start.isoformat(), "end": end.isoformat(), "segments": len(files)},
+        details={
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "segments": r.segments,
+            "links": r.links,
+            "anchor": r.anchor,
+            "session_id": r.session_id,
+            "file": r.path.name,
+        },
     )
-    fname = f"evidence_{site}_{room}_{camera}_{start.strftime('%Y%m%dT%H%M%SZ')}.zip"
-    return Response(
-        buf.getvalue(),
+    return FileResponse(
+        r.path,
         media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{fname}"'},
+        filename=r.path.name,
+        background=BackgroundTask(remove_export, r.path),
     )

@@ -40,7 +40,35 @@
   async function guarded(fn) {
     try { return await fn(); } catch (e) { toast(e.message || t("common.network_error")); return undefined; }
   }
-  const fmtTime = (iso) => (iso ? new Date(iso).toLocaleString(window.i18n.lang, { hour12: false }) : "");
+  // Every time is shown in the hub's zone (hub.timezone, from /api/auth/me), not the browser's.
+  let hubTz = "Asia/Shanghai";
+  const fmtMs = (ms) => new Date(ms).toLocaleString(window.i18n.lang, { hour12: false, timeZone: hubTz });
+  const fmtTime = (iso) => (iso ? fmtMs(new Date(iso).getTime()) : "");
+  function zoneParts(ms) { // wall-clock fields of the instant ms in the hub's zone
+    const f = new Intl.DateTimeFormat("en-US", { timeZone: hubTz, hourCycle: "h23", year: "numeric", month: "2-digit",
+      day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    const p = {};
+    for (const x of f.formatToParts(new Date(ms))) p[x.type] = x.value;
+    return p;
+  }
+  function zoneOffsetMs(ms) {
+    const p = zoneParts(ms);
+    return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour % 24, +p.minute, +p.second) - Math.floor(ms / 1000) * 1000;
+  }
+  /* "YYYY-MM-DDTHH:MM[:SS]" read as wall-clock time in the hub's zone -> epoch ms (NaN if invalid). */
+  function zonedToMs(v) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?/.exec(v || "");
+    if (!m) return NaN;
+    const guess = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0));
+    let ms = guess - zoneOffsetMs(guess);
+    ms = guess - zoneOffsetMs(ms); // second pass: exact across DST changes
+    return ms;
+  }
+  /* epoch ms -> "YYYY-MM-DDTHH:MM:SS" wall-clock in the hub's zone (datetime-local inputs). */
+  function msToZoned(ms) {
+    const p = zoneParts(ms);
+    return p.year + "-" + p.month + "-" + p.day + "T" + (p.hour === "24" ? "00" : p.hour) + ":" + p.minute + ":" + p.second;
+  }
   const ruleName = (r) => t("rule." + r, t("rule.unknown"));
   const el = (tag, cls, text) => {
     const e = document.createElement(tag);
@@ -53,11 +81,19 @@
   // ---- boot -----------------------------------------------------------------------------
   me = await api("GET", "/api/auth/me");
   csrf = me.csrf;
+  if (me.timezone) {
+    try { new Intl.DateTimeFormat("en-US", { timeZone: me.timezone }); hubTz = me.timezone; } catch (e) { /* keep default */ }
+  }
+  ev.timezone = hubTz;
+  ev.fmtTime = fmtTime;
+  const showTz = () => { $("tz-label").textContent = t("common.times_in") + " " + hubTz; };
+  showTz();
   const can = {
     wall: ["admin", "supervisor", "observer"].includes(me.role),
     handle: ["admin", "supervisor"].includes(me.role),
     replay: ["admin", "supervisor", "auditor"].includes(me.role),
     export: ["admin", "auditor"].includes(me.role),
+    manage: ["admin", "supervisor"].includes(me.role),
   };
   $("me-name").textContent = me.display_name || me.username;
   const showRole = () => { $("me-role").textContent = t("role." + me.role); };
@@ -81,7 +117,7 @@
   }
 
   // ---- views ----------------------------------------------------------------------------
-  const views = ["wall", "alerts", "replay", "users", "audit"];
+  const views = ["wall", "alerts", "sessions", "replay", "users", "audit"];
   let current = null;
   function show(view, arg) {
     const allowed = [...document.querySelectorAll("#nav button")].filter((b) => !b.hidden).map((b) => b.dataset.view);
@@ -92,6 +128,7 @@
     if (view === "wall") wall.visible(true); else wall.visible(false);
     if (view === "alerts") alerts.load();
     if (view === "replay") replay.open(arg);
+    if (view === "sessions") sessionsView.open(arg);
     if (view === "users") users.load();
     if (view === "audit") auditView.load();
   }
@@ -316,14 +353,20 @@
           const tile = tiles.get(camKey(c));
           if (!tile) continue;
           tile.online = c.online;
-          const age = c.last_frame_age == null ? "–" : c.last_frame_age.toFixed(1) + " " + t("wall.seconds_ago");
-          tile.stat.textContent = (c.online ? t("wall.online") : t("wall.offline")) + " · " +
-            c.fps.toFixed(1) + " " + t("wall.fps") + " · " + age;
+          tile.lastStatus = c;
+          renderStat(tile);
           tile.alerts = c.alerts || {};
           renderBadges(tile);
         }
         tick();
       } catch (e) { /* transient: the next poll retries */ }
+    }
+    function renderStat(tile) {
+      const c = tile.lastStatus;
+      if (!c) return;
+      const age = c.last_frame_age == null ? "–" : c.last_frame_age.toFixed(1) + " " + t("wall.seconds_ago");
+      tile.stat.textContent = (c.online ? t("wall.online") : t("wall.offline")) + " · " +
+        c.fps.toFixed(1) + " " + t("wall.fps") + " · " + age;
     }
     function renderBadges(tile) {
       tile.badges.textContent = "";
@@ -363,7 +406,7 @@
       tick();
     }
     if (can.wall) { build(); pollStatus(); setInterval(pollStatus, 2000); }
-    return { visible, flash, tiles, relabel: () => { for (const tile of tiles.values()) { setState(tile, tile.state); renderBadges(tile); } } };
+    return { visible, flash, tiles, relabel: () => { for (const tile of tiles.values()) { setState(tile, tile.state); renderStat(tile); renderBadges(tile); } } };
   })();
 
   // ---- alerts -------------------------------------------------------------------------------
@@ -541,13 +584,52 @@
   const replay = (function () {
     const sel = $("r-camera");
     for (const c of cameras) sel.appendChild(new Option(c.siteName + " / " + c.roomName + " / " + (c.name || c.camera), camKey(c)));
-    const toInput = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60000).toISOString().slice(0, 19);
-    const fromInput = (v) => new Date(v).getTime();
+    const allOptions = [...sel.options].map((o) => [o.text, o.value]);
+    const toInput = (ms) => msToZoned(ms);
+    const fromInput = (v) => zonedToMs(v);
     const S = { segs: [], events: [], start: 0, end: 0, idx: -1, active: $("r-video-a"), standby: $("r-video-b"),
-                rate: 1, seekT0: 0, seekPending: false };
+                rate: 1, seekT0: 0, seekPending: false, verify: null, session: null, loaded: false };
+
+    /* Replay of one session: only its cameras, only its time window. */
+    function restrict(sess) {
+      S.session = sess;
+      sel.length = 0;
+      const cams = sess ? sess.cameras.map(camKey) : null;
+      for (const [text, value] of allOptions) if (!cams || cams.includes(value)) sel.appendChild(new Option(text, value));
+      $("r-session").hidden = !sess;
+      for (const id of ["r-from", "r-to"]) {
+        $(id).min = sess ? toInput(sess.from) : "";
+        $(id).max = sess ? toInput(sess.to) : "";
+      }
+      relabelSession();
+    }
+    function relabelSession() {
+      if (S.session) $("r-session-text").textContent = t("replay.session_mode") + " " + S.session.code + " (" +
+        fmtMs(S.session.from) + " – " + fmtMs(S.session.to) + ")";
+    }
+    $("r-session-leave").addEventListener("click", () => { restrict(null); location.hash = "replay"; });
+    async function openSession(id, cam) {
+      const sess = await guarded(() => api("GET", "/api/sessions/" + encodeURIComponent(id)));
+      if (!sess) return;
+      const from = new Date(sess.started_at || sess.planned_start).getTime();
+      const to = sess.closed_at ? new Date(sess.closed_at).getTime()
+        : (sess.started_at ? Math.max(Date.now(), from + 1000) : new Date(sess.planned_end).getTime());
+      restrict({ id: sess.id, code: sess.code, cameras: sess.cameras, from, to });
+      if (cam && [...sel.options].some((o) => o.value === cam)) sel.value = cam;
+      $("r-from").value = toInput(from);
+      $("r-to").value = toInput(to);
+      load();
+    }
     ev.replay = { lastSeekMs: null, seeks: [], seekTo: (ms) => seekTo(ms), state: S, currentMs: () => currentMs() };
 
     function open(arg) {
+      if (arg && arg[0] === "session" && arg[1]) {
+        openSession(arg[1], arg.length >= 5 ? arg.slice(2, 5).join("/") : null);
+        return;
+      }
+      if (S.session && arg && arg.length >= 4 && !S.session.cameras.map(camKey).includes(arg.slice(0, 3).join("/"))) {
+        restrict(null);
+      }
       if (arg && arg.length >= 4) {
         const at = Number(arg[3]);
         sel.value = arg.slice(0, 3).join("/");
@@ -562,9 +644,16 @@
     }
 
     async function load(seekMs) {
-      const start = fromInput($("r-from").value);
-      const end = fromInput($("r-to").value);
+      let start = fromInput($("r-from").value);
+      let end = fromInput($("r-to").value);
       if (!sel.value || !isFinite(start) || !isFinite(end)) { toast(t("err.bad_range")); return; }
+      if (S.session) { // never outside the session's window
+        start = Math.max(start, S.session.from);
+        end = Math.min(end, S.session.to);
+        if (end <= start) { toast(t("err.bad_range")); return; }
+        $("r-from").value = toInput(start);
+        $("r-to").value = toInput(end);
+      }
       const q = "start=" + encodeURIComponent(new Date(start).toISOString()) + "&end=" + encodeURIComponent(new Date(end).toISOString());
       const data = await guarded(() => api("GET", "/api/replay/" + sel.value + "?" + q));
       if (!data) return;
@@ -573,29 +662,39 @@
       S.events = data.events;
       S.idx = -1;
       for (const v of [S.active, S.standby]) { v.pause(); v.removeAttribute("src"); v.load(); delete v.dataset.idx; }
+      S.loaded = true;
       drawTimeline();
-      $("r-info").textContent = S.segs.length + " " + t("replay.segments");
+      relabelInfo();
       $("r-nofootage").hidden = S.segs.length > 0;
-      if (!S.segs.length) $("r-nofootage").textContent = t("replay.no_footage");
       verify(q);
       if (S.segs.length) seekTo(seekMs && isFinite(seekMs) ? seekMs : S.segs[0].s);
     }
     $("r-load").addEventListener("click", () => load());
 
-    async function verify(q) {
+    function relabelInfo() {
+      if (!S.loaded) return;
+      $("r-info").textContent = S.segs.length + " " + t("replay.segments");
+      $("r-nofootage").textContent = S.segs.length ? "" : t("replay.no_footage");
+    }
+    function relabelVerify() { // the badge from the last answer, in the current language
       const b = $("r-verify");
-      b.className = "badge muted";
-      b.textContent = t("replay.verifying");
+      const v = S.verify;
+      if (!v) { b.textContent = ""; return; }
+      if (v.pending) { b.className = "badge muted"; b.textContent = t("replay.verifying"); return; }
+      if (v.failed) { b.className = "badge warn"; b.textContent = t("replay.verify_unknown"); b.dataset.ok = "unknown"; return; }
+      b.className = "badge " + (v.ok ? "ok" : "");
+      b.textContent = v.ok ? t("replay.verify_ok") + " (" + v.segments + ")" : t("replay.verify_fail") + ": " + (v.message || "");
+      b.dataset.ok = String(v.ok);
+    }
+    async function verify(q) {
+      S.verify = { pending: true };
+      relabelVerify();
       try {
-        const v = await api("GET", "/api/replay/" + sel.value + "/verify?" + q);
-        b.className = "badge " + (v.ok ? "ok" : "");
-        b.textContent = v.ok ? t("replay.verify_ok") + " (" + v.segments + ")" : t("replay.verify_fail") + ": " + (v.message || "");
-        b.dataset.ok = String(v.ok);
+        S.verify = await api("GET", "/api/replay/" + sel.value + "/verify?" + q);
       } catch (e) {
-        b.className = "badge warn";
-        b.textContent = t("replay.verify_unknown");
-        b.dataset.ok = "unknown";
+        S.verify = { failed: true };
       }
+      relabelVerify();
     }
 
     const frac = (ms) => Math.max(0, Math.min(1, (ms - S.start) / (S.end - S.start)));
@@ -724,7 +823,7 @@
     function clock() {
       const ms = currentMs();
       if (ms == null) return;
-      $("r-clock").textContent = new Date(ms).toLocaleString(window.i18n.lang, { hour12: false });
+      $("r-clock").textContent = fmtMs(ms);
       $("r-playhead").style.left = frac(ms) * 100 + "%";
     }
     $("r-play").addEventListener("click", () => {
@@ -736,12 +835,33 @@
       S.active.playbackRate = S.rate;
       S.standby.playbackRate = S.rate;
     });
-    $("r-export").addEventListener("click", () => {
-      const q = "start=" + encodeURIComponent(new Date(fromInput($("r-from").value)).toISOString()) +
-                "&end=" + encodeURIComponent(new Date(fromInput($("r-to").value)).toISOString());
-      window.location.href = "/api/export/" + sel.value + "?" + q;
+    $("r-export").addEventListener("click", async () => {
+      const start = fromInput($("r-from").value);
+      const end = fromInput($("r-to").value);
+      if (!sel.value || !isFinite(start) || !isFinite(end)) { toast(t("err.bad_range")); return; }
+      const url = "/api/export/" + sel.value + "?start=" + encodeURIComponent(new Date(start).toISOString()) +
+                  "&end=" + encodeURIComponent(new Date(end).toISOString());
+      // fetch first so that a refusal (range too long, no footage) is shown instead of a JSON page
+      let res;
+      try { res = await fetch(url, { credentials: "same-origin" }); } catch (e) { toast(t("common.network_error")); return; }
+      if (!res.ok) { let body = null; try { body = await res.json(); } catch (e) { body = null; } toast(window.i18n.errorText(body)); return; }
+      const blob = await res.blob();
+      const m = /filename="?([^";]+)"?/.exec(res.headers.get("content-disposition") || "");
+      const a = document.createElement("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = m ? m[1] : "evidence.zip";
+      document.body.appendChild(a);
+      a.click();
+      setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
     });
-    return { open, load, seekTo };
+    function relabel() {
+      relabelInfo();
+      relabelVerify();
+      relabelSession();
+      if (S.loaded) drawTimeline();
+      clock();
+    }
+    return { open, load, seekTo, relabel };
   })();
 
   // ---- users (admin) --------------------------------------------------------------------------
@@ -815,12 +935,284 @@
     return { load };
   })();
 
+  // ---- evaluation sessions ------------------------------------------------------------------------
+  const sessionsView = (function () {
+    const byId = new Map();
+    let selected = null;      // session dict shown in the detail panel
+    let sealCheck = null;     // {ok, problems, key_id} of the selected session
+    let seating = null;       // last /api/seats/assign answer (the form's seat list)
+    const roomsOf = (s) => [...new Set(s.cameras.map((c) => c.site + "/" + c.room))];
+    const roomLabel = (key) => {
+      const [site, room] = key.split("/");
+      const c = cameras.find((x) => x.site === site && x.room === room);
+      return c ? c.siteName + " / " + c.roomName : key;
+    };
+    const statusText = (st) => t("session_status." + st, st);
+
+    // ---- list
+    async function load() {
+      const st = $("s-status").value;
+      const data = await guarded(() => api("GET", "/api/sessions" + (st ? "?status=" + st : "")));
+      if (!data) return;
+      byId.clear();
+      for (const s of data.sessions) byId.set(s.id, s);
+      renderList();
+      if (selected && byId.has(selected.id)) select(byId.get(selected.id), false);
+    }
+    function renderList() {
+      const body = $("sessions-body");
+      body.textContent = "";
+      for (const s of byId.values()) {
+        const tr = el("tr");
+        tr.dataset.sessionId = s.id;
+        tr.classList.toggle("selected", !!selected && selected.id === s.id);
+        tr.appendChild(el("td", "", s.code));
+        tr.appendChild(el("td", "", s.project));
+        tr.appendChild(el("td", "", s.bids.join(", ")));
+        tr.appendChild(el("td", "", fmtTime(s.planned_start) + " – " + fmtTime(s.planned_end)));
+        tr.appendChild(el("td", "", roomsOf(s).map(roomLabel).join("; ")));
+        tr.appendChild(el("td", "status st-" + s.status, statusText(s.status)));
+        tr.addEventListener("click", () => { location.hash = "sessions/" + s.id; });
+        body.appendChild(tr);
+      }
+      $("sessions-empty").hidden = byId.size > 0;
+    }
+    $("s-status").addEventListener("change", load);
+    $("s-refresh").addEventListener("click", load);
+
+    // ---- detail
+    async function select(s, fetchSeal) {
+      selected = s;
+      renderList();
+      renderDetail();
+      if (fetchSeal && s.status === "closed" && can.replay) {
+        sealCheck = null;
+        renderSeal();
+        sealCheck = await guarded(() => api("GET", "/api/sessions/" + s.id + "/seal")) || { failed: true };
+        if (selected && selected.id === s.id) renderSeal();
+      }
+    }
+    async function openId(id) {
+      const s = await guarded(() => api("GET", "/api/sessions/" + encodeURIComponent(id)));
+      if (s) { byId.set(s.id, s); select(s, true); }
+    }
+    function kv(body, key, value) {
+      const tr = el("tr");
+      tr.appendChild(el("td", "", t(key)));
+      tr.appendChild(el("td", "", value == null || value === "" ? "–" : String(value)));
+      body.appendChild(tr);
+    }
+    function renderDetail() {
+      const s = selected;
+      $("session-detail").hidden = !s;
+      if (!s) return;
+      $("session-detail").dataset.sessionId = s.id;
+      $("session-detail").dataset.status = s.status;
+      $("sd-title").textContent = s.code + " · " + s.project;
+      const info = $("sd-info");
+      info.textContent = "";
+      kv(info, "sessions.status", statusText(s.status));
+      kv(info, "sessions.bids", s.bids.join(", "));
+      kv(info, "sessions.planned", fmtTime(s.planned_start) + " – " + fmtTime(s.planned_end));
+      kv(info, "sessions.rooms", roomsOf(s).map(roomLabel).join("; "));
+      kv(info, "sessions.created", fmtTime(s.created_at) + " · " + s.created_by);
+      kv(info, "sessions.started", s.started_at ? fmtTime(s.started_at) + " · " + s.started_by : "");
+      kv(info, "sessions.closed", s.closed_at ? fmtTime(s.closed_at) + " · " + s.closed_by : "");
+      kv(info, "sessions.seed", s.seating_seed);
+      $("sd-start").hidden = !can.manage || s.status !== "scheduled";
+      $("sd-close").hidden = !can.manage || s.status !== "running";
+      const camSel = $("sd-camera");
+      const prev = camSel.value;
+      camSel.length = 0;
+      for (const c of s.cameras) {
+        const info2 = cameras.find((x) => camKey(x) === camKey(c));
+        camSel.appendChild(new Option(info2 ? info2.siteName + " / " + info2.roomName + " / " + (info2.name || c.camera) : camKey(c), camKey(c)));
+      }
+      if ([...camSel.options].some((o) => o.value === prev)) camSel.value = prev;
+      const canReplay = can.replay && s.status !== "scheduled";
+      $("sd-replay").hidden = !canReplay;
+      camSel.parentElement.hidden = !canReplay;
+      const lang = window.i18n.lang === "en" ? "en" : "zh";
+      const closed = s.status === "closed";
+      for (const [id, fmt] of [["sd-report-html", "html"], ["sd-report-pdf", "pdf"]]) {
+        $(id).hidden = !can.replay || !closed;
+        $(id).href = "/api/sessions/" + s.id + "/report?format=" + fmt + "&lang=" + lang;
+      }
+      $("sd-export").hidden = !can.export || !closed;
+      $("sd-export").href = "/api/sessions/" + s.id + "/export";
+      const seats = $("sd-seats");
+      seats.textContent = "";
+      for (const x of s.seats) seats.appendChild(seatRow(x.site + "/" + x.room, x.seat, x.expert, x.bid));
+      renderSeal();
+    }
+    function seatRow(room, seat, expert, bid) {
+      const tr = el("tr");
+      for (const v of [roomLabel(room), seat, expert, bid]) tr.appendChild(el("td", "", v));
+      return tr;
+    }
+    function renderSeal() {
+      const s = selected;
+      const box = $("sd-seal-box");
+      box.hidden = !s || s.status !== "closed";
+      if (box.hidden) return;
+      $("sd-key").textContent = s.key_id || "";
+      const b = $("sd-seal-status");
+      if (!can.replay) { b.hidden = true; } else if (!sealCheck) {
+        b.className = "badge muted"; b.textContent = t("sessions.seal_checking"); b.dataset.ok = "";
+      } else if (sealCheck.failed) {
+        b.className = "badge warn"; b.textContent = t("replay.verify_unknown"); b.dataset.ok = "unknown";
+      } else {
+        b.className = "badge " + (sealCheck.ok ? "ok" : "");
+        b.textContent = sealCheck.ok ? t("sessions.seal_ok") : t("sessions.seal_bad") + ": " + sealCheck.problems.join("; ");
+        b.dataset.ok = String(sealCheck.ok);
+      }
+      const body = $("sd-heads");
+      body.textContent = "";
+      for (const h of s.heads) {
+        const tr = el("tr");
+        tr.appendChild(el("td", "", h.site + "/" + h.room + "/" + h.camera));
+        tr.appendChild(el("td", "", String(h.first_seq)));
+        tr.appendChild(el("td", "", String(h.head_seq)));
+        const hash = el("td"); hash.appendChild(el("code", "", h.head_hash)); tr.appendChild(hash);
+        const sig = el("td"); sig.appendChild(el("code", "", h.signature)); tr.appendChild(sig);
+        tr.appendChild(el("td", "", fmtTime(h.sealed_at)));
+        body.appendChild(tr);
+      }
+    }
+    async function transition(what) {
+      if (!selected) return;
+      const id = selected.id;
+      const out = await guarded(() => api("POST", "/api/sessions/" + id + "/" + what));
+      if (out) {
+        byId.set(out.id, out);
+        toast(what === "start" ? t("sessions.started_ok") : t("sessions.closed_ok"));
+        select(out, true);
+      }
+    }
+    $("sd-start").addEventListener("click", () => transition("start"));
+    $("sd-close").addEventListener("click", () => {
+      if (window.confirm(t("sessions.close_confirm"))) transition("close");
+    });
+    $("sd-replay").addEventListener("click", () => {
+      if (selected) location.hash = "replay/session/" + selected.id + "/" + $("sd-camera").value;
+    });
+
+    // ---- create form
+    const roomBox = $("sf-rooms");
+    const roomKeys = [];
+    for (const c of cameras) {
+      const k = c.site + "/" + c.room;
+      if (roomKeys.includes(k)) continue;
+      roomKeys.push(k);
+      const lab = el("label");
+      const cb = el("input");
+      cb.type = "checkbox";
+      cb.value = k;
+      cb.addEventListener("change", invalidateSeating);
+      lab.append(cb, document.createTextNode(" " + roomLabel(k)));
+      roomBox.appendChild(lab);
+    }
+    for (const id of ["sf-bids", "sf-experts"]) $(id).addEventListener("input", invalidateSeating);
+    let errorOf = null; // renders the form's error in the current language
+    function formError(key) { errorOf = key ? () => t(key) : null; showFormError(); }
+    function formApiError(e) { errorOf = () => (e.body ? window.i18n.errorText(e.body) : e.message); showFormError(); }
+    function showFormError() { $("sf-error").textContent = errorOf ? errorOf() : ""; }
+    function invalidateSeating() {
+      seating = null;
+      $("sf-seating").hidden = true;
+      $("sf-create").disabled = true;
+    }
+    function bidsOf() {
+      return [...new Set($("sf-bids").value.split(/[,，;；\s]+/).map((x) => x.trim()).filter(Boolean))];
+    }
+    function chosenRooms() {
+      return [...roomBox.querySelectorAll("input:checked")].map((cb) => { const [site, room] = cb.value.split("/"); return { site, room }; });
+    }
+    $("s-new").addEventListener("click", () => {
+      $("session-form").hidden = false;
+      if (!$("sf-date").value) $("sf-date").value = msToZoned(Date.now()).slice(0, 10);
+      formError(null);
+      $("sf-code").focus();
+    });
+    $("sf-cancel").addEventListener("click", () => { $("session-form").hidden = true; invalidateSeating(); formError(null); });
+    $("sf-assign").addEventListener("click", async () => {
+      formError(null);
+      const bids = bidsOf();
+      const n = Number($("sf-experts").value);
+      const rooms = chosenRooms();
+      if (!bids.length) { formError("sessions.need_bids"); return; }
+      if (!rooms.length) { formError("sessions.need_rooms"); return; }
+      if (!Number.isInteger(n) || n < 1 || n > 200) { formError("sessions.need_experts"); return; }
+      const body = { rooms, bids: bids.map((b) => ({ id: b, experts: Array.from({ length: n }, (_, i) => b + "-" + (i + 1)) })) };
+      try {
+        seating = await api("POST", "/api/seats/assign", body);
+      } catch (e) {
+        invalidateSeating();
+        formApiError(e);
+        return;
+      }
+      renderSeating();
+    });
+    function renderSeating() {
+      $("sf-seating").hidden = !seating;
+      $("sf-create").disabled = !seating;
+      if (!seating) return;
+      $("sf-seed").textContent = String(seating.seed);
+      $("sf-warnings").textContent = seating.warnings.length ? t("sessions.seating_warning") + " " + seating.warnings.join("; ") : "";
+      const body = $("sf-seats");
+      body.textContent = "";
+      const rows = [...seating.assignments].sort((a, b) => (a.room + a.seat < b.room + b.seat ? -1 : 1));
+      for (const a of rows) body.appendChild(seatRow(a.room, a.seat, a.expert, a.bid));
+    }
+    $("session-form").addEventListener("submit", async (x) => {
+      x.preventDefault();
+      formError(null);
+      if (!seating) { formError("sessions.need_seating"); return; }
+      const date = $("sf-date").value;
+      const start = zonedToMs(date + "T" + $("sf-start").value);
+      let end = zonedToMs(date + "T" + $("sf-end").value);
+      if (!isFinite(start) || !isFinite(end)) { formError("sessions.need_times"); return; }
+      if (end <= start) { formError("sessions.end_before_start"); return; }
+      const spec = {
+        code: $("sf-code").value.trim(), project: $("sf-project").value.trim(), bids: bidsOf(),
+        planned_start: new Date(start).toISOString(), planned_end: new Date(end).toISOString(),
+        rooms: chosenRooms(), seating: { seed: seating.seed, assignments: seating.assignments },
+      };
+      let out;
+      try { out = await api("POST", "/api/sessions", spec); } catch (e) { formApiError(e); return; }
+      $("session-form").hidden = true;
+      $("session-form").reset();
+      invalidateSeating();
+      toast(t("sessions.created_ok"));
+      byId.set(out.id, out);
+      location.hash = "sessions/" + out.id;
+    });
+
+    function open(arg) {
+      load();
+      if (arg && arg[0]) openId(arg[0]);
+    }
+    function relabel() {
+      for (const lab of roomBox.querySelectorAll("label")) lab.lastChild.textContent = " " + roomLabel(lab.firstChild.value);
+      renderList();
+      renderDetail();
+      renderSeating();
+      showFormError();
+    }
+    return { open, load, relabel, byId };
+  })();
+
+  // Language switch: every string the scripts wrote is written again in the new language.
   document.addEventListener("i18n-changed", () => {
     showRole();
+    showTz();
     wall.relabel();
     alerts.renderRecent();
-    if (current === "alerts") alerts.render();
+    alerts.render();
+    replay.relabel();
+    sessionsView.relabel();
     if (current === "users") users.load();
+    if (current === "audit") auditView.load();
   });
   route();
   document.body.dataset.ready = "1";

@@ -36,7 +36,10 @@
 
   /* The message to show for a failed API response body {detail, code}. */
   function errorText(body) {
-    if (body && body.code && Object.prototype.hasOwnProperty.call(dict, body.code)) return dict[body.code];
+    if (body && body.code && Object.prototype.hasOwnProperty.call(dict, body.code)) {
+      // "specific": the server's detail says what exactly is wrong (field, room, expert...)
+      return body.specific && body.detail ? dict[body.code] + " " + String(body.detail) : dict[body.code];
+    }
     if (body && body.detail) return String(body.detail);
     return t("common.network_error");
   }
