@@ -11,8 +11,20 @@ logged in as a supervisor on the alerts view.
 * **Replay seek-to-first-frame**: ``evalwatch.replay.seekTo(t)`` at random times of one camera's
   archive, until the video element presents the first frame (``requestVideoFrameCallback``).
 
-Usage: ``python bench/latency.py [--agents 20] [--seconds 120] [--seeks 30] [--json out.json]``.
-Targets: alert p95 <= 1.0 s, seek p95 <= 300 ms.  Needs /usr/bin/chromium.
+**Agents.**  ``--real-agents K`` of them (default 1: the camera whose archive the seeks use) are
+real ``evalwatch agent`` processes (source decode, x264 encode once, MP4 spool + upload, live
+WebRTC).  The others are *simulated*: real :class:`capture.agent.Agent` objects (same ingest
+offer, same :class:`~capture.agent.PacketTrack` over WebRTC, heartbeat) whose camera source is
+replaced by a replayer of H.264 packets pre-encoded once from the room's clip at bench start, so
+no agent-side decode/encode runs and there is no archive upload from them.  The hub does its
+full work for every stream (WebRTC receive, decode, analysis, events).  They run in
+``--farms`` processes.  ``--real-agents N`` (= ``--agents``) runs all agents for real.
+
+The machine load (1/5/15-minute load average, CPU count) is sampled before, during and after
+the run and printed with the figures.
+
+Usage: ``python bench/latency.py [--agents 20] [--real-agents 1] [--seconds 120] [--seeks 30]
+[--json out.json]``.  Targets: alert p95 <= 1.0 s, seek p95 <= 300 ms.  Needs /usr/bin/chromium.
 """
 
 from __future__ import annotations
@@ -101,6 +113,121 @@ def write_config(tmp: Path, agents: int) -> Path:
     return path
 
 
+PACKETS: dict[str, list[tuple[bytes, bool]]] = {}
+
+
+def preencode(
+    clip: str, width: int, height: int, fps: int, max_seconds: float = 60.0
+) -> list[tuple[bytes, bool]]:
+    """The clip as H.264 Annex B access units at ``fps`` (keyframe every second, SPS/PPS in-band),
+    encoded once (Constrained Baseline, like the agents' encoder)."""
+    from fractions import Fraction
+
+    import av
+
+    ctx = av.CodecContext.create("libx264", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+    ctx.time_base = Fraction(1, fps)
+    ctx.framerate = Fraction(fps)
+    ctx.options = {
+        "preset": "veryfast",
+        "tune": "zerolatency",
+        "profile": "baseline",
+        "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0:repeat-headers=1:crf=26",
+    }
+    out: list[tuple[bytes, bool]] = []
+    n = 0
+    with av.open(str(ROOT / clip) if not os.path.isabs(clip) else clip) as src:
+        for frame in src.decode(video=0):
+            t = float(frame.time or 0.0)
+            if t < n / fps:
+                continue  # resample to the camera's fps
+            if t > max_seconds:
+                break
+            f = frame.reformat(width=width, height=height, format="yuv420p")
+            f.pts = n
+            n += 1
+            out += [(bytes(p), bool(p.is_keyframe)) for p in ctx.encode(f)]
+    out += [(bytes(p), bool(p.is_keyframe)) for p in ctx.encode(None)]
+    return out
+
+
+class PacketSource:
+    """Stands in for ``capture.source.CameraSource`` in simulated agents: hands pre-encoded packets
+    to the camera pipe's live path (``CameraPipe._on_packet``) in real time, looped."""
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        width: int,
+        height: int,
+        fps: float,
+        loop: bool = True,
+        on_frame: Any,
+        label: str = "",
+    ) -> None:
+        import threading
+
+        self.source, self.fps, self.label = source, float(fps), label
+        self.pipe = on_frame.__self__  # the CameraPipe (on_frame is its bound _on_frame)
+        self.frames = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sim-{label}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        pk = PACKETS[self.source]
+        t0 = time.time() + random.uniform(0, 1)  # agents do not tick in lockstep
+        i = 0
+        while not self._stop.is_set():
+            due = t0 + i / self.fps
+            delay = due - time.time()
+            if delay > 0:
+                self._stop.wait(delay)
+            data, key = pk[i % len(pk)]
+            self.pipe._on_packet(data, time.time(), key)
+            self.frames += 1
+            i += 1
+
+
+def farm(cfg_path: str, sites: list[str], seconds: float) -> None:
+    """Simulated agents (see module docstring) for ``sites``, in this process."""
+    import capture.agent as agent_mod
+    from capture.agent import Agent, _setup_logging
+    from config import load_config
+
+    _setup_logging("WARNING")
+    cfg = load_config(cfg_path)
+    for site in sites:
+        for room in cfg.site(site).rooms:
+            for cam in room.cameras:
+                if cam.source not in PACKETS:
+                    PACKETS[cam.source] = preencode(cam.source, cam.width, cam.height, int(cam.fps))
+    agent_mod.CameraSource = PacketSource  # type: ignore[misc,assignment]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        agents = [Agent(cfg, s) for s in sites]
+        await asyncio.gather(*(a.run(stop=stop, duration=seconds) for a in agents))
+
+    asyncio.run(main())
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def pct(xs: list[float], q: float) -> float:
     if not xs:
         return float("nan")
@@ -150,7 +277,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         url = cfg.hub.url
         logs = tmp / "logs"
         logs.mkdir()
+        real = [site.id for site in cfg.sites][: args.real_agents]
+        sim = [site.id for site in cfg.sites][args.real_agents :]
+        result["real_agents"], result["simulated_agents"] = len(real), len(sim)
+        result["loadavg_before"] = loadavg()
+        result["cpus"] = os.cpu_count()
+        nf = max(1, min(args.farms, len(sim)))
+        for k in range(nf if sim else 0):
+            chunk = sim[k::nf]
+            with open(logs / f"farm-{k}.log", "wb") as log:  # noqa: ASYNC230
+                agents.append(
+                    subprocess.Popen(  # noqa: ASYNC220
+                        [
+                            sys.executable,
+                            str(ROOT / "bench" / "latency.py"),
+                            "--farm",
+                            str(cfg_path),
+                            "--sites",
+                            ",".join(chunk),
+                            "--seconds",
+                            str(args.seconds + 600),
+                        ],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        cwd=ROOT,
+                    )
+                )
         for site in cfg.sites:
+            if site.id not in real:
+                continue
             with open(logs / f"agent-{site.id}.log", "wb") as log:  # noqa: ASYNC230
                 agents.append(
                     subprocess.Popen(  # noqa: ASYNC220
@@ -185,11 +341,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await page.click("#login-submit")
                 await page.wait_for_selector("body[data-ready='1']")
                 await page.evaluate("location.hash = 'alerts'")
+                online = 0
+                for _ in range(120):  # wait until every camera streams (at most 2 min)
+                    online = sum(1 for c in hub.recorder.status() if c.online)
+                    if online >= len(cfg.sites):
+                        break
+                    await asyncio.sleep(1)
+                result["cameras_online"] = online
+                await page.evaluate("window.evalwatch.received.length = 0")
                 t_end = time.monotonic() + args.seconds
+                during: list[list[float]] = []
                 while time.monotonic() < t_end:
                     await asyncio.sleep(5)
+                    during.append(loadavg())
                     n = await page.evaluate("window.evalwatch.received.length")
-                    print(f"  {int(t_end - time.monotonic()):4d}s left, {n} alerts received", flush=True)
+                    print(
+                        f"  {int(t_end - time.monotonic()):4d}s left, {n} alerts received, load {during[-1]}",
+                        flush=True,
+                    )
+                result["loadavg_during_max"] = max(during, key=lambda x: x[0]) if during else None
+                result["cameras_online_end"] = sum(1 for c in hub.recorder.status() if c.online)
                 received = await page.evaluate(
                     "window.evalwatch.received.map(r => ({uid: r.event.uid, at: r.at, hub: r.hub_sent_at}))"
                 )
@@ -228,6 +399,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "max": max(seeks),
                 }
                 await ctx.close()
+                result["loadavg_after"] = loadavg()
         finally:
             for a in agents:
                 with contextlib.suppress(ProcessLookupError):
@@ -247,8 +419,15 @@ def main() -> int:
     ap.add_argument("--agents", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=120)
     ap.add_argument("--seeks", type=int, default=30)
+    ap.add_argument("--real-agents", type=int, default=1, help="real agent processes (the rest simulated)")
+    ap.add_argument("--farms", type=int, default=2, help="processes running the simulated agents")
     ap.add_argument("--json", default=None, help="also write the result here")
+    ap.add_argument("--farm", default=None, help=argparse.SUPPRESS)  # internal: run simulated agents
+    ap.add_argument("--sites", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.farm:
+        farm(args.farm, [s for s in args.sites.split(",") if s], args.seconds)
+        return 0
     if not os.path.exists("/usr/bin/chromium"):
         print("bench/latency.py needs /usr/bin/chromium (apt-get install chromium)", file=sys.stderr)
         return 2
@@ -265,6 +444,12 @@ def main() -> int:
         f"replay seek-to-first-frame p50 {s.get('p50', float('nan')):.0f} ms  "
         f"p95 {s.get('p95', float('nan')):.0f} ms "
         f"(target p95 <= 300 ms) over {res.get('seeks', 0)} seeks"
+    )
+    print(
+        f"agents: {res.get('real_agents')} real + {res.get('simulated_agents')} simulated, cameras online "
+        f"{res.get('cameras_online_end')}; load average before {res.get('loadavg_before')}, "
+        f"max during {res.get('loadavg_during_max')}, after {res.get('loadavg_after')} "
+        f"on {res.get('cpus')} CPUs"
     )
     return 0
 

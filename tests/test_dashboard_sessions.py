@@ -242,6 +242,8 @@ async def test_camera_range_export_verifies_offline(  # type: ignore[no-untyped-
             assert manifest["anchor"] == "session" and manifest["session"]["id"] == sid
             done = _verify_cli(zpath2)
             assert done.returncode == 0, done.stdout + done.stderr
+            r = await aud.get(f"/api/sessions/{sid}/report", params={"format": "html", "lang": "zh"})
+            assert r.status_code == 200 and "ZB-EXP-1" in r.text, r.text[:300]
             for c in (aud, sup):
                 await c.aclose()
         rows = await db.run(
