@@ -1,8 +1,11 @@
 """The site agent (``evalwatch agent``): publish a room's cameras to the hub.
 
-Per camera: a :class:`~capture.source.CameraSource` thread reads frames; each frame goes (a) to an
-:class:`~capture.segmenter.EncoderThread` writing wall-clock-aligned MP4 segments into the bounded
-local spool, and (b) to a live WebRTC track published to the hub (``POST /api/ingest/offer``).
+Per camera: a :class:`~capture.source.CameraSource` thread reads frames; each frame is encoded ONCE
+by an :class:`~capture.segmenter.EncoderThread` (x264, Constrained Baseline); its packets are muxed
+into wall-clock-aligned MP4 segments in the bounded local spool AND sent unchanged over a live
+WebRTC track to the hub (``POST /api/ingest/offer``; :class:`PacketTrack`, aiortc packetises them
+without re-encoding).  With ``capture.codec: vp8`` the live path falls back to
+:class:`LiveTrack` (raw frames, aiortc's VP8 encoder: a second encode per frame).
 One uploader task sends finished segments to the hub oldest-first; after any (re)connection it
 asks the hub what the archive lacks (``GET /api/ingest/missing``) and re-sends what the spool
 still holds.  Every network step reconnects by itself with exponential backoff and jitter, and a
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -97,8 +101,81 @@ class LiveTrack(MediaStreamTrack):
         self._event.set()
 
 
+class PacketTrack(MediaStreamTrack):
+    """Pre-encoded H.264 for one peer connection: ``recv()`` returns ``av.Packet``s, which
+    aiortc's ``RTCRtpSender`` packetises (``H264Encoder.pack``) instead of encoding.
+
+    Packets are Annex B access units, keyframes with SPS/PPS in-band.  Delivery starts at a
+    keyframe; if the sender falls behind by more than ``max_backlog`` packets the backlog is
+    dropped and the track waits for the next keyframe (asking the encoder for one through
+    ``on_need_keyframe``) — P-frames without their reference would only show garbage.
+    """
+
+    kind = "video"
+
+    def __init__(self, on_need_keyframe: Any = None, max_backlog: int = 60) -> None:
+        super().__init__()
+        self._q: collections.deque[tuple[bytes, float, bool]] = collections.deque()
+        self._event = asyncio.Event()
+        self._need_key = True
+        self._t0: float | None = None
+        self._last_pts = -1
+        self.max_backlog = max_backlog
+        self.on_need_keyframe = on_need_keyframe
+        self.sent_packets = 0
+        self.sent_bytes = 0
+        self.skipped = 0
+        self.on_sent: Any = None  # test hook: called with the bytes of every packet handed to aiortc
+
+    def push(self, data: bytes, ts: float, key: bool) -> None:  # event-loop thread
+        if self._need_key and not key:
+            self.skipped += 1
+            return
+        self._need_key = False
+        self._q.append((data, ts, key))
+        if len(self._q) > self.max_backlog:
+            self.skipped += len(self._q)
+            self._q.clear()
+            self._need_key = True
+            if self.on_need_keyframe is not None:
+                self.on_need_keyframe()
+        self._event.set()
+
+    async def recv(self) -> av.Packet:
+        while not self._q:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._event.clear()
+            await self._event.wait()
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._t0 is None:
+            # First packet for this connection: start at the newest keyframe in the backlog.
+            keys = [i for i, (_, _, k) in enumerate(self._q) if k]
+            for _ in range(keys[-1] if keys else 0):
+                self._q.popleft()
+                self.skipped += 1
+        data, ts, _key = self._q.popleft()
+        if self._t0 is None:
+            self._t0 = ts
+        pts = max(round((ts - self._t0) * VIDEO_CLOCK), self._last_pts + 1)
+        self._last_pts = pts
+        pkt = av.Packet(data)
+        pkt.pts = pkt.dts = pts
+        pkt.time_base = Fraction(1, VIDEO_CLOCK)
+        self.sent_packets += 1
+        self.sent_bytes += len(data)
+        if self.on_sent is not None:
+            self.on_sent(data)
+        return pkt
+
+    def stop(self) -> None:
+        super().stop()
+        self._event.set()
+
+
 class CameraPipe:
-    """One camera: source → encoder (archive) + live track (WebRTC)."""
+    """One camera: source → encoder → MP4 segments (archive) + the same packets live (WebRTC)."""
 
     def __init__(self, agent: Agent, room: RoomConfig, cam: CameraConfig):
         self.agent = agent
@@ -118,7 +195,9 @@ class CameraPipe:
             bitrate_kbps=cfg.capture.bitrate_kbps,
             preset=agent.preset,
             on_segment=lambda _seg: agent.segment_ready(),
+            on_packet=self._on_packet,
         )
+        self.encode_once = cfg.capture.codec == "h264"
         self.encoder = EncoderThread(self.writer)
         self.source = CameraSource(
             cam.source,
@@ -129,7 +208,7 @@ class CameraPipe:
             on_frame=self._on_frame,
             label=self.label,
         )
-        self.live: LiveTrack | None = None
+        self.live: LiveTrack | PacketTrack | None = None
         self._live_lock = threading.Lock()
         self.connection = "new"
         self.last_error: str | None = None
@@ -137,10 +216,15 @@ class CameraPipe:
         self.hub_lost_live = 0  # consecutive heartbeats in which the hub had no live connection
         self.kick = asyncio.Event()
 
+    def _on_packet(self, data: bytes, ts: float, key: bool) -> None:  # encoder thread
+        live = self.live
+        if isinstance(live, PacketTrack) and self.agent.loop is not None:
+            self.agent.loop.call_soon_threadsafe(live.push, data, ts, key)
+
     def _on_frame(self, frame: av.VideoFrame, ts: float) -> None:  # source thread
         self.encoder.submit(frame, ts)
         live = self.live
-        if live is not None and self.agent.loop is not None:
+        if isinstance(live, LiveTrack) and self.agent.loop is not None:
             # The encoder thread owns `frame` (it sets pts); the live path gets its own copy.
             copy = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
             self.agent.loop.call_soon_threadsafe(live.push, copy, ts)
@@ -165,7 +249,11 @@ class CameraPipe:
         backoff = Backoff(cfg.capture.reconnect_min_seconds, cfg.capture.reconnect_max_seconds)
         while True:
             pc = RTCPeerConnection(configuration=rtc_configuration(cfg.hub.stun_urls, cfg.hub.turn_urls))
-            track = LiveTrack()
+            track: LiveTrack | PacketTrack
+            if self.encode_once:
+                track = PacketTrack(on_need_keyframe=self.writer.request_keyframe)
+            else:
+                track = LiveTrack()
             connected_at: float | None = None
             try:
                 done = asyncio.Event()
@@ -179,8 +267,14 @@ class CameraPipe:
                 tr = pc.addTransceiver(track, direction="sendonly")
                 codec = "video/H264" if cfg.capture.codec == "h264" else "video/VP8"
                 prefs = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == codec]
+                # x264 "baseline" emits Constrained Baseline: offer 42e01f first (then 42001f).
+                prefs.sort(key=lambda c: (c.parameters or {}).get("profile-level-id") != "42e01f")
+                if not prefs and self.encode_once:
+                    raise RuntimeError("aiortc offers no H.264 codec: cannot send pre-encoded packets")
                 if prefs:
                     tr.setCodecPreferences(prefs)
+                if self.encode_once:
+                    _answer_pli_with_keyframe(tr.sender, self.writer.request_keyframe)
                 await pc.setLocalDescription(await pc.createOffer())
                 desc = pc.localDescription
                 body = {
@@ -196,6 +290,8 @@ class CameraPipe:
                 ans = r.json()
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=ans["sdp"], type=ans["type"]))
                 self.live = track
+                if self.encode_once:
+                    self.writer.request_keyframe()  # the hub decodes from the next frame on
                 self.connects += 1
                 log.info("live connection up site=%s room=%s camera=%s", self.site, self.room, self.camera)
                 # Connected: wait until the connection fails (hub gone, ICE timeout, ...).
@@ -236,6 +332,18 @@ class CameraPipe:
                 with contextlib.suppress(Exception):
                     await pc.close()
             await asyncio.sleep(delay)
+
+
+def _answer_pli_with_keyframe(sender: RTCRtpSender, request: Any) -> None:
+    """aiortc answers a receiver's PLI/FIR by forcing a keyframe in *its* encoder, which a
+    packet track does not use; forward the request to ours (rate-limited there)."""
+    orig = sender._send_keyframe
+
+    def _send_keyframe() -> None:
+        orig()
+        request()
+
+    sender._send_keyframe = _send_keyframe  # type: ignore[method-assign]
 
 
 def _detail(r: httpx.Response) -> str:

@@ -7,6 +7,15 @@ segments tile the timeline and the hub can compute what is missing.  Timestamps 
 are the frames' wall-clock capture times (ms), so a stalled source shows as a shorter segment,
 never as stretched video.
 
+Encode once: the same x264 packets that go into the segment are handed to ``on_packet`` (the
+agent's WebRTC track sends them as they are, see ``capture.agent.PacketTrack``).  For that the
+stream is H.264 Constrained Baseline (what every WebRTC H.264 endpoint negotiates, and what
+browsers play in MP4), no B-frames, a keyframe every ``keyframe_seconds`` (2 s by default, so a
+new live receiver gets a picture quickly; every segment starts with one) and on
+:meth:`SegmentWriter.request_keyframe` (a receiver's PLI, a new connection) at most once a second.
+Rate control: CRF quality capped by VBV at ``bitrate_kbps`` (max rate, 2 s buffer), so a still
+room costs fewer bytes than the cap and a busy one never more.
+
 The encoder runs in its own thread (:class:`EncoderThread`); libx264 releases the GIL.
 """
 
@@ -30,6 +39,9 @@ from capture.spool import Spool, SpooledSegment, fmt_time
 log = logging.getLogger(__name__)
 
 MS = Fraction(1, 1000)
+
+# on_packet(annexb_bytes, wall_clock_ts, keyframe): keyframes carry SPS/PPS in-band (Annex B).
+OnPacket = Callable[[bytes, float, bool], None]
 
 
 def utc(ts: float) -> datetime:
@@ -66,6 +78,10 @@ class SegmentWriter:
         bitrate_kbps: int,
         preset: str = "veryfast",
         on_segment: Callable[[SpooledSegment], None] | None = None,
+        on_packet: OnPacket | None = None,
+        keyframe_seconds: float = 2.0,
+        crf: int = 26,
+        min_forced_key_interval: float = 1.0,
     ):
         self.spool = spool
         self.site, self.room, self.camera = site, room, camera
@@ -74,6 +90,16 @@ class SegmentWriter:
         self.bitrate_kbps = bitrate_kbps
         self.preset = preset
         self.on_segment = on_segment
+        self.on_packet = on_packet
+        self.keyframe_seconds = keyframe_seconds
+        self.crf = crf
+        self.min_forced_key_interval = min_forced_key_interval
+        self._want_key = False  # set from any thread (PLI, new live connection)
+        self._last_forced_key = -math.inf
+        self._extradata = b""
+        self.frames_encoded = 0  # encoder invocations (one per frame, whatever the consumers)
+        self.packets_out = 0
+        self.forced_keyframes = 0
         self._cur: _Open | None = None
         self._prev_end: float | None = None  # end of the last closed segment, if contiguous
         self.segments_written = 0
@@ -100,6 +126,11 @@ class SegmentWriter:
             cur = self._open(ts)
         self._encode(cur, frame, ts)
 
+    def request_keyframe(self) -> None:
+        """Make the next frame a keyframe (any thread; rate-limited to one per
+        ``min_forced_key_interval`` of capture time)."""
+        self._want_key = True
+
     def close(self) -> None:
         """Finish the open segment at its last frame (agent stopping)."""
         if self._cur is not None:
@@ -114,18 +145,22 @@ class SegmentWriter:
         cam_dir.mkdir(parents=True, exist_ok=True)
         tmp = str(cam_dir / f".{fmt_time(utc(start))}.mp4.part")
         container = av.open(tmp, mode="w", format="mp4", options={"movflags": "+faststart"})
-        gop = max(1, round(self.fps * self.seconds))
+        gop = max(1, round(self.fps * min(self.seconds, self.keyframe_seconds)))
+        kbps = self.bitrate_kbps
         stream = container.add_stream(
             "libx264",
             rate=Fraction(self.fps).limit_denominator(1001),
             options={
                 "preset": self.preset,
                 "tune": "zerolatency",
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
+                "profile": "baseline",  # x264: Constrained Baseline (profile-level-id 42c0xx)
+                "x264-params": (
+                    f"keyint={gop}:min-keyint={gop}:scenecut=0:crf={self.crf}"
+                    f":vbv-maxrate={kbps}:vbv-bufsize={2 * kbps}"
+                ),
             },
         )
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
-        stream.codec_context.bit_rate = self.bitrate_kbps * 1000
         stream.codec_context.time_base = MS
         stream.time_base = MS
         self._cur = _Open(container, stream, start, ts, ts, boundary + self.seconds, tmp)
@@ -139,20 +174,47 @@ class SegmentWriter:
             pts = cur.last_pts + 1
         frame.pts = pts
         frame.time_base = MS
-        frame.pict_type = PictureType.I if cur.frames == 0 else PictureType.NONE
-        for pkt in cur.stream.encode(frame):
-            cur.container.mux(pkt)
+        key = cur.frames == 0
+        if self._want_key:
+            self._want_key = False
+            if ts - self._last_forced_key >= self.min_forced_key_interval:
+                key = True
+                if cur.frames:
+                    self.forced_keyframes += 1
+        if key:
+            self._last_forced_key = ts
+        frame.pict_type = PictureType.I if key else PictureType.NONE
+        packets = cur.stream.encode(frame)
+        self.frames_encoded += 1
+        self._mux(cur, packets)
         cur.last_pts = pts
         cur.last_ts = ts
         cur.frames += 1
+
+    def _mux(self, cur: _Open, packets: list[av.Packet]) -> None:
+        for pkt in packets:
+            if self.on_packet is not None and pkt.pts is not None:
+                data = bytes(pkt)  # before muxing: the muxer may rewrite to length-prefixed NALs
+                key = bool(pkt.is_keyframe)
+                if key:
+                    # The MP4 keeps SPS/PPS in avcC (extradata); a live receiver needs them in-band.
+                    if not self._extradata or cur.frames == 0:
+                        self._extradata = bytes(cur.stream.codec_context.extradata or b"")
+                    data = self._extradata + data
+                ts = cur.first_ts + float(pkt.pts * (pkt.time_base or MS))
+                try:
+                    self.on_packet(data, ts, key)
+                except Exception:  # the live path must never break the archive
+                    log.exception("on_packet failed camera=%s", self.camera)
+            cur.container.mux(pkt)
+            self.packets_out += 1
 
     def _finish(self, end: float) -> None:
         cur = self._cur
         assert cur is not None
         self._cur = None
         try:
-            for pkt in cur.stream.encode(None):
-                cur.container.mux(pkt)
+            self._mux(cur, cur.stream.encode(None))
             cur.container.close()
         except Exception as e:  # encoder/disk failure: keep going with the next segment
             self.last_error = f"segment encode failed: {e}"

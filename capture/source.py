@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 import av
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,6 @@ class CameraSource:
                 if now + 0.25 * period < next_wall:
                     continue
                 next_wall = max(next_wall + period, now - period)
-                self._emit(av.VideoFrame.from_ndarray(img, format="bgr24"), now)
+                self._emit(av.VideoFrame.from_ndarray(np.asarray(img, np.uint8), format="bgr24"), now)
         finally:
             cap.release()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import builtins
 import contextlib
 import hashlib
 import json
@@ -108,7 +109,7 @@ class DirSegmentStore:
 
     async def missing_ranges(
         self, site: str, room: str, camera: str, start: datetime, end: datetime, tolerance_s: float = 0.5
-    ) -> list[tuple[datetime, datetime]]:
+    ) -> builtins.list[tuple[datetime, datetime]]:
         have = await asyncio.to_thread(self.list, site, room, camera)
         return gaps([(a, b) for a, b, _ in have], start, end, tolerance_s)
 

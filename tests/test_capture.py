@@ -38,7 +38,8 @@ def _decode(path: Path) -> tuple[int, float, bool]:
         st = c.streams.video[0]
         frames = list(c.decode(st))
         first_key = frames[0].key_frame if frames else False
-        dur = float((frames[-1].pts - frames[0].pts) * st.time_base) if len(frames) > 1 else 0.0
+        pts = [f.pts or 0 for f in frames]
+        dur = float((pts[-1] - pts[0]) * (st.time_base or 0)) if len(frames) > 1 else 0.0
         return len(frames), dur, bool(first_key)
 
 
@@ -193,6 +194,7 @@ async def test_agent_streams_live_frames_and_archives_segments(tmp_path: Path, c
             await asyncio.sleep(0.1)
         assert live is not None, "hub never received the agent's track"
         frame = await asyncio.wait_for(live.recv(), 10)
+        assert isinstance(frame, av.VideoFrame)
         assert (frame.width, frame.height) == (160, 120)
         live.stop()
         await asyncio.sleep(3)
@@ -330,3 +332,164 @@ def test_spool_pending_is_per_site(tmp_path: Path) -> None:
         p.write_bytes(b"x")
     assert [s.site for s in spool.pending("a")] == ["a"]
     assert sorted(s.site for s in spool.pending()) == ["a", "b"]
+
+
+# --- encode once: the live packets ARE the archived packets ----------------------------------
+
+
+def _nal_units_annexb(data: bytes) -> list[bytes]:
+    out, i = [], data.find(b"\x00\x00\x01")
+    while i != -1:
+        j = data.find(b"\x00\x00\x01", i + 3)
+        nal = data[i + 3 : j if j != -1 else len(data)]
+        out.append(nal.rstrip(b"\x00") if j != -1 else nal)
+        i = j
+    return out
+
+
+def _nal_units_avcc(data: bytes) -> list[bytes]:
+    out, i = [], 0
+    while i + 4 <= len(data):
+        n = int.from_bytes(data[i : i + 4], "big")
+        out.append(data[i + 4 : i + 4 + n])
+        i += 4 + n
+    return out
+
+
+def _picture_key(nals: list[bytes]) -> bytes:
+    """The coded picture: NAL units without parameter sets (SPS 7 / PPS 8 live in avcC in MP4)."""
+    import hashlib
+
+    return hashlib.sha256(b"|".join(n for n in nals if n and n[0] & 0x1F not in (7, 8))).digest()
+
+
+def _archived_pictures(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [_picture_key(_nal_units_avcc(bytes(p))) for p in c.demux(c.streams.video[0]) if p.size]
+
+
+def test_segment_packets_are_the_live_packets_and_decode_alone(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 100)
+    live: list[tuple[bytes, float, bool]] = []
+    w = SegmentWriter(
+        spool,
+        "s",
+        "r",
+        "c",
+        width=160,
+        height=120,
+        fps=15,
+        segment_seconds=10,
+        bitrate_kbps=200,
+        on_packet=lambda d, ts, k: live.append((d, ts, k)),
+    )
+    t0 = 1_700_000_000.0  # on a 10 s boundary: one segment [t0, t0+10) + the close
+    frames = _frames(15 * 12)
+    for i, f in enumerate(frames):
+        if i == 40:
+            w.request_keyframe()  # e.g. a PLI
+        if i == 41:
+            w.request_keyframe()  # rate-limited: within 1 s of the previous forced one
+        w.write(f, t0 + i / 15)
+    w.close()
+    assert w.frames_encoded == len(frames) == len(live) == w.packets_out
+    # one encoder output, two consumers: the same coded pictures, in order
+    archived = [p for seg in spool.segments() for p in _archived_pictures(seg.path)]
+    assert [_picture_key(_nal_units_annexb(d)) for d, _, _ in live] == archived
+    # keyframes: segment starts (0, 150 = t0+10 s), every 2 s (30 frames) counted from the last
+    # one, and the one forced at frame 40 (the second request was rate-limited)
+    keys = [i for i, (_, _, k) in enumerate(live) if k]
+    assert keys == [0, 30, 40, 70, 100, 130, 150], keys
+    assert w.forced_keyframes == 1
+    # live keyframes carry SPS+PPS in-band; wall-clock timestamps survive
+    for i in keys:
+        types = [n[0] & 0x1F for n in _nal_units_annexb(live[i][0])]
+        assert 7 in types and 8 in types and 5 in types, types
+    assert [round(ts - t0, 3) for _, ts, _ in live[:3]] == [0.0, round(1 / 15, 3), round(2 / 15, 3)]
+    # constrained baseline (profile_idc 66, constraint_set1) -> matches profile-level-id 42e0xx
+    sps = next(n for n in _nal_units_annexb(live[0][0]) if n[0] & 0x1F == 7)
+    assert sps[1] == 66 and sps[2] & 0x40
+    # a receiver joining at a mid-segment keyframe decodes every later packet from the live bytes alone
+    dec = av.CodecContext.create("h264", "r")
+    got = []
+    for d, _, _ in live[70:]:
+        got += dec.decode(av.Packet(d))
+    got += dec.decode(None)
+    assert len(got) == len(live) - 70
+    assert got[0].width == 160 and got[-1].to_ndarray().std() > 5
+
+
+@pytest.mark.timeout(60)
+async def test_agent_encodes_once_and_hub_decodes_the_same_packets(
+    tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over real aiortc: no second encoder on the agent, the RTP payload is the archived bytes,
+    and the hub decodes it (status fps, analysis frames, a viewer's frame)."""
+    import aiortc.codecs.h264 as h264
+    import aiortc.codecs.vpx as vpx
+
+    import capture.agent as agent_mod
+
+    aiortc_encodes = {"n": 0}
+    for cls in (h264.H264Encoder, vpx.Vp8Encoder):
+        orig = cls.encode
+
+        def counting(self: object, *a: object, _orig: object = orig, **k: object) -> object:
+            aiortc_encodes["n"] += 1
+            return _orig(self, *a, **k)  # type: ignore[operator]
+
+        monkeypatch.setattr(cls, "encode", counting)
+    sent: list[bytes] = []
+
+    class RecordingTrack(agent_mod.PacketTrack):
+        def __init__(self, *a: object, **k: object) -> None:
+            super().__init__(*a, **k)  # type: ignore[arg-type]
+            self.on_sent = sent.append
+
+    monkeypatch.setattr(agent_mod, "PacketTrack", RecordingTrack)
+    port = free_port()
+    cfg = load_config(
+        write_config(
+            tmp_path / "cfg.yaml",
+            port=port,
+            sites={"s1": {"r1": [("c1", str(clip))]}},
+            tokens={"s1": "token-s1-xxxxxxxxxxxxxxxx"},
+            spool_dir=tmp_path / "spool",
+            segment_seconds=2.0,
+        )
+    )
+    store = DirSegmentStore(tmp_path / "store")
+    sink = BufferedFrameSink(64)
+    app, recorder = build_app(cfg, store, sink)
+    server, task = await _serve(app, port)
+    agent = Agent(cfg, "s1")
+    try:
+        run = asyncio.create_task(agent.run(duration=6.0))
+        live = None
+        for _ in range(100):
+            live = recorder.live_track("s1", "r1", "c1")
+            if live is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert live is not None
+        frame = await asyncio.wait_for(live.recv(), 10)
+        assert isinstance(frame, av.VideoFrame)
+        assert (frame.width, frame.height) == (320, 240)
+        live.stop()
+        await asyncio.sleep(2.5)
+        st = {s.camera: s for s in recorder.status()}["c1"]
+        assert st.online and st.fps >= 2, st
+        await run
+    finally:
+        server.should_exit = True
+        await task
+    pipe = agent.pipes[0]
+    assert aiortc_encodes["n"] == 0  # aiortc only packetised
+    assert pipe.writer.frames_encoded == pipe.source.frames - pipe.encoder.dropped
+    assert len(sent) >= 30 and st.frames >= 30
+    archived = {p for _, _, path in store.list("s1", "r1", "c1") for p in _archived_pictures(path)}
+    live_pictures = [_picture_key(_nal_units_annexb(d)) for d in sent]
+    assert set(live_pictures) <= archived  # every live packet is an archived packet, byte for byte
+    assert sink.submitted >= 4
+    img = sink.get_nowait()[2]  # type: ignore[index]
+    assert img.shape == (240, 320, 3) and img.std() > 5
