@@ -1,44 +1,63 @@
-"""Ingest benchmark: N concurrent site agents streaming 640x480@15fps to one hub on this machine.
+"""Ingest benchmark: N concurrent camera streams (640x480 @ 15 fps) into one hub on this machine.
 
-    python bench/ingest.py                     # sweep 10,20,40 streams, 30 s window each
-    python bench/ingest.py --streams 40 --window 60
+    python bench/ingest.py                              # 10,20,40 streams, 30 s window, + baseline
+    python bench/ingest.py --streams 40 --window 60 --no-baseline
+    python bench/ingest.py --agent-cpu 3                # real agent process: CPU per camera
 
-For each N, two runs with the same agents and source clip:
+What is measured is the **hub** (``python -m capture.testing``: the real Recorder + ingest router
++ a directory segment store, one process).  The agents are *simulated* so that they do not starve
+the hub on a 2-core machine: the sample clip is encoded ONCE up front by the agent's own
+``SegmentWriter`` (same x264 settings, same 10 s wall-clock segments) and every simulated camera
 
-* **evalwatch** — agents encode + spool + upload their own MP4 segments, publish live over
-  WebRTC; the hub (``capture.testing`` = Recorder + ingest router + a directory segment store)
-  decodes the live track for status/analysis sampling and stores the uploaded bytes.
-* **baseline** — agents publish live only (``--no-live`` off, archive off); the hub records every
-  track with aiortc ``MediaRecorder`` (decode + re-encode on the hub).
+* streams that encoder's packets over real aiortc WebRTC in real time, looping, through the
+  agent's own ``PacketTrack`` (offer on ``POST /api/ingest/offer``, like the agent), and
+* at every UTC multiple of ``segment_seconds`` PUTs the next pre-made segment on the real ingest
+  API (sha256 header, retries with backoff like the agent) and heartbeats every 5 s.
 
-Measured: streams archived with 0 lost segments (agent spool vs hub store), hub CPU (from
-/proc, % of one core, per stream), agents' CPU (separate processes, reported so the hub number
-is not flattered), received fps at the hub, archive MB per camera-hour.  Agents run in a few
-"farm" processes (several Agent objects per process) to fit the machine.
+Simulated cameras run in ``--cams-per-process`` asyncio processes.  Modes, one after the other
+with the same clip and stream count:
+
+* **evalwatch** — live WebRTC + segment upload; the hub decodes the live track (status, analysis
+  sampling at ``detection.analysis_fps``) and stores the agents' bytes as they are;
+* **baseline** — live WebRTC only; the hub records every track with aiortc ``MediaRecorder``
+  (decode + re-encode on the hub, the naive design).
+
+Reported per run: streams archived with 0 lost segments (segments the simulators produced vs
+objects in the hub's store after a drain), hub CPU (utime+stime of the hub process from /proc,
+% of one core, total and per stream), simulators' CPU, frames per second per stream the hub
+decoded, archive MB per camera-hour, and the 1-minute load average before the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import hashlib
 import json
+import math
 import os
+import pickle
+import random
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from capture.spool import Spool  # noqa: E402
 from capture.testing import make_clip, write_config  # noqa: E402
 from storage.s3server import free_port  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
+W, H, FPS = 640, 480, 15.0
+SEG_S = 10.0
+BITRATE_KBPS = 200  # config/default.yaml
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -52,110 +71,272 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def farm(cfg_path: str, sites: list[str], archive: bool, seconds: float) -> None:
-    """Run several agents in one process (bench helper)."""
-    from capture.agent import Agent, _setup_logging
-    from config import load_config
+# -- 1. encode the clip once ---------------------------------------------------------------------
 
-    _setup_logging("WARNING")
-    cfg = load_config(cfg_path)
+
+def prepare(clip: Path, out: Path, seconds: float = 60.0) -> Path:
+    """Encode ``seconds`` of ``clip`` (looped, W x H @ FPS) with the agent's SegmentWriter.
+
+    Writes ``out/segNN.mp4`` (SEG_S each) and ``out/packets.pkl`` = [(annexb, rel_ts, key)]:
+    the very packets the segments hold, as the agent would send them live.
+    """
+    import av
+
+    from capture.segmenter import SegmentWriter
+    from capture.spool import Spool
+
+    out.mkdir(parents=True, exist_ok=True)
+    spool = Spool(out / "spool", 10_000)
+    packets: list[tuple[bytes, float, bool]] = []
+    t0 = 1_700_000_000.0  # a multiple of SEG_S: segments [t0 + k*SEG_S, ...)
+    w = SegmentWriter(
+        spool,
+        "p",
+        "r",
+        "c",
+        width=W,
+        height=H,
+        fps=FPS,
+        segment_seconds=SEG_S,
+        bitrate_kbps=BITRATE_KBPS,
+        on_packet=lambda d, ts, k: packets.append((d, ts - t0, k)),
+    )
+    n_total = round(seconds * FPS)
+    n = 0
+    while n < n_total:
+        with av.open(str(clip)) as c:
+            for frame in c.decode(video=0):
+                w.write(frame.reformat(width=W, height=H, format="yuv420p"), t0 + n / FPS)
+                n += 1
+                if n >= n_total:
+                    break
+    w.write(frame.reformat(width=W, height=H, format="yuv420p"), t0 + n / FPS)  # closes the last
+    segs = [s for s in spool.segments() if (s.end - s.start).total_seconds() >= SEG_S - 1e-3]
+    for i, s in enumerate(segs):
+        s.path.replace(out / f"seg{i:02d}.mp4")
+    keep = round(len(segs) * SEG_S * FPS)
+    (out / "packets.pkl").write_bytes(pickle.dumps(packets[:keep]))
+    return out
+
+
+# -- 2. simulated agents (separate processes) ----------------------------------------------------
+
+
+async def _sim_camera(
+    http: Any,
+    site: str,
+    prep: Path,
+    packets: list[tuple[bytes, float, bool]],
+    stop: asyncio.Event,
+    upload: bool,
+) -> dict[str, Any]:
+    from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+
+    from capture.agent import PacketTrack
+    from capture.ice import rtc_configuration
+
+    seg_bytes = await asyncio.to_thread(lambda: [p.read_bytes() for p in sorted(prep.glob("seg*.mp4"))])
+    res: dict[str, Any] = {"site": site, "produced": [], "uploaded": [], "live_packets": 0, "errors": []}
+    pc = RTCPeerConnection(configuration=rtc_configuration([], []))
+    track = PacketTrack(max_backlog=10_000)
+    tr = pc.addTransceiver(track, direction="sendonly")
+    tr.setCodecPreferences(
+        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+    )
+    await pc.setLocalDescription(await pc.createOffer())
+    body = {"site": site, "room": "r", "camera": "c", "sdp": pc.localDescription.sdp, "type": "offer"}
+    r = await http.post("/api/ingest/offer", json=body)
+    r.raise_for_status()
+    await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
+
+    async def live() -> None:
+        i, next_t = 0, time.monotonic()
+        while not stop.is_set():
+            data, _, key = packets[i % len(packets)]
+            track.push(data, time.time(), key)
+            i += 1
+            next_t += 1 / FPS
+            await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+
+    async def put(start: float, k: int) -> None:
+        data = seg_bytes[k % len(seg_bytes)]
+        a = datetime.fromtimestamp(start, UTC).isoformat()
+        b = datetime.fromtimestamp(start + SEG_S, UTC).isoformat()
+        res["produced"].append(a)
+        delay = 0.5
+        for _ in range(30):
+            try:
+                rr = await http.put(
+                    f"/api/ingest/segments/{site}/r/c",
+                    params={"start": a, "end": b, "source": "live"},
+                    content=data,
+                    headers={
+                        "X-Content-SHA256": hashlib.sha256(data).hexdigest(),
+                        "Content-Type": "video/mp4",
+                    },
+                )
+                if rr.status_code in (200, 201):
+                    res["uploaded"].append(a)
+                    return
+                res["errors"].append(f"HTTP {rr.status_code}")
+                if rr.status_code < 500:
+                    return
+            except Exception as e:
+                res["errors"].append(f"{type(e).__name__}: {e}"[:200])
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 5.0)
+
+    async def segments() -> None:
+        # Like the agent: the first (partial) segment is not counted; then one per boundary.
+        boundary = math.ceil(time.time() / SEG_S) * SEG_S
+        k = 0
+        pending: set[asyncio.Task[None]] = set()
+        while True:
+            await asyncio.sleep(max(0.0, boundary + SEG_S - time.time()))
+            if stop.is_set():
+                break
+            t = asyncio.create_task(put(boundary, k))
+            pending.add(t)
+            t.add_done_callback(pending.discard)
+            boundary += SEG_S
+            k += 1
+        if pending:
+            await asyncio.wait(pending, timeout=30)
+
+    async def heartbeat() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                await http.post("/api/ingest/heartbeat", json={"site": site, "agent": {}, "cameras": []})
+            await asyncio.sleep(5)
+
+    tasks = [asyncio.create_task(live()), asyncio.create_task(heartbeat())]
+    if upload:
+        tasks.append(asyncio.create_task(segments()))
+    await stop.wait()
+    if upload:
+        await tasks[-1]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    res["live_packets"] = track.sent_packets
+    track.stop()
+    await pc.close()
+    return res
+
+
+def sim_farm(
+    hub_url: str, sites_tokens: list[tuple[str, str]], prep: Path, seconds: float, upload: bool, out: Path
+) -> None:
+    import httpx
+
+    from capture.ice import configure_ice
+
+    configure_ice(["127.0.0.1"])
+    packets = pickle.loads((prep / "packets.pkl").read_bytes())
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        agents = [Agent(cfg, s, preset="veryfast") for s in sites]
-        if not archive:  # baseline: no segment encoding/upload, live only
-            for a in agents:
-                a.live_enabled = True
-        await asyncio.gather(*(a.run(stop, duration=seconds) for a in agents))
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        asyncio.get_running_loop().call_later(seconds, stop.set)
+        clients = [
+            httpx.AsyncClient(base_url=hub_url, headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+            for _, tok in sites_tokens
+        ]
+        results = await asyncio.gather(
+            *(
+                _sim_camera(c, s, prep, packets, stop, upload)
+                for c, (s, _) in zip(clients, sites_tokens, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        for c in clients:
+            await c.aclose()
+        doc = json.dumps([r if isinstance(r, dict) else {"error": repr(r)} for r in results])
+        await asyncio.to_thread(out.write_text, doc)
 
-    if not archive:
-        import capture.agent as ag
-
-        class _NoEncoder:
-            def __init__(self, writer: Any, max_queue: int = 0) -> None:
-                self.writer, self.dropped = writer, 0
-
-            def submit(self, frame: Any, ts: float) -> None:
-                pass
-
-            def stop(self, timeout: float = 0) -> None:
-                pass
-
-        ag.EncoderThread = _NoEncoder  # type: ignore[misc,assignment]
     asyncio.run(main())
 
 
-def run_once(n: int, clip: Path, window: float, baseline: bool, procs_per_farm: int) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix=f"evalwatch-bench-{n}-"))
+# -- 3. one run --------------------------------------------------------------------------------------
+
+
+def _mp4_seconds(p: Path) -> float:
+    import av
+
+    try:
+        with av.open(str(p)) as c:
+            st = c.streams.video[0]
+            return float(st.duration * st.time_base) if st.duration and st.time_base else 0.0
+    except Exception:
+        return 0.0
+
+
+def run_once(n: int, prep: Path, clip: Path, window: float, baseline: bool, per_proc: int) -> dict[str, Any]:
+    import httpx
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"evalwatch-bench-{n}-{'base' if baseline else 'ew'}-"))
     port = free_port()
     sites = {f"b{i:03d}": {"r": [("c", str(clip))]} for i in range(n)}
+    tokens = {s: f"bench-token-{s}-0123456789" for s in sites}
     cfg_path = write_config(
         tmp / "cfg.yaml",
         port=port,
         sites=sites,
-        tokens={s: f"bench-token-{s}-0123456789" for s in sites},
+        tokens=tokens,
         spool_dir=tmp / "spool",
-        segment_seconds=10.0,
-        width=640,
-        height=480,
-        fps=15.0,
-        bitrate_kbps=250,
+        segment_seconds=SEG_S,
+        width=W,
+        height=H,
+        fps=FPS,
+        bitrate_kbps=BITRATE_KBPS,
         extra={"capture": {"heartbeat_seconds": 5.0}, "rules": {"offline_seconds": 5.0}},
     )
-    hub_argv = [
-        sys.executable,
-        "-m",
-        "capture.testing",
-        "--config",
-        str(cfg_path),
-        "--port",
-        str(port),
-        "--store",
-        f"dir:{tmp / 'store'}",
-        "--log-level",
-        "WARNING",
-    ]
+    argv = [sys.executable, "-m", "capture.testing", "--config", str(cfg_path), "--port", str(port)]
+    argv += ["--store", f"dir:{tmp / 'store'}", "--log-level", "WARNING"]
     if baseline:
-        hub_argv += ["--baseline-dir", str(tmp / "baseline")]
-    hub_log = open(tmp / "hub.log", "wb")
-    hub = subprocess.Popen(hub_argv, cwd=ROOT, stdout=hub_log, stderr=subprocess.STDOUT)
-    import httpx
-
+        argv += ["--baseline-dir", str(tmp / "baseline")]
+    load = os.getloadavg()[0]
+    hub = subprocess.Popen(argv, cwd=ROOT, stdout=open(tmp / "hub.log", "wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
-            httpx.get(f"http://127.0.0.1:{port}/test/status", timeout=1)
+            httpx.get(f"{url}/test/status", timeout=1)
             break
         except httpx.HTTPError:
             time.sleep(0.2)
+    warm = 10.0
+    total_s = warm + window + 2
     names = list(sites)
-    groups = [names[i : i + procs_per_farm] for i in range(0, n, procs_per_farm)]
-    total_s = window + 20
-    farms = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--_farm",
-                str(cfg_path),
-                ",".join(g),
-                "0" if baseline else "1",
-                str(total_s),
-            ],
-            cwd=ROOT,
-            stdout=open(tmp / f"farm{i}.log", "wb"),
-            stderr=subprocess.STDOUT,
+    groups = [names[i : i + per_proc] for i in range(0, n, per_proc)]
+    farms = []
+    for i, g in enumerate(groups):
+        spec = ",".join(f"{s}:{tokens[s]}" for s in g)
+        farms.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--_sim",
+                    url,
+                    spec,
+                    str(prep),
+                    str(total_s),
+                    "0" if baseline else "1",
+                    str(tmp / f"sim{i}.json"),
+                ],
+                cwd=ROOT,
+                stdout=open(tmp / f"sim{i}.log", "wb"),
+                stderr=subprocess.STDOUT,
+            )
         )
-        for i, g in enumerate(groups)
-    ]
+
     def status() -> dict[str, Any]:
         try:
-            return dict(httpx.get(f"http://127.0.0.1:{port}/test/status", timeout=60).json())
-        except httpx.HTTPError:  # an overloaded hub (the baseline) may not answer at all
+            return dict(httpx.get(f"{url}/test/status", timeout=30).json())
+        except httpx.HTTPError:
             return {"cameras": [], "unresponsive": True}
 
-    time.sleep(12)  # connect + warm up
+    time.sleep(warm)
     st0 = status()
     h0, a0, t0 = cpu_seconds([hub.pid]), cpu_seconds([f.pid for f in farms]), time.monotonic()
     time.sleep(window)
@@ -163,97 +344,186 @@ def run_once(n: int, clip: Path, window: float, baseline: bool, procs_per_farm: 
     st1 = status()
     for f in farms:
         try:
-            f.wait(total_s + 60)
+            f.wait(total_s + 90)
         except subprocess.TimeoutExpired:
             f.kill()
-    time.sleep(3)
     hub.send_signal(signal.SIGTERM)
     try:
-        hub.wait(30)
+        hub.wait(60)
     except subprocess.TimeoutExpired:
         hub.kill()
         hub.wait()
     el = t1 - t0
-    frames = sum(c["frames"] for c in st1["cameras"]) - sum(c["frames"] for c in st0["cameras"])
+    f0 = {c["camera"] + str(i): c["frames"] for i, c in enumerate(st0["cameras"])}
+    per_fps = [(c["frames"] - f0.get(c["camera"] + str(i), 0)) / el for i, c in enumerate(st1["cameras"])]
     res: dict[str, Any] = {
         "mode": "baseline" if baseline else "evalwatch",
         "streams": n,
+        "load_before": round(load, 2),
         "hub_cpu_pct": round(100 * (h1 - h0) / el, 1),
         "hub_cpu_pct_per_stream": round(100 * (h1 - h0) / el / n, 2),
-        "agents_cpu_pct": round(100 * (a1 - a0) / el, 1),
-        "hub_fps_per_stream": round(frames / el / n, 2),
+        "sims_cpu_pct": round(100 * (a1 - a0) / el, 1),
+        "hub_fps_per_stream": round(sum(per_fps) / n, 2) if per_fps else 0.0,
+        "hub_fps_min": round(min(per_fps), 2) if per_fps else 0.0,
         "online": sum(1 for c in st1["cameras"] if c["online"]),
         "hub_unresponsive": bool(st0.get("unresponsive") or st1.get("unresponsive")),
     }
+    sims: list[dict[str, Any]] = []
+    for i in range(len(groups)):
+        p = tmp / f"sim{i}.json"
+        sims += json.loads(p.read_text()) if p.exists() else [{"error": "simulator wrote no result"}]
+    res["sim_errors"] = sum(1 for s in sims if "error" in s) + sum(len(s.get("errors", [])) for s in sims)
     if baseline:
         files = list((tmp / "baseline").glob("*.mp4"))
+        secs = sum(_mp4_seconds(p) for p in files)
         mb = sum(p.stat().st_size for p in files) / 1e6
-        res["archive_mb_per_cam_hour"] = round(mb / n / (total_s / 3600), 1)
+        res["archive_mb_per_cam_hour"] = round(mb / (secs / 3600), 1) if secs else None
+        res["recorded_streams"] = len(files)
     else:
-        spool = Spool(tmp / "spool", 10**6)
-        lost = 0
-        ok_streams = 0
-        mb = 0.0
-        secs = 0.0
-        for s in sites:
-            local = {x.start for x in spool.segments(s, "r", "c")}
-            stored = {p.name.split("_")[0] for p in (tmp / "store" / s / "r" / "c").glob("*.mp4")}
-            from capture.spool import fmt_time
+        from capture.spool import fmt_time, parse_time
 
-            missing = [t for t in local if fmt_time(t) not in stored]
-            lost += len(missing)
-            ok_streams += not missing and bool(local)
-            for p in (tmp / "store" / s / "r" / "c").glob("*.mp4"):
+        lost = ok = produced = 0
+        mb = secs = 0.0
+        for s in sims:
+            if "error" in s:
+                continue
+            d = tmp / "store" / s["site"] / "r" / "c"
+            stored = {p.name.split("_")[0] for p in d.glob("*.mp4")}
+            exp = {fmt_time(datetime.fromisoformat(a)) for a in s["produced"]}
+            produced += len(exp)
+            miss = exp - stored
+            lost += len(miss)
+            ok += bool(exp) and not miss
+            for p in d.glob("*.mp4"):
                 mb += p.stat().st_size / 1e6
-            for x in spool.segments(s, "r", "c"):
-                secs += (x.end - x.start).total_seconds()
-        res["segments_lost"] = lost
-        res["streams_archived_0_lost"] = ok_streams
+                a, b = p.stem.split("_")
+                secs += (parse_time(b) - parse_time(a)).total_seconds()
+        res["segments_produced"] = produced
+        res["segments_lost"] = lost + sum(1 for s in sims if "error" in s)
+        res["streams_archived_0_lost"] = ok
         res["archive_mb_per_cam_hour"] = round(mb / (secs / 3600), 1) if secs else None
     res["tmp"] = str(tmp)
     return res
 
 
+# -- agent CPU (real agent process, one camera or several) -------------------------------------------
+
+
+def agent_cpu(clip: Path, cams: int, window: float) -> dict[str, Any]:
+    """CPU of one real ``evalwatch agent`` process publishing ``cams`` cameras to a hub."""
+    import httpx
+
+    tmp = Path(tempfile.mkdtemp(prefix="evalwatch-agentcpu-"))
+    port = free_port()
+    cfg = write_config(
+        tmp / "cfg.yaml",
+        port=port,
+        sites={"s": {"r": [(f"c{i}", str(clip.resolve())) for i in range(cams)]}},
+        tokens={"s": "agentcpu-token-0123456789"},
+        spool_dir=tmp / "spool",
+        segment_seconds=SEG_S,
+        width=W,
+        height=H,
+        fps=FPS,
+        bitrate_kbps=BITRATE_KBPS,
+        extra={"rules": {"offline_seconds": 5.0}},
+    )
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "capture.testing", "--config", str(cfg), "--port", str(port),
+         "--store", f"dir:{tmp / 'store'}", "--log-level", "WARNING"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(f"{url}/test/status", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    load = os.getloadavg()[0]
+    ag = subprocess.Popen(
+        [sys.executable, "-m", "evalwatch", "agent", "--config", str(cfg), "--site", "s",
+         "--duration", str(window + 15), "--log-level", "WARNING"],
+        cwd=ROOT,
+    )  # fmt: skip
+    time.sleep(8)
+    st0 = httpx.get(f"{url}/test/status", timeout=30).json()
+    c0, t0 = cpu_seconds([ag.pid]), time.monotonic()
+    time.sleep(window)
+    st1 = httpx.get(f"{url}/test/status", timeout=30).json()
+    c1, t1 = cpu_seconds([ag.pid]), time.monotonic()
+    ag.wait()
+    hub.terminate()
+    hub.wait()
+    fr = sum(c["frames"] for c in st1["cameras"]) - sum(c["frames"] for c in st0["cameras"])
+    return {
+        "cameras": cams,
+        "agent_cpu_pct_per_camera": round(100 * (c1 - c0) / (t1 - t0) / cams, 1),
+        "hub_fps_per_camera": round(fr / (t1 - t0) / cams, 2),
+        "load_before": round(load, 2),
+    }
+
+
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "--_farm":
-        farm(sys.argv[2], sys.argv[3].split(","), sys.argv[4] == "1", float(sys.argv[5]))
+    if len(sys.argv) > 1 and sys.argv[1] == "--_sim":
+        _, _, url, spec, prep, secs, upload, out = sys.argv
+        st = [tuple(x.split(":", 1)) for x in spec.split(",")]
+        sim_farm(url, st, Path(prep), float(secs), upload == "1", Path(out))  # type: ignore[arg-type]
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", default="10,20,40", help="comma-separated sweep")
     ap.add_argument("--window", type=float, default=30.0, help="measurement window per run, s")
-    ap.add_argument("--agents-per-process", type=int, default=10)
-    ap.add_argument("--source", help="640x480@15 clip (default: sample_videos/*.mp4 or generated)")
+    ap.add_argument("--cams-per-process", type=int, default=20, help="simulated cameras per process")
+    ap.add_argument("--source", help="640x480@15 clip (default: sample_videos/room_a.mp4 or generated)")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--agent-cpu", type=int, metavar="CAMS", help="only measure a real agent's CPU/camera")
     args = ap.parse_args()
-    clip = Path(args.source) if args.source else None
-    if clip is None:
-        found = sorted((ROOT / "sample_videos").glob("*.mp4"))
-        clip = found[0] if found else make_clip(Path(tempfile.mkdtemp()) / "bench.mp4", 10, 640, 480, 15)
-    print(f"source: {clip}", flush=True)
+    clip = Path(args.source) if args.source else ROOT / "sample_videos" / "room_a.mp4"
+    if not clip.exists():
+        clip = make_clip(Path(tempfile.mkdtemp()) / "bench.mp4", 10, W, H, int(FPS))
+    print(f"source: {clip}  machine: {os.cpu_count()} cores, load {os.getloadavg()}", flush=True)
+    if args.agent_cpu:
+        print(json.dumps(agent_cpu(clip, args.agent_cpu, args.window)))
+        return 0
+    prep_dir = prepare(clip, Path(tempfile.mkdtemp(prefix="evalwatch-bench-prep-")))
+    print(
+        f"pre-encoded: {len(list(prep_dir.glob('seg*.mp4')))} segments of {SEG_S:.0f} s in {prep_dir}",
+        flush=True,
+    )
     rows = []
     for n in [int(x) for x in args.streams.split(",")]:
         for baseline in [False] if args.no_baseline else [False, True]:
-            r = run_once(n, clip, args.window, baseline, args.agents_per_process)
+            r = run_once(n, prep_dir, clip, args.window, baseline, args.cams_per_process)
             print(json.dumps(r), flush=True)
             rows.append(r)
     print(
-        "\n| streams | mode | 0-lost streams | lost segs | hub CPU % | hub CPU %/stream | agents CPU % "
-        "| hub fps/stream | MB per cam-hour |"
+        "\n| streams | mode | load before | 0-lost streams | lost/produced segs | hub CPU % "
+        "| hub CPU %/stream | sims CPU % | hub fps/stream (min) | MB per cam-hour |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        lost = f"{r['segments_lost']}/{r['segments_produced']}" if "segments_lost" in r else "-"
         print(
-            f"| {r['streams']} | {r['mode']} | {r.get('streams_archived_0_lost', '-')} | "
-            f"{r.get('segments_lost', '-')} | {r['hub_cpu_pct']} | {r['hub_cpu_pct_per_stream']} | "
-            f"{r['agents_cpu_pct']} | {r['hub_fps_per_stream']} | {r['archive_mb_per_cam_hour']} |"
+            f"| {r['streams']} | {r['mode']} | {r['load_before']} | "
+            f"{r.get('streams_archived_0_lost', '-')} | {lost} | {r['hub_cpu_pct']} | "
+            f"{r['hub_cpu_pct_per_stream']} | {r['sims_cpu_pct']} | "
+            f"{r['hub_fps_per_stream']} ({r['hub_fps_min']}) | {r['archive_mb_per_cam_hour']} |"
         )
     for n in sorted({r["streams"] for r in rows}):
         ours = next((r for r in rows if r["streams"] == n and r["mode"] == "evalwatch"), None)
         base = next((r for r in rows if r["streams"] == n and r["mode"] == "baseline"), None)
-        if ours and base and ours["hub_cpu_pct"] and ours["archive_mb_per_cam_hour"]:
+        if (
+            ours
+            and base
+            and ours["hub_cpu_pct"]
+            and ours["archive_mb_per_cam_hour"]
+            and base["archive_mb_per_cam_hour"]
+        ):
             print(
                 f"N={n}: baseline/evalwatch hub CPU = {base['hub_cpu_pct'] / ours['hub_cpu_pct']:.2f}x, "
-                f"archive size = {base['archive_mb_per_cam_hour'] / ours['archive_mb_per_cam_hour']:.2f}x"
+                f"archive MB/cam-h = "
+                f"{base['archive_mb_per_cam_hour'] / ours['archive_mb_per_cam_hour']:.2f}x, "
+                f"hub fps/stream {ours['hub_fps_per_stream']} vs {base['hub_fps_per_stream']}"
             )
     return 0
 

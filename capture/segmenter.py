@@ -13,8 +13,9 @@ stream is H.264 Constrained Baseline (what every WebRTC H.264 endpoint negotiate
 browsers play in MP4), no B-frames, a keyframe every ``keyframe_seconds`` (2 s by default, so a
 new live receiver gets a picture quickly; every segment starts with one) and on
 :meth:`SegmentWriter.request_keyframe` (a receiver's PLI, a new connection) at most once a second.
-Rate control: CRF quality capped by VBV at ``bitrate_kbps`` (max rate, 2 s buffer), so a still
-room costs fewer bytes than the cap and a busy one never more.
+Rate control: CRF quality capped by VBV at ``bitrate_kbps`` (max rate, 1 s buffer starting half
+full, so a segment's fresh encoder cannot overshoot much), so a still room costs fewer bytes than
+the cap and a busy one about the cap (200 kbps ≈ 90 MB per camera-hour).
 
 The encoder runs in its own thread (:class:`EncoderThread`); libx264 releases the GIL.
 """
@@ -156,7 +157,7 @@ class SegmentWriter:
                 "profile": "baseline",  # x264: Constrained Baseline (profile-level-id 42c0xx)
                 "x264-params": (
                     f"keyint={gop}:min-keyint={gop}:scenecut=0:crf={self.crf}"
-                    f":vbv-maxrate={kbps}:vbv-bufsize={2 * kbps}"
+                    f":vbv-maxrate={kbps}:vbv-bufsize={kbps}:vbv-init=0.5"
                 ),
             },
         )
