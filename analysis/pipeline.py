@@ -56,6 +56,10 @@ CROP_RAISE = 0.10
 CROP_PAD = 0.03
 #: Phone boxes from overlapping seat crops with at least this IoU are one phone.
 CROP_NMS_IOU = 0.4
+#: Each seat crop is re-detected about this often (seconds); in between its last phones are
+#: reused.  The seats of a camera take turns, so the crop work is spread evenly over frames.
+#: A phone in use lasts many seconds; this halves the crop cost at the default 2 fps.
+CROP_INTERVAL_S = 1.0
 PHONE = "cell phone"
 
 
@@ -159,6 +163,8 @@ class CameraState:
     det_thumb: np.ndarray | None = None
     boxes: list[Any] = field(default_factory=list)
     crops: list[Rect] = field(default_factory=list)
+    crop_phones: list[list[Any]] = field(default_factory=list)
+    crop_turn: int = 0
 
 
 @dataclass
@@ -234,7 +240,7 @@ class AnalysisCore:
         rules = CameraRules(camera, room.seats_for(camera), self.rules_cfg, room=room.id, site=site)
         crops = seat_crop_rects(room, camera) if self.split.crop is not None else []
         self.cameras[key] = CameraState(key, camera, room, rules, TamperDetector(self.tamper_cfg),
-                                        crops=crops)
+                                        crops=crops, crop_phones=[[] for _ in crops])
 
     def due(self, key: str, t: float) -> bool:
         """Whether a frame of camera ``key`` at ``t`` should be analysed (``analysis_fps``)."""
@@ -278,24 +284,42 @@ class AnalysisCore:
             out += st.rules.update(t, st.boxes, tamper, snap, tamper_onsets=st.tamper.onsets())
         return out
 
+    @property
+    def crop_stride(self) -> int:
+        """A seat crop is detected on every ``crop_stride``-th detected frame of its camera."""
+        return max(1, round(CROP_INTERVAL_S * self.detection_cfg.analysis_fps))
+
     def _detect_crops(self, work: Sequence[tuple[CameraState, float, np.ndarray, dict[str, float]]],
                       need: Sequence[int], results: dict[int, list[Any]]) -> None:
-        """Phones on seat crops of the frames in ``need``; replaces their whole-frame phones."""
+        """Phones on seat crops of the frames in ``need`` (each seat in turn, see
+        ``CROP_INTERVAL_S``); they replace the frames' whole-frame phones."""
         assert self.split.crop is not None
-        jobs = [(j, r) for j in need for r in work[j][0].crops]
-        phones: dict[int, list[Any]] = {j: [] for j in need}
+        stride = self.crop_stride
+        jobs: list[tuple[int, int]] = []
+        for j in need:
+            st = work[j][0]
+            jobs += [(j, ci) for ci in range(len(st.crops)) if (st.crop_turn + ci) % stride == 0]
+            st.crop_turn += 1
+        fresh: dict[tuple[int, int], list[Any]] = {}
         for i in range(0, len(jobs), MAX_BATCH):
             chunk = jobs[i:i + MAX_BATCH]
             t0 = time.perf_counter()
-            found = self.split.crop.detect([_crop(work[j][2], r) for j, r in chunk])
+            found = self.split.crop.detect([_crop(work[j][2], work[j][0].crops[ci]) for j, ci in chunk])
             self.stats.detector_seconds += time.perf_counter() - t0
             self.stats.detector_calls += 1
             self.stats.crops += len(chunk)
-            for (j, r), boxes in zip(chunk, found, strict=True):
-                phones[j] += [_from_crop(b, r) for b in boxes if b.label == PHONE]
-        for j in need:
-            if work[j][0].crops:
-                results[j] = [b for b in results[j] if b.label != PHONE] + merge_crop_phones(phones[j])
+            for (j, ci), boxes in zip(chunk, found, strict=True):
+                rect = work[j][0].crops[ci]
+                fresh[(j, ci)] = [_from_crop(b, rect) for b in boxes if b.label == PHONE]
+        for j in need:  # in time order, so a later frame reuses an earlier frame's fresh crops
+            st = work[j][0]
+            if not st.crops:
+                continue
+            for ci in range(len(st.crops)):
+                if (j, ci) in fresh:
+                    st.crop_phones[ci] = fresh[(j, ci)]
+            phones = merge_crop_phones([b for ps in st.crop_phones for b in ps])
+            results[j] = [b for b in results[j] if b.label != PHONE] + phones
 
     def _needs_detection(
         self, st: CameraState, t: float, frame: np.ndarray, tamper: dict[str, float]

@@ -268,22 +268,33 @@ def test_split_detector_sends_phone_models_to_seat_crops_and_maps_boxes_back():
     det = OnnxDetector([Source(pm, {"person": 0.4}), Source(om, {"cell phone": 0.3})])
     split = split_detector(det)
     assert split.crop is not None and split.crop is not det
-    core = AnalysisCore(det, RulesConfig(), DetectionConfig(analysis_fps=2.0), snapshots=False)
+    core = AnalysisCore(det, RulesConfig(), DetectionConfig(analysis_fps=2.0), snapshots=False,
+                        motion_gate=False)
     core.add_camera("c", _two_seat_room(), "cam1")
     assert core.cameras["c"].crops == seat_crop_rects(_two_seat_room(), "cam1")
     f = textured(3)
     f[300:330, 480:510] = 255  # 30x30 px: 0.3% of the frame, 0.9% of the crop of seat R
-    core.process([("c", 0.0, f)])
+    core.process([("c", 0.0, f)])  # seats take turns (CROP_INTERVAL_S = 2 frames at 2 fps): L
+    assert core.stats.crops == 1
+    assert [b for b in core.cameras["c"].boxes if b.label == "cell phone"] == []
+    core.process([("c", 0.5, f)])  # R's turn
     phones = [b for b in core.cameras["c"].boxes if b.label == "cell phone"]
     assert len(phones) == 1  # seen on the crop of R only, and not on the whole frame
     p = phones[0]
     assert (p.x1, p.y1, p.x2, p.y2) == pytest.approx((0.75, 0.625, 0.797, 0.6875), abs=0.004)
     assert [b.label for b in core.cameras["c"].boxes].count("person") == 1
     # the phone model never saw the whole frame; the person model saw only the whole frame
-    assert pm.shapes == [(480, 640, 3)]
+    assert pm.shapes == [(480, 640, 3)] * 2
     assert len(om.shapes) == 2 and all(s[0] < 480 and s[1] < 640 for s in om.shapes)
     assert core.stats.crops == 2
     assert core.cameras["c"].rules.last_assignment.phones["R"] == [p]
+    core.process([("c", 1.0, f)])  # L again: R's phone is reused until R's next turn
+    assert core.stats.crops == 3
+    assert [b for b in core.cameras["c"].boxes if b.label == "cell phone"] == [p]
+    f[300:330, 480:510] = 0
+    core.process([("c", 1.5, f)])  # R: the phone is gone
+    assert core.stats.crops == 4
+    assert [b for b in core.cameras["c"].boxes if b.label == "cell phone"] == []
 
 
 def test_detectors_without_sources_are_used_whole_and_without_crops():
