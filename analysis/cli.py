@@ -134,10 +134,10 @@ def run(argv: Sequence[str]) -> list[Event]:
     except OSError as e:
         raise CliError(f"{e.filename or args.snapshots}: {e.strerror or e}") from None
     if args.json:
-        for e in events:
-            d = e.summary()
-            if e.snapshot_key:
-                d["snapshot"] = e.snapshot_key
+        for ev in events:
+            d = ev.summary()
+            if ev.snapshot_key:
+                d["snapshot"] = ev.snapshot_key
             print(json.dumps(d, ensure_ascii=False))
     else:
         print(format_table(events))

@@ -390,10 +390,10 @@ def analyze_frames(
     pending: list[tuple[str, float, np.ndarray]] = []
     for item in frames:
         if len(item) == 2:
-            t, frame = item  # type: ignore[misc]
+            t, frame = item
             key = default_cam
         else:
-            key, t, frame = item  # type: ignore[misc]
+            key, t, frame = item
         if key not in core.cameras:
             raise ValueError(f"frame from unknown camera {key!r}")
         pending.append((key, float(t), frame))

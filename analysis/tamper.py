@@ -88,7 +88,7 @@ class TamperDetector:
         self._prev: np.ndarray | None = None
         self._frozen_since: float | None = None
         self._frozen_blips = 0
-        self._orb = cv2.ORB_create(nfeatures=500)
+        self._orb = cv2.ORB.create(nfeatures=500)
         self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
         self.last: FrameStats | None = None
 
@@ -202,13 +202,14 @@ class TamperDetector:
         matches = self._matcher.match(rd, desc)
         if len(matches) < 8:
             return (1.0, 0.0)
-        src = np.float32([rk[m.queryIdx].pt for m in matches])
-        dst = np.float32([kps[m.trainIdx].pt for m in matches])
+        src = np.array([rk[m.queryIdx].pt for m in matches], dtype=np.float32)
+        dst = np.array([kps[m.trainIdx].pt for m in matches], dtype=np.float32)
         m, inl = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
         if m is None or inl is None:
             return (1.0, 0.0)
         w, h = self.SHARP
-        pts = np.float32([[w * x, h * y] for x in (0.25, 0.5, 0.75) for y in (0.25, 0.5, 0.75)])
+        pts = np.array([[w * x, h * y] for x in (0.25, 0.5, 0.75) for y in (0.25, 0.5, 0.75)],
+                       dtype=np.float32)
         moved = pts @ m[:, :2].T + m[:, 2]
         disp = float(np.linalg.norm(moved - pts, axis=1).mean()) / w
         return disp, float(inl.sum()) / len(rk)
