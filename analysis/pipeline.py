@@ -359,6 +359,7 @@ def analyze_frames(
     *,
     camera: str | None = None,
     motion_gate: bool = True,
+    seat_crops: bool = True,
     snapshots: bool = False,
     batch: int = 4,
     on_update: Callable[[EventUpdate], None] | None = None,
@@ -371,9 +372,11 @@ def analyze_frames(
     ``1/analysis_fps`` to the previous analysed frame of their camera are skipped.  Up to
     ``batch`` consecutive frames are analysed with one detector call.  Events still open at the
     end are closed at their last positive frame.  ``on_update`` sees every update as it
-    happens; ``stats`` (if given) receives the core's counters.
+    happens; ``stats`` (if given) receives the core's counters.  ``seat_crops=False`` runs the
+    whole detector on whole frames only (no phone crops; for comparison).
     """
-    core = AnalysisCore(detector, rules_cfg, detection_cfg, motion_gate=motion_gate, snapshots=snapshots)
+    core = AnalysisCore(detector, rules_cfg, detection_cfg, motion_gate=motion_gate, snapshots=snapshots,
+                        seat_crops=seat_crops)
     default_cam = camera or room.cameras[0].id
     for c in room.cameras:
         core.add_camera(c.id, room, c.id)
