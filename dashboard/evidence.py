@@ -1,30 +1,24 @@
 """Evidence export of one camera's time range (``GET /api/export/{site}/{room}/{camera}``) in the
 format of :mod:`sessions.export`, so that ``evalwatch verify FILE.zip`` checks it offline.
 
+This module only chooses what anchors the chain; :func:`sessions.export.write_evidence` (the one
+writer, shared with the session export) writes the zip.
+
 What anchors the chain:
 
-* If a **closed session sealed this camera** at or after the last exported segment (and the seal
-  was made with the hub's current key), the export carries that session's signed head — the
-  strongest evidence: the head was signed when the session closed, before anyone asked for an
-  export.  ``manifest.session`` names the session.
+* If a **closed session sealed this camera** at or after the last exported segment, the export
+  carries that session's signed head — the strongest evidence: the head was signed when the
+  session closed, before anyone asked for an export.  ``manifest.session`` names the session.
+  If the hub key changed since that seal, the zip carries both public keys (``public_key.pem``
+  signed the head, ``export_public_key.pem`` the manifest) and verifies against each.
 * Otherwise the hub signs, at export time, the link of the last exported segment as it stands in
   the database (payload ``type: evalwatch-export-head``, ``session: null``).  That attests what
   the hub held when it exported; the manifest records ``anchor: "export"`` and a note says so.
-
-Reused from :mod:`sessions.export`: the format constants, ``README`` and ``event_to_dict``; the
-zip is written the same way (``chain/``, ``segments/``, ``events.json``, ``snapshots/``,
-``seal.json``, ``public_key.pem``, ``manifest.json`` + ``manifest.sig``).  ``sessions.export``
-has no public "write evidence for these heads" function, hence the loop below mirrors
-``export_session``'s (see docs/dashboard.md: what sessions/export.py should expose).
+  (Also when the sealing session has no stored public key, with a note.)
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,7 +42,7 @@ class EvidenceError(Exception):
 
 @dataclass
 class Anchor:
-    """The signed head the export's chain ends at."""
+    """The signed head the export's chain ends at (``public_pem`` = the key that signed it)."""
 
     head_seq: int
     payload: str
@@ -60,6 +54,8 @@ class Anchor:
 
 @dataclass
 class CameraExport:
+    """What :func:`export_camera_range` wrote (``anchor`` = ``"session"`` | ``"export"``)."""
+
     path: Path
     segments: int
     links: int
@@ -67,10 +63,6 @@ class CameraExport:
     anchor: str
     session_id: int | None
     notes: list[str] = field(default_factory=list)
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _sealed_anchor(s: Session, site: str, room: str, camera: str, last_seq: int, first_seq: int) -> Any:
@@ -100,19 +92,20 @@ async def export_camera_range(
     actor: str,
     out_dir: Path | None = None,
 ) -> CameraExport:
-    """Write the evidence zip of ``site/room/camera`` over ``[start, end)`` (see module docstring).
+    """Write the evidence zip of ``site/room/camera`` over ``[start, end)`` (see module docstring)
+    into a fresh temporary directory (under ``out_dir`` if given; :func:`remove_export` deletes
+    both).  ``st`` provides ``cfg``, ``db`` and ``services.objects``.
 
     Raises :class:`NoFootage` when nothing is archived in the range and :class:`EvidenceError`
     when a segment or chain link is missing from object storage; other store failures propagate.
+    Nothing is left behind on failure.
     """
-    from sessions.export import FORMAT, README, VERSION, event_to_dict
-    from storage.chain import canonical_json, chain_key, iso_ms, link_bytes
-    from storage.objects import ObjectMissing
-    from storage.segments import SegmentRecord, SegmentStore
+    import tempfile
+
+    from sessions.export import EvidenceCamera, EvidenceMissing, event_to_dict, write_evidence
+    from storage.chain import canonical_json, iso_ms
 
     cfg = st.cfg
-    bucket = cfg.storage.s3.bucket_segments
-    objects = st.services.objects
     cam_path = f"{site}/{room}/{camera}"
     key = await _load_key(cfg)
 
@@ -166,13 +159,13 @@ async def export_camera_range(
             f"no archived segment of {cam_path} between {start.isoformat()} and {end.isoformat()}"
         )
     notes: list[str] = []
-    if sealed is not None and (sealed[4] or "").strip() == key.public_pem().strip():
-        anchor = Anchor(sealed[1], sealed[2], sealed[3], sealed[0], key.public_pem(), "session")
+    if sealed is not None and (sealed[4] or "").strip():
+        anchor = Anchor(sealed[1], sealed[2], sealed[3], sealed[0], sealed[4], "session")
     else:
         if sealed is not None:
             notes.append(
-                f"session {sealed[0]['code']} sealed this camera with another hub key; the hub signed "
-                "the head at export time instead"
+                f"session {sealed[0]['code']} sealed this camera but has no stored public key; the "
+                "hub signed the head at export time instead"
             )
         last = segs[-1]
         links = [g for g in links if g.seq <= last.seq]
@@ -196,96 +189,50 @@ async def export_camera_range(
             "no closed session sealed this range: the chain head was signed by the hub at export time"
         )
 
-    store = SegmentStore(objects, st.db, cfg.storage.wal_dir, bucket)
-    files: list[dict[str, Any]] = []
     tmpdir = Path(tempfile.mkdtemp(prefix="evalwatch-export-", dir=out_dir))
     out = tmpdir / f"evidence_{site}_{room}_{camera}_{start.strftime('%Y%m%dT%H%M%SZ')}.zip"
-    tmp = out.with_name(out.name + ".part")
-
-    def add(z: zipfile.ZipFile, name: str, data: bytes, compress: bool = True) -> None:
-        z.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED)
-        files.append({"path": name, "sha256": _sha(data), "size": len(data)})
-
     try:
-        with zipfile.ZipFile(tmp, "w") as z:
-            for row in links:
-                rec = SegmentRecord.model_validate(row)
-                try:
-                    link = await objects.get_bytes(bucket, chain_key(site, room, camera, row.seq))
-                except ObjectMissing:
-                    if row.uploaded:
-                        raise EvidenceError(
-                            f"chain link seq {row.seq} of {cam_path} is missing from object storage"
-                        ) from None
-                    link = link_bytes(rec.link_fields())  # still in the hub's WAL
-                add(z, f"chain/{cam_path}/{row.seq:08d}.json", link)
-            for row in segs:
-                rec = SegmentRecord.model_validate(row)
-                try:
-                    data = await store.read(rec)
-                except ObjectMissing:
-                    raise EvidenceError(
-                        f"segment {row.key} (seq {row.seq}) is missing from object storage"
-                    ) from None
-                add(z, f"segments/{row.key}", data, compress=False)
-            for ev in events:
-                if ev["snapshot_key"]:
-                    try:
-                        snap = await objects.get_bytes(cfg.storage.s3.bucket_snapshots, ev["snapshot_key"])
-                    except ObjectMissing:
-                        ev["snapshot"] = None
-                        notes.append(f"event {ev['id']}: snapshot {ev['snapshot_key']} is missing")
-                    else:
-                        ev["snapshot"] = f"snapshots/{ev['snapshot_key']}"
-                        add(z, ev["snapshot"], snap, compress=False)
-            add(z, "events.json", json.dumps(events, ensure_ascii=False, indent=2).encode("utf-8"))
-            seal = {
+        r = await write_evidence(
+            out,
+            db=st.db,
+            objects=st.services.objects,
+            cfg=cfg,
+            key=key,
+            seal_public_pem=anchor.public_pem,
+            seal_ref={
                 "session_id": anchor.session["id"] if anchor.session else None,
                 "code": anchor.session["code"] if anchor.session else None,
-                "key_id": key.key_id,
-                "heads": [{"camera": cam_path, "payload": anchor.payload, "signature": anchor.signature}],
-            }
-            add(z, "seal.json", json.dumps(seal, ensure_ascii=False, indent=2).encode("utf-8"))
-            add(z, "public_key.pem", anchor.public_pem.encode("ascii"))
-            add(z, "README.txt", README.encode("utf-8"))
-            manifest = {
-                "format": FORMAT,
-                "version": VERSION,
+            },
+            header={
                 "scope": "camera-range",
                 "anchor": anchor.kind,
                 "session": anchor.session,
                 "range": {"from": start.isoformat(), "to": end.isoformat()},
-                "cameras": [
-                    {
-                        "camera": cam_path,
-                        "first_seq": links[0].seq,
-                        "head_seq": anchor.head_seq,
-                        "segments": [g.seq for g in segs],
-                        "range": [segs[0].start.isoformat(), segs[-1].end.isoformat()],
-                    }
-                ],
-                "exported_at": datetime.now(UTC).isoformat(),
-                "exported_by": actor,
-                "key_id": key.key_id,
-                "notes": notes,
-                "files": files,
-            }
-            mbytes = json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8")
-            z.writestr("manifest.json", mbytes)
-            z.writestr("manifest.sig", key.sign(mbytes))
-        os.replace(tmp, out)
+            },
+            cameras=[
+                EvidenceCamera(
+                    site, room, camera, anchor.head_seq, anchor.payload, anchor.signature, segs, links
+                )
+            ],
+            events=events,
+            actor=actor,
+            notes=notes,
+            progress=False,
+        )
+    except EvidenceMissing as e:
+        remove_export(out)
+        raise EvidenceError(str(e)) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
         remove_export(out)
         raise
     return CameraExport(
-        out,
-        len(segs),
-        len(links),
-        len(events),
+        r.path,
+        r.segments,
+        r.links,
+        r.events,
         anchor.kind,
         anchor.session["id"] if anchor.session else None,
-        notes,
+        r.notes,
     )
 
 

@@ -1,34 +1,46 @@
-"""Evidence export of a sealed session and its offline verification.
+"""Evidence export (a sealed session, or a camera range from the dashboard) and its offline
+verification.
 
 ``evalwatch export SESSION --config FILE [--from ISO --to ISO] [--camera site/room/camera ...]
-[--stitch] -o FILE.zip`` writes a zip (layout below); ``evalwatch verify FILE.zip [--key PEM]``
-checks it with no hub access.
+[--stitch] -o FILE.zip`` writes a zip (layout below); ``evalwatch verify FILE.zip [--key PEM ...]``
+checks it with no hub access.  :func:`write_evidence` is the one writer: :func:`export_session`
+and ``dashboard.evidence.export_camera_range`` only choose the heads, rows and events.
 
 Zip layout::
 
     manifest.json        what was exported and every other file with sha256 + size
     manifest.sig         base64 Ed25519 signature of the exact bytes of manifest.json
-    public_key.pem       the hub's public key (compare its fingerprint, or pin it with --key)
-    seal.json            the session's signed chain heads: [{camera, payload, signature}]
+    public_key.pem       the SEAL key: the public key that signed the heads in seal.json
+    export_public_key.pem  only when the hub key changed after the seal: the EXPORT key, the
+                         public key that signed manifest.json (else public_key.pem signed it)
+    seal.json            the signed chain heads: {session_id, code, key_id (seal key),
+                         heads: [{camera, payload, signature}]}
     chain/<site>/<room>/<camera>/<seq:08d>.json   chain links, from the first exported segment
                                                   up to the sealed head (as archived)
     segments/<archive key>                       the segments, byte for byte as archived
-    events.json          the session's events (rule, seat, times, resolution, who)
+    events.json          the events (rule, seat, times, resolution, who)
     snapshots/<key>      event snapshots
     stitched/<site>_<room>_<camera>.mp4           optional (--stitch): one MP4 per camera
     README.txt
 
-Why it is verifiable: each sealed head's payload (camera, head seq, head link hash) is signed by
-the hub; every chain link hashes its predecessor, so the head authenticates every link back to
+``manifest.json`` names both keys: ``key_id`` (export key, signs the manifest) and
+``seal_key_id`` (seal key, signed the heads); they are equal unless the hub key changed.
+
+Why it is verifiable: each head's payload (camera, head seq, head link hash) is signed by the
+seal key; every chain link hashes its predecessor, so the head authenticates every link back to
 the first exported one, and each link carries its segment's sha256 and size.  The manifest
-signature covers the files outside the chain (events, snapshots, stitched videos).
+signature (export key) covers the files outside the chain (events, snapshots, stitched videos).
+Two keys mean two fingerprints to check: a forger can keep genuine heads and re-sign a forged
+manifest with a key of their own, so compare both with the published ones, or pin both with
+``--key`` (repeatable: every key that signed something must be pinned).
 
 Verification (:func:`verify_evidence`) reports the FIRST problem, in this order: unreadable
-zip or missing core files; pinned key mismatch; bad head signature (``signature``); per camera
-the chain and its segments (``missing`` / ``altered`` / ``reordered`` / ``inserted``, naming the
-file and seq); every manifest file's presence and hash; files not in the manifest
-(``inserted``); the manifest signature.  Exit codes of ``verify_zip``: 0 intact, 1 problem,
-2 unreadable / not an evidence zip / bad arguments.
+zip or missing core files; pinned key mismatch (``key``); bad head signature (``signature``);
+per camera the chain and its segments (``missing`` / ``altered`` / ``reordered`` /
+``inserted``, naming the file and seq); every manifest file's presence and hash; files not in
+the manifest (``inserted``); the manifest signature; key ids the manifest or seal.json declare
+that differ from the key files (``altered``).  Exit codes of ``verify_zip``: 0 intact,
+1 problem, 2 unreadable / not an evidence zip / bad arguments.
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ import os
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,17 +71,21 @@ from storage.objects import ObjectMissing
 
 FORMAT = "evalwatch-evidence"
 VERSION = 1
+SEAL_KEY_FILE = "public_key.pem"
+EXPORT_KEY_FILE = "export_public_key.pem"
 Problem = Literal["missing", "altered", "reordered", "inserted", "signature", "key", "unreadable"]
 
 README = """evalwatch evidence export
 ==========================
 
-Verify offline:  evalwatch verify THIS.zip [--key hub_public_key.pem]
+Verify offline:  evalwatch verify THIS.zip [--key hub_public_key.pem ...]
 
 manifest.json lists every file with its sha256 and size; manifest.sig signs manifest.json;
-seal.json holds the session's Ed25519-signed chain heads (one per camera); chain/ holds the
-hash-chain links up to each sealed head; segments/ holds the video exactly as archived.
-Compare the fingerprint of public_key.pem with the one your trading centre publishes.
+seal.json holds the Ed25519-signed chain heads (one per camera); chain/ holds the hash-chain
+links up to each head; segments/ holds the video exactly as archived.
+public_key.pem signed the heads; export_public_key.pem, if present (the hub key changed after
+the seal), signed the manifest.  Compare the fingerprint of each with the ones your trading
+centre publishes, or pin them: --key once per key.
 """
 
 
@@ -122,6 +138,8 @@ def session_events(s: Session, info: SessionInfo, start: datetime, end: datetime
 
 @dataclass
 class ExportResult:
+    """What :func:`write_evidence` wrote: the zip and its counts (``bytes`` = payload bytes)."""
+
     path: Path
     segments: int
     links: int
@@ -131,10 +149,218 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
 
 
+class EvidenceMissing(Exception):
+    """A chain link or segment that belongs in the zip is missing from object storage.
+
+    ``camera`` (``site/room/camera``) and ``seq`` name it; the message says which piece."""
+
+    def __init__(self, camera: str, seq: int, message: str) -> None:
+        super().__init__(message)
+        self.camera, self.seq = camera, seq
+
+
+@dataclass
+class EvidenceCamera:
+    """One camera of an evidence zip: the signed head its chain ends at and the rows to write.
+
+    Contract: ``payload`` is the canonical JSON of a signed head (session seal or export-time
+    head) for this camera whose ``head_seq`` equals :attr:`head_seq`, ``signature`` its base64
+    Ed25519 signature by the *seal key* given to :func:`write_evidence`; ``segments`` are the
+    exported segment rows and ``links`` the chain rows from the first exported segment up to
+    ``head_seq`` inclusive, both in seq order.
+    """
+
+    site: str
+    room: str
+    camera: str
+    head_seq: int
+    payload: str
+    signature: str
+    segments: list[Segment]
+    links: list[Segment]
+
+    @property
+    def path(self) -> str:
+        return f"{self.site}/{self.room}/{self.camera}"
+
+
 def _progress(total: int, desc: str, enabled: bool | None) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=enabled is False or None)
+
+
+async def write_evidence(
+    out: str | Path,
+    *,
+    db: Any,
+    objects: Any,
+    cfg: EvalwatchConfig,
+    key: HubKey,
+    seal_public_pem: str,
+    seal_ref: dict[str, Any],
+    header: dict[str, Any],
+    cameras: list[EvidenceCamera],
+    events: list[dict[str, Any]],
+    actor: str,
+    notes: list[str] | None = None,
+    stitch: bool = False,
+    progress: bool | None = False,
+    desc: str = "export",
+) -> ExportResult:
+    """Write one evidence zip (layout in the module docstring) to ``out``, atomically.
+
+    The single writer behind the session export and the dashboard's camera-range export.
+
+    * ``key`` signs ``manifest.json`` (the *export key*, the hub's current key);
+      ``seal_public_pem`` is the public key that signed every camera's head (the *seal key*).
+      It goes to ``public_key.pem``; when it differs from ``key`` (the hub key changed since the
+      seal), ``key``'s public key goes to ``export_public_key.pem`` too.  The manifest records
+      both fingerprints (``key_id`` = export key, ``seal_key_id``), ``seal.json`` the seal key's.
+    * ``seal_ref`` = ``{"session_id", "code"}`` for ``seal.json`` (``None`` values for heads
+      signed at export time); ``header`` = manifest fields placed after ``format``/``version``
+      (``session``, ``range``, and e.g. ``scope``/``anchor``).
+    * ``events`` are :func:`event_to_dict` dicts; each gets ``snapshot`` (zip path, or ``None``
+      with a note when the snapshot is missing from storage).  ``notes`` are copied to the
+      manifest, followed by the writer's own.
+    * ``stitch``: one MP4 per camera via ffmpeg (a note instead when it fails).
+
+    Raises :class:`EvidenceMissing` when an uploaded chain link or a segment is missing from
+    object storage (links still in the hub's WAL are rebuilt from the DB row); other storage
+    errors propagate.  On any failure nothing is left at ``out`` (the ``.part`` file is removed).
+    """
+    from storage.segments import SegmentRecord, SegmentStore
+
+    bucket = cfg.storage.s3.bucket_segments
+    seal_kid = key_id(seal_public_pem)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    files: list[dict[str, Any]] = []
+    notes = list(notes or [])
+    total_bytes = 0
+    n_snap = 0
+    n_links = sum(len(c.links) for c in cameras)
+    n_segs = sum(len(c.segments) for c in cameras)
+    bar = _progress(n_links + n_segs + len(events), desc, progress)
+    store = SegmentStore(objects, db, cfg.storage.wal_dir, bucket)
+
+    def add(z: zipfile.ZipFile, name: str, data: bytes, compress: bool = True) -> None:
+        nonlocal total_bytes
+        z.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED)
+        files.append({"path": name, "sha256": _sha(data), "size": len(data)})
+        total_bytes += len(data)
+
+    workdir = tempfile.TemporaryDirectory(prefix="evalwatch-stitch-") if stitch else None
+    try:
+        with zipfile.ZipFile(tmp, "w") as z:
+            cam_docs = []
+            for c in cameras:
+                for row in c.links:
+                    rec = SegmentRecord.model_validate(row)
+                    try:
+                        link = await objects.get_bytes(bucket, chain_key(c.site, c.room, c.camera, row.seq))
+                    except ObjectMissing:
+                        if row.uploaded:
+                            raise EvidenceMissing(
+                                c.path,
+                                row.seq,
+                                f"chain link seq {row.seq} of {c.path} is missing from object storage",
+                            ) from None
+                        link = link_bytes(rec.link_fields())  # still in the hub's WAL
+                    add(z, f"chain/{c.path}/{row.seq:08d}.json", link)
+                    bar.update(1)
+                stitch_files: list[Path] = []
+                for row in c.segments:
+                    rec = SegmentRecord.model_validate(row)
+                    try:
+                        data = await store.read(rec)
+                    except ObjectMissing:
+                        raise EvidenceMissing(
+                            c.path,
+                            row.seq,
+                            f"segment {row.key} (seq {row.seq}) is missing from object storage",
+                        ) from None
+                    add(z, f"segments/{row.key}", data, compress=False)
+                    if workdir is not None:
+                        sp = Path(workdir.name) / f"{len(stitch_files):06d}{Path(row.key).suffix}"
+                        await asyncio.to_thread(sp.write_bytes, data)
+                        stitch_files.append(sp)
+                    bar.update(1)
+                if workdir is not None and stitch_files:
+                    mp4 = await asyncio.to_thread(_stitch, stitch_files, Path(workdir.name))
+                    for sp in stitch_files:
+                        sp.unlink()
+                    if mp4 is None:
+                        notes.append(f"{c.path}: stitching failed; segments are exported as archived")
+                    else:
+                        add(z, f"stitched/{c.site}_{c.room}_{c.camera}.mp4", mp4, compress=False)
+                cam_docs.append(
+                    {
+                        "camera": c.path,
+                        "first_seq": c.links[0].seq if c.links else c.head_seq + 1,
+                        "head_seq": c.head_seq,
+                        "segments": [r.seq for r in c.segments],
+                        "range": [
+                            c.segments[0].start.isoformat() if c.segments else None,
+                            c.segments[-1].end.isoformat() if c.segments else None,
+                        ],
+                    }
+                )
+            for ev in events:
+                if ev["snapshot_key"]:
+                    try:
+                        snap = await objects.get_bytes(cfg.storage.s3.bucket_snapshots, ev["snapshot_key"])
+                    except ObjectMissing:
+                        ev["snapshot"] = None
+                        notes.append(f"event {ev['id']}: snapshot {ev['snapshot_key']} is missing")
+                    else:
+                        ev["snapshot"] = f"snapshots/{ev['snapshot_key']}"
+                        add(z, ev["snapshot"], snap, compress=False)
+                        n_snap += 1
+                bar.update(1)
+            add(z, "events.json", json.dumps(events, ensure_ascii=False, indent=2).encode("utf-8"))
+            seal = {
+                "session_id": seal_ref.get("session_id"),
+                "code": seal_ref.get("code"),
+                "key_id": seal_kid,
+                "heads": [
+                    {"camera": c.path, "payload": c.payload, "signature": c.signature} for c in cameras
+                ],
+            }
+            add(z, "seal.json", json.dumps(seal, ensure_ascii=False, indent=2).encode("utf-8"))
+            add(z, SEAL_KEY_FILE, seal_public_pem.encode("ascii"))
+            if seal_kid != key.key_id:
+                add(z, EXPORT_KEY_FILE, key.public_pem().encode("ascii"))
+                notes.append(
+                    f"the chain heads were signed by key {seal_kid} ({SEAL_KEY_FILE}); the hub key has "
+                    f"changed since, this manifest is signed by key {key.key_id} ({EXPORT_KEY_FILE})"
+                )
+            add(z, "README.txt", README.encode("utf-8"))
+            manifest = {
+                "format": FORMAT,
+                "version": VERSION,
+                **header,
+                "cameras": cam_docs,
+                "exported_at": datetime.now(UTC).isoformat(),
+                "exported_by": actor,
+                "key_id": key.key_id,
+                "seal_key_id": seal_kid,
+                "notes": notes,
+                "files": files,
+            }
+            mbytes = json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8")
+            z.writestr("manifest.json", mbytes)
+            z.writestr("manifest.sig", key.sign(mbytes))
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+        if workdir is not None:
+            workdir.cleanup()
+    return ExportResult(out, n_segs, n_links, len(events), n_snap, total_bytes, notes)
 
 
 async def export_session(
@@ -155,9 +381,13 @@ async def export_session(
     """Write the evidence zip of the sealed session ``ident`` to ``out`` (see module docstring).
 
     ``start``/``end`` narrow the session window; ``cameras`` (``site/room/camera``) narrow the
-    cameras.  Raises :class:`SessionError` for bad input (unknown session or camera, not closed,
-    empty range) and ``StorageError`` when a segment cannot be read.  ``progress``: ``None``
-    shows a tqdm bar on stderr when it is a terminal, ``True`` always, ``False`` never.
+    cameras.  ``key`` is the hub's current key: it signs the manifest; the heads keep the
+    session's seal signatures, checked against the public key stored with the session (so the
+    export of a session sealed before a key change verifies, with both keys in the zip).
+    Raises :class:`SessionError` for bad input (unknown session or camera, not closed, empty
+    range) or a chain link / segment missing from object storage, and ``StorageError`` when a
+    segment cannot be read.  ``progress``: ``None`` shows a tqdm bar on stderr when it is a
+    terminal, ``True`` always, ``False`` never.  Audit ``export``.
     """
     info = await get_session(db, ident)
     if info.status != "closed" or not info.heads:
@@ -180,11 +410,9 @@ async def export_session(
             if c not in known:
                 raise SessionError(f"camera {c!r} is not in session {info.code} (has {sorted(known)})")
         heads = [h for h in heads if h.path in wanted]
-    bucket = cfg.storage.s3.bucket_segments
 
-    def q(s: Session) -> tuple[dict[str, list[Segment]], dict[str, list[Segment]], list[dict[str, Any]]]:
-        segs: dict[str, list[Segment]] = {}
-        links: dict[str, list[Segment]] = {}
+    def q(s: Session) -> tuple[list[EvidenceCamera], list[dict[str, Any]]]:
+        cams: list[EvidenceCamera] = []
         for h in heads:
             cam = (Segment.site == h.site) & (Segment.room == h.room) & (Segment.camera == h.camera)
             sel = list(
@@ -195,120 +423,32 @@ async def export_session(
                     .order_by(Segment.seq)
                 )
             )
-            segs[h.path] = sel
             lo = sel[0].seq if sel else h.head_seq + 1
-            links[h.path] = list(
+            links = list(
                 s.scalars(
                     select(Segment)
                     .where(cam, Segment.seq >= lo, Segment.seq <= h.head_seq)
                     .order_by(Segment.seq)
                 )
             )
+            cams.append(
+                EvidenceCamera(h.site, h.room, h.camera, h.head_seq, h.payload, h.signature, sel, links)
+            )
         evs = [event_to_dict(e) for e in session_events(s, info, w_start, w_end)]
         paths = {h.path for h in heads}
-        return segs, links, [e for e in evs if e["camera"] in paths]
+        return cams, [e for e in evs if e["camera"] in paths]
 
-    segs, links, events = await db.run(q)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    files: list[dict[str, Any]] = []
-    notes: list[str] = []
-    total_bytes = 0
-    n_links = sum(len(v) for v in links.values())
-    n_segs = sum(len(v) for v in segs.values())
-    bar = _progress(n_links + n_segs + len(events), f"export {info.code}", progress)
-
-    from storage.segments import SegmentRecord, SegmentStore
-
-    store = SegmentStore(objects, db, cfg.storage.wal_dir, bucket)
-
-    def add(z: zipfile.ZipFile, name: str, data: bytes, compress: bool = True) -> None:
-        nonlocal total_bytes
-        z.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED)
-        files.append({"path": name, "sha256": _sha(data), "size": len(data)})
-        total_bytes += len(data)
-
-    n_snap = 0
-    workdir = tempfile.TemporaryDirectory(prefix="evalwatch-stitch-") if stitch else None
+    cams, events = await db.run(q)
     try:
-        with zipfile.ZipFile(tmp, "w") as z:
-            cam_docs = []
-            for h in heads:
-                for row in links[h.path]:
-                    rec = SegmentRecord.model_validate(row)
-                    try:
-                        link = await objects.get_bytes(bucket, chain_key(h.site, h.room, h.camera, row.seq))
-                    except ObjectMissing:
-                        if row.uploaded:
-                            raise SessionError(
-                                f"chain link seq {row.seq} of {h.path} is missing from object storage; "
-                                f"run: evalwatch verify --camera {h.path}"
-                            ) from None
-                        link = link_bytes(rec.link_fields())  # still in the hub's WAL
-                    add(z, f"chain/{h.path}/{row.seq:08d}.json", link)
-                    bar.update(1)
-                stitch_files: list[Path] = []
-                for row in segs[h.path]:
-                    rec = SegmentRecord.model_validate(row)
-                    try:
-                        data = await store.read(rec)
-                    except ObjectMissing:
-                        raise SessionError(
-                            f"segment {row.key} (seq {row.seq}) is missing from object storage; "
-                            f"run: evalwatch verify --camera {h.path}"
-                        ) from None
-                    add(z, f"segments/{row.key}", data, compress=False)
-                    if workdir is not None:
-                        sp = Path(workdir.name) / f"{len(stitch_files):06d}{Path(row.key).suffix}"
-                        await asyncio.to_thread(sp.write_bytes, data)
-                        stitch_files.append(sp)
-                    bar.update(1)
-                if workdir is not None and stitch_files:
-                    mp4 = await asyncio.to_thread(_stitch, stitch_files, Path(workdir.name))
-                    for sp in stitch_files:
-                        sp.unlink()
-                    if mp4 is None:
-                        notes.append(f"{h.path}: stitching failed; segments are exported as archived")
-                    else:
-                        add(z, f"stitched/{h.site}_{h.room}_{h.camera}.mp4", mp4, compress=False)
-                cam_docs.append(
-                    {
-                        "camera": h.path,
-                        "first_seq": links[h.path][0].seq if links[h.path] else h.head_seq + 1,
-                        "head_seq": h.head_seq,
-                        "segments": [r.seq for r in segs[h.path]],
-                        "range": [
-                            segs[h.path][0].start.isoformat() if segs[h.path] else None,
-                            segs[h.path][-1].end.isoformat() if segs[h.path] else None,
-                        ],
-                    }
-                )
-            for ev in events:
-                if ev["snapshot_key"]:
-                    try:
-                        snap = await objects.get_bytes(cfg.storage.s3.bucket_snapshots, ev["snapshot_key"])
-                    except ObjectMissing:
-                        ev["snapshot"] = None
-                        notes.append(f"event {ev['id']}: snapshot {ev['snapshot_key']} is missing")
-                    else:
-                        ev["snapshot"] = f"snapshots/{ev['snapshot_key']}"
-                        add(z, ev["snapshot"], snap, compress=False)
-                        n_snap += 1
-                bar.update(1)
-            add(z, "events.json", json.dumps(events, ensure_ascii=False, indent=2).encode("utf-8"))
-            seal = {
-                "session_id": info.id,
-                "code": info.code,
-                "key_id": info.key_id,
-                "heads": [{"camera": h.path, "payload": h.payload, "signature": h.signature} for h in heads],
-            }
-            add(z, "seal.json", json.dumps(seal, ensure_ascii=False, indent=2).encode("utf-8"))
-            add(z, "public_key.pem", (info.public_key_pem or key.public_pem()).encode("ascii"))
-            add(z, "README.txt", README.encode("utf-8"))
-            manifest = {
-                "format": FORMAT,
-                "version": VERSION,
+        r = await write_evidence(
+            out,
+            db=db,
+            objects=objects,
+            cfg=cfg,
+            key=key,
+            seal_public_pem=info.public_key_pem or key.public_pem(),
+            seal_ref={"session_id": info.id, "code": info.code},
+            header={
                 "session": {
                     "id": info.id,
                     "code": info.code,
@@ -318,24 +458,16 @@ async def export_session(
                     "closed_at": info.closed_at.isoformat() if info.closed_at else None,
                 },
                 "range": {"from": w_start.isoformat(), "to": w_end.isoformat()},
-                "cameras": cam_docs,
-                "exported_at": datetime.now(UTC).isoformat(),
-                "exported_by": actor,
-                "key_id": key.key_id,
-                "notes": notes,
-                "files": files,
-            }
-            mbytes = json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8")
-            z.writestr("manifest.json", mbytes)
-            z.writestr("manifest.sig", key.sign(mbytes))
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        bar.close()
-        if workdir is not None:
-            workdir.cleanup()
+            },
+            cameras=cams,
+            events=events,
+            actor=actor,
+            stitch=stitch,
+            progress=progress,
+            desc=f"export {info.code}",
+        )
+    except EvidenceMissing as e:
+        raise SessionError(f"{e}; run: evalwatch verify --camera {e.camera}") from None
 
     def audit(s: Session) -> None:
         s.add(
@@ -347,14 +479,14 @@ async def export_session(
                     "from": w_start.isoformat(),
                     "to": w_end.isoformat(),
                     "cameras": [h.path for h in heads],
-                    "segments": n_segs,
-                    "file": out.name,
+                    "segments": r.segments,
+                    "file": r.path.name,
                 },
             )
         )
 
     await db.run(audit)
-    return ExportResult(out, n_segs, n_links, len(events), n_snap, total_bytes, notes)
+    return r
 
 
 def _stitch(paths: list[Path], workdir: Path) -> bytes | None:
@@ -384,13 +516,18 @@ def _stitch(paths: list[Path], workdir: Path) -> bytes | None:
 
 @dataclass
 class EvidenceResult:
-    """Outcome of :func:`verify_evidence`: ``ok`` or the first problem (kind, file, message)."""
+    """Outcome of :func:`verify_evidence`: ``ok`` or the first problem (kind, file, message).
+
+    ``key_id`` is the fingerprint of the key that signed the manifest (export key),
+    ``seal_key_id`` that of the key that signed the chain heads; equal unless the hub key changed
+    between the seal and the export."""
 
     ok: bool
     problem: Problem | None = None
     path: str | None = None
     message: str = ""
     key_id: str | None = None
+    seal_key_id: str | None = None
     cameras: int = 0
     links: int = 0
     segments: int = 0
@@ -398,9 +535,15 @@ class EvidenceResult:
 
     def __str__(self) -> str:
         if self.ok:
+            keys = (
+                f"signed by key {self.key_id}"
+                if self.seal_key_id in (None, self.key_id)
+                else f"chain heads signed by key {self.seal_key_id} (seal key), manifest signed by "
+                f"key {self.key_id} (export key) — check both fingerprints"
+            )
             return (
                 f"OK evidence intact: {self.cameras} cameras, {self.links} chain links, {self.segments} "
-                f"segments, {self.files} files verified; signed by key {self.key_id}"
+                f"segments, {self.files} files verified; {keys}"
             )
         return f"PROBLEM {self.problem}: {self.message}"
 
@@ -412,12 +555,17 @@ class _Fail(Exception):
 
 
 def verify_evidence(
-    path: str | Path, public_pem: str | None = None, progress: bool | None = None
+    path: str | Path, public_pem: str | Sequence[str] | None = None, progress: bool | None = None
 ) -> EvidenceResult:
-    """Verify an evidence zip offline (see module docstring for the order of checks)."""
+    """Verify an evidence zip offline (see module docstring for the order of checks).
+
+    ``public_pem``: the pinned public key(s) (PEM); when given, the seal key and the export key
+    of the zip must each be one of them (problem ``key`` otherwise).  Never raises for a bad
+    zip: the result names the first problem."""
     res = EvidenceResult(ok=False)
+    pinned = [public_pem] if isinstance(public_pem, str) else list(public_pem or [])
     try:
-        _verify(Path(path), public_pem, progress, res)
+        _verify(Path(path), pinned or None, progress, res)
     except _Fail as f:
         res.problem, res.path, res.message = f.kind, f.path, f.message
         return res
@@ -432,7 +580,15 @@ def _json(data: bytes, name: str) -> Any:
         raise _Fail("altered", name, f"{name} is not valid JSON") from None
 
 
-def _verify(path: Path, public_pem: str | None, progress: bool | None, res: EvidenceResult) -> None:
+def _key_file(read: Any, name: str) -> tuple[bytes, str]:
+    data: bytes = read(name)
+    try:
+        return data, key_id(data)
+    except ValueError as e:
+        raise _Fail("altered", name, f"{name}: {e}") from None
+
+
+def _verify(path: Path, pinned: list[str] | None, progress: bool | None, res: EvidenceResult) -> None:
     try:
         z = zipfile.ZipFile(path)
     except FileNotFoundError:
@@ -465,22 +621,36 @@ def _verify(path: Path, public_pem: str | None, progress: bool | None, res: Evid
             raise _Fail(
                 "unreadable", "manifest.json", f"{path}: manifest.json is not an evalwatch evidence manifest"
             )
-        pem_bytes = read("public_key.pem")
-        try:
-            kid = key_id(pem_bytes)
-        except ValueError as e:
-            raise _Fail("altered", "public_key.pem", f"public_key.pem: {e}") from None
-        res.key_id = kid
-        if public_pem is not None:
-            try:
-                pinned = key_id(public_pem)
-            except ValueError as e:
-                raise _Fail("key", None, f"--key: {e}") from None
-            if pinned != kid:
+        pem_bytes, seal_kid = _key_file(read, SEAL_KEY_FILE)  # signed the heads
+        man_pem, kid = _key_file(read, EXPORT_KEY_FILE) if EXPORT_KEY_FILE in seen else (pem_bytes, seal_kid)
+        res.key_id, res.seal_key_id = kid, seal_kid
+        if pinned:
+            pins: list[str] = []
+            for pem in pinned:
+                try:
+                    pins.append(key_id(pem))
+                except ValueError as e:
+                    raise _Fail("key", None, f"--key: {e}") from None
+            shown = ", ".join(f"{p[:16]}…" for p in pins)
+            if seal_kid == kid and kid not in pins:
                 raise _Fail(
                     "key",
-                    "public_key.pem",
-                    f"the export is signed by key {kid[:16]}…, not by the pinned key {pinned[:16]}…",
+                    SEAL_KEY_FILE,
+                    f"the export is signed by key {kid[:16]}…, not by the pinned key {shown}",
+                )
+            if seal_kid not in pins:
+                raise _Fail(
+                    "key",
+                    SEAL_KEY_FILE,
+                    f"the chain heads are signed by key {seal_kid[:16]}… ({SEAL_KEY_FILE}), "
+                    f"not by a pinned key ({shown})",
+                )
+            if kid not in pins:
+                raise _Fail(
+                    "key",
+                    EXPORT_KEY_FILE,
+                    f"the manifest is signed by key {kid[:16]}… ({EXPORT_KEY_FILE}), "
+                    f"not by a pinned key ({shown})",
                 )
         seal = _json(read("seal.json"), "seal.json")
         sig = read("manifest.sig").decode("ascii", "replace")
@@ -540,9 +710,21 @@ def _verify(path: Path, public_pem: str | None, progress: bool | None, res: Evid
             if n not in listed and n not in ("manifest.json", "manifest.sig"):
                 raise _Fail("inserted", n, f"{n} is not in the manifest")
 
-        # 4. the manifest itself
-        if not verify_signature(pem_bytes, mbytes, sig.strip()):
+        # 4. the manifest itself, then the key ids it (and seal.json) declare
+        if not verify_signature(man_pem, mbytes, sig.strip()):
             raise _Fail("signature", "manifest.json", "bad signature on manifest.json (edited after export)")
+        for doc, field_, want, name in (
+            (manifest, "key_id", kid, "manifest.json"),
+            (manifest, "seal_key_id", seal_kid, "manifest.json"),
+            (seal, "key_id", seal_kid, "seal.json"),
+        ):
+            got = doc.get(field_) if isinstance(doc, dict) else None
+            if got is not None and got != want:
+                raise _Fail(
+                    "altered",
+                    name,
+                    f"{name} names {field_} {str(got)[:16]}…, but the key file is {want[:16]}…",
+                )
         res.cameras = len(cams)
 
 
@@ -631,27 +813,35 @@ def _verify_camera(
 
 
 def verify_zip(path: str, argv: list[str] | None = None) -> int:
-    """``evalwatch verify FILE.zip [--key PEM] [--quiet]``: 0 intact, 1 problem, 2 unusable input.
+    """``evalwatch verify FILE.zip [--key PEM ...] [--no-progress]``: 0 intact, 1 problem,
+    2 unusable input.
 
     Prints ``OK ...`` to stdout, or ``PROBLEM <kind>: <message>`` naming the first bad piece.
+    ``--key`` (repeatable) pins the expected public keys: the seal key and the export key must
+    each be one of them.
     """
     p = argparse.ArgumentParser(
         prog="evalwatch verify FILE.zip", description="verify an evidence export offline"
     )
-    p.add_argument("--key", help="expected hub public key (PEM file); default: the key in the zip")
+    p.add_argument(
+        "--key",
+        action="append",
+        help="expected hub public key (PEM file); repeat to pin the seal key and the export key "
+        "when they differ; default: the keys in the zip",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     try:
         args = p.parse_args(argv or [])
     except SystemExit as e:
         return 2 if e.code else 0
-    pem: str | None = None
-    if args.key:
+    pems: list[str] = []
+    for kp in args.key or []:
         try:
-            pem = Path(args.key).read_text(encoding="ascii")
+            pems.append(Path(kp).read_text(encoding="ascii"))
         except (OSError, UnicodeDecodeError) as e:
-            print(f"evalwatch verify: cannot read --key {args.key}: {e}", file=sys.stderr)
+            print(f"evalwatch verify: cannot read --key {kp}: {e}", file=sys.stderr)
             return 2
-    res = verify_evidence(path, pem, progress=False if args.no_progress else None)
+    res = verify_evidence(path, pems or None, progress=False if args.no_progress else None)
     if res.problem == "unreadable":
         print(f"evalwatch verify: {res.message}", file=sys.stderr)
         return 2

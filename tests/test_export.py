@@ -257,3 +257,79 @@ async def test_export_cli(sealed: Sealed, capsys: pytest.CaptureFixture[str]) ->
         await ex.export_session(
             sealed.db, sealed.objects, sealed.cfg, sealed.key, info.id, sealed.tmp / "x.zip", progress=False
         )
+
+
+async def test_export_after_hub_key_rotation(sealed: Sealed, capsys: pytest.CaptureFixture[str]) -> None:
+    """A session sealed with key A, exported after the hub moved to key B, verifies: the heads
+    against A (``public_key.pem``), the manifest against B (``export_public_key.pem``)."""
+    key_a, key_b = sealed.key, HubKey.generate()
+    r = await ex.export_session(
+        sealed.db, sealed.objects, sealed.cfg, key_b, sealed.code, sealed.tmp / "rot.zip", progress=False
+    )
+    res = ex.verify_evidence(r.path)
+    assert res.ok, res.message
+    assert (res.seal_key_id, res.key_id) == (key_a.key_id, key_b.key_id)
+    assert f"heads signed by key {key_a.key_id}" in str(res) and key_b.key_id in str(res)
+    with zipfile.ZipFile(r.path) as z:
+        manifest = json.loads(z.read("manifest.json"))
+        seal = json.loads(z.read("seal.json"))
+        assert z.read("public_key.pem").decode() == key_a.public_pem()
+        assert z.read("export_public_key.pem").decode() == key_b.public_pem()
+    assert (manifest["seal_key_id"], manifest["key_id"], seal["key_id"]) == (
+        key_a.key_id,
+        key_b.key_id,
+        key_a.key_id,
+    )
+    # pinning: every key that signed something must be pinned
+    pa, pb = sealed.tmp / "a.pem", sealed.tmp / "b.pem"
+    pa.write_text(key_a.public_pem())
+    pb.write_text(key_b.public_pem())
+    argv = ["--no-progress"]
+    assert ex.verify_zip(str(r.path), ["--key", str(pa), "--key", str(pb), *argv]) == 0
+    capsys.readouterr()
+    assert ex.verify_zip(str(r.path), ["--key", str(pb), *argv]) == 1
+    assert "chain heads are signed by key" in capsys.readouterr().out
+    assert ex.verify_zip(str(r.path), ["--key", str(pa), *argv]) == 1
+    assert "manifest is signed by key" in capsys.readouterr().out
+
+    # dropping the export key makes the manifest check fall back to the seal key: bad signature
+    def drop(f: dict[str, bytes]) -> None:
+        del f["export_public_key.pem"]
+
+    bad = ex.verify_evidence(_rewrite(r.path, sealed.tmp / "rot_drop.zip", drop))
+    assert (bad.ok, bad.problem) == (False, "missing") and "export_public_key.pem" in bad.message
+
+    # a forger's key in place of the export key: verifies only if nobody checks the fingerprint,
+    # and a pinned verification names it
+    forger = HubKey.generate()
+
+    def forge(f: dict[str, bytes]) -> None:
+        f["export_public_key.pem"] = forger.public_pem().encode()
+        m = json.loads(f["manifest.json"])
+        ev = json.loads(f["events.json"])
+        ev[0]["resolved_by"] = "mallory"
+        f["events.json"] = json.dumps(ev).encode()
+        for entry in m["files"]:
+            if entry["path"] in f:
+                entry["sha256"] = ex._sha(f[entry["path"]])
+                entry["size"] = len(f[entry["path"]])
+        m["key_id"] = forger.key_id
+        f["manifest.json"] = json.dumps(m).encode()
+        f["manifest.sig"] = forger.sign(f["manifest.json"]).encode()
+
+    forged = _rewrite(r.path, sealed.tmp / "rot_forged.zip", forge)
+    assert ex.verify_evidence(forged).key_id == forger.key_id
+    assert ex.verify_zip(str(forged), ["--key", str(pa), "--key", str(pb), *argv]) == 1
+    assert "PROBLEM key: the manifest is signed by key" in capsys.readouterr().out
+
+
+async def test_same_key_export_has_one_public_key(sealed: Sealed) -> None:
+    """Without a key change the zip carries only ``public_key.pem`` (the layout is unchanged)."""
+    path = await _export(sealed, "one.zip")
+    with zipfile.ZipFile(path) as z:
+        assert "export_public_key.pem" not in z.namelist()
+        manifest = json.loads(z.read("manifest.json"))
+    assert manifest["seal_key_id"] == manifest["key_id"] == sealed.key.key_id
+    res = ex.verify_evidence(path)
+    assert res.ok and res.seal_key_id == res.key_id == sealed.key.key_id
+    assert f"signed by key {sealed.key.key_id}" in str(res)
