@@ -354,8 +354,12 @@ def run_once(n: int, prep: Path, clip: Path, window: float, baseline: bool, per_
         hub.kill()
         hub.wait()
     el = t1 - t0
-    f0 = {c["camera"] + str(i): c["frames"] for i, c in enumerate(st0["cameras"])}
-    per_fps = [(c["frames"] - f0.get(c["camera"] + str(i), 0)) / el for i, c in enumerate(st1["cameras"])]
+    unresponsive = bool(st0.get("unresponsive") or st1.get("unresponsive"))
+    per_fps = (
+        []  # a hub that did not answer /test/status at both ends has no valid fps figure
+        if unresponsive
+        else [(b["frames"] - a["frames"]) / el for a, b in zip(st0["cameras"], st1["cameras"], strict=True)]
+    )
     res: dict[str, Any] = {
         "mode": "baseline" if baseline else "evalwatch",
         "streams": n,
@@ -366,7 +370,7 @@ def run_once(n: int, prep: Path, clip: Path, window: float, baseline: bool, per_
         "hub_fps_per_stream": round(sum(per_fps) / n, 2) if per_fps else 0.0,
         "hub_fps_min": round(min(per_fps), 2) if per_fps else 0.0,
         "online": sum(1 for c in st1["cameras"] if c["online"]),
-        "hub_unresponsive": bool(st0.get("unresponsive") or st1.get("unresponsive")),
+        "hub_unresponsive": unresponsive,
     }
     sims: list[dict[str, Any]] = []
     for i in range(len(groups)):
@@ -512,6 +516,9 @@ def main() -> int:
     for n in sorted({r["streams"] for r in rows}):
         ours = next((r for r in rows if r["streams"] == n and r["mode"] == "evalwatch"), None)
         base = next((r for r in rows if r["streams"] == n and r["mode"] == "baseline"), None)
+        if base and base["hub_unresponsive"]:
+            print(f"N={n}: baseline INVALID - its hub stopped answering (overloaded); no ratio")
+            continue
         if (
             ours
             and base
