@@ -40,13 +40,15 @@ def _port_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
-def write_config(tmp: Path, rooms: dict[str, list[str]], segment_seconds: float = 4) -> Path:
+def write_config(
+    tmp: Path, rooms: dict[str, list[str]], segment_seconds: float = 4, database_url: str | None = None
+) -> Path:
     ports = [_port_pair() for _ in range(5)]
     cfg = {
         "hub": {"listen_port": ports[0]},
         "storage": {
             "data_dir": "data",
-            "database_url": "sqlite:///data/evalwatch.db",
+            "database_url": database_url or "sqlite:///data/evalwatch.db",
             "wal_dir": "data/wal",
             "segment_seconds": segment_seconds,
             "s3": {
@@ -76,8 +78,9 @@ def write_config(tmp: Path, rooms: dict[str, list[str]], segment_seconds: float 
 
 
 @pytest.mark.timeout(240)
-def test_run_brings_up_the_system_and_stops_cleanly(tmp_path: Path) -> None:
-    cfg_path = write_config(tmp_path, {"s01": ["room_a"], "s02": ["room_c"]})
+def test_run_brings_up_the_system_and_stops_cleanly(tmp_path: Path, db_url: str) -> None:
+    """On SQLite (the default) and on a real PostgreSQL given by URL."""
+    cfg_path = write_config(tmp_path, {"s01": ["room_a"], "s02": ["room_c"]}, database_url=db_url)
     proc = subprocess.Popen(
         [sys.executable, "-m", "evalwatch", "run", "--config", str(cfg_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
