@@ -222,7 +222,7 @@ def test_hub_killed_mid_stream_archive_complete(
     rig = _rig(tmp_path, clip, s3_server, unique_site)
     procs_cleanup.append(rig)
     hub = rig.hub()
-    agent = rig.agent(14)
+    agent = rig.agent(20)  # long enough to republish live to the restarted hub on a slow machine
     time.sleep(5)
     hub.send_signal(signal.SIGKILL)  # mid-stream, possibly mid-upload
     hub.wait()
@@ -231,7 +231,7 @@ def test_hub_killed_mid_stream_archive_complete(
     assert agent.wait(60) == 0, rig.logs()
     spool = Spool(tmp_path / "spool", 100)
     recs = asyncio.run(_wait_all_uploaded(rig, len(spool.segments())))
-    asyncio.run(_assert_complete(rig, recs, spool, 14))
+    asyncio.run(_assert_complete(rig, recs, spool, 20))
     # The agent noticed the outage and published live again to the restarted hub.
     assert "answered offer" in (tmp_path / "hub-2.log").read_text(errors="replace"), rig.logs()
 
