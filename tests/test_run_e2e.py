@@ -19,6 +19,7 @@ import httpx
 import pytest
 import yaml
 from minio import Minio
+from minio.error import S3Error
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,6 +133,13 @@ def test_run_brings_up_the_system_and_stops_cleanly(tmp_path: Path, db_url: str)
             events = body["items"]
             time.sleep(2)
         assert seen_cameras == {"s01/room-a/cam1", "s02/room-c/cam1"}
+        # Footage is write-once: a stored version cannot be deleted during retention.
+        seg = next(o for o in s3.list_objects("evalwatch-segments", recursive=True, include_version=True)
+                   if o.object_name.endswith(".mp4"))
+        assert seg.version_id, "segments bucket is not versioned (no object lock)"
+        with pytest.raises(S3Error) as refused:
+            s3.remove_object("evalwatch-segments", seg.object_name, version_id=seg.version_id)
+        assert refused.value.code == "AccessDenied"
         assert events, "no alert raised while playing clips with scripted incidents"
         assert proc.poll() is None, "evalwatch run exited early"
     finally:
