@@ -42,6 +42,8 @@ class Event:
     snapshot: bytes | None = field(default=None, repr=False)
     snapshot_key: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: The evaluation session running in the room when the event opened, if any.
+    session_id: int | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -74,6 +76,7 @@ class Event:
             "footage_end_s": None if self.footage_end_s is None else round(self.footage_end_s, 3),
             "snapshot_key": self.snapshot_key,
             "details": self.details,
+            "session_id": self.session_id,
         }
         if absolute:
             d["started_at"] = self.started_at.isoformat()

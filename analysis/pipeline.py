@@ -25,7 +25,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +36,7 @@ import numpy as np
 
 from analysis.bus import EventBus
 from analysis.events import Event, EventUpdate
-from analysis.rules import CameraRules
+from analysis.rules import CameraRules, SessionView
 from analysis.snapshot import render_snapshot
 from analysis.tamper import TamperConfig, TamperDetector
 from config.models import DetectionConfig, RoomConfig, RulesConfig
@@ -241,6 +241,16 @@ class AnalysisCore:
         crops = seat_crop_rects(room, camera) if self.split.crop is not None else []
         self.cameras[key] = CameraState(key, camera, room, rules, TamperDetector(self.tamper_cfg),
                                         crops=crops, crop_phones=[[] for _ in crops])
+
+    def set_session(self, site: str | None, room: str, session: SessionView | None) -> list[EventUpdate]:
+        """Arm the rules of every camera of ``site/room`` for ``session`` (None: no session
+        running, every seat armed); returns the updates this caused (see
+        :meth:`analysis.rules.CameraRules.set_session`)."""
+        out: list[EventUpdate] = []
+        for st in self.cameras.values():
+            if st.room.id == room and st.rules.site == site:
+                out += st.rules.set_session(session)
+        return out
 
     def due(self, key: str, t: float) -> bool:
         """Whether a frame of camera ``key`` at ``t`` should be analysed (``analysis_fps``)."""
@@ -502,8 +512,47 @@ def camera_key(camera: Any) -> str:
     return f"{site}/{room}/{cam}"
 
 
+class ActiveSessionLike(Protocol):
+    """``sessions.lifecycle.ActiveSession`` as the pipeline reads it."""
+
+    @property
+    def session_id(self) -> int: ...
+    @property
+    def seats(self) -> frozenset[str]: ...
+
+
+#: ``await source(site, room)`` → the running sessions of that room (empty: none).
+SessionSource = Callable[[str, str], Awaitable[Sequence[ActiveSessionLike]]]
+#: How often the live pipeline asks which sessions run (seconds).
+SESSION_POLL_S = 3.0
+
+
+def db_sessions(db: Any) -> SessionSource:
+    """A :data:`SessionSource` reading ``sessions.lifecycle.aactive_sessions`` from ``db``."""
+    from sessions.lifecycle import aactive_sessions
+
+    async def source(site: str, room: str) -> Sequence[ActiveSessionLike]:
+        return await aactive_sessions(db, site, room)
+
+    return source
+
+
+def session_view(active: Sequence[ActiveSessionLike]) -> SessionView | None:
+    """The rules' view of a room's running sessions (a room runs at most one; if the database
+    ever says otherwise, the union of their seats is armed and the lowest id is reported)."""
+    if not active:
+        return None
+    seats: frozenset[str] = frozenset().union(*(a.seats for a in active))
+    return SessionView(min(a.session_id for a in active), seats)
+
+
 class AnalysisPipeline:
     """Live analysis for the hub; implements the recorder's ``FrameSink``.
+
+    ``sessions`` (optional, e.g. :func:`db_sessions`) is polled every ``session_poll_s`` by its
+    own task, off the analysis loop; each room's rules are re-armed on the next analysis round
+    after a change (see :meth:`analysis.rules.CameraRules.set_session`).  A failed poll keeps
+    the last known state.  Without a source (or before the first answer) every seat is armed.
 
     Construct with the detector, config and (site id, room) pairs, then ``await start()``
     (or run :meth:`run` as a task) on the hub loop; the recorder calls :meth:`submit` from any
@@ -521,6 +570,8 @@ class AnalysisPipeline:
         bus: EventBus | None = None,
         sink: EventSink | None = None,
         clock: Callable[[], float] = time.time,
+        sessions: SessionSource | None = None,
+        session_poll_s: float = SESSION_POLL_S,
     ):
         self.core = AnalysisCore(detector, rules_cfg, detection_cfg)
         self.bus = bus if bus is not None else EventBus()
@@ -542,6 +593,43 @@ class AnalysisPipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self.dropped_frames = 0
+        self.sessions = sessions
+        self.session_poll_s = session_poll_s
+        self._room_ids = sorted({(site, room.id) for site, room, _ in self.rooms.values()})
+        self._session_now: dict[tuple[str, str], SessionView | None] = {}
+        self._session_applied: dict[tuple[str, str], SessionView | None] = {}
+
+    # -- sessions --
+
+    async def poll_sessions(self) -> None:
+        """Ask the session source once for every room (errors: keep the last known state)."""
+        if self.sessions is None:
+            return
+        for site, room in self._room_ids:
+            try:
+                view = session_view(await self.sessions(site, room))
+            except Exception as e:  # the DB being away must not stop analysis
+                log.warning("session poll failed for %s/%s: %s", site, room, e)
+                continue
+            if self._session_now.get((site, room)) != view:
+                log.info("room %s/%s: %s", site, room,
+                         f"session {view.session_id} seats {sorted(view.seats)}" if view else "no session")
+            self._session_now[(site, room)] = view
+
+    async def _session_loop(self) -> None:
+        while not self._stop.is_set():
+            await self.poll_sessions()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.session_poll_s)
+
+    def _apply_sessions(self) -> list[EventUpdate]:
+        """Re-arm rooms whose session changed (on the loop, between analysis rounds)."""
+        out: list[EventUpdate] = []
+        for key, view in list(self._session_now.items()):
+            if self._session_applied.get(key) != view:
+                self._session_applied[key] = view
+                out += self.core.set_session(key[0], key[1], view)
+        return out
 
     # -- FrameSink --
 
@@ -572,6 +660,8 @@ class AnalysisPipeline:
         self._stop.clear()
         self._tasks = [asyncio.create_task(self.run(), name="analysis"),
                        asyncio.create_task(self._sink_loop(), name="analysis-sink")]
+        if self.sessions is not None:
+            self._tasks.append(asyncio.create_task(self._session_loop(), name="analysis-sessions"))
 
     async def stop(self) -> None:
         """Stop analysing; open incidents stay open (the hub may restart); flush the sink."""
@@ -580,9 +670,10 @@ class AnalysisPipeline:
             await self._tasks[0]
             if self._sink_q is not None:
                 await self._sink_q.join()
-            self._tasks[1].cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tasks[1]
+            for task in self._tasks[1:]:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._tasks = []
 
     async def run(self) -> None:
@@ -598,13 +689,13 @@ class AnalysisPipeline:
         with self._lock:
             batch = [(k, t, f) for k, (t, f) in self._pending.items()]
             self._pending.clear()
-        updates: list[EventUpdate] = []
+        updates: list[EventUpdate] = self._apply_sessions()
         if batch:
             try:
-                updates = await asyncio.to_thread(self.core.process, batch)
+                updates += await asyncio.to_thread(self.core.process, batch)
             except Exception:  # a detector failure must not kill live analysis
                 log.exception("analysis of %d frames failed", len(batch))
-        updates += self._check_offline()
+        updates = updates + self._check_offline()
         for u in updates:
             self._emit(u)
         return updates

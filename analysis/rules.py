@@ -21,6 +21,13 @@ Contract (all counts are in *analysed* frames of one camera, fed in time order):
   the event starts at the first frame without anyone and closes when someone is back in
   ``open_k`` of the last ``open_n`` frames (end = the last frame without anyone).
   Confidence = the fraction of frames without anyone during the event.
+* Sessions (:meth:`CameraRules.set_session`): while an evaluation session runs in the room,
+  only its *assigned* seats are armed for ``seat_empty`` and ``extra_person`` (more than one
+  person); any person at an *unassigned* seat raises ``extra_person`` for that seat, and a
+  person outside every seat raises ``extra_person`` with seat ``None`` (when
+  ``outside_seat_is_extra``).  Events opened meanwhile carry the session's id.  Without a
+  running session every configured seat is armed (the behaviour before sessions existed; the
+  demo and ``evalwatch analyze`` run that way).
 * ``camera_tamper``: each kind reported by :mod:`analysis.tamper` is debounced like the others.
   While any tamper incident is open the seat rules are suspended (their state is frozen): the
   picture cannot be trusted, and the tamper alert is the one a supervisor needs.
@@ -254,6 +261,16 @@ class Debouncer:
 
 # --- the per-camera rule engine ---------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class SessionView:
+    """What the rules need of a running evaluation session: its id and the seats assigned to
+    experts in this room (``sessions.lifecycle.ActiveSession`` reduced)."""
+
+    session_id: int
+    seats: frozenset[str]
+
+
 SnapshotFn = Callable[[str, str | None, str | None], bytes | None]
 
 
@@ -310,6 +327,40 @@ class CameraRules:
         self._absence: dict[str, _Absence] = {}
         self.last_t: float | None = None
         self.last_assignment: SeatAssignment | None = None
+        self.session: SessionView | None = None
+
+    # -- sessions --
+
+    @property
+    def armed_seats(self) -> set[str]:
+        """Seats whose occupant is expected: the session's assigned seats, or every seat
+        when no session runs."""
+        if self.session is None:
+            return {s.id for s in self.seats}
+        return {s.id for s in self.seats if s.id in self.session.seats}
+
+    def set_session(self, session: SessionView | None) -> list[EventUpdate]:
+        """Arm the rules for a running session (``None``: no session, every seat armed).
+
+        A seat that stops being armed has its ``seat_empty`` incident closed (at its last
+        empty frame) and its absence state dropped; a seat that becomes armed starts counting
+        absence from its next frame.  Other incidents carry on (their criterion changes from
+        the next frame).  Returns the updates this caused.
+        """
+        if session == self.session:
+            return []
+        before = self.armed_seats
+        self.session = session
+        after = self.armed_seats
+        out: list[EventUpdate] = []
+        for seat in sorted(before - after):
+            st = self._absence.pop(seat, None)
+            if st is not None and st.event is not None:
+                end = st.last_absent if self.last_t is None else min(self.last_t, st.last_absent)
+                out.append(EventUpdate("closed", self._close(st.event, end, st.ratio)))
+        for seat in after - before:
+            self._absence.pop(seat, None)
+        return out
 
     def _new_absence(self) -> _Absence:
         return _Absence(window=deque(maxlen=self.cfg.open_n))
@@ -365,15 +416,19 @@ class CameraRules:
             return out
         a = assign(boxes, self.seats, seat_margin=self.seat_margin)
         self.last_assignment = a
+        armed = self.armed_seats
         for s in self.seats:
             ppl = sorted(a.people[s.id], key=lambda b: -b.score)
-            extra = len(ppl) > 1
-            self._feed(self._track("extra_person", s.id), t, extra, ppl[1].score if extra else 0.0,
+            # an armed seat holds one person; an unassigned seat during a session holds nobody
+            allowed = 1 if s.id in armed else 0
+            extra = len(ppl) > allowed
+            self._feed(self._track("extra_person", s.id), t, extra, ppl[allowed].score if extra else 0.0,
                        snapshot, out)
             ph = a.phones[s.id]
             self._feed(self._track("phone", s.id), t, bool(ph), max((b.score for b in ph), default=0.0),
                        snapshot, out)
-            self._feed_empty(s.id, t, not ppl, snapshot, out)
+            if s.id in armed:
+                self._feed_empty(s.id, t, not ppl, snapshot, out)
         if self.cfg.outside_seat_is_extra:
             outs = a.outside
             self._feed(self._track("extra_person", None), t, bool(outs),
@@ -384,7 +439,8 @@ class CameraRules:
                    snapshot: SnapshotFn | None) -> Event:
         ev = Event(rule=rule, camera=self.camera, seat=seat, kind=kind, start_s=start,
                    confidence=conf, room=self.room, site=self.site,
-                   footage_start_s=start - FOOTAGE_PRE_S)
+                   footage_start_s=start - FOOTAGE_PRE_S,
+                   session_id=None if self.session is None else self.session.session_id)
         if snapshot is not None:
             ev.snapshot = snapshot(rule, seat, kind)
         return ev

@@ -100,7 +100,7 @@ class EventStore:
             row = EventRow(
                 site=ev.site or "", room=ev.room or "", camera=ev.camera, seat=ev.seat,
                 rule=ev.rule, kind=ev.kind, started_at=ev.started_at, status="new",
-                details={"uid": ev.id, **ev.details},
+                details={"uid": ev.id, **ev.details}, session_id=ev.session_id,
             )
             session.add(row)
         row.ended_at = ev.ended_at

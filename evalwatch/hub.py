@@ -72,7 +72,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Hub]:
     """Start every hub service for ``cfg``; stop them all on exit."""
     from analysis.bus import EventBus
     from analysis.detector import load_detector
-    from analysis.pipeline import AnalysisPipeline
+    from analysis.pipeline import AnalysisPipeline, db_sessions
     from analysis.store import EventStore
     from capture.ingest import make_router
     from capture.recorder import Recorder
@@ -124,6 +124,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Hub]:
             detector,
             [(site.id, room) for site in cfg.sites for room in site.rooms],
             detection_cfg=d, rules_cfg=cfg.rules, bus=EventBus(maxsize=1), sink=events,
+            sessions=db_sessions(db),
         )
         await pipeline.start()
         stack.push_async_callback(pipeline.stop)
