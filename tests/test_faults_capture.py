@@ -2,9 +2,10 @@
 object storage afterwards (SeaweedFS S3 + SQLite, via storage.segments.SegmentStore).
 
 * hub SIGKILLed mid-stream and restarted → complete archive, chain verifies;
-* S3 server down for a while (``EVALWATCH_FAULT_S3_DOWN_S``, default 8 s; 30 s under ``-m slow``)
+* S3 server down for ``EVALWATCH_FAULT_S3_DOWN_S`` (default 30 s, as the issue asks)
   → nothing lost, nothing duplicated;
-* agent ↔ hub link cut (TCP proxy closed) → backfilled, no gap;
+* agent ↔ hub link cut for ``EVALWATCH_FAULT_LINK_CUT_S`` (default 60 s; TCP proxy closed: signalling,
+  uploads and heartbeats — the WebRTC media path is UDP and not cut) → backfilled, no gap;
 * bad credentials / other site / malformed SDP / oversized / garbage segments → 4xx naming the
   problem while the hub keeps serving a streaming agent.
 """
@@ -36,7 +37,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[1]
 SEG_S = 2.0
-S3_DOWN_S = float(os.environ.get("EVALWATCH_FAULT_S3_DOWN_S", "8"))
+S3_DOWN_S = float(os.environ.get("EVALWATCH_FAULT_S3_DOWN_S", "30"))
+LINK_CUT_S = float(os.environ.get("EVALWATCH_FAULT_LINK_CUT_S", "60"))
 
 
 @dataclass
@@ -258,13 +260,6 @@ def test_s3_down_nothing_lost_nothing_duplicated(
     _s3_outage(tmp_path, clip, s3_server_factory, unique_site, procs_cleanup, S3_DOWN_S)
 
 
-@pytest.mark.slow
-def test_s3_down_30s(
-    tmp_path: Path, clip: Path, s3_server_factory: Any, unique_site: str, procs_cleanup: list[Rig]
-) -> None:
-    _s3_outage(tmp_path, clip, s3_server_factory, unique_site, procs_cleanup, 30.0)
-
-
 def test_link_cut_backfills_without_gap(
     tmp_path: Path, clip: Path, s3_server: Any, unique_site: str, procs_cleanup: list[Rig]
 ) -> None:
@@ -274,10 +269,10 @@ def test_link_cut_backfills_without_gap(
     proxy = TcpProxy(free_port(), rig.port)
     proxy.up()
     try:
-        agent = rig.agent(13, hub_url=f"http://127.0.0.1:{proxy.listen_port}")
+        agent = rig.agent(4 + LINK_CUT_S + 4, hub_url=f"http://127.0.0.1:{proxy.listen_port}")
         time.sleep(4)
         proxy.down()
-        time.sleep(5)
+        time.sleep(LINK_CUT_S)
         pending = [s for s in Spool(tmp_path / "spool", 100).segments() if not s.done]
         assert len(pending) >= 2, "segments should pile up in the spool while the link is down"
         proxy.up()
@@ -286,7 +281,7 @@ def test_link_cut_backfills_without_gap(
         proxy.close()
     spool = Spool(tmp_path / "spool", 100)
     recs = asyncio.run(_wait_all_uploaded(rig, len(spool.segments())))
-    asyncio.run(_assert_complete(rig, recs, spool, 13))
+    asyncio.run(_assert_complete(rig, recs, spool, 4 + LINK_CUT_S + 4))
 
 
 def test_bad_requests_rejected_while_hub_keeps_serving(
