@@ -41,9 +41,8 @@ system-deps:
 run: venv
 	$(BIN)/evalwatch run --config $(CONFIG)
 
-test: venv system-deps
+test: venv system-deps test-ultralytics
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(MAKE) test-ultralytics
 
 # The optional ultralytics backend, tested for real in its own venv: torch + torchvision are
 # ~6 GB, which the site agent and the default hub never need.  Only these two pins install
