@@ -546,8 +546,27 @@ def session_view(active: Sequence[ActiveSessionLike]) -> SessionView | None:
     return SessionView(min(a.session_id for a in active), seats)
 
 
+#: Target wall time of one live analysis round: a frame waits at most about this long behind
+#: other cameras' frames before its analysis starts, and its events publish when it ends.
+ROUND_BUDGET_S = 0.25
+#: Cost model before the first measurement (seconds per frame, default detector, 2 cores).
+INITIAL_FRAME_COST_S = 0.15
+#: Weight of the newest measurement in the cost EMA.
+COST_EMA = 0.2
+#: When nothing is due, the loop looks again after this long.
+IDLE_S = 0.02
+
+
 class AnalysisPipeline:
     """Live analysis for the hub; implements the recorder's ``FrameSink``.
+
+    Scheduling (latency-bounded; the work adapts to the CPU instead of queueing): ``submit``
+    keeps only the newest frame per camera.  The loop runs rounds back to back; a round takes
+    the pending frames that are due (``analysis_fps`` grid), least recently analysed camera
+    first, and only as many as fit in ``ROUND_BUDGET_S`` at the measured cost per frame.  Its
+    events are published as soon as the round ends.  When the cameras together send more than
+    the CPU can analyse, each camera's effective rate drops (round robin) but every analysed
+    frame is the newest one, so the alert delay stays about one round, not a queue.
 
     ``sessions`` (optional, e.g. :func:`db_sessions`) is polled every ``session_poll_s`` by its
     own task, off the analysis loop; each room's rules are re-armed on the next analysis round
@@ -585,13 +604,22 @@ class AnalysisPipeline:
                 self.rooms[key] = (site, room, cam.id)
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[float, np.ndarray]] = {}
-        self._accepted: dict[str, float | None] = {}
+        self._analysed_at: dict[str, float] = {}
+        self._round_lock = asyncio.Lock()
+        self._last_round = 0
+        #: Measured wall time per analysed frame (EMA), the scheduler's cost model.
+        self.frame_cost_s = INITIAL_FRAME_COST_S
+        #: Hub clock minus the frame time of the last analysed frame, when it was analysed.
+        self.frame_lag_s = 0.0
+        self.rounds = 0
+        self.analysed_frames = 0
         self._seen: dict[str, float] = {}
         self._offline: dict[str, Event] = {}
         self._unknown: set[str] = set()
         self._sink_q: asyncio.Queue[EventUpdate] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        #: Frames replaced by a newer one before being analysed.
         self.dropped_frames = 0
         self.sessions = sessions
         self.session_poll_s = session_poll_s
@@ -634,8 +662,8 @@ class AnalysisPipeline:
     # -- FrameSink --
 
     def submit(self, camera: Any, ts: datetime | float, frame: np.ndarray) -> None:
-        """Offer a frame (non-blocking, any thread).  Frames arriving faster than
-        ``analysis_fps`` are dropped; a frame not yet analysed is replaced by a newer one."""
+        """Offer a frame (non-blocking, any thread).  Only the newest frame of a camera waits
+        for analysis: a frame not yet analysed is replaced by a newer one (never queued)."""
         key = camera_key(camera)
         t = ts.timestamp() if isinstance(ts, datetime) else float(ts)
         with self._lock:
@@ -645,9 +673,6 @@ class AnalysisPipeline:
                     log.warning("frames from unconfigured camera %s ignored", key)
                 return
             self._seen[key] = self.clock()
-            take, self._accepted[key] = next_due(self._accepted.get(key), t, self.core.interval)
-            if not take:
-                return
             if key in self._pending:
                 self.dropped_frames += 1
             self._pending[key] = (t, frame)
@@ -677,28 +702,62 @@ class AnalysisPipeline:
         self._tasks = []
 
     async def run(self) -> None:
-        """The analysis loop: every half analysis interval, analyse what is pending."""
-        period = self.core.interval / 2
+        """The analysis loop: analyse due frames as soon as the previous round ends; when
+        nothing is due, look again after ``IDLE_S``."""
         while not self._stop.is_set():
             await self.step()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), period)
+            if self._last_round == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), IDLE_S)
+
+    def _take_round(self) -> list[tuple[str, float, np.ndarray]]:
+        """Pick this round's frames (see the class docstring): the newest pending frame of
+        each camera that is due, least recently analysed camera first, as many as fit in
+        ``ROUND_BUDGET_S`` at the measured cost per frame (at least one)."""
+        n = max(1, min(MAX_BATCH, int(ROUND_BUDGET_S / max(self.frame_cost_s, 1e-3))))
+        with self._lock:
+            due = [(self._analysed_at.get(k, 0.0), k) for k, (t, _f) in self._pending.items()
+                   if self.core.due(k, t)]
+            due.sort()
+            out = []
+            for _, k in due[:n]:
+                t, f = self._pending.pop(k)
+                out.append((k, t, f))
+        return out
 
     async def step(self) -> list[EventUpdate]:
-        """One round: analyse the pending frames in a worker thread, check offline cameras."""
-        with self._lock:
-            batch = [(k, t, f) for k, (t, f) in self._pending.items()]
-            self._pending.clear()
-        updates: list[EventUpdate] = self._apply_sessions()
-        if batch:
-            try:
-                updates += await asyncio.to_thread(self.core.process, batch)
-            except Exception:  # a detector failure must not kill live analysis
-                log.exception("analysis of %d frames failed", len(batch))
-        updates = updates + self._check_offline()
-        for u in updates:
-            self._emit(u)
-        return updates
+        """One round: analyse a budgeted set of due frames in a worker thread, publish what
+        they raised at once, check offline cameras."""
+        async with self._round_lock:
+            updates: list[EventUpdate] = self._apply_sessions()
+            batch = self._take_round()
+            self._last_round = len(batch)
+            if batch:
+                t0 = time.perf_counter()
+                try:
+                    updates += await asyncio.to_thread(self.core.process, batch)
+                except Exception:  # a detector failure must not kill live analysis
+                    log.exception("analysis of %d frames failed", len(batch))
+                cost = (time.perf_counter() - t0) / len(batch)
+                self.frame_cost_s += COST_EMA * (cost - self.frame_cost_s)
+                now = time.monotonic()
+                for k, t, _f in batch:
+                    self._analysed_at[k] = now
+                    self.frame_lag_s = max(0.0, self.clock() - t)
+                self.rounds += 1
+                self.analysed_frames += len(batch)
+            updates = updates + self._check_offline()
+            for u in updates:
+                self._emit(u)
+            return updates
+
+    @property
+    def effective_fps(self) -> float:
+        """Analysed frames per second per camera that the measured cost allows (at most
+        ``analysis_fps``), with every configured camera sending."""
+        if not self.rooms:
+            return 0.0
+        return min(1.0 / self.core.interval, 1.0 / (max(self.frame_cost_s, 1e-3) * len(self.rooms)))
 
     def _check_offline(self) -> list[EventUpdate]:
         now = self.clock()

@@ -2,9 +2,11 @@
 
 :class:`EventStore` is the pipeline's ``EventSink``.  For each update it first writes the
 database (so every message on the bus carries the event's database ``id`` the dashboard acts
-on), then publishes.  A snapshot that cannot be uploaded because S3 is down is written to the
-local write-ahead folder and retried in the background: the event itself is never held back
-or lost.
+on), then publishes.  An opening event is published before its snapshot is uploaded: the
+upload runs in the background and is followed by an ``updated`` message carrying the
+``snapshot_key`` (later updates of the same event wait for it, so messages stay in order).
+A snapshot that cannot be uploaded because S3 is down is written to the local write-ahead
+folder and retried in the background: the event itself is never held back or lost.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class EventStore:
         self.retry_seconds = retry_seconds
         self._ids: dict[str, int] = {}
         self._retry_task: asyncio.Task[None] | None = None
+        self._uploads: dict[str, asyncio.Task[None]] = {}
         self.snapshot_errors = 0
 
     # -- lifecycle --
@@ -63,6 +66,7 @@ class EventStore:
         self._retry_task = asyncio.create_task(self._retry_loop(), name="snapshot-retry")
 
     async def close(self) -> None:
+        await self.flush()
         if self._retry_task is not None:
             self._retry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -72,15 +76,18 @@ class EventStore:
 
     async def handle(self, update: EventUpdate) -> None:
         ev = update.event
+        upload = self._uploads.pop(ev.id, None)
+        if upload is not None:  # keep this event's messages in order: snapshot first
+            with contextlib.suppress(Exception):
+                await upload
+        db_id = await self.db.run(lambda s: self._write(s, update))
+        self._publish(update, db_id)
         if update.action == "opened" and ev.snapshot and ev.site:
-            ev.snapshot_key = snapshot_key(ev)
-            # The S3 round trip overlaps the DB write: alerts reach supervisors sooner.
-            _, db_id = await asyncio.gather(
-                self._store_snapshot(ev.snapshot_key, ev.snapshot),
-                self.db.run(lambda s: self._write(s, update)),
-            )
-        else:
-            db_id = await self.db.run(lambda s: self._write(s, update))
+            # The alert is out; the snapshot follows in an "updated" message with its key.
+            self._uploads[ev.id] = asyncio.create_task(self._snapshot_then_update(ev, ev.snapshot, db_id))
+
+    def _publish(self, update: EventUpdate, db_id: int) -> None:
+        ev = update.event
         message = update.to_dict(absolute=True)
         message["uid"] = ev.id
         message["id"] = db_id
@@ -90,6 +97,32 @@ class EventStore:
             "event %s id=%s rule=%s kind=%s site=%s room=%s camera=%s seat=%s",
             update.action, db_id, ev.rule, ev.kind, ev.site, ev.room, ev.camera, ev.seat,
         )
+
+    async def _snapshot_then_update(self, ev: Incident, data: bytes, db_id: int) -> None:
+        key = snapshot_key(ev)
+        try:
+            await self._store_snapshot(key, data)
+        except Exception:
+            log.exception("snapshot of event %s could not be stored", ev.id)
+            return
+        ev.snapshot_key = key
+
+        def write(s: Any) -> None:
+            row = s.get(EventRow, db_id)
+            if row is not None:
+                row.snapshot_key = key
+                s.commit()
+
+        await self.db.run(write)
+        self._publish(EventUpdate("updated", ev), db_id)
+
+    async def flush(self) -> None:
+        """Wait for the snapshot uploads in flight (and their "updated" messages)."""
+        tasks = list(self._uploads.values())
+        self._uploads.clear()
+        for t in tasks:
+            with contextlib.suppress(Exception):
+                await t
 
     def _write(self, session: Any, update: EventUpdate) -> int:
         ev = update.event

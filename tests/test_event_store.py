@@ -38,7 +38,10 @@ async def test_rows_snapshots_and_bus_messages(tmp_path: Path, database: Databas
         await store.handle(EventUpdate("closed", ev))
     finally:
         await store.close()
-    opened, closed = sub.get_nowait(), sub.get_nowait()
+    # the alert goes out first; the snapshot follows in an "updated" message; then the close
+    opened, updated, closed = sub.get_nowait(), sub.get_nowait(), sub.get_nowait()
+    assert opened["snapshot_key"] is None and updated["action"] == "updated"
+    assert updated["snapshot_key"] and updated["id"] == opened["id"]
     with database.session() as s:
         rows = s.query(Row).filter(Row.site == "s1").all()
     assert len(rows) == 1
@@ -62,6 +65,7 @@ async def test_snapshot_spooled_while_s3_down(tmp_path: Path, database: Database
         env.server.stop()
         ev = incident(site="s2", snapshot=b"\xff\xd8while-down")
         await asyncio.wait_for(store.handle(EventUpdate("opened", ev)), 60)
+        await asyncio.wait_for(store.flush(), 60)
         # The event row exists even though the snapshot could not be uploaded.
         with database.session() as s:
             row = s.query(Row).filter(Row.site == "s2").one()
