@@ -15,7 +15,7 @@ T = TypeVar("T")
 def open_session(db: Any) -> AbstractContextManager[Session]:
     """A session from ``storage.db.Database`` (``session()``) or anything exposing a sessionmaker."""
     if hasattr(db, "session"):
-        return db.session()  # type: ignore[no-any-return]
+        return db.session()
     maker = getattr(db, "sessionmaker", None) or getattr(db, "Session", None)
     if maker is None:
         raise TypeError("services.db must provide session() or sessionmaker")
@@ -35,7 +35,7 @@ async def run_db(db: Any, fn: Callable[[Session], T]) -> T:
     """
     runner = getattr(db, "run", None)
     if runner is not None:
-        return await runner(fn)  # type: ignore[no-any-return]
+        return await runner(fn)
 
     def _work() -> T:
         with open_session(db) as s:

@@ -84,6 +84,8 @@ class LiveManager:
         self.on_end = on_end
         self.sessions: set[LiveSession] = set()
         self._ice_configured = False
+        # Strong references to the per-viewer watchdog tasks (asyncio keeps only weak ones).
+        self._watchdogs: set[asyncio.Task[None]] = set()
 
     def _rtc_configuration(self) -> Any:
         try:
@@ -144,7 +146,8 @@ class LiveManager:
             raise ValueError(str(e)) from e
         sess.established = True
         sess_task = asyncio.create_task(_watchdog())
-        pc._evalwatch_watchdog = sess_task  # keep a reference
+        self._watchdogs.add(sess_task)
+        sess_task.add_done_callback(self._watchdogs.discard)
         return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
 
     async def close_all(self) -> None:

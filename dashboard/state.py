@@ -62,7 +62,7 @@ class DashState:
 
 
 def get_state(conn: HTTPConnection) -> DashState:
-    return conn.app.state.dash  # type: ignore[no-any-return]
+    return conn.app.state.dash
 
 
 def now() -> float:

@@ -9,7 +9,7 @@ import time
 
 
 class _UTCFormatter(logging.Formatter):
-    converter = time.gmtime
+    converter = staticmethod(time.gmtime)
 
 
 def setup_logging(level: str | None = None) -> None:

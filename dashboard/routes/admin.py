@@ -26,7 +26,7 @@ USERNAME = r"^[A-Za-z0-9_.@-]{1,64}$"
 
 
 def _user(u: User) -> dict[str, Any]:
-    return jsonable(  # type: ignore[no-any-return]
+    return jsonable(
         {
             "username": u.username,
             "display_name": u.display_name,
@@ -214,4 +214,4 @@ async def config_view(request: Request, me: Annotated[Principal, Depends(allow("
     data = cfg.model_dump(mode="json")  # SecretStr dumps as '**********'
     for u in data.get("users", []):
         u.pop("password", None)
-    return data  # type: ignore[no-any-return]
+    return data

@@ -57,7 +57,7 @@ def event_dict(e: Event) -> dict[str, Any]:
         )
     }
     d["snapshot_url"] = f"/api/events/{e.id}/snapshot" if e.snapshot_key else None
-    return jsonable(d)  # type: ignore[no-any-return]
+    return jsonable(d)
 
 
 @router.get("/api/events")
