@@ -792,6 +792,44 @@ def _seed_arg(text: str) -> int:
     return value
 
 
+def _audit(config_path: str, input_path: str, result: Assignment) -> str | None:
+    """Write a ``seats_assign`` audit row (seed, input digest, result) to the hub's database.
+
+    Returns a message naming the problem, or ``None`` on success.
+    """
+    import getpass
+    import hashlib
+
+    from config.loader import ConfigError, load_config
+
+    try:
+        cfg = load_config(config_path, load_secrets=False)
+    except ConfigError as e:
+        return f"config: {e}"
+    from storage.db import Database
+    from storage.models import AuditLog
+
+    digest = hashlib.sha256(Path(input_path).read_bytes()).hexdigest()
+    row = AuditLog(
+        actor=f"cli:{getpass.getuser()}", action="seats_assign", target=f"input:{digest[:16]}",
+        details={"seed": result.seed, "input_sha256": digest, "source": "cli", **result.to_json_dict()},
+    )
+    try:
+        db = Database(cfg.storage.database_url)
+    except Exception as e:
+        return f"cannot open the database: {e}"
+    try:
+        db.upgrade()  # the hub does the same at start; a fresh install may not have run yet
+        with db.session() as s:
+            s.add(row)
+            s.commit()
+    except Exception as e:
+        return f"cannot write the audit log ({type(e).__name__}): {e}"
+    finally:
+        db.dispose()
+    return None
+
+
 def cli(argv: list[str]) -> int:
     """``evalwatch seats assign INPUT [--seed N] [--json]``; returns the exit code.
 
@@ -811,6 +849,9 @@ def cli(argv: list[str]) -> int:
     assign.add_argument("input", metavar="INPUT", help="YAML or JSON file with 'rooms' and 'bids'")
     assign.add_argument("--seed", type=_seed_arg, default=None, help="random seed (default: drawn at random)")
     assign.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    assign.add_argument(
+        "--config", metavar="FILE", help="hub config: record the seed and result in its audit log"
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed usage / the error
@@ -827,6 +868,11 @@ def cli(argv: list[str]) -> int:
         return 2
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if args.config:
+        problem = _audit(args.config, args.input, result)
+        if problem:
+            print(f"evalwatch seats: {problem}", file=sys.stderr)
+            return 2
     if args.json:
         print(json.dumps(result.to_json_dict(), ensure_ascii=False, indent=2))
     else:
