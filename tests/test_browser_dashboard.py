@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,24 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    # WebRTC between Chromium and the hub on 127.0.0.1 (no other network here)
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-]
+from evalwatch.testing import CHROMIUM, CHROMIUM_ARGS, write_system_config
+
 SUP_PW = "sup-browser-pw-1"
 AUD_PW = "aud-browser-pw-1"
 ALERT_BOUND_S = 15.0
@@ -53,54 +36,11 @@ pytestmark = [
 ]
 
 
-def _port_pair() -> int:
-    """A port p with p and p+10000 free (SeaweedFS puts gRPC on port+10000)."""
-    rng = random.Random()
-    for _ in range(200):
-        p = rng.randint(20000, 39999)
-        ok = True
-        for q in (p, p + 10000):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", q))
-                except OSError:
-                    ok = False
-        if ok:
-            return p
-    raise RuntimeError("no free port pair")
-
-
-def write_config(tmp: Path, sites: dict[str, list[str]], segment_seconds: float = 4) -> Path:
-    ports = [_port_pair() for _ in range(5)]
-    cfg = {
-        "hub": {"listen_port": ports[0]},
-        "storage": {
-            "database_url": "sqlite:///data/evalwatch.db",
-            "wal_dir": "data/wal",
-            "segment_seconds": segment_seconds,
-            "s3": {
-                "endpoint": f"127.0.0.1:{ports[1]}",
-                "embedded_server": {
-                    "dir": "data/seaweedfs",
-                    "master_port": ports[2],
-                    "volume_port": ports[3],
-                    "filer_port": ports[4],
-                },
-            },
-        },
-        "capture": {"spool_dir": "data/spool", "spool_max_mb": 64},
-        "users": [
-            {"username": "sup", "role": "supervisor", "password": SUP_PW},
-            {"username": "aud", "role": "auditor", "password": AUD_PW},
-        ],
-        "sites": [
-            {"id": site, "rooms": [str(ROOT / "sample_videos" / f"{r}.room.yaml") for r in rooms]}
-            for site, rooms in sites.items()
-        ],
-    }
-    path = tmp / "evalwatch.yaml"
-    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    return path
+def write_config(tmp: Path, sites: dict[str, list[str]]) -> Path:
+    return write_system_config(tmp, sites, users=[
+        {"username": "sup", "role": "supervisor", "password": SUP_PW},
+        {"username": "aud", "role": "auditor", "password": AUD_PW},
+    ])
 
 
 def start_system(tmp: Path, sites: dict[str, list[str]]) -> tuple[subprocess.Popen[str], str]:

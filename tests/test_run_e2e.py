@@ -6,10 +6,8 @@ Real everything: SeaweedFS, the hub process, agents streaming sample clips over 
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,61 +19,14 @@ import yaml
 from minio import Minio
 from minio.error import S3Error
 
-ROOT = Path(__file__).resolve().parent.parent
+from evalwatch.testing import write_system_config
 
 
-def _port_pair() -> int:
-    """A port p with p and p+10000 free (SeaweedFS puts gRPC on port+10000)."""
-    rng = random.Random()
-    for _ in range(200):
-        p = rng.randint(20000, 39999)
-        ok = True
-        for q in (p, p + 10000):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", q))
-                except OSError:
-                    ok = False
-        if ok:
-            return p
-    raise RuntimeError("no free port pair")
-
-
-def write_config(
-    tmp: Path, rooms: dict[str, list[str]], segment_seconds: float = 4, database_url: str | None = None
-) -> Path:
-    ports = [_port_pair() for _ in range(5)]
-    cfg = {
-        "hub": {"listen_port": ports[0]},
-        "storage": {
-            "data_dir": "data",
-            "database_url": database_url or "sqlite:///data/evalwatch.db",
-            "wal_dir": "data/wal",
-            "segment_seconds": segment_seconds,
-            "s3": {
-                "endpoint": f"127.0.0.1:{ports[1]}",
-                "embedded_server": {
-                    "dir": "data/seaweedfs",
-                    "master_port": ports[2],
-                    "volume_port": ports[3],
-                    "filer_port": ports[4],
-                },
-            },
-        },
-        "capture": {"spool_dir": "data/spool", "spool_max_mb": 64},
-        "rules": {"seat_empty_seconds": 5},
-        "users": [
-            {"username": "sup", "role": "supervisor"},
-            {"username": "obs", "role": "observer"},
-        ],
-        "sites": [
-            {"id": site, "rooms": [str(ROOT / "sample_videos" / f"{r}.room.yaml") for r in rs]}
-            for site, rs in rooms.items()
-        ],
-    }
-    path = tmp / "evalwatch.yaml"
-    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    return path
+def write_config(tmp: Path, rooms: dict[str, list[str]], database_url: str | None = None) -> Path:
+    return write_system_config(
+        tmp, rooms, database_url=database_url, rules={"seat_empty_seconds": 5},
+        users=[{"username": "sup", "role": "supervisor"}, {"username": "obs", "role": "observer"}],
+    )
 
 
 @pytest.mark.timeout(240)
