@@ -36,7 +36,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,73 +43,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from evalwatch.testing import CHROMIUM_ARGS, write_system_config  # noqa: E402
+
 CLIPS = ["room_a", "room_b", "room_c", "room_d", "room_f"]
 SUP_PW = "bench-sup-password"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
-
-def _port_pair() -> int:
-    rng = random.Random()
-    for _ in range(200):
-        p = rng.randint(20000, 39999)
-        ok = True
-        for q in (p, p + 10000):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", q))
-                except OSError:
-                    ok = False
-        if ok:
-            return p
-    raise RuntimeError("no free port pair")
-
-
 def write_config(tmp: Path, agents: int) -> Path:
-    ports = [_port_pair() for _ in range(5)]
-    cfg = {
-        "hub": {"listen_port": ports[0]},
-        "storage": {
-            "database_url": f"sqlite:///{tmp}/data/evalwatch.db",
-            "data_dir": str(tmp / "data"),
-            "wal_dir": str(tmp / "data/wal"),
-            "segment_seconds": 4,
-            "s3": {
-                "endpoint": f"127.0.0.1:{ports[1]}",
-                "embedded_server": {
-                    "dir": str(tmp / "data/seaweedfs"),
-                    "master_port": ports[2],
-                    "volume_port": ports[3],
-                    "filer_port": ports[4],
-                },
-            },
-        },
-        "capture": {"spool_dir": str(tmp / "data/spool"), "spool_max_mb": 64},
-        "users": [{"username": "sup", "role": "supervisor", "password": SUP_PW}],
-        "secrets_file": str(tmp / "data/secrets.yaml"),
-        "sites": [
-            {"id": f"s{i:02d}", "rooms": [str(ROOT / "sample_videos" / f"{CLIPS[i % len(CLIPS)]}.room.yaml")]}
-            for i in range(1, agents + 1)
-        ],
-    }
-    path = tmp / "evalwatch.yaml"
-    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    return path
+    """One site per agent, each with one sample room (cycling through CLIPS)."""
+    sites = {f"s{i:02d}": [CLIPS[i % len(CLIPS)]] for i in range(1, agents + 1)}
+    return write_system_config(
+        tmp, sites, users=[{"username": "sup", "role": "supervisor", "password": SUP_PW}]
+    )
 
 
 PACKETS: dict[str, list[tuple[bytes, bool]]] = {}
