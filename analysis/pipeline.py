@@ -603,7 +603,7 @@ class AnalysisPipeline:
                 self.core.add_camera(key, room, cam.id, site=site)
                 self.rooms[key] = (site, room, cam.id)
         self._lock = threading.Lock()
-        self._pending: dict[str, tuple[float, np.ndarray]] = {}
+        self._pending: dict[str, tuple[float, Any]] = {}
         self._analysed_at: dict[str, float] = {}
         self._round_lock = asyncio.Lock()
         self._last_round = 0
@@ -661,9 +661,10 @@ class AnalysisPipeline:
 
     # -- FrameSink --
 
-    def submit(self, camera: Any, ts: datetime | float, frame: np.ndarray) -> None:
-        """Offer a frame (non-blocking, any thread).  Only the newest frame of a camera waits
-        for analysis: a frame not yet analysed is replaced by a newer one (never queued)."""
+    def submit(self, camera: Any, ts: datetime | float, frame: Any) -> None:
+        """Offer a frame (non-blocking, any thread): a BGR ndarray, or a decoded ``av.VideoFrame``
+        that is converted only if it gets analysed.  Only the newest frame of a camera waits for
+        analysis: a frame not yet analysed is replaced by a newer one (never queued)."""
         key = camera_key(camera)
         t = ts.timestamp() if isinstance(ts, datetime) else float(ts)
         with self._lock:
@@ -735,7 +736,7 @@ class AnalysisPipeline:
             if batch:
                 t0 = time.perf_counter()
                 try:
-                    updates += await asyncio.to_thread(self.core.process, batch)
+                    updates += await asyncio.to_thread(self._process, batch)
                 except Exception:  # a detector failure must not kill live analysis
                     log.exception("analysis of %d frames failed", len(batch))
                 cost = (time.perf_counter() - t0) / len(batch)
@@ -750,6 +751,12 @@ class AnalysisPipeline:
             for u in updates:
                 self._emit(u)
             return updates
+
+    def _process(self, batch: list[tuple[str, float, Any]]) -> list[EventUpdate]:
+        """Convert the round's frames (the recorder hands over decoded ``av.VideoFrame``s) and
+        analyse them; runs in a worker thread."""
+        frames = [(k, t, _as_bgr(f)) for k, t, f in batch]
+        return self.core.process(frames)
 
     @property
     def effective_fps(self) -> float:
@@ -798,3 +805,8 @@ class AnalysisPipeline:
                 log.exception("event sink failed for %s %s", u.action, u.event.rule)
             finally:
                 self._sink_q.task_done()
+
+
+def _as_bgr(frame: Any) -> np.ndarray:
+    """A BGR ``ndarray`` from an ndarray (as is) or an ``av.VideoFrame`` (converted)."""
+    return frame if isinstance(frame, np.ndarray) else frame.to_ndarray(format="bgr24")

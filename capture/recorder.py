@@ -1,8 +1,10 @@
 """Hub side of the live path: answer agents' WebRTC offers and fan the received frames out.
 
 One ``RTCPeerConnection`` per camera.  Each received track goes through an aiortc ``MediaRelay``;
-the recorder's own consumer reads every frame (status: fps, last frame time) and passes one
-frame every ``1/analysis_fps`` seconds to the :class:`FrameSink` (analysis).  Live viewers get
+the recorder's own consumer reads every frame (status: fps, last frame time) and offers each
+decoded frame, *unconverted*, to the :class:`FrameSink` (analysis), which converts only the frames
+it analyses — so the frame an analysis round takes is at most one frame interval old, and the
+hub pays the colour conversion only for analysed frames.  Live viewers get
 ``live_track()``: a relay subscription, optionally reduced (size/rate) for the wall grid.  Nothing
 in the receive loop blocks: the sink's ``submit`` must return at once.
 
@@ -45,9 +47,13 @@ class CameraRef:
 
 
 class FrameSink(Protocol):
-    """Receives frames for analysis.  ``submit`` must not block (drop instead)."""
+    """Receives frames for analysis.  ``submit`` must not block (drop instead).
 
-    def submit(self, camera: CameraRef, ts: datetime, frame: np.ndarray) -> None: ...
+    ``frame`` is the decoded ``av.VideoFrame``; a sink converts the frames it uses with
+    ``frame.to_ndarray(format="bgr24")`` (off the event loop).
+    """
+
+    def submit(self, camera: CameraRef, ts: datetime, frame: av.VideoFrame) -> None: ...
 
 
 class BufferedFrameSink:
@@ -60,12 +66,13 @@ class BufferedFrameSink:
         self.submitted = 0
         self._event = asyncio.Event()
 
-    def submit(self, camera: CameraRef, ts: datetime, frame: np.ndarray) -> None:
+    def submit(self, camera: CameraRef, ts: datetime, frame: av.VideoFrame | np.ndarray) -> None:
         self.submitted += 1
         if len(self._buf) >= self.maxlen:
             self._buf.popleft()
             self.dropped += 1
-        self._buf.append((camera, ts, frame))
+        img = frame if isinstance(frame, np.ndarray) else frame.to_ndarray(format="bgr24")
+        self._buf.append((camera, ts, img))
         self._event.set()
 
     def get_nowait(self) -> tuple[CameraRef, datetime, np.ndarray] | None:
@@ -134,7 +141,8 @@ class Recorder:
     ):
         self.cfg = cfg
         self.frame_sink = frame_sink
-        self.analysis_fps = analysis_fps if analysis_fps is not None else cfg.detection.analysis_fps
+        # None: offer every frame (the sink keeps the newest); a number caps the offer rate.
+        self.analysis_fps = analysis_fps
         self.relay = MediaRelay()
         self._cams: dict[CameraRef, _Cam] = {}
         for site, room, cam in cfg.cameras():
@@ -208,7 +216,7 @@ class Recorder:
 
     async def _consume(self, cam: _Cam, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
         sub = self.relay.subscribe(track, buffered=False)
-        period = 1.0 / self.analysis_fps if self.analysis_fps > 0 else None
+        period = 1.0 / self.analysis_fps if self.analysis_fps else 0.0
         try:
             while True:
                 frame = await sub.recv()
@@ -217,15 +225,11 @@ class Recorder:
                 cam.frame_times.append(now)
                 cam.last_frame_mono = now
                 cam.last_frame_at = datetime.now(UTC)
-                if (
-                    self.frame_sink is not None
-                    and period is not None
-                    and now - cam.last_submit_mono >= period
-                ):
+                if self.frame_sink is not None and now - cam.last_submit_mono >= period:
                     cam.last_submit_mono = now
                     assert isinstance(frame, av.VideoFrame)
                     try:
-                        self.frame_sink.submit(cam.ref, cam.last_frame_at, frame.to_ndarray(format="bgr24"))
+                        self.frame_sink.submit(cam.ref, cam.last_frame_at, frame)
                     except Exception as e:  # a broken sink must not stop the live path
                         cam.dropped += 1
                         cam.last_error = f"frame sink: {e}"

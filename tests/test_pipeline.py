@@ -353,7 +353,9 @@ async def test_live_scheduler_bounds_rounds_and_serves_every_camera():
         before = len(analysed)
         await pipe.step()
         sizes.append(len(analysed) - before)
-    assert abs(pipe.frame_cost_s - 0.02) < 0.015  # measured, not assumed
+    # measured, not assumed: from the 0.15 s prior down to the detector's 0.02 s (plus whatever a
+    # loaded machine adds)
+    assert 0.02 <= pipe.frame_cost_s < 0.08, pipe.frame_cost_s
     # rounds sized by the measured cost: ROUND_BUDGET_S / 0.02 s ≈ 12, capped by MAX_BATCH
     assert max(sizes) <= P.MAX_BATCH and min(sizes) >= 1
     per_cam = {k: [tt for kk, tt in analysed if kk == k] for k in pipe.rooms}
