@@ -71,6 +71,7 @@ class CameraSource:
         self.frames = 0
         self.last_error: str | None = None
         self.finished = False
+        self._phase, self._phase_t = "open", time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"src-{label}", daemon=True)
 
@@ -111,7 +112,7 @@ class CameraSource:
                     return
                 if self.frames > before:  # it worked for a while: start the backoff over
                     delay = 0.5
-                msg = mask_url(str(e)) or type(e).__name__
+                msg = self._describe(e)
                 self.last_error = f"camera {self.label}: source {self.where}: {type(e).__name__}: {msg}"
                 log.warning(
                     "camera %s: source %s failed: %s: %s (retry in %.1fs)",
@@ -123,6 +124,19 @@ class CameraSource:
                 )
                 self._stop.wait(delay * (1 + random.random() / 2))  # noqa: S311 - jitter
                 delay = min(delay * 2, 30.0)
+
+    def _describe(self, e: Exception) -> str:
+        """One line for the operator: FFmpeg's reason without the (repeated) URL, timeouts spelled
+        out, credentials masked."""
+        reason = mask_url(str(e.strerror) if isinstance(e, av.FFmpegError) and e.strerror else str(e))
+        # PyAV's timeout interrupts FFmpeg: an ExitError, or whatever the demuxer makes of it
+        # (RTSP reports "Invalid data"); tell by the time the step took
+        limit = self.open_timeout if self._phase == "open" else self.read_timeout
+        if isinstance(e, av.FFmpegError) and time.monotonic() - self._phase_t >= 0.9 * limit:
+            what = "no answer within" if self._phase == "open" else "no data for"
+            why = "" if isinstance(e, av.ExitError) else f" ({reason})"
+            return f"timed out: {what} {limit:g} s{why}"
+        return reason or type(e).__name__
 
     def _run_file(self) -> None:
         next_wall = time.time()
@@ -166,7 +180,8 @@ class CameraSource:
 
     def stream_options(self) -> dict[str, str]:
         """FFmpeg options for a URL source: TCP for RTSP, socket timeouts (µs) for everything."""
-        us = str(int(self.read_timeout * 1_000_000))
+        # a backstop only: PyAV's own timeouts (below) fire first and say clearly what happened
+        us = str(int((max(self.open_timeout, self.read_timeout) + 1) * 1_000_000))
         if self.source.lower().startswith(("rtsp://", "rtsps://")):
             # ffmpeg >= 5: the RTSP "timeout" is the socket I/O timeout (was "stimeout")
             return {"rtsp_transport": self.rtsp_transport, "timeout": us}
@@ -176,9 +191,11 @@ class CameraSource:
         """Read a URL until it fails (raises) or, for a finite one, ends (returns True)."""
         period = 1.0 / self.fps
         next_wall = 0.0
+        self._phase, self._phase_t = "open", time.monotonic()
         with av.open(
             self.source, options=self.stream_options(), timeout=(self.open_timeout, self.read_timeout)
         ) as container:
+            self._phase, self._phase_t = "read", time.monotonic()
             if not container.streams.video:
                 raise ValueError(f"{self.where}: no video stream")
             rtsp = container.format.name == "rtsp"
@@ -188,6 +205,7 @@ class CameraSource:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
+                self._phase_t = time.monotonic()
                 if self._stop.is_set():
                     return False
                 now = time.time()
