@@ -126,6 +126,15 @@ def spawn_farm(cfg_path: Path, sites: list[str], seconds: float, log: Path) -> s
         )
 
 
+async def ev(page: Any, js: str, within: float = 15.0) -> Any:
+    """``page.evaluate`` bounded in time (an overloaded hub shares this event loop)."""
+    return await asyncio.wait_for(page.evaluate(js), within)
+
+
+def say(msg: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     import uvicorn
     from playwright.async_api import async_playwright
@@ -182,6 +191,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 browser_pids: list[int] = []
                 me = os.getpid()
                 page = await ctx.new_page()
+                page.set_default_timeout(60_000)
+                say("browser started, logging in")
                 await page.goto(cfg.hub.url + "/login")
                 await page.fill("#username", "sup")
                 await page.fill("#password", SUP_PW)
@@ -190,14 +201,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await page.evaluate("location.hash = 'wall'")
                 await page.wait_for_selector(".tile")
                 await page.evaluate(COUNTER_JS)
+                say("wall open")
                 t_open = time.monotonic()
                 n_tiles = await page.evaluate("document.querySelectorAll('.tile').length")
                 res["tiles"] = n_tiles
                 full = None
+                shown = 0
                 while time.monotonic() - t_open < args.fill_timeout:
-                    shown = await page.evaluate(
-                        "Object.values(window.__wallbench.tiles).filter(r => r.frames > 0).length"
-                    )
+                    try:
+                        shown = await ev(
+                            page, "Object.values(window.__wallbench.tiles).filter(r => r.frames > 0).length"
+                        )
+                    except TimeoutError:
+                        say("browser did not answer within 15 s")
+                        continue
                     if shown >= n_tiles:
                         full = time.monotonic() - t_open
                         break
@@ -210,13 +227,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 browser_pids = [q for q in tree(me) if q != me and q not in {f.pid for f in farms}]
                 farm_pids = [q for f in farms for q in tree(f.pid)]
                 c0 = (proc_cpu(me), tree_cpu(browser_pids), tree_cpu(farm_pids), time.monotonic())
-                f0 = await page.evaluate(FRAMES_JS)
+                f0 = await ev(page, FRAMES_JS, 60)
                 during: list[list[float]] = []
                 t_end = time.monotonic() + args.seconds
                 while time.monotonic() < t_end:
                     await asyncio.sleep(5)
                     during.append(loadavg())
-                f1 = await page.evaluate(FRAMES_JS)
+                f1 = await ev(page, FRAMES_JS, 60)
                 c1 = (proc_cpu(me), tree_cpu(browser_pids), tree_cpu(farm_pids), time.monotonic())
                 wall = c1[3] - c0[3]
                 res["hub_cpu_pct"] = round(100 * (c1[0] - c0[0]) / wall, 1)
@@ -231,7 +248,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "tiles_below_0.5fps": sum(1 for r in rates if r < 0.5),
                 }
                 res["loadavg_during_max"] = max(during, key=lambda x: x[0]) if during else None
-                st = await page.evaluate(STATES_JS)
+                st = await ev(page, STATES_JS, 60)
                 res["tile_states_end"] = {s: sum(1 for v in st.values() if v == s) for s in set(st.values())}
 
                 # offline flip: kill one camera's agent
@@ -240,9 +257,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 t_kill = time.monotonic()
                 flip = None
                 while time.monotonic() - t_kill < 30:
-                    s = await page.evaluate(
-                        f"document.querySelector(\".tile[data-camera='{vkey}']\").dataset.state"
-                    )
+                    try:
+                        s = await ev(
+                            page, f"document.querySelector(\".tile[data-camera='{vkey}']\").dataset.state", 5
+                        )
+                    except TimeoutError:
+                        continue
                     if s == "offline":
                         flip = time.monotonic() - t_kill
                         break
