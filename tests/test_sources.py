@@ -456,7 +456,7 @@ def test_rtsp_over_tcp_delivers_frames_and_masks_credentials(
     with running(url, fps=10, open_timeout=3.0, read_timeout=1.5) as (src, frames):
         assert frames.wait(3, 10), src.last_error
         t = time.time()
-        time.sleep(1.5)
+        time.sleep(1.2)
         assert_size_and_rate(frames.since(t), 10)
         assert src.where == f"rtsp://***@127.0.0.1:{rtsp_cam.port}/cam"
         assert {"DESCRIBE", "SETUP", "PLAY"} <= set(rtsp_cam.requests)
@@ -539,3 +539,79 @@ def test_mask_url() -> None:
     )
     assert mask_url("rtsp://10.0.0.5/s?user=x@y") == "rtsp://10.0.0.5/s?user=x@y"
     assert mask_url("/videos/a@b.mp4") == "/videos/a@b.mp4"
+
+
+# -- the operator's path: YAML config → evalwatch agent → archive on the hub --------------------------
+
+
+@pytest.mark.timeout(60)
+async def test_agent_archives_rtsp_and_http_cameras_from_config(
+    tmp_path: Path, clip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A site YAML with an RTSP camera (credentials in the URL), an MJPEG HTTP camera and a missing
+    ``device:7``: the agent archives both network cameras at the configured size, keeps running
+    with the broken one and reports it, and the password appears in no log and no status."""
+    import asyncio
+    import json
+
+    import uvicorn
+
+    from capture.agent import Agent
+    from capture.testing import DirSegmentStore, build_app, write_config
+    from config import load_config
+
+    caplog.set_level(logging.INFO)
+    rtsp_cam = RtspCam(clip, free_port(), tmp_path)
+    http_cams = HttpCams(clip, free_port())
+    port = free_port()
+    rtsp_url = f"rtsp://operator:s3cret@127.0.0.1:{rtsp_cam.port}/cam"
+    cfg = load_config(
+        write_config(
+            tmp_path / "site.yaml",
+            port=port,
+            sites={"s1": {"r1": [("c1", rtsp_url), ("c2", http_cams.url("/cam.mjpg")), ("c3", "device:7")]}},
+            tokens={"s1": "token-s1-xxxxxxxxxxxxxxxx"},
+            spool_dir=tmp_path / "spool",
+            segment_seconds=2.0,
+            fps=10,
+        )
+    )
+    store = DirSegmentStore(tmp_path / "store")
+    app, recorder = build_app(cfg, store, None)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    agent = Agent(cfg, "s1", live=False, preset="ultrafast")
+    stop = asyncio.Event()
+
+    def full_segments(cam: str) -> int:
+        return sum(1 for a, b, _ in store.list("s1", "r1", cam) if (b - a).total_seconds() >= 1.999)
+
+    async def until_archived() -> None:
+        while min(full_segments("c1"), full_segments("c2")) < 1:  # noqa: ASYNC110 - polls a directory
+            await asyncio.sleep(0.2)
+        stop.set()
+
+    try:
+        waiter = asyncio.create_task(until_archived())
+        await agent.run(stop, duration=20.0)
+        waiter.cancel()
+        assert stop.is_set(), "no full segment of both network cameras in 20 s"
+        status = {p.camera: p.status() for p in agent.pipes}
+        hub_view = [s.agent for s in recorder.status()]
+    finally:
+        server.should_exit = True
+        await serving
+        rtsp_cam.close()
+        http_cams.down()
+    for cam in ("c1", "c2"):
+        have = store.list("s1", "r1", cam)
+        assert len(have) >= 2, (cam, status[cam])
+        a, b, path = max(have, key=lambda h: h[1] - h[0])  # a full 2 s segment
+        assert (b - a).total_seconds() == pytest.approx(2.0, abs=1e-3), (cam, have)
+        with av.open(str(path)) as c:
+            frames = list(c.decode(video=0))
+        assert len(frames) >= 14 and (frames[0].width, frames[0].height) == (W, H)
+    assert store.list("s1", "r1", "c3") == []
+    assert status["c3"]["frames"] == 0 and "capture device 7" in status["c3"]["last_error"]
+    assert any("capture device 7" in json.dumps(a) for a in hub_view), hub_view  # heartbeat
+    assert "s3cret" not in caplog.text and "s3cret" not in json.dumps([status, hub_view], default=str)
