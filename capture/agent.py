@@ -207,6 +207,7 @@ class CameraPipe:
             loop=cam.loop,
             on_frame=self._on_frame,
             label=self.label,
+            rtsp_transport=cam.rtsp_transport,
         )
         self.live: LiveTrack | PacketTrack | None = None
         self._live_lock = threading.Lock()

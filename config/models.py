@@ -77,6 +77,8 @@ class CameraConfig(_Strict):
     height: Annotated[int, Field(ge=64, le=4096)] = 480
     fps: Annotated[float, Field(gt=0, le=60)] = 15.0
     loop: bool = True
+    # RTSP sources: TCP interleaved is robust through firewalls and NAT; UDP has less latency.
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
 
     @field_validator("source")
     @classmethod
