@@ -86,6 +86,31 @@ class LiveManager:
         self._ice_configured = False
         # Strong references to the per-viewer watchdog tasks (asyncio keeps only weak ones).
         self._watchdogs: set[asyncio.Task[None]] = set()
+        # Grid thumbnails (created on the first thumbnail request) and their viewing audit.
+        self.thumb_hub: ThumbHub | None = None
+        self.thumb_audit = ThumbAudit()
+        self._thumb_sweeper: asyncio.Task[None] | None = None
+
+    def thumbs(self, recorder: Any) -> ThumbHub:
+        if self.thumb_hub is None or self.thumb_hub.recorder is not recorder:
+            self.thumb_hub = ThumbHub(recorder)
+        return self.thumb_hub
+
+    def sweep_thumb_viewings(self, on_end: Callable[[ThumbViewing], Awaitable[None]]) -> None:
+        """Make sure viewings that stopped get their ``live_view_end`` even if nobody asks again."""
+        if self._thumb_sweeper is not None and not self._thumb_sweeper.done():
+            return
+
+        async def sweep() -> None:
+            while self.thumb_audit.viewing:
+                await asyncio.sleep(1.0)
+                for v in self.thumb_audit.expire():
+                    try:
+                        await on_end(v)
+                    except Exception:
+                        log.exception("live_view_end audit failed")
+
+        self._thumb_sweeper = asyncio.create_task(sweep(), name="thumb-audit-sweeper")
 
     def _rtc_configuration(self) -> Any:
         try:
@@ -155,3 +180,151 @@ class LiveManager:
             with contextlib.suppress(Exception):
                 await s.pc.close()
         self.sessions.clear()
+        if self._thumb_sweeper is not None:
+            self._thumb_sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._thumb_sweeper
+        if self.thumb_hub is not None:
+            await self.thumb_hub.close()
+
+
+# -- grid thumbnails ------------------------------------------------------------------------------
+
+THUMB_FPS = 2.0  # pictures per second a grid tile gets (one JPEG per camera, shared by all viewers)
+THUMB_WIDTH = 320
+THUMB_STALE = 3.0  # no new frame for this long: the camera is offline for the wall (409)
+THUMB_IDLE = 20.0  # a camera's thumbnailer stops when nobody asked for this long
+THUMB_QUALITY = 70
+
+
+class Thumb:
+    """The latest reduced frame of one camera and its JPEG (encoded lazily, once per frame)."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.frame: Any = None
+        self.at = 0.0  # monotonic time of the latest frame
+        self.asked = time.monotonic()
+        self.jpeg: bytes | None = None
+        self.jpeg_seq = -1
+        self.task: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()
+
+
+def encode_jpeg(frame: Any, quality: int = THUMB_QUALITY) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - cv2 encodes any bgr24 array
+        raise ValueError("jpeg encoding failed")
+    return bytes(buf)
+
+
+class ThumbHub:
+    """Grid thumbnails: per camera, one reduced subscription to the recorder's live frames
+    (``recorder.live_track(width=THUMB_WIDTH, fps=THUMB_FPS)``, started on the first request and
+    stopped after ``THUMB_IDLE`` s without one) and one JPEG per new frame, shared by every viewer.
+
+    This replaces a WebRTC peer connection per grid tile, whose per-viewer VP8/H.264 re-encode
+    in aiortc does not fit 60 tiles on a small hub (see docs/dashboard.md, "Live wall at scale").
+    """
+
+    def __init__(self, recorder: Any) -> None:
+        self.recorder = recorder
+        self.thumbs: dict[tuple[str, str, str], Thumb] = {}
+        self.encoded = 0
+
+    def _start(self, key: tuple[str, str, str], th: Thumb) -> bool:
+        try:
+            track = self.recorder.live_track(*key, width=THUMB_WIDTH, fps=THUMB_FPS)
+        except TypeError:  # a recorder without reduction support: reduce here
+            src = self.recorder.live_track(*key)
+            track = make_grid_track(src, THUMB_FPS, THUMB_WIDTH) if src is not None else None
+        if track is None:
+            return False
+        th.task = asyncio.create_task(self._pump(th, track), name=f"thumb-{'/'.join(key)}")
+        return True
+
+    async def _pump(self, th: Thumb, track: Any) -> None:
+        _, media_stream_error = _track_classes()
+        try:
+            while time.monotonic() - th.asked < THUMB_IDLE:
+                frame = await track.recv()
+                th.frame, th.at = frame, time.monotonic()
+                th.seq += 1
+        except media_stream_error:
+            pass
+        finally:
+            th.task = None
+            with contextlib.suppress(Exception):
+                track.stop()
+
+    async def get(self, site: str, room: str, camera: str) -> tuple[int, bytes, float] | None:
+        """``(seq, jpeg, age_s)`` of the camera's latest picture, or None when it has no picture
+        newer than ``THUMB_STALE`` s (offline, stalled, or its first frame is not there yet)."""
+        key = (site, room, camera)
+        th = self.thumbs.get(key)
+        if th is None:
+            th = self.thumbs[key] = Thumb()
+        now = time.monotonic()
+        th.asked = now
+        if th.task is None or th.task.done():
+            self._start(key, th)
+        if th.frame is None or now - th.at > THUMB_STALE:
+            return None
+        async with th.lock:
+            if th.jpeg_seq != th.seq:
+                seq, frame = th.seq, th.frame
+                th.jpeg = await asyncio.to_thread(encode_jpeg, frame)
+                th.jpeg_seq = seq
+                self.encoded += 1
+        assert th.jpeg is not None
+        return th.jpeg_seq, th.jpeg, time.monotonic() - th.at
+
+    async def close(self) -> None:
+        for th in self.thumbs.values():
+            if th.task is not None:
+                th.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await th.task
+        self.thumbs.clear()
+
+
+@dataclass(eq=False)
+class ThumbViewing:
+    """One user's continuous viewing of one camera's thumbnails (for the audit log)."""
+
+    username: str
+    role: str
+    target: str
+    ip: str | None
+    started: float
+    last: float
+
+
+class ThumbAudit:
+    """Audit ``live_view`` (``quality=thumb``) when a user starts watching a camera's thumbnails
+    and ``live_view_end`` (seconds) once ``gap`` s pass without a request from them for it:
+    one row pair per viewing instead of one per picture."""
+
+    def __init__(self, gap: float = 15.0) -> None:
+        self.gap = gap
+        self.viewing: dict[tuple[str, str], ThumbViewing] = {}
+
+    def touch(self, username: str, role: str, target: str, ip: str | None) -> tuple[bool, list[ThumbViewing]]:
+        """Note a request; ``(starts_a_viewing, viewings_that_ended)``."""
+        now = time.monotonic()
+        ended = self.expire(now)
+        v = self.viewing.get((username, target))
+        if v is not None:
+            v.last = now
+            return False, ended
+        self.viewing[(username, target)] = ThumbViewing(username, role, target, ip, now, now)
+        return True, ended
+
+    def expire(self, now: float | None = None, *, all_: bool = False) -> list[ThumbViewing]:
+        now = time.monotonic() if now is None else now
+        ended = [v for v in self.viewing.values() if all_ or now - v.last > self.gap]
+        for v in ended:
+            del self.viewing[(v.username, v.target)]
+        return ended

@@ -1,10 +1,11 @@
-"""Sites tree, per-camera status for the live wall, and the WebRTC offer/answer."""
+"""Sites tree, per-camera status for the live wall, grid thumbnails, and the WebRTC offer/answer."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from dashboard import audit
 from dashboard.dbutil import run_db
 from dashboard.errors import ApiError
-from dashboard.live import GRID_FPS, GRID_WIDTH, LiveSession, make_grid_track
+from dashboard.live import GRID_FPS, GRID_WIDTH, LiveSession, ThumbViewing, make_grid_track
 from dashboard.policy import ANY_USER, Principal, allow, client_ip
 from dashboard.routes.common import observer_audit
 from dashboard.state import get_state
@@ -81,6 +82,65 @@ async def camera_status(
         if d is not None:
             d.setdefault("alerts", {})[rule] = n
     return {"cameras": [{"alerts": {}, **d} for d in statuses.values()]}
+
+
+@router.get("/api/live/{site}/{room}/{camera}/thumb.jpg")
+async def live_thumb(
+    site: str,
+    room: str,
+    camera: str,
+    request: Request,
+    me: Annotated[Principal, Depends(allow(*LIVE_VIEWERS))],
+) -> Response:
+    """The camera's latest live picture as a small JPEG (320 px, new at most 2×/s) for a wall tile.
+
+    One JPEG per camera and frame, shared by every viewer; ``ETag`` is the picture's number, so
+    ``If-None-Match`` answers 304 when nothing is new.  ``X-Frame-Age`` = seconds since the hub
+    received it.  404 unknown camera, 503 no recorder, 409 no picture newer than 3 s (offline).
+    Audited per viewing: ``live_view`` (``quality: thumb``) when a user starts watching the camera
+    and ``live_view_end`` (seconds) after 15 s without a request from them.
+    """
+    st = get_state(request)
+    if (site, room, camera) not in st.camera_status():
+        raise ApiError(404, "err.unknown_camera")
+    rec = st.services.recorder
+    if rec is None:
+        raise ApiError(503, "err.live_unavailable")
+    target = f"{site}/{room}/{camera}"
+    starts, ended = st.live.thumb_audit.touch(me.username, me.role, target, client_ip(request))
+    for v in ended:
+        await _thumb_view_end(st, v)
+    if starts:
+        await audit.record(
+            st.db,
+            me.username,
+            "live_view",
+            role=me.role,
+            target=target,
+            ip=client_ip(request),
+            details={"quality": "thumb"},
+        )
+    st.live.sweep_thumb_viewings(lambda v: _thumb_view_end(st, v))
+    got = await st.live.thumbs(rec).get(site, room, camera)
+    if got is None:
+        raise ApiError(409, "err.camera_offline")
+    seq, jpeg, age = got
+    headers = {"ETag": f'"{seq}"', "Cache-Control": "no-store", "X-Frame-Age": f"{age:.2f}"}
+    if request.headers.get("if-none-match") == f'"{seq}"':
+        return Response(status_code=304, headers=headers)
+    return Response(jpeg, media_type="image/jpeg", headers=headers)
+
+
+async def _thumb_view_end(state: Any, v: ThumbViewing) -> None:
+    await audit.record(
+        state.db,
+        v.username,
+        "live_view_end",
+        role=v.role,
+        target=v.target,
+        ip=v.ip,
+        details={"quality": "thumb", "seconds": round(v.last - v.started, 1)},
+    )
 
 
 class OfferIn(BaseModel):

@@ -165,9 +165,6 @@
     const tiles = new Map();
     const grid = $("wall-grid");
     let visibleView = false;
-    let connecting = 0;
-    const queue = [];
-    const MAX_PARALLEL = 4;
 
     function waitIce(pc, ms) {
       if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -199,13 +196,21 @@
       return pc;
     }
 
+    // Grid tiles show the hub's shared JPEG thumbnail of each camera (GET .../thumb.jpg, new at
+    // most every THUMB_MS; 304 when unchanged), drawn as the tile video's poster; only the
+    // enlarged tile streams over WebRTC.  One peer connection (and one hub-side re-encode) per
+    // tile did not fit 60 tiles (docs/dashboard.md, "Live wall at scale").
+    const THUMB_MS = 500;
+    const MAX_FETCHES = 6;
+    let fetching = 0;
+
     function makeTile(cam) {
-      const tile = { cam, pc: null, online: false, wantOnline: false, lastFrame: 0, connectedAt: 0, inView: false,
-                     state: "connecting", alerts: {} };
+      const tile = { cam, online: false, lastFrame: 0, firstAsked: 0, inView: false, etag: "", picture: "",
+                     busy: false, gone: false, nextAt: 0, frames: 0, state: "connecting", alerts: {} };
       const root = el("div", "tile");
       root.dataset.camera = camKey(cam);
       const video = el("video");
-      video.muted = true; video.autoplay = true; video.playsInline = true;
+      video.muted = true; video.playsInline = true;
       const label = el("div", "label");
       label.appendChild(el("span", "", cam.roomName + " · " + (cam.name || cam.camera)));
       const badges = el("span", "badges");
@@ -214,13 +219,6 @@
       const overlay = el("div", "overlay");
       root.append(video, label, stat, overlay);
       Object.assign(tile, { root, video, stat, overlay, badges });
-      const onFrame = () => {
-        tile.lastFrame = performance.now();
-        if (tile.state !== "playing") setState(tile, "playing");
-        if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(onFrame);
-      };
-      if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(onFrame);
-      else video.addEventListener("timeupdate", onFrame);
       root.addEventListener("click", () => enlarge(cam));
       return tile;
     }
@@ -232,42 +230,48 @@
       const key = { offline: "wall.offline", stalled: "wall.stalled", connecting: "wall.connecting" }[state];
       tile.overlay.hidden = !key;
       tile.overlay.textContent = key ? t(key) : "";
-      if (state === "offline" || state === "stalled") tile.video.srcObject = null; // never a frozen picture
+      if (state === "offline" || state === "stalled") disconnect(tile); // never a frozen picture
     }
 
     function disconnect(tile) {
-      if (tile.pc) { tile.pc.close(); tile.pc = null; }
-      tile.video.srcObject = null;
+      tile.video.removeAttribute("poster");
+      if (tile.picture) { URL.revokeObjectURL(tile.picture); tile.picture = ""; }
+      tile.etag = "";
+      tile.lastFrame = 0;
+      tile.firstAsked = 0;
     }
 
-    function schedule(tile) {
-      if (tile.pc || tile.queued) return;
-      tile.queued = true;
-      queue.push(tile);
-      pump();
-    }
-    function pump() {
-      while (connecting < MAX_PARALLEL && queue.length) {
-        const tile = queue.shift();
-        tile.queued = false;
-        if (!shouldStream(tile) || tile.pc) continue;
-        connecting += 1;
-        setState(tile, "connecting");
-        openStream(tile.cam, "grid", tile.video).then((pc) => {
-          tile.pc = pc;
-          tile.connectedAt = performance.now();
-          tile.lastFrame = 0;
-          pc.addEventListener("connectionstatechange", () => {
-            if (["failed", "closed", "disconnected"].includes(pc.connectionState) && tile.pc === pc) {
-              disconnect(tile);
-              setState(tile, tile.online ? "connecting" : "offline");
-            }
-          });
-        }).catch(() => {
-          tile.retryAt = performance.now() + 3000;
-        }).finally(() => { connecting -= 1; pump(); });
+    async function fetchThumb(tile) {
+      tile.busy = true;
+      fetching += 1;
+      const asked = performance.now();
+      if (!tile.firstAsked) tile.firstAsked = asked;
+      try {
+        const headers = tile.etag ? { "If-None-Match": tile.etag } : {};
+        const res = await fetch("/api/live/" + camKey(tile.cam) + "/thumb.jpg",
+                                { headers, credentials: "same-origin", cache: "no-store" });
+        if (res.status === 401) { location.href = "/login"; return; }
+        if (res.status === 409) { tile.gone = true; if (tile.state !== "offline") setState(tile, "offline"); return; }
+        if (res.status === 200 && shouldStream(tile)) {
+          const blob = await res.blob();
+          const url = URL.createObjectURL(blob);
+          tile.video.poster = url;
+          if (tile.picture) URL.revokeObjectURL(tile.picture);
+          tile.picture = url;
+          tile.etag = res.headers.get("ETag") || "";
+          tile.lastFrame = performance.now();
+          tile.frames += 1;
+          tile.gone = false;
+          if (tile.state !== "playing") setState(tile, "playing");
+        }
+      } catch (e) { /* transient: the next round retries */ }
+      finally {
+        tile.busy = false;
+        tile.nextAt = asked + THUMB_MS;
+        fetching -= 1;
       }
     }
+
     function shouldStream(tile) {
       return visibleView && tile.inView && tile.online && !tile.root.hidden;
     }
@@ -327,24 +331,23 @@
       const now = performance.now();
       for (const tile of tiles.values()) {
         if (!tile.online) {
-          if (tile.pc) disconnect(tile);
           if (tile.state !== "offline") setState(tile, "offline");
           continue;
         }
         if (!shouldStream(tile)) continue;
-        if (!tile.pc) {
-          if (!tile.retryAt || now >= tile.retryAt) schedule(tile);
-          continue;
-        }
-        const since = tile.lastFrame ? now - tile.lastFrame : now - tile.connectedAt;
-        if (since > 4000) { // connected but no new frame: say so and reconnect
-          setState(tile, "stalled");
-          disconnect(tile);
-          tile.retryAt = now + 1000;
-        }
+        if (tile.state === "offline" && !tile.gone) setState(tile, "connecting");
+        const since = tile.lastFrame ? now - tile.lastFrame : 0;
+        if (since > 4000 && tile.state === "playing") setState(tile, "stalled"); // no new picture
+      }
+      // round-robin over due tiles, oldest request first, a few fetches at a time
+      const due = [...tiles.values()].filter((x) => shouldStream(x) && !x.busy && now >= x.nextAt)
+        .sort((a, b) => a.nextAt - b.nextAt);
+      for (const tile of due) {
+        if (fetching >= MAX_FETCHES) break;
+        fetchThumb(tile);
       }
     }
-    setInterval(tick, 1000);
+    setInterval(tick, 100);
 
     async function pollStatus() {
       try {
