@@ -1,17 +1,17 @@
 """Live-wall benchmark: does the wall stay usable with 60 tiles on this machine?
 
-Runs the real hub in this process (``evalwatch.hub.running_hub`` + ``dashboard.app.create_app``
-under uvicorn, as ``bench/latency.py``), ``--cameras`` simulated cameras (``bench/latency.py``'s
-farms: real :class:`capture.agent.Agent` objects streaming H.264 packets pre-encoded once, so the
-hub does its full receive/decode/analysis work) and headless Chromium logged in as a supervisor
-on the live wall with every tile on screen.  One camera runs in its own farm process, which is
+Runs the real hub (``python -m evalwatch hub``, its own process), ``--cameras`` simulated cameras
+(``bench/latency.py``'s farms: real :class:`capture.agent.Agent` objects streaming H.264
+packets pre-encoded once, so the hub does its full receive/decode/analysis work) and headless
+Chromium logged in as a supervisor on the live wall with every tile on screen.  One camera runs in its own farm process, which is
 killed (SIGKILL) near the end to time the tile's flip to *offline*.
 
 Measured:
 
-* **hub CPU**: utime+stime of this process (the hub; the bench's own work here is a few polls)
-  from ``/proc/self/stat`` over the measuring window, in % of one core; also Chromium's and the
-  farms' CPU (process trees from ``/proc``);
+* **hub CPU**: utime+stime of the hub process tree (``evalwatch hub``, run as its own process, with
+  the embedded S3 server) from ``/proc`` over the measuring window, in % of one core — first with
+  every camera streaming and nobody watching, then with the wall open; also Chromium's and the
+  farms' CPU;
 * **per-tile displayed frame rate** in the browser: an injected script counts, per tile, new
   pictures actually presented (``requestVideoFrameCallback`` on a ``<video>`` with a stream, or
   a changed ``poster`` for thumbnail tiles), divided by the window;
@@ -111,7 +111,7 @@ def spawn_farm(cfg_path: Path, sites: list[str], seconds: float, log: Path) -> s
         return subprocess.Popen(
             [
                 sys.executable,
-                str(ROOT / "bench" / "latency.py"),
+                str(ROOT / "bench" / "wall.py"),
                 "--farm",
                 str(cfg_path),
                 "--sites",
@@ -136,152 +136,188 @@ def say(msg: str) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    import uvicorn
+    import httpx
     from playwright.async_api import async_playwright
 
     from config import load_config
-    from dashboard.app import create_app
-    from evalwatch.hub import running_hub
 
     tmp = Path(tempfile.mkdtemp(prefix="evalwatch-wallbench-"))
     cfg_path = write_config(tmp, args.cameras)
     cfg = load_config(str(cfg_path))
     res: dict[str, Any] = {"cameras": args.cameras, "seconds": args.seconds, "cpus": os.cpu_count()}
-    farms: list[subprocess.Popen[bytes]] = []
-    async with running_hub(cfg) as hub:
-        app = create_app(hub)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=cfg.hub.listen_port, log_level="warning")
+    logs = tmp / "logs"
+    logs.mkdir()
+    res["loadavg_before"] = loadavg()
+    with open(logs / "hub.log", "wb") as fh:  # noqa: ASYNC230
+        hub = subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, "-m", "evalwatch", "hub", "--config", str(cfg_path)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
         )
-        serve = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        logs = tmp / "logs"
-        logs.mkdir()
-        sites = [s.id for s in cfg.sites]
-        victim, others = sites[-1], sites[:-1]
-        nf = max(1, min(args.farms, len(others)))
-        life = args.seconds + 900
-        for k in range(nf):
-            farms.append(spawn_farm(cfg_path, others[k::nf], life, logs / f"farm-{k}.log"))
-        victim_farm = spawn_farm(cfg_path, [victim], life, logs / "farm-victim.log")
-        farms.append(victim_farm)
-        res["loadavg_before"] = loadavg()
-        try:
+    farms: list[subprocess.Popen[bytes]] = []
+    url = cfg.hub.url
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+            for _ in range(240):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await c.get("/healthz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.5)
+            say("hub up")
+            sites = [s.id for s in cfg.sites]
+            victim, others = sites[-1], sites[:-1]
+            nf = max(1, min(args.farms, len(others)))
+            life = args.seconds + 900
+            for k in range(nf):
+                farms.append(spawn_farm(cfg_path, others[k::nf], life, logs / f"farm-{k}.log"))
+            victim_farm = spawn_farm(cfg_path, [victim], life, logs / "farm-victim.log")
+            farms.append(victim_farm)
+            r = await c.post("/api/auth/login", json={"username": "sup", "password": SUP_PW})
+            r.raise_for_status()
             online = 0
             t_wait = time.monotonic()
             for _ in range(180):
-                online = sum(1 for c in hub.recorder.status() if c.online)
+                with contextlib.suppress(httpx.HTTPError):
+                    cams = (await c.get("/api/cameras/status")).json()["cameras"]
+                    online = sum(1 for x in cams if x["online"])
                 if online >= len(sites):
                     break
                 await asyncio.sleep(1)
             res["cameras_online"] = online
             res["cameras_online_after_s"] = round(time.monotonic() - t_wait, 1)
-            print(
-                f"  {online}/{len(sites)} cameras online after {res['cameras_online_after_s']} s", flush=True
+            say(f"{online}/{len(sites)} cameras online after {res['cameras_online_after_s']} s")
+            # the hub with every camera streaming and nobody watching
+            h0, t0 = tree_cpu(tree(hub.pid)), time.monotonic()
+            lat = []
+            for _ in range(10):
+                q = time.monotonic()
+                with contextlib.suppress(httpx.HTTPError):
+                    await c.get("/healthz")
+                lat.append(time.monotonic() - q)
+                await asyncio.sleep(1)
+            res["hub_cpu_idle_wall_pct"] = round(
+                100 * (tree_cpu(tree(hub.pid)) - h0) / (time.monotonic() - t0), 1
             )
-            async with async_playwright() as p:
-                ctx = await p.chromium.launch_persistent_context(
-                    tempfile.mkdtemp(prefix="evalwatch-wallbench-chromium-"),
-                    executable_path="/usr/bin/chromium",
-                    args=CHROMIUM_ARGS,
-                    headless=True,
-                    viewport={"width": 1920, "height": 2400},
-                )
-                browser_pids: list[int] = []
-                me = os.getpid()
-                page = await ctx.new_page()
-                page.set_default_timeout(60_000)
-                say("browser started, logging in")
-                await page.goto(cfg.hub.url + "/login")
-                await page.fill("#username", "sup")
-                await page.fill("#password", SUP_PW)
-                await page.click("#login-submit")
-                await page.wait_for_selector("body[data-ready='1']")
-                await page.evaluate("location.hash = 'wall'")
-                await page.wait_for_selector(".tile")
-                await page.evaluate(COUNTER_JS)
-                say("wall open")
-                t_open = time.monotonic()
-                n_tiles = await page.evaluate("document.querySelectorAll('.tile').length")
-                res["tiles"] = n_tiles
-                full = None
-                shown = 0
-                while time.monotonic() - t_open < args.fill_timeout:
-                    try:
-                        shown = await ev(
-                            page, "Object.values(window.__wallbench.tiles).filter(r => r.frames > 0).length"
-                        )
-                    except TimeoutError:
-                        say("browser did not answer within 15 s")
-                        continue
-                    if shown >= n_tiles:
-                        full = time.monotonic() - t_open
-                        break
-                    await asyncio.sleep(0.5)
-                res["tiles_showing_at_fill_timeout"] = shown
-                res["time_to_full_wall_s"] = round(full, 1) if full is not None else None
-                print(f"  {shown}/{n_tiles} tiles showing a picture; full wall after {full}", flush=True)
+            res["healthz_s_no_viewer"] = {"p50": round(pct(lat, 50), 3), "max": round(max(lat), 3)}
+            say(
+                f"hub CPU without viewers {res['hub_cpu_idle_wall_pct']} %, "
+                f"healthz {res['healthz_s_no_viewer']}"
+            )
 
-                # measuring window
-                browser_pids = [q for q in tree(me) if q != me and q not in {f.pid for f in farms}]
-                farm_pids = [q for f in farms for q in tree(f.pid)]
-                c0 = (proc_cpu(me), tree_cpu(browser_pids), tree_cpu(farm_pids), time.monotonic())
-                f0 = await ev(page, FRAMES_JS, 60)
-                during: list[list[float]] = []
-                t_end = time.monotonic() + args.seconds
-                while time.monotonic() < t_end:
-                    await asyncio.sleep(5)
-                    during.append(loadavg())
-                f1 = await ev(page, FRAMES_JS, 60)
-                c1 = (proc_cpu(me), tree_cpu(browser_pids), tree_cpu(farm_pids), time.monotonic())
-                wall = c1[3] - c0[3]
-                res["hub_cpu_pct"] = round(100 * (c1[0] - c0[0]) / wall, 1)
-                res["chromium_cpu_pct"] = round(100 * (c1[1] - c0[1]) / wall, 1)
-                res["farms_cpu_pct"] = round(100 * (c1[2] - c0[2]) / wall, 1)
-                rates = sorted((f1.get(k, 0) - f0.get(k, 0)) / wall for k in f1)
-                res["tile_fps"] = {
-                    "min": round(rates[0], 2) if rates else None,
-                    "p10": round(pct(rates, 10), 2),
-                    "p50": round(pct(rates, 50), 2),
-                    "max": round(rates[-1], 2) if rates else None,
-                    "tiles_below_0.5fps": sum(1 for r in rates if r < 0.5),
-                }
-                res["loadavg_during_max"] = max(during, key=lambda x: x[0]) if during else None
-                st = await ev(page, STATES_JS, 60)
-                res["tile_states_end"] = {s: sum(1 for v in st.values() if v == s) for s in set(st.values())}
-
-                # offline flip: kill one camera's agent
-                vkey = next(k for k in st if k.startswith(victim + "/"))
-                os.killpg(victim_farm.pid, signal.SIGKILL)
-                t_kill = time.monotonic()
-                flip = None
-                while time.monotonic() - t_kill < 30:
-                    try:
-                        s = await ev(
-                            page, f"document.querySelector(\".tile[data-camera='{vkey}']\").dataset.state", 5
-                        )
-                    except TimeoutError:
-                        continue
-                    if s == "offline":
-                        flip = time.monotonic() - t_kill
-                        break
-                    await asyncio.sleep(0.1)
-                res["offline_flip_s"] = round(flip, 1) if flip is not None else None
-                await ctx.close()
-            res["loadavg_after"] = loadavg()
-        finally:
-            for f in farms:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(f.pid, signal.SIGINT)
-            for f in farms:
+        async with async_playwright() as p:
+            ctx = await p.chromium.launch_persistent_context(
+                tempfile.mkdtemp(prefix="evalwatch-wallbench-chromium-"),
+                executable_path="/usr/bin/chromium",
+                args=CHROMIUM_ARGS,
+                headless=True,
+                viewport={"width": 1920, "height": 2400},
+            )
+            me = os.getpid()
+            page = await ctx.new_page()
+            page.set_default_timeout(60_000)
+            say("browser started, logging in")
+            t_login = time.monotonic()
+            await page.goto(url + "/login")
+            await page.fill("#username", "sup")
+            await page.fill("#password", SUP_PW)
+            await page.click("#login-submit")
+            await page.wait_for_selector("body[data-ready='1']", state="attached")
+            await page.evaluate("location.hash = 'wall'")
+            await page.wait_for_selector(".tile", state="attached")
+            await page.evaluate(COUNTER_JS)
+            res["login_to_wall_s"] = round(time.monotonic() - t_login, 1)
+            say("wall open")
+            t_open = time.monotonic()
+            n_tiles = await ev(page, "document.querySelectorAll('.tile').length")
+            res["tiles"] = n_tiles
+            full = None
+            shown = 0
+            while time.monotonic() - t_open < args.fill_timeout:
                 try:
-                    f.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(f.pid, signal.SIGKILL)
-            server.should_exit = True
-            await serve
+                    shown = await ev(
+                        page, "Object.values(window.__wallbench.tiles).filter(r => r.frames > 0).length"
+                    )
+                except TimeoutError:
+                    say("browser did not answer within 15 s")
+                    continue
+                if shown >= n_tiles:
+                    full = time.monotonic() - t_open
+                    break
+                await asyncio.sleep(0.5)
+            res["tiles_showing_at_fill_timeout"] = shown
+            res["time_to_full_wall_s"] = round(full, 1) if full is not None else None
+            say(f"{shown}/{n_tiles} tiles showing a picture; full wall after {res['time_to_full_wall_s']} s")
+
+            # measuring window
+            farm_pids = {q for f in farms for q in tree(f.pid)}
+            hub_pids = set(tree(hub.pid))
+            browser_pids = [q for q in tree(me) if q != me and q not in farm_pids | hub_pids]
+            c0 = (
+                tree_cpu(list(hub_pids)),
+                tree_cpu(browser_pids),
+                tree_cpu(list(farm_pids)),
+                time.monotonic(),
+            )
+            f0 = await ev(page, FRAMES_JS, 60)
+            during: list[list[float]] = []
+            t_end = time.monotonic() + args.seconds
+            while time.monotonic() < t_end:
+                await asyncio.sleep(5)
+                during.append(loadavg())
+            f1 = await ev(page, FRAMES_JS, 60)
+            c1 = (
+                tree_cpu(list(hub_pids)),
+                tree_cpu(browser_pids),
+                tree_cpu(list(farm_pids)),
+                time.monotonic(),
+            )
+            wall = c1[3] - c0[3]
+            res["hub_cpu_pct"] = round(100 * (c1[0] - c0[0]) / wall, 1)
+            res["chromium_cpu_pct"] = round(100 * (c1[1] - c0[1]) / wall, 1)
+            res["farms_cpu_pct"] = round(100 * (c1[2] - c0[2]) / wall, 1)
+            rates = sorted((f1.get(k, 0) - f0.get(k, 0)) / wall for k in f1) or [0.0]
+            res["tile_fps"] = {
+                "min": round(rates[0], 2),
+                "p10": round(pct(rates, 10), 2),
+                "p50": round(pct(rates, 50), 2),
+                "max": round(rates[-1], 2),
+                "tiles_below_0.5fps": sum(1 for r in rates if r < 0.5) + max(0, n_tiles - len(f1)),
+            }
+            res["loadavg_during_max"] = max(during, key=lambda x: x[0]) if during else None
+            st = await ev(page, STATES_JS, 60)
+            res["tile_states_end"] = {s: sum(1 for v in st.values() if v == s) for s in set(st.values())}
+            say(f"window done: {res['tile_fps']}, hub {res['hub_cpu_pct']} %")
+
+            # offline flip: kill one camera's agent
+            vkey = next(k for k in st if k.startswith(victim + "/"))
+            os.killpg(victim_farm.pid, signal.SIGKILL)
+            t_kill = time.monotonic()
+            flip = None
+            js = f"document.querySelector(\".tile[data-camera='{vkey}']\").dataset.state"
+            while time.monotonic() - t_kill < 30:
+                try:
+                    s = await ev(page, js, 5)
+                except TimeoutError:
+                    continue
+                if s == "offline":
+                    flip = time.monotonic() - t_kill
+                    break
+                await asyncio.sleep(0.1)
+            res["offline_flip_s"] = round(flip, 1) if flip is not None else None
+            await ctx.close()
+        res["loadavg_after"] = loadavg()
+    finally:
+        for f in [*farms, hub]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(f.pid, signal.SIGINT)
+        for f in [*farms, hub]:
+            try:
+                f.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(f.pid, signal.SIGKILL)
     return res
 
 
@@ -290,6 +326,9 @@ def table(res: dict[str, Any]) -> str:
     rows = [
         ("cameras / tiles", f"{res.get('cameras')} / {res.get('tiles')}"),
         ("cameras online (after s)", f"{res.get('cameras_online')} ({res.get('cameras_online_after_s')})"),
+        ("hub CPU, nobody watching (%)", str(res.get("hub_cpu_idle_wall_pct"))),
+        ("GET /healthz, nobody watching (s)", json.dumps(res.get("healthz_s_no_viewer"))),
+        ("login to wall shown (s)", str(res.get("login_to_wall_s"))),
         (
             "time to full wall (s)",
             f"{res.get('time_to_full_wall_s')} ({res.get('tiles_showing_at_fill_timeout')} tiles showing)",
@@ -314,6 +353,19 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(f"{a.ljust(w)}  {b}" for a, b in rows)
 
 
+def run_farm(cfg_path: str, sites: list[str], seconds: float) -> None:
+    """``bench/latency.py``'s simulated agents, tolerating camera-source options it does not know."""
+    import bench.latency as lat
+
+    class Source(lat.PacketSource):
+        def __init__(self, source: str, **kw: Any) -> None:
+            known = ("width", "height", "fps", "loop", "on_frame", "label")
+            super().__init__(source, **{k: v for k, v in kw.items() if k in known})
+
+    lat.PacketSource = Source  # type: ignore[misc]
+    lat.farm(cfg_path, sites, seconds)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--cameras", type=int, default=60)
@@ -321,7 +373,12 @@ def main() -> int:
     ap.add_argument("--fill-timeout", type=float, default=60, help="max wait for a full wall")
     ap.add_argument("--farms", type=int, default=2, help="processes running the simulated cameras")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--farm", default=None, help=argparse.SUPPRESS)  # internal: simulated cameras
+    ap.add_argument("--sites", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.farm:
+        run_farm(args.farm, [s for s in args.sites.split(",") if s], args.seconds)
+        return 0
     if not os.path.exists("/usr/bin/chromium"):
         print("bench/wall.py needs /usr/bin/chromium", file=sys.stderr)
         return 2

@@ -163,3 +163,37 @@ async def test_thumbnails_change_and_stopped_camera_goes_offline(app: Any, servi
     assert sorted(starts) == sorted(want), starts
     assert sorted(ends) == sorted(want), ends
     assert all((r.details or {}).get("quality") == "thumb" for r in rows)
+
+
+async def test_batched_thumbnails_for_the_wall(app: Any, services: Services) -> None:
+    import base64
+
+    rec = services.recorder
+    assert isinstance(rec, RelayRecorder)
+    keys = ["/".join(k) for k in list(rec.statuses)[:3]]
+    transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5555))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+        await login(c, "observer")
+        seqs = dict.fromkeys(keys, 0)
+        pictures: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+        deadline = time.monotonic() + 10
+        while any(len(v) < 2 for v in pictures.values()):
+            assert time.monotonic() < deadline, {k: len(v) for k, v in pictures.items()}
+            r = await c.get("/api/live/thumbs", params={"c": [*(f"{k}:{seqs[k]}" for k in keys), "x/y/z:0"]})
+            assert r.status_code == 200, r.text
+            for k, f in r.json()["frames"].items():
+                assert f["seq"] != seqs[k]  # only new pictures are sent
+                seqs[k] = f["seq"]
+                pictures[k].append(decode(base64.b64decode(f["jpeg"])))
+            await asyncio.sleep(0.3)
+        for k, (a, b) in ((k, v[:2]) for k, v in pictures.items()):
+            assert float(np.abs(a.astype(int) - b.astype(int)).mean()) > 0.5, f"{k}: picture did not change"
+        rec.stop_camera(tuple(keys[1].split("/")))  # type: ignore[arg-type]
+        t0 = time.monotonic()
+        while True:
+            r = await c.get("/api/live/thumbs", params={"c": [f"{k}:{seqs[k]}" for k in keys]})
+            if keys[1] in r.json()["offline"]:
+                break
+            assert time.monotonic() - t0 < THUMB_STALE + 2, "stopped camera not reported offline"
+            await asyncio.sleep(0.2)
+        assert keys[0] not in r.json()["offline"]

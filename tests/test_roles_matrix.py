@@ -45,6 +45,7 @@ EXPECTED: dict[str, set[str]] = {
     "GET /api/cameras/status": set(ROLES),
     "POST /api/live/{site}/{room}/{camera}/offer": {"admin", "supervisor", "observer"},
     "GET /api/live/{site}/{room}/{camera}/thumb.jpg": {"admin", "supervisor", "observer"},
+    "GET /api/live/thumbs": {"admin", "supervisor", "observer"},
     "GET /api/replay/{site}/{room}/{camera}": {"admin", "supervisor", "auditor"},
     "GET /api/segments/{segment_id}/video": {"admin", "supervisor", "auditor"},
     "GET /api/replay/{site}/{room}/{camera}/verify": {"admin", "supervisor", "auditor"},

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
@@ -101,7 +102,7 @@ async def live_thumb(
     and ``live_view_end`` (seconds) after 15 s without a request from them.
     """
     st = get_state(request)
-    if (site, room, camera) not in st.camera_status():
+    if not any((s.id, r.id, cam.id) == (site, room, camera) for s, r, cam in st.cfg.cameras()):
         raise ApiError(404, "err.unknown_camera")
     rec = st.services.recorder
     if rec is None:
@@ -129,6 +130,58 @@ async def live_thumb(
     if request.headers.get("if-none-match") == f'"{seq}"':
         return Response(status_code=304, headers=headers)
     return Response(jpeg, media_type="image/jpeg", headers=headers)
+
+
+MAX_BATCH = 200
+
+
+@router.get("/api/live/thumbs")
+async def live_thumbs(
+    request: Request,
+    me: Annotated[Principal, Depends(allow(*LIVE_VIEWERS))],
+    c: Annotated[list[str] | None, Query(max_length=MAX_BATCH)] = None,
+) -> dict[str, Any]:
+    """The wall's tiles in one request: ``c=site/room/camera:seq`` per tile on screen (``seq`` =
+    the picture the tile shows, 0 for none).  Answers ``frames`` {camera: {seq, age, jpeg (base64)}}
+    for cameras with a newer picture, ``offline`` [camera] for those without a picture newer than
+    3 s; unknown cameras are ignored.  Same JPEGs, sharing and per-viewing audit as ``thumb.jpg``.
+    """
+    st = get_state(request)
+    rec = st.services.recorder
+    if rec is None:
+        raise ApiError(503, "err.live_unavailable")
+    known = {f"{s.id}/{r.id}/{cam.id}" for s, r, cam in st.cfg.cameras()}
+    hub = st.live.thumbs(rec)
+    frames: dict[str, dict[str, Any]] = {}
+    offline: list[str] = []
+    ip = client_ip(request)
+    for item in c or []:
+        target, _, have = item.rpartition(":")
+        if target not in known:
+            continue
+        starts, ended = st.live.thumb_audit.touch(me.username, me.role, target, ip)
+        for v in ended:
+            await _thumb_view_end(st, v)
+        if starts:
+            await audit.record(
+                st.db,
+                me.username,
+                "live_view",
+                role=me.role,
+                target=target,
+                ip=ip,
+                details={"quality": "thumb"},
+            )
+        site, room, camera = target.split("/")
+        got = await hub.get(site, room, camera)
+        if got is None:
+            offline.append(target)
+            continue
+        seq, jpeg, age = got
+        if have != str(seq):
+            frames[target] = {"seq": seq, "age": round(age, 2), "jpeg": base64.b64encode(jpeg).decode()}
+    st.live.sweep_thumb_viewings(lambda v: _thumb_view_end(st, v))
+    return {"frames": frames, "offline": offline}
 
 
 async def _thumb_view_end(state: Any, v: ThumbViewing) -> None:

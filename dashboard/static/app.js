@@ -196,17 +196,14 @@
       return pc;
     }
 
-    // Grid tiles show the hub's shared JPEG thumbnail of each camera (GET .../thumb.jpg, new at
-    // most every THUMB_MS; 304 when unchanged), drawn as the tile video's poster; only the
+    // Grid tiles show the hub's shared JPEG thumbnail of each camera (GET /api/live/thumbs, new
+    // pictures only, every THUMB_MS), drawn as the tile video's poster; only the
     // enlarged tile streams over WebRTC.  One peer connection (and one hub-side re-encode) per
     // tile did not fit 60 tiles (docs/dashboard.md, "Live wall at scale").
     const THUMB_MS = 500;
-    const MAX_FETCHES = 6;
-    let fetching = 0;
 
     function makeTile(cam) {
-      const tile = { cam, online: false, lastFrame: 0, firstAsked: 0, inView: false, etag: "", picture: "",
-                     busy: false, gone: false, nextAt: 0, frames: 0, state: "connecting", alerts: {} };
+      const tile = { cam, online: false, lastFrame: 0, inView: false, seq: 0, gone: false, frames: 0, state: "connecting", alerts: {} };
       const root = el("div", "tile");
       root.dataset.camera = camKey(cam);
       const video = el("video");
@@ -235,41 +232,40 @@
 
     function disconnect(tile) {
       tile.video.removeAttribute("poster");
-      if (tile.picture) { URL.revokeObjectURL(tile.picture); tile.picture = ""; }
-      tile.etag = "";
+      tile.seq = 0;
       tile.lastFrame = 0;
-      tile.firstAsked = 0;
     }
 
-    async function fetchThumb(tile) {
-      tile.busy = true;
-      fetching += 1;
-      const asked = performance.now();
-      if (!tile.firstAsked) tile.firstAsked = asked;
+    // All tiles on screen in one request every THUMB_MS: per request the hub does the session check
+    // once, not 60 times (one request per tile starved the hub's event loop at 60 tiles).
+    let batchBusy = false;
+    let lastBatch = 0;
+    async function fetchBatch() {
+      const want = [...tiles.values()].filter(shouldStream);
+      lastBatch = performance.now();
+      if (!want.length) return;
+      batchBusy = true;
       try {
-        const headers = tile.etag ? { "If-None-Match": tile.etag } : {};
-        const res = await fetch("/api/live/" + camKey(tile.cam) + "/thumb.jpg",
-                                { headers, credentials: "same-origin", cache: "no-store" });
-        if (res.status === 401) { location.href = "/login"; return; }
-        if (res.status === 409) { tile.gone = true; if (tile.state !== "offline") setState(tile, "offline"); return; }
-        if (res.status === 200 && shouldStream(tile)) {
-          const blob = await res.blob();
-          const url = URL.createObjectURL(blob);
-          tile.video.poster = url;
-          if (tile.picture) URL.revokeObjectURL(tile.picture);
-          tile.picture = url;
-          tile.etag = res.headers.get("ETag") || "";
+        const qs = want.map((x) => "c=" + encodeURIComponent(camKey(x.cam) + ":" + (x.seq || 0))).join("&");
+        const res = await api("GET", "/api/live/thumbs?" + qs);
+        for (const [key, f] of Object.entries(res.frames)) {
+          const tile = tiles.get(key);
+          if (!tile || !shouldStream(tile)) continue;
+          tile.video.poster = "data:image/jpeg;base64," + f.jpeg;
+          tile.seq = f.seq;
           tile.lastFrame = performance.now();
           tile.frames += 1;
           tile.gone = false;
           if (tile.state !== "playing") setState(tile, "playing");
         }
+        for (const key of res.offline) {
+          const tile = tiles.get(key);
+          if (!tile) continue;
+          tile.gone = true;
+          if (tile.state !== "offline") setState(tile, "offline");
+        }
       } catch (e) { /* transient: the next round retries */ }
-      finally {
-        tile.busy = false;
-        tile.nextAt = asked + THUMB_MS;
-        fetching -= 1;
-      }
+      finally { batchBusy = false; }
     }
 
     function shouldStream(tile) {
@@ -339,13 +335,7 @@
         const since = tile.lastFrame ? now - tile.lastFrame : 0;
         if (since > 4000 && tile.state === "playing") setState(tile, "stalled"); // no new picture
       }
-      // round-robin over due tiles, oldest request first, a few fetches at a time
-      const due = [...tiles.values()].filter((x) => shouldStream(x) && !x.busy && now >= x.nextAt)
-        .sort((a, b) => a.nextAt - b.nextAt);
-      for (const tile of due) {
-        if (fetching >= MAX_FETCHES) break;
-        fetchThumb(tile);
-      }
+      if (!batchBusy && now - lastBatch >= THUMB_MS) fetchBatch();
     }
     setInterval(tick, 100);
 
