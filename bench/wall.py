@@ -3,8 +3,9 @@
 Runs the real hub (``python -m evalwatch hub``, its own process), ``--cameras`` simulated cameras
 (``bench/latency.py``'s farms: real :class:`capture.agent.Agent` objects streaming H.264
 packets pre-encoded once, so the hub does its full receive/decode/analysis work) and headless
-Chromium logged in as a supervisor on the live wall with every tile on screen.  One camera runs in its own farm process, which is
-killed (SIGKILL) near the end to time the tile's flip to *offline*.
+Chromium logged in as a supervisor on the live wall with every tile on screen.  One camera runs
+in its own farm process, which is killed (SIGKILL) near the end to time the tile's flip to
+*offline*.
 
 Measured:
 
