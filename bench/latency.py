@@ -110,6 +110,7 @@ class PacketSource:
         loop: bool = True,
         on_frame: Any,
         label: str = "",
+        **_source_options: Any,  # rtsp_transport, timeouts: meaningless for pre-encoded packets
     ) -> None:
         import threading
 

@@ -186,8 +186,16 @@ def test_supervisor_watches_handles_and_replays(system: str) -> None:
         page.wait_for_selector(
             ".tile[data-camera='s01/room-a/cam1'].alerting .badge[data-rule='extra_person']"
         )
-        status, body = api_get(page, f"/api/events/{ev['id']}")
-        assert status == 200 and body["snapshot_url"]
+        # The alert is pushed as soon as the event is in the DB; its snapshot follows once
+        # uploaded to S3 (an `updated` message), normally well within a second.
+        deadline = time.monotonic() + 20
+        while True:
+            status, body = api_get(page, f"/api/events/{ev['id']}")
+            assert status == 200, body
+            if body["snapshot_url"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert body["snapshot_url"], body
         snap = page.evaluate(
             "async (p) => { const r = await fetch(p); return [r.status, r.headers.get('content-type')]; }",
             body["snapshot_url"],
