@@ -20,6 +20,7 @@ from pathlib import Path
 
 from analysis.events import Event
 from analysis.pipeline import CoreStats, DetectorLike, VideoError, analyze_frames, iter_video_frames
+from analysis.rules import SessionView
 from config import ConfigError, DetectionConfig, RoomConfig, RulesConfig, load_config, load_room
 
 PROG = "evalwatch analyze"
@@ -40,6 +41,7 @@ def analyze_video(
     motion_gate: bool = True,
     snapshots_dir: str | Path | None = None,
     stats: CoreStats | None = None,
+    session: SessionView | None = None,
 ) -> list[Event]:
     """Analyse ``video`` as camera ``camera`` of ``room`` → incidents (times from video start).
 
@@ -50,7 +52,7 @@ def analyze_video(
     frames = iter_video_frames(video, dcfg.analysis_fps)
     events = analyze_frames(frames, room, detector, rules_cfg, dcfg, camera=camera,
                             motion_gate=motion_gate, snapshots=snapshots_dir is not None,
-                            stats=stats)
+                            stats=stats, session=session)
     if snapshots_dir is not None:
         out = Path(snapshots_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -73,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="evalwatch config file for its 'detection' and 'rules' sections")
     p.add_argument("--json", action="store_true", help="one JSON object per event per line")
     p.add_argument("--snapshots", metavar="DIR", help="write each event's JPEG snapshot into DIR")
+    p.add_argument("--assigned", metavar="SEATS",
+                   help="comma-separated seats of a simulated running session (e.g. S1,S3): only "
+                        "they expect an evaluator; anyone at another seat is an extra person")
     p.add_argument("--no-motion-gate", action="store_true",
                    help="run the detector on every analysed frame (slower; for comparison)")
     return p
@@ -115,6 +120,14 @@ def run(argv: Sequence[str]) -> list[Event]:
     if args.camera and args.camera not in [c.id for c in room.cameras]:
         raise CliError(f"camera {args.camera!r} is not in room {room.id!r} "
                        f"(cameras: {', '.join(c.id for c in room.cameras)})")
+    session = None
+    if args.assigned is not None:
+        seats = [x.strip() for x in args.assigned.split(",") if x.strip()]
+        unknown = sorted(set(seats) - {s.id for s in room.seats})
+        if unknown:
+            raise CliError(f"--assigned: no seat {', '.join(unknown)} in room {room.id!r} "
+                           f"(seats: {', '.join(s.id for s in room.seats)})")
+        session = SessionView(session_id=0, seats=frozenset(seats))
     video = Path(args.video)
     if not video.is_file():
         raise CliError(f"{video}: no such file")
@@ -128,7 +141,7 @@ def run(argv: Sequence[str]) -> list[Event]:
     try:
         events = analyze_video(video, room, detector, detection_cfg=dcfg, rules_cfg=rcfg,
                                camera=args.camera, motion_gate=not args.no_motion_gate,
-                               snapshots_dir=args.snapshots)
+                               snapshots_dir=args.snapshots, session=session)
     except VideoError as e:
         raise CliError(str(e)) from None
     except OSError as e:

@@ -374,8 +374,12 @@ def analyze_frames(
     batch: int = 4,
     on_update: Callable[[EventUpdate], None] | None = None,
     stats: CoreStats | None = None,
+    session: SessionView | None = None,
 ) -> list[Event]:
     """Analyse a finite stream of frames of ``room`` and return its incidents, by start time.
+
+    ``session`` arms the rules as a running evaluation session does live (only its seats
+    expect an evaluator; anyone at another seat or outside every seat is an extra person).
 
     ``frames`` yields ``(t, frame)`` (all of camera ``camera``, default the room's first camera)
     or ``(camera_id, t, frame)``.  Times are seconds, increasing per camera.  Frames closer than
@@ -392,6 +396,8 @@ def analyze_frames(
         core.add_camera(c.id, room, c.id)
     if default_cam not in core.cameras:
         raise ValueError(f"camera {default_cam!r} is not in room {room.id!r}")
+    if session is not None:
+        core.set_session(None, room.id, session)
     events: dict[str, Event] = {}
 
     def handle(updates: list[EventUpdate]) -> None:
