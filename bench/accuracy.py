@@ -88,22 +88,32 @@ def _brief(evs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [(e["rule"], e.get("kind"), e["seat"], e["start_s"], e["end_s"]) for e in evs]
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def bench_args(doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options both analysis benchmarks take: --samples, --clips, --slack, --json."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--samples", type=Path, default=Path(__file__).resolve().parents[1] / "sample_videos")
     ap.add_argument("--clips", nargs="*")
     ap.add_argument("--slack", type=float, default=1.0)
     ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def default_detector(dcfg: DetectionConfig) -> Any:
+    """The detector the hub builds from ``dcfg`` (the default ONNX models)."""
+    from analysis.detector import load_detector
+
+    return load_detector(dcfg.backend, dcfg.model_path, person_threshold=dcfg.person_threshold,
+                         phone_threshold=dcfg.phone_threshold, threads=dcfg.threads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = bench_args(__doc__ or "", argv)
     paths = clips(args.samples, args.clips)
     if not paths:
         print(f"no clips with truth in {args.samples}", file=sys.stderr)
         return 2
-    from analysis.detector import load_detector
-
     dcfg, rcfg = DetectionConfig(), RulesConfig()
-    detector = load_detector(dcfg.backend, dcfg.model_path, person_threshold=dcfg.person_threshold,
-                             phone_threshold=dcfg.phone_threshold, threads=dcfg.threads)
+    detector = default_detector(dcfg)
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     hours = 0.0
     per_clip = {}

@@ -16,7 +16,6 @@ are computed as in ``bench/accuracy.py``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -26,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from accuracy import clips, score_clip
+from accuracy import bench_args, clips, default_detector, score_clip
 
 from analysis.cli import analyze_video
 from analysis.pipeline import CoreStats, analyze_frames, iter_video_frames
@@ -40,21 +39,13 @@ def naive(mp4: Path, room: Any, detector: Any, rcfg: RulesConfig, fps: float, st
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=Path, default=Path(__file__).resolve().parents[1] / "sample_videos")
-    ap.add_argument("--clips", nargs="*")
-    ap.add_argument("--slack", type=float, default=1.0)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
+    args = bench_args(__doc__ or "", argv)
     paths = clips(args.samples, args.clips)
     if not paths:
         print(f"no clips with truth in {args.samples}", file=sys.stderr)
         return 2
-    from analysis.detector import load_detector
-
     dcfg, rcfg = DetectionConfig(), RulesConfig()
-    detector = load_detector(dcfg.backend, dcfg.model_path, person_threshold=dcfg.person_threshold,
-                             phone_threshold=dcfg.phone_threshold, threads=dcfg.threads)
+    detector = default_detector(dcfg)
     detector.detect([__import__("numpy").zeros((480, 640, 3), "uint8")])  # warm-up
     agg: dict[str, dict[str, float]] = {m: defaultdict(float) for m in ("pipeline", "naive")}
     for mp4 in paths:
