@@ -57,7 +57,7 @@ def write_config(tmp: Path, agents: int) -> Path:
     )
 
 
-PACKETS: dict[str, list[tuple[bytes, bool]]] = {}
+PACKETS: dict[tuple[str, int], list[tuple[bytes, bool]]] = {}
 
 
 def preencode(
@@ -114,8 +114,10 @@ class PacketSource:
     ) -> None:
         import threading
 
-        self.source, self.fps, self.label = source, float(fps), label
         self.pipe = on_frame.__self__  # the CameraPipe (on_frame is its bound _on_frame)
+        # The live stream's rate: the pipe's reduced-rate live encoder, if it has one.
+        enc = self.pipe.live_encoder
+        self.source, self.fps, self.label = source, float(enc.fps if enc else fps), label
         self.frames = 0
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -129,7 +131,7 @@ class PacketSource:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        pk = PACKETS[self.source]
+        pk = PACKETS[(self.source, round(self.fps))]
         t0 = time.time() + random.uniform(0, 1)  # agents do not tick in lockstep
         i = 0
         while not self._stop.is_set():
@@ -154,8 +156,9 @@ def farm(cfg_path: str, sites: list[str], seconds: float) -> None:
     for site in sites:
         for room in cfg.site(site).rooms:
             for cam in room.cameras:
-                if cam.source not in PACKETS:
-                    PACKETS[cam.source] = preencode(cam.source, cam.width, cam.height, int(cam.fps))
+                fps = round(min(cam.fps, cfg.capture.live_fps or cam.fps))
+                if (cam.source, fps) not in PACKETS:
+                    PACKETS[(cam.source, fps)] = preencode(cam.source, cam.width, cam.height, fps)
     agent_mod.CameraSource = PacketSource  # type: ignore[misc,assignment]
 
     async def main() -> None:

@@ -37,6 +37,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import MediaStreamError
 
 from capture.ice import configure_ice, rtc_configuration
+from capture.live_encoder import LiveEncoder
 from capture.segmenter import EncoderThread, SegmentWriter
 from capture.source import CameraSource
 from capture.spool import Spool, SpooledSegment, fmt_time
@@ -195,9 +196,24 @@ class CameraPipe:
             bitrate_kbps=cfg.capture.bitrate_kbps,
             preset=agent.preset,
             on_segment=lambda _seg: agent.segment_ready(),
-            on_packet=self._on_packet,
         )
         self.encode_once = cfg.capture.codec == "h264"
+        live_fps = cfg.capture.live_fps
+        #: The live stream's own reduced-rate encoder, or None: the archive's packets go live.
+        self.live_encoder: LiveEncoder | None = None
+        if self.encode_once and live_fps is not None and live_fps < cam.fps:
+            self.live_encoder = LiveEncoder(
+                width=cam.width,
+                height=cam.height,
+                fps=live_fps,
+                max_fps=cam.fps,
+                on_packet=self._on_packet,
+                bitrate_kbps=cfg.capture.bitrate_kbps,
+                preset=agent.preset,
+                label=self.label,
+            )
+        elif self.encode_once:
+            self.writer.on_packet = self._on_packet
         self.encoder = EncoderThread(self.writer)
         self.source = CameraSource(
             cam.source,
@@ -222,8 +238,23 @@ class CameraPipe:
         if isinstance(live, PacketTrack) and self.agent.loop is not None:
             self.agent.loop.call_soon_threadsafe(live.push, data, ts, key)
 
+    def request_keyframe(self) -> None:
+        """A keyframe on the live stream soon (new connection, receiver's PLI)."""
+        if self.live_encoder is not None:
+            self.live_encoder.request_keyframe()
+        else:
+            self.writer.request_keyframe()
+
+    def set_full_rate(self, full: bool) -> None:
+        """Live stream at the camera's full rate (somebody watches it enlarged) or the base rate."""
+        enc = self.live_encoder
+        if enc is not None:
+            enc.set_fps(enc.max_fps if full else enc.base_fps)
+
     def _on_frame(self, frame: av.VideoFrame, ts: float) -> None:  # source thread
         self.encoder.submit(frame, ts)
+        if self.live_encoder is not None and self.live is not None:
+            self.live_encoder.offer(frame, ts)
         live = self.live
         if isinstance(live, LiveTrack) and self.agent.loop is not None:
             # The encoder thread owns `frame` (it sets pts); the live path gets its own copy.
@@ -238,6 +269,7 @@ class CameraPipe:
             "frames": self.source.frames,
             "segments_written": self.writer.segments_written,
             "encoder_dropped": self.encoder.dropped,
+            "live_fps": self.live_encoder.fps if self.live_encoder is not None else self.cam.fps,
             "pending_segments": sum(
                 1 for s in self.agent.spool.segments(self.site, self.room, self.camera) if not s.done
             ),
@@ -252,7 +284,7 @@ class CameraPipe:
             pc = RTCPeerConnection(configuration=rtc_configuration(cfg.hub.stun_urls, cfg.hub.turn_urls))
             track: LiveTrack | PacketTrack
             if self.encode_once:
-                track = PacketTrack(on_need_keyframe=self.writer.request_keyframe)
+                track = PacketTrack(on_need_keyframe=self.request_keyframe)
             else:
                 track = LiveTrack()
             connected_at: float | None = None
@@ -275,7 +307,7 @@ class CameraPipe:
                 if prefs:
                     tr.setCodecPreferences(prefs)
                 if self.encode_once:
-                    _answer_pli_with_keyframe(tr.sender, self.writer.request_keyframe)
+                    _answer_pli_with_keyframe(tr.sender, self.request_keyframe)
                 await pc.setLocalDescription(await pc.createOffer())
                 desc = pc.localDescription
                 body = {
@@ -292,7 +324,7 @@ class CameraPipe:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=ans["sdp"], type=ans["type"]))
                 self.live = track
                 if self.encode_once:
-                    self.writer.request_keyframe()  # the hub decodes from the next frame on
+                    self.request_keyframe()  # the hub decodes from the next frame on
                 self.connects += 1
                 log.info("live connection up site=%s room=%s camera=%s", self.site, self.room, self.camera)
                 # Connected: wait until the connection fails (hub gone, ICE timeout, ...).
@@ -430,6 +462,9 @@ class Agent:
             for p in self.pipes:
                 p.source.stop()
             await asyncio.gather(*(asyncio.to_thread(p.encoder.stop) for p in self.pipes))
+            for p in self.pipes:
+                if p.live_encoder is not None:
+                    p.live_encoder.stop()
             for t in tasks:
                 if t.get_name() != "uploader":
                     t.cancel()
@@ -572,7 +607,11 @@ class Agent:
                         "heartbeat refused site=%s: HTTP %d %s", self.site_id, r.status_code, _detail(r)
                     )
                 else:
-                    live = r.json().get("live", {})
+                    answer = r.json()
+                    live = answer.get("live", {})
+                    full_rate = set(answer.get("full_rate", []))
+                    for p in self.pipes:
+                        p.set_full_rate(f"{p.room}/{p.camera}" in full_rate)
                     for p in self.pipes:
                         if p.connection == "connected" and live.get(f"{p.room}/{p.camera}") is False:
                             p.hub_lost_live += 1

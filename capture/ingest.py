@@ -217,7 +217,15 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
         live = {
             f"{c.room}/{c.camera}": recorder.is_live(CameraRef(site, c.room, c.camera)) for c in body.cameras
         }
-        return JSONResponse({"ok": True, "server_time": datetime.now(UTC).isoformat(), "live": live})
+        # Cameras somebody watches enlarged: the agent sends them at full rate until dropped here.
+        full_rate = [
+            f"{c.room}/{c.camera}"
+            for c in body.cameras
+            if recorder.wants_full_rate(CameraRef(site, c.room, c.camera))
+        ]
+        return JSONResponse(
+            {"ok": True, "server_time": datetime.now(UTC).isoformat(), "live": live, "full_rate": full_rate}
+        )
 
     @router.put("/segments/{site}/{room}/{camera}")
     async def put_segment(

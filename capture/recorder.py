@@ -125,6 +125,7 @@ class _Cam:
         self.last_error: str | None = None
         self.agent: dict[str, Any] = {}
         self.agent_seen_at: datetime | None = None
+        self.full_viewers: list[MediaStreamTrack] = []  # unreduced live subscriptions
 
 
 class OfferError(ValueError):
@@ -279,8 +280,18 @@ class Recorder:
             return None
         sub = self.relay.subscribe(cam.track, buffered=False)
         if width is None and fps is None:
+            cam.full_viewers.append(sub)
             return sub
         return ReducedTrack(sub, width=width, fps=fps)
+
+    def wants_full_rate(self, ref: CameraRef) -> bool:
+        """Whether somebody watches the camera at full quality (an unreduced live track that has
+        not ended): the agent is then asked to send its camera's full frame rate."""
+        cam = self._cams.get(ref)
+        if cam is None:
+            return False
+        cam.full_viewers = [t for t in cam.full_viewers if t.readyState == "live"]
+        return bool(cam.full_viewers)
 
     # -- agent reports ------------------------------------------------------------------------
 

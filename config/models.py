@@ -208,6 +208,11 @@ class CaptureConfig(_Strict):
     reconnect_max_seconds: Annotated[float, Field(gt=0)] = 30.0
     codec: Literal["h264", "vp8"] = "h264"
     bitrate_kbps: Annotated[int, Field(ge=50, le=20000)] = 250
+    # Frame rate of the live stream to the hub (analysis + live view).  Below a camera's fps the
+    # agent runs a second, small encoder for it (the hub's receive/decode cost scales with this
+    # rate); at or above it, or null, the archive's own packets are sent (encode once).  The hub
+    # raises a camera to its full rate while somebody watches it enlarged.
+    live_fps: Annotated[float, Field(gt=0, le=60)] | None = 5.0
 
 
 class DetectionConfig(_Strict):

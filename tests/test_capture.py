@@ -423,8 +423,9 @@ def test_segment_packets_are_the_live_packets_and_decode_alone(tmp_path: Path) -
 async def test_agent_encodes_once_and_hub_decodes_the_same_packets(
     tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Over real aiortc: no second encoder on the agent, the RTP payload is the archived bytes,
-    and the hub decodes it (status fps, analysis frames, a viewer's frame)."""
+    """Over real aiortc, with the live stream at the camera's rate (``live_fps: null``): no
+    second encoder on the agent, the RTP payload is the archived bytes, and the hub decodes it
+    (status fps, analysis frames, a viewer's frame)."""
     import aiortc.codecs.h264 as h264
     import aiortc.codecs.vpx as vpx
 
@@ -456,6 +457,7 @@ async def test_agent_encodes_once_and_hub_decodes_the_same_packets(
             tokens={"s1": "token-s1-xxxxxxxxxxxxxxxx"},
             spool_dir=tmp_path / "spool",
             segment_seconds=2.0,
+            extra={"capture": {"live_fps": None}},
         )
     )
     store = DirSegmentStore(tmp_path / "store")
