@@ -128,6 +128,21 @@ class _Cam:
         self.full_viewers: list[MediaStreamTrack] = []  # unreduced live subscriptions
 
 
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+
+def without_abs_send_time(sdp: str) -> str:
+    """The offer minus the abs-send-time header extension, so the answer does not negotiate it.
+
+    Without it aiortc's receiver skips its per-packet remote bitrate estimator and REMB feedback:
+    pure Python work per RTP packet on the hub's event loop, which under load (late arrivals look
+    like congestion) turns into one REMB packet per received packet.  Agents send x264 output at
+    their own rate cap (``capture.bitrate_kbps``), so there is no encoder for REMB to steer.
+    """
+    lines = sdp.splitlines(keepends=True)
+    return "".join(ln for ln in lines if not (ln.startswith("a=extmap:") and ABS_SEND_TIME in ln))
+
+
 class OfferError(ValueError):
     """The offer cannot be answered; the message names the problem (becomes a 400)."""
 
@@ -184,7 +199,7 @@ class Recorder:
                 got_track.append(track)
 
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=without_abs_send_time(sdp), type="offer"))
             if not got_track:
                 raise OfferError("malformed SDP: the video section carries no track")
             answer = await pc.createAnswer()
@@ -363,16 +378,22 @@ class ReducedTrack(MediaStreamTrack):
         self.source = source
         self.width = width
         self.period = 1.0 / fps if fps else 0.0
-        self._last: float | None = None
+        self._next: float | None = None  # frame time of the next due frame
 
     async def recv(self) -> av.VideoFrame:
         while True:
             frame = await self.source.recv()
             assert isinstance(frame, av.VideoFrame)
             t = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else 0.0
-            if self._last is not None and self.period and t - self._last < self.period * 0.9:
-                continue
-            self._last = t
+            if self.period:
+                # Frames on a 1/fps grid of frame time, with a quarter period of tolerance: a
+                # 5 fps source gives 2.0/s at fps=2 (a plain "≥ 0.9 period since the last one"
+                # gives every third frame, 1.67/s).  After a gap the grid restarts at the frame.
+                nxt = self._next
+                if nxt is not None and t < nxt - 0.25 * self.period:
+                    continue
+                base = nxt if nxt is not None and t - nxt < self.period else t
+                self._next = base + self.period
             if self.width and frame.width > self.width:
                 h = max(2, round(frame.height * self.width / frame.width / 2) * 2)
                 out = frame.reformat(width=self.width, height=h, format="yuv420p")

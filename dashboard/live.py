@@ -33,8 +33,9 @@ def _track_classes() -> tuple[Any, Any]:
     return MediaStreamTrack, MediaStreamError
 
 
-def make_grid_track(source: Any, fps: float = GRID_FPS, width: int = GRID_WIDTH) -> Any:
-    """A video track yielding at most ``fps`` frames/s of ``source`` scaled to ``width`` px wide."""
+def make_grid_track(source: Any, fps: float = GRID_FPS, width: int | None = GRID_WIDTH) -> Any:
+    """A video track yielding at most ``fps`` frames/s of ``source`` scaled to ``width`` px wide
+    (``None``: not scaled)."""
     media_stream_track, _ = _track_classes()
 
     class GridTrack(media_stream_track):  # type: ignore[misc, valid-type]
@@ -52,7 +53,7 @@ def make_grid_track(source: Any, fps: float = GRID_FPS, width: int = GRID_WIDTH)
                 if now - self._last >= self._period * 0.9:
                     self._last = now
                     break
-            if frame.width > width:
+            if width and frame.width > width:
                 h = max(2, int(frame.height * width / frame.width) // 2 * 2)
                 out = frame.reformat(width=width, height=h)
                 out.pts, out.time_base = frame.pts, frame.time_base or Fraction(1, 90000)
@@ -208,13 +209,19 @@ class Thumb:
         self.jpeg: bytes | None = None
         self.jpeg_seq = -1
         self.task: asyncio.Task[None] | None = None
-        self.lock = asyncio.Lock()
 
 
-def encode_jpeg(frame: Any, quality: int = THUMB_QUALITY) -> bytes:
+def encode_jpeg(frame: Any, quality: int = THUMB_QUALITY, width: int = THUMB_WIDTH) -> bytes:
+    """A grid thumbnail of a decoded frame: at most ``width`` px wide (aspect kept), JPEG.  The
+    downscale and colour conversion are one swscale pass; runs in a worker thread."""
     import cv2
 
-    ok, buf = cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if frame.width > width:
+        h = max(2, round(frame.height * width / frame.width / 2) * 2)
+        img = frame.reformat(width=width, height=h, format="bgr24").to_ndarray()
+    else:
+        img = frame.to_ndarray(format="bgr24")
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - cv2 encodes any bgr24 array
         raise ValueError("jpeg encoding failed")
     return bytes(buf)
@@ -233,13 +240,16 @@ class ThumbHub:
         self.recorder = recorder
         self.thumbs: dict[tuple[str, str, str], Thumb] = {}
         self.encoded = 0
+        self._encode_lock = asyncio.Lock()
 
     def _start(self, key: tuple[str, str, str], th: Thumb) -> bool:
+        # Rate-limited only: the downscale happens in encode_jpeg, off the event loop, and only
+        # for frames somebody asks for.
         try:
-            track = self.recorder.live_track(*key, width=THUMB_WIDTH, fps=THUMB_FPS)
+            track = self.recorder.live_track(*key, fps=THUMB_FPS)
         except TypeError:  # a recorder without reduction support: reduce here
             src = self.recorder.live_track(*key)
-            track = make_grid_track(src, THUMB_FPS, THUMB_WIDTH) if src is not None else None
+            track = make_grid_track(src, THUMB_FPS, None) if src is not None else None
         if track is None:
             return False
         th.task = asyncio.create_task(self._pump(th, track), name=f"thumb-{'/'.join(key)}")
@@ -262,24 +272,39 @@ class ThumbHub:
     async def get(self, site: str, room: str, camera: str) -> tuple[int, bytes, float] | None:
         """``(seq, jpeg, age_s)`` of the camera's latest picture, or None when it has no picture
         newer than ``THUMB_STALE`` s (offline, stalled, or its first frame is not there yet)."""
-        key = (site, room, camera)
-        th = self.thumbs.get(key)
-        if th is None:
-            th = self.thumbs[key] = Thumb()
+        return (await self.get_many([(site, room, camera)]))[(site, room, camera)]
+
+    async def get_many(
+        self, keys: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], tuple[int, bytes, float] | None]:
+        """:meth:`get` for several cameras; the JPEGs they lack are encoded in ONE worker-thread
+        call (a whole wall costs one thread hop, not one per tile)."""
         now = time.monotonic()
-        th.asked = now
-        if th.task is None or th.task.done():
-            self._start(key, th)
-        if th.frame is None or now - th.at > THUMB_STALE:
-            return None
-        async with th.lock:
-            if th.jpeg_seq != th.seq:
-                seq, frame = th.seq, th.frame
-                th.jpeg = await asyncio.to_thread(encode_jpeg, frame)
-                th.jpeg_seq = seq
-                self.encoded += 1
-        assert th.jpeg is not None
-        return th.jpeg_seq, th.jpeg, time.monotonic() - th.at
+        live: list[tuple[tuple[str, str, str], Thumb]] = []
+        out: dict[tuple[str, str, str], tuple[int, bytes, float] | None] = {}
+        for key in keys:
+            th = self.thumbs.get(key)
+            if th is None:
+                th = self.thumbs[key] = Thumb()
+            th.asked = now
+            if th.task is None or th.task.done():
+                self._start(key, th)
+            if th.frame is None or now - th.at > THUMB_STALE:
+                out[key] = None
+            else:
+                live.append((key, th))
+        async with self._encode_lock:  # concurrent viewers: encode each picture once
+            todo = [(th, th.seq, th.frame) for _, th in live if th.jpeg_seq != th.seq]
+            if todo:
+                jpegs = await asyncio.to_thread(lambda: [encode_jpeg(f) for _, _, f in todo])
+                for (th, seq, _), jpeg in zip(todo, jpegs, strict=True):
+                    th.jpeg, th.jpeg_seq = jpeg, seq
+                self.encoded += len(todo)
+        done = time.monotonic()
+        for key, th in live:
+            assert th.jpeg is not None
+            out[key] = (th.jpeg_seq, th.jpeg, done - th.at)
+        return out
 
     async def close(self) -> None:
         for th in self.thumbs.values():

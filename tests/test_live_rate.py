@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -16,7 +17,7 @@ import uvicorn
 
 from capture.agent import Agent
 from capture.live_encoder import LiveEncoder
-from capture.recorder import BufferedFrameSink
+from capture.recorder import ABS_SEND_TIME, BufferedFrameSink, CameraRef, without_abs_send_time
 from capture.testing import DirSegmentStore, build_app, make_clip, write_config
 from config import load_config
 from storage.s3server import free_port
@@ -169,6 +170,9 @@ async def test_agent_sends_live_at_reduced_rate_and_full_rate_while_watched(tmp_
                 break
             await asyncio.sleep(0.1)
         assert recorder.status()[0].online, "hub never received the agent's stream"
+        # the hub's answer leaves out abs-send-time: no per-packet bitrate estimation / REMB
+        answer = recorder._cams[CameraRef("s1", "r1", "c1")].pc.localDescription.sdp  # type: ignore[union-attr]
+        assert ABS_SEND_TIME not in answer
         await asyncio.sleep(1.5)
         base = await _hub_fps(recorder, 4.0)
         assert 3.0 <= base <= 7.0, base
@@ -213,3 +217,60 @@ async def test_agent_sends_live_at_reduced_rate_and_full_rate_while_watched(tmp_
     with av.open(str(segs[2][2])) as c:
         n = sum(1 for _ in c.decode(video=0))
     assert n >= 25, n
+
+
+class _FrameTrack:
+    """A source track: ``n`` frames at ``fps`` (pts in a 90 kHz clock), then ends."""
+
+    def __init__(self, fps: float, n: int):
+        self.fps, self.n, self.i = fps, n, 0
+
+    async def recv(self) -> av.VideoFrame:
+        from aiortc.mediastreams import MediaStreamError
+
+        if self.i >= self.n:
+            raise MediaStreamError
+        f = av.VideoFrame(64, 48, "yuv420p")
+        f.pts, f.time_base = round(self.i / self.fps * 90000), Fraction(1, 90000)
+        self.i += 1
+        return f
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("src_fps", "want_fps"), [(5, 2), (15, 2), (3, 2), (5, 5), (2, 5)])
+async def test_reduced_track_keeps_the_asked_rate(src_fps: float, want_fps: float) -> None:
+    """The wall's thumbnail track takes frames on a 1/fps grid: a 5 fps live stream gives the
+    grid its 2 pictures/s (not every third frame = 1.67/s); a slower source passes whole."""
+    from aiortc.mediastreams import MediaStreamError
+
+    from capture.recorder import ReducedTrack
+
+    seconds = 20
+    track = ReducedTrack(_FrameTrack(src_fps, int(seconds * src_fps)), width=None, fps=want_fps)  # type: ignore[arg-type]
+    got = 0
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            await track.recv()
+            got += 1
+    assert got / seconds == pytest.approx(min(src_fps, want_fps), rel=0.06), got
+
+
+async def test_offer_loses_only_the_abs_send_time_extension() -> None:
+    from aiortc import RTCPeerConnection
+    from aiortc.mediastreams import VideoStreamTrack
+
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+    finally:
+        await pc.close()
+    assert ABS_SEND_TIME in sdp
+    out = without_abs_send_time(sdp)
+    assert ABS_SEND_TIME not in out
+    removed = set(sdp.splitlines()) - set(out.splitlines())
+    assert len(removed) == 1 and removed.pop().startswith("a=extmap:")
+    assert "a=extmap:" in out  # the other extensions stay

@@ -155,10 +155,12 @@ async def live_thumbs(
     frames: dict[str, dict[str, Any]] = {}
     offline: list[str] = []
     ip = client_ip(request)
+    wanted: dict[str, str] = {}
     for item in c or []:
         target, _, have = item.rpartition(":")
         if target not in known:
             continue
+        wanted[target] = have
         starts, ended = st.live.thumb_audit.touch(me.username, me.role, target, ip)
         for v in ended:
             await _thumb_view_end(st, v)
@@ -172,8 +174,9 @@ async def live_thumbs(
                 ip=ip,
                 details={"quality": "thumb"},
             )
-        site, room, camera = target.split("/")
-        got = await hub.get(site, room, camera)
+    pictures = await hub.get_many([_camera_key(t) for t in wanted])
+    for target, have in wanted.items():
+        got = pictures[_camera_key(target)]
         if got is None:
             offline.append(target)
             continue
@@ -182,6 +185,11 @@ async def live_thumbs(
             frames[target] = {"seq": seq, "age": round(age, 2), "jpeg": base64.b64encode(jpeg).decode()}
     st.live.sweep_thumb_viewings(lambda v: _thumb_view_end(st, v))
     return {"frames": frames, "offline": offline}
+
+
+def _camera_key(target: str) -> tuple[str, str, str]:
+    site, room, camera = target.split("/")
+    return site, room, camera
 
 
 async def _thumb_view_end(state: Any, v: ThumbViewing) -> None:
