@@ -49,6 +49,8 @@ from evalwatch.testing import CHROMIUM_ARGS, write_system_config  # noqa: E402
 
 CLIPS = ["room_a", "room_b", "room_c", "room_d", "room_f"]
 SUP_PW = "bench-sup-password"
+
+
 def write_config(tmp: Path, agents: int) -> Path:
     """One site per agent, each with one sample room (cycling through CLIPS)."""
     sites = {f"s{i:02d}": [CLIPS[i % len(CLIPS)]] for i in range(1, agents + 1)}
@@ -115,9 +117,9 @@ class PacketSource:
         import threading
 
         self.pipe = on_frame.__self__  # the CameraPipe (on_frame is its bound _on_frame)
-        # The live stream's rate: the pipe's reduced-rate live encoder, if it has one.
-        enc = self.pipe.live_encoder
-        self.source, self.fps, self.label = source, float(enc.fps if enc else fps), label
+        # The live stream's rate: the pipe's reduced-rate live encoder's current rate (the hub
+        # raises it while the camera is watched enlarged), else the camera's.
+        self.source, self.cam_fps, self.label = source, float(fps), label
         self.frames = 0
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -130,12 +132,22 @@ class PacketSource:
         self._stop.set()
         self._thread.join(timeout)
 
+    @property
+    def fps(self) -> float:
+        enc = self.pipe.live_encoder
+        return float(enc.fps) if enc is not None else self.cam_fps
+
     def _run(self) -> None:
-        pk = PACKETS[(self.source, round(self.fps))]
+        fps = self.fps
+        pk = PACKETS[(self.source, round(fps))]
         t0 = time.time() + random.uniform(0, 1)  # agents do not tick in lockstep
         i = 0
         while not self._stop.is_set():
-            due = t0 + i / self.fps
+            if self.fps != fps:  # rate changed: restart the other pre-encoded stream (keyframe first)
+                fps = self.fps
+                pk = PACKETS[(self.source, round(fps))]
+                t0, i = time.time(), 0
+            due = t0 + i / fps
             delay = due - time.time()
             if delay > 0:
                 self._stop.wait(delay)
@@ -156,9 +168,10 @@ def farm(cfg_path: str, sites: list[str], seconds: float) -> None:
     for site in sites:
         for room in cfg.site(site).rooms:
             for cam in room.cameras:
-                fps = round(min(cam.fps, cfg.capture.live_fps or cam.fps))
-                if (cam.source, fps) not in PACKETS:
-                    PACKETS[(cam.source, fps)] = preencode(cam.source, cam.width, cam.height, fps)
+                # the live rate, and the camera's own (sent while watched enlarged)
+                for fps in {round(min(cam.fps, cfg.capture.live_fps or cam.fps)), round(cam.fps)}:
+                    if (cam.source, fps) not in PACKETS:
+                        PACKETS[(cam.source, fps)] = preencode(cam.source, cam.width, cam.height, fps)
     agent_mod.CameraSource = PacketSource  # type: ignore[misc,assignment]
 
     async def main() -> None:

@@ -76,6 +76,25 @@ STATES_JS = (
 )
 
 
+# Counts pictures presented by the enlarged view's <video> (requestVideoFrameCallback).
+BIG_JS = """
+(() => {
+  const v = document.getElementById("enlarged-video");
+  const st = (window.__big = { first: null, t0: performance.now(), times: [] });
+  const cb = () => {
+    if (v.srcObject) {
+      const now = performance.now();
+      st.times.push(now);
+      if (st.first === null) st.first = now - st.t0;
+    }
+    v.requestVideoFrameCallback(cb);
+  };
+  v.requestVideoFrameCallback(cb);
+})()
+"""
+STATUS_JS = "fetch('/api/cameras/status').then((r) => r.json())"
+
+
 def proc_cpu(pid: int) -> float:
     """CPU seconds (utime+stime) of one process, 0 if it is gone."""
     try:
@@ -291,6 +310,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             res["tile_states_end"] = {s: sum(1 for v in st.values() if v == s) for s in set(st.values())}
             say(f"window done: {res['tile_fps']}, hub {res['hub_cpu_pct']} %")
 
+            # the enlarged tile: full-quality WebRTC; the hub asks the agent for the camera's full
+            # rate (heartbeat), so the picture rate rises from the live rate after a few seconds
+            bkey = next(k for k in st if not k.startswith(victim + "/"))
+            await ev(page, BIG_JS, 15)
+            await page.click(f".tile[data-camera='{bkey}']")
+            await asyncio.sleep(args.enlarged_seconds)
+            big = await ev(page, "window.__big", 15)
+            times = big["times"]
+            end = times[-1] if times else 0.0
+            recent = [t for t in times if t >= end - 10_000]
+            res["enlarged"] = {
+                "first_frame_s": round(big["first"] / 1000, 1) if big["first"] is not None else None,
+                "fps_last_10s": round((len(recent) - 1) / ((recent[-1] - recent[0]) / 1000), 1)
+                if len(recent) > 1
+                else 0.0,
+                "hub_fps": next(
+                    (
+                        c["fps"]
+                        for c in (await ev(page, STATUS_JS, 15))["cameras"]
+                        if f"{c['site']}/{c['room']}/{c['camera']}" == bkey
+                    ),
+                    None,
+                ),
+            }
+            say(f"enlarged {bkey}: {res['enlarged']}")
+            await page.click("#enlarged-close")
+
             # offline flip: kill one camera's agent
             vkey = next(k for k in st if k.startswith(victim + "/"))
             os.killpg(victim_farm.pid, signal.SIGKILL)
@@ -343,6 +389,12 @@ def table(res: dict[str, Any]) -> str:
         ("hub CPU (% of one core)", str(res.get("hub_cpu_pct"))),
         ("chromium CPU (%)", str(res.get("chromium_cpu_pct"))),
         ("camera farms CPU (%)", str(res.get("farms_cpu_pct"))),
+        (
+            "enlarged tile: first frame (s) / fps last 10 s / hub fps",
+            "{first_frame_s} / {fps_last_10s} / {hub_fps}".format(
+                **(res.get("enlarged") or {"first_frame_s": None, "fps_last_10s": None, "hub_fps": None})
+            ),
+        ),
         ("offline flip (s)", str(res.get("offline_flip_s"))),
         (
             "load avg before / max during / after",
@@ -373,6 +425,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60, help="measuring window")
     ap.add_argument("--fill-timeout", type=float, default=60, help="max wait for a full wall")
     ap.add_argument("--farms", type=int, default=2, help="processes running the simulated cameras")
+    ap.add_argument("--enlarged-seconds", type=float, default=20, help="watching one tile enlarged")
     ap.add_argument("--json", default=None)
     ap.add_argument("--farm", default=None, help=argparse.SUPPRESS)  # internal: simulated cameras
     ap.add_argument("--sites", default="", help=argparse.SUPPRESS)
