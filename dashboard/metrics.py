@@ -12,6 +12,11 @@ Exposed on ``/metrics`` (admin session or ``Authorization: Bearer <metrics token
 * ``evalwatch_camera_online{site,room,camera}``, ``evalwatch_camera_fps{...}``,
   ``evalwatch_camera_frame_age_seconds{...}`` — from ``recorder.status()`` at scrape time
 * ``evalwatch_s3_errors_total{op}`` — object-store failures seen by the dashboard
+* ``evalwatch_analysis_frames_total`` — frames analysed; ``evalwatch_analysis_superseded_frames_total``
+  — frames replaced by a newer one before analysis (normal: analysis takes the newest);
+  ``evalwatch_analysis_rate_per_camera`` — analysed frames/s per camera the measured cost allows
+  (at most ``detection.analysis_fps``); ``evalwatch_analysis_frame_cost_seconds``;
+  ``evalwatch_analysis_frame_lag_seconds`` — hub clock minus the last analysed frame's time
 """
 
 from __future__ import annotations
@@ -80,6 +85,28 @@ class _StateCollector(Collector):
         yield online
         yield fps
         yield age
+        pipeline = getattr(st.services, "pipeline", None)
+        if pipeline is not None:
+            yield from _analysis_metrics(pipeline)
+
+
+def _analysis_metrics(p: Any) -> Iterator[Metric]:
+    frames = CounterMetricFamily("evalwatch_analysis_frames", "Frames analysed")
+    frames.add_metric([], float(p.analysed_frames))
+    yield frames
+    superseded = CounterMetricFamily(
+        "evalwatch_analysis_superseded_frames", "Frames replaced by a newer one before analysis"
+    )
+    superseded.add_metric([], float(p.dropped_frames))
+    yield superseded
+    for name, doc, value in (
+        ("evalwatch_analysis_rate_per_camera", "Analysed frames/s per camera allowed", p.effective_fps),
+        ("evalwatch_analysis_frame_cost_seconds", "Measured analysis time per frame", p.frame_cost_s),
+        ("evalwatch_analysis_frame_lag_seconds", "Hub clock minus last analysed frame time", p.frame_lag_s),
+    ):
+        g = GaugeMetricFamily(name, doc)
+        g.add_metric([], float(value))
+        yield g
 
 
 def status_dict(st: Any) -> dict[str, Any]:

@@ -92,6 +92,17 @@ def test_run_brings_up_the_system_and_stops_cleanly(tmp_path: Path, db_url: str)
             s3.remove_object("evalwatch-segments", seg.object_name, version_id=seg.version_id)
         assert refused.value.code == "AccessDenied"
         assert events, "no alert raised while playing clips with scripted incidents"
+        # Prometheus sees the cameras and the analysis at work (metrics token from the secret key).
+        from dashboard.security import metrics_token
+
+        tok = metrics_token(secrets["hub.secret_key"])
+        text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {tok}"}, timeout=10).text
+        metric = {ln.split(" ")[0]: float(ln.split(" ")[1]) for ln in text.splitlines()
+                  if ln and not ln.startswith("#")}
+        assert metric['evalwatch_camera_online{camera="cam1",room="room-a",site="s01"}'] == 1.0
+        assert metric["evalwatch_analysis_frames_total"] > 0
+        assert 0 < metric["evalwatch_analysis_rate_per_camera"] <= 2.0
+        assert 0 < metric["evalwatch_analysis_frame_cost_seconds"] < 5
         assert proc.poll() is None, "evalwatch run exited early"
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
