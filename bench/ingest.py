@@ -2,15 +2,22 @@
 
     python bench/ingest.py                              # 10,20,40 streams, 30 s window, + baseline
     python bench/ingest.py --streams 40 --window 60 --no-baseline
+    python bench/ingest.py --streams 40 --live-fps 5,0 --no-baseline   # new and old live rate
     python bench/ingest.py --agent-cpu 3                # real agent process: CPU per camera
+    python bench/ingest.py --agent-cpu 1 --live-fps 5,0 # ... with and without the live encoder
 
 What is measured is the **hub** (``python -m capture.testing``: the real Recorder + ingest router
 + a directory segment store, one process).  The agents are *simulated* so that they do not starve
 the hub on a 2-core machine: the sample clip is encoded ONCE up front by the agent's own
-``SegmentWriter`` (same x264 settings, same 10 s wall-clock segments) and every simulated camera
+``SegmentWriter`` (same x264 settings, same 10 s wall-clock segments) and, for every live rate
+below the camera's, by the agent's own ``LiveEncoder`` (``capture.live_fps``: Constrained Baseline,
+keyframe every 2 s, SPS/PPS in-band), and every simulated camera
 
-* streams that encoder's packets over real aiortc WebRTC in real time, looping, through the
-  agent's own ``PacketTrack`` (offer on ``POST /api/ingest/offer``, like the agent), and
+* streams the live packets over real aiortc WebRTC in real time, looping, through the agent's own
+  ``PacketTrack`` (offer on ``POST /api/ingest/offer``, like the agent): with ``--live-fps R``
+  (default: the config default, 5) the LiveEncoder's packets at R fps, like the agent now; with
+  ``--live-fps 0`` (or ``none``: ``live_fps: null``) the archive encoder's packets at the camera's
+  15 fps, like the agent before the live encoder; ``--live-fps 5,0`` runs both, and
 * at every UTC multiple of ``segment_seconds`` PUTs the next pre-made segment on the real ingest
   API (sha256 header, retries with backoff like the agent) and heartbeats every 5 s.
 
@@ -19,13 +26,20 @@ with the same clip and stream count:
 
 * **evalwatch** — live WebRTC + segment upload; the hub decodes the live track (status, analysis
   sampling at ``detection.analysis_fps``) and stores the agents' bytes as they are;
-* **baseline** — live WebRTC only; the hub records every track with aiortc ``MediaRecorder``
-  (decode + re-encode on the hub, the naive design).
+* **baseline** — live WebRTC only (always the archive packets at 15 fps, whatever
+  ``--live-fps`` says); the hub records every track with aiortc ``MediaRecorder`` (decode +
+  re-encode on the hub, the naive design).  Run once per stream count.
 
 Reported per run: streams archived with 0 lost segments (segments the simulators produced vs
 objects in the hub's store after a drain), hub CPU (utime+stime of the hub process from /proc,
 % of one core, total and per stream), simulators' CPU, frames per second per stream the hub
-decoded, archive MB per camera-hour, and the 1-minute load average before the run.
+decoded, archive MB per camera-hour, the live rate used (``live_fps``: the agents' config value,
+null = archive packets; ``live_stream_fps``: the rate actually sent) and the 1-minute load average
+before the run.
+
+``--agent-cpu N`` instead runs one real ``evalwatch agent`` process with N cameras against the
+bench hub, once per ``--live-fps`` value (written as ``capture.live_fps`` into its config, ``0`` →
+``null``: no second encoder), and reports its CPU per camera; with two values, their ratio.
 """
 
 from __future__ import annotations
@@ -44,6 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,12 +67,45 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from capture.testing import make_clip, write_config  # noqa: E402
+from config.models import CaptureConfig  # noqa: E402
 from storage.s3server import free_port  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 W, H, FPS = 640, 480, 15.0
 SEG_S = 10.0
 BITRATE_KBPS = 200  # config/default.yaml
+DEFAULT_LIVE_FPS: float | None = CaptureConfig.model_fields["live_fps"].default
+
+
+def parse_live_fps(spec: str) -> list[float | None]:
+    """``"5"`` → [5.0]; ``"5,0"`` → [5.0, None]; ``0``/``none``/``null`` = no live encoder."""
+    out: list[float | None] = []
+    for x in spec.split(","):
+        x = x.strip().lower()
+        if x in ("0", "0.0", "none", "null"):
+            out.append(None)
+            continue
+        v = float(x)
+        if not 0 < v <= 60:
+            raise argparse.ArgumentTypeError(f"--live-fps {x}: must be in (0, 60], or 0/none")
+        out.append(v)
+    return out
+
+
+def live_stream_fps(live_fps: float | None) -> float:
+    """The rate the agent sends live: ``live_fps`` if below the camera's (second encoder), else
+    the camera's own (the archive encoder's packets) — ``CameraPipe``'s rule."""
+    return live_fps if live_fps is not None and live_fps < FPS else FPS
+
+
+def packets_file(prep: Path, live_fps: float | None) -> Path:
+    fps = live_stream_fps(live_fps)
+    return prep / "packets.pkl" if fps >= FPS else prep / f"live_{fps:g}.pkl"
+
+
+def fmt_live(live_fps: float | None) -> str:
+    fps = live_stream_fps(live_fps)
+    return f"{fps:g} (live enc)" if fps < FPS else f"{fps:g} (archive pkts)"
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -74,14 +122,26 @@ def cpu_seconds(pids: list[int]) -> float:
 # -- 1. encode the clip once ---------------------------------------------------------------------
 
 
-def prepare(clip: Path, out: Path, seconds: float = 60.0) -> Path:
-    """Encode ``seconds`` of ``clip`` (looped, W x H @ FPS) with the agent's SegmentWriter.
+def _wait_until(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise RuntimeError(f"pre-encode: timed out waiting for {what}")
+        time.sleep(0.001)
 
-    Writes ``out/segNN.mp4`` (SEG_S each) and ``out/packets.pkl`` = [(annexb, rel_ts, key)]:
-    the very packets the segments hold, as the agent would send them live.
+
+def prepare(clip: Path, out: Path, live_rates: list[float | None], seconds: float = 60.0) -> Path:
+    """Encode ``seconds`` of ``clip`` (looped, W x H @ FPS) with the agent's SegmentWriter and,
+    for every rate of ``live_rates`` below FPS, the agent's LiveEncoder, fed the same frames.
+
+    Writes ``out/segNN.mp4`` (SEG_S each), ``out/packets.pkl`` = the very packets the segments
+    hold, as the agent sends them live without a live encoder, and ``out/live_<fps>.pkl`` = the
+    live encoder's packets over the same span.  Each ``.pkl`` = {"fps", "period" (s, the loop
+    length), "packets": [(annexb, rel_ts, key)]}.
     """
     import av
 
+    from capture.live_encoder import LiveEncoder
     from capture.segmenter import SegmentWriter
     from capture.spool import Spool
 
@@ -101,21 +161,57 @@ def prepare(clip: Path, out: Path, seconds: float = 60.0) -> Path:
         bitrate_kbps=BITRATE_KBPS,
         on_packet=lambda d, ts, k: packets.append((d, ts - t0, k)),
     )
+    # The agent's second encoder(s), same settings as CameraPipe's (preset veryfast = the agent's
+    # default, keyframe every 2 s, SPS/PPS in-band), fed every frame; each takes its 1/fps grid.
+    rates = sorted({live_stream_fps(r) for r in live_rates} - {FPS})
+    live: dict[float, tuple[LiveEncoder, list[tuple[bytes, float, bool]], list[int]]] = {}
+
+    def collect(into: list[tuple[bytes, float, bool]]) -> Callable[[bytes, float, bool], None]:
+        return lambda d, ts, k: into.append((d, ts - t0, k))
+
+    for r in rates:
+        lp: list[tuple[bytes, float, bool]] = []
+        enc = LiveEncoder(
+            width=W,
+            height=H,
+            fps=r,
+            max_fps=FPS,
+            on_packet=collect(lp),
+            bitrate_kbps=BITRATE_KBPS,
+            label=f"bench-{r:g}",
+        )
+        live[r] = (enc, lp, [0])
     n_total = round(seconds * FPS)
     n = 0
     while n < n_total:
         with av.open(str(clip)) as c:
             for frame in c.decode(video=0):
-                w.write(frame.reformat(width=W, height=H, format="yuv420p"), t0 + n / FPS)
+                f = frame.reformat(width=W, height=H, format="yuv420p")
+                ts = t0 + n / FPS
+                for enc, _, taken in live.values():
+                    # Faster than real time: never let its 2-frame queue overflow (no drops).
+                    _wait_until(lambda: taken[0] - enc.frames_encoded <= 1, "live encoder")  # noqa: B023
+                    taken[0] += enc.offer(f, ts)
+                w.write(f, ts)
                 n += 1
                 if n >= n_total:
                     break
     w.write(frame.reformat(width=W, height=H, format="yuv420p"), t0 + n / FPS)  # closes the last
+    for r, (enc, _, taken) in live.items():
+        _wait_until(lambda: enc.frames_encoded >= taken[0], f"live encoder {r:g} fps")  # noqa: B023
+        enc.stop(30)  # joins after the frame in progress: all its packets are out
+        if enc.dropped or enc.last_error:
+            raise RuntimeError(f"live encoder {r:g} fps: dropped {enc.dropped}, {enc.last_error}")
     segs = [s for s in spool.segments() if (s.end - s.start).total_seconds() >= SEG_S - 1e-3]
     for i, s in enumerate(segs):
         s.path.replace(out / f"seg{i:02d}.mp4")
-    keep = round(len(segs) * SEG_S * FPS)
-    (out / "packets.pkl").write_bytes(pickle.dumps(packets[:keep]))
+    period = len(segs) * SEG_S
+    keep = round(period * FPS)
+    doc = {"fps": FPS, "period": period, "packets": packets[:keep]}
+    (out / "packets.pkl").write_bytes(pickle.dumps(doc))
+    for r, (_, lp, _) in live.items():
+        doc = {"fps": r, "period": period, "packets": [p for p in lp if p[1] < period - 1e-6]}
+        packets_file(out, r).write_bytes(pickle.dumps(doc))
     return out
 
 
@@ -127,6 +223,7 @@ async def _sim_camera(
     site: str,
     prep: Path,
     packets: list[tuple[bytes, float, bool]],
+    period: float,
     stop: asyncio.Event,
     upload: bool,
 ) -> dict[str, Any]:
@@ -150,13 +247,17 @@ async def _sim_camera(
     await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
 
     async def live() -> None:
-        i, next_t = 0, time.monotonic()
+        # Paced by the packets' own capture times (the live encoder's 1/live_fps grid, or the
+        # archive's 1/FPS), looping every `period` seconds.
+        i, start = 0, time.monotonic()
         while not stop.is_set():
-            data, _, key = packets[i % len(packets)]
+            loop_n, j = divmod(i, len(packets))
+            data, rel, key = packets[j]
+            await asyncio.sleep(max(0.0, start + loop_n * period + rel - time.monotonic()))
+            if stop.is_set():
+                break
             track.push(data, time.time(), key)
             i += 1
-            next_t += 1 / FPS
-            await asyncio.sleep(max(0.0, next_t - time.monotonic()))
 
     async def put(start: float, k: int) -> None:
         data = seg_bytes[k % len(seg_bytes)]
@@ -225,14 +326,21 @@ async def _sim_camera(
 
 
 def sim_farm(
-    hub_url: str, sites_tokens: list[tuple[str, str]], prep: Path, seconds: float, upload: bool, out: Path
+    hub_url: str,
+    sites_tokens: list[tuple[str, str]],
+    prep: Path,
+    packets_path: Path,
+    seconds: float,
+    upload: bool,
+    out: Path,
 ) -> None:
     import httpx
 
     from capture.ice import configure_ice
 
     configure_ice(["127.0.0.1"])
-    packets = pickle.loads((prep / "packets.pkl").read_bytes())
+    doc = pickle.loads(packets_path.read_bytes())
+    packets, period = doc["packets"], float(doc["period"])
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -244,7 +352,7 @@ def sim_farm(
         ]
         results = await asyncio.gather(
             *(
-                _sim_camera(c, s, prep, packets, stop, upload)
+                _sim_camera(c, s, prep, packets, period, stop, upload)
                 for c, (s, _) in zip(clients, sites_tokens, strict=True)
             ),
             return_exceptions=True,
@@ -271,10 +379,23 @@ def _mp4_seconds(p: Path) -> float:
         return 0.0
 
 
-def run_once(n: int, prep: Path, clip: Path, window: float, baseline: bool, per_proc: int) -> dict[str, Any]:
+def run_once(
+    n: int,
+    prep: Path,
+    clip: Path,
+    window: float,
+    baseline: bool,
+    per_proc: int,
+    live_fps: float | None = DEFAULT_LIVE_FPS,
+) -> dict[str, Any]:
+    """One run; ``live_fps`` = the simulated agents' ``capture.live_fps`` (evalwatch mode only:
+    the baseline always streams the archive packets at the camera's rate)."""
     import httpx
 
-    tmp = Path(tempfile.mkdtemp(prefix=f"evalwatch-bench-{n}-{'base' if baseline else 'ew'}-"))
+    if baseline:
+        live_fps = None
+    tag = "base" if baseline else f"ew-live{live_stream_fps(live_fps):g}"
+    tmp = Path(tempfile.mkdtemp(prefix=f"evalwatch-bench-{n}-{tag}-"))
     port = free_port()
     sites = {f"b{i:03d}": {"r": [("c", str(clip))]} for i in range(n)}
     tokens = {s: f"bench-token-{s}-0123456789" for s in sites}
@@ -289,7 +410,10 @@ def run_once(n: int, prep: Path, clip: Path, window: float, baseline: bool, per_
         height=H,
         fps=FPS,
         bitrate_kbps=BITRATE_KBPS,
-        extra={"capture": {"heartbeat_seconds": 5.0}, "rules": {"offline_seconds": 5.0}},
+        extra={
+            "capture": {"heartbeat_seconds": 5.0, "live_fps": live_fps},
+            "rules": {"offline_seconds": 5.0},
+        },
     )
     argv = [sys.executable, "-m", "capture.testing", "--config", str(cfg_path), "--port", str(port)]
     argv += ["--store", f"dir:{tmp / 'store'}", "--log-level", "WARNING"]
@@ -320,6 +444,7 @@ def run_once(n: int, prep: Path, clip: Path, window: float, baseline: bool, per_
                     url,
                     spec,
                     str(prep),
+                    str(packets_file(prep, live_fps)),
                     str(total_s),
                     "0" if baseline else "1",
                     str(tmp / f"sim{i}.json"),
@@ -363,6 +488,8 @@ def run_once(n: int, prep: Path, clip: Path, window: float, baseline: bool, per_
     res: dict[str, Any] = {
         "mode": "baseline" if baseline else "evalwatch",
         "streams": n,
+        "live_fps": live_fps,
+        "live_stream_fps": live_stream_fps(live_fps),
         "load_before": round(load, 2),
         "hub_cpu_pct": round(100 * (h1 - h0) / el, 1),
         "hub_cpu_pct_per_stream": round(100 * (h1 - h0) / el / n, 2),
@@ -413,8 +540,11 @@ def run_once(n: int, prep: Path, clip: Path, window: float, baseline: bool, per_
 # -- agent CPU (real agent process, one camera or several) -------------------------------------------
 
 
-def agent_cpu(clip: Path, cams: int, window: float) -> dict[str, Any]:
-    """CPU of one real ``evalwatch agent`` process publishing ``cams`` cameras to a hub."""
+def agent_cpu(
+    clip: Path, cams: int, window: float, live_fps: float | None = DEFAULT_LIVE_FPS
+) -> dict[str, Any]:
+    """CPU of one real ``evalwatch agent`` process publishing ``cams`` cameras to a hub, its
+    config with ``capture.live_fps: live_fps`` (None = null: no second, live encoder)."""
     import httpx
 
     tmp = Path(tempfile.mkdtemp(prefix="evalwatch-agentcpu-"))
@@ -430,7 +560,7 @@ def agent_cpu(clip: Path, cams: int, window: float) -> dict[str, Any]:
         height=H,
         fps=FPS,
         bitrate_kbps=BITRATE_KBPS,
-        extra={"rules": {"offline_seconds": 5.0}},
+        extra={"capture": {"live_fps": live_fps}, "rules": {"offline_seconds": 5.0}},
     )
     hub = subprocess.Popen(
         [sys.executable, "-m", "capture.testing", "--config", str(cfg), "--port", str(port),
@@ -462,6 +592,8 @@ def agent_cpu(clip: Path, cams: int, window: float) -> dict[str, Any]:
     fr = sum(c["frames"] for c in st1["cameras"]) - sum(c["frames"] for c in st0["cameras"])
     return {
         "cameras": cams,
+        "live_fps": live_fps,
+        "live_stream_fps": live_stream_fps(live_fps),
         "agent_cpu_pct_per_camera": round(100 * (c1 - c0) / (t1 - t0) / cams, 1),
         "hub_fps_per_camera": round(fr / (t1 - t0) / cams, 2),
         "load_before": round(load, 2),
@@ -470,9 +602,9 @@ def agent_cpu(clip: Path, cams: int, window: float) -> dict[str, Any]:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--_sim":
-        _, _, url, spec, prep, secs, upload, out = sys.argv
+        _, _, url, spec, prep, pkts, secs, upload, out = sys.argv
         st = [tuple(x.split(":", 1)) for x in spec.split(",")]
-        sim_farm(url, st, Path(prep), float(secs), upload == "1", Path(out))  # type: ignore[arg-type]
+        sim_farm(url, st, Path(prep), Path(pkts), float(secs), upload == "1", Path(out))  # type: ignore[arg-type]
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", default="10,20,40", help="comma-separated sweep")
@@ -481,57 +613,98 @@ def main() -> int:
     ap.add_argument("--source", help="640x480@15 clip (default: sample_videos/room_a.mp4 or generated)")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--agent-cpu", type=int, metavar="CAMS", help="only measure a real agent's CPU/camera")
+    ap.add_argument(
+        "--live-fps",
+        type=parse_live_fps,
+        default=[DEFAULT_LIVE_FPS],
+        metavar="R[,R...]",
+        help=f"agents' capture.live_fps (default {DEFAULT_LIVE_FPS}, the config default); 0 or none ="
+        " no live encoder: the archive's packets live at the camera rate; comma list = one run each",
+    )
     args = ap.parse_args()
+    live_rates: list[float | None] = list(dict.fromkeys(args.live_fps))  # dedupe, keep order
     clip = Path(args.source) if args.source else ROOT / "sample_videos" / "room_a.mp4"
     if not clip.exists():
         clip = make_clip(Path(tempfile.mkdtemp()) / "bench.mp4", 10, W, H, int(FPS))
     print(f"source: {clip}  machine: {os.cpu_count()} cores, load {os.getloadavg()}", flush=True)
     if args.agent_cpu:
-        print(json.dumps(agent_cpu(clip, args.agent_cpu, args.window)))
+        res = []
+        for lf in live_rates:
+            a = agent_cpu(clip, args.agent_cpu, args.window, lf)
+            print(json.dumps(a), flush=True)
+            res.append(a)
+        if len(res) > 1:
+            ref = res[-1]
+            for a in res[:-1]:
+                ratio = (
+                    f"{a['agent_cpu_pct_per_camera'] / ref['agent_cpu_pct_per_camera']:.2f}x"
+                    if ref["agent_cpu_pct_per_camera"]
+                    else "n/a"
+                )
+                print(
+                    f"agent CPU %/camera, live {fmt_live(a['live_fps'])} vs {fmt_live(ref['live_fps'])}: "
+                    f"{a['agent_cpu_pct_per_camera']} vs {ref['agent_cpu_pct_per_camera']} = {ratio}"
+                )
         return 0
-    prep_dir = prepare(clip, Path(tempfile.mkdtemp(prefix="evalwatch-bench-prep-")))
+    prep_dir = prepare(clip, Path(tempfile.mkdtemp(prefix="evalwatch-bench-prep-")), live_rates)
     print(
         f"pre-encoded: {len(list(prep_dir.glob('seg*.mp4')))} segments of {SEG_S:.0f} s in {prep_dir}",
         flush=True,
     )
+    for lf in live_rates:
+        d = pickle.loads(packets_file(prep_dir, lf).read_bytes())
+        kb = sum(len(p[0]) for p in d["packets"]) * 8 / 1000 / d["period"]
+        print(f"  live {fmt_live(lf)}: {len(d['packets'])} packets, {kb:.0f} kbit/s", flush=True)
     rows = []
     for n in [int(x) for x in args.streams.split(",")]:
-        for baseline in [False] if args.no_baseline else [False, True]:
-            r = run_once(n, prep_dir, clip, args.window, baseline, args.cams_per_process)
+        for lf in live_rates:
+            r = run_once(n, prep_dir, clip, args.window, False, args.cams_per_process, lf)
+            print(json.dumps(r), flush=True)
+            rows.append(r)
+        if not args.no_baseline:
+            r = run_once(n, prep_dir, clip, args.window, True, args.cams_per_process)
             print(json.dumps(r), flush=True)
             rows.append(r)
     print(
-        "\n| streams | mode | load before | 0-lost streams | lost/produced segs | hub CPU % "
+        "\n| streams | mode | live fps | load before | 0-lost streams | lost/produced segs | hub CPU % "
         "| hub CPU %/stream | sims CPU % | hub fps/stream (min) | MB per cam-hour |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         lost = f"{r['segments_lost']}/{r['segments_produced']}" if "segments_lost" in r else "-"
         print(
-            f"| {r['streams']} | {r['mode']} | {r['load_before']} | "
+            f"| {r['streams']} | {r['mode']} | {fmt_live(r['live_fps'])} | {r['load_before']} | "
             f"{r.get('streams_archived_0_lost', '-')} | {lost} | {r['hub_cpu_pct']} | "
             f"{r['hub_cpu_pct_per_stream']} | {r['sims_cpu_pct']} | "
             f"{r['hub_fps_per_stream']} ({r['hub_fps_min']}) | {r['archive_mb_per_cam_hour']} |"
         )
     for n in sorted({r["streams"] for r in rows}):
-        ours = next((r for r in rows if r["streams"] == n and r["mode"] == "evalwatch"), None)
+        ours_all = [r for r in rows if r["streams"] == n and r["mode"] == "evalwatch"]
         base = next((r for r in rows if r["streams"] == n and r["mode"] == "baseline"), None)
+        if len(ours_all) > 1 and ours_all[-1]["hub_cpu_pct"]:
+            ref = ours_all[-1]
+            for o in ours_all[:-1]:
+                print(
+                    f"N={n}: evalwatch hub CPU live {fmt_live(o['live_fps'])} / "
+                    f"{fmt_live(ref['live_fps'])} = {o['hub_cpu_pct'] / ref['hub_cpu_pct']:.2f}x "
+                    f"({o['hub_cpu_pct']} vs {ref['hub_cpu_pct']} %)"
+                )
         if base and base["hub_unresponsive"]:
             print(f"N={n}: baseline INVALID - its hub stopped answering (overloaded); no ratio")
             continue
-        if (
-            ours
-            and base
-            and ours["hub_cpu_pct"]
-            and ours["archive_mb_per_cam_hour"]
-            and base["archive_mb_per_cam_hour"]
-        ):
-            print(
-                f"N={n}: baseline/evalwatch hub CPU = {base['hub_cpu_pct'] / ours['hub_cpu_pct']:.2f}x, "
-                f"archive MB/cam-h = "
-                f"{base['archive_mb_per_cam_hour'] / ours['archive_mb_per_cam_hour']:.2f}x, "
-                f"hub fps/stream {ours['hub_fps_per_stream']} vs {base['hub_fps_per_stream']}"
-            )
+        for ours in ours_all:
+            if (
+                base
+                and ours["hub_cpu_pct"]
+                and ours["archive_mb_per_cam_hour"]
+                and base["archive_mb_per_cam_hour"]
+            ):
+                print(
+                    f"N={n} (live {fmt_live(ours['live_fps'])}): baseline/evalwatch hub CPU = "
+                    f"{base['hub_cpu_pct'] / ours['hub_cpu_pct']:.2f}x, archive MB/cam-h = "
+                    f"{base['archive_mb_per_cam_hour'] / ours['archive_mb_per_cam_hour']:.2f}x, "
+                    f"hub fps/stream {ours['hub_fps_per_stream']} vs {base['hub_fps_per_stream']}"
+                )
     return 0
 
 
