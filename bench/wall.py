@@ -146,6 +146,20 @@ def spawn_farm(cfg_path: Path, sites: list[str], seconds: float, log: Path) -> s
         )
 
 
+async def analysis_metrics(url: str, token: str) -> dict[str, float]:
+    """The hub's ``evalwatch_analysis_*`` metrics (``/metrics`` with the metrics token)."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+        text = (await c.get("/metrics", headers={"Authorization": f"Bearer {token}"})).text
+    out = {}
+    for ln in text.splitlines():
+        if ln.startswith("evalwatch_analysis_"):
+            name, _, value = ln.partition(" ")
+            out[name.removeprefix("evalwatch_analysis_")] = float(value)
+    return out
+
+
 async def ev(page: Any, js: str, within: float = 15.0) -> Any:
     """``page.evaluate`` bounded in time (an overloaded hub shares this event loop)."""
     return await asyncio.wait_for(page.evaluate(js), within)
@@ -164,6 +178,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="evalwatch-wallbench-"))
     cfg_path = write_config(tmp, args.cameras)
     cfg = load_config(str(cfg_path))
+    from dashboard.security import metrics_token
+
+    assert cfg.hub.secret_key is not None
+    mtok = metrics_token(cfg.hub.secret_key.get_secret_value())
     res: dict[str, Any] = {"cameras": args.cameras, "seconds": args.seconds, "cpus": os.cpu_count()}
     logs = tmp / "logs"
     logs.mkdir()
@@ -281,12 +299,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 time.monotonic(),
             )
             f0 = await ev(page, FRAMES_JS, 60)
+            m0 = await analysis_metrics(url, mtok)
             during: list[list[float]] = []
             t_end = time.monotonic() + args.seconds
             while time.monotonic() < t_end:
                 await asyncio.sleep(5)
                 during.append(loadavg())
             f1 = await ev(page, FRAMES_JS, 60)
+            m1 = await analysis_metrics(url, mtok)
             c1 = (
                 tree_cpu(list(hub_pids)),
                 tree_cpu(browser_pids),
@@ -296,6 +316,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             wall = c1[3] - c0[3]
             res["hub_cpu_pct"] = round(100 * (c1[0] - c0[0]) / wall, 1)
             res["chromium_cpu_pct"] = round(100 * (c1[1] - c0[1]) / wall, 1)
+            res["analysis"] = {
+                "fps_per_camera": round(
+                    (m1.get("frames_total", 0) - m0.get("frames_total", 0)) / wall / max(1, args.cameras), 2
+                ),
+                "frame_cost_ms": round(1000 * m1.get("frame_cost_seconds", 0.0), 1),
+                "frame_lag_s": round(m1.get("frame_lag_seconds", 0.0), 2),
+            }
             res["farms_cpu_pct"] = round(100 * (c1[2] - c0[2]) / wall, 1)
             rates = sorted((f1.get(k, 0) - f0.get(k, 0)) / wall for k in f1) or [0.0]
             res["tile_fps"] = {
@@ -393,6 +420,15 @@ def table(res: dict[str, Any]) -> str:
             "enlarged tile: first frame (s) / fps last 10 s / hub fps",
             "{first_frame_s} / {fps_last_10s} / {hub_fps}".format(
                 **(res.get("enlarged") or {"first_frame_s": None, "fps_last_10s": None, "hub_fps": None})
+            ),
+        ),
+        (
+            "analysis, wall open: frames/s per camera / ms per frame / lag s",
+            "{fps_per_camera} / {frame_cost_ms} / {frame_lag_s}".format(
+                **(
+                    res.get("analysis")
+                    or {"fps_per_camera": None, "frame_cost_ms": None, "frame_lag_s": None}
+                )
             ),
         ),
         ("offline flip (s)", str(res.get("offline_flip_s"))),

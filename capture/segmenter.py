@@ -35,6 +35,7 @@ from fractions import Fraction
 import av
 from av.video.frame import PictureType
 
+from capture.live_encoder import x264_options
 from capture.spool import Spool, SpooledSegment, fmt_time
 
 log = logging.getLogger(__name__)
@@ -151,15 +152,7 @@ class SegmentWriter:
         stream = container.add_stream(
             "libx264",
             rate=Fraction(self.fps).limit_denominator(1001),
-            options={
-                "preset": self.preset,
-                "tune": "zerolatency",
-                "profile": "baseline",  # x264: Constrained Baseline (profile-level-id 42c0xx)
-                "x264-params": (
-                    f"keyint={gop}:min-keyint={gop}:scenecut=0:crf={self.crf}"
-                    f":vbv-maxrate={kbps}:vbv-bufsize={kbps}:vbv-init=0.5"
-                ),
-            },
+            options=x264_options(preset=self.preset, gop=gop, crf=self.crf, kbps=kbps),
         )
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
         stream.codec_context.time_base = MS

@@ -172,6 +172,31 @@ def test_supervisor_watches_handles_and_replays(system: str) -> None:
         stat = tile.locator(".stat").text_content() or ""
         assert "在线" in stat, stat
 
+        # 1b. enlarged: full quality over WebRTC; the hub asks the agent for the camera's full
+        # rate (the grid only needs the 5 fps live stream) and lets it drop back afterwards
+        def hub_fps() -> float:
+            status, body = api_get(page, "/api/cameras/status")
+            assert status == 200, body
+            return next(c["fps"] for c in body["cameras"] if c["site"] == "s01" and c["room"] == "room-a")
+
+        def wait_fps(ok: Any, what: str) -> None:
+            deadline, seen = time.monotonic() + 40, []
+            while not seen or not ok(seen[-1]):
+                assert time.monotonic() < deadline, f"hub fps never {what}: {seen}"
+                time.sleep(1.0)
+                seen.append(hub_fps())
+
+        wait_fps(lambda f: 3 <= f <= 7, "at the 5 fps live rate")
+        tile.click()
+        page.wait_for_function(
+            "() => { const v = document.getElementById('enlarged-video');"
+            " return v.srcObject && v.videoWidth > 0 && v.currentTime > 0; }",
+            timeout=30_000,
+        )
+        wait_fps(lambda f: f >= 9, "raised to the camera's 15 fps while enlarged")
+        page.click("#enlarged-close")
+        wait_fps(lambda f: f <= 7, "back to the live rate after closing")
+
         # 2. the clip's scripted extra person raises an alert, pushed over the WebSocket
         page.wait_for_function(
             "() => window.evalwatch.received.some(r => r.event.rule === 'extra_person')", timeout=120_000

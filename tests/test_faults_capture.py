@@ -303,7 +303,7 @@ def test_bad_requests_rejected_while_hub_keeps_serving(
     while frames() == 0:
         assert time.monotonic() < deadline, rig.logs()
         time.sleep(0.3)
-    before = frames()
+    before, t_before = frames(), time.monotonic()
     offer = {"site": rig.site, "room": "r1", "camera": "c1", "sdp": "v=0\r\nbogus\r\n", "type": "offer"}
     with httpx.Client(base_url=base, timeout=10) as c:
         r = c.post("/api/ingest/offer", json=offer, headers={"Authorization": "Bearer wrong-token"})
@@ -326,7 +326,9 @@ def test_bad_requests_rejected_while_hub_keeps_serving(
         assert r.status_code == 400 and "MP4" in r.json()["detail"]
         assert "Traceback" not in r.text
     time.sleep(2)
-    assert frames() > before + 15, "live stream stalled while bad requests were handled"
+    # the live stream kept flowing: at least half its rate (capture.live_fps, 5/s) meanwhile
+    gained, elapsed = frames() - before, time.monotonic() - t_before
+    assert gained >= 0.5 * 5 * elapsed, f"live stream stalled meanwhile: {gained} frames in {elapsed:.1f} s"
     assert agent.wait(60) == 0, rig.logs()
     spool = Spool(tmp_path / "spool", 100)
     recs = asyncio.run(_wait_all_uploaded(rig, len(spool.segments())))
