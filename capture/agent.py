@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import random
@@ -37,7 +38,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import MediaStreamError
 
 from capture.ice import configure_ice, rtc_configuration
-from capture.live_encoder import LiveEncoder
+from capture.live_encoder import CONTROL_CHANNEL, LiveEncoder
 from capture.segmenter import EncoderThread, SegmentWriter
 from capture.source import CameraSource
 from capture.spool import Spool, SpooledSegment, fmt_time
@@ -245,6 +246,17 @@ class CameraPipe:
         else:
             self.writer.request_keyframe()
 
+    def _on_control(self, message: str | bytes) -> None:
+        """A message from the hub on the control channel: ``{"full_rate": bool}``."""
+        try:
+            full = json.loads(message)["full_rate"]
+            if not isinstance(full, bool):
+                raise TypeError(f"full_rate must be true or false, got {full!r}")
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("ignored control message camera=%s: %s", self.label, e)
+            return
+        self.set_full_rate(full)
+
     def set_full_rate(self, full: bool) -> None:
         """Live stream at the camera's full rate (somebody watches it enlarged) or the base rate."""
         enc = self.live_encoder
@@ -298,6 +310,10 @@ class CameraPipe:
                         done.set()
 
                 tr = pc.addTransceiver(track, direction="sendonly")
+                if self.live_encoder is not None:
+                    # The hub asks for the full rate here the moment somebody enlarges the camera.
+                    control = pc.createDataChannel(CONTROL_CHANNEL)
+                    control.on("message", self._on_control)
                 codec = "video/H264" if cfg.capture.codec == "h264" else "video/VP8"
                 prefs = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == codec]
                 # x264 "baseline" emits Constrained Baseline: offer 42e01f first (then 42001f).

@@ -9,7 +9,8 @@ is encoded separately at ``live_fps`` — by default 5/s, about a third of the a
 work on the agent and a third of the hub's receive/decode work.
 
 The rate can change while streaming (:meth:`LiveEncoder.set_fps`): the hub asks for the camera's
-full rate while somebody watches the camera enlarged (heartbeat answer ``full_rate``).
+full rate while somebody watches the camera enlarged (a message on the agent's control data
+channel :data:`CONTROL_CHANNEL`, repeated in every heartbeat answer's ``full_rate``).
 
 Contract: :meth:`offer` is called with every captured frame (any thread, never blocks, frames are
 not modified — they are copied on the encoder's thread); frames are taken on a ``1/fps`` grid of
@@ -34,6 +35,11 @@ log = logging.getLogger(__name__)
 
 OnPacket = Callable[[bytes, float, bool], None]
 MS = Fraction(1, 1000)
+
+#: Label of the data channel an agent with a live encoder opens next to its video track: the hub
+#: sends ``{"full_rate": true|false}`` on it when somebody starts / stops watching the camera
+#: enlarged (the heartbeat answer's ``full_rate`` list says the same, for agents without it).
+CONTROL_CHANNEL = "evalwatch-control"
 
 
 def x264_options(*, preset: str, gop: int, crf: int, kbps: int) -> dict[str, str]:

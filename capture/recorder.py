@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
 from capture.ice import configure_ice, rtc_configuration
+from capture.live_encoder import CONTROL_CHANNEL
 from config.models import EvalwatchConfig
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,8 @@ class _Cam:
         self.agent: dict[str, Any] = {}
         self.agent_seen_at: datetime | None = None
         self.full_viewers: list[MediaStreamTrack] = []  # unreduced live subscriptions
+        self.control: Any = None  # the agent's "evalwatch-control" data channel, if it opened one
+        self.full_rate_sent: bool | None = None  # last full_rate told over that channel
 
 
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -198,6 +202,12 @@ class Recorder:
             if track.kind == "video":
                 got_track.append(track)
 
+        @pc.on("datachannel")
+        def _on_channel(channel: Any) -> None:
+            if channel.label == CONTROL_CHANNEL and cam.pc is pc:
+                cam.control, cam.full_rate_sent = channel, None
+                self._tell_full_rate(cam)  # a viewer may be waiting already (agent reconnected)
+
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=without_abs_send_time(sdp), type="offer"))
             if not got_track:
@@ -265,6 +275,7 @@ class Recorder:
     async def _drop(self, cam: _Cam, error: str | None) -> None:
         pc, task = cam.pc, cam.consumer
         cam.pc, cam.track, cam.consumer = None, None, None
+        cam.control, cam.full_rate_sent = None, None
         if error:
             cam.last_error = error
         if task is not None:
@@ -296,17 +307,35 @@ class Recorder:
         sub = self.relay.subscribe(cam.track, buffered=False)
         if width is None and fps is None:
             cam.full_viewers.append(sub)
+            sub.on("ended", lambda: self._tell_full_rate(cam))
+            self._tell_full_rate(cam)
             return sub
         return ReducedTrack(sub, width=width, fps=fps)
 
     def wants_full_rate(self, ref: CameraRef) -> bool:
         """Whether somebody watches the camera at full quality (an unreduced live track that has
-        not ended): the agent is then asked to send its camera's full frame rate."""
+        not ended): the agent is then asked to send its camera's full frame rate — at once over
+        its control data channel, and in every heartbeat answer (agents without the channel,
+        and a lost message, catch up there)."""
         cam = self._cams.get(ref)
-        if cam is None:
-            return False
+        return cam is not None and self._full_wanted(cam)
+
+    @staticmethod
+    def _full_wanted(cam: _Cam) -> bool:
         cam.full_viewers = [t for t in cam.full_viewers if t.readyState == "live"]
         return bool(cam.full_viewers)
+
+    def _tell_full_rate(self, cam: _Cam) -> None:
+        """Send ``{"full_rate": bool}`` over the camera's control channel when it changed."""
+        want = self._full_wanted(cam)
+        ch = cam.control
+        if ch is None or ch.readyState != "open" or want == cam.full_rate_sent:
+            return
+        try:
+            ch.send(json.dumps({"full_rate": want}))
+            cam.full_rate_sent = want
+        except Exception as e:  # the heartbeat answer carries the same request
+            log.info("control message failed camera=%s: %s", cam.ref, e)
 
     # -- agent reports ------------------------------------------------------------------------
 

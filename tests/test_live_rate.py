@@ -140,23 +140,33 @@ async def _hub_fps(recorder: object, seconds: float) -> float:
     return (frames() - n0) / (time.monotonic() - t0)
 
 
-async def _agent_reports_live_fps(recorder: object, fps: float, within: float = 10.0) -> None:
-    """Wait until the agent's heartbeat (every 1 s in tests) reports the live rate ``fps``."""
-
-    def reported() -> object:
-        return recorder.status()[0].agent.get("live_fps")  # type: ignore[attr-defined]
-
-    for _ in range(round(within / 0.1)):
-        if reported() == fps:
+async def _live_rate_becomes(agent: Agent, fps: float, within: float) -> float:
+    """Seconds until the agent's live encoder runs at ``fps`` (fails after ``within``)."""
+    enc = agent.pipes[0].live_encoder
+    assert enc is not None
+    t0 = time.monotonic()
+    for _ in range(round(within / 0.05)):
+        if enc.fps == fps:
             break
-        await asyncio.sleep(0.1)
-    assert reported() == fps
+        await asyncio.sleep(0.05)
+    assert enc.fps == fps, f"live rate still {enc.fps}, not {fps}, after {within} s"
+    return time.monotonic() - t0
 
 
 @pytest.mark.timeout(90)
-async def test_agent_sends_live_at_reduced_rate_and_full_rate_while_watched(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", ["control channel", "heartbeat"])
+async def test_agent_sends_live_at_reduced_rate_and_full_rate_while_watched(
+    tmp_path: Path, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Over real aiortc: the archive keeps the camera's 15 fps, the hub receives 5 fps; while a
-    full-quality viewer is subscribed the hub asks (heartbeat) for 15 fps, and back after."""
+    full-quality viewer is subscribed the hub asks for 15 fps, and for 5 again when it leaves —
+    at once over the agent's control data channel, or (an agent without one) in the heartbeat
+    answer."""
+    import capture.agent as agent_mod
+
+    heartbeat_s = 30.0 if path == "control channel" else 1.0  # the channel must not need it
+    if path == "heartbeat":
+        monkeypatch.setattr(agent_mod, "CONTROL_CHANNEL", "not-the-control-channel")
     clip = make_clip(tmp_path / "room.mp4", seconds=3)
     port = free_port()
     cfg = load_config(
@@ -167,7 +177,7 @@ async def test_agent_sends_live_at_reduced_rate_and_full_rate_while_watched(tmp_
             tokens={"s1": "token-s1-xxxxxxxxxxxxxxxx"},
             spool_dir=tmp_path / "spool",
             segment_seconds=2.0,
-            extra={"capture": {"live_fps": 5}},
+            extra={"capture": {"live_fps": 5, "heartbeat_seconds": heartbeat_s}},
         )
     )
     store = DirSegmentStore(tmp_path / "store")
@@ -189,7 +199,6 @@ async def test_agent_sends_live_at_reduced_rate_and_full_rate_while_watched(tmp_
         await asyncio.sleep(1.5)
         base = await _hub_fps(recorder, 4.0)
         assert 3.0 <= base <= 7.0, base
-        assert recorder.status()[0].agent.get("live_fps") == 5.0
 
         viewer = recorder.live_track("s1", "r1", "c1")  # the enlarged tile's full-quality stream
         assert viewer is not None
@@ -200,14 +209,16 @@ async def test_agent_sends_live_at_reduced_rate_and_full_rate_while_watched(tmp_
                     await viewer.recv()
 
         watching = asyncio.create_task(watch())
-        await _agent_reports_live_fps(recorder, 15.0)
+        # channel: a message, well under a second; heartbeat: within ~one heartbeat (1 s here)
+        bound = 3.0 if path == "control channel" else 2 * heartbeat_s + 3.0
+        await _live_rate_becomes(agent, 15.0, bound)
         await asyncio.sleep(1.0)
-        full = await _hub_fps(recorder, 4.0)
+        full = await _hub_fps(recorder, 3.0)
         assert full >= 10.0, (base, full)
 
         viewer.stop()  # the viewer closed the enlarged tile
         watching.cancel()
-        await _agent_reports_live_fps(recorder, 5.0)
+        await _live_rate_becomes(agent, 5.0, bound)
         await asyncio.sleep(1.0)
         again = await _hub_fps(recorder, 3.0)
         assert again <= 7.0, (base, full, again)
@@ -279,3 +290,20 @@ async def test_offer_loses_only_the_abs_send_time_extension() -> None:
     removed = set(sdp.splitlines()) - set(out.splitlines())
     assert len(removed) == 1 and removed.pop().startswith("a=extmap:")
     assert "a=extmap:" in out  # the other extensions stay
+
+
+def test_malformed_control_messages_are_logged_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    import types
+
+    from capture.agent import CameraPipe
+
+    asked: list[bool] = []
+    pipe = types.SimpleNamespace(label="s1/r1/c1", set_full_rate=asked.append)
+    messages: list[str | bytes] = ['{"full_rate": true}', "not json", '{"full_rate": "yes"}', "{}"]
+    messages += ["[1]", b"\xff", '{"full_rate": false}']
+    with caplog.at_level("WARNING", logger="capture.agent"):
+        for m in messages:
+            CameraPipe._on_control(pipe, m)  # type: ignore[arg-type]
+    assert asked == [True, False]
+    warned = [r.getMessage() for r in caplog.records if "ignored control message" in r.getMessage()]
+    assert len(warned) == 5 and all("s1/r1/c1" in w for w in warned), warned
