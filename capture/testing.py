@@ -1,8 +1,9 @@
 """A minimal hub for the capture tests, the fault tests and ``bench/ingest.py``.
 
 ``python -m capture.testing --config CFG --port P --store dir:PATH`` serves the ingest router and
-a :class:`~capture.recorder.Recorder` on 127.0.0.1 with uvicorn — just the capture stage, without
-analysis or the dashboard (``evalwatch hub`` composes the real thing).  ``--store`` picks the
+a :class:`~capture.recorder.Recorder` on 127.0.0.1 (``--host ADDR``, repeatable, to listen
+elsewhere too) with uvicorn — just the capture stage, without analysis or the dashboard
+(``evalwatch hub`` composes the real thing).  ``--store`` picks the
 segment store: ``dir:PATH`` (:class:`DirSegmentStore`, a durable file-per-segment store with the
 same interface as ``storage.segments.SegmentStore``) or ``s3`` (the real SegmentStore on
 ``storage.s3``, ``storage.database_url`` and ``storage.wal_dir``).
@@ -18,8 +19,13 @@ import hashlib
 import json
 import logging
 import os
+import random
+import shutil
+import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -241,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--store", required=True)
+    ap.add_argument("--host", action="append", help="listen address (repeatable; default 127.0.0.1)")
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--baseline-dir", help="bench: also re-encode every track with MediaRecorder here")
     args = ap.parse_args(argv)
@@ -252,7 +259,18 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config)
     base = Path(args.baseline_dir) if args.baseline_dir else None
     app, _rec = build_app(cfg, make_store(args.store, cfg), BufferedFrameSink(256), base)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    hosts = args.host or ["127.0.0.1"]
+    if len(hosts) == 1:
+        uvicorn.run(app, host=hosts[0], port=args.port, log_level="warning", access_log=False)
+        return 0
+    socks = []
+    for h in hosts:  # several addresses: one listening socket each
+        s = socket.socket(socket.AF_INET6 if ":" in h else socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((h, args.port))
+        socks.append(s)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server.run(sockets=socks)
     return 0
 
 
@@ -403,3 +421,140 @@ class TcpProxy:
         self.down()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+
+class NetnsUnavailable(RuntimeError):
+    """Network namespaces cannot be used here (not root, no ``unshare``/``nsenter``/``ip``, ...)."""
+
+
+class NetnsLink:
+    """A separate network namespace joined to this one by a veth pair: a site's uplink that a test
+    can really cut — TCP *and* UDP (the WebRTC media), unlike :class:`TcpProxy`.
+
+    ``start()`` creates the namespace, held by ``unshare --net cat`` (``cat`` reads a pipe from
+    this process, so it exits when this process dies, even by SIGKILL), and the pair
+    ``evw<x>h`` = :attr:`host_ip` ``10.213.<x>.1/30`` here ↔ ``evw<x>a`` = :attr:`ns_ip`
+    ``10.213.<x>.2/30`` in the namespace (plus ``lo`` up there).  ``<x>`` is a random free number
+    in 1..254; the host interface name is the lock between concurrent runs.  Run a process in the
+    namespace with ``[*link.exec_prefix, *argv]`` (``nsenter --net=...``).
+
+    ``cut()`` takes the host end down: the namespace end loses its carrier, nothing passes in
+    either direction, and the process inside gets no error — its packets just vanish, as when a
+    site's uplink dies.  ``restore()`` brings it back up (the kernel re-adds the host's routes).
+    ``close()`` (idempotent) deletes the pair and ends the holder; the namespace itself disappears
+    when the last process in it exits.  Nothing is mounted (no ``ip netns add``), so nothing is
+    left behind.  Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN): ``start()`` raises
+    :class:`NetnsUnavailable` otherwise.
+    """
+
+    PREFIX = "10.213"
+
+    def __init__(self) -> None:
+        self.x = 0
+        self.host_ip = self.ns_ip = self.host_if = self.ns_if = ""
+        self._holder: subprocess.Popen[bytes] | None = None
+        self._made_link = False
+
+    @property
+    def exec_prefix(self) -> list[str]:
+        assert self._holder is not None, "start() first"
+        return ["nsenter", f"--net=/proc/{self._holder.pid}/ns/net", "--"]
+
+    def __enter__(self) -> NetnsLink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _run(argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(list(argv), capture_output=True, text=True, timeout=10, check=False)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)}: exit {r.returncode}: {r.stderr.strip()}")
+        return r
+
+    def start(self) -> NetnsLink:
+        for tool in ("unshare", "nsenter", "ip"):
+            if shutil.which(tool) is None:
+                raise NetnsUnavailable(f"{tool!r} not found")
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        own_ns = os.readlink("/proc/self/ns/net")
+        holder = subprocess.Popen(
+            ["unshare", "--net", "--", "cat"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._holder = holder
+        deadline = time.monotonic() + 10
+        while True:  # until the holder runs in a namespace of its own
+            if holder.poll() is not None:
+                err = holder.stderr.read().decode(errors="replace").strip() if holder.stderr else ""
+                raise NetnsUnavailable(f"unshare --net failed (exit {holder.returncode}): {err}")
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{holder.pid}/ns/net") != own_ns:
+                    break
+            if time.monotonic() > deadline:
+                raise NetnsUnavailable("unshare --net did not start within 10 s")
+            time.sleep(0.01)
+        used = self._run(["ip", "-o", "-4", "addr", "show"]).stdout + self._run(["ip", "-4", "route"]).stdout
+        numbers = list(range(1, 255))
+        random.shuffle(numbers)
+        for x in numbers:
+            if f"{self.PREFIX}.{x}." in used:
+                continue
+            host_if, ns_if = f"evw{x}h", f"evw{x}a"
+            # The peer is created right inside the namespace: no window with both ends here.
+            veth = ["type", "veth", "peer", "name", ns_if, "netns", str(holder.pid)]
+            r = self._run(["ip", "link", "add", host_if, *veth], check=False)
+            if r.returncode == 0:
+                break
+            if "exists" in r.stderr:  # another run holds this number
+                continue
+            raise NetnsUnavailable(f"ip link add {host_if} type veth ...: {r.stderr.strip()}")
+        else:
+            raise NetnsUnavailable(f"no free {self.PREFIX}.x.0/30 subnet / evw<x>h name")
+        self._made_link = True
+        self.x, self.host_if, self.ns_if = x, host_if, ns_if
+        self.host_ip, self.ns_ip = f"{self.PREFIX}.{x}.1", f"{self.PREFIX}.{x}.2"
+        inside, pid = self.exec_prefix, holder.pid
+        self._run([*inside, "ip", "link", "set", "lo", "up"])
+        self._run([*inside, "ip", "addr", "add", f"{self.ns_ip}/30", "dev", ns_if])
+        self._run([*inside, "ip", "link", "set", ns_if, "up"])
+        self._run(["ip", "addr", "add", f"{self.host_ip}/30", "dev", host_if])
+        self._run(["ip", "link", "set", host_if, "up"])
+        log.info(
+            "netns link %s %s <-> %s %s (namespace of pid %d)", host_if, self.host_ip, ns_if, self.ns_ip, pid
+        )
+
+    def cut(self) -> None:
+        """The uplink goes down: no packet passes in either direction (TCP and UDP)."""
+        self._run(["ip", "link", "set", self.host_if, "down"])
+
+    def restore(self) -> None:
+        self._run(["ip", "link", "set", self.host_if, "up"])
+
+    def close(self) -> None:
+        if self._made_link:
+            self._made_link = False
+            r = self._run(["ip", "link", "del", self.host_if], check=False)  # deletes both ends
+            if r.returncode != 0 and "Cannot find" not in r.stderr:
+                log.warning("netns link: ip link del %s: %s", self.host_if, r.stderr.strip())
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            if holder.stdin is not None:
+                holder.stdin.close()  # cat sees EOF and exits
+            try:
+                holder.wait(5)
+            except subprocess.TimeoutExpired:
+                holder.kill()
+                holder.wait()
+            if holder.stderr is not None:
+                holder.stderr.close()

@@ -6,6 +6,10 @@ object storage afterwards (SeaweedFS S3 + SQLite, via storage.segments.SegmentSt
   → nothing lost, nothing duplicated;
 * agent ↔ hub link cut for ``EVALWATCH_FAULT_LINK_CUT_S`` (default 60 s; TCP proxy closed: signalling,
   uploads and heartbeats — the WebRTC media path is UDP and not cut) → backfilled, no gap;
+* the same cut for real: the agent in its own network namespace behind a veth pair taken down
+  (``capture.testing.NetnsLink``: TCP *and* the UDP media) → the hub receives nothing meanwhile, the
+  agent keeps recording, the live stream comes back by itself within ``EVALWATCH_FAULT_LIVE_RECOVER_S``
+  after the restore, the archive is complete (skipped where namespaces are not permitted);
 * bad credentials / other site / malformed SDP / oversized / garbage segments → 4xx naming the
   problem while the hub keeps serving a streaming agent.
 """
@@ -13,13 +17,14 @@ object storage afterwards (SeaweedFS S3 + SQLite, via storage.segments.SegmentSt
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,9 +33,10 @@ from typing import Any
 import av
 import httpx
 import pytest
+import yaml
 
 from capture.spool import Spool
-from capture.testing import TcpProxy, gaps, make_clip, write_config
+from capture.testing import NetnsLink, NetnsUnavailable, TcpProxy, gaps, make_clip, write_config
 from storage.s3server import free_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
@@ -39,6 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SEG_S = 2.0
 S3_DOWN_S = float(os.environ.get("EVALWATCH_FAULT_S3_DOWN_S", "30"))
 LINK_CUT_S = float(os.environ.get("EVALWATCH_FAULT_LINK_CUT_S", "60"))
+# Bound for the live stream to come back after a real link cut is restored.
+LIVE_RECOVER_S = float(os.environ.get("EVALWATCH_FAULT_LIVE_RECOVER_S", "30"))
+NETNS_PRE_S = 12.0  # agent start -> cut; live frames and a segment must have reached the hub by then
 
 
 @dataclass
@@ -52,7 +61,9 @@ class Rig:
     db_url: str
     procs: list[subprocess.Popen[bytes]]
 
-    def hub(self, port: int | None = None) -> subprocess.Popen[bytes]:
+    def hub(
+        self, port: int | None = None, config: Path | None = None, hosts: Sequence[str] = ()
+    ) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"hub-{len(self.procs)}.log", "wb")
         p = subprocess.Popen(
             [
@@ -60,11 +71,12 @@ class Rig:
                 "-m",
                 "capture.testing",
                 "--config",
-                str(self.cfg_path),
+                str(config or self.cfg_path),
                 "--port",
                 str(port or self.port),
                 "--store",
                 "s3",
+                *(a for h in hosts for a in ("--host", h)),
             ],
             cwd=ROOT,
             stdout=log,
@@ -74,15 +86,23 @@ class Rig:
         wait_http(port or self.port, p)
         return p
 
-    def agent(self, seconds: float, hub_url: str | None = None) -> subprocess.Popen[bytes]:
+    def agent(
+        self,
+        seconds: float,
+        hub_url: str | None = None,
+        config: Path | None = None,
+        prefix: Sequence[str] = (),
+    ) -> subprocess.Popen[bytes]:
+        """``prefix``: run the agent through this command (e.g. ``NetnsLink.exec_prefix``)."""
         log = open(self.tmp / f"agent-{len(self.procs)}.log", "wb")
         argv = [
+            *prefix,
             sys.executable,
             "-m",
             "evalwatch",
             "agent",
             "--config",
-            str(self.cfg_path),
+            str(config or self.cfg_path),
             "--site",
             self.site,
             "--duration",
@@ -282,6 +302,100 @@ def test_link_cut_backfills_without_gap(
     spool = Spool(tmp_path / "spool", 100)
     recs = asyncio.run(_wait_all_uploaded(rig, len(spool.segments())))
     asyncio.run(_assert_complete(rig, recs, spool, 4 + LINK_CUT_S + 4))
+
+
+def _netns_configs(rig: Rig, link: NetnsLink) -> tuple[Path, Path]:
+    """Hub and agent configs for a link through ``link``: each side gathers ICE candidates only on
+    its own end of the veth pair (no loopback, no STUN); the agent's config has no storage keys."""
+    doc = yaml.safe_load(rig.cfg_path.read_text())
+    hub_doc = copy.deepcopy(doc)
+    hub_doc["hub"].update(listen_host=link.host_ip, ice_interfaces=[link.host_ip])
+    agent_doc = copy.deepcopy(doc)
+    agent_doc["hub"].update(public_url=f"http://{link.host_ip}:{rig.port}", ice_interfaces=[link.ns_ip])
+    agent_doc["storage"] = {"segment_seconds": doc["storage"]["segment_seconds"]}
+    hub_cfg, agent_cfg = rig.tmp / "hub.yaml", rig.tmp / "agent.yaml"
+    hub_cfg.write_text(yaml.safe_dump(hub_doc, sort_keys=False))
+    agent_cfg.write_text(yaml.safe_dump(agent_doc, sort_keys=False))
+    return hub_cfg, agent_cfg
+
+
+@pytest.mark.timeout(300)
+def test_netns_link_cut_live_recovers_archive_complete(
+    tmp_path: Path, clip: Path, s3_server: Any, unique_site: str, procs_cleanup: list[Rig]
+) -> None:
+    """The agent in its own network namespace; its veth link to the hub is cut for LINK_CUT_S —
+    signalling, uploads, heartbeats AND the WebRTC media (UDP)."""
+    link = NetnsLink()
+    try:
+        link.start()
+    except NetnsUnavailable as e:
+        pytest.skip(f"network namespaces not usable here (needs root, unshare, nsenter, ip): {e}")
+    try:
+        rig = _rig(tmp_path, clip, s3_server, unique_site)
+        procs_cleanup.append(rig)
+        hub_cfg, agent_cfg = _netns_configs(rig, link)
+        rig.hub(config=hub_cfg, hosts=["127.0.0.1", link.host_ip])
+        agent_s = NETNS_PRE_S + LINK_CUT_S + LIVE_RECOVER_S + 5
+        t0 = time.monotonic()
+        hub_url = f"http://{link.host_ip}:{rig.port}"
+        agent = rig.agent(agent_s, hub_url=hub_url, config=agent_cfg, prefix=link.exec_prefix)
+        spool = Spool(tmp_path / "spool", 100)
+
+        def cam() -> dict[str, Any]:  # the hub's view, asked over loopback (not through the link)
+            cams: list[dict[str, Any]] = httpx.get(
+                f"http://127.0.0.1:{rig.port}/test/status", timeout=5
+            ).json()["cameras"]
+            return cams[0]
+
+        while not ((c := cam())["frames"] > 0 and c["segments"] > 0):
+            assert agent.poll() is None and time.monotonic() - t0 < NETNS_PRE_S, (
+                "no live frames and segment over the veth link before the cut\n" + rig.logs()
+            )
+            time.sleep(0.3)
+        time.sleep(max(0.0, t0 + NETNS_PRE_S - time.monotonic()))
+
+        link.cut()
+        t_cut = time.monotonic()
+        pending_at_cut = len(spool.pending())
+        time.sleep(3)  # whatever was already in the hub's hands lands
+        during = cam()
+        while time.monotonic() < t_cut + LINK_CUT_S:
+            time.sleep(min(1.0, max(0.0, t_cut + LINK_CUT_S - time.monotonic())))
+            c = cam()
+            assert c["frames"] == during["frames"], (
+                f"the hub received {c['frames'] - during['frames']} live frames through the cut link"
+            )
+            assert c["segments"] == during["segments"], "a segment reached the hub through the cut link"
+        assert not c["online"], "the hub still shows the camera online at the end of the cut"
+        segs = spool.segments()
+        grown = len([s for s in segs if not s.done]) - pending_at_cut
+        assert grown >= LINK_CUT_S / SEG_S / 2, f"only {grown} segments spooled during the cut"
+        behind = (datetime.now(UTC) - max(s.end for s in segs)).total_seconds()
+        assert behind < 2 * SEG_S + 3, f"the agent stopped recording: newest segment ended {behind:.1f} s ago"
+
+        link.restore()
+        t_restore = time.monotonic()
+        first_s: float | None = None
+        while (c := cam())["frames"] < during["frames"] + 10:  # 2 s of the 5 fps live rate
+            now = time.monotonic() - t_restore
+            if first_s is None and c["frames"] > during["frames"]:
+                first_s = now
+            assert now < LIVE_RECOVER_S, (
+                f"live stream not back {LIVE_RECOVER_S:.0f} s after the link was restored\n" + rig.logs()
+            )
+            time.sleep(0.2)
+        steady_s = time.monotonic() - t_restore
+        print(
+            f"netns link cut {LINK_CUT_S:.0f} s: live back {first_s or steady_s:.1f} s after the restore "
+            f"(10 frames after {steady_s:.1f} s); {grown} segments spooled during the cut"
+        )
+        assert agent.wait(agent_s + 60) == 0, rig.logs()
+    finally:
+        link.close()
+    recs = asyncio.run(_wait_all_uploaded(rig, len(spool.segments())))
+    asyncio.run(_assert_complete(rig, recs, spool, agent_s))
+    hub_log = (tmp_path / "hub-0.log").read_text(errors="replace")
+    assert hub_log.count("answered offer") >= 2, "the live stream did not come back through a new offer"
 
 
 def test_bad_requests_rejected_while_hub_keeps_serving(
