@@ -233,6 +233,9 @@ class CameraPipe:
         self.connects = 0
         self.hub_lost_live = 0  # consecutive heartbeats in which the hub had no live connection
         self.kick = asyncio.Event()
+        #: Set by a heartbeat that reached the hub: end this camera's reconnect backoff now.
+        self.retry_now = asyncio.Event()
+        self.hub_refused = False  # the last attempt failed because the hub said no (keep backing off)
 
     def _on_packet(self, data: bytes, ts: float, key: bool) -> None:  # encoder thread
         live = self.live
@@ -335,7 +338,7 @@ class CameraPipe:
                 }
                 r = await self.agent.http.post("/api/ingest/offer", json=body)
                 if r.status_code != 200:
-                    raise ConnectionError(f"hub refused offer: HTTP {r.status_code}: {_detail(r)}")
+                    raise HubRefused(f"hub refused offer: HTTP {r.status_code}: {_detail(r)}")
                 ans = r.json()
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=ans["sdp"], type=ans["type"]))
                 self.live = track
@@ -366,6 +369,7 @@ class CameraPipe:
                 raise
             except Exception as e:
                 self.last_error = f"live: {e}"
+                self.hub_refused = isinstance(e, HubRefused)
                 delay = backoff.next()
                 log.warning(
                     "live connection failed site=%s room=%s camera=%s: %s (retry in %.1fs)",
@@ -380,7 +384,16 @@ class CameraPipe:
                 track.stop()
                 with contextlib.suppress(Exception):
                     await pc.close()
-            await asyncio.sleep(delay)
+            # Back off — unless a heartbeat gets through meanwhile: after a long cut the backoff
+            # is at its cap (up to reconnect_max_seconds), but the hub is back now.
+            self.retry_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.retry_now.wait(), delay)
+
+
+class HubRefused(ConnectionError):
+    """The hub answered the offer with an error (bad config, unknown camera...): only the
+    backoff schedules the next attempt, a successful heartbeat does not shorten it."""
 
 
 def _answer_pli_with_keyframe(sender: RTCRtpSender, request: Any) -> None:
@@ -433,6 +446,7 @@ class Agent:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pipes: list[CameraPipe] = []
         self._seg_event: asyncio.Event | None = None
+        self._upload_retry = asyncio.Event()  # set by a heartbeat that reached the hub
         self.http: httpx.AsyncClient
         self.hub_reachable = False
         self.uploaded = 0
@@ -558,7 +572,9 @@ class Agent:
                     len(self.spool.pending(self.site_id)),
                     delay,
                 )
-                await asyncio.sleep(delay)
+                self._upload_retry.clear()
+                with contextlib.suppress(TimeoutError):  # a heartbeat that gets through ends it
+                    await asyncio.wait_for(self._upload_retry.wait(), delay)
 
     def _reachable(self, ok: bool) -> None:
         if ok and not self.hub_reachable:
@@ -623,6 +639,11 @@ class Agent:
                         "heartbeat refused site=%s: HTTP %d %s", self.site_id, r.status_code, _detail(r)
                     )
                 else:
+                    # The hub is reachable again: whoever is backing off tries now.
+                    self._upload_retry.set()
+                    for p in self.pipes:
+                        if p.live is None and not p.hub_refused:
+                            p.retry_now.set()
                     answer = r.json()
                     live = answer.get("live", {})
                     full_rate = set(answer.get("full_rate", []))

@@ -257,6 +257,46 @@ async def test_agent_survives_hub_absent_at_start(tmp_path: Path, clip: Path) ->
     assert (have[-1][1] - have[0][0]).total_seconds() == pytest.approx(9.0, abs=0.6)
 
 
+@pytest.mark.timeout(60)
+async def test_hub_back_ends_the_agents_backoff(tmp_path: Path, clip: Path) -> None:
+    """After a long outage the reconnect backoff sits near its cap; once a heartbeat reaches the
+    hub again, the live connection and the uploads retry at once instead of sleeping it out."""
+    port = free_port()
+    cfg = load_config(
+        write_config(
+            tmp_path / "cfg.yaml",
+            port=port,
+            sites={"s1": {"r1": [("c1", str(clip))]}},
+            tokens={"s1": "token-s1-xxxxxxxxxxxxxxxx"},
+            spool_dir=tmp_path / "spool",
+            segment_seconds=2.0,
+            # the first retry waits >= 15 s (30 s x jitter 0.5-1); heartbeats every 1 s
+            extra={"capture": {"reconnect_min_seconds": 30.0, "reconnect_max_seconds": 30.0}},
+        )
+    )
+    store = DirSegmentStore(tmp_path / "store")
+    agent = Agent(cfg, "s1")
+    stop = asyncio.Event()
+    run = asyncio.create_task(agent.run(stop=stop))
+    await asyncio.sleep(3.0)  # live and upload attempts have failed: both are backing off
+    assert agent.pipes[0].last_error and not agent.hub_reachable
+    app, recorder = build_app(cfg, store, None)
+    server, task = await _serve(app, port)
+    t0 = asyncio.get_running_loop().time()
+    try:
+        while not (recorder.status()[0].online and store.list("s1", "r1", "c1")):
+            assert asyncio.get_running_loop().time() - t0 < 10.0, (
+                f"live online={recorder.status()[0].online}, segments={len(store.list('s1', 'r1', 'c1'))}"
+                " 10 s after the hub came back: still waiting out the backoff"
+            )
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, 30)
+        server.should_exit = True
+        await task
+
+
 @pytest.mark.timeout(30)
 async def test_ingest_rejects_bad_input_with_named_problem(tmp_path: Path, clip: Path) -> None:
     port = free_port()

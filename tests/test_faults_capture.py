@@ -46,7 +46,7 @@ SEG_S = 2.0
 S3_DOWN_S = float(os.environ.get("EVALWATCH_FAULT_S3_DOWN_S", "30"))
 LINK_CUT_S = float(os.environ.get("EVALWATCH_FAULT_LINK_CUT_S", "60"))
 # Bound for the live stream to come back after a real link cut is restored.
-LIVE_RECOVER_S = float(os.environ.get("EVALWATCH_FAULT_LIVE_RECOVER_S", "30"))
+LIVE_RECOVER_S = float(os.environ.get("EVALWATCH_FAULT_LIVE_RECOVER_S", "15"))
 NETNS_PRE_S = 12.0  # agent start -> cut; live frames and a segment must have reached the hub by then
 
 
@@ -313,6 +313,11 @@ def _netns_configs(rig: Rig, link: NetnsLink) -> tuple[Path, Path]:
     agent_doc = copy.deepcopy(doc)
     agent_doc["hub"].update(public_url=f"http://{link.host_ip}:{rig.port}", ice_interfaces=[link.ns_ip])
     agent_doc["storage"] = {"segment_seconds": doc["storage"]["segment_seconds"]}
+    # The agent keeps the product's reconnect and heartbeat defaults (backoff 1-30 s, heartbeat
+    # 5 s): after the 60 s cut its backoff sits at the cap, and the recovery bound below only
+    # holds because a heartbeat that gets through ends the backoff.
+    for key in ("heartbeat_seconds", "reconnect_min_seconds", "reconnect_max_seconds"):
+        agent_doc["capture"].pop(key, None)
     hub_cfg, agent_cfg = rig.tmp / "hub.yaml", rig.tmp / "agent.yaml"
     hub_cfg.write_text(yaml.safe_dump(hub_doc, sort_keys=False))
     agent_cfg.write_text(yaml.safe_dump(agent_doc, sort_keys=False))
