@@ -363,6 +363,45 @@ def write_config(
     return path
 
 
+ONE_CAMERA_TOKEN = "token-s1-xxxxxxxxxxxxxxxx"  # noqa: S105 - a test fixture, not a secret
+
+
+def one_camera_config(
+    tmp: Path, source: str | Path, port: int, *, capture: dict[str, Any] | None = None
+) -> EvalwatchConfig:
+    """Tests: site ``s1`` / room ``r1`` / camera ``c1`` playing ``source`` (320x240 @ 15), agent
+    token :data:`ONE_CAMERA_TOKEN`, spool and config in ``tmp``, 2 s segments, hub on ``port``;
+    ``capture`` overrides capture settings."""
+    from config import load_config
+
+    path = write_config(
+        tmp / "cfg.yaml",
+        port=port,
+        sites={"s1": {"r1": [("c1", str(source))]}},
+        tokens={"s1": ONE_CAMERA_TOKEN},
+        spool_dir=tmp / "spool",
+        segment_seconds=2.0,
+        extra={"capture": capture} if capture else None,
+    )
+    return load_config(path)
+
+
+async def serve_app(app: Any, port: int) -> tuple[Any, asyncio.Task[None]]:
+    """Tests: run ``app`` with uvicorn on 127.0.0.1:``port`` in this loop until it accepts
+    requests; returns ``(server, task)`` — stop with ``server.should_exit = True; await task``."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    for _ in range(100):
+        if server.started:
+            break
+        await asyncio.sleep(0.05)
+    if not server.started:
+        raise RuntimeError(f"test server did not start on port {port}")
+    return server, task
+
+
 class TcpProxy:
     """A TCP forwarder on 127.0.0.1 that a test can cut (close listener + all connections, so
     clients see refused/reset connections) and restore — a site's uplink going down."""

@@ -12,14 +12,21 @@ import av
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from capture.agent import Agent, Backoff
 from capture.ice import configure_ice, rtc_configuration
 from capture.recorder import BufferedFrameSink
 from capture.segmenter import SegmentWriter
 from capture.spool import Spool, fmt_time, parse_time
-from capture.testing import DirSegmentStore, build_app, gaps, make_clip, write_config
+from capture.testing import (
+    DirSegmentStore,
+    build_app,
+    gaps,
+    make_clip,
+    one_camera_config,
+    serve_app,
+    write_config,
+)
 from config import load_config
 from storage.s3server import free_port
 
@@ -154,33 +161,14 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(tmp_path_factory.mktemp("clip") / "room.mp4", seconds=3)
 
 
-async def _serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
-    task = asyncio.create_task(server.serve())
-    for _ in range(100):
-        if server.started:
-            break
-        await asyncio.sleep(0.05)
-    assert server.started
-    return server, task
-
-
 @pytest.mark.timeout(60)
 async def test_agent_streams_live_frames_and_archives_segments(tmp_path: Path, clip: Path) -> None:
     port = free_port()
-    cfg_path = write_config(
-        tmp_path / "cfg.yaml",
-        port=port,
-        sites={"s1": {"r1": [("c1", str(clip))]}},
-        tokens={"s1": "token-s1-xxxxxxxxxxxxxxxx"},
-        spool_dir=tmp_path / "spool",
-        segment_seconds=2.0,
-    )
-    cfg = load_config(cfg_path)
+    cfg = one_camera_config(tmp_path, clip, port)
     store = DirSegmentStore(tmp_path / "store")
     sink = BufferedFrameSink(64)
     app, recorder = build_app(cfg, store, sink)
-    server, task = await _serve(app, port)
+    server, task = await serve_app(app, port)
     agent = Agent(cfg, "s1")
     started = datetime.now(UTC)
     try:
@@ -229,16 +217,7 @@ async def test_agent_streams_live_frames_and_archives_segments(tmp_path: Path, c
 async def test_agent_survives_hub_absent_at_start(tmp_path: Path, clip: Path) -> None:
     """Segments recorded while no hub exists are uploaded oldest-first once it appears."""
     port = free_port()
-    cfg = load_config(
-        write_config(
-            tmp_path / "cfg.yaml",
-            port=port,
-            sites={"s1": {"r1": [("c1", str(clip))]}},
-            tokens={"s1": "token-s1-xxxxxxxxxxxxxxxx"},
-            spool_dir=tmp_path / "spool",
-            segment_seconds=2.0,
-        )
-    )
+    cfg = one_camera_config(tmp_path, clip, port)
     store = DirSegmentStore(tmp_path / "store")
     agent = Agent(cfg, "s1")
     run = asyncio.create_task(agent.run(duration=9.0))
@@ -246,7 +225,7 @@ async def test_agent_survives_hub_absent_at_start(tmp_path: Path, clip: Path) ->
     assert store.list("s1", "r1", "c1") == []
     assert len(agent.spool.pending()) >= 1
     app, _ = build_app(cfg, store, None)
-    server, task = await _serve(app, port)
+    server, task = await serve_app(app, port)
     try:
         await run
     finally:
@@ -262,17 +241,9 @@ async def test_hub_back_ends_the_agents_backoff(tmp_path: Path, clip: Path) -> N
     """After a long outage the reconnect backoff sits near its cap; once a heartbeat reaches the
     hub again, the live connection and the uploads retry at once instead of sleeping it out."""
     port = free_port()
-    cfg = load_config(
-        write_config(
-            tmp_path / "cfg.yaml",
-            port=port,
-            sites={"s1": {"r1": [("c1", str(clip))]}},
-            tokens={"s1": "token-s1-xxxxxxxxxxxxxxxx"},
-            spool_dir=tmp_path / "spool",
-            segment_seconds=2.0,
-            # the first retry waits >= 15 s (30 s x jitter 0.5-1); heartbeats every 1 s
-            extra={"capture": {"reconnect_min_seconds": 30.0, "reconnect_max_seconds": 30.0}},
-        )
+    # the first retry waits >= 15 s (30 s x jitter 0.5-1); heartbeats every 1 s
+    cfg = one_camera_config(
+        tmp_path, clip, port, capture={"reconnect_min_seconds": 30.0, "reconnect_max_seconds": 30.0}
     )
     store = DirSegmentStore(tmp_path / "store")
     agent = Agent(cfg, "s1")
@@ -281,7 +252,7 @@ async def test_hub_back_ends_the_agents_backoff(tmp_path: Path, clip: Path) -> N
     await asyncio.sleep(3.0)  # live and upload attempts have failed: both are backing off
     assert agent.pipes[0].last_error and not agent.hub_reachable
     app, recorder = build_app(cfg, store, None)
-    server, task = await _serve(app, port)
+    server, task = await serve_app(app, port)
     t0 = asyncio.get_running_loop().time()
     try:
         while not (recorder.status()[0].online and store.list("s1", "r1", "c1")):
@@ -489,21 +460,11 @@ async def test_agent_encodes_once_and_hub_decodes_the_same_packets(
 
     monkeypatch.setattr(agent_mod, "PacketTrack", RecordingTrack)
     port = free_port()
-    cfg = load_config(
-        write_config(
-            tmp_path / "cfg.yaml",
-            port=port,
-            sites={"s1": {"r1": [("c1", str(clip))]}},
-            tokens={"s1": "token-s1-xxxxxxxxxxxxxxxx"},
-            spool_dir=tmp_path / "spool",
-            segment_seconds=2.0,
-            extra={"capture": {"live_fps": None}},
-        )
-    )
+    cfg = one_camera_config(tmp_path, clip, port, capture={"live_fps": None})
     store = DirSegmentStore(tmp_path / "store")
     sink = BufferedFrameSink(64)
     app, recorder = build_app(cfg, store, sink)
-    server, task = await _serve(app, port)
+    server, task = await serve_app(app, port)
     agent = Agent(cfg, "s1")
     try:
         run = asyncio.create_task(agent.run(duration=6.0))

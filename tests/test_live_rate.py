@@ -13,13 +13,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import uvicorn
 
 from capture.agent import Agent
 from capture.live_encoder import LiveEncoder
 from capture.recorder import ABS_SEND_TIME, BufferedFrameSink, CameraRef, without_abs_send_time
-from capture.testing import DirSegmentStore, build_app, make_clip, write_config
-from config import load_config
+from capture.testing import DirSegmentStore, build_app, make_clip, one_camera_config, serve_app
 from storage.s3server import free_port
 
 
@@ -118,17 +116,6 @@ def test_live_encoder_drops_oldest_when_behind() -> None:
     assert seen and seen[-1] == pytest.approx(100.0 + 9 / 15, abs=2e-3)
 
 
-async def _serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
-    task = asyncio.create_task(server.serve())
-    for _ in range(100):
-        if server.started:
-            break
-        await asyncio.sleep(0.05)
-    assert server.started
-    return server, task
-
-
 async def _hub_fps(recorder: object, seconds: float) -> float:
     """Frames per second the hub received for s1/r1/c1 over ``seconds``."""
 
@@ -169,20 +156,10 @@ async def test_agent_sends_live_at_reduced_rate_and_full_rate_while_watched(
         monkeypatch.setattr(agent_mod, "CONTROL_CHANNEL", "not-the-control-channel")
     clip = make_clip(tmp_path / "room.mp4", seconds=3)
     port = free_port()
-    cfg = load_config(
-        write_config(
-            tmp_path / "cfg.yaml",
-            port=port,
-            sites={"s1": {"r1": [("c1", str(clip))]}},
-            tokens={"s1": "token-s1-xxxxxxxxxxxxxxxx"},
-            spool_dir=tmp_path / "spool",
-            segment_seconds=2.0,
-            extra={"capture": {"live_fps": 5, "heartbeat_seconds": heartbeat_s}},
-        )
-    )
+    cfg = one_camera_config(tmp_path, clip, port, capture={"live_fps": 5, "heartbeat_seconds": heartbeat_s})
     store = DirSegmentStore(tmp_path / "store")
     app, recorder = build_app(cfg, store, BufferedFrameSink(64))
-    server, task = await _serve(app, port)
+    server, task = await serve_app(app, port)
     agent = Agent(cfg, "s1")
     stop = asyncio.Event()
     run = asyncio.create_task(agent.run(stop=stop))
