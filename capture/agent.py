@@ -453,6 +453,11 @@ class Agent:
         self.backfilled = 0
         self.upload_error: str | None = None
 
+    @property
+    def heartbeat_timeout(self) -> httpx.Timeout:
+        """2 heartbeat intervals, at least 5 s (a heartbeat is small and the hub answers in ms)."""
+        return httpx.Timeout(max(5.0, 2 * self.cfg.capture.heartbeat_seconds), connect=5.0)
+
     def segment_ready(self) -> None:  # any thread
         if self.loop is not None and self._seg_event is not None:
             self.loop.call_soon_threadsafe(self._seg_event.set)
@@ -633,7 +638,9 @@ class Agent:
                 "cameras": [p.status() for p in self.pipes],
             }
             try:
-                r = await self.http.post("/api/ingest/heartbeat", json=body)
+                # A short read timeout: during a silent cut a request on a pooled connection hangs
+                # until it; the heartbeat is what ends the backoffs once the link is back.
+                r = await self.http.post("/api/ingest/heartbeat", json=body, timeout=self.heartbeat_timeout)
                 if r.status_code != 200:
                     log.warning(
                         "heartbeat refused site=%s: HTTP %d %s", self.site_id, r.status_code, _detail(r)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from datetime import UTC, datetime, timedelta
@@ -496,3 +497,32 @@ async def test_agent_encodes_once_and_hub_decodes_the_same_packets(
     assert sink.submitted >= 4
     img = sink.get_nowait()[2]  # type: ignore[index]
     assert img.shape == (240, 320, 3) and img.std() > 5
+
+
+@pytest.mark.timeout(60)
+async def test_heartbeat_does_not_hang_on_a_silent_hub(tmp_path: Path, clip: Path) -> None:
+    """A silent cut (the peer accepts or holds the connection but never answers) must not stall
+    the heartbeat for the uploads' 30 s read timeout: the heartbeat is what ends the backoffs
+    when the link returns (timeout: 2 heartbeat intervals, at least 5 s)."""
+    seen: list[tuple[float, str]] = []
+    loop = asyncio.get_running_loop()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            while line := await reader.readline():
+                if line.startswith((b"POST ", b"PUT ", b"GET ")):
+                    seen.append((loop.time(), line.split()[1].decode()))
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = one_camera_config(tmp_path, clip, port)  # heartbeat every 1 s -> 5 s timeout
+    agent = Agent(cfg, "s1", live=False)
+    t0 = loop.time()
+    try:
+        await agent.run(duration=8.0)
+    finally:
+        server.close()
+    beats = [t - t0 for t, path in seen if path == "/api/ingest/heartbeat"]
+    assert agent.heartbeat_timeout.read == 5.0
+    assert len(beats) >= 2 and beats[1] - beats[0] < 7.0, beats  # a 30 s hang would allow one
