@@ -107,20 +107,7 @@ async def live_thumb(
     rec = st.services.recorder
     if rec is None:
         raise ApiError(503, "err.live_unavailable")
-    target = f"{site}/{room}/{camera}"
-    starts, ended = st.live.thumb_audit.touch(me.username, me.role, target, client_ip(request))
-    for v in ended:
-        await _thumb_view_end(st, v)
-    if starts:
-        await audit.record(
-            st.db,
-            me.username,
-            "live_view",
-            role=me.role,
-            target=target,
-            ip=client_ip(request),
-            details={"quality": "thumb"},
-        )
+    await _thumb_viewed(st, me, f"{site}/{room}/{camera}", client_ip(request))
     st.live.sweep_thumb_viewings(lambda v: _thumb_view_end(st, v))
     got = await st.live.thumbs(rec).get(site, room, camera)
     if got is None:
@@ -161,19 +148,7 @@ async def live_thumbs(
         if target not in known:
             continue
         wanted[target] = have
-        starts, ended = st.live.thumb_audit.touch(me.username, me.role, target, ip)
-        for v in ended:
-            await _thumb_view_end(st, v)
-        if starts:
-            await audit.record(
-                st.db,
-                me.username,
-                "live_view",
-                role=me.role,
-                target=target,
-                ip=ip,
-                details={"quality": "thumb"},
-            )
+        await _thumb_viewed(st, me, target, ip)
     pictures = await hub.get_many([_camera_key(t) for t in wanted])
     for target, have in wanted.items():
         got = pictures[_camera_key(target)]
@@ -185,6 +160,24 @@ async def live_thumbs(
             frames[target] = {"seq": seq, "age": round(age, 2), "jpeg": base64.b64encode(jpeg).decode()}
     st.live.sweep_thumb_viewings(lambda v: _thumb_view_end(st, v))
     return {"frames": frames, "offline": offline}
+
+
+async def _thumb_viewed(state: Any, me: Principal, target: str, ip: str | None) -> None:
+    """Note that ``me`` asked for ``target``'s thumbnail: audit ``live_view`` when this starts a
+    viewing, ``live_view_end`` for the viewings that ended meanwhile."""
+    starts, ended = state.live.thumb_audit.touch(me.username, me.role, target, ip)
+    for v in ended:
+        await _thumb_view_end(state, v)
+    if starts:
+        await audit.record(
+            state.db,
+            me.username,
+            "live_view",
+            role=me.role,
+            target=target,
+            ip=ip,
+            details={"quality": "thumb"},
+        )
 
 
 def _camera_key(target: str) -> tuple[str, str, str]:
