@@ -58,14 +58,21 @@ PHONE_REACH = 0.35
 
 
 class BoxLike(Protocol):
-    """What the rules need of a detector box (``analysis.detector.Box``), normalised 0..1."""
+    """What the rules need of a detector box (``analysis.detector.Box``), normalised 0..1;
+    read-only, so frozen boxes satisfy it."""
 
-    label: str
-    score: float
-    x1: float
-    y1: float
-    x2: float
-    y2: float
+    @property
+    def label(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def x1(self) -> float: ...
+    @property
+    def y1(self) -> float: ...
+    @property
+    def x2(self) -> float: ...
+    @property
+    def y2(self) -> float: ...
 
 
 Point = tuple[float, float]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from analysis.bus import EventBus
+from analysis.detector import Box
 from analysis.events import EventUpdate
 from analysis.pipeline import (
     AnalysisCore,
@@ -22,16 +23,6 @@ from analysis.pipeline import (
     split_detector,
 )
 from config.models import DetectionConfig, RoomConfig, RulesConfig
-
-
-@dataclass
-class Box:
-    label: str
-    score: float
-    x1: float
-    y1: float
-    x2: float
-    y2: float
 
 
 def room(n_cams: int = 1) -> RoomConfig:
@@ -210,8 +201,6 @@ def test_submit_ignores_unknown_cameras_and_never_blocks():
     assert pipe._pending == {}
 
 
-
-
 # --- seat crops for phones ----------------------------------------------------------------------
 
 
@@ -224,10 +213,8 @@ class _PersonModel:
         self.shapes: list[tuple[int, ...]] = []
 
     def raw(self, frames: Sequence[np.ndarray], min_score: float) -> list[list[Any]]:
-        from analysis.detector import Box as DBox
-
         self.shapes += [f.shape for f in frames]
-        return [[DBox("person", 0.9, 0.6, 0.3, 0.8, 0.8)] for _ in frames]
+        return [[Box("person", 0.9, 0.6, 0.3, 0.8, 0.8)] for _ in frames]
 
 
 class _SmallObjectModel:
@@ -239,15 +226,13 @@ class _SmallObjectModel:
         self.shapes: list[tuple[int, ...]] = []
 
     def raw(self, frames: Sequence[np.ndarray], min_score: float) -> list[list[Any]]:
-        from analysis.detector import Box as DBox
-
         out = []
         for f in frames:
             self.shapes.append(f.shape)
             ys, xs = np.nonzero(f[:, :, 0] == 255)
             h, w = f.shape[:2]
             if len(xs) / (h * w) >= 0.005:
-                out.append([DBox("cell phone", 0.8, xs.min() / w, ys.min() / h,
+                out.append([Box("cell phone", 0.8, xs.min() / w, ys.min() / h,
                                  (xs.max() + 1) / w, (ys.max() + 1) / h)])
             else:
                 out.append([])

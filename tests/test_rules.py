@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
+from analysis.detector import Box
 from analysis.rules import (
     CameraRules,
     Debouncer,
@@ -19,16 +18,6 @@ from config.models import RulesConfig, SeatConfig
 # Two seats side by side: A on the left half, B on the right half, lower part of the image.
 A = SeatConfig(id="A", camera="cam1", polygon=[(0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.0, 1.0)])
 B = SeatConfig(id="B", camera="cam1", polygon=[(0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)])
-
-
-@dataclass
-class Box:
-    label: str
-    score: float
-    x1: float
-    y1: float
-    x2: float
-    y2: float
 
 
 def person(cx: float, bottom: float, score: float = 0.9, h: float = 0.4) -> Box:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from test_sessions_support import cfg_dict, spec_dict
 
+from analysis.detector import Box
 from analysis.events import EventUpdate
 from analysis.pipeline import AnalysisPipeline, db_sessions, session_view
 from analysis.rules import CameraRules, SessionView
@@ -25,16 +25,6 @@ from storage.models import Event as EventRow
 
 A = SeatConfig(id="A", camera="cam1", polygon=[(0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.0, 1.0)])
 B = SeatConfig(id="B", camera="cam1", polygon=[(0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)])
-
-
-@dataclass
-class Box:
-    label: str
-    score: float
-    x1: float
-    y1: float
-    x2: float
-    y2: float
 
 
 def person(cx: float, bottom: float, score: float = 0.9) -> Box:
