@@ -278,20 +278,27 @@ class Sprite:
     y0: int
 
 
-def build_background(lay: Layout, rng: np.random.Generator, textures: dict[str, Image]) -> Image:
-    """Wall, floor and wall fittings on the world canvas (uint8 BGR)."""
+def build_background(lay: Layout, rng: np.random.Generator, textures: dict[str, Image],
+                     wall: str = "brick.png", floor: str = "gravel.png",
+                     wall_color: tuple[float, float, float] = (196, 214, 222),
+                     floor_color: tuple[float, float, float] = (118, 112, 100)) -> Image:
+    """Wall, floor and wall fittings on the world canvas (uint8 BGR).
+
+    ``wall`` and ``floor`` name the textures (keys of ``textures``) that modulate the
+    plain ``wall_color`` paint and ``floor_color`` carpet.
+    """
     wall_y = int(lay.wall_y + PAD)
     canvas = np.zeros((CH, CW, 3), np.float32)
-    brick = textures["brick.png"].astype(np.float32)
+    brick = textures[wall].astype(np.float32)
     brick = cv2.GaussianBlur(cv2.cvtColor(brick, cv2.COLOR_BGR2GRAY), (0, 0), 1.2)
     wall_tex = 0.93 + 0.07 * (brick - brick.mean()) / (brick.std() + 1e-6) / 2.5
-    wall = _tile(wall_tex, CH, CW)[..., None] * np.array([196, 214, 222], np.float32)
-    canvas[:wall_y] = wall[:wall_y]
-    gravel = textures["gravel.png"].astype(np.float32)
+    paint = _tile(wall_tex, CH, CW)[..., None] * np.array(wall_color, np.float32)
+    canvas[:wall_y] = paint[:wall_y]
+    gravel = textures[floor].astype(np.float32)
     gravel = cv2.GaussianBlur(cv2.cvtColor(gravel, cv2.COLOR_BGR2GRAY), (0, 0), 2.5)
     carpet = 1.0 + 0.045 * (gravel - gravel.mean()) / (gravel.std() + 1e-6)
-    floor = _tile(carpet, CH, CW)[..., None] * np.array([118, 112, 100], np.float32)
-    canvas[wall_y:] = floor[wall_y:]
+    carpet_rgb = _tile(carpet, CH, CW)[..., None] * np.array(floor_color, np.float32)
+    canvas[wall_y:] = carpet_rgb[wall_y:]
     # carpet tile seams converging on a vanishing point above the frame
     vx, vy = PAD + WIDTH / 2, wall_y - 420
     seam = np.zeros((CH, CW), np.float32)
@@ -341,7 +348,7 @@ def build_props(lay: Layout, rng: np.random.Generator) -> list[Sprite]:
     for s in lay.seats:
         cx = s.cx + PAD
         top, front = s.desk_top + PAD, s.desk_front + PAD
-        depth_top = 0.085 * s.scale
+        depth_top = lay.desk_depth * s.scale
         w = s.desk_w
         # chair back behind the seat
         cw, c_top, c_bot = 0.24 * s.scale, top - 0.40 * s.scale, top + 0.02 * s.scale
@@ -417,10 +424,15 @@ def build_props(lay: Layout, rng: np.random.Generator) -> list[Sprite]:
 
 
 class PersonRenderer:
-    """Draws cut-out people with idle sway, walking bob and desk occlusion."""
+    """Draws cut-out people with idle sway, walking bob and desk occlusion.
 
-    def __init__(self, cutouts: dict[str, Cutout]) -> None:
+    ``persons`` describes the sources of the cut-outs (default: the demo's :data:`PERSONS`).
+    """
+
+    def __init__(self, cutouts: dict[str, Cutout], persons: dict[str, PersonSrc] | None = None,
+                 ) -> None:
         self.cutouts = cutouts
+        self.persons = PERSONS if persons is None else persons
         self._cache: dict[tuple[str, int], tuple[Image, Image]] = {}
 
     def scaled(self, key: str, height: int) -> tuple[Image, Image]:
@@ -438,8 +450,8 @@ class PersonRenderer:
 
     def figure_top(self, p: PersonState, lay: Layout) -> tuple[float, float, float | None]:
         """(top row, standing height, clip row) of a person in view coordinates."""
-        height = lay.height_at(p.g) * PERSONS[p.source].size
-        src = PERSONS[p.source]
+        src = self.persons[p.source]
+        height = lay.height_at(p.g) * src.size
         standing_top = p.g - height
         clip = None
         if p.seat is not None:
@@ -454,7 +466,7 @@ class PersonRenderer:
 
     def draw(self, canvas: Image, p: PersonState, t: float, phase: float, lay: Layout) -> None:
         """Composite one person onto the world canvas."""
-        src = PERSONS[p.source]
+        src = self.persons[p.source]
         top, height, clip = self.figure_top(p, lay)
         sprite_h = max(8, round(src.body_frac * height))
         rgb, a = self.scaled(p.source, sprite_h)
@@ -462,36 +474,47 @@ class PersonRenderer:
             keep = round(clip - top)
             a = a.copy()
             a[max(0, keep):] = 0
-        # idle sway / lean, or a walking bob
-        if p.moving:
-            dx = 0.0
-            dy = -0.018 * height * abs(math.sin(math.pi * 1.9 * t + phase))
-            ang = 2.0 * math.sin(math.pi * 1.9 * t + phase)
-        else:
-            dx = (0.012 * math.sin(2 * math.pi * t / 6.3 + phase)
-                  + 0.006 * math.sin(2 * math.pi * t / 2.7 + 2 * phase)) * height
-            dy = 0.012 * height * (0.5 + 0.5 * math.sin(2 * math.pi * t / 9.7 + 3 * phase))
-            ang = (1.4 * math.sin(2 * math.pi * t / 7.9 + 1.3 * phase)
-                   + 0.6 * math.sin(2 * math.pi * t / 3.1 + phase))
-        h, w = a.shape
-        margin = int(0.08 * h) + 4
+        dx, dy, ang = body_motion(p.moving, t, phase, height)
         # pivot: hips for seated people, feet for standing ones
-        piv_y = min(h - 1, 0.55 * height) if p.seated > 0.5 else h - 1
-        cx = p.x + PAD + dx
-        ty = top + PAD + dy
-        ox, oy = math.floor(cx - w / 2) - margin, math.floor(ty) - margin
-        rot = cv2.getRotationMatrix2D((w / 2, piv_y), ang, 1.0)
-        rot[0, 2] += (cx - w / 2) - ox
-        rot[1, 2] += ty - oy
-        size = (w + 2 * margin, h + 2 * margin)
-        rgba = np.dstack([rgb, a])
-        warped = cv2.warpAffine(rgba, rot, size, flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-        alpha = warped[..., 3]
-        if clip is not None:  # re-apply the desk clip after rotation
-            cut_row = round(clip + PAD) - oy
-            alpha[max(0, cut_row):] = 0
-        blend(canvas, warped[..., :3], np.clip(alpha, 0, 1), ox, oy)
+        piv_y = min(a.shape[0] - 1, 0.55 * height) if p.seated > 0.5 else a.shape[0] - 1
+        composite_figure(canvas, rgb, a, p.x + PAD + dx, top + PAD + dy, piv_y, ang,
+                         None if clip is None else clip + PAD)
+
+
+def body_motion(moving: bool, t: float, phase: float, height: float) -> tuple[float, float, float]:
+    """(dx, dy, degrees) of a person's idle sway and lean, or of a walking bob."""
+    if moving:
+        dx = 0.0
+        dy = -0.018 * height * abs(math.sin(math.pi * 1.9 * t + phase))
+        ang = 2.0 * math.sin(math.pi * 1.9 * t + phase)
+    else:
+        dx = (0.012 * math.sin(2 * math.pi * t / 6.3 + phase)
+              + 0.006 * math.sin(2 * math.pi * t / 2.7 + 2 * phase)) * height
+        dy = 0.012 * height * (0.5 + 0.5 * math.sin(2 * math.pi * t / 9.7 + 3 * phase))
+        ang = (1.4 * math.sin(2 * math.pi * t / 7.9 + 1.3 * phase)
+               + 0.6 * math.sin(2 * math.pi * t / 3.1 + phase))
+    return dx, dy, ang
+
+
+def composite_figure(canvas: Image, rgb: Image, a: Image, cx: float, ty: float, piv_y: float,
+                     ang: float, clip_row: float | None) -> None:
+    """Rotate a sprite by ``ang`` degrees about ``(centre, piv_y)`` and blend it with its top
+    centre at canvas ``(cx, ty)``; rows from canvas row ``clip_row`` down stay hidden."""
+    h, w = a.shape
+    margin = int(0.08 * h) + 4
+    ox, oy = math.floor(cx - w / 2) - margin, math.floor(ty) - margin
+    rot = cv2.getRotationMatrix2D((w / 2, piv_y), ang, 1.0)
+    rot[0, 2] += (cx - w / 2) - ox
+    rot[1, 2] += ty - oy
+    size = (w + 2 * margin, h + 2 * margin)
+    rgba = np.dstack([rgb, a])
+    warped = cv2.warpAffine(rgba, rot, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+    alpha = warped[..., 3]
+    if clip_row is not None:  # re-apply the desk clip after rotation
+        cut_row = round(clip_row) - oy
+        alpha[max(0, cut_row):] = 0
+    blend(canvas, warped[..., :3], np.clip(alpha, 0, 1), ox, oy)
 
 
 # --------------------------------------------------------------------------- phone
@@ -577,8 +600,12 @@ def osd(frame: Image, t: float, label: str) -> None:
 
 
 def camera_view(canvas: Image, st: FrameState, rng: np.random.Generator,
-                cover_tex: Image) -> Image:
-    """Project the world canvas through the (possibly tampered) camera."""
+                cover_tex: Image, gain: float = 1.0, noise_sigma: float = 1.6) -> Image:
+    """Project the world canvas through the (possibly tampered) camera.
+
+    ``gain`` scales the scene light (0.5 = lights dimmed by half) before the sensor noise
+    of ``noise_sigma`` grey levels is added.
+    """
     tp = st.tamper
     if tp.moved > 0:
         m = tp.moved
@@ -597,8 +624,9 @@ def camera_view(canvas: Image, st: FrameState, rng: np.random.Generator,
         blurred = cv2.GaussianBlur(frame, (0, 0), 1 + 14 * c).astype(np.float32)
         out = blurred + (cover_tex - blurred) * min(1.0, c * 1.05)
         frame = np.clip(out, 0, 255).astype(np.uint8)
-    noise = rng.normal(0, 1.6, frame.shape).astype(np.float32)
-    return np.clip(frame.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    noise = rng.normal(0, noise_sigma, frame.shape).astype(np.float32)
+    lit = frame.astype(np.float32) if gain == 1.0 else frame.astype(np.float32) * gain
+    return np.clip(lit + noise, 0, 255).astype(np.uint8)
 
 
 def make_cover_texture(rng: np.random.Generator) -> Image:
@@ -614,11 +642,44 @@ def make_cover_texture(rng: np.random.Generator) -> Image:
 # --------------------------------------------------------------------------- clips
 
 
+class H264Writer:
+    """Encodes BGR frames to an H.264 MP4 (640x480 @ 15 fps, GOP 2 s, one x264 thread).
+
+    By default CRF quality (:data:`CRF`, High profile, preset medium); with ``options``
+    other x264 settings, e.g. the agent's archive rate control.
+    """
+
+    def __init__(self, path: Path, options: dict[str, str] | None = None) -> None:
+        import av  # PyAV; imported here so the script module stays dependency-free
+
+        self.container = av.open(str(path), mode="w", options={"movflags": "+faststart"})
+        self.stream = self.container.add_stream("libx264", rate=FPS)
+        self.stream.width, self.stream.height, self.stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        self.stream.codec_context.time_base = Fraction(1, FPS)
+        self.stream.codec_context.gop_size = 2 * FPS
+        self.stream.options = options or {
+            "crf": CRF, "preset": "medium", "threads": "1", "profile": "high",
+            "x264-params": "keyint=30:min-keyint=30:scenecut=0"}
+        self._av = av
+
+    def write(self, frame: Image, index: int) -> None:
+        """Encode one frame shown at ``index / FPS``."""
+        vf = self._av.VideoFrame.from_ndarray(frame, format="bgr24")
+        vf.pts = index
+        vf.time_base = Fraction(1, FPS)
+        for pkt in self.stream.encode(vf):
+            self.container.mux(pkt)
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file."""
+        for pkt in self.stream.encode():
+            self.container.mux(pkt)
+        self.container.close()
+
+
 def render_clip(spec: ClipSpec, cutouts: dict[str, Cutout], textures: dict[str, Image],
                 out_dir: Path, n_frames: int | None = None) -> Path:
     """Render and encode one clip; write its room and truth files beside it."""
-    import av  # PyAV; imported here so the script module stays dependency-free
-
     rng = np.random.default_rng(spec.seed)
     lay = spec.geom
     background = build_background(lay, rng, textures)
@@ -632,13 +693,7 @@ def render_clip(spec: ClipSpec, cutouts: dict[str, Cutout], textures: dict[str, 
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{spec.clip}.mp4"
-    container = av.open(str(path), mode="w", options={"movflags": "+faststart"})
-    stream = container.add_stream("libx264", rate=FPS)
-    stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-    stream.codec_context.time_base = Fraction(1, FPS)
-    stream.codec_context.gop_size = 2 * FPS
-    stream.options = {"crf": CRF, "preset": "medium", "threads": "1", "profile": "high",
-                      "x264-params": "keyint=30:min-keyint=30:scenecut=0"}
+    enc = H264Writer(path)
     last: Image | None = None
     for st in states:
         if st.tamper.frozen and last is not None:
@@ -665,14 +720,8 @@ def render_clip(spec: ClipSpec, cutouts: dict[str, Cutout], textures: dict[str, 
             frame = camera_view(canvas, st, rng, cover_tex)
             osd(frame, st.t, label)
             last = frame
-        vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
-        vf.pts = st.index
-        vf.time_base = Fraction(1, FPS)
-        for pkt in stream.encode(vf):
-            container.mux(pkt)
-    for pkt in stream.encode():
-        container.mux(pkt)
-    container.close()
+        enc.write(frame, st.index)
+    enc.close()
 
     if n_frames is None:
         (out_dir / f"{spec.clip}.room.yaml").write_text(

@@ -94,6 +94,7 @@ class Layout:
     #: floor rows used to interpolate a person's height from their ground row
     persp: tuple[tuple[float, float], tuple[float, float]]
     wall_y: float  #: image row where the back wall meets the floor
+    desk_depth: float = 0.085  #: visible depth of a desk top in standing heights (camera tilt)
 
     def seat(self, seat_id: str) -> SeatGeom:
         """Seat by id."""
@@ -474,14 +475,14 @@ def truth_doc(spec: ClipSpec) -> dict[str, object]:
     }
 
 
-def room_doc(spec: ClipSpec) -> dict[str, object]:
-    """The ``<clip>.room.yaml`` document."""
+def room_doc(spec: ClipSpec, folder: str = "sample_videos") -> dict[str, object]:
+    """The ``<clip>.room.yaml`` document (the camera's source is ``folder/<clip>.mp4``)."""
     return {
         "id": spec.room_id,
         "name": spec.room_name,
         "cameras": [{
             "id": "cam1",
-            "source": f"sample_videos/{spec.clip}.mp4",
+            "source": f"{folder}/{spec.clip}.mp4",
             "width": WIDTH,
             "height": HEIGHT,
             "fps": FPS,
