@@ -56,11 +56,19 @@ CROP_RAISE = 0.10
 CROP_PAD = 0.03
 #: Phone boxes from overlapping seat crops with at least this IoU are one phone.
 CROP_NMS_IOU = 0.4
+#: A person found on a seat crop is the same person as a whole-frame (or other crop's) person
+#: box when their IoU exceeds this, or when this fraction of the smaller box lies in the other.
+CROP_PERSON_SAME_IOU = 0.3
+CROP_PERSON_SAME_COVER = 0.6
+#: Crop persons whose box reaches this close (fraction of the crop width) to a crop side are cut
+#: by the crop edge (usually a neighbour) and are ignored.
+CROP_PERSON_EDGE = 0.01
 #: Each seat crop is re-detected about this often (seconds); in between its last phones are
 #: reused.  The seats of a camera take turns, so the crop work is spread evenly over frames.
 #: A phone in use lasts many seconds; this halves the crop cost at the default 2 fps.
 CROP_INTERVAL_S = 1.0
 PHONE = "cell phone"
+PERSON = "person"
 
 
 class DetectorLike(Protocol):
@@ -81,7 +89,7 @@ class DetectorSplit:
     crop: DetectorLike | None
 
 
-def split_detector(detector: DetectorLike) -> DetectorSplit:
+def split_detector(detector: DetectorLike, crop_person_threshold: float | None = None) -> DetectorSplit:
     """Split a multi-model detector into a whole-frame part and a phone part for seat crops.
 
     A phone is a few dozen pixels in a 640x480 room view; the phone model finds it far more
@@ -90,6 +98,10 @@ def split_detector(detector: DetectorLike) -> DetectorSplit:
     is split by label, sharing its model sessions: whole frames run every model except the
     phone-only ones, crops run only the models trusted for phones.  Any other detector (YOLO,
     test doubles) is used as is on whole frames, without seat crops.
+
+    With ``crop_person_threshold`` the crop part also reports ``person`` (from the same phone
+    model, in the same call: no extra inference) at that score, so a small or partly hidden
+    person at a seat is looked for at the crop's higher resolution too.
     """
     sources = getattr(detector, "sources", None)
     if not sources:
@@ -98,6 +110,9 @@ def split_detector(detector: DetectorLike) -> DetectorSplit:
 
     frame_src = [Source(s.model, {k: v for k, v in s.thresholds.items() if k != PHONE}) for s in sources]
     phone_src = [Source(s.model, {PHONE: s.thresholds[PHONE]}) for s in sources if PHONE in s.thresholds]
+    if crop_person_threshold is not None:
+        phone_src = [Source(s.model, {**s.thresholds, PERSON: crop_person_threshold})
+                     if PERSON in s.model.labels else s for s in phone_src]
     frame_src = [s for s in frame_src if s.thresholds]
     if not phone_src or not frame_src:
         return DetectorSplit(detector, None)
@@ -148,6 +163,31 @@ def merge_crop_phones(boxes: Iterable[Any], iou: float = CROP_NMS_IOU) -> list[A
     return kept
 
 
+def _inside_crop(box: Any) -> bool:
+    """A person box (crop coordinates) that does not run into the crop's side edges: a
+    neighbour cut by the crop edge would otherwise look like a second, small person here."""
+    return box.x1 > CROP_PERSON_EDGE and box.x2 < 1.0 - CROP_PERSON_EDGE
+
+
+def _same_object(a: Any, b: Any) -> bool:
+    if _iou(a, b) > CROP_PERSON_SAME_IOU:
+        return True
+    ix = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    iy = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    small = min((a.x2 - a.x1) * (a.y2 - a.y1), (b.x2 - b.x1) * (b.y2 - b.y1))
+    return small > 0 and ix * iy / small > CROP_PERSON_SAME_COVER
+
+
+def merge_crop_people(frame_people: Sequence[Any], crop_people: Iterable[Any]) -> list[Any]:
+    """Persons found on seat crops that are not already a whole-frame person (nor found twice
+    on overlapping crops): the people only the crop's higher resolution shows."""
+    kept: list[Any] = []
+    for b in sorted(crop_people, key=lambda b: -b.score):
+        if not any(_same_object(b, k) for k in [*frame_people, *kept]):
+            kept.append(b)
+    return kept
+
+
 @dataclass
 class CameraState:
     """Everything the core remembers about one camera."""
@@ -164,6 +204,7 @@ class CameraState:
     boxes: list[Any] = field(default_factory=list)
     crops: list[Rect] = field(default_factory=list)
     crop_phones: list[list[Any]] = field(default_factory=list)
+    crop_people: list[list[Any]] = field(default_factory=list)
     crop_turn: int = 0
 
 
@@ -219,9 +260,10 @@ class AnalysisCore:
         seat_crops: bool = True,
     ):
         self.detector = detector
-        self.split = split_detector(detector) if seat_crops else DetectorSplit(detector, None)
         self.rules_cfg = rules_cfg or RulesConfig()
         self.detection_cfg = detection_cfg or DetectionConfig()
+        self.split = (split_detector(detector, self.detection_cfg.crop_person_threshold) if seat_crops
+                      else DetectorSplit(detector, None))
         self.motion_gate = motion_gate
         self.snapshots = snapshots
         self.tamper_cfg = tamper_cfg or TamperConfig(frozen_seconds=self.rules_cfg.frozen_seconds)
@@ -240,7 +282,8 @@ class AnalysisCore:
         rules = CameraRules(camera, room.seats_for(camera), self.rules_cfg, room=room.id, site=site)
         crops = seat_crop_rects(room, camera) if self.split.crop is not None else []
         self.cameras[key] = CameraState(key, camera, room, rules, TamperDetector(self.tamper_cfg),
-                                        crops=crops, crop_phones=[[] for _ in crops])
+                                        crops=crops, crop_phones=[[] for _ in crops],
+                                        crop_people=[[] for _ in crops])
 
     def set_session(self, site: str | None, room: str, session: SessionView | None) -> list[EventUpdate]:
         """Arm the rules of every camera of ``site/room`` for ``session`` (None: no session
@@ -320,16 +363,20 @@ class AnalysisCore:
             self.stats.crops += len(chunk)
             for (j, ci), boxes in zip(chunk, found, strict=True):
                 rect = work[j][0].crops[ci]
-                fresh[(j, ci)] = [_from_crop(b, rect) for b in boxes if b.label == PHONE]
+                fresh[(j, ci)] = [_from_crop(b, rect) for b in boxes
+                                  if b.label == PHONE or (b.label == PERSON and _inside_crop(b))]
         for j in need:  # in time order, so a later frame reuses an earlier frame's fresh crops
             st = work[j][0]
             if not st.crops:
                 continue
             for ci in range(len(st.crops)):
                 if (j, ci) in fresh:
-                    st.crop_phones[ci] = fresh[(j, ci)]
+                    st.crop_phones[ci] = [b for b in fresh[(j, ci)] if b.label == PHONE]
+                    st.crop_people[ci] = [b for b in fresh[(j, ci)] if b.label == PERSON]
             phones = merge_crop_phones([b for ps in st.crop_phones for b in ps])
-            results[j] = [b for b in results[j] if b.label != PHONE] + phones
+            frame_people = [b for b in results[j] if b.label == PERSON]
+            people = merge_crop_people(frame_people, [b for ps in st.crop_people for b in ps])
+            results[j] = [b for b in results[j] if b.label != PHONE] + phones + people
 
     def _needs_detection(
         self, st: CameraState, t: float, frame: np.ndarray, tamper: dict[str, float]

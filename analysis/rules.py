@@ -178,17 +178,25 @@ def holder_of_phone(
 
 def seat_of_phone(
     box: BoxLike, seats: Sequence[SeatConfig], people: Sequence[tuple[BoxLike, str | None]],
-    reach: float = PHONE_REACH,
+    reach: float = PHONE_REACH, desk_min: float | None = None,
 ) -> str | None:
-    """See the module contract: the seat of the person holding the phone, None without one."""
+    """See the module contract: the seat of the person holding the phone; a phone nobody holds
+    belongs to the seat whose polygon contains its centre when its score is at least
+    ``desk_min`` (a phone lying on that desk), else to no seat."""
     if not seats:
         return None
     held = holder_of_phone(box, people, reach)
-    return None if held is None else held[1]
+    if held is not None:
+        return held[1]
+    if desk_min is None or box.score < desk_min:
+        return None
+    c = centre(box)
+    return next((s.id for s in seats if point_in_polygon(c, s.polygon)), None)
 
 
 def assign(
-    boxes: Sequence[BoxLike], seats: Sequence[SeatConfig], *, seat_margin: float = 0.0
+    boxes: Sequence[BoxLike], seats: Sequence[SeatConfig], *, seat_margin: float = 0.0,
+    desk_phone_min: float | None = None,
 ) -> SeatAssignment:
     """Attribute every person and phone box of one frame to seats (module contract)."""
     people: dict[str, list[BoxLike]] = {s.id: [] for s in seats}
@@ -203,7 +211,7 @@ def assign(
             (people[sid] if sid is not None else outside).append(b)
     for b in boxes:
         if b.label == PHONE:
-            sid = seat_of_phone(b, seats, person_seats)
+            sid = seat_of_phone(b, seats, person_seats, desk_min=desk_phone_min)
             (phones[sid] if sid is not None else loose).append(b)
     return SeatAssignment(people, outside, phones, loose)
 
@@ -421,7 +429,8 @@ class CameraRules:
                        snapshot, out, onset=onsets.get(kind) if conf is not None else None)
         if boxes is None or self.tampered:
             return out
-        a = assign(boxes, self.seats, seat_margin=self.seat_margin)
+        a = assign(boxes, self.seats, seat_margin=self.seat_margin,
+                   desk_phone_min=self.cfg.desk_phone_min_score)
         self.last_assignment = a
         armed = self.armed_seats
         for s in self.seats:

@@ -1,6 +1,13 @@
-"""Accuracy of ``evalwatch analyze`` on the sample clips against their ground truth.
+"""Accuracy of ``evalwatch analyze`` against ground truth: demo samples and the evaluation set.
 
-    .venv/bin/python bench/accuracy.py [--samples sample_videos] [--clips room_a room_b] [--json]
+    .venv/bin/python bench/accuracy.py [--set dev test samples] [--setups before default]
+                                       [--clips NAME ...] [--json FILE]
+
+Sets: ``samples`` = the demo clips in ``sample_videos/``; ``dev`` / ``test`` = the two halves
+of the evaluation set in ``sample_videos/evalset/`` (tune on dev, report test; see
+``docs/analysis.md``).  Set-ups (:data:`SETUPS`): ``default`` = the shipped configuration,
+``before`` = the detector set-up before the evaluation set existed (commit aeb50c6), both run
+in the same invocation on the same clips so their figures and their detector cost compare.
 
 For every ``<clip>.mp4`` with ``<clip>.room.yaml`` and ``<clip>.truth.json`` it runs the same
 code path as ``evalwatch analyze`` (default detector and config) and matches events to truth:
@@ -9,7 +16,9 @@ whose time interval overlaps (``--slack`` seconds of tolerance).  Truth ``seat_e
 shorter than ``rules.seat_empty_seconds`` are not incidents by definition and are skipped.
 
 Prints per-rule precision, recall, false alarms (detections matching no truth event) per
-camera-hour, and duplicates (extra detections of an already-matched incident).
+camera-hour, and duplicates (extra detections of an already-matched incident); per variation
+(the clip's and the incident's ``variation`` tags in the truth file) recall and false alarms;
+and the detector's cost per analysed frame (one intra-op thread, seat crops included).
 """
 
 from __future__ import annotations
@@ -29,6 +38,11 @@ from analysis.events import Event
 from config import DetectionConfig, RulesConfig, load_room
 
 RULES = ["extra_person", "phone", "seat_empty", "camera_tamper"]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = {"samples": ROOT / "sample_videos", "dev": ROOT / "sample_videos" / "evalset" / "dev",
+        "test": ROOT / "sample_videos" / "evalset" / "test"}
 
 
 def clips(samples: Path, only: list[str] | None) -> list[Path]:
@@ -106,17 +120,30 @@ def default_detector(dcfg: DetectionConfig) -> Any:
                          phone_threshold=dcfg.phone_threshold, threads=dcfg.threads)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = bench_args(__doc__ or "", argv)
-    paths = clips(args.samples, args.clips)
-    if not paths:
-        print(f"no clips with truth in {args.samples}", file=sys.stderr)
-        return 2
-    dcfg, rcfg = DetectionConfig(), RulesConfig()
-    detector = default_detector(dcfg)
+def setups() -> dict[str, tuple[DetectionConfig, RulesConfig]]:
+    """Named configurations compared side by side: the shipped defaults and the set-up before."""
+    return {
+        "before": (DetectionConfig(crop_person_threshold=None), RulesConfig(desk_phone_min_score=None)),
+        "default": (DetectionConfig(), RulesConfig()),
+    }
+
+
+SETUPS = tuple(setups())
+
+
+def _tags(v: Any) -> list[str]:
+    return [v] if isinstance(v, str) else list(v or [])
+
+
+def run_set(paths: list[Path], dcfg: DetectionConfig, rcfg: RulesConfig, detector: Any,
+            slack: float, log: bool) -> dict[str, Any]:
+    """Analyse ``paths`` with one set-up; per-rule and per-variation counts and detector cost."""
+    from analysis.pipeline import CoreStats
+
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    hours = 0.0
-    per_clip = {}
+    by_var: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    hours, frames, det_s = 0.0, 0, 0.0
+    per_clip: dict[str, Any] = {}
     t_start = time.perf_counter()
     for mp4 in paths:
         doc = json.loads(mp4.with_suffix(".truth.json").read_text(encoding="utf-8"))
@@ -124,16 +151,27 @@ def main(argv: list[str] | None = None) -> int:
                  if not (t["rule"] == "seat_empty" and t["end_s"] - t["start_s"] < rcfg.seat_empty_seconds)]
         hours += float(doc["duration_s"]) / 3600.0
         room = load_room(mp4.with_suffix(".room.yaml"))
-        events = analyze_video(mp4, room, detector, detection_cfg=dcfg, rules_cfg=rcfg)
-        sc = score_clip(events, truth, args.slack)
-        per_clip[mp4.stem] = sc
+        stats = CoreStats()
+        events = analyze_video(mp4, room, detector, detection_cfg=dcfg, rules_cfg=rcfg, stats=stats)
+        frames += stats.frames
+        det_s += stats.detector_seconds
+        sc = score_clip(events, truth, slack)
+        per_clip[mp4.stem] = {"missed": _brief(sc["missed"]), "false_alarms": _brief(sc["false_alarms"])}
         for rule, counts in sc["rules"].items():
             for k, v in counts.items():
                 totals[rule][k] += v
-        if not args.json:
-            print(f"{mp4.stem}: {len(events)} events, {len(truth)} truth; "
-                  f"missed {_brief(sc['missed'])}; false alarms {_brief(sc['false_alarms'])}",
-                  flush=True)
+        clip_tags = _tags(doc.get("variations"))
+        missed = [id(t) for t in sc["missed"]]
+        for t in truth:
+            for tag in {*clip_tags, *_tags(t.get("variation"))}:
+                by_var[tag]["truth"] += 1
+                by_var[tag]["recalled"] += id(t) not in missed
+        for tag in clip_tags:
+            by_var[tag]["false_alarms"] += len(sc["false_alarms"])
+            by_var[tag]["hours_x1e6"] += round(float(doc["duration_s"]) / 3600.0 * 1e6)
+        if log:
+            print(f"  {mp4.stem}: {len(events)} events, {len(truth)} truth; "
+                  f"missed {_brief(sc['missed'])}; false alarms {_brief(sc['false_alarms'])}", flush=True)
     summary = {}
     for rule in RULES:
         c = totals.get(rule, {})
@@ -146,21 +184,73 @@ def main(argv: list[str] | None = None) -> int:
             "false_alarms_per_camera_hour": c.get("false_alarms", 0) / hours if hours else None,
             "duplicates": c.get("duplicates", 0),
         }
+    variations = {
+        tag: {"truth": v["truth"], "recall": v["recalled"] / v["truth"] if v["truth"] else None,
+              "false_alarms": v["false_alarms"]}
+        for tag, v in sorted(by_var.items())
+    }
     fa_total = sum(s["false_alarms"] for s in summary.values())
-    out = {"clips": [p.stem for p in paths], "camera_hours": hours, "rules": summary,
-           "false_alarms_per_camera_hour": fa_total / hours, "seconds": time.perf_counter() - t_start}
+    return {"clips": [p.stem for p in paths], "camera_hours": hours, "rules": summary,
+            "variations": variations, "false_alarms": fa_total,
+            "false_alarms_per_camera_hour": fa_total / hours if hours else None,
+            "analysed_frames": frames, "detector_ms_per_frame": 1000.0 * det_s / max(1, frames),
+            "per_clip": per_clip, "seconds": time.perf_counter() - t_start}
+
+
+def print_table(name: str, setup: str, r: dict[str, Any]) -> None:
+    print(f"\n== {name} / {setup}: {len(r['clips'])} clips, {r['camera_hours'] * 3600:.0f} s = "
+          f"{r['camera_hours']:.3f} camera-hours, detector {r['detector_ms_per_frame']:.0f} ms per analysed "
+          f"frame (1 thread), {r['seconds']:.0f} s wall")
+    print(f"{'rule':<14} {'truth':>5} {'det':>4} {'recall':>7} {'precision':>9} {'FA':>3} "
+          f"{'FA/cam-h':>8} {'dup':>3}")
+    for rule, s in r["rules"].items():
+        fa_h = s["false_alarms_per_camera_hour"]
+        print(f"{rule:<14} {s['truth']:>5} {s['detected']:>4} {f(s['recall']):>7} {f(s['precision']):>9} "
+              f"{s['false_alarms']:>3} {'-' if fa_h is None else f'{fa_h:.1f}':>8} {s['duplicates']:>3}")
+    fa_h = r["false_alarms_per_camera_hour"]
+    per_h = "-" if fa_h is None else f"{fa_h:.1f}"
+    print(f"all rules: {r['false_alarms']} false alarms = {per_h} per camera-hour")
+    if r["variations"]:
+        print(f"{'variation':<22} {'truth':>5} {'recall':>7} {'FA':>3}")
+        for tag, v in r["variations"].items():
+            print(f"{tag:<22} {v['truth']:>5} {f(v['recall']):>7} {v['false_alarms']:>3}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--set", nargs="+", choices=sorted(SETS), default=["dev", "test"], dest="sets")
+    ap.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS))
+    ap.add_argument("--clips", nargs="*", help="only these clip names")
+    ap.add_argument("--slack", type=float, default=1.0)
+    ap.add_argument("--json", metavar="FILE", help="also write every figure as JSON to FILE")
+    ap.add_argument("--quiet", action="store_true", help="no per-clip lines")
+    args = ap.parse_args(argv)
+    todo = {name: clips(SETS[name], args.clips) for name in args.sets}
+    empty = [name for name, paths in todo.items() if not paths]
+    if empty:
+        print(f"no clips with truth in {', '.join(str(SETS[n]) for n in empty)}", file=sys.stderr)
+        return 2
+    results: dict[str, dict[str, Any]] = defaultdict(dict)
+    cfgs = setups()
+    for setup in args.setups:
+        dcfg, rcfg = cfgs[setup]
+        detector = default_detector(dcfg)
+        for name, paths in todo.items():
+            if not args.quiet:
+                print(f"{name} / {setup}:", flush=True)
+            results[name][setup] = run_set(paths, dcfg, rcfg, detector, args.slack, not args.quiet)
+    for name in todo:
+        for setup in args.setups:
+            print_table(name, setup, results[name][setup])
+    if len(args.setups) > 1:
+        first, last = args.setups[0], args.setups[-1]
+        for name in todo:
+            ms = {s: results[name][s]["detector_ms_per_frame"] for s in args.setups}
+            print(f"{name}: detector ms per analysed frame (1 thread): "
+                  + " / ".join(f"{s} {v:.0f}" for s, v in ms.items())
+                  + f"; {last}/{first} = {ms[last] / max(1e-9, ms[first]):.2f}x")
     if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        print(f"\n{len(paths)} clips, {hours * 3600:.0f} s = {hours:.3f} camera-hours, "
-              f"{out['seconds']:.0f} s wall")
-        print(f"{'rule':<14} {'truth':>5} {'det':>4} {'recall':>7} {'precision':>9} {'FA':>3} "
-              f"{'FA/cam-h':>8} {'dup':>3}")
-        for rule, s in summary.items():
-            print(f"{rule:<14} {s['truth']:>5} {s['detected']:>4} {f(s['recall']):>7} {f(s['precision']):>9} "
-                  f"{s['false_alarms']:>3} {s['false_alarms_per_camera_hour']:>8.1f} {s['duplicates']:>3}")
-        print(f"all rules: {fa_total} false alarms = "
-              f"{out['false_alarms_per_camera_hour']:.1f} per camera-hour")
+        Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0
 
 

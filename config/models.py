@@ -223,6 +223,9 @@ class DetectionConfig(_Strict):
     phone_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.3
     analysis_fps: Annotated[float, Field(gt=0, le=30)] = 2.0
     threads: Annotated[int, Field(ge=1, le=64)] = 1
+    # Seat crops also look for people (same model call as the phones; None = off): small and
+    # partly hidden people get the crop's higher resolution.
+    crop_person_threshold: Annotated[float, Field(gt=0, lt=1)] | None = None
 
 
 class RulesConfig(_Strict):
@@ -237,6 +240,9 @@ class RulesConfig(_Strict):
     offline_seconds: Annotated[float, Field(gt=0)] = 5.0
     frozen_seconds: Annotated[float, Field(gt=0)] = 5.0
     outside_seat_is_extra: bool = True
+    # A phone nobody holds counts for the seat whose polygon holds its centre (lying on that
+    # desk) from this score up; None = only held phones count.
+    desk_phone_min_score: Annotated[float, Field(gt=0, lt=1)] | None = None
 
     @model_validator(mode="after")
     def _k_le_n(self) -> RulesConfig:
