@@ -439,10 +439,11 @@ def _runs(flags: list[bool]) -> list[tuple[int, int]]:
     return runs
 
 
-def truth_events(spec: ClipSpec, n: int | None = None) -> list[dict[str, object]]:
-    """Ground-truth events derived from the per-frame states of the script."""
-    states = frame_states(spec, n)
-    lay = spec.geom
+def derive_events(lay: Layout, points: list[list[tuple[float, float]]],
+                  phone_seats: list[set[str]], tampers: list[TamperState],
+                  ) -> list[dict[str, object]]:
+    """Events from per-frame facts: the people's membership points, the seats whose phone
+    is visible and the tamper effects; sorted by start."""
     events: list[dict[str, object]] = []
 
     def add(rule: str, kind: str | None, seat: str | None, flags: list[bool]) -> None:
@@ -451,17 +452,24 @@ def truth_events(spec: ClipSpec, n: int | None = None) -> list[dict[str, object]
                            "start_s": round(a / FPS, 3), "end_s": round(b / FPS, 3)})
 
     for s in lay.seats:
-        counts = [sum(1 for p in st.people if s.contains(*p.point)) for st in states]
+        counts = [sum(1 for pt in pts if s.contains(*pt)) for pts in points]
         add("extra_person", None, s.seat_id, [c >= 2 for c in counts])
         add("seat_empty", None, s.seat_id, [c == 0 for c in counts])
-        add("phone", None, s.seat_id,
-            [any(ph.seat == s.seat_id for ph, _ in st.phones) for st in states])
-    add("camera_tamper", "covered", None, [st.tamper.covered >= 0.5 for st in states])
-    add("camera_tamper", "defocused", None, [st.tamper.defocused >= 0.5 for st in states])
-    add("camera_tamper", "moved", None, [st.tamper.moved >= 0.5 for st in states])
-    add("camera_tamper", "frozen", None, [st.tamper.frozen for st in states])
+        add("phone", None, s.seat_id, [s.seat_id in ph for ph in phone_seats])
+    add("camera_tamper", "covered", None, [tp.covered >= 0.5 for tp in tampers])
+    add("camera_tamper", "defocused", None, [tp.defocused >= 0.5 for tp in tampers])
+    add("camera_tamper", "moved", None, [tp.moved >= 0.5 for tp in tampers])
+    add("camera_tamper", "frozen", None, [tp.frozen for tp in tampers])
     events.sort(key=lambda e: (e["start_s"], str(e["rule"]), str(e["seat"])))
     return events
+
+
+def truth_events(spec: ClipSpec, n: int | None = None) -> list[dict[str, object]]:
+    """Ground-truth events derived from the per-frame states of the script."""
+    states = frame_states(spec, n)
+    return derive_events(spec.geom, [[p.point for p in st.people] for st in states],
+                         [{ph.seat for ph, _ in st.phones} for st in states],
+                         [st.tamper for st in states])
 
 
 def truth_doc(spec: ClipSpec) -> dict[str, object]:
