@@ -142,6 +142,7 @@ def run_set(paths: list[Path], dcfg: DetectionConfig, rcfg: RulesConfig, detecto
 
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     by_var: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    by_kind: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     hours, frames, det_s = 0.0, 0, 0.0
     per_clip: dict[str, Any] = {}
     t_start = time.perf_counter()
@@ -163,6 +164,9 @@ def run_set(paths: list[Path], dcfg: DetectionConfig, rcfg: RulesConfig, detecto
         clip_tags = _tags(doc.get("variations"))
         missed = [id(t) for t in sc["missed"]]
         for t in truth:
+            if t["rule"] == "camera_tamper":
+                by_kind[t["kind"]]["truth"] += 1
+                by_kind[t["kind"]]["recalled"] += id(t) not in missed
             for tag in {*clip_tags, *_tags(t.get("variation"))}:
                 by_var[tag]["truth"] += 1
                 by_var[tag]["recalled"] += id(t) not in missed
@@ -189,8 +193,10 @@ def run_set(paths: list[Path], dcfg: DetectionConfig, rcfg: RulesConfig, detecto
               "false_alarms": v["false_alarms"]}
         for tag, v in sorted(by_var.items())
     }
+    kinds = {k: {"truth": v["truth"], "recall": v["recalled"] / v["truth"]}
+             for k, v in sorted(by_kind.items())}
     fa_total = sum(s["false_alarms"] for s in summary.values())
-    return {"clips": [p.stem for p in paths], "camera_hours": hours, "rules": summary,
+    return {"clips": [p.stem for p in paths], "camera_hours": hours, "rules": summary, "tamper_kinds": kinds,
             "variations": variations, "false_alarms": fa_total,
             "false_alarms_per_camera_hour": fa_total / hours if hours else None,
             "analysed_frames": frames, "detector_ms_per_frame": 1000.0 * det_s / max(1, frames),
@@ -207,6 +213,8 @@ def print_table(name: str, setup: str, r: dict[str, Any]) -> None:
         fa_h = s["false_alarms_per_camera_hour"]
         print(f"{rule:<14} {s['truth']:>5} {s['detected']:>4} {f(s['recall']):>7} {f(s['precision']):>9} "
               f"{s['false_alarms']:>3} {'-' if fa_h is None else f'{fa_h:.1f}':>8} {s['duplicates']:>3}")
+    for kind, v in r["tamper_kinds"].items():
+        print(f"  {kind:<12} {v['truth']:>5} {'':>4} {f(v['recall']):>7}")
     fa_h = r["false_alarms_per_camera_hour"]
     per_h = "-" if fa_h is None else f"{fa_h:.1f}"
     print(f"all rules: {r['false_alarms']} false alarms = {per_h} per camera-hour")
