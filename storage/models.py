@@ -117,7 +117,7 @@ class Segment(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Event(Base):
+class EventRow(Base):
     """One incident raised by a rule: opens, updates (peak confidence), closes; then handled."""
 
     __tablename__ = "events"

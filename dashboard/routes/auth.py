@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from dashboard import audit
 from dashboard.dbutil import run_db
+from dashboard.defs import Ok
 from dashboard.errors import ApiError
 from dashboard.policy import ANY_USER, PUBLIC, Principal, allow, client_ip, same_origin
 from dashboard.security import (
@@ -120,7 +121,7 @@ async def login(body: LoginIn, request: Request, response: Response) -> MeOut:
     )
 
 
-@router.post("/api/auth/logout")
+@router.post("/api/auth/logout", response_model=Ok)
 async def logout(
     request: Request, response: Response, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> dict[str, bool]:
@@ -146,7 +147,7 @@ async def me(request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER)
     )
 
 
-@router.post("/api/auth/password")
+@router.post("/api/auth/password", response_model=Ok)
 async def change_password(
     body: PasswordIn, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> dict[str, bool]:

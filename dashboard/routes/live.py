@@ -13,19 +13,20 @@ from sqlalchemy.orm import Session
 
 from dashboard import audit
 from dashboard.dbutil import run_db
+from dashboard.defs import CameraStatusList, SdpAnswer, Sites, Thumbs, media
 from dashboard.errors import ApiError
 from dashboard.live import GRID_FPS, GRID_WIDTH, LiveSession, ThumbViewing, make_grid_track
 from dashboard.policy import ANY_USER, Principal, allow, client_ip
 from dashboard.routes.common import observer_audit
 from dashboard.state import get_state
-from storage.models import Event
+from storage.models import EventRow
 
 router = APIRouter(tags=["live"])
 
 LIVE_VIEWERS = ("admin", "supervisor", "observer")
 
 
-@router.get("/api/sites")
+@router.get("/api/sites", response_model=Sites)
 async def sites(request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]) -> dict[str, Any]:
     """Every site → room → camera (with its seats), in config order."""
     cfg = get_state(request).cfg
@@ -59,7 +60,7 @@ async def sites(request: Request, me: Annotated[Principal, Depends(allow(*ANY_US
     }
 
 
-@router.get("/api/cameras/status")
+@router.get("/api/cameras/status", response_model=CameraStatusList)
 async def camera_status(
     request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> dict[str, Any]:
@@ -72,9 +73,9 @@ async def camera_status(
 
     def q(s: Session) -> list[tuple[str, str, str, str, int]]:
         rows = s.execute(
-            select(Event.site, Event.room, Event.camera, Event.rule, func.count())
-            .where(Event.status.in_(("new", "acknowledged")))
-            .group_by(Event.site, Event.room, Event.camera, Event.rule)
+            select(EventRow.site, EventRow.room, EventRow.camera, EventRow.rule, func.count())
+            .where(EventRow.status.in_(("new", "acknowledged")))
+            .group_by(EventRow.site, EventRow.room, EventRow.camera, EventRow.rule)
         )
         return [(a, b, c, d, int(n)) for a, b, c, d, n in rows]
 
@@ -85,7 +86,7 @@ async def camera_status(
     return {"cameras": [{"alerts": {}, **d} for d in statuses.values()]}
 
 
-@router.get("/api/live/{site}/{room}/{camera}/thumb.jpg")
+@router.get("/api/live/{site}/{room}/{camera}/thumb.jpg", **media("image/jpeg"))
 async def live_thumb(
     site: str,
     room: str,
@@ -122,7 +123,7 @@ async def live_thumb(
 MAX_BATCH = 200
 
 
-@router.get("/api/live/thumbs")
+@router.get("/api/live/thumbs", response_model=Thumbs)
 async def live_thumbs(
     request: Request,
     me: Annotated[Principal, Depends(allow(*LIVE_VIEWERS))],
@@ -203,7 +204,7 @@ class OfferIn(BaseModel):
     quality: Literal["grid", "full"] = "grid"
 
 
-@router.post("/api/live/{site}/{room}/{camera}/offer")
+@router.post("/api/live/{site}/{room}/{camera}/offer", response_model=SdpAnswer)
 async def live_offer(
     site: str,
     room: str,

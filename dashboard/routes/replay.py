@@ -20,12 +20,13 @@ from starlette.background import BackgroundTask
 
 from dashboard import audit
 from dashboard.dbutil import run_db
+from dashboard.defs import ChainCheck, ReplayIndex, media
 from dashboard.errors import ApiError
 from dashboard.policy import Principal, allow, client_ip
 from dashboard.routes.common import fetch_object
-from dashboard.routes.events import event_dict
 from dashboard.state import DashState, get_state
-from storage.models import Event, Segment
+from storage.incident import EventItem
+from storage.models import EventRow, Segment
 
 router = APIRouter(tags=["replay"])
 
@@ -80,7 +81,7 @@ def _seg_dict(g: Segment) -> dict[str, Any]:
     }
 
 
-@router.get("/api/replay/{site}/{room}/{camera}")
+@router.get("/api/replay/{site}/{room}/{camera}", response_model=ReplayIndex)
 async def replay_index(
     site: str,
     room: str,
@@ -98,11 +99,11 @@ async def replay_index(
     def q(s: Session) -> dict[str, Any]:
         segs = [_seg_dict(g) for g in _segments(s, site, room, camera, start, end)]
         evs = s.scalars(
-            select(Event)
-            .where(Event.site == site, Event.room == room, Event.camera == camera)
-            .where(Event.started_at < end)
-            .where((Event.ended_at.is_(None)) | (Event.ended_at > start))
-            .order_by(Event.started_at)
+            select(EventRow)
+            .where(EventRow.site == site, EventRow.room == room, EventRow.camera == camera)
+            .where(EventRow.started_at < end)
+            .where((EventRow.ended_at.is_(None)) | (EventRow.ended_at > start))
+            .order_by(EventRow.started_at)
             .limit(2000)
         )
         audit.add(
@@ -114,13 +115,13 @@ async def replay_index(
             ip=client_ip(request),
             details={"start": start.isoformat(), "end": end.isoformat(), "segments": len(segs)},
         )
-        return {"segments": segs, "events": [event_dict(e) for e in evs]}
+        return {"segments": segs, "events": [EventItem.from_row(e) for e in evs]}
 
     out = await run_db(st.db, q)
     return {"start": start.isoformat(), "end": end.isoformat(), **out}
 
 
-@router.get("/api/segments/{segment_id}/video")
+@router.get("/api/segments/{segment_id}/video", **media("video/mp4"))
 async def segment_video(
     segment_id: int, request: Request, me: Annotated[Principal, Depends(allow(*REPLAYERS))]
 ) -> Response:
@@ -180,7 +181,7 @@ async def _verify(
     }
 
 
-@router.get("/api/replay/{site}/{room}/{camera}/verify")
+@router.get("/api/replay/{site}/{room}/{camera}/verify", response_model=ChainCheck)
 async def replay_verify(
     site: str,
     room: str,
@@ -207,7 +208,7 @@ async def replay_verify(
     return out
 
 
-@router.get("/api/export/{site}/{room}/{camera}")
+@router.get("/api/export/{site}/{room}/{camera}", **media("application/zip"))
 async def export_evidence(
     site: str,
     room: str,

@@ -21,6 +21,7 @@ from dashboard import audit
 from dashboard.errors import ApiError
 from dashboard.policy import Principal, allow, client_ip
 from dashboard.state import get_state
+from sessions.seating import Assignment
 
 router = APIRouter(tags=["sessions"])
 
@@ -88,7 +89,7 @@ def seating_rooms(cfg: Any, rooms: list[RoomRefIn]) -> list[Any]:
     return out
 
 
-@router.post("/api/seats/assign")
+@router.post("/api/seats/assign", response_model=Assignment)
 async def assign(
     body: AssignIn, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
 ) -> dict[str, Any]:

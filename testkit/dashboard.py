@@ -182,7 +182,7 @@ def add_event(db: Any, **kw: Any) -> int:
     """Insert an event row (defaults: site1/room1/cam1, rule phone, status new); returns its id."""
     from datetime import UTC
 
-    from storage.models import Event
+    from storage.models import EventRow
 
     row = {
         "site": "site1",
@@ -196,7 +196,7 @@ def add_event(db: Any, **kw: Any) -> int:
         **kw,
     }
     with db.session() as s:
-        e = Event(**row)
+        e = EventRow(**row)
         s.add(e)
         s.commit()
         return int(e.id)
