@@ -84,7 +84,10 @@ class RecorderLike(Protocol):
 
     def status(self) -> list[Any]: ...
 
-    def live_track(self, site: str, room: str, camera: str) -> Any | None: ...
+    def live_track(
+        self, site: str, room: str, camera: str, *, width: int | None = None, fps: float | None = None
+    ) -> Any | None:
+        """The camera's relayed track (``None``: offline), reduced to ``width`` px / ``fps``."""
 
 
 @dataclass

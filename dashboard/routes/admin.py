@@ -14,10 +14,10 @@ from dashboard import audit
 from dashboard.alerts import jsonable
 from dashboard.dbutil import run_db
 from dashboard.defs import AuditEntry, AuditList, ConfigView, UserList, UserOut
+from dashboard.deps import State
 from dashboard.errors import ApiError
 from dashboard.policy import Principal, allow, client_ip
 from dashboard.security import hash_password, validate_new_password
-from dashboard.state import get_state
 from storage.models import AuditLog, User
 
 router = APIRouter(tags=["admin"])
@@ -34,8 +34,9 @@ def _user(u: User) -> UserOut:
 
 
 @router.get("/api/users", response_model=UserList)
-async def list_users(request: Request, me: Annotated[Principal, Depends(allow("admin"))]) -> UserList:
-    st = get_state(request)
+async def list_users(
+    st: State, request: Request, me: Annotated[Principal, Depends(allow("admin"))]
+) -> UserList:
     users = await run_db(st.db, lambda s: [_user(u) for u in s.scalars(select(User).order_by(User.username))])
     return UserList(users=users)
 
@@ -57,10 +58,10 @@ class UserPatch(BaseModel):
 
 @router.post("/api/users", status_code=201, response_model=UserOut)
 async def create_user(
+    st: State,
     body: UserIn, request: Request, me: Annotated[Principal, Depends(allow("admin"))]
 ) -> UserOut:
     """Create a user (409 ``err.user_exists``; 422 for a weak password)."""
-    st = get_state(request)
     problem = validate_new_password(body.password)
     if problem:
         raise ApiError(422, problem)
@@ -98,11 +99,11 @@ async def create_user(
 
 @router.patch("/api/users/{username}", response_model=UserOut)
 async def update_user(
+    st: State,
     username: str, body: UserPatch, request: Request, me: Annotated[Principal, Depends(allow("admin"))]
 ) -> UserOut:
     """Change role / name / active flag / password, or unlock.  Admins cannot demote or
     deactivate themselves (so the hub always keeps an admin)."""
-    st = get_state(request)
     if username == me.username and ((body.role and body.role != me.role) or body.active is False):
         raise ApiError(409, "err.cannot_demote_self")
     if body.password is not None:
@@ -152,6 +153,7 @@ async def update_user(
 
 @router.get("/api/audit", response_model=AuditList)
 async def audit_log(
+    st: State,
     request: Request,
     me: Annotated[Principal, Depends(allow("admin", "auditor"))],
     actor: Annotated[str | None, Query(max_length=64)] = None,
@@ -160,7 +162,6 @@ async def audit_log(
     limit: Annotated[int, Query(ge=1, le=2000)] = 200,
 ) -> AuditList:
     """Audit rows newest first (reading the audit log is itself audited: ``audit_view``)."""
-    st = get_state(request)
 
     def q(s: Session) -> list[AuditEntry]:
         stmt = select(AuditLog)
@@ -191,9 +192,11 @@ async def audit_log(
 
 
 @router.get("/api/config", response_model=ConfigView)
-async def config_view(request: Request, me: Annotated[Principal, Depends(allow("admin"))]) -> dict[str, Any]:
+async def config_view(
+    st: State, request: Request, me: Annotated[Principal, Depends(allow("admin"))]
+) -> dict[str, Any]:
     """The running configuration with every secret (keys, tokens, passwords) masked."""
-    cfg = get_state(request).cfg
+    cfg = st.cfg
     data = cfg.model_dump(mode="json")  # SecretStr dumps as '**********'
     for u in data.get("users", []):
         u.pop("password", None)

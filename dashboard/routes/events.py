@@ -17,12 +17,12 @@ from dashboard import audit
 from dashboard.alerts import event_message
 from dashboard.dbutil import run_db
 from dashboard.defs import media
+from dashboard.deps import State
 from dashboard.errors import ApiError
 from dashboard.policy import ANY_USER, Principal, WsRefusal, allow, authenticate, client_ip, ws_allow
 from dashboard.routes.common import fetch_object, observer_audit
-from dashboard.security import utcnow
 from dashboard.state import get_state
-from storage.common import as_utc
+from storage.common import as_utc, utcnow
 from storage.incident import EventItem, EventWorkflow, Status
 from storage.models import EventRow
 
@@ -39,6 +39,7 @@ class EventList(BaseModel):
 
 @router.get("/api/events", response_model=EventList)
 async def list_events(
+    st: State,
     request: Request,
     me: Annotated[Principal, Depends(allow(*ANY_USER))],
     status: Annotated[list[Status] | None, Query()] = None,
@@ -51,7 +52,6 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> EventList:
     """Events newest first, filtered by state(s), rule, site/room/camera and start-time range."""
-    st = get_state(request)
     await observer_audit(request, me, "event_list", None)
 
     def q(s: Session) -> list[EventItem]:
@@ -75,9 +75,9 @@ async def list_events(
 
 @router.get("/api/events/{event_id}", response_model=EventItem)
 async def get_event(
+    st: State,
     event_id: int, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> EventItem:
-    st = get_state(request)
     await observer_audit(request, me, "event_view", f"event:{event_id}")
 
     def q(s: Session) -> EventItem | None:
@@ -92,10 +92,10 @@ async def get_event(
 
 @router.get("/api/events/{event_id}/snapshot", **media("image/jpeg", "image/png"))
 async def snapshot(
+    st: State,
     event_id: int, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> Response:
     """The event's JPEG snapshot, read from the snapshots bucket (404 when it has none)."""
-    st = get_state(request)
     key = await run_db(
         st.db, lambda s: (e.snapshot_key, True) if (e := s.get(EventRow, event_id)) else (None, False)
     )
@@ -184,6 +184,7 @@ async def resolve(
 
 @router.websocket("/ws/events")
 async def ws_events(
+    st: State,
     websocket: WebSocket, me: Annotated[Principal | WsRefusal, Depends(ws_allow(*ANY_USER))]
 ) -> None:
     """Push ``{"type": "event", "event": {...}}`` for every event update and workflow change.
@@ -197,7 +198,6 @@ async def ws_events(
         await websocket.accept()
         await websocket.close(code=me.code, reason=me.reason)
         return
-    st = get_state(websocket)
     await websocket.accept()
     client = st.alerts.connect(me.username)
     st.metrics.ws_clients.inc()

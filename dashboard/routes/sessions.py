@@ -35,6 +35,7 @@ from starlette.background import BackgroundTask
 
 from dashboard import audit
 from dashboard.defs import SealCheck, SessionList, media
+from dashboard.deps import State
 from dashboard.errors import ApiError
 from dashboard.policy import ROLES, Principal, allow, client_ip
 from dashboard.routes.common import observer_audit
@@ -64,13 +65,14 @@ async def _key(request: Request) -> Any:
 
 @router.get("/api/sessions", response_model=SessionList)
 async def list_sessions(
+    st: State,
     request: Request,
     me: Annotated[Principal, Depends(allow(*ROLES))],
     status: Annotated[str | None, Query(pattern="^(scheduled|running|closed)$")] = None,
 ) -> SessionList:
     """Every session (newest first), optionally of one status."""
     await observer_audit(request, me, "session_list", None)
-    return SessionList(sessions=await lc.list_sessions(get_state(request).db, status))
+    return SessionList(sessions=await lc.list_sessions(st.db, status))
 
 
 @router.get("/api/sessions/public-key", **media("application/x-pem-file"))
@@ -91,12 +93,12 @@ async def public_key(
 
 @router.post("/api/sessions", status_code=201, response_model=SessionInfo)
 async def create(
+    st: State,
     request: Request,
     me: Annotated[Principal, Depends(allow(*MANAGERS))],
     body: Annotated[dict[str, Any], Body()],
 ) -> SessionInfo:
     """Create a scheduled session from a spec (the same fields as the CLI's spec file)."""
-    st = get_state(request)
     try:
         info = await lc.create_session(st.db, st.cfg, lc.parse_spec(body, "body"), me.username)
     except lc.SessionError as e:
@@ -106,33 +108,35 @@ async def create(
 
 @router.get("/api/sessions/{session_id}", response_model=SessionInfo)
 async def detail(
+    st: State,
     session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*ROLES))]
 ) -> SessionInfo:
     """One session: rooms/cameras, experts and seats, status, sealed heads."""
     await observer_audit(request, me, "session_view", f"session:{session_id}")
     try:
-        return await lc.get_session(get_state(request).db, session_id)
+        return await lc.get_session(st.db, session_id)
     except lc.SessionError as e:
         raise _err(e) from None
 
 
 @router.post("/api/sessions/{session_id}/start", response_model=SessionInfo)
 async def start(
+    st: State,
     session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
 ) -> SessionInfo:
     """``scheduled`` → ``running`` (409 otherwise, or when a room is in another running session)."""
     try:
-        return await lc.start_session(get_state(request).db, session_id, me.username)
+        return await lc.start_session(st.db, session_id, me.username)
     except lc.SessionError as e:
         raise _err(e) from None
 
 
 @router.post("/api/sessions/{session_id}/close", response_model=SessionInfo)
 async def close(
+    st: State,
     session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
 ) -> SessionInfo:
     """``running`` → ``closed``: records and signs every camera's chain head."""
-    st = get_state(request)
     try:
         info = await lc.close_session(
             st.db, st.cfg, await _key(request), session_id, me.username, objects=st.services.objects
@@ -144,11 +148,12 @@ async def close(
 
 @router.get("/api/sessions/{session_id}/seal", response_model=SealCheck)
 async def seal(
+    st: State,
     session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*READERS))]
 ) -> SealCheck:
     """Whether the seal verifies with the hub's current public key: ``{ok, problems, key_id}``."""
     try:
-        info = await lc.get_session(get_state(request).db, session_id)
+        info = await lc.get_session(st.db, session_id)
     except lc.SessionError as e:
         raise _err(e) from None
     key = await _key(request)
@@ -158,6 +163,7 @@ async def seal(
 
 @router.get("/api/sessions/{session_id}/report", **media("text/html", "application/pdf"))
 async def report(
+    st: State,
     session_id: int,
     request: Request,
     me: Annotated[Principal, Depends(allow(*READERS))],
@@ -167,7 +173,6 @@ async def report(
     """The supervision report as HTML or PDF."""
     from sessions.report import build_report, render_html, render_pdf
 
-    st = get_state(request)
     if st.services.objects is None:
         raise ApiError(503, "err.storage_unavailable")
     try:
@@ -193,6 +198,7 @@ async def report(
 
 @router.get("/api/sessions/{session_id}/export", **media("application/zip"))
 async def export(
+    st: State,
     session_id: int,
     request: Request,
     me: Annotated[Principal, Depends(allow(*EXPORTERS))],
@@ -203,7 +209,6 @@ async def export(
     """The evidence zip of a closed session (optionally a time range and some cameras)."""
     from sessions.export import export_session
 
-    st = get_state(request)
     if st.services.objects is None:
         raise ApiError(503, "err.storage_unavailable")
     tmpdir = Path(tempfile.mkdtemp(prefix="evalwatch-export-"))
