@@ -1,4 +1,6 @@
-"""In-process asyncio pub/sub for event updates (the dashboard's WebSocket subscribes here).
+"""In-process asyncio pub/sub for incident updates: ``analysis.store.EventStore`` publishes a
+:class:`storage.incident.EventLive` per update once its row is written; the dashboard's WebSocket
+fan-out subscribes here.
 
 Contract:
 
@@ -16,7 +18,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
+
+from storage.incident import EventLive
 
 
 class Subscription:
@@ -24,11 +27,11 @@ class Subscription:
 
     def __init__(self, bus: EventBus, maxsize: int):
         self._bus = bus
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=maxsize)
+        self.queue: asyncio.Queue[EventLive] = asyncio.Queue(maxsize=maxsize)
         self.dropped = 0
         self.closed = False
 
-    def _offer(self, message: dict[str, Any]) -> None:
+    def _offer(self, message: EventLive) -> None:
         while True:
             try:
                 self.queue.put_nowait(message)
@@ -40,11 +43,11 @@ class Subscription:
                 except asyncio.QueueEmpty:  # pragma: no cover - maxsize >= 1
                     pass
 
-    async def get(self) -> dict[str, Any]:
+    async def get(self) -> EventLive:
         """The next message (waits)."""
         return await self.queue.get()
 
-    def get_nowait(self) -> dict[str, Any]:
+    def get_nowait(self) -> EventLive:
         """The next message or ``asyncio.QueueEmpty``."""
         return self.queue.get_nowait()
 
@@ -53,10 +56,10 @@ class Subscription:
         self.closed = True
         self._bus._remove(self)
 
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+    def __aiter__(self) -> AsyncIterator[EventLive]:
         return self._iter()
 
-    async def _iter(self) -> AsyncIterator[dict[str, Any]]:
+    async def _iter(self) -> AsyncIterator[EventLive]:
         while not self.closed:
             yield await self.queue.get()
 
@@ -76,7 +79,7 @@ class Subscription:
 
 
 class EventBus:
-    """Fan-out of event dicts to any number of subscribers with bounded queues."""
+    """Fan-out of incident updates to any number of subscribers with bounded queues."""
 
     def __init__(self, maxsize: int = 256):
         if maxsize < 1:
@@ -104,13 +107,13 @@ class EventBus:
     def subscribers(self) -> int:
         return len(self._subs)
 
-    def publish(self, message: dict[str, Any]) -> None:
+    def publish(self, message: EventLive) -> None:
         """Deliver ``message`` to every subscriber without waiting (see module contract)."""
         self.published += 1
         for sub in list(self._subs):
             sub._offer(message)
 
-    def publish_threadsafe(self, message: dict[str, Any]) -> None:
+    def publish_threadsafe(self, message: EventLive) -> None:
         """``publish`` from a thread other than the loop's (falls back to direct publish)."""
         loop = self._loop
         if loop is None or loop.is_closed():

@@ -2,7 +2,7 @@
 
 Times are float seconds.  In ``evalwatch analyze`` they count from the start of the video; in the
 live pipeline they are POSIX timestamps (``datetime.timestamp()``), so ``started_at`` /
-``ended_at`` give the UTC datetimes stored in ``storage.models.Event``.
+``ended_at`` give the UTC datetimes stored in ``storage.models.EventRow``.
 """
 
 from __future__ import annotations
@@ -59,30 +59,6 @@ class Event:
     def ended_at(self) -> datetime | None:
         return None if self.end_s is None else datetime.fromtimestamp(self.end_s, UTC)
 
-    def to_dict(self, *, absolute: bool = False) -> dict[str, Any]:
-        """A JSON-safe dict (no snapshot bytes).  ``absolute`` adds ISO-8601 UTC times."""
-        d: dict[str, Any] = {
-            "id": self.id,
-            "rule": self.rule,
-            "kind": self.kind,
-            "site": self.site,
-            "room": self.room,
-            "camera": self.camera,
-            "seat": self.seat,
-            "start_s": round(self.start_s, 3),
-            "end_s": None if self.end_s is None else round(self.end_s, 3),
-            "confidence": round(self.confidence, 3),
-            "footage_start_s": round(self.footage_start_s, 3),
-            "footage_end_s": None if self.footage_end_s is None else round(self.footage_end_s, 3),
-            "snapshot_key": self.snapshot_key,
-            "details": self.details,
-            "session_id": self.session_id,
-        }
-        if absolute:
-            d["started_at"] = self.started_at.isoformat()
-            d["ended_at"] = None if self.ended_at is None else self.ended_at.isoformat()
-        return d
-
     def summary(self) -> dict[str, Any]:
         """The ``evalwatch analyze --json`` line: rule, kind (tamper only), seat, times, confidence."""
         d: dict[str, Any] = {"rule": self.rule}
@@ -99,11 +75,10 @@ class Event:
 
 @dataclass(frozen=True)
 class EventUpdate:
-    """A change to an incident: ``opened``, ``updated`` (peak confidence rose) or ``closed``."""
+    """A change to an incident: ``opened``, ``updated`` (peak confidence rose) or ``closed``.
+
+    In the hub, ``analysis.store.EventStore`` writes it to the database and publishes it as a
+    :class:`storage.incident.EventLive` (the incident contract every consumer reads)."""
 
     action: Action
     event: Event
-
-    def to_dict(self, *, absolute: bool = False) -> dict[str, Any]:
-        """The message published on the :class:`analysis.bus.EventBus`."""
-        return {"type": "event", "action": self.action, **self.event.to_dict(absolute=absolute)}

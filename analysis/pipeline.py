@@ -7,8 +7,8 @@ Two entry points share one synchronous core, :class:`AnalysisCore`:
 * :class:`AnalysisPipeline` — the hub: implements the recorder's ``FrameSink`` (``submit`` is
   non-blocking and thread-safe, keeps only the newest due frame per camera), runs the core in a
   worker thread (``asyncio.to_thread``) so the hub loop never blocks, raises ``camera_offline``
-  when a camera's frames stop, and hands every :class:`~analysis.events.EventUpdate` to the
-  :class:`~analysis.bus.EventBus` and to an :class:`EventSink` (database + object storage).
+  when a camera's frames stop, and hands every :class:`~analysis.events.EventUpdate` to an
+  :class:`EventSink` (the hub's ``analysis.store.EventStore``: database, snapshot, then the bus).
 
 Per camera the core keeps: the rule state (:class:`analysis.rules.CameraRules`), the tamper
 state (:class:`analysis.tamper.TamperDetector`) and a motion gate.  Frames are thinned to
@@ -34,12 +34,12 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from analysis.bus import EventBus
 from analysis.events import Event, EventUpdate
 from analysis.rules import CameraRules, SessionView
 from analysis.snapshot import render_snapshot
 from analysis.tamper import TamperConfig, TamperDetector
 from config.models import DetectionConfig, RoomConfig, RulesConfig
+from storage.common import CameraId
 
 log = logging.getLogger("evalwatch.analysis")
 
@@ -542,27 +542,19 @@ def _declared_duration(container: Any, stream: Any) -> float | None:
 
 
 class EventSink(Protocol):
-    """Where live event updates go besides the bus (database + snapshot upload)."""
+    """Where live event updates go (the hub's: database + snapshot upload, then the bus)."""
 
     async def handle(self, update: EventUpdate) -> None: ...
 
 
-def camera_key(camera: Any) -> str:
-    """Stable key of a camera reference: ``"site/room/camera"``.
-
-    Accepts a string (used as is), a ``(site, room, camera)`` tuple, or an object with
-    ``site``/``room`` and ``camera`` (or ``camera_id`` / ``id``) attributes (``CameraRef``).
-    """
-    if isinstance(camera, str):
-        return camera
+def camera_key(camera: CameraId | tuple[str, str, str]) -> str:
+    """``"site/room/camera"`` of the recorder's camera reference (:class:`storage.common.CameraId`)
+    or a ``(site, room, camera)`` tuple; ``TypeError`` for anything else."""
     if isinstance(camera, tuple):
-        return "/".join(str(p) for p in camera)
-    cam = next((getattr(camera, a) for a in ("camera", "camera_id", "id") if hasattr(camera, a)), None)
-    site = getattr(camera, "site", getattr(camera, "site_id", None))
-    room = getattr(camera, "room", getattr(camera, "room_id", None))
-    if cam is None or room is None:
+        return str(CameraId(*camera))
+    if not all(hasattr(camera, a) for a in ("site", "room", "camera")):
         raise TypeError(f"not a camera reference: {camera!r}")
-    return f"{site}/{room}/{cam}"
+    return str(CameraId(camera.site, camera.room, camera.camera))
 
 
 class ActiveSessionLike(Protocol):
@@ -578,16 +570,6 @@ class ActiveSessionLike(Protocol):
 SessionSource = Callable[[str, str], Awaitable[Sequence[ActiveSessionLike]]]
 #: How often the live pipeline asks which sessions run (seconds).
 SESSION_POLL_S = 3.0
-
-
-def db_sessions(db: Any) -> SessionSource:
-    """A :data:`SessionSource` reading ``sessions.lifecycle.aactive_sessions`` from ``db``."""
-    from sessions.lifecycle import aactive_sessions
-
-    async def source(site: str, room: str) -> Sequence[ActiveSessionLike]:
-        return await aactive_sessions(db, site, room)
-
-    return source
 
 
 def session_view(active: Sequence[ActiveSessionLike]) -> SessionView | None:
@@ -621,15 +603,16 @@ class AnalysisPipeline:
     the CPU can analyse, each camera's effective rate drops (round robin) but every analysed
     frame is the newest one, so the alert delay stays about one round, not a queue.
 
-    ``sessions`` (optional, e.g. :func:`db_sessions`) is polled every ``session_poll_s`` by its
-    own task, off the analysis loop; each room's rules are re-armed on the next analysis round
-    after a change (see :meth:`analysis.rules.CameraRules.set_session`).  A failed poll keeps
-    the last known state.  Without a source (or before the first answer) every seat is armed.
+    ``sessions`` (optional; the hub injects ``evalwatch.hub.db_sessions``) is polled every
+    ``session_poll_s`` by its own task, off the analysis loop; each room's rules are re-armed on
+    the next analysis round after a change (see :meth:`analysis.rules.CameraRules.set_session`).
+    A failed poll keeps the last known state.  Without a source (or before the first answer)
+    every seat is armed.
 
     Construct with the detector, config and (site id, room) pairs, then ``await start()``
     (or run :meth:`run` as a task) on the hub loop; the recorder calls :meth:`submit` from any
-    thread.  Updates are published on ``bus`` (``EventUpdate.to_dict(absolute=True)``) and passed
-    to ``sink.handle`` in order by a separate task, so a slow database never stalls analysis.
+    thread.  Updates are passed to ``sink.handle`` in order by a separate task, so a slow
+    database never stalls analysis.
     """
 
     def __init__(
@@ -639,14 +622,12 @@ class AnalysisPipeline:
         *,
         detection_cfg: DetectionConfig | None = None,
         rules_cfg: RulesConfig | None = None,
-        bus: EventBus | None = None,
         sink: EventSink | None = None,
         clock: Callable[[], float] = time.time,
         sessions: SessionSource | None = None,
         session_poll_s: float = SESSION_POLL_S,
     ):
         self.core = AnalysisCore(detector, rules_cfg, detection_cfg)
-        self.bus = bus if bus is not None else EventBus()
         self.sink = sink
         self.clock = clock
         self.rooms: dict[str, tuple[str, RoomConfig, str]] = {}
@@ -714,7 +695,7 @@ class AnalysisPipeline:
 
     # -- FrameSink --
 
-    def submit(self, camera: Any, ts: datetime | float, frame: Any) -> None:
+    def submit(self, camera: CameraId | tuple[str, str, str], ts: datetime | float, frame: Any) -> None:
         """Offer a frame (non-blocking, any thread): a BGR ndarray, or a decoded ``av.VideoFrame``
         that is converted only if it gets analysed.  Only the newest frame of a camera waits for
         analysis: a frame not yet analysed is replaced by a newer one (never queued)."""
@@ -843,7 +824,6 @@ class AnalysisPipeline:
         return out
 
     def _emit(self, u: EventUpdate) -> None:
-        self.bus.publish(u.to_dict(absolute=True))
         if self.sink is not None and self._sink_q is not None:
             self._sink_q.put_nowait(u)
 

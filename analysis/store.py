@@ -2,9 +2,10 @@
 
 :class:`EventStore` is the pipeline's ``EventSink``.  For each update it first writes the
 database (so every message on the bus carries the event's database ``id`` the dashboard acts
-on), then publishes.  An opening event is published before its snapshot is uploaded: the
-upload runs in the background and is followed by an ``updated`` message carrying the
-``snapshot_key`` (later updates of the same event wait for it, so messages stay in order).
+on), then publishes a :class:`storage.incident.EventLive` (the incident contract).  An opening
+event is published before its snapshot is uploaded: the upload runs in the background and is
+followed by an ``updated`` message carrying the ``snapshot_url`` (later updates of the same
+event wait for it, so messages stay in order).
 A snapshot that cannot be uploaded because S3 is down is written to the local write-ahead
 folder and retried in the background: the event itself is never held back or lost.
 """
@@ -18,9 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from analysis.bus import EventBus
 from analysis.events import Event as Incident
 from analysis.events import EventUpdate
-from storage.models import Event as EventRow
+from storage.incident import EventLive, snapshot_url
+from storage.models import EventRow
 
 log = logging.getLogger("evalwatch.events")
 
@@ -35,6 +38,21 @@ def _ts(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
+def live_message(update: EventUpdate, db_id: int) -> EventLive:
+    """The bus message for ``update`` of the incident whose row is ``db_id``: the row's fields
+    as :meth:`EventStore._write` stores them (``status`` only when it opens)."""
+    ev = update.event
+    return EventLive(
+        phase=update.action, uid=ev.id, id=db_id, site=ev.site or "", room=ev.room or "",
+        camera=ev.camera, seat=ev.seat, rule=ev.rule, kind=ev.kind, started_at=ev.started_at,
+        ended_at=ev.ended_at, confidence=round(ev.confidence, 3),
+        footage_start=_ts(ev.footage_start_s) or ev.started_at,
+        footage_end=_ts(ev.footage_end_s) or ev.ended_at, session_id=ev.session_id,
+        status="new" if update.action == "opened" else None,
+        snapshot_url=snapshot_url(db_id) if ev.snapshot_key else None, details=ev.details,
+    )
+
+
 class EventStore:
     """Persist incident updates and publish them, in order, on ``bus``."""
 
@@ -43,7 +61,7 @@ class EventStore:
         db: Any,
         objects: Any,
         bucket: str,
-        bus: Any,
+        bus: EventBus,
         spool_dir: str | Path,
         *,
         retry_seconds: float = 5.0,
@@ -88,11 +106,7 @@ class EventStore:
 
     def _publish(self, update: EventUpdate, db_id: int) -> None:
         ev = update.event
-        message = update.to_dict(absolute=True)
-        message["uid"] = ev.id
-        message["id"] = db_id
-        message["status"] = "new" if update.action == "opened" else None
-        self.bus.publish(message)
+        self.bus.publish(live_message(update, db_id))
         log.info(
             "event %s id=%s rule=%s kind=%s site=%s room=%s camera=%s seat=%s",
             update.action, db_id, ev.rule, ev.kind, ev.site, ev.room, ev.camera, ev.seat,

@@ -6,7 +6,7 @@
     python bench/ingest.py --agent-cpu 3                # real agent process: CPU per camera
     python bench/ingest.py --agent-cpu 1 --live-fps 5,0 # ... with and without the live encoder
 
-What is measured is the **hub** (``python -m capture.testing``: the real Recorder + ingest router
+What is measured is the **hub** (``python -m testkit.capture``: the real Recorder + ingest router
 + a directory segment store, one process).  The agents are *simulated* so that they do not starve
 the hub on a 2-core machine: the sample clip is encoded ONCE up front by the agent's own
 ``SegmentWriter`` (same x264 settings, same 10 s wall-clock segments) and, for every live rate
@@ -66,9 +66,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from capture.testing import make_clip, write_config  # noqa: E402
 from config.models import CaptureConfig  # noqa: E402
 from storage.s3server import free_port  # noqa: E402
+from testkit.capture import make_clip, write_config  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 W, H, FPS = 640, 480, 15.0
@@ -415,7 +415,7 @@ def run_once(
             "rules": {"offline_seconds": 5.0},
         },
     )
-    argv = [sys.executable, "-m", "capture.testing", "--config", str(cfg_path), "--port", str(port)]
+    argv = [sys.executable, "-m", "testkit.capture", "--config", str(cfg_path), "--port", str(port)]
     argv += ["--store", f"dir:{tmp / 'store'}", "--log-level", "WARNING"]
     if baseline:
         argv += ["--baseline-dir", str(tmp / "baseline")]
@@ -563,7 +563,7 @@ def agent_cpu(
         extra={"capture": {"live_fps": live_fps}, "rules": {"offline_seconds": 5.0}},
     )
     hub = subprocess.Popen(
-        [sys.executable, "-m", "capture.testing", "--config", str(cfg), "--port", str(port),
+        [sys.executable, "-m", "testkit.capture", "--config", str(cfg), "--port", str(port),
          "--store", f"dir:{tmp / 'store'}", "--log-level", "WARNING"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -45,7 +45,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from evalwatch.testing import CHROMIUM_ARGS, write_system_config  # noqa: E402
+from testkit.hub import CHROMIUM_ARGS, write_system_config  # noqa: E402
 
 CLIPS = ["room_a", "room_b", "room_c", "room_d", "room_f"]
 SUP_PW = "bench-sup-password"

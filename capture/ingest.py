@@ -31,8 +31,10 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from capture.recorder import CameraRef, OfferError, Recorder
+from capture.recorder import OfferError, Recorder
 from config.models import EvalwatchConfig
+from storage.common import CameraId
+from storage.segments import SegmentConflict, SegmentMeta
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,32 @@ class SegmentStoreLike(Protocol):
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class OfferOut(BaseModel):
+    """The recorder's SDP answer."""
+
+    sdp: str
+    type: str
+
+
+class HeartbeatOut(BaseModel):
+    ok: bool
+    server_time: str = Field(description="hub clock, ISO-8601 UTC")
+    live: dict[str, bool] = Field(description="room/camera → the hub receives it live")
+    full_rate: list[str] = Field(description="room/camera to send at full rate (watched enlarged)")
+
+
+class SegmentStored(BaseModel):
+    stored: bool
+    bytes: int
+    sha256: str
+    media_seconds: float
+    id: int | None
+
+
+class MissingRanges(BaseModel):
+    ranges: list[tuple[str, str]] = Field(description="[start, end) ISO-8601 UTC, not archived")
 
 
 class OfferIn(_Body):
@@ -75,15 +103,6 @@ class HeartbeatIn(_Body):
 
 def _bad(status: int, detail: str) -> HTTPException:
     return HTTPException(status_code=status, detail=detail)
-
-
-def _meta_class(store: object) -> Any:
-    cls = getattr(store, "meta_class", None)
-    if cls is not None:
-        return cls
-    from storage.segments import SegmentMeta  # the hub's storage stage
-
-    return SegmentMeta
 
 
 def parse_time(value: str | None, name: str) -> datetime:
@@ -157,7 +176,7 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
             raise _bad(401, "invalid agent token")
         return matched
 
-    def authorize(site_of_token: str, ref: CameraRef) -> None:
+    def authorize(site_of_token: str, ref: CameraId) -> None:
         if ref.site != site_of_token:
             log.warning("ingest: agent of site=%s tried to publish for %s", site_of_token, ref)
             raise _bad(403, f"this agent token belongs to site {site_of_token!r}, not {ref.site!r}")
@@ -194,20 +213,20 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
                 400, f"invalid {model.__name__.removesuffix('In').lower()} request: {problems}"
             ) from None
 
-    @router.post("/offer")
+    @router.post("/offer", response_model=OfferOut)
     async def offer(request: Request) -> JSONResponse:
         site = authenticate(request)
         body: OfferIn = parse_json(await read_body(request, json_limit), OfferIn)
-        ref = CameraRef(body.site, body.room, body.camera)
+        ref = CameraId(body.site, body.room, body.camera)
         authorize(site, ref)
         try:
             answer = await recorder.handle_offer(ref, body.sdp, body.type)
         except OfferError as e:
             log.info("ingest: rejected offer site=%s room=%s camera=%s: %s", *_parts(ref), e)
             raise _bad(400, str(e)) from None
-        return JSONResponse({"sdp": answer.sdp, "type": answer.type})
+        return JSONResponse(OfferOut(sdp=answer.sdp, type=answer.type).model_dump())
 
-    @router.post("/heartbeat")
+    @router.post("/heartbeat", response_model=HeartbeatOut)
     async def heartbeat(request: Request) -> JSONResponse:
         site = authenticate(request)
         body: HeartbeatIn = parse_json(await read_body(request, json_limit), HeartbeatIn)
@@ -215,19 +234,18 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
             raise _bad(403, f"this agent token belongs to site {site!r}, not {body.site!r}")
         recorder.heartbeat(site, [c.model_dump() for c in body.cameras])
         live = {
-            f"{c.room}/{c.camera}": recorder.is_live(CameraRef(site, c.room, c.camera)) for c in body.cameras
+            f"{c.room}/{c.camera}": recorder.is_live(CameraId(site, c.room, c.camera)) for c in body.cameras
         }
         # Cameras somebody watches enlarged: the agent sends them at full rate until dropped here.
         full_rate = [
             f"{c.room}/{c.camera}"
             for c in body.cameras
-            if recorder.wants_full_rate(CameraRef(site, c.room, c.camera))
+            if recorder.wants_full_rate(CameraId(site, c.room, c.camera))
         ]
-        return JSONResponse(
-            {"ok": True, "server_time": datetime.now(UTC).isoformat(), "live": live, "full_rate": full_rate}
-        )
+        out = HeartbeatOut(ok=True, server_time=datetime.now(UTC).isoformat(), live=live, full_rate=full_rate)
+        return JSONResponse(out.model_dump())
 
-    @router.put("/segments/{site}/{room}/{camera}")
+    @router.put("/segments/{site}/{room}/{camera}", response_model=SegmentStored)
     async def put_segment(
         request: Request,
         site: str,
@@ -238,7 +256,7 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
         source: Literal["live", "backfill"] = "live",
     ) -> JSONResponse:
         token_site = authenticate(request)
-        ref = CameraRef(site, room, camera)
+        ref = CameraId(site, room, camera)
         authorize(token_site, ref)
         t0, t1 = parse_time(start, "start"), parse_time(end, "end")
         if t1 <= t0:
@@ -262,7 +280,7 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
             log.warning("ingest: rejected segment site=%s room=%s camera=%s: %s", *_parts(ref), problem)
             raise _bad(400, problem)
         try:
-            meta = _meta_class(segment_store)(
+            meta = SegmentMeta(
                 site=site, room=room, camera=camera, start=t0, end=t1, content_type="video/mp4", source=source
             )
         except ValueError as e:
@@ -270,7 +288,7 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
         try:
             record = await segment_store.put(meta, data)
         except Exception as e:
-            if type(e).__name__ == "SegmentConflict":
+            if isinstance(e, SegmentConflict):
                 log.warning("ingest: conflicting segment site=%s room=%s camera=%s: %s", *_parts(ref), e)
                 raise _bad(
                     409, f"a different segment is already archived at {ref} {t0.isoformat()}"
@@ -290,17 +308,13 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
             len(data),
             source,
         )
-        return JSONResponse(
-            {
-                "stored": True,
-                "bytes": len(data),
-                "sha256": digest,
-                "media_seconds": round(media_s, 3),
-                "id": getattr(record, "id", None),
-            },
+        stored = SegmentStored(
+            stored=True, bytes=len(data), sha256=digest, media_seconds=round(media_s, 3),
+            id=getattr(record, "id", None),
         )
+        return JSONResponse(stored.model_dump())
 
-    @router.get("/missing")
+    @router.get("/missing", response_model=MissingRanges)
     async def missing(
         request: Request,
         site: str = "",
@@ -312,12 +326,12 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
         token_site = authenticate(request)
         if not (site and room and camera):
             raise _bad(400, "query parameters 'site', 'room' and 'camera' are required")
-        ref = CameraRef(site, room, camera)
+        ref = CameraId(site, room, camera)
         authorize(token_site, ref)
         t0 = parse_time(since, "since")
         t1 = parse_time(until, "until") if until else datetime.now(UTC)
         if t1 <= t0:
-            return JSONResponse({"ranges": []})
+            return JSONResponse(MissingRanges(ranges=[]).model_dump())
         if t1 - t0 > MAX_MISSING_WINDOW:
             raise _bad(400, f"'since'..'until' spans more than {MAX_MISSING_WINDOW.days} days")
         try:
@@ -325,13 +339,14 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
         except Exception:
             log.exception("ingest: missing-ranges query failed site=%s room=%s camera=%s", *_parts(ref))
             raise _bad(503, "storage unavailable, retry later") from None
-        return JSONResponse({"ranges": [[a.isoformat(), b.isoformat()] for a, b in ranges]})
+        out = MissingRanges(ranges=[(a.isoformat(), b.isoformat()) for a, b in ranges])
+        return JSONResponse(out.model_dump())
 
     return router
 
 
-def _parts(ref: CameraRef) -> tuple[str, str, str]:
-    return ref.site, ref.room, ref.camera
+def _parts(ref: CameraId) -> tuple[str, str, str]:
+    return ref.as_tuple()
 
 
 def _peer(request: Request) -> str:

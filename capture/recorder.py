@@ -34,18 +34,9 @@ from aiortc.mediastreams import MediaStreamError
 from capture.ice import configure_ice, rtc_configuration
 from capture.live_encoder import CONTROL_CHANNEL
 from config.models import EvalwatchConfig
+from storage.common import CameraId
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, order=True)
-class CameraRef:
-    site: str
-    room: str
-    camera: str
-
-    def __str__(self) -> str:
-        return f"{self.site}/{self.room}/{self.camera}"
 
 
 class FrameSink(Protocol):
@@ -55,20 +46,20 @@ class FrameSink(Protocol):
     ``frame.to_ndarray(format="bgr24")`` (off the event loop).
     """
 
-    def submit(self, camera: CameraRef, ts: datetime, frame: av.VideoFrame) -> None: ...
+    def submit(self, camera: CameraId, ts: datetime, frame: av.VideoFrame) -> None: ...
 
 
 class BufferedFrameSink:
     """A bounded drop-oldest buffer implementing :class:`FrameSink`; consumers ``await get()``."""
 
     def __init__(self, maxlen: int = 64):
-        self._buf: collections.deque[tuple[CameraRef, datetime, np.ndarray]] = collections.deque()
+        self._buf: collections.deque[tuple[CameraId, datetime, np.ndarray]] = collections.deque()
         self.maxlen = maxlen
         self.dropped = 0
         self.submitted = 0
         self._event = asyncio.Event()
 
-    def submit(self, camera: CameraRef, ts: datetime, frame: av.VideoFrame | np.ndarray) -> None:
+    def submit(self, camera: CameraId, ts: datetime, frame: av.VideoFrame | np.ndarray) -> None:
         self.submitted += 1
         if len(self._buf) >= self.maxlen:
             self._buf.popleft()
@@ -77,10 +68,10 @@ class BufferedFrameSink:
         self._buf.append((camera, ts, img))
         self._event.set()
 
-    def get_nowait(self) -> tuple[CameraRef, datetime, np.ndarray] | None:
+    def get_nowait(self) -> tuple[CameraId, datetime, np.ndarray] | None:
         return self._buf.popleft() if self._buf else None
 
-    async def get(self) -> tuple[CameraRef, datetime, np.ndarray]:
+    async def get(self) -> tuple[CameraId, datetime, np.ndarray]:
         while not self._buf:
             self._event.clear()
             await self._event.wait()
@@ -110,7 +101,7 @@ class CameraStatus:
 
 
 class _Cam:
-    def __init__(self, ref: CameraRef):
+    def __init__(self, ref: CameraId):
         self.ref = ref
         self.pc: RTCPeerConnection | None = None
         self.track: MediaStreamTrack | None = None
@@ -164,9 +155,9 @@ class Recorder:
         # None: offer every frame (the sink keeps the newest); a number caps the offer rate.
         self.analysis_fps = analysis_fps
         self.relay = MediaRelay()
-        self._cams: dict[CameraRef, _Cam] = {}
+        self._cams: dict[CameraId, _Cam] = {}
         for site, room, cam in cfg.cameras():
-            ref = CameraRef(site.id, room.id, cam.id)
+            ref = CameraId(site.id, room.id, cam.id)
             self._cams[ref] = _Cam(ref)
         self._closing = False
 
@@ -179,12 +170,12 @@ class Recorder:
         self._closing = True
         await asyncio.gather(*(self._drop(c, "hub shutting down") for c in self._cams.values()))
 
-    def known(self, ref: CameraRef) -> bool:
+    def known(self, ref: CameraId) -> bool:
         return ref in self._cams
 
     # -- live path ------------------------------------------------------------------------------
 
-    async def handle_offer(self, ref: CameraRef, sdp: str, type_: str) -> RTCSessionDescription:
+    async def handle_offer(self, ref: CameraId, sdp: str, type_: str) -> RTCSessionDescription:
         """Answer an agent's offer for ``ref``; replaces that camera's previous connection."""
         cam = self._cams[ref]
         if type_ != "offer":
@@ -301,7 +292,7 @@ class Recorder:
         ``width=320, fps=5`` for the wall grid so the hub encodes little per viewer.  Call
         ``track.stop()`` when the viewer leaves.
         """
-        cam = self._cams.get(CameraRef(site, room, camera))
+        cam = self._cams.get(CameraId(site, room, camera))
         if cam is None or cam.track is None:
             return None
         sub = self.relay.subscribe(cam.track, buffered=False)
@@ -312,7 +303,7 @@ class Recorder:
             return sub
         return ReducedTrack(sub, width=width, fps=fps)
 
-    def wants_full_rate(self, ref: CameraRef) -> bool:
+    def wants_full_rate(self, ref: CameraId) -> bool:
         """Whether somebody watches the camera at full quality (an unreduced live track that has
         not ended): the agent is then asked to send its camera's full frame rate — at once over
         its control data channel, and in every heartbeat answer (agents without the channel,
@@ -342,19 +333,19 @@ class Recorder:
     def heartbeat(self, site: str, cameras: list[dict[str, Any]]) -> None:
         now = datetime.now(UTC)
         for entry in cameras:
-            ref = CameraRef(site, str(entry.get("room")), str(entry.get("camera")))
+            ref = CameraId(site, str(entry.get("room")), str(entry.get("camera")))
             cam = self._cams.get(ref)
             if cam is None:
                 continue
             cam.agent = entry
             cam.agent_seen_at = now
 
-    def is_live(self, ref: CameraRef) -> bool:
+    def is_live(self, ref: CameraId) -> bool:
         """Whether the hub holds a (not failed) live connection for the camera."""
         cam = self._cams.get(ref)
         return cam is not None and cam.pc is not None and cam.pc.connectionState not in ("failed", "closed")
 
-    def note_segment(self, ref: CameraRef, start: datetime, end: datetime, nbytes: int) -> None:
+    def note_segment(self, ref: CameraId, start: datetime, end: datetime, nbytes: int) -> None:
         cam = self._cams.get(ref)
         if cam is None:
             return

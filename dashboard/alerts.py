@@ -16,6 +16,9 @@ import time
 from datetime import datetime
 from typing import Any
 
+from dashboard.services import EventBusLike
+from storage.incident import EventLive, EventMessage, EventWorkflow
+
 log = logging.getLogger("evalwatch.dashboard")
 
 CLIENT_QUEUE = 256
@@ -34,23 +37,11 @@ def jsonable(v: Any) -> Any:
     return str(v)
 
 
-def event_message(ev: dict[str, Any]) -> dict[str, Any]:
-    """The WebSocket message for one bus event dict.
-
-    ``phase`` is the bus's ``phase`` or ``action`` (opened | updated | closed); ``snapshot_key`` is
-    replaced by ``snapshot_url`` (the authorised route); ``hub_sent_at`` is the fan-out time (epoch s).
-    """
-    out = jsonable(ev)
-    out.pop("type", None)
-    # analysis.store publishes "action"; the documented contract says "phase": accept both
-    out["phase"] = out.get("phase") or out.pop("action", None)
-    if out.get("status") is None:
-        out.pop("status", None)  # updates carry no workflow state: keep the browser's
-    eid = out.get("id")
-    if eid is not None and out.get("snapshot_key"):
-        out["snapshot_url"] = f"/api/events/{eid}/snapshot"
-    out.pop("snapshot_key", None)
-    return {"type": "event", "event": out, "hub_sent_at": time.time()}
+def event_message(ev: EventLive | EventWorkflow) -> dict[str, Any]:
+    """The WebSocket message (:class:`storage.incident.EventMessage`) for one incident update;
+    ``hub_sent_at`` is the fan-out time (epoch s) of live updates."""
+    hub_sent_at = time.time() if isinstance(ev, EventLive) else None
+    return EventMessage(event=ev, hub_sent_at=hub_sent_at).model_dump(mode="json")
 
 
 class Client:
@@ -72,7 +63,7 @@ class Client:
 class AlertHub:
     """Owns the bus subscription and the set of connected clients."""
 
-    def __init__(self, bus: Any | None) -> None:
+    def __init__(self, bus: EventBusLike | None) -> None:
         self.bus = bus
         self.clients: set[Client] = set()
         self.pushed = 0

@@ -24,11 +24,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dashboard.alerts import AlertHub
 from dashboard.dbutil import run_db
+from dashboard.defs import Health, media
 from dashboard.errors import ApiError, error_body, install_error_handlers
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics
 from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principal, allow, page
-from dashboard.routes import admin, auth, events, live, replay, seating
+from dashboard.routes import admin, auth, events, live, replay, seating, sessions
 from dashboard.security import SessionCodec
 from dashboard.state import DashState
 from dashboard.users import UserCache, seed_users
@@ -134,7 +135,8 @@ def create_app(services: Any) -> FastAPI:
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
         return response
 
-    for r in (auth.router, events.router, live.router, replay.router, admin.router, seating.router):
+    for r in (auth.router, events.router, live.router, replay.router, admin.router, seating.router,
+              sessions.router):
         app.include_router(r)
     app.include_router(_misc_router(st))
     for extra in getattr(services, "extra_routers", None) or []:
@@ -146,7 +148,7 @@ def create_app(services: Any) -> FastAPI:
 def _misc_router(st: DashState) -> APIRouter:
     r = APIRouter()
 
-    @r.get("/healthz", dependencies=[Depends(PUBLIC)], tags=["ops"])
+    @r.get("/healthz", dependencies=[Depends(PUBLIC)], tags=["ops"], response_model=Health)
     async def healthz() -> Response:
         """200 ``{"ok": true, ...}`` when the database answers; 503 otherwise (no auth: no data)."""
         checks: dict[str, Any] = {}
@@ -160,7 +162,7 @@ def _misc_router(st: DashState) -> APIRouter:
         ok = bool(checks["db"])
         return JSONResponse({"ok": ok, **checks}, status_code=200 if ok else 503)
 
-    @r.get("/metrics", dependencies=[Depends(METRICS)], tags=["ops"])
+    @r.get("/metrics", dependencies=[Depends(METRICS)], tags=["ops"], **media("text/plain"))
     async def metrics_route() -> Response:
         """Prometheus text format (admin session, or ``Bearer`` metrics token)."""
         return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)

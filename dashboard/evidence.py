@@ -27,7 +27,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.models import Event, Segment
+from storage.incident import ExportedEvent
+from storage.models import EventRow, Segment
 
 EXPORT_HEAD_TYPE = "evalwatch-export-head"
 
@@ -102,7 +103,7 @@ async def export_camera_range(
     """
     import tempfile
 
-    from sessions.export import EvidenceCamera, EvidenceMissing, event_to_dict, write_evidence
+    from sessions.export import EvidenceCamera, EvidenceMissing, write_evidence
     from storage.chain import canonical_json, iso_ms
 
     cfg = st.cfg
@@ -128,11 +129,11 @@ async def export_camera_range(
             )
         )
         evs = s.scalars(
-            select(Event)
-            .where(Event.site == site, Event.room == room, Event.camera == camera)
-            .where(Event.started_at < end, Event.started_at >= start - timedelta(hours=1))
-            .where((Event.ended_at.is_(None)) | (Event.ended_at > start))
-            .order_by(Event.started_at, Event.id)
+            select(EventRow)
+            .where(EventRow.site == site, EventRow.room == room, EventRow.camera == camera)
+            .where(EventRow.started_at < end, EventRow.started_at >= start - timedelta(hours=1))
+            .where((EventRow.ended_at.is_(None)) | (EventRow.ended_at > start))
+            .order_by(EventRow.started_at, EventRow.id)
         )
         anchor = None
         if sealed is not None:
@@ -151,7 +152,7 @@ async def export_camera_range(
                 head.signature,
                 sess.public_key_pem,
             )
-        return segs, links, [event_to_dict(e) for e in evs], anchor
+        return segs, links, [ExportedEvent.dump(e) for e in evs], anchor
 
     segs, links, events, sealed = await st.db.run(q)
     if not segs:

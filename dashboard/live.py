@@ -1,8 +1,9 @@
 """Live video to browsers over WebRTC: the browser POSTs an offer, the hub answers with the
 recorder's relayed track for that camera.
 
-Grid tiles ask for ``quality=grid``: the track is wrapped so that the hub encodes at most
-``GRID_FPS`` frames/s at ``GRID_WIDTH`` pixels wide (aiortc re-encodes per viewer, so 60 tiles at
+Grid tiles ask for ``quality=grid``: the recorder's reduced track (``live_track(width=GRID_WIDTH,
+fps=GRID_FPS)``, ``capture.recorder.ReducedTrack``) so that the hub encodes at most ``GRID_FPS``
+frames/s at ``GRID_WIDTH`` pixels wide (aiortc re-encodes per viewer, so 60 tiles at
 full rate would saturate the hub); an enlarged tile asks for ``quality=full`` (the recorder's own
 rate and size).  Every stream is audit-logged when it starts (``live_view``) and when it ends
 (``live_view_end`` with the seconds watched).
@@ -16,7 +17,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 log = logging.getLogger("evalwatch.dashboard")
@@ -31,41 +31,6 @@ def _track_classes() -> tuple[Any, Any]:
     from aiortc.mediastreams import MediaStreamError
 
     return MediaStreamTrack, MediaStreamError
-
-
-def make_grid_track(source: Any, fps: float = GRID_FPS, width: int | None = GRID_WIDTH) -> Any:
-    """A video track yielding at most ``fps`` frames/s of ``source`` scaled to ``width`` px wide
-    (``None``: not scaled)."""
-    media_stream_track, _ = _track_classes()
-
-    class GridTrack(media_stream_track):  # type: ignore[misc, valid-type]
-        kind = "video"
-
-        def __init__(self) -> None:
-            super().__init__()
-            self._last = 0.0
-            self._period = 1.0 / fps
-
-        async def recv(self) -> Any:
-            while True:
-                frame = await source.recv()
-                now = time.monotonic()
-                if now - self._last >= self._period * 0.9:
-                    self._last = now
-                    break
-            if width and frame.width > width:
-                h = max(2, int(frame.height * width / frame.width) // 2 * 2)
-                out = frame.reformat(width=width, height=h)
-                out.pts, out.time_base = frame.pts, frame.time_base or Fraction(1, 90000)
-                return out
-            return frame
-
-        def stop(self) -> None:
-            super().stop()
-            with contextlib.suppress(Exception):
-                source.stop()
-
-    return GridTrack()
 
 
 @dataclass(eq=False)
@@ -245,11 +210,7 @@ class ThumbHub:
     def _start(self, key: tuple[str, str, str], th: Thumb) -> bool:
         # Rate-limited only: the downscale happens in encode_jpeg, off the event loop, and only
         # for frames somebody asks for.
-        try:
-            track = self.recorder.live_track(*key, fps=THUMB_FPS)
-        except TypeError:  # a recorder without reduction support: reduce here
-            src = self.recorder.live_track(*key)
-            track = make_grid_track(src, THUMB_FPS, None) if src is not None else None
+        track = self.recorder.live_track(*key, fps=THUMB_FPS)
         if track is None:
             return False
         th.task = asyncio.create_task(self._pump(th, track), name=f"thumb-{'/'.join(key)}")

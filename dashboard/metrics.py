@@ -22,14 +22,34 @@ Exposed on ``/metrics`` (admin session or ``Authorization: Bearer <metrics token
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from dashboard.state import DashState
+
+class AlertsLike(Protocol):
+    """``dashboard.alerts.AlertHub`` as the metrics read it."""
+
+    pushed: int
+
+    @property
+    def bus_dropped(self) -> int: ...
+    @property
+    def bus_queue_depth(self) -> int: ...
+    def queue_depth(self) -> int: ...
+
+
+class StateLike(Protocol):
+    """``dashboard.state.DashState`` as the metrics read it (the state owns the metrics, so the
+    metrics name what they read instead of importing it)."""
+
+    services: Any
+
+    @property
+    def alerts(self) -> AlertsLike: ...
+    def camera_status(self) -> dict[tuple[str, str, str], dict[str, Any]]: ...
 
 
 class DashMetrics:
@@ -47,12 +67,12 @@ class DashMetrics:
         )
         self.s3_errors = Counter("evalwatch_s3_errors", "Object store errors", ["op"], registry=self.registry)
 
-    def attach(self, state: DashState) -> None:
+    def attach(self, state: StateLike) -> None:
         self.registry.register(_StateCollector(state))
 
 
 class _StateCollector(Collector):
-    def __init__(self, state: DashState) -> None:
+    def __init__(self, state: StateLike) -> None:
         self.state = state
 
     def collect(self) -> Iterator[Metric]:

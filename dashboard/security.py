@@ -23,7 +23,7 @@ import secrets
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -161,7 +161,3 @@ class IpThrottle:
 
     def success(self, ip: str) -> None:
         self._fails.pop(ip, None)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

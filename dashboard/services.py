@@ -32,6 +32,7 @@ from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
 from config.models import EvalwatchConfig
+from storage.incident import EventLive
 
 
 @runtime_checkable
@@ -61,13 +62,11 @@ class SegmentStoreLike(Protocol):
 
 
 class EventBusLike(Protocol):
-    """``analysis.bus.EventBus``: ``subscribe()`` gives an async iterator of event dicts.
+    """``analysis.bus.EventBus``: ``subscribe()`` gives an async iterator of
+    :class:`storage.incident.EventLive` (the incident contract; ``phase``: opened | updated |
+    closed)."""
 
-    Each dict has ``id, site, room, camera, seat, rule, kind, started_at, ended_at, confidence,
-    snapshot_key, status, phase`` (``phase``: opened | updated | closed).
-    """
-
-    def subscribe(self) -> AsyncIterator[dict[str, Any]]: ...
+    def subscribe(self) -> AsyncIterator[EventLive]: ...
 
 
 class CameraStatusLike(Protocol):
@@ -85,7 +84,10 @@ class RecorderLike(Protocol):
 
     def status(self) -> list[Any]: ...
 
-    def live_track(self, site: str, room: str, camera: str) -> Any | None: ...
+    def live_track(
+        self, site: str, room: str, camera: str, *, width: int | None = None, fps: float | None = None
+    ) -> Any | None:
+        """The camera's relayed track (``None``: offline), reduced to ``width`` px / ``fps``."""
 
 
 @dataclass

@@ -46,6 +46,7 @@ class DashState:
                 "online": False,
                 "fps": 0.0,
                 "last_frame_age": None,
+                "last_error": None,
             }
         rec = self.services.recorder
         if rec is not None:

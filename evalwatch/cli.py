@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hub": ("evalwatch.hub", "run the hub: recorder, analysis, storage, dashboard"),
     "agent": ("capture.agent", "run a site agent publishing a room's cameras"),
     "analyze": ("analysis.cli", "analyse a video file offline with a room's seats"),
-    "verify": ("storage.verify", "verify a camera's hash chain or an evidence zip"),
+    "verify": ("evalwatch.verify", "verify a camera's hash chain or an evidence zip"),
     "config": ("config.cli", "check config files"),
     "seats": ("sessions.seating", "random seat assignment"),
     "session": ("sessions.cli", "create, start and close evaluation sessions"),

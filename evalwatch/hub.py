@@ -7,7 +7,8 @@ Start-up order, top to bottom:
    points at one someone else runs (``evalwatch run`` does that);
 3. database migrations, then the config's sites/rooms/cameras/seats mirrored into the DB;
 4. object store buckets, the segment store and its write-ahead uploader;
-5. event bus, detector, analysis pipeline (the recorder's frame sink), event persistence;
+5. event bus, detector, event persistence, analysis pipeline (the recorder's frame sink; it
+   reads the running sessions through :func:`db_sessions`);
 6. the recorder and its ingest routes; the dashboard app; uvicorn.
 
 Shutdown runs the same list backwards.
@@ -20,32 +21,33 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from config import ConfigError, EvalwatchConfig, load_config
 from evalwatch.logs import setup_logging
 
+if TYPE_CHECKING:
+    from analysis.pipeline import ActiveSessionLike, SessionSource
+    from dashboard.services import Services
+    from storage.db import Database
+
 log = logging.getLogger("evalwatch.hub")
 
 
-@dataclass
-class Hub:
-    """The running hub's services (what the dashboard's ``Services`` contract asks for)."""
+def db_sessions(db: Database) -> SessionSource:
+    """The pipeline's session source: ``sessions.lifecycle.aactive_sessions`` read from ``db``
+    (injected here so that the analysis does not import the sessions stage)."""
+    from sessions.lifecycle import aactive_sessions
 
-    cfg: EvalwatchConfig
-    db: Any
-    objects: Any
-    segments: Any
-    bus: Any
-    recorder: Any
-    pipeline: Any
-    extra_routers: list[Any] = field(default_factory=list)
+    async def source(site: str, room: str) -> Sequence[ActiveSessionLike]:
+        return await aactive_sessions(db, site, room)
+
+    return source
 
 
-def sync_inventory(db: Any, cfg: EvalwatchConfig) -> None:
+def sync_inventory(db: Database, cfg: EvalwatchConfig) -> None:
     """Mirror the config's sites, rooms, cameras and seats into the DB (config is the source)."""
     from storage.models import Camera, Room, Seat, Site
 
@@ -68,15 +70,15 @@ def sync_inventory(db: Any, cfg: EvalwatchConfig) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Hub]:
+async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     """Start every hub service for ``cfg``; stop them all on exit."""
     from analysis.bus import EventBus
     from analysis.detector import load_detector
-    from analysis.pipeline import AnalysisPipeline, db_sessions
+    from analysis.pipeline import AnalysisPipeline
     from analysis.store import EventStore
     from capture.ingest import make_router
     from capture.recorder import Recorder
-    from sessions.api import make_router as make_sessions_router
+    from dashboard.services import Services
     from storage.db import Database
     from storage.objects import ObjectStore
     from storage.segments import SegmentStore
@@ -113,8 +115,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Hub]:
             load_detector, d.backend, d.model_path,
             person_threshold=d.person_threshold, phone_threshold=d.phone_threshold, threads=d.threads,
         )
-        # The dashboard's bus gets events from the store, after they have a database id; the
-        # pipeline's own bus stays private.
+        # The bus gets each incident update from the store, once its row has a database id.
         events = EventStore(
             db, objects, cfg.storage.s3.bucket_snapshots, bus, Path(cfg.storage.wal_dir) / "snapshots"
         )
@@ -123,7 +124,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Hub]:
         pipeline = AnalysisPipeline(
             detector,
             [(site.id, room) for site in cfg.sites for room in site.rooms],
-            detection_cfg=d, rules_cfg=cfg.rules, bus=EventBus(maxsize=1), sink=events,
+            detection_cfg=d, rules_cfg=cfg.rules, sink=events,
             sessions=db_sessions(db),
         )
         await pipeline.start()
@@ -133,10 +134,9 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Hub]:
         await recorder.start()
         stack.push_async_callback(recorder.close)
 
-        yield Hub(
+        yield Services(
             cfg=cfg, db=db, objects=objects, segments=segments, bus=bus, recorder=recorder,
-            pipeline=pipeline,
-            extra_routers=[make_router(recorder, segments, cfg), make_sessions_router()],
+            pipeline=pipeline, extra_routers=[make_router(recorder, segments, cfg)],
         )
 
 

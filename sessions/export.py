@@ -66,7 +66,8 @@ from config.models import EvalwatchConfig
 from sessions.lifecycle import SessionError, SessionInfo, get_session
 from sessions.signing import HubKey, key_id, verify_signature
 from storage.chain import LINK_FIELDS, chain_key, compute_link_hash, link_bytes, parse_iso
-from storage.models import AuditLog, Event, Segment
+from storage.incident import ExportedEvent
+from storage.models import AuditLog, EventRow, Segment
 from storage.objects import ObjectMissing
 
 FORMAT = "evalwatch-evidence"
@@ -93,43 +94,12 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def event_to_dict(e: Event) -> dict[str, Any]:
-    """The JSON form of an event row (UTC ISO times)."""
-
-    def t(v: datetime | None) -> str | None:
-        return v.isoformat() if v is not None else None
-
-    return {
-        "id": e.id,
-        "camera": f"{e.site}/{e.room}/{e.camera}",
-        "site": e.site,
-        "room": e.room,
-        "seat": e.seat,
-        "rule": e.rule,
-        "kind": e.kind,
-        "started_at": t(e.started_at),
-        "ended_at": t(e.ended_at),
-        "confidence": e.confidence,
-        "snapshot_key": e.snapshot_key,
-        "status": e.status,
-        "acknowledged_by": e.acknowledged_by,
-        "acknowledged_at": t(e.acknowledged_at),
-        "resolved_by": e.resolved_by,
-        "resolved_at": t(e.resolved_at),
-        "note": e.note,
-        "session_id": e.session_id,
-    }
-
-
-def session_events(s: Session, info: SessionInfo, start: datetime, end: datetime) -> list[Event]:
+def session_events(s: Session, info: SessionInfo, start: datetime, end: datetime) -> list[EventRow]:
     """Events of the session's cameras in ``[start, end)`` or tagged with the session, by time."""
-    cams = [
-        (Event.site == c.site) & (Event.room == c.room) & (Event.camera == c.camera) for c in info.cameras
-    ]
-    in_range = or_(*cams) & (Event.started_at < end) & ((Event.ended_at.is_(None)) | (Event.ended_at > start))
-    rows = s.scalars(
-        select(Event).where(or_(in_range, Event.session_id == info.id)).order_by(Event.started_at, Event.id)
-    )
+    E = EventRow
+    cams = [(E.site == c.site) & (E.room == c.room) & (E.camera == c.camera) for c in info.cameras]
+    in_range = or_(*cams) & (E.started_at < end) & ((E.ended_at.is_(None)) | (E.ended_at > start))
+    rows = s.scalars(select(E).where(or_(in_range, E.session_id == info.id)).order_by(E.started_at, E.id))
     return [e for e in rows if e.started_at < end and (e.ended_at is None or e.ended_at > start)]
 
 
@@ -220,9 +190,9 @@ async def write_evidence(
     * ``seal_ref`` = ``{"session_id", "code"}`` for ``seal.json`` (``None`` values for heads
       signed at export time); ``header`` = manifest fields placed after ``format``/``version``
       (``session``, ``range``, and e.g. ``scope``/``anchor``).
-    * ``events`` are :func:`event_to_dict` dicts; each gets ``snapshot`` (zip path, or ``None``
-      with a note when the snapshot is missing from storage).  ``notes`` are copied to the
-      manifest, followed by the writer's own.
+    * ``events`` are :class:`storage.incident.ExportedEvent` dicts (``ExportedEvent.dump``); each
+      gets ``snapshot`` (zip path, or ``None``, with a note when the snapshot is missing from
+      storage).  ``notes`` are copied to the manifest, followed by the writer's own.
     * ``stitch``: one MP4 per camera via ffmpeg (a note instead when it fails).
 
     Raises :class:`EvidenceMissing` when an uploaded chain link or a segment is missing from
@@ -434,9 +404,9 @@ async def export_session(
             cams.append(
                 EvidenceCamera(h.site, h.room, h.camera, h.head_seq, h.payload, h.signature, sel, links)
             )
-        evs = [event_to_dict(e) for e in session_events(s, info, w_start, w_end)]
+        evs = [ExportedEvent.dump(e) for e in session_events(s, info, w_start, w_end)]
         paths = {h.path for h in heads}
-        return cams, [e for e in evs if e["camera"] in paths]
+        return cams, [e for e in evs if f"{e['site']}/{e['room']}/{e['camera']}" in paths]
 
     cams, events = await db.run(q)
     try:

@@ -44,7 +44,7 @@ from config.models import EvalwatchConfig
 from sessions.models import EvalSession, SessionCamera, SessionHead, SessionSeat
 from sessions.signing import HubKey, key_id, verify_signature
 from storage.chain import GENESIS, canonical_json, iso_ms
-from storage.models import AuditLog, Event, Segment
+from storage.models import AuditLog, EventRow, Segment
 
 log = logging.getLogger("evalwatch.sessions")
 
@@ -203,7 +203,8 @@ class HeadRow(BaseModel):
     head_seq: int
     head_hash: str
     sealed_at: datetime
-    payload: str
+    #: The signed canonical payload: kept for verification, left out of the JSON form.
+    payload: str = Field(exclude=True)
     signature: str
 
     @property
@@ -262,10 +263,8 @@ class SessionInfo(BaseModel):
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        d = self.model_dump(mode="json")
-        for h in d["heads"]:
-            h.pop("payload", None)
-        return d
+        """The JSON form (the API's ``SessionInfo``: heads without their payload)."""
+        return self.model_dump(mode="json")
 
 
 def _load(s: Session, ident: int | str) -> EvalSession:
@@ -644,14 +643,14 @@ async def close_session(
                 )
             )
             s.execute(
-                update(Event)
+                update(EventRow)
                 .where(
-                    Event.site == c.site,
-                    Event.room == c.room,
-                    Event.camera == c.camera,
-                    Event.started_at >= start,
-                    Event.started_at < now,
-                    Event.session_id.is_(None),
+                    EventRow.site == c.site,
+                    EventRow.room == c.room,
+                    EventRow.camera == c.camera,
+                    EventRow.started_at >= start,
+                    EventRow.started_at < now,
+                    EventRow.session_id.is_(None),
                 )
                 .values(session_id=row.id)
             )

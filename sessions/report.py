@@ -39,9 +39,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.models import EvalwatchConfig
-from sessions.export import event_to_dict, session_events
+from sessions.export import session_events
 from sessions.lifecycle import SessionInfo, get_session, verify_seal
 from storage.chain import chain_key
+from storage.incident import ExportedEvent
 from storage.models import Segment
 from storage.objects import ObjectMissing, StorageError
 
@@ -155,7 +156,7 @@ async def build_report(
                 .order_by(Segment.start)
             ).all()
             segs[c.path] = [(a, b) for a, b in rows]
-        return segs, [event_to_dict(e) for e in session_events(s, info, start, end)]
+        return segs, [ExportedEvent.dump(e) for e in session_events(s, info, start, end)]
 
     segs, events = await db.run(q)
     covs: list[Coverage] = []
@@ -336,7 +337,7 @@ def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
         info_rows = [
             ["#", str(e["id"])],
             [t["time"], f"{r.local(e['started_at'])} – {r.local(e['ended_at'])}"],
-            [t["camera"], e["camera"]],
+            [t["camera"], f"{e['site']}/{e['room']}/{e['camera']}"],
             [t["seat"], e["seat"] or "-"],
             [t["rule"], rule],
             [t["confidence"], f"{e['confidence']:.2f}"],

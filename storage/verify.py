@@ -16,26 +16,20 @@ still hashed, since each depends on the one before) and stray objects are report
 key's date lies in the range.  Tail truncation (deleting the newest links *and* segments) cannot
 be seen from storage alone; pass ``expected_head`` (e.g. the DB's count) to check it.
 
-CLI: ``evalwatch verify --config FILE --camera site/room/camera [--from ISO --to ISO]`` prints
-``OK ...`` (exit 0) or ``PROBLEM ...`` (exit 1); 2 on bad arguments.  ``--session ID`` checks every
-camera of a session against its seal (``sessions.verify``).  ``evalwatch verify
-FILE.zip`` is handed to ``sessions.export.verify_zip`` (evidence exports) when available.
+The ``evalwatch verify`` command that runs it lives in :mod:`evalwatch.verify`.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import hashlib
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
 from storage.chain import GENESIS, LINK_FIELDS, camera_prefix, compute_link_hash, parse_iso
-from storage.objects import ObjectMissing, ObjectStore, StorageError
+from storage.objects import ObjectMissing, ObjectStore
 
 Problem = Literal["missing", "altered", "reordered", "inserted"]
 
@@ -192,99 +186,3 @@ async def verify_chain(
     res.ok = True
     res.head_hash = prev_hash
     return res
-
-
-# --- CLI ------------------------------------------------------------------------------------
-
-
-def _parse_time(s: str) -> datetime:
-    t = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    if t.tzinfo is None:
-        raise ValueError(f"{s!r} has no timezone; add Z or +08:00")
-    return t.astimezone(UTC)
-
-
-def _verify_zip(path: str, argv: list[str]) -> int:
-    try:
-        from sessions.export import verify_zip  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        print(
-            f"evalwatch verify: cannot verify {path}: evidence export support is not installed",
-            file=sys.stderr,
-        )
-        return 2
-    return int(verify_zip(path, argv) or 0)
-
-
-def _verify_session(config_path: str, ident: str) -> int:
-    from config.loader import ConfigError, load_config
-
-    try:
-        cfg = load_config(config_path)
-    except ConfigError as e:
-        print(f"evalwatch verify: config error:\n{e}", file=sys.stderr)
-        return 2
-    try:
-        from sessions.lifecycle import SessionNotFound
-        from sessions.verify import verify_session_archive
-    except ImportError:
-        print("evalwatch verify: session support is not installed", file=sys.stderr)
-        return 2
-    try:
-        verdict = asyncio.run(verify_session_archive(cfg, int(ident) if ident.isdigit() else ident))
-    except SessionNotFound as e:
-        print(f"evalwatch verify: {e}", file=sys.stderr)
-        return 2
-    except StorageError as e:
-        print(f"evalwatch verify: {e}", file=sys.stderr)
-        return 1
-    print("\n".join(verdict.lines))
-    print(f"session {verdict.session}: {'OK' if verdict.ok else 'PROBLEMS FOUND'}")
-    return 0 if verdict.ok else 1
-
-
-def cli(argv: list[str]) -> int:
-    """``evalwatch verify``: see module docstring.  Returns the exit code."""
-    if argv and argv[0].lower().endswith(".zip"):
-        return _verify_zip(argv[0], argv[1:])
-    p = argparse.ArgumentParser(
-        prog="evalwatch verify",
-        description="verify a camera's hash chain, a session's sealed archive, or an evidence zip",
-    )
-    p.add_argument("--config", required=True, help="evalwatch YAML config file")
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--camera", help="site/room/camera")
-    what.add_argument("--session", help="session id or code: every camera against its seal")
-    p.add_argument("--from", dest="start", help="ISO-8601 start (with timezone)")
-    p.add_argument("--to", dest="end", help="ISO-8601 end (with timezone)")
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:
-        return 2 if e.code else 0
-    if args.session:
-        return _verify_session(args.config, args.session)
-    parts = args.camera.split("/")
-    if len(parts) != 3 or not all(parts):
-        print(f"evalwatch verify: --camera must be site/room/camera, got {args.camera!r}", file=sys.stderr)
-        return 2
-    try:
-        start = _parse_time(args.start) if args.start else None
-        end = _parse_time(args.end) if args.end else None
-    except ValueError as e:
-        print(f"evalwatch verify: bad --from/--to: {e}", file=sys.stderr)
-        return 2
-    from config.loader import ConfigError, load_config
-
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as e:
-        print(f"evalwatch verify: config error:\n{e}", file=sys.stderr)
-        return 2
-    try:
-        site, room, camera = parts
-        result = asyncio.run(verify_chain(ObjectStore(cfg.storage.s3), site, room, camera, start, end))
-    except StorageError as e:
-        print(f"evalwatch verify: {e}", file=sys.stderr)
-        return 1
-    print(result)
-    return 0 if result.ok else 1

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from evalwatch.testing import CHROMIUM, CHROMIUM_ARGS, write_system_config
+from testkit.hub import CHROMIUM, CHROMIUM_ARGS, write_system_config
 
 SUP_PW = "sup-browser-pw-1"
 AUD_PW = "aud-browser-pw-1"

@@ -19,7 +19,9 @@ from capture.ice import configure_ice, rtc_configuration
 from capture.recorder import BufferedFrameSink
 from capture.segmenter import SegmentWriter
 from capture.spool import Spool, fmt_time, parse_time
-from capture.testing import (
+from config import load_config
+from storage.s3server import free_port
+from testkit.capture import (
     DirSegmentStore,
     build_app,
     gaps,
@@ -28,8 +30,6 @@ from capture.testing import (
     serve_app,
     write_config,
 )
-from config import load_config
-from storage.s3server import free_port
 
 T0 = 1_700_000_001.3  # an arbitrary wall-clock time, not on a segment boundary
 

@@ -7,9 +7,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from evalwatch.verify import cli as verify_cli
 from storage.chain import GENESIS, chain_key, compute_link_hash, link_fields
 from storage.segments import SegmentMeta, SegmentStore
-from storage.verify import cli as verify_cli
 from storage.verify import verify_chain
 
 T0 = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)

@@ -18,8 +18,9 @@ from sqlalchemy import select
 
 from dashboard.app import create_app, load_dictionary
 from dashboard.services import Services
-from dashboard.testing import ROLE_USERS, add_event, make_services, password_of
+from storage.incident import EventLive, snapshot_url
 from storage.models import AuditLog, Segment, User
+from testkit.dashboard import ROLE_USERS, add_event, make_services, password_of
 
 BASE = "http://testserver"
 
@@ -408,21 +409,24 @@ async def test_ws_pushes_bus_events_and_workflow(server: str, services: Services
         assert json.loads(await ws.recv())["type"] == "hello"
         eid = add_event(services.db, snapshot_key="snap/x.jpg")
         services.bus.publish(
-            {
-                "id": eid,
-                "site": "site1",
-                "room": "room1",
-                "camera": "cam1",
-                "seat": "s1",
-                "rule": "phone",
-                "kind": None,
-                "started_at": datetime.now(UTC),
-                "ended_at": None,
-                "confidence": 0.8,
-                "snapshot_key": "snap/x.jpg",
-                "status": "new",
-                "phase": "opened",
-            }
+            EventLive(
+                id=eid,
+                uid="u1",
+                site="site1",
+                room="room1",
+                camera="cam1",
+                seat="s1",
+                rule="phone",
+                kind=None,
+                started_at=datetime.now(UTC),
+                ended_at=None,
+                confidence=0.8,
+                footage_start=None,
+                footage_end=None,
+                snapshot_url=snapshot_url(eid),
+                status="new",
+                phase="opened",
+            )
         )
         msg = json.loads(await asyncio.wait_for(ws.recv(), 2))
         assert msg["type"] == "event" and msg["event"]["id"] == eid and msg["event"]["phase"] == "opened"

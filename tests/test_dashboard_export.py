@@ -20,11 +20,10 @@ from test_sessions_support import archive, cfg_dict
 from config.models import EvalwatchConfig
 from dashboard.app import create_app
 from dashboard.services import Services
-from dashboard.testing import ROLE_USERS, make_database, password_of
 from sessions import export as ex
-from sessions.api import make_router
 from sessions.lifecycle import close_session, create_session, parse_spec, start_session
 from sessions.signing import KEY_FILE, HubKey
+from testkit.dashboard import ROLE_USERS, make_database, password_of
 
 BASE = "http://testserver"
 
@@ -61,7 +60,7 @@ async def test_exports_verify_after_hub_key_change(
     db = make_database(tmp_path / "k.db")
     store = SegmentStore(object_store, db, cfg.storage.wal_dir, cfg.storage.s3.bucket_segments)
     await store.start()
-    app = create_app(Services(cfg=cfg, db=db, objects=object_store, extra_routers=[make_router()]))
+    app = create_app(Services(cfg=cfg, db=db, objects=object_store))
     t0 = datetime(2026, 3, 3, 1, 0, tzinfo=UTC)
     spec = {
         "code": "ZB-ROT-1",

@@ -24,9 +24,8 @@ from test_sessions_support import T0, archive, cfg_dict
 from config.models import EvalwatchConfig
 from dashboard.app import create_app
 from dashboard.services import Services
-from dashboard.testing import ROLE_USERS, make_database, password_of
-from sessions.api import make_router
 from storage.models import AuditLog
+from testkit.dashboard import ROLE_USERS, make_database, password_of
 
 BASE = "http://testserver"
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +58,7 @@ def _cfg(site: str, tmp_path: Path, s3: Any = None) -> EvalwatchConfig:
 async def seat_app(tmp_path: Path) -> AsyncIterator[tuple[Any, Services]]:
     cfg = _cfg("s1", tmp_path)
     services = Services(
-        cfg=cfg, db=make_database(tmp_path / "d.db"), objects=None, extra_routers=[make_router()]
+        cfg=cfg, db=make_database(tmp_path / "d.db"), objects=None
     )
     app = create_app(services)
     async with app.router.lifespan_context(app):
@@ -188,7 +187,7 @@ async def test_camera_range_export_verifies_offline(  # type: ignore[no-untyped-
     db = make_database(tmp_path / "e.db")
     store = SegmentStore(object_store, db, cfg.storage.wal_dir, cfg.storage.s3.bucket_segments)
     await store.start()
-    app = create_app(Services(cfg=cfg, db=db, objects=object_store, extra_routers=[make_router()]))
+    app = create_app(Services(cfg=cfg, db=db, objects=object_store))
     t0 = datetime(2026, 3, 1, 1, 0, tzinfo=UTC)
     await archive(store, site, "r1", "cam1", t0, [(10, b"a" * 300), (10, b"b" * 300), (10, b"c" * 300)])
     q = {"start": (t0 + timedelta(seconds=12)).isoformat(), "end": (t0 + timedelta(seconds=40)).isoformat()}

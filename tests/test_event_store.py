@@ -12,7 +12,7 @@ from analysis.bus import EventBus
 from analysis.events import Event, EventUpdate
 from analysis.store import EventStore
 from storage.db import Database
-from storage.models import Event as Row
+from storage.models import EventRow as Row
 from storage.objects import ObjectStore
 
 T0 = 1_700_000_000.0
@@ -40,13 +40,13 @@ async def test_rows_snapshots_and_bus_messages(tmp_path: Path, database: Databas
         await store.close()
     # the alert goes out first; the snapshot follows in an "updated" message; then the close
     opened, updated, closed = sub.get_nowait(), sub.get_nowait(), sub.get_nowait()
-    assert opened["snapshot_key"] is None and updated["action"] == "updated"
-    assert updated["snapshot_key"] and updated["id"] == opened["id"]
+    assert opened.snapshot_url is None and updated.phase == "updated"
+    assert updated.snapshot_url and updated.id == opened.id
     with database.session() as s:
         rows = s.query(Row).filter(Row.site == "s1").all()
     assert len(rows) == 1
     row = rows[0]
-    assert opened["id"] == closed["id"] == row.id and opened["action"] == "opened"
+    assert opened.id == closed.id == row.id and opened.phase == "opened"
     assert (row.rule, row.seat, row.confidence, row.status) == ("phone", "S1", 0.8, "new")
     assert row.ended_at is not None and (row.ended_at - row.started_at).total_seconds() == 30
     assert row.snapshot_key and row.snapshot_key.startswith("s1/r1/cam1/2023/11/14/")

@@ -17,7 +17,7 @@ from test_sessions_support import T0, archive, cfg_dict, make_cfg, spec_dict, wr
 from sessions import export as ex
 from sessions.lifecycle import close_session, create_session, parse_spec, start_session
 from sessions.signing import HubKey
-from storage.models import Event
+from storage.models import EventRow
 
 
 @dataclass
@@ -55,7 +55,7 @@ async def sealed(object_store, s3_server, unique_site: str, tmp_path: Path):  # 
 
     def add_event(s) -> None:  # type: ignore[no-untyped-def]
         s.add(
-            Event(
+            EventRow(
                 site=site,
                 room="r1",
                 camera="cam1",
@@ -117,7 +117,7 @@ async def test_round_trip_verifies(sealed: Sealed, capsys: pytest.CaptureFixture
     assert ex.verify_zip(str(path), ["--no-progress"]) == 0
     assert capsys.readouterr().out.startswith("OK evidence intact")
     # the evalwatch verify entry point hands .zip files to verify_zip
-    from storage.verify import cli as verify_cli
+    from evalwatch.verify import cli as verify_cli
 
     assert verify_cli([str(path)]) == 0
     # pinning the right key passes, another key fails

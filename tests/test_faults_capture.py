@@ -7,7 +7,7 @@ object storage afterwards (SeaweedFS S3 + SQLite, via storage.segments.SegmentSt
 * agent ↔ hub link cut for ``EVALWATCH_FAULT_LINK_CUT_S`` (default 60 s; TCP proxy closed: signalling,
   uploads and heartbeats — the WebRTC media path is UDP and not cut) → backfilled, no gap;
 * the same cut for real: the agent in its own network namespace behind a veth pair taken down
-  (``capture.testing.NetnsLink``: TCP *and* the UDP media) → the hub receives nothing meanwhile, the
+  (``testkit.capture.NetnsLink``: TCP *and* the UDP media) → the hub receives nothing meanwhile, the
   agent keeps recording, the live stream comes back by itself within ``EVALWATCH_FAULT_LIVE_RECOVER_S``
   after the restore, the archive is complete (skipped where namespaces are not permitted);
 * bad credentials / other site / malformed SDP / oversized / garbage segments → 4xx naming the
@@ -36,8 +36,8 @@ import pytest
 import yaml
 
 from capture.spool import Spool
-from capture.testing import NetnsLink, NetnsUnavailable, TcpProxy, gaps, make_clip, write_config
 from storage.s3server import free_port
+from testkit.capture import NetnsLink, NetnsUnavailable, TcpProxy, gaps, make_clip, write_config
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
@@ -69,7 +69,7 @@ class Rig:
             [
                 sys.executable,
                 "-m",
-                "capture.testing",
+                "testkit.capture",
                 "--config",
                 str(config or self.cfg_path),
                 "--port",

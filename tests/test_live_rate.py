@@ -16,9 +16,10 @@ import pytest
 
 from capture.agent import Agent
 from capture.live_encoder import LiveEncoder
-from capture.recorder import ABS_SEND_TIME, BufferedFrameSink, CameraRef, without_abs_send_time
-from capture.testing import DirSegmentStore, build_app, make_clip, one_camera_config, serve_app
+from capture.recorder import ABS_SEND_TIME, BufferedFrameSink, without_abs_send_time
+from storage.common import CameraId
 from storage.s3server import free_port
+from testkit.capture import DirSegmentStore, build_app, make_clip, one_camera_config, serve_app
 
 
 def _nal_types(data: bytes) -> list[int]:
@@ -171,7 +172,7 @@ async def test_agent_sends_live_at_reduced_rate_and_full_rate_while_watched(
             await asyncio.sleep(0.1)
         assert recorder.status()[0].online, "hub never received the agent's stream"
         # the hub's answer leaves out abs-send-time: no per-packet bitrate estimation / REMB
-        answer = recorder._cams[CameraRef("s1", "r1", "c1")].pc.localDescription.sdp  # type: ignore[union-attr]
+        answer = recorder._cams[CameraId("s1", "r1", "c1")].pc.localDescription.sdp  # type: ignore[union-attr]
         assert ABS_SEND_TIME not in answer
         await asyncio.sleep(1.5)
         base = await _hub_fps(recorder, 4.0)

@@ -21,8 +21,8 @@ from sqlalchemy import select
 from dashboard.app import create_app
 from dashboard.live import THUMB_STALE
 from dashboard.services import Services
-from dashboard.testing import ROLE_USERS, FakeStatus, make_services, password_of, synthetic_track
 from storage.models import AuditLog
+from testkit.dashboard import ROLE_USERS, FakeStatus, make_services, password_of, synthetic_track
 
 BASE = "http://testserver"
 

@@ -162,12 +162,10 @@ class ListSink:
 
 async def test_live_pipeline_publishes_events_and_camera_offline():
     now = [1000.0]
-    bus = EventBus()
     sink = ListSink()
     rc = RulesConfig(open_k=2, open_n=3, close_m=2, offline_seconds=5.0)
-    pipe = AnalysisPipeline(ScriptedDetector(), [("site1", room())], rules_cfg=rc, bus=bus, sink=sink,
+    pipe = AnalysisPipeline(ScriptedDetector(), [("site1", room())], rules_cfg=rc, sink=sink,
                             detection_cfg=DetectionConfig(analysis_fps=2.0), clock=lambda: now[0])
-    sub = bus.subscribe()
     await pipe.start()
     ref = ("site1", "r1", "cam1")
     phone_frame = textured()
@@ -183,12 +181,11 @@ async def test_live_pipeline_publishes_events_and_camera_offline():
     now[0] += 10.0  # frames stop
     await pipe.step()
     await pipe.stop()
-    msgs = []
-    while not sub.queue.empty():
-        msgs.append(sub.get_nowait())
-    assert [(m["action"], m["rule"]) for m in msgs] == [("opened", "phone"), ("opened", "camera_offline")]
-    assert msgs[0]["site"] == "site1" and msgs[0]["seat"] == "S1" and msgs[0]["started_at"]
-    assert [(u.action, u.event.rule) for u in sink.updates] == [(m["action"], m["rule"]) for m in msgs]
+    # the pipeline hands every update to its sink, in order (the hub's sink writes and publishes)
+    msgs = [u.event for u in sink.updates]
+    assert [(u.action, u.event.rule) for u in sink.updates] == [
+        ("opened", "phone"), ("opened", "camera_offline")]
+    assert msgs[0].site == "site1" and msgs[0].seat == "S1" and msgs[0].started_at
     # frames resume: offline incident closes
     pipe.submit(ref, now[0], phone_frame)
     ups = await pipe.step()

@@ -25,7 +25,7 @@ from test_sessions_support import (
 from sessions import report as rp
 from sessions.lifecycle import close_session, create_session, parse_spec, start_session
 from sessions.signing import HubKey
-from storage.models import Event
+from storage.models import EventRow
 
 
 def _t(s: float):  # type: ignore[no-untyped-def]
@@ -77,7 +77,7 @@ async def recorded(object_store, s3_server, unique_site: str, tmp_path: Path):  
 
         def add(s, ev=ev, key_s=key_s, i=i) -> None:  # type: ignore[no-untyped-def]
             s.add(
-                Event(
+                EventRow(
                     site=site,
                     room="r1",
                     camera="cam1",

@@ -24,7 +24,7 @@ from starlette.routing import Mount
 
 from dashboard.app import PUBLIC_MOUNTS, create_app
 from dashboard.policy import AGENT_PREFIXES, ROLES, Gate, WsGate, gates_of, iter_routes
-from dashboard.testing import ROLE_USERS, add_event, make_services, password_of
+from testkit.dashboard import ROLE_USERS, add_event, make_services, password_of
 
 ANON = "anonymous"
 CALLERS = (ANON, *ROLES)
@@ -62,7 +62,7 @@ EXPECTED: dict[str, set[str]] = {
     "GET /api/docs": set(ROLES),
     "GET /login": {ANON, *ROLES},
     "GET /": set(ROLES),
-    # evaluation sessions (sessions.api, mounted by the hub)
+    # evaluation sessions (dashboard.routes.sessions)
     "GET /api/sessions": set(ROLES),
     "GET /api/sessions/public-key": set(ROLES),
     "GET /api/sessions/{session_id}": set(ROLES),
@@ -119,9 +119,8 @@ def make_app(tmp_path: Path) -> FastAPI:
             raise HTTPException(401, "bad agent token")
         return {"ok": True}
 
-    from sessions.api import make_router as make_sessions_router
 
-    services.extra_routers = [ingest, *_real_ingest(services), make_sessions_router()]
+    services.extra_routers = [ingest, *_real_ingest(services)]
     return create_app(services)
 
 
@@ -130,7 +129,7 @@ def _real_ingest(services: Any) -> list[Any]:
     try:
         from capture.ingest import make_router
         from capture.recorder import Recorder
-        from capture.testing import DirSegmentStore
+        from testkit.capture import DirSegmentStore
     except ImportError:
         return []
     router = make_router(Recorder(services.cfg), DirSegmentStore(Path("/nonexistent-unused")), services.cfg)

@@ -19,7 +19,7 @@ import yaml
 from minio import Minio
 from minio.error import S3Error
 
-from evalwatch.testing import write_system_config
+from testkit.hub import write_system_config
 
 
 def write_config(tmp: Path, rooms: dict[str, list[str]], database_url: str | None = None) -> Path:

@@ -15,13 +15,15 @@ from test_sessions_support import cfg_dict, spec_dict
 
 from analysis.detector import Box
 from analysis.events import EventUpdate
-from analysis.pipeline import AnalysisPipeline, db_sessions, session_view
+from analysis.pipeline import AnalysisPipeline, session_view
 from analysis.rules import CameraRules, SessionView
 from analysis.store import EventStore
 from config.models import EvalwatchConfig, RulesConfig, SeatConfig
+from evalwatch.hub import db_sessions
 from sessions.lifecycle import ActiveSession, close_session, create_session, parse_spec, start_session
 from sessions.signing import HubKey
-from storage.models import Event as EventRow
+from storage.incident import EventLive
+from storage.models import EventRow
 
 A = SeatConfig(id="A", camera="cam1", polygon=[(0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.0, 1.0)])
 B = SeatConfig(id="B", camera="cam1", polygon=[(0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)])
@@ -187,7 +189,7 @@ async def test_pipeline_picks_up_a_started_session(database: Any, tmp_path: Path
             pipeline.submit((site, "r1", "cam1"), t, f)
             await asyncio.sleep(0.05)
 
-    def messages() -> list[dict[str, Any]]:
+    def messages() -> list[EventLive]:
         out = []
         while not sub.queue.empty():
             out.append(sub.get_nowait())
@@ -199,9 +201,9 @@ async def test_pipeline_picks_up_a_started_session(database: Any, tmp_path: Path
         # no session: every seat armed → S3 and S4 empty, S2's person is fine
         await play(plain, 1.5)
         before = messages()
-        assert {(m["rule"], m["seat"]) for m in before if m["action"] == "opened"} == {
+        assert {(m.rule, m.seat) for m in before if m.phase == "opened"} == {
             ("seat_empty", "S3"), ("seat_empty", "S4")}
-        assert all(m["session_id"] is None for m in before)
+        assert all(m.session_id is None for m in before)
 
         # a session assigns S1 and S4 in r1 (spec_dict's default seating) and starts
         info = await create_session(database, cfg, parse_spec(spec_dict(site)), "tester")
@@ -209,19 +211,19 @@ async def test_pipeline_picks_up_a_started_session(database: Any, tmp_path: Path
         await play(plain, 1.0)
         await play(visitor, 1.2)
         during = messages()
-        got = {(m["action"], m["rule"], m["seat"], m["session_id"]) for m in during}
+        got = {(m.phase, m.rule, m.seat, m.session_id) for m in during}
         assert ("closed", "seat_empty", "S3", None) in got  # S3 is not assigned: disarmed
         assert ("opened", "extra_person", "S2", info.id) in got  # occupied, unassigned
         assert ("opened", "extra_person", None, info.id) in got  # outside every seat
-        assert not any(m["rule"] == "seat_empty" and m["action"] == "opened" for m in during)
-        assert not any(m["seat"] == "S4" and m["action"] == "closed" for m in during)  # still empty
+        assert not any(m.rule == "seat_empty" and m.phase == "opened" for m in during)
+        assert not any(m.seat == "S4" and m.phase == "closed" for m in during)  # still empty
 
         # closing the session: back to every seat armed; S3 empty again (no session id)
         await close_session(database, cfg, HubKey.load_or_create(tmp_path), info.id, "tester")
         await play(plain, 1.6)
         after = messages()
         assert ("opened", "seat_empty", "S3", None) in {
-            (m["action"], m["rule"], m["seat"], m["session_id"]) for m in after}
+            (m.phase, m.rule, m.seat, m.session_id) for m in after}
     finally:
         await pipeline.stop()
         await store.close()

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from test_sessions_support import T0, archive, cfg_dict, spec_dict, write_cfg
 
+from evalwatch.verify import cli
 from sessions.lifecycle import close_session, create_session, parse_spec, start_session
 from sessions.signing import HubKey
 from storage.chain import chain_key
-from storage.verify import cli
 
 
 async def test_session_archive_verifies_and_tampering_is_named(

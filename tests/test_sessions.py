@@ -25,7 +25,7 @@ from sessions.lifecycle import (
 )
 from sessions.signing import HubKey, key_id, verify_signature
 from storage.chain import GENESIS
-from storage.models import AuditLog, Event
+from storage.models import AuditLog, EventRow
 
 
 def test_key_created_once_with_mode_0600(tmp_path: Path) -> None:
@@ -147,7 +147,7 @@ async def test_lifecycle(database, segment_store, object_store, unique_site: str
 
     def add_event(s) -> None:  # type: ignore[no-untyped-def]
         s.add(
-            Event(
+            EventRow(
                 site=site,
                 room="r1",
                 camera="cam1",
@@ -159,7 +159,7 @@ async def test_lifecycle(database, segment_store, object_store, unique_site: str
             )
         )
         s.add(
-            Event(
+            EventRow(
                 site=site,
                 room="r1",
                 camera="cam1",
@@ -188,7 +188,8 @@ async def test_lifecycle(database, segment_store, object_store, unique_site: str
         await close_session(database, cfg, key, info.id, "sup")
 
     # events of the session were tagged, the earlier one was not
-    tagged = await database.run(lambda s: sorted((e.started_at, e.session_id) for e in s.query(Event).all()))
+    tagged = await database.run(
+        lambda s: sorted((e.started_at, e.session_id) for e in s.query(EventRow).all()))
     assert [sid for _, sid in tagged] == [None, info.id]
 
     # audit trail

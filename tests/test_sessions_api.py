@@ -12,9 +12,8 @@ from test_sessions_support import T0, archive, cfg_dict, spec_dict
 from config.models import EvalwatchConfig
 from dashboard.app import create_app
 from dashboard.services import Services
-from dashboard.testing import ROLE_USERS, password_of
-from sessions.api import make_router
 from sessions.export import verify_evidence
+from testkit.dashboard import ROLE_USERS, password_of
 
 BASE = "http://testserver"
 
@@ -40,7 +39,7 @@ async def test_sessions_api(object_store, s3_server, unique_site: str, tmp_path:
     db.upgrade()
     store = SegmentStore(object_store, db, cfg.storage.wal_dir, cfg.storage.s3.bucket_segments)
     await store.start()
-    app = create_app(Services(cfg=cfg, db=db, objects=object_store, extra_routers=[make_router()]))
+    app = create_app(Services(cfg=cfg, db=db, objects=object_store))
     async with app.router.lifespan_context(app):
         sup, obs, aud = [await _login(app, r) for r in ("supervisor", "observer", "auditor")]
         anon = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)

@@ -35,8 +35,8 @@ import numpy as np
 import pytest
 
 from capture.source import CameraSource, mask_url
-from capture.testing import make_clip
 from storage.s3server import free_port
+from testkit.capture import make_clip
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 W, H = 320, 240  # configured output size; the clip is 160x120 @ 15 fps, so every frame is scaled
@@ -557,8 +557,8 @@ async def test_agent_archives_rtsp_and_http_cameras_from_config(
     import uvicorn
 
     from capture.agent import Agent
-    from capture.testing import DirSegmentStore, build_app, write_config
     from config import load_config
+    from testkit.capture import DirSegmentStore, build_app, write_config
 
     caplog.set_level(logging.INFO)
     rtsp_cam = RtspCam(clip, free_port(), tmp_path)

@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session
 from dashboard import audit
 from dashboard.alerts import jsonable
 from dashboard.dbutil import run_db
+from dashboard.defs import AuditEntry, AuditList, ConfigView, UserList, UserOut
+from dashboard.deps import State
 from dashboard.errors import ApiError
 from dashboard.policy import Principal, allow, client_ip
 from dashboard.security import hash_password, validate_new_password
-from dashboard.state import get_state
 from storage.models import AuditLog, User
 
 router = APIRouter(tags=["admin"])
@@ -25,28 +26,19 @@ RoleName = Literal["admin", "supervisor", "auditor", "observer"]
 USERNAME = r"^[A-Za-z0-9_.@-]{1,64}$"
 
 
-def _user(u: User) -> dict[str, Any]:
-    return jsonable(
-        {
-            "username": u.username,
-            "display_name": u.display_name,
-            "role": u.role,
-            "active": bool(u.active),
-            "locked_until": u.locked_until,
-            "failed_logins": u.failed_logins,
-            "created_at": u.created_at,
-        }
+def _user(u: User) -> UserOut:
+    return UserOut(
+        username=u.username, display_name=u.display_name, role=u.role, active=bool(u.active),
+        locked_until=u.locked_until, failed_logins=u.failed_logins, created_at=u.created_at,
     )
 
 
-@router.get("/api/users")
-async def list_users(request: Request, me: Annotated[Principal, Depends(allow("admin"))]) -> dict[str, Any]:
-    st = get_state(request)
-    return {
-        "users": await run_db(
-            st.db, lambda s: [_user(u) for u in s.scalars(select(User).order_by(User.username))]
-        )
-    }
+@router.get("/api/users", response_model=UserList)
+async def list_users(
+    st: State, request: Request, me: Annotated[Principal, Depends(allow("admin"))]
+) -> UserList:
+    users = await run_db(st.db, lambda s: [_user(u) for u in s.scalars(select(User).order_by(User.username))])
+    return UserList(users=users)
 
 
 class UserIn(BaseModel):
@@ -64,18 +56,18 @@ class UserPatch(BaseModel):
     unlock: bool = False
 
 
-@router.post("/api/users", status_code=201)
+@router.post("/api/users", status_code=201, response_model=UserOut)
 async def create_user(
+    st: State,
     body: UserIn, request: Request, me: Annotated[Principal, Depends(allow("admin"))]
-) -> dict[str, Any]:
+) -> UserOut:
     """Create a user (409 ``err.user_exists``; 422 for a weak password)."""
-    st = get_state(request)
     problem = validate_new_password(body.password)
     if problem:
         raise ApiError(422, problem)
     pw = hash_password(body.password)
 
-    def create(s: Session) -> dict[str, Any] | None:
+    def create(s: Session) -> UserOut | None:
         if s.scalars(select(User).where(User.username == body.username)).first():
             return None
         u = User(
@@ -105,13 +97,13 @@ async def create_user(
     return out
 
 
-@router.patch("/api/users/{username}")
+@router.patch("/api/users/{username}", response_model=UserOut)
 async def update_user(
+    st: State,
     username: str, body: UserPatch, request: Request, me: Annotated[Principal, Depends(allow("admin"))]
-) -> dict[str, Any]:
+) -> UserOut:
     """Change role / name / active flag / password, or unlock.  Admins cannot demote or
     deactivate themselves (so the hub always keeps an admin)."""
-    st = get_state(request)
     if username == me.username and ((body.role and body.role != me.role) or body.active is False):
         raise ApiError(409, "err.cannot_demote_self")
     if body.password is not None:
@@ -120,7 +112,7 @@ async def update_user(
             raise ApiError(422, problem)
     pw = hash_password(body.password) if body.password is not None else None
 
-    def update(s: Session) -> dict[str, Any] | None:
+    def update(s: Session) -> tuple[UserOut, int] | None:
         u = s.scalars(select(User).where(User.username == username)).first()
         if u is None:
             return None
@@ -150,28 +142,28 @@ async def update_user(
             details={"changed": changed, "role": body.role, "active": body.active},
         )
         s.flush()
-        return {**_user(u), "_id": u.id}
+        return _user(u), u.id
 
     out = await run_db(st.db, update)
     if out is None:
         raise ApiError(404, "err.user_not_found")
-    st.users.invalidate(out.pop("_id"))
-    return out
+    st.users.invalidate(out[1])
+    return out[0]
 
 
-@router.get("/api/audit")
+@router.get("/api/audit", response_model=AuditList)
 async def audit_log(
+    st: State,
     request: Request,
     me: Annotated[Principal, Depends(allow("admin", "auditor"))],
     actor: Annotated[str | None, Query(max_length=64)] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=2000)] = 200,
-) -> dict[str, Any]:
+) -> AuditList:
     """Audit rows newest first (reading the audit log is itself audited: ``audit_view``)."""
-    st = get_state(request)
 
-    def q(s: Session) -> list[dict[str, Any]]:
+    def q(s: Session) -> list[AuditEntry]:
         stmt = select(AuditLog)
         if actor:
             stmt = stmt.where(AuditLog.actor == actor)
@@ -180,17 +172,9 @@ async def audit_log(
         if since:
             stmt = stmt.where(AuditLog.at >= since)
         rows = [
-            jsonable(
-                {
-                    "id": a.id,
-                    "at": a.at,
-                    "actor": a.actor,
-                    "role": a.role,
-                    "action": a.action,
-                    "target": a.target,
-                    "ip": a.ip,
-                    "details": a.details,
-                }
+            AuditEntry(
+                id=a.id, at=a.at, actor=a.actor, role=a.role, action=a.action, target=a.target, ip=a.ip,
+                details=jsonable(a.details),
             )
             for a in s.scalars(stmt.order_by(AuditLog.id.desc()).limit(limit))
         ]
@@ -204,13 +188,15 @@ async def audit_log(
         )
         return rows
 
-    return {"entries": await run_db(st.db, q)}
+    return AuditList(entries=await run_db(st.db, q))
 
 
-@router.get("/api/config")
-async def config_view(request: Request, me: Annotated[Principal, Depends(allow("admin"))]) -> dict[str, Any]:
+@router.get("/api/config", response_model=ConfigView)
+async def config_view(
+    st: State, request: Request, me: Annotated[Principal, Depends(allow("admin"))]
+) -> dict[str, Any]:
     """The running configuration with every secret (keys, tokens, passwords) masked."""
-    cfg = get_state(request).cfg
+    cfg = st.cfg
     data = cfg.model_dump(mode="json")  # SecretStr dumps as '**********'
     for u in data.get("users", []):
         u.pop("password", None)

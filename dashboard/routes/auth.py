@@ -11,17 +11,18 @@ from sqlalchemy.orm import Session
 
 from dashboard import audit
 from dashboard.dbutil import run_db
+from dashboard.defs import Ok
+from dashboard.deps import State
 from dashboard.errors import ApiError
 from dashboard.policy import ANY_USER, PUBLIC, Principal, allow, client_ip, same_origin
 from dashboard.security import (
     SESSION_COOKIE,
     hash_password,
     lock_duration,
-    utcnow,
     validate_new_password,
     verify_password,
 )
-from dashboard.state import get_state
+from storage.common import utcnow
 from storage.models import User
 
 router = APIRouter(tags=["auth"])
@@ -47,14 +48,13 @@ class PasswordIn(BaseModel):
 
 
 @router.post("/api/auth/login", response_model=MeOut, dependencies=[Depends(PUBLIC)])
-async def login(body: LoginIn, request: Request, response: Response) -> MeOut:
+async def login(st: State, body: LoginIn, request: Request, response: Response) -> MeOut:
     """Check the password; on success set the session cookie and return the user and CSRF token.
 
     401 ``err.bad_credentials`` for a wrong/unknown user or password (same message for both),
     429 ``err.locked`` while the account is locked, 429 ``err.too_many_attempts`` while the client
     address is throttled.  Every attempt is audit-logged (``login`` / ``login_failed``).
     """
-    st = get_state(request)
     ip = client_ip(request) or "?"
     if not same_origin(request):
         raise ApiError(403, "err.bad_origin")
@@ -120,12 +120,12 @@ async def login(body: LoginIn, request: Request, response: Response) -> MeOut:
     )
 
 
-@router.post("/api/auth/logout")
+@router.post("/api/auth/logout", response_model=Ok)
 async def logout(
+    st: State,
     request: Request, response: Response, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> dict[str, bool]:
     """Clear the session cookie (audit ``logout``)."""
-    st = get_state(request)
     await audit.record(st.db, me.username, "logout", role=me.role, ip=client_ip(request))
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=st.secure_cookies
@@ -134,7 +134,7 @@ async def logout(
 
 
 @router.get("/api/auth/me", response_model=MeOut)
-async def me(request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]) -> MeOut:
+async def me(st: State, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]) -> MeOut:
     """The logged-in user, the CSRF token to send as ``X-CSRF-Token`` on state changes and the
     hub's time zone (the UI displays times in it)."""
     return MeOut(
@@ -142,16 +142,16 @@ async def me(request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER)
         role=me.role,
         display_name=me.display_name,
         csrf=me.csrf,
-        timezone=get_state(request).cfg.hub.timezone,
+        timezone=st.cfg.hub.timezone,
     )
 
 
-@router.post("/api/auth/password")
+@router.post("/api/auth/password", response_model=Ok)
 async def change_password(
+    st: State,
     body: PasswordIn, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> dict[str, bool]:
     """Change one's own password (old one required); every existing session is revoked."""
-    st = get_state(request)
     problem = validate_new_password(body.new_password)
     if problem:
         raise ApiError(422, problem)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
@@ -14,54 +14,32 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dashboard import audit
-from dashboard.alerts import jsonable
+from dashboard.alerts import event_message
 from dashboard.dbutil import run_db
+from dashboard.defs import media
+from dashboard.deps import State
 from dashboard.errors import ApiError
 from dashboard.policy import ANY_USER, Principal, WsRefusal, allow, authenticate, client_ip, ws_allow
 from dashboard.routes.common import fetch_object, observer_audit
-from dashboard.security import utcnow
 from dashboard.state import get_state
-from storage.models import Event
+from storage.common import as_utc, utcnow
+from storage.incident import EventItem, EventWorkflow, Status
+from storage.models import EventRow
 
 router = APIRouter(tags=["alerts"])
 
 HANDLERS = ("admin", "supervisor")
-Status = Literal["new", "acknowledged", "resolved", "false_alarm"]
 OPEN_STATES = ("new", "acknowledged")
 REAUTH_SECONDS = 30.0
 
 
-def event_dict(e: Event) -> dict[str, Any]:
-    """The API form of an event row (``snapshot_url`` instead of the storage key)."""
-    d: dict[str, Any] = {
-        c: getattr(e, c)
-        for c in (
-            "id",
-            "site",
-            "room",
-            "camera",
-            "seat",
-            "rule",
-            "kind",
-            "started_at",
-            "ended_at",
-            "confidence",
-            "footage_start",
-            "footage_end",
-            "status",
-            "acknowledged_by",
-            "acknowledged_at",
-            "resolved_by",
-            "resolved_at",
-            "note",
-        )
-    }
-    d["snapshot_url"] = f"/api/events/{e.id}/snapshot" if e.snapshot_key else None
-    return jsonable(d)
+class EventList(BaseModel):
+    items: list[EventItem]
 
 
-@router.get("/api/events")
+@router.get("/api/events", response_model=EventList)
 async def list_events(
+    st: State,
     request: Request,
     me: Annotated[Principal, Depends(allow(*ANY_USER))],
     status: Annotated[list[Status] | None, Query()] = None,
@@ -72,44 +50,39 @@ async def list_events(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> dict[str, Any]:
+) -> EventList:
     """Events newest first, filtered by state(s), rule, site/room/camera and start-time range."""
-    st = get_state(request)
     await observer_audit(request, me, "event_list", None)
 
-    def q(s: Session) -> list[dict[str, Any]]:
-        stmt = select(Event)
+    def q(s: Session) -> list[EventItem]:
+        stmt = select(EventRow)
         if status:
-            stmt = stmt.where(Event.status.in_(status))
-        for col, val in ((Event.rule, rule), (Event.site, site), (Event.room, room), (Event.camera, camera)):
+            stmt = stmt.where(EventRow.status.in_(status))
+        for col, val in (
+            (EventRow.rule, rule), (EventRow.site, site), (EventRow.room, room), (EventRow.camera, camera)
+        ):
             if val:
                 stmt = stmt.where(col == val)
         if since:
-            stmt = stmt.where(Event.started_at >= _aware(since))
+            stmt = stmt.where(EventRow.started_at >= as_utc(since))
         if until:
-            stmt = stmt.where(Event.started_at < _aware(until))
-        stmt = stmt.order_by(Event.started_at.desc(), Event.id.desc()).limit(limit)
-        return [event_dict(e) for e in s.scalars(stmt)]
+            stmt = stmt.where(EventRow.started_at < as_utc(until))
+        stmt = stmt.order_by(EventRow.started_at.desc(), EventRow.id.desc()).limit(limit)
+        return [EventItem.from_row(e) for e in s.scalars(stmt)]
 
-    return {"items": await run_db(st.db, q)}
-
-
-def _aware(t: datetime) -> datetime:
-    from datetime import UTC
-
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return EventList(items=await run_db(st.db, q))
 
 
-@router.get("/api/events/{event_id}")
+@router.get("/api/events/{event_id}", response_model=EventItem)
 async def get_event(
+    st: State,
     event_id: int, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
-) -> dict[str, Any]:
-    st = get_state(request)
+) -> EventItem:
     await observer_audit(request, me, "event_view", f"event:{event_id}")
 
-    def q(s: Session) -> dict[str, Any] | None:
-        e = s.get(Event, event_id)
-        return event_dict(e) if e else None
+    def q(s: Session) -> EventItem | None:
+        e = s.get(EventRow, event_id)
+        return EventItem.from_row(e) if e else None
 
     out = await run_db(st.db, q)
     if out is None:
@@ -117,14 +90,14 @@ async def get_event(
     return out
 
 
-@router.get("/api/events/{event_id}/snapshot")
+@router.get("/api/events/{event_id}/snapshot", **media("image/jpeg", "image/png"))
 async def snapshot(
+    st: State,
     event_id: int, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> Response:
     """The event's JPEG snapshot, read from the snapshots bucket (404 when it has none)."""
-    st = get_state(request)
     key = await run_db(
-        st.db, lambda s: (e.snapshot_key, True) if (e := s.get(Event, event_id)) else (None, False)
+        st.db, lambda s: (e.snapshot_key, True) if (e := s.get(EventRow, event_id)) else (None, False)
     )
     if not key[1]:
         raise ApiError(404, "err.event_not_found")
@@ -147,12 +120,12 @@ class AckIn(BaseModel):
 
 async def _transition(
     request: Request, me: Principal, event_id: int, action: str, note: str
-) -> dict[str, Any]:
+) -> EventItem:
     st = get_state(request)
     now = utcnow()
 
-    def apply(s: Session) -> dict[str, Any] | str:
-        e = s.get(Event, event_id)
+    def apply(s: Session) -> EventItem | str:
+        e = s.get(EventRow, event_id)
         if e is None:
             return "err.event_not_found"
         if action == "ack":
@@ -178,30 +151,30 @@ async def _transition(
             ip=client_ip(request),
             details={"status": e.status, "note": note or None},
         )
-        return event_dict(e)
+        return EventItem.from_row(e)
 
     out = await run_db(st.db, apply)
     if isinstance(out, str):
         raise ApiError(404 if out == "err.event_not_found" else 409, out)
-    st.alerts.publish({"type": "event", "event": {**out, "phase": "workflow"}})
+    st.alerts.publish(event_message(EventWorkflow(**out.model_dump())))
     return out
 
 
-@router.post("/api/events/{event_id}/ack")
+@router.post("/api/events/{event_id}/ack", response_model=EventItem)
 async def acknowledge(
     event_id: int,
     request: Request,
     me: Annotated[Principal, Depends(allow(*HANDLERS))],
     body: AckIn | None = None,
-) -> dict[str, Any]:
+) -> EventItem:
     """new → acknowledged (409 ``err.bad_transition`` otherwise); records who and when."""
     return await _transition(request, me, event_id, "ack", body.note if body else "")
 
 
-@router.post("/api/events/{event_id}/resolve")
+@router.post("/api/events/{event_id}/resolve", response_model=EventItem)
 async def resolve(
     event_id: int, body: ResolveIn, request: Request, me: Annotated[Principal, Depends(allow(*HANDLERS))]
-) -> dict[str, Any]:
+) -> EventItem:
     """acknowledged → resolved (a note is required), or new/acknowledged → false_alarm."""
     note = body.note.strip()
     if not body.false_alarm and not note:
@@ -211,6 +184,7 @@ async def resolve(
 
 @router.websocket("/ws/events")
 async def ws_events(
+    st: State,
     websocket: WebSocket, me: Annotated[Principal | WsRefusal, Depends(ws_allow(*ANY_USER))]
 ) -> None:
     """Push ``{"type": "event", "event": {...}}`` for every event update and workflow change.
@@ -224,7 +198,6 @@ async def ws_events(
         await websocket.accept()
         await websocket.close(code=me.code, reason=me.reason)
         return
-    st = get_state(websocket)
     await websocket.accept()
     client = st.alerts.connect(me.username)
     st.metrics.ws_clients.inc()

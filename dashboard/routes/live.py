@@ -13,22 +13,25 @@ from sqlalchemy.orm import Session
 
 from dashboard import audit
 from dashboard.dbutil import run_db
+from dashboard.defs import CameraStatusList, SdpAnswer, Sites, Thumbs, media
+from dashboard.deps import State
 from dashboard.errors import ApiError
-from dashboard.live import GRID_FPS, GRID_WIDTH, LiveSession, ThumbViewing, make_grid_track
+from dashboard.live import GRID_FPS, GRID_WIDTH, LiveSession, ThumbViewing
 from dashboard.policy import ANY_USER, Principal, allow, client_ip
 from dashboard.routes.common import observer_audit
-from dashboard.state import get_state
-from storage.models import Event
+from storage.models import EventRow
 
 router = APIRouter(tags=["live"])
 
 LIVE_VIEWERS = ("admin", "supervisor", "observer")
 
 
-@router.get("/api/sites")
-async def sites(request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]) -> dict[str, Any]:
+@router.get("/api/sites", response_model=Sites)
+async def sites(
+    st: State, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+) -> dict[str, Any]:
     """Every site → room → camera (with its seats), in config order."""
-    cfg = get_state(request).cfg
+    cfg = st.cfg
     await observer_audit(request, me, "sites_view", None)
     return {
         "sites": [
@@ -59,22 +62,22 @@ async def sites(request: Request, me: Annotated[Principal, Depends(allow(*ANY_US
     }
 
 
-@router.get("/api/cameras/status")
+@router.get("/api/cameras/status", response_model=CameraStatusList)
 async def camera_status(
+    st: State,
     request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> dict[str, Any]:
     """Status of every configured camera: online, fps, last frame age (s), open alerts by rule.
 
     Polled every ~2 s by the wall, so it is not audit-logged (the wall itself is, on load).
     """
-    st = get_state(request)
     statuses = st.camera_status()
 
     def q(s: Session) -> list[tuple[str, str, str, str, int]]:
         rows = s.execute(
-            select(Event.site, Event.room, Event.camera, Event.rule, func.count())
-            .where(Event.status.in_(("new", "acknowledged")))
-            .group_by(Event.site, Event.room, Event.camera, Event.rule)
+            select(EventRow.site, EventRow.room, EventRow.camera, EventRow.rule, func.count())
+            .where(EventRow.status.in_(("new", "acknowledged")))
+            .group_by(EventRow.site, EventRow.room, EventRow.camera, EventRow.rule)
         )
         return [(a, b, c, d, int(n)) for a, b, c, d, n in rows]
 
@@ -85,8 +88,9 @@ async def camera_status(
     return {"cameras": [{"alerts": {}, **d} for d in statuses.values()]}
 
 
-@router.get("/api/live/{site}/{room}/{camera}/thumb.jpg")
+@router.get("/api/live/{site}/{room}/{camera}/thumb.jpg", **media("image/jpeg"))
 async def live_thumb(
+    st: State,
     site: str,
     room: str,
     camera: str,
@@ -101,7 +105,6 @@ async def live_thumb(
     Audited per viewing: ``live_view`` (``quality: thumb``) when a user starts watching the camera
     and ``live_view_end`` (seconds) after 15 s without a request from them.
     """
-    st = get_state(request)
     if not any((s.id, r.id, cam.id) == (site, room, camera) for s, r, cam in st.cfg.cameras()):
         raise ApiError(404, "err.unknown_camera")
     rec = st.services.recorder
@@ -122,8 +125,9 @@ async def live_thumb(
 MAX_BATCH = 200
 
 
-@router.get("/api/live/thumbs")
+@router.get("/api/live/thumbs", response_model=Thumbs)
 async def live_thumbs(
+    st: State,
     request: Request,
     me: Annotated[Principal, Depends(allow(*LIVE_VIEWERS))],
     c: Annotated[list[str] | None, Query(max_length=MAX_BATCH)] = None,
@@ -133,7 +137,6 @@ async def live_thumbs(
     for cameras with a newer picture, ``offline`` [camera] for those without a picture newer than
     3 s; unknown cameras are ignored.  Same JPEGs, sharing and per-viewing audit as ``thumb.jpg``.
     """
-    st = get_state(request)
     rec = st.services.recorder
     if rec is None:
         raise ApiError(503, "err.live_unavailable")
@@ -203,8 +206,9 @@ class OfferIn(BaseModel):
     quality: Literal["grid", "full"] = "grid"
 
 
-@router.post("/api/live/{site}/{room}/{camera}/offer")
+@router.post("/api/live/{site}/{room}/{camera}/offer", response_model=SdpAnswer)
 async def live_offer(
+    st: State,
     site: str,
     room: str,
     camera: str,
@@ -216,26 +220,17 @@ async def live_offer(
 
     404 unknown camera, 503 no recorder on this hub, 409 camera offline, 422 unusable offer.
     """
-    st = get_state(request)
     if (site, room, camera) not in st.camera_status():
         raise ApiError(404, "err.unknown_camera")
     rec = st.services.recorder
     if rec is None:
         raise ApiError(503, "err.live_unavailable")
-    grid = body.quality == "grid"
-    try:
-        track = (
-            rec.live_track(site, room, camera, width=GRID_WIDTH, fps=GRID_FPS)
-            if grid
-            else rec.live_track(site, room, camera)
-        )
-        wrap = False
-    except TypeError:  # a recorder without reduction support: reduce here
-        track, wrap = rec.live_track(site, room, camera), grid
+    if body.quality == "grid":
+        track = rec.live_track(site, room, camera, width=GRID_WIDTH, fps=GRID_FPS)
+    else:
+        track = rec.live_track(site, room, camera)
     if track is None:
         raise ApiError(409, "err.camera_offline")
-    if wrap:
-        track = make_grid_track(track)
     target = f"{site}/{room}/{camera}"
     st.metrics.live_viewers.inc()  # decremented by on_live_end (or below on failure)
     try:

@@ -9,7 +9,7 @@ the segments bucket through :func:`segment_video` (HTTP ``Range`` supported, so 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -20,12 +20,15 @@ from starlette.background import BackgroundTask
 
 from dashboard import audit
 from dashboard.dbutil import run_db
+from dashboard.defs import ChainCheck, ReplayIndex, media
+from dashboard.deps import State
 from dashboard.errors import ApiError
 from dashboard.policy import Principal, allow, client_ip
 from dashboard.routes.common import fetch_object
-from dashboard.routes.events import event_dict
-from dashboard.state import DashState, get_state
-from storage.models import Event, Segment
+from dashboard.state import DashState
+from storage.common import as_utc
+from storage.incident import EventItem
+from storage.models import EventRow, Segment
 
 router = APIRouter(tags=["replay"])
 
@@ -34,10 +37,6 @@ EXPORTERS = ("admin", "auditor")
 MAX_RANGE = timedelta(hours=24)
 MAX_EXPORT = timedelta(minutes=30)
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _check_range(
@@ -51,7 +50,7 @@ def _check_range(
 ) -> tuple[datetime, datetime]:
     if (site, room, camera) not in st.camera_status():
         raise ApiError(404, "err.unknown_camera")
-    start, end = _aware(start), _aware(end)
+    start, end = as_utc(start), as_utc(end)
     if end <= start or end - start > limit:
         raise ApiError(422, "err.bad_range")
     return start, end
@@ -80,8 +79,9 @@ def _seg_dict(g: Segment) -> dict[str, Any]:
     }
 
 
-@router.get("/api/replay/{site}/{room}/{camera}")
+@router.get("/api/replay/{site}/{room}/{camera}", response_model=ReplayIndex)
 async def replay_index(
+    st: State,
     site: str,
     room: str,
     camera: str,
@@ -92,17 +92,16 @@ async def replay_index(
 ) -> dict[str, Any]:
     """Segments overlapping ``[start, end)`` (by start) and the camera's events in that range
     (timeline markers).  Audit ``replay`` with the camera and range."""
-    st = get_state(request)
     start, end = _check_range(st, site, room, camera, start, end)
 
     def q(s: Session) -> dict[str, Any]:
         segs = [_seg_dict(g) for g in _segments(s, site, room, camera, start, end)]
         evs = s.scalars(
-            select(Event)
-            .where(Event.site == site, Event.room == room, Event.camera == camera)
-            .where(Event.started_at < end)
-            .where((Event.ended_at.is_(None)) | (Event.ended_at > start))
-            .order_by(Event.started_at)
+            select(EventRow)
+            .where(EventRow.site == site, EventRow.room == room, EventRow.camera == camera)
+            .where(EventRow.started_at < end)
+            .where((EventRow.ended_at.is_(None)) | (EventRow.ended_at > start))
+            .order_by(EventRow.started_at)
             .limit(2000)
         )
         audit.add(
@@ -114,18 +113,18 @@ async def replay_index(
             ip=client_ip(request),
             details={"start": start.isoformat(), "end": end.isoformat(), "segments": len(segs)},
         )
-        return {"segments": segs, "events": [event_dict(e) for e in evs]}
+        return {"segments": segs, "events": [EventItem.from_row(e) for e in evs]}
 
     out = await run_db(st.db, q)
     return {"start": start.isoformat(), "end": end.isoformat(), **out}
 
 
-@router.get("/api/segments/{segment_id}/video")
+@router.get("/api/segments/{segment_id}/video", **media("video/mp4"))
 async def segment_video(
+    st: State,
     segment_id: int, request: Request, me: Annotated[Principal, Depends(allow(*REPLAYERS))]
 ) -> Response:
     """The segment's MP4 bytes; honours a single ``Range: bytes=a-b`` (206) — 416 when unsatisfiable."""
-    st = get_state(request)
     seg = await run_db(st.db, lambda s: s.get(Segment, segment_id))
     if seg is None:
         raise ApiError(404, "err.segment_not_found")
@@ -180,8 +179,9 @@ async def _verify(
     }
 
 
-@router.get("/api/replay/{site}/{room}/{camera}/verify")
+@router.get("/api/replay/{site}/{room}/{camera}/verify", response_model=ChainCheck)
 async def replay_verify(
+    st: State,
     site: str,
     room: str,
     camera: str,
@@ -192,7 +192,6 @@ async def replay_verify(
 ) -> dict[str, Any]:
     """Whether the hash chain of the camera verifies, fetching the segments in the range (the
     replay badge).  Audit ``verify``."""
-    st = get_state(request)
     start, end = _check_range(st, site, room, camera, start, end)
     out = await _verify(st, site, room, camera, start, end)
     await audit.record(
@@ -207,8 +206,9 @@ async def replay_verify(
     return out
 
 
-@router.get("/api/export/{site}/{room}/{camera}")
+@router.get("/api/export/{site}/{room}/{camera}", **media("application/zip"))
 async def export_evidence(
+    st: State,
     site: str,
     room: str,
     camera: str,
@@ -223,7 +223,6 @@ async def export_evidence(
     checks it offline.  At most 30 minutes.  Audit ``export``."""
     from dashboard.evidence import EvidenceError, NoFootage, export_camera_range, remove_export
 
-    st = get_state(request)
     start, end = _check_range(st, site, room, camera, start, end, MAX_EXPORT)
     if st.services.objects is None:
         raise ApiError(503, "err.storage_unavailable")

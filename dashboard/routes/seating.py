@@ -18,9 +18,10 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashboard import audit
+from dashboard.deps import State
 from dashboard.errors import ApiError
 from dashboard.policy import Principal, allow, client_ip
-from dashboard.state import get_state
+from sessions.seating import Assignment
 
 router = APIRouter(tags=["sessions"])
 
@@ -88,15 +89,15 @@ def seating_rooms(cfg: Any, rooms: list[RoomRefIn]) -> list[Any]:
     return out
 
 
-@router.post("/api/seats/assign")
+@router.post("/api/seats/assign", response_model=Assignment)
 async def assign(
+    st: State,
     body: AssignIn, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
 ) -> dict[str, Any]:
     """Draw a random seating: ``{seed, assignments: [{expert, bid, room: "site/room", seat}],
     max_per_room, room_sampling, warnings}``.  Audit ``seats_assign`` (seed and result)."""
     from sessions.seating import Bid, InfeasibleError, assign_seats
 
-    st = get_state(request)
     rooms = seating_rooms(st.cfg, body.rooms)
     bids = [Bid(id=b.id, experts=list(b.experts)) for b in body.bids]
     seed = body.seed if body.seed is not None else secrets.randbelow(SEED_BOUND)

@@ -1,6 +1,6 @@
 """A minimal hub for the capture tests, the fault tests and ``bench/ingest.py``.
 
-``python -m capture.testing --config CFG --port P --store dir:PATH`` serves the ingest router and
+``python -m testkit.capture --config CFG --port P --store dir:PATH`` serves the ingest router and
 a :class:`~capture.recorder.Recorder` on 127.0.0.1 (``--host ADDR``, repeatable, to listen
 elsewhere too) with uvicorn — just the capture stage, without analysis or the dashboard
 (``evalwatch hub`` composes the real thing).  ``--store`` picks the
@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,62 +37,50 @@ from capture.ingest import make_router
 from capture.recorder import BufferedFrameSink, Recorder
 from capture.spool import fmt_time, parse_time
 from config.models import EvalwatchConfig
+from storage.segments import SegmentConflict, SegmentMeta, SegmentRecord
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SegmentMeta:
-    site: str
-    room: str
-    camera: str
-    start: datetime
-    end: datetime
-    content_type: str = "video/mp4"
-    source: str = "live"
-
-
-@dataclass(frozen=True)
-class SegmentRecord:
-    id: str
-    meta: SegmentMeta
-    sha256: str
-    size: int
-
-
-class SegmentConflict(Exception):
-    """Different bytes for an already stored (camera, start)."""
 
 
 class DirSegmentStore:
     """Durable segment store on a directory: ``root/site/room/camera/<start>_<end>.mp4``.
 
     Idempotent for identical bytes at the same (camera, start); different bytes at the same key
-    raise ``ValueError``.  Writes are atomic (tmp + fsync + rename).  Mirrors the interface of
-    ``storage.segments.SegmentStore`` for tests that must not depend on S3.
+    raise :class:`storage.segments.SegmentConflict`.  Writes are atomic (tmp + fsync + rename).
+    Mirrors the interface of ``storage.segments.SegmentStore`` for tests that must not depend on
+    S3 or a database: the same ``SegmentMeta`` in, a ``SegmentRecord`` out (numbered per store;
+    no hash chain, so ``prev_hash``/``link_hash`` are empty).
     """
-
-    meta_class = SegmentMeta
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.puts = 0
         self.duplicates = 0
+        self._ids: dict[str, int] = {}
 
     def _dir(self, site: str, room: str, camera: str) -> Path:
         return self.root / site / room / camera
 
-    async def put(self, meta: Any, data: bytes) -> SegmentRecord:
+    async def put(self, meta: SegmentMeta, data: bytes) -> SegmentRecord:
         return await asyncio.to_thread(self._put, meta, data)
 
-    def _put(self, meta: Any, data: bytes) -> SegmentRecord:
+    def _record(self, meta: SegmentMeta, name: str, sha: str, size: int) -> SegmentRecord:
+        key = f"{meta.site}/{meta.room}/{meta.camera}/{name}.mp4"
+        n = self._ids.setdefault(key, len(self._ids) + 1)
+        return SegmentRecord(
+            id=n, site=meta.site, room=meta.room, camera=meta.camera, start=meta.start, end=meta.end,
+            key=key, sha256=sha, size=size, content_type=meta.content_type, source=meta.source, seq=n,
+            prev_hash="", link_hash="", uploaded=True, created_at=datetime.now(UTC),
+        )
+
+    def _put(self, meta: SegmentMeta, data: bytes) -> SegmentRecord:
         d = self._dir(meta.site, meta.room, meta.camera)
         d.mkdir(parents=True, exist_ok=True)
         sha = hashlib.sha256(data).hexdigest()
         for old in d.glob(f"{fmt_time(meta.start)}_*.mp4"):
             if hashlib.sha256(old.read_bytes()).hexdigest() == sha:
                 self.duplicates += 1
-                return SegmentRecord(old.stem, meta, sha, len(data))
+                return self._record(meta, old.stem, sha, len(data))
             raise SegmentConflict(f"a different segment is already stored at {meta.camera} {meta.start}")
         name = f"{fmt_time(meta.start)}_{fmt_time(meta.end)}"
         tmp = d / f".{name}.tmp"
@@ -104,7 +91,7 @@ class DirSegmentStore:
         os.replace(tmp, d / f"{name}.mp4")
         (d / f"{name}.json").write_text(json.dumps({"source": meta.source, "sha256": sha}))
         self.puts += 1
-        return SegmentRecord(name, meta, sha, len(data))
+        return self._record(meta, name, sha, len(data))
 
     def list(self, site: str, room: str, camera: str) -> list[tuple[datetime, datetime, Path]]:
         out = []
@@ -243,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from config import load_config
 
-    ap = argparse.ArgumentParser(prog="python -m capture.testing")
+    ap = argparse.ArgumentParser(prog="python -m testkit.capture")
     ap.add_argument("--config", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--store", required=True)

@@ -119,11 +119,16 @@ class FakeRecorder:
     def status(self) -> list[FakeStatus]:
         return list(self.statuses.values())
 
-    def live_track(self, site: str, room: str, camera: str) -> Any | None:
+    def live_track(
+        self, site: str, room: str, camera: str, *, width: int | None = None, fps: float | None = None
+    ) -> Any | None:
+        from capture.recorder import ReducedTrack
+
         st = self.statuses.get((site, room, camera))
         if st is None or not st.online:
             return None
-        return synthetic_track()
+        track = synthetic_track()
+        return ReducedTrack(track, width=width, fps=fps) if width or fps else track
 
 
 def synthetic_track(width: int = 320, height: int = 240, fps: int = 10) -> Any:
@@ -182,7 +187,7 @@ def add_event(db: Any, **kw: Any) -> int:
     """Insert an event row (defaults: site1/room1/cam1, rule phone, status new); returns its id."""
     from datetime import UTC
 
-    from storage.models import Event
+    from storage.models import EventRow
 
     row = {
         "site": "site1",
@@ -196,7 +201,7 @@ def add_event(db: Any, **kw: Any) -> int:
         **kw,
     }
     with db.session() as s:
-        e = Event(**row)
+        e = EventRow(**row)
         s.add(e)
         s.commit()
         return int(e.id)

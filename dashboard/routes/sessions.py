@@ -1,0 +1,244 @@
+"""HTTP API of evaluation sessions (the dashboard owns the routes; :mod:`sessions` the logic).
+
+Routes and roles (gates from ``dashboard.policy``; documented in docs/sessions.md):
+
+================================================  =====================================  ======
+``GET  /api/sessions[?status=]``                  admin, supervisor, auditor, observer   list
+``GET  /api/sessions/public-key``                 admin, supervisor, auditor, observer   PEM
+``POST /api/sessions``                            admin, supervisor                      create
+``GET  /api/sessions/{id}``                       admin, supervisor, auditor, observer   detail
+``POST /api/sessions/{id}/start``                 admin, supervisor
+``POST /api/sessions/{id}/close``                 admin, supervisor                      seal
+``GET  /api/sessions/{id}/seal``                  admin, supervisor, auditor             verify
+``GET  /api/sessions/{id}/report?format=&lang=``  admin, supervisor, auditor             file
+``GET  /api/sessions/{id}/export?start=&end=&camera=``  admin, auditor                  zip
+================================================  =====================================  ======
+
+Errors use the dashboard's JSON body (``{"detail", "code"}``): unknown session 404
+``err.not_found``; invalid spec or wrong status 422/409 ``err.invalid_input`` with the reason in
+``detail``.  Transitions are audit-logged by :mod:`sessions.lifecycle` (actor = username),
+exports by :mod:`sessions.export`; reports are logged as ``session_report``; observers' views
+as ``session_view``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+from starlette.background import BackgroundTask
+
+from dashboard import audit
+from dashboard.defs import SealCheck, SessionList, media
+from dashboard.deps import State
+from dashboard.errors import ApiError
+from dashboard.policy import ROLES, Principal, allow, client_ip
+from dashboard.routes.common import observer_audit
+from dashboard.state import get_state
+from sessions import lifecycle as lc
+from sessions.lifecycle import SessionInfo
+from storage.common import as_utc
+
+router = APIRouter(tags=["sessions"])
+
+MANAGERS = ("admin", "supervisor")
+READERS = ("admin", "supervisor", "auditor")
+EXPORTERS = ("admin", "auditor")
+
+
+def _err(e: lc.SessionError, status: int = 409) -> ApiError:
+    if isinstance(e, lc.SessionNotFound):
+        return ApiError(404, "err.not_found", str(e))
+    return ApiError(status, "err.invalid_input", str(e))
+
+
+async def _key(request: Request) -> Any:
+    from sessions.signing import HubKey
+
+    return await asyncio.to_thread(HubKey.load_or_create, get_state(request).cfg.storage.data_dir)
+
+
+@router.get("/api/sessions", response_model=SessionList)
+async def list_sessions(
+    st: State,
+    request: Request,
+    me: Annotated[Principal, Depends(allow(*ROLES))],
+    status: Annotated[str | None, Query(pattern="^(scheduled|running|closed)$")] = None,
+) -> SessionList:
+    """Every session (newest first), optionally of one status."""
+    await observer_audit(request, me, "session_list", None)
+    return SessionList(sessions=await lc.list_sessions(st.db, status))
+
+
+@router.get("/api/sessions/public-key", **media("application/x-pem-file"))
+async def public_key(
+    request: Request, me: Annotated[Principal, Depends(allow(*ROLES))]
+) -> PlainTextResponse:
+    """The hub's Ed25519 public key (PEM) that verifies seals and evidence exports."""
+    key = await _key(request)
+    return PlainTextResponse(
+        key.public_pem(),
+        media_type="application/x-pem-file",
+        headers={
+            "X-Key-Id": key.key_id,
+            "Content-Disposition": 'attachment; filename="evalwatch_hub.pem"',
+        },
+    )
+
+
+@router.post("/api/sessions", status_code=201, response_model=SessionInfo)
+async def create(
+    st: State,
+    request: Request,
+    me: Annotated[Principal, Depends(allow(*MANAGERS))],
+    body: Annotated[dict[str, Any], Body()],
+) -> SessionInfo:
+    """Create a scheduled session from a spec (the same fields as the CLI's spec file)."""
+    try:
+        info = await lc.create_session(st.db, st.cfg, lc.parse_spec(body, "body"), me.username)
+    except lc.SessionError as e:
+        raise _err(e, 422) from None
+    return info
+
+
+@router.get("/api/sessions/{session_id}", response_model=SessionInfo)
+async def detail(
+    st: State,
+    session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*ROLES))]
+) -> SessionInfo:
+    """One session: rooms/cameras, experts and seats, status, sealed heads."""
+    await observer_audit(request, me, "session_view", f"session:{session_id}")
+    try:
+        return await lc.get_session(st.db, session_id)
+    except lc.SessionError as e:
+        raise _err(e) from None
+
+
+@router.post("/api/sessions/{session_id}/start", response_model=SessionInfo)
+async def start(
+    st: State,
+    session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
+) -> SessionInfo:
+    """``scheduled`` → ``running`` (409 otherwise, or when a room is in another running session)."""
+    try:
+        return await lc.start_session(st.db, session_id, me.username)
+    except lc.SessionError as e:
+        raise _err(e) from None
+
+
+@router.post("/api/sessions/{session_id}/close", response_model=SessionInfo)
+async def close(
+    st: State,
+    session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
+) -> SessionInfo:
+    """``running`` → ``closed``: records and signs every camera's chain head."""
+    try:
+        info = await lc.close_session(
+            st.db, st.cfg, await _key(request), session_id, me.username, objects=st.services.objects
+        )
+    except lc.SessionError as e:
+        raise _err(e) from None
+    return info
+
+
+@router.get("/api/sessions/{session_id}/seal", response_model=SealCheck)
+async def seal(
+    st: State,
+    session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*READERS))]
+) -> SealCheck:
+    """Whether the seal verifies with the hub's current public key: ``{ok, problems, key_id}``."""
+    try:
+        info = await lc.get_session(st.db, session_id)
+    except lc.SessionError as e:
+        raise _err(e) from None
+    key = await _key(request)
+    problems = lc.verify_seal(info, key.public_pem())
+    return SealCheck(ok=not problems, problems=problems, key_id=key.key_id)
+
+
+@router.get("/api/sessions/{session_id}/report", **media("text/html", "application/pdf"))
+async def report(
+    st: State,
+    session_id: int,
+    request: Request,
+    me: Annotated[Principal, Depends(allow(*READERS))],
+    fmt: Annotated[str, Query(alias="format", pattern="^(html|pdf)$")] = "html",
+    lang: Annotated[str, Query(pattern="^(zh|en)$")] = "zh",
+) -> Response:
+    """The supervision report as HTML or PDF."""
+    from sessions.report import build_report, render_html, render_pdf
+
+    if st.services.objects is None:
+        raise ApiError(503, "err.storage_unavailable")
+    try:
+        data = await build_report(st.db, st.services.objects, st.cfg, session_id)
+    except lc.SessionError as e:
+        raise _err(e) from None
+    await audit.record(
+        st.db,
+        me.username,
+        "session_report",
+        role=me.role,
+        target=f"session:{session_id}",
+        ip=client_ip(request),
+        details={"format": fmt},
+    )
+    name = f"report_{data.session.code}.{fmt}"
+    disp = {"Content-Disposition": f'inline; filename="{name}"'}
+    if fmt == "pdf":
+        pdf = await asyncio.to_thread(render_pdf, data, lang)
+        return Response(pdf, media_type="application/pdf", headers=disp)
+    return Response(render_html(data, lang), media_type="text/html; charset=utf-8", headers=disp)
+
+
+@router.get("/api/sessions/{session_id}/export", **media("application/zip"))
+async def export(
+    st: State,
+    session_id: int,
+    request: Request,
+    me: Annotated[Principal, Depends(allow(*EXPORTERS))],
+    start: datetime | None = None,
+    end: datetime | None = None,
+    camera: Annotated[list[str] | None, Query()] = None,
+) -> FileResponse:
+    """The evidence zip of a closed session (optionally a time range and some cameras)."""
+    from sessions.export import export_session
+
+    if st.services.objects is None:
+        raise ApiError(503, "err.storage_unavailable")
+    tmpdir = Path(tempfile.mkdtemp(prefix="evalwatch-export-"))
+    out = tmpdir / f"evidence_session{session_id}.zip"
+
+    def cleanup() -> None:
+        out.unlink(missing_ok=True)
+        tmpdir.rmdir()
+
+    try:
+        r = await export_session(
+            st.db,
+            st.services.objects,
+            st.cfg,
+            await _key(request),
+            session_id,
+            out,
+            start=as_utc(start) if start else None,
+            end=as_utc(end) if end else None,
+            cameras=camera,
+            actor=me.username,
+            progress=False,
+        )
+    except lc.SessionError as e:
+        await asyncio.to_thread(cleanup)
+        raise _err(e, 422 if not isinstance(e, lc.SessionNotFound) else 404) from None
+    except BaseException:
+        await asyncio.to_thread(cleanup)
+        raise
+    return FileResponse(
+        r.path, media_type="application/zip", filename=out.name, background=BackgroundTask(cleanup)
+    )
+

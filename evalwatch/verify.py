@@ -1,0 +1,96 @@
+"""``evalwatch verify``: a camera's hash chain, a session's sealed archive, or an evidence zip.
+
+``evalwatch verify --config FILE --camera site/room/camera [--from ISO --to ISO]`` prints
+``OK ...`` (exit 0) or ``PROBLEM ...`` (exit 1) from :func:`storage.verify.verify_chain`; 2 on bad
+arguments.  ``--session ID`` checks every camera of a session against its seal
+(:mod:`sessions.verify`).  ``evalwatch verify FILE.zip`` is handed to
+:func:`sessions.export.verify_zip` (evidence exports).  It lives in the wiring layer because it
+uses both the storage and the sessions stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from storage.common import CameraId, parse_time
+from storage.objects import ObjectStore, StorageError
+from storage.verify import verify_chain
+
+
+def _verify_zip(path: str, argv: list[str]) -> int:
+    from sessions.export import verify_zip
+
+    return int(verify_zip(path, argv) or 0)
+
+
+def _verify_session(config_path: str, ident: str) -> int:
+    from config.loader import ConfigError, load_config
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as e:
+        print(f"evalwatch verify: config error:\n{e}", file=sys.stderr)
+        return 2
+    from sessions.lifecycle import SessionNotFound
+    from sessions.verify import verify_session_archive
+
+    try:
+        verdict = asyncio.run(verify_session_archive(cfg, int(ident) if ident.isdigit() else ident))
+    except SessionNotFound as e:
+        print(f"evalwatch verify: {e}", file=sys.stderr)
+        return 2
+    except StorageError as e:
+        print(f"evalwatch verify: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(verdict.lines))
+    print(f"session {verdict.session}: {'OK' if verdict.ok else 'PROBLEMS FOUND'}")
+    return 0 if verdict.ok else 1
+
+
+def cli(argv: list[str]) -> int:
+    """``evalwatch verify``: see module docstring.  Returns the exit code."""
+    if argv and argv[0].lower().endswith(".zip"):
+        return _verify_zip(argv[0], argv[1:])
+    p = argparse.ArgumentParser(
+        prog="evalwatch verify",
+        description="verify a camera's hash chain, a session's sealed archive, or an evidence zip",
+    )
+    p.add_argument("--config", required=True, help="evalwatch YAML config file")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--camera", help="site/room/camera")
+    what.add_argument("--session", help="session id or code: every camera against its seal")
+    p.add_argument("--from", dest="start", help="ISO-8601 start (with timezone)")
+    p.add_argument("--to", dest="end", help="ISO-8601 end (with timezone)")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code else 0
+    if args.session:
+        return _verify_session(args.config, args.session)
+    try:
+        cam = CameraId.parse(args.camera)
+    except ValueError:
+        print(f"evalwatch verify: --camera must be site/room/camera, got {args.camera!r}", file=sys.stderr)
+        return 2
+    try:
+        start = parse_time(args.start) if args.start else None
+        end = parse_time(args.end) if args.end else None
+    except ValueError as e:
+        print(f"evalwatch verify: bad --from/--to: {e}", file=sys.stderr)
+        return 2
+    from config.loader import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(f"evalwatch verify: config error:\n{e}", file=sys.stderr)
+        return 2
+    try:
+        result = asyncio.run(verify_chain(ObjectStore(cfg.storage.s3), *cam.as_tuple(), start, end))
+    except StorageError as e:
+        print(f"evalwatch verify: {e}", file=sys.stderr)
+        return 1
+    print(result)
+    return 0 if result.ok else 1
