@@ -7,7 +7,9 @@ Contract (all counts are in *analysed* frames of one camera, fed in time order):
   centre within ``seat_margin`` (normalised distance) of a polygon counts for the nearest seat.
   Anyone else is *outside every seat*.
 * ``extra_person`` at a seat: more than one person there.  ``extra_person`` with seat ``None``:
-  a person outside every seat, when ``RulesConfig.outside_seat_is_extra``.
+  a person outside every seat for at least ``outside_seat_seconds`` (somebody walking along
+  the aisle is not an incident; the event starts when they were first seen), when
+  ``RulesConfig.outside_seat_is_extra``.
 * ``phone`` at a seat: a phone box held by a person of that seat.  The holder is the person
   whose box contains the phone's centre or is within ``PHONE_REACH`` box widths of it (nearest
   first); the phone belongs to the holder's seat.  A phone nobody is holding, or held by someone
@@ -343,6 +345,8 @@ class CameraRules:
         self.last_t: float | None = None
         self.last_assignment: SeatAssignment | None = None
         self.session: SessionView | None = None
+        self._outside_since: float | None = None
+        self._outside_gap = 0
 
     # -- sessions --
 
@@ -447,9 +451,25 @@ class CameraRules:
                 self._feed_empty(s.id, t, not ppl, snapshot, out)
         if self.cfg.outside_seat_is_extra:
             outs = a.outside
-            self._feed(self._track("extra_person", None), t, bool(outs),
-                       max((b.score for b in outs), default=0.0), snapshot, out)
+            lasting = self._outside_lasting(t, bool(outs))
+            self._feed(self._track("extra_person", None), t, lasting,
+                       max((b.score for b in outs), default=0.0), snapshot, out,
+                       onset=self._outside_since if lasting else None)
         return out
+
+    def _outside_lasting(self, t: float, present: bool) -> bool:
+        """Whether somebody has been outside every seat for ``outside_seat_seconds`` (a person
+        walking along the aisle passes; one who stays is an incident).  Gaps shorter than
+        ``close_m`` frames (a missed detection) do not restart the count."""
+        if present:
+            self._outside_gap = 0
+            if self._outside_since is None:
+                self._outside_since = t
+            return t - self._outside_since >= self.cfg.outside_seat_seconds
+        self._outside_gap += 1
+        if self._outside_gap >= self.cfg.close_m:
+            self._outside_since = None
+        return False
 
     def _new_event(self, rule: str, seat: str | None, kind: str | None, start: float, conf: float,
                    snapshot: SnapshotFn | None) -> Event:

@@ -346,3 +346,28 @@ async def test_live_scheduler_bounds_rounds_and_serves_every_camera():
     assert all(tt == pytest.approx(1000.0 + 0.1 * (i + 1)) for i, size in enumerate(sizes)
                for tt in [x[1] for x in analysed[sum(sizes[:i]):sum(sizes[:i]) + size]])
     assert pipe.dropped_frames > 0
+
+
+def test_crop_people_are_added_only_when_not_already_seen() -> None:
+    """Persons found on seat crops join the frame's persons unless they are a whole-frame
+    person (or the same person on an overlapping crop)."""
+    from analysis.detector import Box
+    from analysis.pipeline import merge_crop_people
+
+    seated = Box("person", 0.9, 0.20, 0.30, 0.40, 0.70)
+    same = Box("person", 0.6, 0.21, 0.32, 0.41, 0.69)        # the seated one again
+    behind = Box("person", 0.5, 0.36, 0.20, 0.52, 0.45)      # partly hidden, mostly outside
+    behind_twice = Box("person", 0.45, 0.37, 0.21, 0.52, 0.46)
+    assert merge_crop_people([seated], [same, behind, behind_twice]) == [behind]
+    assert merge_crop_people([], [behind_twice, behind]) == [behind]
+
+
+def test_split_detector_crop_part_reports_people_when_asked() -> None:
+    from analysis.detector import load_detector
+    from analysis.pipeline import split_detector
+
+    det = load_detector()
+    assert split_detector(det).crop.labels == {"cell phone"}  # type: ignore[union-attr]
+    both = split_detector(det, crop_person_threshold=0.45).crop
+    assert both is not None and both.labels == {"cell phone", "person"}  # type: ignore[attr-defined]
+    assert both.thresholds["person"] == 0.45  # type: ignore[attr-defined]

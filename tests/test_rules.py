@@ -154,6 +154,31 @@ def test_outside_person_is_extra_only_when_configured():
     assert off == []
 
 
+def test_outside_person_must_stay_outside_seat_seconds():
+    """A person passing along the aisle (2.5 s) raises nothing; one who stays (6 s) does, from
+    when they were first seen; one missed detection does not restart the count."""
+    walker = [person(0.5, 0.3)]
+    c = cfg(outside_seat_seconds=4.0)
+    passing = [seated()] * 2 + [seated() + walker] * 5 + [seated()] * 8
+    assert run(CameraRules("cam1", [A, B], c), passing) == []
+    staying = [seated()] * 2 + [seated() + walker] * 6 + [seated()] + [seated() + walker] * 6 + [seated()] * 8
+    ups = run(CameraRules("cam1", [A, B], c), staying)
+    assert [(a, e.rule, e.seat) for _, a, e in ups] == [
+        ("opened", "extra_person", None), ("closed", "extra_person", None)]
+    assert ups[0][2].start_s == pytest.approx(2 * 0.5)
+    assert ups[0][0] >= 2 + 8  # reported once 4 s had passed, not before
+
+
+def test_phone_lying_on_a_desk_counts_for_that_seat_only_when_configured():
+    nobody_near = [person(0.25, 0.9)]  # seated at A; the phone lies on B's desk, out of reach
+    frames = [nobody_near] * 2 + [[*nobody_near, phone(0.85, 0.8, 0.5)]] * 6 + [nobody_near] * 5
+    assert [e.rule for _, _, e in run(CameraRules("cam1", [A, B], cfg()), frames)] == []
+    ups = run(CameraRules("cam1", [A, B], cfg(desk_phone_min_score=0.45)), frames)
+    assert [(a, e.rule, e.seat) for _, a, e in ups] == [("opened", "phone", "B"), ("closed", "phone", "B")]
+    weak = run(CameraRules("cam1", [A, B], cfg(desk_phone_min_score=0.55)), frames)
+    assert weak == []
+
+
 def test_phone_event_reports_holders_seat():
     frames = [seated()] * 3 + [[*seated(), phone(0.78, 0.45, 0.55)]] * 6 + [seated()] * 5
     ups = run(CameraRules("cam1", [A, B], cfg()), frames)
