@@ -164,8 +164,14 @@ class Cutout:
     src: PersonSrc
 
 
-def make_cutout(img: Image, src: PersonSrc) -> Cutout:
-    """Cut a person out with GrabCut seeded by an ellipse, then feather the mask."""
+def make_cutout(img: Image, src: PersonSrc, open_bottom: bool | None = None) -> Cutout:
+    """Cut a person out with GrabCut seeded by an ellipse, then feather the mask.
+
+    ``open_bottom`` (default: for half-body photos) says the body goes on below the
+    crop: the bottom edge is not forced to background and the cut is faded out.
+    """
+    if open_bottom is None:
+        open_bottom = not src.full_body
     x1, y1, x2, y2 = src.box
     crop = img[y1:y2, x1:x2].copy()
     k = min(1.0, 520 / crop.shape[0])
@@ -189,7 +195,7 @@ def make_cutout(img: Image, src: PersonSrc) -> Cutout:
     mask[:border] = cv2.GC_BGD
     mask[:, :border] = cv2.GC_BGD
     mask[:, -border:] = cv2.GC_BGD
-    if src.full_body:
+    if not open_bottom:
         mask[-border:] = cv2.GC_BGD
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(12345)
@@ -206,7 +212,7 @@ def make_cutout(img: Image, src: PersonSrc) -> Cutout:
     cv2.floodFill(ff, np.zeros((h + 2, w + 2), np.uint8), (0, 0), 2)
     fg[ff == 1] = 1
     alpha = cv2.GaussianBlur(fg.astype(np.float32), (0, 0), 1.6)
-    if not src.full_body:  # soft fade at the cut under the waist (hidden by the desk anyway)
+    if open_bottom:  # soft fade at the cut under the waist (hidden by the desk anyway)
         ramp = np.clip((h - 1 - np.arange(h)) / (0.05 * h), 0, 1).astype(np.float32)
         alpha *= ramp[:, None]
     rgb = crop.astype(np.float32)
