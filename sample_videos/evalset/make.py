@@ -16,6 +16,7 @@ for the test half; everything that happens comes from
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import hashlib
 import io
@@ -108,6 +109,7 @@ def _from_archive(path: Path, member: str) -> bytes | None:
     return None
 
 
+@functools.cache
 def read_photo(key: str) -> bytes:
     """Bytes of a source file, from the installed package or its downloaded archive."""
     ph = srcs.PHOTOS[key]
@@ -120,7 +122,8 @@ def read_photo(key: str) -> bytes:
     elif ph.registry == "debian" and Path("/", ph.member).is_file():
         data = Path("/", ph.member).read_bytes()
     if data is None:
-        stem = ph.package.replace("-", "[-_]") if ph.registry == "pypi" else ph.package
+        stem = {"pypi": ph.package.replace("-", "[-_]"),
+                "npm": ph.package.lstrip("@").replace("/", "-")}.get(ph.registry, ph.package)
         sep = "_" if ph.registry == "debian" else "-"
         for folder in DOWNLOADS:
             for arch in sorted(glob.glob(f"{folder}/**/{stem}{sep}{ph.version}*", recursive=True)):
@@ -139,17 +142,101 @@ def read_photo(key: str) -> bytes:
 
 
 def load_photo(key: str) -> Image:
-    """A source photo decoded to BGR uint8."""
+    """A source photo (or the chosen frame of a source video) decoded to BGR uint8."""
+    frame = srcs.PHOTOS[key].frame
+    if frame is not None:
+        import av
+
+        with av.open(io.BytesIO(read_photo(key))) as container:
+            for i, f in enumerate(container.decode(video=0)):
+                if i == frame:
+                    return f.to_ndarray(format="bgr24")
+        raise MissingSource(f"source {key} has no frame {frame}")
     img = cv2.imdecode(np.frombuffer(read_photo(key), np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise MissingSource(f"could not decode source {key}")
     return img
 
 
+#: Rows kept of a photo whose lower legs are drawn (below, GrabCut's fade-out).
+LEG_CUT = 0.95
+
+
 def person_srcs() -> dict[str, ms.PersonSrc]:
-    """The people of :data:`sources.PEOPLE` as the demo renderer's PersonSrc."""
-    return {k: ms.PersonSrc(p.photo, p.box, p.body_frac, p.full_body, p.skin, p.flip, p.size)
+    """The people of :data:`sources.PEOPLE` as the demo renderer's PersonSrc (a photo
+    completed with lower legs counts as a full-body one)."""
+    return {k: ms.PersonSrc(p.photo, p.box, 1.0 if p.legs else p.seated_frac, p.full_body,
+                            p.skin, p.flip, p.size)
             for k, p in srcs.PEOPLE.items()}
+
+
+def add_torso(cut: ms.Cutout, body_frac: float, target: float,
+              cloth: tuple[int, int, int] | None = None) -> ms.Cutout:
+    """Complete a head-and-shoulders portrait down to ``target`` standing heights: the
+    clothes at its lower edge go on downwards (the desk hides where they end); an open
+    collar (skin) is closed with the clothes' colour further down."""
+    h, w = cut.alpha.shape
+    keep = int(LEG_CUT * h)
+    extra = max(2, round((target - LEG_CUT * body_frac) / body_frac * h))
+    band_rgb = cut.rgb[int(0.86 * h):keep]
+    band_a = cut.alpha[int(0.86 * h):keep]
+    ycc = cv2.cvtColor(np.clip(band_rgb, 0, 255).astype(np.uint8), cv2.COLOR_BGR2YCrCb)
+    skin = cv2.inRange(ycc, (30, 133, 70), (255, 185, 135)) > 0  # the usual skin range
+    cols = np.median(band_rgb, axis=0)  # (w, 3)
+    ok = (skin.mean(0) < 0.4) & (band_a.mean(0) > 0.5)
+    if cloth is not None:
+        cols[:] = cloth
+    elif ok.any():  # an open collar: the clothes of both sides meet below it
+        idx = np.arange(w)
+        for c in range(3):
+            cols[:, c] = np.interp(idx, idx[ok], cols[ok, c])
+    cols = cv2.GaussianBlur(cols[None], (0, 0), max(1.0, w / 60))[0]
+    u = np.clip(np.arange(extra, dtype=np.float32) / (0.25 * extra), 0, 1)[:, None, None]
+    last = cut.rgb[keep - 1][None]
+    rgb = last * (1 - u) + cols[None] * u
+    rgb *= np.linspace(1.0, 0.85, extra, dtype=np.float32)[:, None, None]
+    alpha = np.repeat(band_a.max(0, keepdims=True), extra, axis=0)
+    alpha *= np.clip((extra - 1 - np.arange(extra)) / (0.08 * extra), 0, 1)[:, None]
+    return ms.Cutout(np.vstack([cut.rgb[:keep], rgb.astype(np.float32)]),
+                     np.vstack([cut.alpha[:keep], alpha.astype(np.float32)]), cut.src)
+
+
+def add_legs(cut: ms.Cutout, body_frac: float,
+             color: tuple[int, int, int] | None = None) -> ms.Cutout:
+    """Complete a standing person photographed down to the knees or shins: the trousers go
+    on as two tapering legs down to the feet, with dark shoes."""
+    h, w = cut.alpha.shape
+    keep = int(LEG_CUT * h)
+    rgb, alpha = cut.rgb[:keep], cut.alpha[:keep]
+    extra = max(2, round((1.0 - LEG_CUT * body_frac) / (LEG_CUT * body_frac) * keep))
+    row = alpha[keep - 6:keep].mean(0)
+    cols = np.nonzero(row > 0.5)[0]
+    x1, x2 = (int(cols[0]), int(cols[-1])) if len(cols) else (w // 3, 2 * w // 3)
+    band = rgb[keep - int(0.04 * h):keep][alpha[keep - int(0.04 * h):keep] > 0.9]
+    cloth = np.median(band, axis=0) if len(band) else np.array([50.0, 50.0, 50.0])
+    if color is not None:
+        cloth = np.array(color, np.float32)
+    legs_a = np.zeros((extra * 4, w * 4), np.uint8)
+    mid, gap = (x1 + x2) / 2, 0.04 * (x2 - x1)
+    for lo, hi in ((x1, mid - gap), (mid + gap, x2)):
+        inset = 0.18 * (hi - lo)
+        pts = np.array([[lo, 0], [hi, 0], [hi - inset, extra * 0.93], [lo + inset, extra * 0.93]])
+        cv2.fillPoly(legs_a, [np.round(pts * 4).astype(np.int32)], 255, cv2.LINE_AA)
+        shoe_w = (hi - lo - 2 * inset) * 0.62
+        cx = (lo + hi) / 2 + (-1 if lo == x1 else 1) * 0.08 * (hi - lo)
+        cv2.ellipse(legs_a, (round(cx * 4), round(extra * 0.95 * 4)), (round(shoe_w * 4),
+                    round(0.05 * extra * 4)), 0, 0, 360, 255, -1, cv2.LINE_AA)
+    legs_alpha = cv2.resize(legs_a, (w, extra), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    legs_rgb = np.empty((extra, w, 3), np.float32)
+    legs_rgb[:] = cloth
+    legs_rgb *= np.linspace(1.0, 0.8, extra, dtype=np.float32)[:, None, None]
+    legs_rgb[int(0.9 * extra):] = (28, 28, 30)  # shoes
+    legs_alpha = cv2.GaussianBlur(legs_alpha, (0, 0), 0.8)
+    # blend the seam: the photo's faded last rows over the legs' first ones
+    seam = np.maximum(alpha[-1], legs_alpha[0])
+    alpha = alpha.copy()
+    alpha[-int(0.02 * h):] = np.maximum(alpha[-int(0.02 * h):], seam[None, :] * (row > 0.3))
+    return ms.Cutout(np.vstack([rgb, legs_rgb]), np.vstack([alpha, legs_alpha]), cut.src)
 
 
 def load_cutouts(keys: set[str] | None = None) -> dict[str, ms.Cutout]:
@@ -159,9 +246,29 @@ def load_cutouts(keys: set[str] | None = None) -> dict[str, ms.Cutout]:
     for key, src in person_srcs().items():
         if keys is not None and key not in keys:
             continue
+        p = srcs.PEOPLE[key]
         if src.file not in imgs:
             imgs[src.file] = load_photo(src.file)
-        out[key] = ms.make_cutout(imgs[src.file], src)
+        img = imgs[src.file]
+        if p.erase:
+            img = img.copy()
+            for x1, y1, x2, y2 in p.erase:
+                img[y1:y2, x1:x2] = np.median(img[y1:y2, x1:x2].reshape(-1, 3), axis=0)
+        cut = ms.make_cutout(img, src, open_bottom=p.legs or not p.full_body)
+        if p.erase:  # and keep them out whatever GrabCut made of them
+            bx1, by1, _, by2 = p.box
+            k = cut.alpha.shape[0] / (by2 - by1)
+            for x1, y1, x2, y2 in p.erase:
+                c1, c2 = round((x1 - bx1) * k), round((x2 - bx1) * k)
+                if src.flip:
+                    c1, c2 = cut.alpha.shape[1] - c2, cut.alpha.shape[1] - c1
+                cut.alpha[max(0, round((y1 - by1) * k)):max(0, round((y2 - by1) * k)),
+                          max(0, c1):max(0, c2)] = 0
+        if p.legs:
+            cut = add_legs(cut, p.body_frac, p.leg_color)
+        elif p.seated_frac > p.body_frac:
+            cut = add_torso(cut, p.body_frac, p.seated_frac, p.cloth)
+        out[key] = cut
     return out
 
 
@@ -187,9 +294,11 @@ def _rounded(h: int, w: int, r: int) -> Image:
     return a.astype(np.float32) / 255
 
 
-def object_sprite(obj: str, face: str, color: str, rng: np.random.Generator) -> tuple[Image, Image]:
+def object_sprite(obj: str, face: str, color: str, rng: np.random.Generator,
+                  photo: Image | None = None) -> tuple[Image, Image]:
     """A held thing at 4x resolution (rgb float32, alpha): ``face`` is ``front``, ``back``
-    or ``edge`` (a phone seen from the side)."""
+    or ``edge`` (a phone seen obliquely from the side).  ``photo``: a photographed phone
+    side (rectified, see :func:`phone_photo`) used instead of the drawn one."""
     hh, ww = SIZES[obj]
     H = 160
     W = max(8, round(H * ww / hh))
@@ -201,10 +310,10 @@ def object_sprite(obj: str, face: str, color: str, rng: np.random.Generator) -> 
         body = np.empty((H, W, 3), np.float32)
         body[:] = CASE[color]
         body *= 1.08 - 0.2 * yy  # light from above
+        if photo is not None:
+            img = cv2.resize(photo, (W, H), interpolation=cv2.INTER_AREA).astype(np.float32)
+            return recolour_case(img, a, color, whole=face != "front"), a
         if face == "front":
-            img = _phone_photo(color, H, W, rng) if srcs.PHONES else None
-            if img is not None:
-                return img, a
             bz = max(2, W // 14)
             scr = np.empty((H - 4 * bz, W - 2 * bz, 3), np.float32)
             hue = rng.uniform(0, 180)
@@ -260,9 +369,37 @@ def object_sprite(obj: str, face: str, color: str, rng: np.random.Generator) -> 
     return body, a
 
 
-def _phone_photo(color: str, h: int, w: int, rng: np.random.Generator) -> Image | None:
-    """The screen side of a photographed phone (when the sources have one)."""
-    return None
+def phone_photo(key: str, img: Image) -> Image:
+    """A photographed phone side rectified to an upright 160 x 76 px image."""
+    ph = srcs.PHONES[key]
+    if ph.inpaint:
+        mask = np.zeros(img.shape[:2], np.uint8)
+        for x1, y1, x2, y2 in ph.inpaint:
+            mask[y1:y2, x1:x2] = 255
+        img = cv2.inpaint(img, mask, 5, cv2.INPAINT_TELEA)
+    h, w = 160, round(160 * SIZES["phone"][1] / SIZES["phone"][0])
+    src = np.float32(ph.quad)
+    dst = np.float32([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]])
+    return cv2.warpPerspective(img, cv2.getPerspectiveTransform(src, dst), (w, h),
+                               flags=cv2.INTER_AREA)
+
+
+def recolour_case(img: Image, alpha: Image, color: str, whole: bool) -> Image:
+    """Give a photographed phone the case colour ``color``: the whole back (``whole``), or
+    the rim around the screen; the photo's shading is kept."""
+    lab = cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_BGR2LAB).astype(np.float32)
+    target = cv2.cvtColor(np.uint8([[CASE[color]]]), cv2.COLOR_BGR2LAB)[0, 0].astype(np.float32)
+    h, w = alpha.shape
+    mask = np.ones((h, w), np.float32)
+    if not whole:
+        rim = max(2, w // 14)
+        mask[rim:h - rim, rim:w - rim] = 0
+        mask = cv2.GaussianBlur(mask, (0, 0), 1.0)
+    new = lab.copy()
+    new[..., 0] = target[0] + (lab[..., 0] - lab[..., 0].mean()) * 0.6
+    new[..., 1:] = target[1:]
+    out = lab + (new - lab) * mask[..., None]
+    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2BGR).astype(np.float32)
 
 
 def hand_sprite(h: int, w: int, skin: tuple[int, int, int], fingers: int = 4) -> tuple[Image, Image]:
@@ -313,6 +450,11 @@ def place(canvas: Image, rgb: Image, alpha: Image, cx: float, cy: float, w: floa
 class EvalPeople(ms.PersonRenderer):
     """The demo's person renderer with visitors behind, leaning in and crouching."""
 
+    def __init__(self, cutouts: dict[str, ms.Cutout], persons: dict[str, ms.PersonSrc]) -> None:
+        super().__init__(cutouts, persons)
+        self._heads: dict[str, float] = {}
+        self._sleeves: dict[str, tuple[float, float, float]] = {}
+
     def figure(self, p: Person, lay: ms.Layout) -> tuple[float, float, float | None]:
         """(top row, standing height, clip row) of a person in view coordinates."""
         src = self.persons[p.source]
@@ -331,6 +473,46 @@ class EvalPeople(ms.PersonRenderer):
         crouch_top = s.desk_top - 0.24 * height
         return (top + (crouch_top - top) * p.crouch, height,
                 s.desk_front + (line - s.desk_front) * p.crouch)
+
+    def head_x(self, p: Person, height: float) -> float:
+        """View x of the centre of a person's head (cut-outs are not centred on it)."""
+        key = p.source
+        if key not in self._heads:
+            cut = self.cutouts[key]
+            src = self.persons[key]
+            a = cut.alpha
+            rows = np.nonzero(a.max(1) > 0.5)[0]
+            first = int(rows[0]) if len(rows) else 0
+            band = a[first:first + max(2, int(0.1 / src.body_frac * a.shape[0]))]
+            xs = np.arange(a.shape[1], dtype=np.float32)
+            cx = float((band.sum(0) * xs).sum() / max(1e-6, band.sum()))
+            self._heads[key] = (cx - a.shape[1] / 2) / a.shape[0]  # in sprite heights
+        return p.x + self._heads[key] * self.persons[key].body_frac * height
+
+    def sleeve(self, key: str) -> tuple[float, float, float]:
+        """Median colour of a person's torso (their sleeves, for the arms of held things)."""
+        if key not in self._sleeves:
+            cut = self.cutouts[key]
+            h = cut.alpha.shape[0]
+            frac = self.persons[key].body_frac
+            band = slice(int(0.2 / frac * h), int(0.34 / frac * h))  # chest and upper arms
+            px = cut.rgb[band][cut.alpha[band] > 0.9]
+            med = np.median(px, axis=0) if len(px) else np.array([60.0, 60.0, 60.0])
+            self._sleeves[key] = (float(med[0]), float(med[1]), float(med[2]))
+        return self._sleeves[key]
+
+    def arm(self, canvas: Image, p: Person, height: float, hand: tuple[float, float],
+            elbow: tuple[float, float]) -> None:
+        """A forearm in the person's sleeve colour from ``elbow`` to ``hand`` (canvas px)."""
+        (hx, hy), (ex, ey) = hand, elbow
+        n = math.hypot(hx - ex, hy - ey) or 1.0
+        w_h, w_e = 0.018 * height, 0.026 * height
+        nx, ny = -(hy - ey) / n, (hx - ex) / n
+        pts = np.array([[hx + nx * w_h, hy + ny * w_h], [hx - nx * w_h, hy - ny * w_h],
+                        [ex - nx * w_e, ey - ny * w_e], [ex + nx * w_e, ey + ny * w_e]])
+        rgb, a, x0, y0 = ms.poly_sprite(pts, self.sleeve(p.source))
+        rgb *= np.linspace(1.05, 0.85, rgb.shape[0], dtype=np.float32)[:, None, None]
+        blend(canvas, rgb, a, x0, y0)
 
     def draw_person(self, canvas: Image, p: Person, t: float, phase: float, lay: ms.Layout,
                     lean: float = 0.0) -> tuple[float, float]:
@@ -372,15 +554,23 @@ class ClipRenderer:
         self.cover_tex = ms.make_cover_texture(rng)
         self.people = EvalPeople(cutouts, person_srcs())
         self.phases = {m.name: m.phase for m in clip.movers()}
-        self.sprites: dict[tuple[str, str, str], tuple[Image, Image]] = {}
+        self.sprites: dict[tuple[str, str, str, str], tuple[Image, Image]] = {}
+        self.phone_photos: dict[str, dict[str, Image]] = {"front": {}, "back": {}}
+        for key, ph in sorted(srcs.PHONES.items()):
+            if srcs.half_of(key) == clip.half:
+                self.phone_photos[ph.side][key] = phone_photo(key, load_photo(ph.photo))
         self.label = f"KB{clip.seed % 1000:03d} CAM1"
         self.clock = 3600 * int(rng.integers(0, 6)) + 60 * int(rng.integers(0, 60))
 
-    def sprite(self, obj: str, face: str, color: str) -> tuple[Image, Image]:
-        """A cached sprite of a held thing."""
-        k = (obj, face, color)
+    def sprite(self, obj: str, face: str, color: str, n: int = 0) -> tuple[Image, Image]:
+        """A cached sprite of a held thing; phones use this half's phone photos (the
+        ``n``-th of the side seen), where there are any."""
+        photos = self.phone_photos["front" if face == "front" else "back"] if obj == "phone" else {}
+        key = sorted(photos)[n % len(photos)] if photos else ""
+        k = (obj, face, color, key)
         if k not in self.sprites:
-            self.sprites[k] = object_sprite(obj, face, color, self.rng)
+            self.sprites[k] = object_sprite(obj, face, color, self.rng,
+                                            photos[key] if key else None)
         return self.sprites[k]
 
     def owner(self, st: Frame, seat: str) -> Person | None:
@@ -403,24 +593,28 @@ class ClipRenderer:
         side = -side
         dx, dy = sway
         x0, y0 = owner.x + PAD + dx, top + PAD + dy
+        hx = self.people.head_x(owner, height) + PAD + dx
         desk_y = s.desk_top + PAD + lay.desk_depth * s.scale * 0.45
         wob = math.sin(st.t * 3.1 + s.cx) * 0.6
         if h.style == "desk":
             px, py = x0 + side * 0.2 * height, desk_y
-            rgb, a = self.sprite(h.obj, "front" if h.obj == "phone" else "back", h.color)
+            rgb, a = self.sprite(h.obj, "front" if h.obj == "phone" else "back", h.color,
+                                 self.clip.phones.index(h) if h.obj == "phone" else 0)
             squash = 0.45 if h.obj in ("phone", "calculator", "wallet") else 1.0
             place(canvas, rgb, a, px, py, ph_w, ph_h, ang=side * 20, squash=squash)
             if u < 1.0:  # the hand putting it down / picking it up
+                hand = (px + side * 0.02 * height, py - 0.02 * height * (1 - u))
+                self.people.arm(canvas, owner, height, hand,
+                                (x0 + side * 0.12 * height, s.desk_top + PAD - 0.06 * height))
                 hr, ha = hand_sprite(int(0.07 * height), int(0.06 * height), skin)
-                place(canvas, hr, ha, px + side * 0.02 * height, py - 0.02 * height * (1 - u),
-                      0.06 * height, 0.07 * height, ang=side * 30)
+                place(canvas, hr, ha, *hand, 0.05 * height, 0.06 * height, ang=side * 30)
             return
         if h.style == "face":
             if h.obj == "phone":  # at the ear
-                hold = (x0 + side * 0.085 * height, y0 + 0.11 * height)
+                hold = (hx + side * 0.06 * height, y0 + 0.1 * height)
                 face, ang = "edge", side * 12.0
             else:  # in front of the chin / at the mouth
-                hold = (x0 + side * 0.035 * height, y0 + 0.17 * height)
+                hold = (hx + side * 0.02 * height, y0 + 0.16 * height)
                 face, ang = "back", side * 8.0
         else:  # desk height, in front of the chest
             hold = (x0 + side * 0.06 * height, s.desk_top + PAD - 0.05 * height)
@@ -429,7 +623,8 @@ class ClipRenderer:
         start = (x0 + side * 0.18 * height, desk_y)
         px = start[0] + (hold[0] - start[0]) * u + wob
         py = start[1] + (hold[1] - start[1]) * u
-        rgb, a = self.sprite(h.obj, face, h.color if h.obj == "phone" else "black")
+        n = self.clip.phones.index(h) if h.obj == "phone" else 0
+        rgb, a = self.sprite(h.obj, face, h.color if h.obj == "phone" else "black", n)
         squash = 0.62 if (h.style == "hands" and h.obj in ("phone", "calculator")) else 1.0
         pw = ph_w * (0.55 if face == "edge" else 1.0)
         hand_w, hand_h = 0.05 * height, 0.06 * height
@@ -443,11 +638,14 @@ class ClipRenderer:
             return
         if h.style == "covered":
             place(canvas, rgb, a, px, py, pw, ph_h, ang=ang)
-            # a hand over the upper 30-50 % of it (fingers across the face)
-            place(canvas, hr, ha, px + side * pw * 0.1, py - ph_h * 0.28, hand_w * 1.25,
-                  ph_h * 0.48, ang=ang + 90 * side)
+            # the other hand over the upper 30-50 % of it (fingers across the face)
+            cover = (px + side * pw * 0.1, py - ph_h * 0.28)
+            place(canvas, hr, ha, *cover, hand_w * 1.25, ph_h * 0.48, ang=ang + 90 * side)
             return
         # held in one hand: the hand behind the lower half, fingers around
+        if h.style == "face":  # the forearm up from the elbow at the body's side
+            self.people.arm(canvas, owner, height, (px, py + ph_h * 0.3),
+                            (hx + side * 0.1 * height, y0 + 0.33 * height))
         place(canvas, hr, ha, px, py + ph_h * 0.18, hand_w, hand_h, ang=ang)
         place(canvas, rgb, a, px, py, pw, ph_h, ang=ang)
         thumb_r, thumb_a = hand_sprite(max(4, int(hand_h)), max(4, int(hand_w * 0.5)), skin, 1)
@@ -468,6 +666,8 @@ class ClipRenderer:
             if act.kind == "write":
                 x += 0.04 * height * math.sin(st.t * 2.3) + 0.02 * height * math.sin(st.t * 11)
                 y += 0.01 * height * math.sin(st.t * 7)
+                self.people.arm(canvas, p, height, (x + 0.02 * height, y),
+                                (x + 0.06 * height, y - 0.07 * height))
                 hr, ha = hand_sprite(int(0.14 * height), int(0.14 * height), skin)
                 place(canvas, hr, ha, x, y - 0.01 * height, 0.06 * height, 0.055 * height, ang=-70)
                 cv2.line(canvas, (int(x - 0.02 * height), int(y)), (int(x - 0.045 * height),
@@ -579,6 +779,29 @@ def load_textures(half: str) -> dict[str, Image]:
     return {"wall": load_photo(wall), "floor": load_photo(floor)}
 
 
+def _event_text(e: dict) -> str:
+    if e["rule"] == "camera_tamper":
+        return f"tamper {e['kind']} {e['start_s']:g}–{e['end_s']:g}"
+    style = e["variation"][0].split("_", 1)[1] if e["rule"] != "seat_empty" else ""
+    return f"{e['rule']} {style} {e['seat']} {e['start_s']:g}–{e['end_s']:g}".replace("  ", " ")
+
+
+def summary() -> str:
+    """Markdown table of the clips (for the README)."""
+    rows = ["| clip | layout | s | kbps | light | incidents (seat, s) |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for c in CLIPS:
+        doc = truth_doc(c)
+        negs = [str(t).removeprefix("neg_") for t in doc["variations"]  # type: ignore[attr-defined]
+                if str(t).startswith("neg_")]
+        evs = "; ".join(_event_text(e) for e in doc["events"]) or f"none: control ({', '.join(negs)})"  # type: ignore[attr-defined]
+        light = ("dim" if c.dims == [(0.0, c.duration)] else
+                 "dim " + ", ".join(f"{a:g}–{b:g}" for a, b in c.dims) if c.dims else "")
+        rows.append(f"| {c.half}/{c.clip} | {c.layout} | {doc['duration_s']:g} | "
+                    f"{c.bitrate_kbps or 'CRF'} | {light} | {evs} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -590,7 +813,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--docs-only", action="store_true", help="write room/truth files only")
     ap.add_argument("--digests", action="store_true", help="print source sha256 and exit")
     ap.add_argument("--fetch", action="store_true", help="print the commands that get the sources")
+    ap.add_argument("--summary", action="store_true", help="print the README's table of clips")
     args = ap.parse_args(argv)
+    if args.summary:
+        print(summary())
+        return 0
     if args.fetch:
         for cmd in dict.fromkeys(p.fetch for p in srcs.PHOTOS.values()):
             print(cmd)

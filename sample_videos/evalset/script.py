@@ -93,8 +93,8 @@ def _layout(name: str, rows: list[tuple[list[float], float, float, float, float]
 LAYOUTS: dict[str, Layout] = {
     **DEMO_LAYOUTS,
     # camera mounted higher and tilted down more: rows far apart, a far back row
-    "steep2x2": _layout("steep2x2", [([190, 450], 130, 120, 185, 190),
-                                     ([150, 490], 185, 300, 395, 290)],
+    "steep2x2": _layout("steep2x2", [([190, 450], 130, 142, 207, 190),
+                                     ([150, 490], 185, 318, 410, 290)],
                         [[(55, 30), (30, 55)], [(60, 45), (45, 60)]], wall_y=40, desk_depth=0.12),
     # camera lower and flatter: one row of big people, much wall
     "shallow3": _layout("shallow3", [([110, 320, 530], 140, 300, 362, 330)],
@@ -206,7 +206,7 @@ def visit_spot(s: SeatGeom, style: VisitStyle) -> tuple[float, float]:
     if style == "behind":
         return s.cx + side * 0.13 * s.desk_w, s.ground_behind - 0.07 * s.scale
     if style == "lean":
-        return s.cx + side * 0.30 * s.desk_w, s.ground_behind - 0.035 * s.scale
+        return s.cx + side * 0.24 * s.desk_w, s.ground_behind - 0.035 * s.scale
     if style == "crouch":
         return s.cx + side * (s.desk_w / 2 - 0.11 * s.scale), s.ground_behind + 0.015 * s.scale
     return s.visitor_spot
@@ -614,7 +614,7 @@ CLIPS: list[EvalClip] = [
           ("visit", "S2", "crouch", "dev_w1"), ("phone", "S1", "covered", "black", 0.8),
           ("tamper", "frozen"), **_dim(0.0, 100.0)),
     _clip("dev_05", "grid2x2", 1105, {"S1": "dev_d", "S2": "dev_a", "S3": "dev_b_flip", "S4": "dev_c"},
-          ("phone", "S4", "face", "gold", 0.7), ("visit", "S2", "lean", "dev_w2"),
+          ("phone", "S4", "face", "gold", 0.7), ("visit", "S4", "lean", "dev_w2"),
           ("phone", "S3", "desk", "gold", 1.1), ("tamper", "moved"),
           activities=_writes("S1"), **BR),
     _clip("dev_06", "row3", 1106, {"S1": "dev_b", "S2": "dev_d_flip", "S3": "dev_a"},
@@ -649,7 +649,7 @@ CLIPS: list[EvalClip] = [
                         Handheld("S2", 27.0, 34.0, "desk", "stapler"),
                         Handheld("S3", 35.0, 42.0, "hands", "stapler")],
              activities=[*_writes("S1", "S2", "S4", n=2), Activity("S4", "lean", 30.0, 38.0)],
-             passers=[Passer("dev_w2", 12.0, 214.0), Passer("dev_w1_flip", 30.0, 214.0, False)],
+             passers=[Passer("dev_w2", 12.0, 236.0), Passer("dev_w1_flip", 30.0, 236.0, False)],
              **BR),
     # ------------------------------------------------------------------ test
     _clip("test_01", "grid2x2", 2101, {"S1": "test_a", "S2": "test_b", "S3": "test_c", "S4": "test_d"},
