@@ -102,7 +102,8 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, "err.invalid_input"
         )
         # The agents' ingest API names the problem in its detail (capture.ingest): keep it.
-        detail = exc.detail if request.url.path.startswith("/api/ingest/") and isinstance(exc.detail, str) else None
+        ingest = request.url.path.startswith("/api/ingest/")
+        detail = exc.detail if ingest and isinstance(exc.detail, str) else None
         return JSONResponse(error_body(code, detail), status_code=exc.status_code)
 
     @app.exception_handler(Exception)

@@ -67,7 +67,7 @@ def write_hub_config(tmp: Path, sites: dict[str, tuple[str, dict[str, Any]]]) ->
 def running_hub(cfg_path: Path, tmp: Path) -> Iterator[str]:
     doc = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
     url = f"http://127.0.0.1:{doc['hub']['listen_port']}"
-    log = open(tmp / "hub.log", "wb")  # noqa: SIM115 - closed below
+    log = open(tmp / "hub.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "evalwatch", "hub", "--config", str(cfg_path)],
                             cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -90,8 +90,17 @@ def running_hub(cfg_path: Path, tmp: Path) -> Iterator[str]:
         log.close()
 
 
+def start_agent(tmp: Path, cfg_path: Path, site: str, *extra: str) -> subprocess.Popen[bytes]:
+    """``evalwatch agent`` for ``site`` (its log in ``tmp``)."""
+    with open(tmp / f"agent-{site}.log", "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "evalwatch", "agent", "--config", str(cfg_path), "--site", site,
+             "--duration", "120", *extra], cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+
+
 def hub_log(tmp: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(tmp.glob("*.log")))
+    logs = sorted(tmp.glob("*.log"))
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in logs)
 
 
 async def session(url: str) -> httpx.AsyncClient:
@@ -111,7 +120,8 @@ async def events(c: httpx.AsyncClient, **params: str) -> list[dict[str, Any]]:
 class FakeDetector:
     """A person on each of room_a's four seats; with ``extra`` set, a fifth between the seats."""
 
-    SEATED = [(0.15, 0.1, 0.35, 0.4), (0.65, 0.1, 0.85, 0.4), (0.1, 0.5, 0.3, 0.8), (0.7, 0.5, 0.9, 0.8)]
+    SEATED: tuple[tuple[float, float, float, float], ...] = (
+        (0.15, 0.1, 0.35, 0.4), (0.65, 0.1, 0.85, 0.4), (0.1, 0.5, 0.3, 0.8), (0.7, 0.5, 0.9, 0.8))
 
     def __init__(self) -> None:
         self.extra = threading.Event()
@@ -136,7 +146,8 @@ async def wait_until(pred: Any, within: float, what: str, tmp: Path) -> Any:
 @pytest.mark.timeout(240)
 async def test_edge_incident_reaches_dashboard_once_across_link_cut(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "clip.mp4", seconds=4, width=640, height=480)
-    cfg_path = write_hub_config(tmp_path, {"s01": (str(clip), {}), "s02": (str(clip), {"analysis": "hub"})})
+    sites = {"s01": (str(clip), {}), "s02": (str(clip), {"analysis": "hub"})}
+    cfg_path = write_hub_config(tmp_path, sites)
     cfg = load_config(cfg_path, load_secrets=False)
     with running_hub(cfg_path, tmp_path) as url:
         c = await session(url)
@@ -170,13 +181,13 @@ async def test_edge_incident_reaches_dashboard_once_across_link_cut(tmp_path: Pa
             async def spooled(action: str) -> list[dict[str, Any]]:
                 docs = [json.loads(p.read_text()) for p in agent.incidents.pending()]
                 return [d for d in docs if d["rule"] == "extra_person" and d["action"] == action]
-            opened = (await wait_until(lambda: spooled("opened"), 20, "extra_person opened on the agent",
-                                       tmp_path))[0]
+            opened = (await wait_until(lambda: spooled("opened"), 20, "extra_person opened", tmp_path))[0]
             assert opened["snapshot_jpeg"] and opened["boxes"], opened.keys()
             fake.extra.clear()
             await wait_until(lambda: spooled("closed"), 20, "extra_person closed on the agent", tmp_path)
             held = [json.loads(p.read_text()) for p in agent.incidents.pending()]
-            assert not [e for e in await events(c) if e["rule"] == "extra_person"], "arrived through a cut link"
+            early = [e for e in await events(c) if e["rule"] == "extra_person"]
+            assert not early, "arrived through a cut link"
 
             proxy.up()
 
@@ -204,10 +215,10 @@ async def test_edge_incident_reaches_dashboard_once_across_link_cut(tmp_path: Pa
             assert {m["origin"] for m in msgs} == {"agent"}
 
             # A retry of updates the hub already has: acknowledged, no second row, no push.
-            agent_http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKENS['s01']}"})
+            agent_http = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKENS['s01']}"})
             n_ws = len(ws_msgs)
             for doc in held:
-                r = agent_http.post("/api/ingest/incidents", json=doc)
+                r = await agent_http.post("/api/ingest/incidents", json=doc)
                 assert r.status_code == 200 and r.json() == {"id": r.json()["id"], "applied": False}, r.text
             assert len([e for e in await events(c) if e["rule"] == "extra_person"]) == 1
             await asyncio.sleep(1)
@@ -215,22 +226,25 @@ async def test_edge_incident_reaches_dashboard_once_across_link_cut(tmp_path: Pa
 
             # Bad input: a clear 4xx naming the problem, never a 500.
             other = {**opened, "site": "s02"}
-            r = agent_http.post("/api/ingest/incidents", json=other)
+            r = await agent_http.post("/api/ingest/incidents", json=other)
             assert r.status_code == 403 and "s01" in r.json()["detail"], r.text
-            r = agent_http.post("/api/ingest/incidents", json={**opened, "camera": "nope"})
+            r = await agent_http.post("/api/ingest/incidents", json={**opened, "camera": "nope"})
             assert r.status_code == 403 and "unknown camera" in r.json()["detail"], r.text
-            r = agent_http.post("/api/ingest/incidents", json={k: v for k, v in opened.items() if k != "rule"})
+            no_rule = {k: v for k, v in opened.items() if k != "rule"}
+            r = await agent_http.post("/api/ingest/incidents", json=no_rule)
             assert r.status_code == 400 and "rule" in r.json()["detail"], r.text
-            r = agent_http.post("/api/ingest/incidents", json={**opened, "snapshot_jpeg": "bm90IGEganBlZw=="})
+            not_jpeg = {**opened, "snapshot_jpeg": "bm90IGEganBlZw=="}
+            r = await agent_http.post("/api/ingest/incidents", json=not_jpeg)
             assert r.status_code == 400 and "JPEG" in r.json()["detail"], r.text
-            r = agent_http.post("/api/ingest/incidents", content=b"{not json")
+            r = await agent_http.post("/api/ingest/incidents", content=b"{not json")
             assert r.status_code == 400 and "JSON" in r.json()["detail"], r.text
-            s02 = httpx.post(f"{url}/api/ingest/incidents", json={**opened, "site": "s02"},
-                             headers={"Authorization": f"Bearer {TOKENS['s02']}"})
+            s02 = await agent_http.post("/api/ingest/incidents", json={**opened, "site": "s02"},
+                                        headers={"Authorization": f"Bearer {TOKENS['s02']}"})
             assert s02.status_code == 409 and "analysis: hub" in s02.json()["detail"], s02.text
-            r = httpx.post(f"{url}/api/ingest/incidents", json=opened, headers={"Authorization": "Bearer x"})
+            r = await agent_http.post("/api/ingest/incidents", json=opened,
+                                      headers={"Authorization": "Bearer x"})
             assert r.status_code == 401
-            agent_http.close()
+            await agent_http.aclose()
         finally:
             stop.set()
             await asyncio.wait_for(run, 60)
@@ -248,12 +262,8 @@ async def test_hub_checks_agents_with_the_real_detector(tmp_path: Path) -> None:
     cfg_path = write_hub_config(tmp_path, {"s01": (clip, check), "s02": (clip, check)})
     with running_hub(cfg_path, tmp_path) as url:
         c = await session(url)
-        agents = []
-        for site, extra in (("s01", []), ("s02", ["--no-analysis"])):
-            log = open(tmp_path / f"agent-{site}.log", "wb")  # noqa: SIM115 - the process owns it
-            agents.append(subprocess.Popen(
-                [sys.executable, "-m", "evalwatch", "agent", "--config", str(cfg_path), "--site", site,
-                 "--duration", "120", *extra], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT))
+        agents = [start_agent(tmp_path, cfg_path, "s01"),
+                  start_agent(tmp_path, cfg_path, "s02", "--no-analysis")]
         try:
             async def caught() -> list[dict[str, Any]] | None:
                 evs = await events(c)
@@ -261,12 +271,11 @@ async def test_hub_checks_agents_with_the_real_detector(tmp_path: Path) -> None:
                 mismatch = [e for e in evs if e["site"] == "s02" and e["rule"] == "analysis_mismatch"]
                 offline = [e for e in evs if e["site"] == "s02" and e["rule"] == "analysis_offline"]
                 return evs if honest and mismatch and offline else None
-            evs = await wait_until(caught, 100, "edge incident, analysis_mismatch and analysis_offline", tmp_path)
+            evs = await wait_until(caught, 100, "edge incident, mismatch and analysis_offline", tmp_path)
             honest = [e for e in evs if e["site"] == "s01" and e["rule"] == "extra_person"]
             assert {e["origin"] for e in honest} == {"agent"}, honest
             mismatch = next(e for e in evs if e["site"] == "s02" and e["rule"] == "analysis_mismatch")
             assert mismatch["origin"] == "hub" and mismatch["camera"] == "cam1"
-            assert mismatch["snapshot_url"] or True  # the hub's snapshot uploads in the background
             r = await c.get("/api/events", params={"rule": "analysis_mismatch"})
             assert any(e["site"] == "s02" for e in r.json()["items"])
             # The honest agent: nothing of the hub's checks against it.
