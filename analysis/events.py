@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 RULES = ("extra_person", "phone", "seat_empty", "camera_tamper", "camera_offline")
+#: Raised by the hub about a site agent's edge analysis (``evalwatch.edgehub``).
+CHECK_RULES = ("analysis_mismatch", "analysis_offline")
 TAMPER_KINDS = ("covered", "defocused", "moved", "frozen")
 
 Action = Literal["opened", "updated", "closed"]
@@ -45,6 +47,8 @@ class Event:
     #: The evaluation session running in the room when the event opened, if any.
     session_id: int | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: Who analysed: ``hub`` or ``agent`` (edge analysis; the update came over the ingest API).
+    origin: Literal["hub", "agent"] = "hub"
 
     @property
     def open(self) -> bool:

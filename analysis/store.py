@@ -50,6 +50,7 @@ def live_message(update: EventUpdate, db_id: int) -> EventLive:
         footage_end=_ts(ev.footage_end_s) or ev.ended_at, session_id=ev.session_id,
         status="new" if update.action == "opened" else None,
         snapshot_url=snapshot_url(db_id) if ev.snapshot_key else None, details=ev.details,
+        origin=ev.origin,
     )
 
 
@@ -93,23 +94,37 @@ class EventStore:
     # -- EventSink --
 
     async def handle(self, update: EventUpdate) -> None:
+        await self.upsert(update)
+
+    async def upsert(self, update: EventUpdate, seq: int | None = None) -> tuple[int, bool]:
+        """Store and publish ``update``; returns ``(row id, applied)``.
+
+        ``seq`` (updates from a site agent, which retries until acknowledged): the update's
+        sequence number within its incident (``event.id``, stable on the agent).  The row is
+        found by that id; an update whose ``seq`` is not newer than the row's is a retry and
+        is acknowledged without a second row, write or bus message (``applied`` false)."""
         ev = update.event
         upload = self._uploads.pop(ev.id, None)
         if upload is not None:  # keep this event's messages in order: snapshot first
             with contextlib.suppress(Exception):
                 await upload
-        db_id = await self.db.run(lambda s: self._write(s, update))
+        db_id, applied = await self.db.run(lambda s: self._write(s, update, seq))
+        if not applied:
+            log.info("event update %s seq=%s of uid=%s already stored id=%s site=%s room=%s camera=%s",
+                      update.action, seq, ev.id, db_id, ev.site, ev.room, ev.camera)
+            return db_id, False
         self._publish(update, db_id)
         if update.action == "opened" and ev.snapshot and ev.site:
             # The alert is out; the snapshot follows in an "updated" message with its key.
             self._uploads[ev.id] = asyncio.create_task(self._snapshot_then_update(ev, ev.snapshot, db_id))
+        return db_id, True
 
     def _publish(self, update: EventUpdate, db_id: int) -> None:
         ev = update.event
         self.bus.publish(live_message(update, db_id))
         log.info(
-            "event %s id=%s rule=%s kind=%s site=%s room=%s camera=%s seat=%s",
-            update.action, db_id, ev.rule, ev.kind, ev.site, ev.room, ev.camera, ev.seat,
+            "event %s id=%s rule=%s kind=%s origin=%s site=%s room=%s camera=%s seat=%s",
+            update.action, db_id, ev.rule, ev.kind, ev.origin, ev.site, ev.room, ev.camera, ev.seat,
         )
 
     async def _snapshot_then_update(self, ev: Incident, data: bytes, db_id: int) -> None:
@@ -138,18 +153,27 @@ class EventStore:
             with contextlib.suppress(Exception):
                 await t
 
-    def _write(self, session: Any, update: EventUpdate) -> int:
+    def _write(self, session: Any, update: EventUpdate, seq: int | None = None) -> tuple[int, bool]:
+        from sqlalchemy import select
+
         ev = update.event
         row: EventRow | None = None
         if ev.id in self._ids:
             row = session.get(EventRow, self._ids[ev.id])
         if row is None:
+            row = session.scalars(select(EventRow).where(EventRow.uid == ev.id)).first()
+        if row is not None and seq is not None and row.seq is not None and seq <= row.seq:
+            return int(row.id), False
+        if row is None:
             row = EventRow(
                 site=ev.site or "", room=ev.room or "", camera=ev.camera, seat=ev.seat,
                 rule=ev.rule, kind=ev.kind, started_at=ev.started_at, status="new",
                 details={"uid": ev.id, **ev.details}, session_id=ev.session_id,
+                origin=ev.origin, uid=ev.id,
             )
             session.add(row)
+        if seq is not None:
+            row.seq = seq
         row.ended_at = ev.ended_at
         row.confidence = max(row.confidence or 0.0, ev.confidence)
         row.snapshot_key = ev.snapshot_key or row.snapshot_key
@@ -160,7 +184,7 @@ class EventStore:
             self._ids.pop(ev.id, None)
         else:
             self._ids[ev.id] = row.id
-        return int(row.id)
+        return int(row.id), True
 
     # -- snapshots --
 

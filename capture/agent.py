@@ -10,6 +10,15 @@ One uploader task sends finished segments to the hub oldest-first; after any (re
 asks the hub what the archive lacks (``GET /api/ingest/missing``) and re-sends what the spool
 still holds.  Every network step reconnects by itself with exponential backoff and jitter, and a
 heartbeat reports per-camera status.  The archive path never depends on the live path.
+
+Edge analysis (site ``analysis: agent``; the analyser is injected by ``evalwatch.edge``, the
+``evalwatch agent`` command): every decoded frame is also offered to the analyser, which keeps
+the newest one per camera and analyses it at ``detection.analysis_fps`` in its own thread.  Its
+incident updates go to an on-disk :class:`~capture.incidents.IncidentSpool` and an uploader task
+POSTs them in order to ``/api/ingest/incidents`` (store-and-forward, like the segments).  The
+seats to arm come from the hub: a long poll of ``/api/ingest/sessions`` (answers at once after a
+(re)connection and when a session starts or closes) and every heartbeat answer.  Each heartbeat
+carries the analysis's progress (the hub's ``analysis_offline`` check).
 """
 
 from __future__ import annotations
@@ -27,10 +36,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import av
 import httpx
@@ -38,6 +48,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import MediaStreamError
 
 from capture.ice import configure_ice, rtc_configuration
+from capture.incidents import IncidentSpool
 from capture.live_encoder import CONTROL_CHANNEL, LiveEncoder
 from capture.segmenter import EncoderThread, SegmentWriter
 from capture.source import CameraSource
@@ -47,6 +58,25 @@ from config.models import CameraConfig, EvalwatchConfig, RoomConfig
 log = logging.getLogger("capture.agent")
 
 VIDEO_CLOCK = 90000
+
+
+class EdgeAnalyserLike(Protocol):
+    """The agent's analysis (``evalwatch.edge.EdgeAnalyser``): frames in, incident update
+    documents (:class:`capture.incidents.IncidentUpdateIn` as dicts) out through ``emit``."""
+
+    def offer(self, room: str, camera: str, ts: float, frame: av.VideoFrame) -> None:
+        """A decoded frame (camera thread; must not block: keep only the newest)."""
+
+    def set_sessions(self, rooms: dict[str, Any]) -> None:
+        """``room → {"session_id", "seats"} | None`` as the hub says (any thread)."""
+
+    def status(self) -> dict[str, Any]:
+        """The analysis heartbeat: ``{"running", "cameras": {"room/camera": {"frames", ...}}}``."""
+        ...
+
+    def start(self, emit: Callable[[dict[str, Any]], None]) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class Backoff:
@@ -268,6 +298,9 @@ class CameraPipe:
 
     def _on_frame(self, frame: av.VideoFrame, ts: float) -> None:  # source thread
         self.encoder.submit(frame, ts)
+        analyser = self.agent.analyser
+        if analyser is not None:
+            analyser.offer(self.room, self.camera, ts, frame)
         if self.live_encoder is not None and self.live is not None:
             self.live_encoder.offer(frame, ts)
         live = self.live
@@ -426,6 +459,7 @@ class Agent:
         token: str | None = None,
         preset: str = "veryfast",
         live: bool = True,
+        analyser: EdgeAnalyserLike | None = None,
     ):
         self.cfg = cfg
         self.site_id = site_id
@@ -452,6 +486,24 @@ class Agent:
         self.uploaded = 0
         self.backfilled = 0
         self.upload_error: str | None = None
+        #: Edge analysis (None: the hub analyses this site, or analysis is switched off here).
+        self.analyser = analyser
+        self.incidents = IncidentSpool(Path(cfg.capture.spool_dir) / "_incidents" / site_id)
+        self._incident_event: asyncio.Event | None = None
+        self.incidents_sent = 0
+        self.incident_error: str | None = None
+        self.sessions_version = -1
+
+    def incident_ready(self, doc: dict[str, Any]) -> None:  # analysis thread
+        """Spool one incident update (durably) and wake the incident uploader."""
+        path = self.incidents.put(doc)
+        log.info(
+            "incident %s spooled rule=%s seat=%s site=%s room=%s camera=%s uid=%s seq=%s file=%s",
+            doc.get("action"), doc.get("rule"), doc.get("seat"), doc.get("site"), doc.get("room"),
+            doc.get("camera"), doc.get("uid"), doc.get("seq"), path.name,
+        )
+        if self.loop is not None and self._incident_event is not None:
+            self.loop.call_soon_threadsafe(self._incident_event.set)
 
     @property
     def heartbeat_timeout(self) -> httpx.Timeout:
@@ -465,6 +517,7 @@ class Agent:
     async def run(self, stop: asyncio.Event | None = None, duration: float | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self._seg_event = asyncio.Event()
+        self._incident_event = asyncio.Event()
         stop = stop or asyncio.Event()
         configure_ice(self.cfg.hub.ice_interfaces)
         self.http = httpx.AsyncClient(
@@ -480,10 +533,16 @@ class Agent:
             self.hub_url,
             self.spool.root,
         )
+        if self.analyser is not None:
+            self.analyser.start(self.incident_ready)
+            log.info("edge analysis on site=%s cameras=%d", self.site_id, len(self.pipes))
         for p in self.pipes:
             p.source.start()
         tasks = [asyncio.create_task(self._upload_forever(), name="uploader")]
         tasks.append(asyncio.create_task(self._heartbeat_forever(), name="heartbeat"))
+        tasks.append(asyncio.create_task(self._incidents_forever(), name="incidents"))
+        if self.analyser is not None:
+            tasks.append(asyncio.create_task(self._sessions_forever(), name="sessions"))
         if self.live_enabled:
             tasks += [asyncio.create_task(p.publish_forever(), name=f"live-{p.label}") for p in self.pipes]
         try:
@@ -496,19 +555,24 @@ class Agent:
             log.info("agent stopping site=%s", self.site_id)
             for p in self.pipes:
                 p.source.stop()
+            if self.analyser is not None:
+                await asyncio.to_thread(self.analyser.stop)
             await asyncio.gather(*(asyncio.to_thread(p.encoder.stop) for p in self.pipes))
             for p in self.pipes:
                 if p.live_encoder is not None:
                     p.live_encoder.stop()
             for t in tasks:
-                if t.get_name() != "uploader":
+                if t.get_name() not in ("uploader", "incidents"):
                     t.cancel()
             # Give the uploader a moment to send the last segments; the rest stays spooled.
             self.segment_ready()
             deadline = time.monotonic() + 10
-            while self.spool.pending(self.site_id) and time.monotonic() < deadline:  # noqa: ASYNC110
+            while (self.spool.pending(self.site_id) or self.incidents.pending()) and (  # noqa: ASYNC110
+                time.monotonic() < deadline
+            ):
                 await asyncio.sleep(0.2)
-            tasks[0].cancel()
+            for t in tasks:
+                t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.http.aclose()
 
@@ -620,6 +684,101 @@ class Agent:
                 if seg.path.exists() and await self._upload(seg, "backfill"):
                     self.backfilled += 1
 
+    # -- incidents (edge analysis) -------------------------------------------------------------------
+
+    async def _send_incident(self, path: Path) -> None:
+        """POST one spooled update; done or rejected on an answer, ConnectionError to back off."""
+        try:
+            doc = json.loads(await asyncio.to_thread(path.read_bytes))
+        except (OSError, ValueError) as e:
+            self.incidents.reject(path, f"unreadable spool file: {e}")
+            return
+        r = await self.http.post("/api/ingest/incidents", json=doc)
+        if r.status_code == 200:
+            self.incidents.done(path)
+            self.incidents_sent += 1
+            return
+        detail = _detail(r)
+        if 400 <= r.status_code < 500 and r.status_code not in (401, 408, 429):
+            log.error(
+                "hub rejected incident update site=%s room=%s camera=%s uid=%s seq=%s: HTTP %d %s"
+                " (kept aside)",
+                doc.get("site"), doc.get("room"), doc.get("camera"), doc.get("uid"), doc.get("seq"),
+                r.status_code, detail,
+            )
+            self.incidents.reject(path, f"HTTP {r.status_code}: {detail}")
+            return
+        raise ConnectionError(f"HTTP {r.status_code}: {detail}")
+
+    async def _incidents_forever(self) -> None:
+        """Send spooled incident updates oldest first; back off while the hub is unreachable."""
+        assert self._incident_event is not None
+        c = self.cfg.capture
+        backoff = Backoff(c.reconnect_min_seconds, c.reconnect_max_seconds)
+        while True:
+            try:
+                for path in self.incidents.pending():
+                    await self._send_incident(path)
+                self.incident_error = None
+                backoff.reset()
+                self._incident_event.clear()
+                if not self.incidents.pending():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._incident_event.wait(), 5.0)
+            except asyncio.CancelledError:
+                raise
+            except (httpx.HTTPError, ConnectionError, OSError) as e:
+                self.incident_error = f"incidents: {type(e).__name__}: {e}"
+                delay = backoff.next()
+                log.warning(
+                    "incident upload failed site=%s: %s (%d pending, retry in %.1fs)",
+                    self.site_id, self.incident_error, len(self.incidents.pending()), delay,
+                )
+                self._upload_retry.clear()
+                with contextlib.suppress(TimeoutError):  # a heartbeat that gets through ends it
+                    await asyncio.wait_for(self._upload_retry.wait(), delay)
+
+    def _apply_sessions(self, version: int, rooms: dict[str, Any]) -> None:
+        if self.analyser is None or version == self.sessions_version:
+            return
+        mine = {r.id for r in self.rooms}
+        self.analyser.set_sessions({k: v for k, v in rooms.items() if k in mine})
+        if self.sessions_version != -1 or version != 0:
+            log.info("sessions from hub site=%s version=%d rooms=%s", self.site_id, version, rooms)
+        self.sessions_version = version
+
+    async def _sessions_forever(self) -> None:
+        """Long-poll the hub for the running sessions of this site's rooms (seats to arm)."""
+        c = self.cfg.capture
+        backoff = Backoff(c.reconnect_min_seconds, c.reconnect_max_seconds)
+        while True:
+            try:
+                r = await self.http.get(
+                    "/api/ingest/sessions",
+                    params={"site": self.site_id, "after": self.sessions_version},
+                    timeout=httpx.Timeout(40.0, connect=5.0),
+                )
+                if r.status_code != 200:
+                    raise ConnectionError(f"HTTP {r.status_code}: {_detail(r)}")
+                body = r.json()
+                self._apply_sessions(int(body["version"]), body["rooms"])
+                backoff.reset()
+            except asyncio.CancelledError:
+                raise
+            except (httpx.HTTPError, ConnectionError, OSError, ValueError, KeyError) as e:
+                delay = backoff.next()
+                log.debug("sessions poll failed site=%s: %s (retry in %.1fs)", self.site_id, e, delay)
+                self._upload_retry.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._upload_retry.wait(), delay)
+
+    def analysis_beat(self) -> dict[str, Any] | None:
+        """The analysis heartbeat (None without edge analysis)."""
+        if self.analyser is None:
+            return None
+        return {**self.analyser.status(), "pending_incidents": len(self.incidents.pending()),
+                "incident_error": self.incident_error, "sessions_version": self.sessions_version}
+
     # -- heartbeat ---------------------------------------------------------------------------------
 
     async def _heartbeat_forever(self) -> None:
@@ -637,6 +796,9 @@ class Agent:
                 },
                 "cameras": [p.status() for p in self.pipes],
             }
+            beat = self.analysis_beat()
+            if beat is not None:
+                body["analysis"] = beat
             try:
                 # A short read timeout: during a silent cut a request on a pooled connection hangs
                 # until it; the heartbeat is what ends the backoffs once the link is back.
@@ -652,6 +814,9 @@ class Agent:
                         if p.live is None and not p.hub_refused:
                             p.retry_now.set()
                     answer = r.json()
+                    sessions = answer.get("sessions")
+                    if isinstance(sessions, dict) and "version" in sessions:
+                        self._apply_sessions(int(sessions["version"]), sessions.get("rooms", {}))
                     live = answer.get("live", {})
                     full_rate = set(answer.get("full_rate", []))
                     for p in self.pipes:
@@ -686,7 +851,11 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def cli(argv: list[str]) -> int:
+#: ``factory(cfg, site_id, rooms)`` → the edge analyser of those rooms (``evalwatch.edge``).
+AnalyserFactory = Callable[[EvalwatchConfig, str, list[RoomConfig]], EdgeAnalyserLike]
+
+
+def cli(argv: list[str], analyser_factory: AnalyserFactory | None = None) -> int:
     from config import ConfigError, load_config
 
     ap = argparse.ArgumentParser(prog="evalwatch agent", description=__doc__.splitlines()[0])
@@ -702,6 +871,10 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--duration", type=float, help="stop after this many seconds")
     ap.add_argument("--preset", default="veryfast", help="x264 preset for archive segments")
     ap.add_argument("--no-live", action="store_true", help="archive only, no WebRTC live stream")
+    ap.add_argument(
+        "--no-analysis", action="store_true",
+        help="do not analyse here even if the site's analysis is 'agent' (the hub raises analysis_offline)",
+    )
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     _setup_logging(args.log_level)
@@ -717,6 +890,14 @@ def cli(argv: list[str]) -> int:
     if args.spool_dir:
         cfg.capture.spool_dir = args.spool_dir
     try:
+        analyser: EdgeAnalyserLike | None = None
+        site = cfg.site(args.site)
+        if site.analysis == "agent" and not args.no_analysis:
+            if analyser_factory is None:
+                log.warning("site=%s: analysis 'agent' but no analyser: run 'evalwatch agent'", args.site)
+            else:
+                rooms = [r for r in site.rooms if not args.room or r.id in args.room]
+                analyser = analyser_factory(cfg, args.site, rooms)
         agent = Agent(
             cfg,
             args.site,
@@ -725,6 +906,7 @@ def cli(argv: list[str]) -> int:
             token=token,
             preset=args.preset,
             live=not args.no_live,
+            analyser=analyser,
         )
     except (KeyError, ValueError) as e:
         print(f"evalwatch agent: {e}", file=sys.stderr)

@@ -7,7 +7,14 @@ Routes (all need ``Authorization: Bearer <site agent token>``):
   body = one MP4 segment, header ``X-Content-SHA256``; stored with ``SegmentStore.put``;
 * ``GET  /api/ingest/missing?site=&room=&camera=&since=ISO[&until=ISO]`` — time ranges the
   archive lacks (``SegmentStore.missing_ranges``), so the agent can re-send them;
-* ``POST /api/ingest/heartbeat`` — JSON ``{site, agent: {...}, cameras: [{room, camera, ...}]}``.
+* ``POST /api/ingest/heartbeat`` — JSON ``{site, agent: {...}, cameras: [{room, camera, ...}],
+  analysis: {...}}`` (``analysis``: the edge analysis's progress) → live state, full-rate cameras
+  and, for an edge-analysed site, the running sessions (``sessions: {version, rooms}``);
+* ``POST /api/ingest/incidents`` — one edge incident update (``capture.incidents.IncidentUpdateIn``)
+  → ``{id, applied}``; idempotent (the hub upserts by ``uid``, a ``seq`` already applied is a no-op);
+* ``GET  /api/ingest/sessions?site=&after=VERSION`` — the running sessions of the site's rooms
+  (seats to arm); answers at once if the version differs from ``after``, else on the next change
+  (long poll, at most ~25 s).
 
 Errors are JSON ``{"detail": "..."}`` naming the problem: 401 bad/missing token, 403 another
 site's or an unknown camera, 400 malformed input (SDP, JSON, times, MP4), 413 body too large,
@@ -31,6 +38,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from capture.incidents import IncidentStored, IncidentUpdateIn
 from capture.recorder import OfferError, Recorder
 from config.models import EvalwatchConfig
 from storage.common import CameraId
@@ -51,6 +59,24 @@ class SegmentStoreLike(Protocol):
     ) -> list[tuple[datetime, datetime]]: ...
 
 
+class EdgeHubLike(Protocol):
+    """The hub's side of edge analysis (``evalwatch.edgehub.EdgeHub``)."""
+
+    def edge_site(self, site: str) -> bool: ...
+
+    def sessions(self, site: str) -> tuple[int, dict[str, Any]]: ...
+
+    async def wait_sessions(self, site: str, after: int) -> tuple[int, dict[str, Any]]: ...
+
+    def analysis_beat(self, site: str, beat: dict[str, Any] | None) -> None: ...
+
+    async def incident(self, site: str, upd: IncidentUpdateIn) -> IncidentStored: ...
+
+
+#: Largest incident update body (a snapshot JPEG in base64 and the boxes).
+INCIDENT_LIMIT = 4_000_000
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,11 +88,19 @@ class OfferOut(BaseModel):
     type: str
 
 
+class SessionsOut(BaseModel):
+    """The running sessions of an edge site's rooms: the seats its analysis arms."""
+
+    version: int = Field(description="changes whenever a session of the site starts or closes")
+    rooms: dict[str, Any] = Field(description="room → {session_id, seats} or null (no session)")
+
+
 class HeartbeatOut(BaseModel):
     ok: bool
     server_time: str = Field(description="hub clock, ISO-8601 UTC")
     live: dict[str, bool] = Field(description="room/camera → the hub receives it live")
     full_rate: list[str] = Field(description="room/camera to send at full rate (watched enlarged)")
+    sessions: SessionsOut | None = Field(default=None, description="edge-analysed sites only")
 
 
 class SegmentStored(BaseModel):
@@ -99,6 +133,7 @@ class HeartbeatIn(_Body):
     site: str = Field(min_length=1, max_length=64)
     agent: dict[str, Any] = {}
     cameras: list[HeartbeatCamera] = Field(default=[], max_length=1000)
+    analysis: dict[str, Any] | None = None
 
 
 def _bad(status: int, detail: str) -> HTTPException:
@@ -150,7 +185,9 @@ def probe_segment(data: bytes) -> tuple[str | None, float]:
         return f"segment is not a readable MP4: {e}", 0.0
 
 
-def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: EvalwatchConfig) -> APIRouter:
+def make_router(
+    recorder: Recorder, segment_store: SegmentStoreLike, cfg: EvalwatchConfig, edge: EdgeHubLike | None = None
+) -> APIRouter:
     router = APIRouter(prefix="/api/ingest", tags=["ingest"])
     json_limit = cfg.hub.max_body_bytes
     # A segment at 4x the configured bitrate still fits; never below the general body limit.
@@ -198,7 +235,7 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
                 raise _bad(413, f"body exceeds the limit of {limit} bytes")
         return bytes(buf)
 
-    def parse_json(raw: bytes, model: type[_Body]) -> Any:
+    def parse_json(raw: bytes, model: type[BaseModel]) -> Any:
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -242,8 +279,59 @@ def make_router(recorder: Recorder, segment_store: SegmentStoreLike, cfg: Evalwa
             for c in body.cameras
             if recorder.wants_full_rate(CameraId(site, c.room, c.camera))
         ]
-        out = HeartbeatOut(ok=True, server_time=datetime.now(UTC).isoformat(), live=live, full_rate=full_rate)
+        sessions: SessionsOut | None = None
+        if edge is not None and edge.edge_site(site):
+            edge.analysis_beat(site, body.analysis)
+            version, rooms = edge.sessions(site)
+            sessions = SessionsOut(version=version, rooms=rooms)
+        out = HeartbeatOut(
+            ok=True, server_time=datetime.now(UTC).isoformat(), live=live, full_rate=full_rate,
+            sessions=sessions,
+        )
         return JSONResponse(out.model_dump())
+
+    def edge_of(site: str) -> EdgeHubLike:
+        if edge is None or not edge.edge_site(site):
+            raise _bad(409, f"site {site!r} is analysed by the hub (analysis: hub), not by its agent")
+        return edge
+
+    @router.post("/incidents", response_model=IncidentStored)
+    async def incidents(request: Request) -> JSONResponse:
+        site = authenticate(request)
+        body: IncidentUpdateIn = parse_json(await read_body(request, INCIDENT_LIMIT), IncidentUpdateIn)
+        ref = CameraId(body.site, body.room, body.camera)
+        authorize(site, ref)
+        hub = edge_of(site)
+        now = datetime.now(UTC)
+        for name in ("started_at", "ended_at"):
+            t = getattr(body, name)
+            if t is not None and t > now + CLOCK_SKEW:
+                raise _bad(400, f"incident {name} {t.isoformat()} is in the future (check the agent's clock)")
+        if body.ended_at is not None and body.ended_at < body.started_at:
+            raise _bad(400, "incident ended_at is before started_at")
+        if (body.action == "closed") != (body.ended_at is not None):
+            raise _bad(400, "incident ended_at must be set exactly when action is 'closed'")
+        try:
+            stored = await hub.incident(site, body)
+        except Exception:
+            log.exception("ingest: incident not stored site=%s room=%s camera=%s uid=%s",
+                          *_parts(ref), body.uid)
+            raise _bad(503, "incident store unavailable, retry later") from None
+        log.info(
+            "incident %s from agent site=%s room=%s camera=%s rule=%s seat=%s uid=%s seq=%d id=%d"
+            " applied=%s",
+            body.action, site, body.room, body.camera, body.rule, body.seat, body.uid, body.seq, stored.id,
+            stored.applied,
+        )
+        return JSONResponse(stored.model_dump())
+
+    @router.get("/sessions", response_model=SessionsOut)
+    async def sessions_route(request: Request, site: str = "", after: int = -1) -> JSONResponse:
+        token_site = authenticate(request)
+        if site != token_site:
+            raise _bad(403, f"this agent token belongs to site {token_site!r}, not {site!r}")
+        version, rooms = await edge_of(site).wait_sessions(site, after)
+        return JSONResponse(SessionsOut(version=version, rooms=rooms).model_dump())
 
     @router.put("/segments/{site}/{room}/{camera}", response_model=SegmentStored)
     async def put_segment(

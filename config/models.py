@@ -127,6 +127,19 @@ class SiteConfig(_Strict):
     # Per-site agent credential.  Normally left out of the YAML and kept in the secrets file.
     agent_token: SecretStr | None = None
     rooms: list[RoomConfig] = []
+    # Where this site's cameras are analysed: ``agent`` — the room PC runs the analysis on its own
+    # decoded frames and sends incident updates (store-and-forward); the hub checks it on sampled
+    # live frames.  ``hub`` — the hub analyses the live streams itself.
+    analysis: Literal["agent", "hub"] = "agent"
+    # Edge sites: frames per second per camera the hub's own check analyses (the pipeline lowers it
+    # further when the CPU is short; round robin, newest frame).
+    analysis_check_fps: Annotated[float, Field(gt=0, le=30)] = 0.5
+    # Edge sites: an incident the hub's check opens that the agent has not reported within this
+    # many seconds raises ``analysis_mismatch`` on the camera.
+    analysis_mismatch_seconds: Annotated[float, Field(gt=0)] = 5.0
+    # Edge sites: no analysis progress in the agent's heartbeats for this long while the camera's
+    # video reaches the hub raises ``analysis_offline``.
+    analysis_offline_seconds: Annotated[float, Field(gt=0)] = 15.0
 
     @model_validator(mode="after")
     def _unique_rooms(self) -> SiteConfig:

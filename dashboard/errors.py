@@ -101,7 +101,10 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "err.not_found", 405: "err.method_not_allowed", 413: "err.body_too_large"}.get(
             exc.status_code, "err.invalid_input"
         )
-        return JSONResponse(error_body(code), status_code=exc.status_code)
+        # The agents' ingest API names the problem in its detail (capture.ingest): keep it.
+        ingest = request.url.path.startswith("/api/ingest/")
+        detail = exc.detail if ingest and isinstance(exc.detail, str) else None
+        return JSONResponse(error_body(code, detail), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> Response:

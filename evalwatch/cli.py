@@ -13,7 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("evalwatch.run", "start S3 server, hub and simulated agents (the demo)"),
     "hub": ("evalwatch.hub", "run the hub: recorder, analysis, storage, dashboard"),
-    "agent": ("capture.agent", "run a site agent publishing a room's cameras"),
+    "agent": ("evalwatch.edge", "run a site agent publishing a room's cameras (and analysing them)"),
     "analyze": ("analysis.cli", "analyse a video file offline with a room's seats"),
     "verify": ("evalwatch.verify", "verify a camera's hash chain or an evidence zip"),
     "config": ("config.cli", "check config files"),

@@ -7,8 +7,10 @@ Start-up order, top to bottom:
    points at one someone else runs (``evalwatch run`` does that);
 3. database migrations, then the config's sites/rooms/cameras/seats mirrored into the DB;
 4. object store buckets, the segment store and its write-ahead uploader;
-5. event bus, detector, event persistence, analysis pipeline (the recorder's frame sink; it
-   reads the running sessions through :func:`db_sessions`);
+5. event bus, detector, event persistence, analysis pipeline of the hub-analysed sites (it reads
+   the running sessions through :func:`db_sessions`); for the edge-analysed sites
+   (``analysis: agent``) the edge hub (``evalwatch.edgehub``: sessions for the agents, their
+   incidents, and the check pipeline on sampled frames); the frame router (the recorder's sink);
 6. the recorder and its ingest routes; the dashboard app; uvicorn.
 
 Shutdown runs the same list backwards.
@@ -23,7 +25,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from config import ConfigError, EvalwatchConfig, load_config
 from evalwatch.logs import setup_logging
@@ -79,6 +81,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     from capture.ingest import make_router
     from capture.recorder import Recorder
     from dashboard.services import Services
+    from evalwatch.edgehub import EdgeHub, FrameRouter
     from storage.db import Database
     from storage.objects import ObjectStore
     from storage.segments import SegmentStore
@@ -111,32 +114,53 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
 
         bus = EventBus()
         d = cfg.detection
-        detector = await asyncio.to_thread(
-            load_detector, d.backend, d.model_path,
-            person_threshold=d.person_threshold, phone_threshold=d.phone_threshold, threads=d.threads,
-        )
+
+        def detector_() -> Any:
+            return load_detector(d.backend, d.model_path, person_threshold=d.person_threshold,
+                                 phone_threshold=d.phone_threshold, threads=d.threads)
+
+        detector = await asyncio.to_thread(detector_)
         # The bus gets each incident update from the store, once its row has a database id.
         events = EventStore(
             db, objects, cfg.storage.s3.bucket_snapshots, bus, Path(cfg.storage.wal_dir) / "snapshots"
         )
         await events.start()
         stack.push_async_callback(events.close)
+        hub_rooms = [(site.id, room) for site in cfg.sites if site.analysis == "hub" for room in site.rooms]
+        edge_sites = [site for site in cfg.sites if site.analysis == "agent"]
         pipeline = AnalysisPipeline(
-            detector,
-            [(site.id, room) for site in cfg.sites for room in site.rooms],
-            detection_cfg=d, rules_cfg=cfg.rules, sink=events,
-            sessions=db_sessions(db),
+            detector, hub_rooms, detection_cfg=d, rules_cfg=cfg.rules, sink=events, sessions=db_sessions(db),
         )
         await pipeline.start()
         stack.push_async_callback(pipeline.stop)
 
-        recorder = Recorder(cfg, frame_sink=pipeline)
+        # Edge sites: the agents analyse; the hub serves them sessions, stores their incidents
+        # and checks them with its own detector on sampled frames (its own instance: the two
+        # pipelines run in different threads).
+        edge = EdgeHub(cfg, events, db_sessions(db))
+        check: AnalysisPipeline | None = None
+        if edge_sites:
+            check_fps = max(s.analysis_check_fps for s in edge_sites)
+            check = AnalysisPipeline(
+                await asyncio.to_thread(detector_) if hub_rooms else detector,
+                [(site.id, room) for site in edge_sites for room in site.rooms],
+                detection_cfg=d.model_copy(update={"analysis_fps": check_fps}), rules_cfg=cfg.rules,
+                sink=edge, sessions=db_sessions(db),
+            )
+            await check.start()
+            stack.push_async_callback(check.stop)
+            await edge.start()
+            stack.push_async_callback(edge.stop)
+            log.info("edge analysis sites=%s check_fps=%.2f", [s.id for s in edge_sites], check_fps)
+
+        recorder = Recorder(cfg, frame_sink=FrameRouter(pipeline, check, edge))
         await recorder.start()
         stack.push_async_callback(recorder.close)
 
         yield Services(
             cfg=cfg, db=db, objects=objects, segments=segments, bus=bus, recorder=recorder,
-            pipeline=pipeline, extra_routers=[make_router(recorder, segments, cfg)],
+            pipeline=pipeline if hub_rooms or check is None else check,
+            extra_routers=[make_router(recorder, segments, cfg, edge=edge)],
         )
 
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 #: The alert workflow: new → acknowledged → resolved | false_alarm.
 Status = Literal["new", "acknowledged", "resolved", "false_alarm"]
+#: Who raised an incident: the hub's own analysis, or a site agent's edge analysis.
+Origin = Literal["hub", "agent"]
 #: What an analysis update says about its incident.
 LivePhase = Literal["opened", "updated", "closed"]
 
@@ -57,7 +59,8 @@ class EventFields(BaseModel):
     room: str
     camera: str = Field(description="camera slug (the path is site/room/camera)")
     seat: str | None
-    rule: str = Field(description="extra_person | phone | seat_empty | camera_tamper | camera_offline")
+    rule: str = Field(description="extra_person | phone | seat_empty | camera_tamper | camera_offline"
+                      " | analysis_mismatch | analysis_offline")
     kind: str | None = Field(description="camera_tamper only: covered | defocused | moved | frozen")
     started_at: IsoTime
     ended_at: IsoTime | None = Field(description="null while the incident is open")
@@ -65,6 +68,10 @@ class EventFields(BaseModel):
     footage_start: IsoTime | None = Field(description="footage an auditor should replay: start")
     footage_end: IsoTime | None = Field(description="footage an auditor should replay: end")
     session_id: int | None = Field(default=None, description="the evaluation session running then")
+    origin: Origin = Field(
+        default="hub",
+        description="who analysed: hub (the hub's pipeline) or agent (edge analysis on the room PC)",
+    )
 
 
 class EventHandled(EventFields):

@@ -119,7 +119,10 @@ class EventRow(Base):
     """One incident raised by a rule: opens, updates (peak confidence), closes; then handled."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_camera_time", "site", "room", "camera", "started_at"),)
+    __table_args__ = (
+        Index("ix_events_camera_time", "site", "room", "camera", "started_at"),
+        UniqueConstraint("uid", name="uq_events_uid"),
+    )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     site: Mapped[str] = mapped_column(String(64))
     room: Mapped[str] = mapped_column(String(64))
@@ -143,6 +146,12 @@ class EventRow(Base):
     note: Mapped[str | None] = mapped_column(Text)
     session_id: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    # Who analysed: "hub" (the hub's pipeline) or "agent" (edge analysis on the room PC).
+    origin: Mapped[str] = mapped_column(String(8), default="hub", server_default="hub")
+    # The analysis's stable id of the incident, and the sequence number of the last update
+    # applied (agent updates are retried: the hub upserts by uid and ignores older sequences).
+    uid: Mapped[str | None] = mapped_column(String(64))
+    seq: Mapped[int | None] = mapped_column(Integer)
 
 
 class User(Base):

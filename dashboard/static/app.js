@@ -456,6 +456,7 @@
       tr.appendChild(el("td", "", fmtTime(e.started_at)));
       const rule = el("td", "", ruleName(e.rule));
       if (e.kind) rule.appendChild(el("div", "hint", t("kind." + e.kind, e.kind)));
+      if (e.origin === "agent") rule.appendChild(el("div", "hint origin-agent", t("origin.agent")));
       tr.appendChild(rule);
       tr.appendChild(el("td", "", roomName(e)));
       tr.appendChild(el("td", "", e.seat || ""));
