@@ -7,9 +7,9 @@ Contract (all counts are in *analysed* frames of one camera, fed in time order):
   centre within ``seat_margin`` (normalised distance) of a polygon counts for the nearest seat.
   Anyone else is *outside every seat*.
 * ``extra_person`` at a seat: more than one person there.  ``extra_person`` with seat ``None``:
-  a person outside every seat for at least ``outside_seat_seconds`` (somebody walking along
-  the aisle is not an incident; the event starts when they were first seen), when
-  ``RulesConfig.outside_seat_is_extra``.
+  a person outside every seat, when ``RulesConfig.outside_seat_is_extra``.  Either only once
+  the extra person has stayed ``extra_person_seconds`` (somebody walking past a desk or along
+  the aisle is not an incident); the event then starts when they were first seen.
 * ``phone`` at a seat: a phone box held by a person of that seat.  The holder is the person
   whose box contains the phone's centre or is within ``PHONE_REACH`` box widths of it (nearest
   first); the phone belongs to the holder's seat.  A phone nobody is holding, or held by someone
@@ -345,8 +345,8 @@ class CameraRules:
         self.last_t: float | None = None
         self.last_assignment: SeatAssignment | None = None
         self.session: SessionView | None = None
-        self._outside_since: float | None = None
-        self._outside_gap = 0
+        self._extra_since: dict[str | None, float] = {}
+        self._extra_gap: dict[str | None, int] = {}
 
     # -- sessions --
 
@@ -441,9 +441,9 @@ class CameraRules:
             ppl = sorted(a.people[s.id], key=lambda b: -b.score)
             # an armed seat holds one person; an unassigned seat during a session holds nobody
             allowed = 1 if s.id in armed else 0
-            extra = len(ppl) > allowed
+            extra = self._lasting(s.id, t, len(ppl) > allowed)
             self._feed(self._track("extra_person", s.id), t, extra, ppl[allowed].score if extra else 0.0,
-                       snapshot, out)
+                       snapshot, out, onset=self._extra_since.get(s.id) if extra else None)
             ph = a.phones[s.id]
             self._feed(self._track("phone", s.id), t, bool(ph), max((b.score for b in ph), default=0.0),
                        snapshot, out)
@@ -451,24 +451,24 @@ class CameraRules:
                 self._feed_empty(s.id, t, not ppl, snapshot, out)
         if self.cfg.outside_seat_is_extra:
             outs = a.outside
-            lasting = self._outside_lasting(t, bool(outs))
+            lasting = self._lasting(None, t, bool(outs))
             self._feed(self._track("extra_person", None), t, lasting,
                        max((b.score for b in outs), default=0.0), snapshot, out,
-                       onset=self._outside_since if lasting else None)
+                       onset=self._extra_since.get(None) if lasting else None)
         return out
 
-    def _outside_lasting(self, t: float, present: bool) -> bool:
-        """Whether somebody has been outside every seat for ``outside_seat_seconds`` (a person
-        walking along the aisle passes; one who stays is an incident).  Gaps shorter than
+    def _lasting(self, seat: str | None, t: float, present: bool) -> bool:
+        """Whether an extra person has been there (at ``seat``; None = outside every seat) for
+        ``extra_person_seconds``: somebody walking past a desk or along the aisle passes, one
+        who stays is an incident (which starts when they were first seen).  Gaps shorter than
         ``close_m`` frames (a missed detection) do not restart the count."""
         if present:
-            self._outside_gap = 0
-            if self._outside_since is None:
-                self._outside_since = t
-            return t - self._outside_since >= self.cfg.outside_seat_seconds
-        self._outside_gap += 1
-        if self._outside_gap >= self.cfg.close_m:
-            self._outside_since = None
+            self._extra_gap[seat] = 0
+            since = self._extra_since.setdefault(seat, t)
+            return t - since >= self.cfg.extra_person_seconds
+        self._extra_gap[seat] = self._extra_gap.get(seat, 0) + 1
+        if self._extra_gap[seat] >= self.cfg.close_m:
+            self._extra_since.pop(seat, None)
         return False
 
     def _new_event(self, rule: str, seat: str | None, kind: str | None, start: float, conf: float,

@@ -253,8 +253,9 @@ class RulesConfig(_Strict):
     offline_seconds: Annotated[float, Field(gt=0)] = 5.0
     frozen_seconds: Annotated[float, Field(gt=0)] = 5.0
     outside_seat_is_extra: bool = True
-    # ... once they have stayed outside every seat this long (a walk along the aisle passes).
-    outside_seat_seconds: Annotated[float, Field(ge=0)] = 0.0
+    # An extra person (at a seat or outside every seat) raises extra_person once they have stayed
+    # this long: somebody walking past a desk or along the aisle is not an incident.
+    extra_person_seconds: Annotated[float, Field(ge=0)] = 0.0
     # A phone nobody holds counts for the seat whose polygon holds its centre (lying on that
     # desk) from this score up; None = only held phones count.
     desk_phone_min_score: Annotated[float, Field(gt=0, lt=1)] | None = None

@@ -154,11 +154,11 @@ def test_outside_person_is_extra_only_when_configured():
     assert off == []
 
 
-def test_outside_person_must_stay_outside_seat_seconds():
+def test_extra_person_must_stay_extra_person_seconds():
     """A person passing along the aisle (2.5 s) raises nothing; one who stays (6 s) does, from
     when they were first seen; one missed detection does not restart the count."""
     walker = [person(0.5, 0.3)]
-    c = cfg(outside_seat_seconds=4.0)
+    c = cfg(extra_person_seconds=4.0)
     passing = [seated()] * 2 + [seated() + walker] * 5 + [seated()] * 8
     assert run(CameraRules("cam1", [A, B], c), passing) == []
     staying = [seated()] * 2 + [seated() + walker] * 6 + [seated()] + [seated() + walker] * 6 + [seated()] * 8
@@ -167,6 +167,15 @@ def test_outside_person_must_stay_outside_seat_seconds():
         ("opened", "extra_person", None), ("closed", "extra_person", None)]
     assert ups[0][2].start_s == pytest.approx(2 * 0.5)
     assert ups[0][0] >= 2 + 8  # reported once 4 s had passed, not before
+    at_desk = [person(0.25, 0.9), person(0.78, 0.9)]
+    visitor = [person(0.30, 0.95, 0.8)]  # stands beside A's evaluator
+    brief = [at_desk] * 2 + [at_desk + visitor] * 6 + [at_desk] * 8
+    assert run(CameraRules("cam1", [A, B], c), brief) == []
+    stays = [at_desk] * 2 + [at_desk + visitor] * 12 + [at_desk] * 8
+    ups = run(CameraRules("cam1", [A, B], c), stays)
+    assert [(a, e.rule, e.seat) for _, a, e in ups] == [
+        ("opened", "extra_person", "A"), ("closed", "extra_person", "A")]
+    assert ups[0][2].start_s == pytest.approx(2 * 0.5)
 
 
 def test_phone_lying_on_a_desk_counts_for_that_seat_only_when_configured():
