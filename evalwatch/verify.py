@@ -4,7 +4,7 @@
 ``OK ...`` (exit 0) or ``PROBLEM ...`` (exit 1) from :func:`storage.verify.verify_chain`; 2 on bad
 arguments.  ``--session ID`` checks every camera of a session against its seal
 (:mod:`sessions.verify`).  ``evalwatch verify FILE.zip`` is handed to
-:func:`sessions.export.verify_zip` (evidence exports).  It lives in the wiring layer because it
+:func:`sessions.evidence_verify.verify_zip` (evidence exports).  It lives in the wiring layer because it
 uses both the storage and the sessions stage.
 """
 
@@ -20,7 +20,7 @@ from storage.verify import verify_chain
 
 
 def _verify_zip(path: str, argv: list[str]) -> int:
-    from sessions.export import verify_zip
+    from sessions.evidence_verify import verify_zip
 
     return int(verify_zip(path, argv) or 0)
 

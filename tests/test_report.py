@@ -190,7 +190,8 @@ async def test_stitched_export_of_sample_session(recorded) -> None:  # type: ign
 
     import imageio_ffmpeg
 
-    from sessions.export import export_session, verify_evidence
+    from sessions.evidence_verify import verify_evidence
+    from sessions.export import export_session
 
     cfg, _cfg_path, db, objects, code, tmp, site = recorded
     key = HubKey.load_or_create(cfg.storage.data_dir)
