@@ -6,15 +6,13 @@ zip or missing core files; pinned key mismatch (``key``); bad head signature (``
 per camera the chain and its segments (``missing`` / ``altered`` / ``reordered`` /
 ``inserted``, naming the file and seq); every manifest file's presence and hash; files not in
 the manifest (``inserted``); the manifest signature; key ids the manifest or seal.json declare
-that differ from the key files (``altered``).  Exit codes of ``verify_zip``: 0 intact,
-1 problem, 2 unreadable / not an evidence zip / bad arguments.
+that differ from the key files (``altered``).  The command line is ``evalwatch verify FILE.zip``
+(:func:`evalwatch.verify.verify_zip`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -325,40 +323,3 @@ def _verify_camera(
     for n in sorted(seg_files):
         if n.startswith(f"segments/{cam}/"):
             raise _Fail("inserted", n, f"{n} is not in the chain of {cam} (no exported link names it)")
-
-
-def verify_zip(path: str, argv: list[str] | None = None) -> int:
-    """``evalwatch verify FILE.zip [--key PEM ...] [--no-progress]``: 0 intact, 1 problem,
-    2 unusable input.
-
-    Prints ``OK ...`` to stdout, or ``PROBLEM <kind>: <message>`` naming the first bad piece.
-    ``--key`` (repeatable) pins the expected public keys: the seal key and the export key must
-    each be one of them.
-    """
-    p = argparse.ArgumentParser(
-        prog="evalwatch verify FILE.zip", description="verify an evidence export offline"
-    )
-    p.add_argument(
-        "--key",
-        action="append",
-        help="expected hub public key (PEM file); repeat to pin the seal key and the export key "
-        "when they differ; default: the keys in the zip",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    try:
-        args = p.parse_args(argv or [])
-    except SystemExit as e:
-        return 2 if e.code else 0
-    pems: list[str] = []
-    for kp in args.key or []:
-        try:
-            pems.append(Path(kp).read_text(encoding="ascii"))
-        except (OSError, UnicodeDecodeError) as e:
-            print(f"evalwatch verify: cannot read --key {kp}: {e}", file=sys.stderr)
-            return 2
-    res = verify_evidence(path, pems or None, progress=False if args.no_progress else None)
-    if res.problem == "unreadable":
-        print(f"evalwatch verify: {res.message}", file=sys.stderr)
-        return 2
-    print(res)
-    return 0 if res.ok else 1

@@ -1,7 +1,7 @@
 """Evidence export: the zip of a sealed session, or of a camera range from the dashboard.
 
-``evalwatch export SESSION --config FILE [--from ISO --to ISO] [--camera site/room/camera ...]
-[--stitch] -o FILE.zip`` writes a zip (layout in :mod:`sessions.evidence_format`);
+``evalwatch export SESSION ...`` (:mod:`evalwatch.export`) writes a zip (layout in
+:mod:`sessions.evidence_format`);
 ``evalwatch verify FILE.zip [--key PEM ...]`` checks it with no hub access
 (:mod:`sessions.evidence_verify`).  :func:`write_evidence` is the one writer:
 :func:`export_session` and ``dashboard.evidence.export_camera_range`` only choose the heads,
@@ -10,11 +10,9 @@ rows and events.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable
@@ -38,6 +36,7 @@ from sessions.evidence_format import (
 from sessions.lifecycle import SessionError, SessionInfo, get_session
 from sessions.signing import HubKey, key_id
 from storage.chain import chain_key, link_bytes
+from storage.common import CameraId
 from storage.incident import ExportedEvent
 from storage.models import AuditLog, EventRow, Segment
 from storage.objects import ObjectMissing
@@ -113,7 +112,7 @@ class EvidenceCamera:
 
     @property
     def path(self) -> str:
-        return f"{self.site}/{self.room}/{self.camera}"
+        return CameraId(self.site, self.room, self.camera).path
 
 
 async def write_evidence(
@@ -362,7 +361,7 @@ async def export_session(
             )
         evs = [ExportedEvent.dump(e) for e in session_events(s, info, w_start, w_end)]
         paths = {h.path for h in heads}
-        return cams, [e for e in evs if f"{e['site']}/{e['room']}/{e['camera']}" in paths]
+        return cams, [e for e in evs if CameraId(e["site"], e["room"], e["camera"]).path in paths]
 
     cams, events = await db.run(q)
     try:
@@ -435,69 +434,3 @@ def _stitch(paths: list[Path], workdir: Path) -> bytes | None:
     data = out.read_bytes()
     out.unlink()
     return data
-
-
-# ------------------------------------------------------------------------------- CLI
-
-
-def cli(argv: list[str]) -> int:
-    """``evalwatch export``: see module docstring.  0 written, 1 storage failure, 2 bad input."""
-    from sessions.cli import (
-        CliError,
-        cli_actor,
-        hub_key,
-        load_cfg,
-        open_db,
-        open_objects,
-        parse_args,
-        parse_time,
-        run_cli,
-    )
-
-    p = argparse.ArgumentParser(prog="evalwatch export", description="export a sealed session's evidence")
-    p.add_argument("session", help="session id or code")
-    p.add_argument("--config", required=True, help="evalwatch YAML config file")
-    p.add_argument("--from", dest="start", help="ISO-8601 start (with timezone); default session start")
-    p.add_argument("--to", dest="end", help="ISO-8601 end (with timezone); default session close")
-    p.add_argument("--camera", action="append", help="site/room/camera (repeatable); default all")
-    p.add_argument("--stitch", action="store_true", help="also one stitched MP4 per camera (ffmpeg)")
-    p.add_argument("-o", "--output", required=True, help="output .zip")
-    args = parse_args(p, argv)
-    if isinstance(args, int):
-        return args
-
-    async def main() -> int:
-        if not args.output.lower().endswith(".zip"):
-            raise CliError(f"-o {args.output}: the output must be a .zip file")
-        start = parse_time(args.start, "--from") if args.start else None
-        end = parse_time(args.end, "--to") if args.end else None
-        for c in args.camera or []:
-            if len(c.split("/")) != 3 or not all(c.split("/")):
-                raise CliError(f"--camera must be site/room/camera, got {c!r}")
-        cfg = load_cfg(args.config)
-        db = open_db(cfg)
-        try:
-            r = await export_session(
-                db,
-                open_objects(cfg),
-                cfg,
-                hub_key(cfg),
-                args.session,
-                args.output,
-                start=start,
-                end=end,
-                cameras=args.camera,
-                stitch=args.stitch,
-                actor=cli_actor(),
-            )
-        finally:
-            db.dispose()
-        print(
-            f"wrote {r.path}: {r.segments} segments, {r.links} chain links, {r.events} events, "
-            f"{r.snapshots} snapshots, {r.bytes} bytes"
-        )
-        for n in r.notes:
-            print(f"note: {n}", file=sys.stderr)
-        return 0
-
-    return run_cli("evalwatch export", main)

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from test_sessions_support import T0, archive, cfg_dict, make_cfg, spec_dict, write_cfg
 
+from evalwatch import export as export_cmd
+from evalwatch.verify import verify_zip
 from sessions import evidence_verify as ev
 from sessions import export as ex
 from sessions.evidence_format import sha256_hex
@@ -116,7 +118,7 @@ async def test_round_trip_verifies(sealed: Sealed, capsys: pytest.CaptureFixture
     assert events[0]["rule"] == "phone" and events[0]["resolved_by"] == "sup"
     assert events[0]["snapshot"] in names
     assert manifest["exported_by"] == "aud"
-    assert ev.verify_zip(str(path), ["--no-progress"]) == 0
+    assert verify_zip(str(path), ["--no-progress"]) == 0
     assert capsys.readouterr().out.startswith("OK evidence intact")
     # the evalwatch verify entry point hands .zip files to verify_zip
     from evalwatch.verify import cli as verify_cli
@@ -127,8 +129,8 @@ async def test_round_trip_verifies(sealed: Sealed, capsys: pytest.CaptureFixture
     good.write_text(sealed.key.public_pem())
     other = sealed.tmp / "other.pem"
     other.write_text(HubKey.generate().public_pem())
-    assert ev.verify_zip(str(path), ["--key", str(good), "--no-progress"]) == 0
-    assert ev.verify_zip(str(path), ["--key", str(other), "--no-progress"]) == 1
+    assert verify_zip(str(path), ["--key", str(good), "--no-progress"]) == 0
+    assert verify_zip(str(path), ["--key", str(other), "--no-progress"]) == 1
     assert "not by the pinned key" in capsys.readouterr().out
 
 
@@ -205,19 +207,19 @@ async def test_tampering_is_detected(sealed: Sealed, capsys: pytest.CaptureFixtu
         assert not res.ok, name
         assert res.problem == kind, (name, res.problem, res.message)
         assert re.search(msg, res.message), (name, res.message)
-        assert ev.verify_zip(str(bad), ["--no-progress"]) == 1
+        assert verify_zip(str(bad), ["--no-progress"]) == 1
         assert f"PROBLEM {kind}" in capsys.readouterr().out
 
 
 def test_unreadable_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert ev.verify_zip(str(tmp_path / "nope.zip")) == 2
+    assert verify_zip(str(tmp_path / "nope.zip")) == 2
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"not a zip")
-    assert ev.verify_zip(str(junk)) == 2
+    assert verify_zip(str(junk)) == 2
     other = tmp_path / "other.zip"
     with zipfile.ZipFile(other, "w") as z:
         z.writestr("a.txt", "x")
-    assert ev.verify_zip(str(other)) == 2
+    assert verify_zip(str(other)) == 2
     err = capsys.readouterr().err
     assert "no such file" in err and "not a readable zip" in err and "not an evalwatch evidence zip" in err
     assert "Traceback" not in err
@@ -226,9 +228,9 @@ def test_unreadable_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 async def test_export_cli(sealed: Sealed, capsys: pytest.CaptureFixture[str]) -> None:
     out = sealed.tmp / "cli.zip"
     cfg = str(sealed.cfg_path)
-    assert await asyncio.to_thread(ex.cli, [sealed.code, "--config", cfg, "-o", str(out)]) == 0
+    assert await asyncio.to_thread(export_cmd.cli, [sealed.code, "--config", cfg, "-o", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
-    assert ev.verify_zip(str(out), ["--no-progress"]) == 0
+    assert verify_zip(str(out), ["--no-progress"]) == 0
     capsys.readouterr()
     bad = [
         (["nope", "--config", cfg, "-o", str(out)], "no session 'nope'"),
@@ -245,7 +247,7 @@ async def test_export_cli(sealed: Sealed, capsys: pytest.CaptureFixture[str]) ->
         ([sealed.code, "-o", str(out)], "--config"),
     ]
     for argv, msg in bad:
-        assert await asyncio.to_thread(ex.cli, argv) == 2, argv
+        assert await asyncio.to_thread(export_cmd.cli, argv) == 2, argv
         err = capsys.readouterr().err
         assert msg in err, (argv, err)
         assert "Traceback" not in err
@@ -287,11 +289,11 @@ async def test_export_after_hub_key_rotation(sealed: Sealed, capsys: pytest.Capt
     pa.write_text(key_a.public_pem())
     pb.write_text(key_b.public_pem())
     argv = ["--no-progress"]
-    assert ev.verify_zip(str(r.path), ["--key", str(pa), "--key", str(pb), *argv]) == 0
+    assert verify_zip(str(r.path), ["--key", str(pa), "--key", str(pb), *argv]) == 0
     capsys.readouterr()
-    assert ev.verify_zip(str(r.path), ["--key", str(pb), *argv]) == 1
+    assert verify_zip(str(r.path), ["--key", str(pb), *argv]) == 1
     assert "chain heads are signed by key" in capsys.readouterr().out
-    assert ev.verify_zip(str(r.path), ["--key", str(pa), *argv]) == 1
+    assert verify_zip(str(r.path), ["--key", str(pa), *argv]) == 1
     assert "manifest is signed by key" in capsys.readouterr().out
 
     # dropping the export key makes the manifest check fall back to the seal key: bad signature
@@ -321,7 +323,7 @@ async def test_export_after_hub_key_rotation(sealed: Sealed, capsys: pytest.Capt
 
     forged = _rewrite(r.path, sealed.tmp / "rot_forged.zip", forge)
     assert ev.verify_evidence(forged).key_id == forger.key_id
-    assert ev.verify_zip(str(forged), ["--key", str(pa), "--key", str(pb), *argv]) == 1
+    assert verify_zip(str(forged), ["--key", str(pa), "--key", str(pb), *argv]) == 1
     assert "PROBLEM key: the manifest is signed by key" in capsys.readouterr().out
 
 
