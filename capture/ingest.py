@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from capture.incidents import IncidentStored, IncidentUpdateIn
 from capture.recorder import OfferError, Recorder
 from config.models import EvalwatchConfig
+from storage import common
 from storage.common import CameraId
 from storage.segments import SegmentConflict, SegmentMeta
 
@@ -144,12 +145,11 @@ def parse_time(value: str | None, name: str) -> datetime:
     if not value:
         raise _bad(400, f"query parameter '{name}' is required (ISO 8601 UTC time)")
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
+        return common.parse_time(value.replace(" ", "+"))  # a "+" in a query string reads as " "
+    except common.NoTimezone:
+        raise _bad(400, f"'{name}' must carry a UTC offset (e.g. ...Z): {value[:64]!r}") from None
     except ValueError:
         raise _bad(400, f"'{name}' is not an ISO 8601 time: {value[:64]!r}") from None
-    if t.tzinfo is None:
-        raise _bad(400, f"'{name}' must carry a UTC offset (e.g. ...Z): {value[:64]!r}")
-    return t.astimezone(UTC)
 
 
 def probe_segment(data: bytes) -> tuple[str | None, float]:

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage.common import CameraId
 from storage.incident import ExportedEvent
 from storage.models import EventRow, Segment
 
@@ -107,7 +108,7 @@ async def export_camera_range(
     from storage.chain import canonical_json, iso_ms
 
     cfg = st.cfg
-    cam_path = f"{site}/{room}/{camera}"
+    cam_path = CameraId(site, room, camera).path
     key = await _load_key(cfg)
 
     def q(s: Session) -> tuple[list[Segment], list[Segment], list[dict[str, Any]], Any]:

@@ -107,6 +107,7 @@ class Gate:
                 raise ApiError(403, "err.bad_origin")
             if not csrf_ok(principal.csrf, request.headers.get(CSRF_HEADER)):
                 raise ApiError(403, "err.csrf")
+        request.state.principal = principal  # the actor of this request's audit rows (deps.Audit)
         return principal
 
 

@@ -19,8 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("config.cli", "check config files"),
     "seats": ("sessions.seating", "random seat assignment"),
     "session": ("sessions.cli", "create, start and close evaluation sessions"),
-    "report": ("sessions.report", "supervision report of a session (HTML/PDF)"),
-    "export": ("sessions.export", "export a session's evidence as a verifiable zip"),
+    "report": ("evalwatch.report", "supervision report of a session (HTML/PDF)"),
+    "export": ("evalwatch.export", "export a session's evidence as a verifiable zip"),
     "db": ("storage.cli", "database migrations"),
 }
 

@@ -3,8 +3,9 @@
 ``evalwatch verify --config FILE --camera site/room/camera [--from ISO --to ISO]`` prints
 ``OK ...`` (exit 0) or ``PROBLEM ...`` (exit 1) from :func:`storage.verify.verify_chain`; 2 on bad
 arguments.  ``--session ID`` checks every camera of a session against its seal
-(:mod:`sessions.verify`).  ``evalwatch verify FILE.zip`` is handed to
-:func:`sessions.export.verify_zip` (evidence exports).  It lives in the wiring layer because it
+(:mod:`sessions.verify`).  ``evalwatch verify FILE.zip [--key PEM ...]`` checks an evidence
+export (:func:`verify_zip`, :mod:`sessions.evidence_verify`): 0 intact, 1 problem, 2 unreadable /
+not an evidence zip / bad arguments.  It lives in the wiring layer because it
 uses both the storage and the sessions stage.
 """
 
@@ -13,16 +14,50 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from storage.common import CameraId, parse_time
 from storage.objects import ObjectStore, StorageError
 from storage.verify import verify_chain
 
 
-def _verify_zip(path: str, argv: list[str]) -> int:
-    from sessions.export import verify_zip
+def verify_zip(path: str, argv: list[str] | None = None) -> int:
+    """``evalwatch verify FILE.zip [--key PEM ...] [--no-progress]``: 0 intact, 1 problem,
+    2 unusable input.
 
-    return int(verify_zip(path, argv) or 0)
+    Prints ``OK ...`` to stdout, or ``PROBLEM <kind>: <message>`` naming the first bad piece.
+    ``--key`` (repeatable) pins the expected public keys: the seal key and the export key must
+    each be one of them.
+    """
+    p = argparse.ArgumentParser(
+        prog="evalwatch verify FILE.zip", description="verify an evidence export offline"
+    )
+    p.add_argument(
+        "--key",
+        action="append",
+        help="expected hub public key (PEM file); repeat to pin the seal key and the export key "
+        "when they differ; default: the keys in the zip",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    try:
+        args = p.parse_args(argv or [])
+    except SystemExit as e:
+        return 2 if e.code else 0
+    pems: list[str] = []
+    for kp in args.key or []:
+        try:
+            pems.append(Path(kp).read_text(encoding="ascii"))
+        except (OSError, UnicodeDecodeError) as e:
+            print(f"evalwatch verify: cannot read --key {kp}: {e}", file=sys.stderr)
+            return 2
+    from sessions.evidence_verify import verify_evidence
+
+    res = verify_evidence(path, pems or None, progress=False if args.no_progress else None)
+    if res.problem == "unreadable":
+        print(f"evalwatch verify: {res.message}", file=sys.stderr)
+        return 2
+    print(res)
+    return 0 if res.ok else 1
 
 
 def _verify_session(config_path: str, ident: str) -> int:
@@ -52,7 +87,7 @@ def _verify_session(config_path: str, ident: str) -> int:
 def cli(argv: list[str]) -> int:
     """``evalwatch verify``: see module docstring.  Returns the exit code."""
     if argv and argv[0].lower().endswith(".zip"):
-        return _verify_zip(argv[0], argv[1:])
+        return verify_zip(argv[0], argv[1:])
     p = argparse.ArgumentParser(
         prog="evalwatch verify",
         description="verify a camera's hash chain, a session's sealed archive, or an evidence zip",

@@ -24,11 +24,12 @@ import getpass
 import json
 import sys
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from config.models import EvalwatchConfig
+from storage import common
 
 T = TypeVar("T")
 
@@ -52,12 +53,11 @@ def cli_actor() -> str:
 def parse_time(s: str, what: str) -> datetime:
     """ISO-8601 with a timezone, as UTC; :class:`CliError` otherwise."""
     try:
-        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        return common.parse_time(s)
+    except common.NoTimezone:
+        raise CliError(f"{what}: {s!r} has no timezone; add Z or +08:00") from None
     except ValueError:
         raise CliError(f"{what}: {s!r} is not an ISO-8601 time (e.g. 2026-03-02T09:00:00+08:00)") from None
-    if t.tzinfo is None:
-        raise CliError(f"{what}: {s!r} has no timezone; add Z or +08:00")
-    return t.astimezone(UTC)
 
 
 def load_cfg(path: str) -> EvalwatchConfig:

@@ -1,80 +1,45 @@
-"""Evidence export (a sealed session, or a camera range from the dashboard) and its offline
-verification.
+"""Evidence export: the zip of a sealed session, or of a camera range from the dashboard.
 
-``evalwatch export SESSION --config FILE [--from ISO --to ISO] [--camera site/room/camera ...]
-[--stitch] -o FILE.zip`` writes a zip (layout below); ``evalwatch verify FILE.zip [--key PEM ...]``
-checks it with no hub access.  :func:`write_evidence` is the one writer: :func:`export_session`
-and ``dashboard.evidence.export_camera_range`` only choose the heads, rows and events.
-
-Zip layout::
-
-    manifest.json        what was exported and every other file with sha256 + size
-    manifest.sig         base64 Ed25519 signature of the exact bytes of manifest.json
-    public_key.pem       the SEAL key: the public key that signed the heads in seal.json
-    export_public_key.pem  only when the hub key changed after the seal: the EXPORT key, the
-                         public key that signed manifest.json (else public_key.pem signed it)
-    seal.json            the signed chain heads: {session_id, code, key_id (seal key),
-                         heads: [{camera, payload, signature}]}
-    chain/<site>/<room>/<camera>/<seq:08d>.json   chain links, from the first exported segment
-                                                  up to the sealed head (as archived)
-    segments/<archive key>                       the segments, byte for byte as archived
-    events.json          the events (rule, seat, times, resolution, who)
-    snapshots/<key>      event snapshots
-    stitched/<site>_<room>_<camera>.mp4           optional (--stitch): one MP4 per camera
-    README.txt
-
-``manifest.json`` names both keys: ``key_id`` (export key, signs the manifest) and
-``seal_key_id`` (seal key, signed the heads); they are equal unless the hub key changed.
-
-Why it is verifiable: each head's payload (camera, head seq, head link hash) is signed by the
-seal key; every chain link hashes its predecessor, so the head authenticates every link back to
-the first exported one, and each link carries its segment's sha256 and size.  The manifest
-signature (export key) covers the files outside the chain (events, snapshots, stitched videos).
-Two keys mean two fingerprints to check: a forger can keep genuine heads and re-sign a forged
-manifest with a key of their own, so compare both with the published ones, or pin both with
-``--key`` (repeatable: every key that signed something must be pinned).
-
-Verification (:func:`verify_evidence`) reports the FIRST problem, in this order: unreadable
-zip or missing core files; pinned key mismatch (``key``); bad head signature (``signature``);
-per camera the chain and its segments (``missing`` / ``altered`` / ``reordered`` /
-``inserted``, naming the file and seq); every manifest file's presence and hash; files not in
-the manifest (``inserted``); the manifest signature; key ids the manifest or seal.json declare
-that differ from the key files (``altered``).  Exit codes of ``verify_zip``: 0 intact,
-1 problem, 2 unreadable / not an evidence zip / bad arguments.
+``evalwatch export SESSION ...`` (:mod:`evalwatch.export`) writes a zip (layout in
+:mod:`sessions.evidence_format`);
+``evalwatch verify FILE.zip [--key PEM ...]`` checks it with no hub access
+(:mod:`sessions.evidence_verify`).  :func:`write_evidence` is the one writer:
+:func:`export_session` and ``dashboard.evidence.export_camera_range`` only choose the heads,
+rows and events.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import hashlib
 import json
 import os
-import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from config.models import EvalwatchConfig
+from sessions.evidence_format import (
+    EXPORT_KEY_FILE,
+    FORMAT,
+    SEAL_KEY_FILE,
+    VERSION,
+    progress_bar,
+    sha256_hex,
+)
 from sessions.lifecycle import SessionError, SessionInfo, get_session
-from sessions.signing import HubKey, key_id, verify_signature
-from storage.chain import LINK_FIELDS, chain_key, compute_link_hash, link_bytes, parse_iso
+from sessions.signing import HubKey, key_id
+from storage.chain import chain_key, link_bytes
+from storage.common import CameraId
 from storage.incident import ExportedEvent
 from storage.models import AuditLog, EventRow, Segment
 from storage.objects import ObjectMissing
-
-FORMAT = "evalwatch-evidence"
-VERSION = 1
-SEAL_KEY_FILE = "public_key.pem"
-EXPORT_KEY_FILE = "export_public_key.pem"
-Problem = Literal["missing", "altered", "reordered", "inserted", "signature", "key", "unreadable"]
 
 README = """evalwatch evidence export
 ==========================
@@ -88,10 +53,6 @@ public_key.pem signed the heads; export_public_key.pem, if present (the hub key 
 the seal), signed the manifest.  Compare the fingerprint of each with the ones your trading
 centre publishes, or pin them: --key once per key.
 """
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def session_events(s: Session, info: SessionInfo, start: datetime, end: datetime) -> list[EventRow]:
@@ -151,13 +112,7 @@ class EvidenceCamera:
 
     @property
     def path(self) -> str:
-        return f"{self.site}/{self.room}/{self.camera}"
-
-
-def _progress(total: int, desc: str, enabled: bool | None) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=enabled is False or None)
+        return CameraId(self.site, self.room, self.camera).path
 
 
 async def write_evidence(
@@ -212,13 +167,13 @@ async def write_evidence(
     n_snap = 0
     n_links = sum(len(c.links) for c in cameras)
     n_segs = sum(len(c.segments) for c in cameras)
-    bar = _progress(n_links + n_segs + len(events), desc, progress)
+    bar = progress_bar(n_links + n_segs + len(events), desc, progress)
     store = SegmentStore(objects, db, cfg.storage.wal_dir, bucket)
 
     def add(z: zipfile.ZipFile, name: str, data: bytes, compress: bool = True) -> None:
         nonlocal total_bytes
         z.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED)
-        files.append({"path": name, "sha256": _sha(data), "size": len(data)})
+        files.append({"path": name, "sha256": sha256_hex(data), "size": len(data)})
         total_bytes += len(data)
 
     workdir = tempfile.TemporaryDirectory(prefix="evalwatch-stitch-") if stitch else None
@@ -406,7 +361,7 @@ async def export_session(
             )
         evs = [ExportedEvent.dump(e) for e in session_events(s, info, w_start, w_end)]
         paths = {h.path for h in heads}
-        return cams, [e for e in evs if f"{e['site']}/{e['room']}/{e['camera']}" in paths]
+        return cams, [e for e in evs if CameraId(e["site"], e["room"], e["camera"]).path in paths]
 
     cams, events = await db.run(q)
     try:
@@ -479,407 +434,3 @@ def _stitch(paths: list[Path], workdir: Path) -> bytes | None:
     data = out.read_bytes()
     out.unlink()
     return data
-
-
-# ------------------------------------------------------------------------------- verify
-
-
-@dataclass
-class EvidenceResult:
-    """Outcome of :func:`verify_evidence`: ``ok`` or the first problem (kind, file, message).
-
-    ``key_id`` is the fingerprint of the key that signed the manifest (export key),
-    ``seal_key_id`` that of the key that signed the chain heads; equal unless the hub key changed
-    between the seal and the export."""
-
-    ok: bool
-    problem: Problem | None = None
-    path: str | None = None
-    message: str = ""
-    key_id: str | None = None
-    seal_key_id: str | None = None
-    cameras: int = 0
-    links: int = 0
-    segments: int = 0
-    files: int = 0
-
-    def __str__(self) -> str:
-        if self.ok:
-            keys = (
-                f"signed by key {self.key_id}"
-                if self.seal_key_id in (None, self.key_id)
-                else f"chain heads signed by key {self.seal_key_id} (seal key), manifest signed by "
-                f"key {self.key_id} (export key) — check both fingerprints"
-            )
-            return (
-                f"OK evidence intact: {self.cameras} cameras, {self.links} chain links, {self.segments} "
-                f"segments, {self.files} files verified; {keys}"
-            )
-        return f"PROBLEM {self.problem}: {self.message}"
-
-
-class _Fail(Exception):
-    def __init__(self, kind: Problem, path: str | None, message: str) -> None:
-        super().__init__(message)
-        self.kind, self.path, self.message = kind, path, message
-
-
-def verify_evidence(
-    path: str | Path, public_pem: str | Sequence[str] | None = None, progress: bool | None = None
-) -> EvidenceResult:
-    """Verify an evidence zip offline (see module docstring for the order of checks).
-
-    ``public_pem``: the pinned public key(s) (PEM); when given, the seal key and the export key
-    of the zip must each be one of them (problem ``key`` otherwise).  Never raises for a bad
-    zip: the result names the first problem."""
-    res = EvidenceResult(ok=False)
-    pinned = [public_pem] if isinstance(public_pem, str) else list(public_pem or [])
-    try:
-        _verify(Path(path), pinned or None, progress, res)
-    except _Fail as f:
-        res.problem, res.path, res.message = f.kind, f.path, f.message
-        return res
-    res.ok = True
-    return res
-
-
-def _json(data: bytes, name: str) -> Any:
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise _Fail("altered", name, f"{name} is not valid JSON") from None
-
-
-def _key_file(read: Any, name: str) -> tuple[bytes, str]:
-    data: bytes = read(name)
-    try:
-        return data, key_id(data)
-    except ValueError as e:
-        raise _Fail("altered", name, f"{name}: {e}") from None
-
-
-def _verify(path: Path, pinned: list[str] | None, progress: bool | None, res: EvidenceResult) -> None:
-    try:
-        z = zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise _Fail("unreadable", str(path), f"{path}: no such file") from None
-    except (zipfile.BadZipFile, OSError) as e:
-        raise _Fail("unreadable", str(path), f"{path}: not a readable zip file ({e})") from None
-    with z:
-        names = z.namelist()
-        seen: set[str] = set()
-        for n in names:
-            if n in seen:
-                raise _Fail("inserted", n, f"{n} appears twice in the zip")
-            seen.add(n)
-
-        def read(name: str) -> bytes:
-            if name not in seen:
-                raise _Fail("missing", name, f"{name} is missing")
-            try:
-                return z.read(name)
-            except (zipfile.BadZipFile, OSError, ValueError) as e:  # CRC error = altered bytes
-                raise _Fail("altered", name, f"{name} cannot be read intact ({e})") from None
-
-        if "manifest.json" not in seen:
-            raise _Fail(
-                "unreadable", "manifest.json", f"{path}: not an evalwatch evidence zip (no manifest.json)"
-            )
-        mbytes = read("manifest.json")
-        manifest = _json(mbytes, "manifest.json")
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise _Fail(
-                "unreadable", "manifest.json", f"{path}: manifest.json is not an evalwatch evidence manifest"
-            )
-        pem_bytes, seal_kid = _key_file(read, SEAL_KEY_FILE)  # signed the heads
-        man_pem, kid = _key_file(read, EXPORT_KEY_FILE) if EXPORT_KEY_FILE in seen else (pem_bytes, seal_kid)
-        res.key_id, res.seal_key_id = kid, seal_kid
-        if pinned:
-            pins: list[str] = []
-            for pem in pinned:
-                try:
-                    pins.append(key_id(pem))
-                except ValueError as e:
-                    raise _Fail("key", None, f"--key: {e}") from None
-            shown = ", ".join(f"{p[:16]}…" for p in pins)
-            if seal_kid == kid and kid not in pins:
-                raise _Fail(
-                    "key",
-                    SEAL_KEY_FILE,
-                    f"the export is signed by key {kid[:16]}…, not by the pinned key {shown}",
-                )
-            if seal_kid not in pins:
-                raise _Fail(
-                    "key",
-                    SEAL_KEY_FILE,
-                    f"the chain heads are signed by key {seal_kid[:16]}… ({SEAL_KEY_FILE}), "
-                    f"not by a pinned key ({shown})",
-                )
-            if kid not in pins:
-                raise _Fail(
-                    "key",
-                    EXPORT_KEY_FILE,
-                    f"the manifest is signed by key {kid[:16]}… ({EXPORT_KEY_FILE}), "
-                    f"not by a pinned key ({shown})",
-                )
-        seal = _json(read("seal.json"), "seal.json")
-        sig = read("manifest.sig").decode("ascii", "replace")
-        session_id = (manifest.get("session") or {}).get("id")
-        heads: dict[str, dict[str, Any]] = {}
-        for h in seal.get("heads", []) if isinstance(seal, dict) else []:
-            if isinstance(h, dict) and isinstance(h.get("camera"), str):
-                heads[h["camera"]] = h
-        cams = manifest.get("cameras")
-        if not isinstance(cams, list):
-            raise _Fail("altered", "manifest.json", "manifest.json has no camera list")
-
-        # 1. signed heads
-        payloads: dict[str, dict[str, Any]] = {}
-        for c in cams:
-            cam = str(c.get("camera"))
-            h = heads.get(cam)
-            if h is None:
-                raise _Fail("missing", "seal.json", f"seal.json has no sealed head for camera {cam}")
-            payload = str(h.get("payload", ""))
-            if not verify_signature(pem_bytes, payload.encode("utf-8"), str(h.get("signature", ""))):
-                raise _Fail(
-                    "signature", "seal.json", f"bad signature on the sealed chain head of camera {cam}"
-                )
-            p = _json(payload.encode("utf-8"), "seal.json")
-            if p.get("camera") != cam or (p.get("session") or {}).get("id") != session_id:
-                raise _Fail(
-                    "altered", "seal.json", f"the sealed head for {cam} belongs to another camera or session"
-                )
-            payloads[cam] = p
-
-        # 2. chain and segments, per camera
-        chain_files = {n for n in seen if n.startswith("chain/")}
-        seg_files = {n for n in seen if n.startswith("segments/")}
-        total_segs = sum(len(c.get("segments") or []) for c in cams)
-        bar = _progress(total_segs, "verify", progress)
-        try:
-            for c in cams:
-                _verify_camera(c, payloads[str(c["camera"])], read, chain_files, seg_files, res, bar)
-        finally:
-            bar.close()
-        for n in sorted(chain_files):
-            raise _Fail("inserted", n, f"{n} is not part of any exported chain")
-        for n in sorted(seg_files):
-            raise _Fail("inserted", n, f"{n} is not in the chain (no link names it)")
-
-        # 3. every manifest file, then strays
-        listed: set[str] = set()
-        for f in manifest.get("files") or []:
-            name = str(f.get("path"))
-            listed.add(name)
-            data = read(name)
-            if len(data) != f.get("size") or _sha(data) != f.get("sha256"):
-                raise _Fail("altered", name, f"{name} does not match its sha256/size in the manifest")
-            res.files += 1
-        for n in names:
-            if n not in listed and n not in ("manifest.json", "manifest.sig"):
-                raise _Fail("inserted", n, f"{n} is not in the manifest")
-
-        # 4. the manifest itself, then the key ids it (and seal.json) declare
-        if not verify_signature(man_pem, mbytes, sig.strip()):
-            raise _Fail("signature", "manifest.json", "bad signature on manifest.json (edited after export)")
-        for doc, field_, want, name in (
-            (manifest, "key_id", kid, "manifest.json"),
-            (manifest, "seal_key_id", seal_kid, "manifest.json"),
-            (seal, "key_id", seal_kid, "seal.json"),
-        ):
-            got = doc.get(field_) if isinstance(doc, dict) else None
-            if got is not None and got != want:
-                raise _Fail(
-                    "altered",
-                    name,
-                    f"{name} names {field_} {str(got)[:16]}…, but the key file is {want[:16]}…",
-                )
-        res.cameras = len(cams)
-
-
-def _verify_camera(
-    c: dict[str, Any],
-    p: dict[str, Any],
-    read: Any,
-    chain_files: set[str],
-    seg_files: set[str],
-    res: EvidenceResult,
-    bar: Any,
-) -> None:
-    cam = str(c["camera"])
-    head_seq, head_hash = int(p["head_seq"]), str(p["head_hash"])
-    if int(c.get("head_seq", -1)) != head_seq:
-        raise _Fail(
-            "altered", "manifest.json", f"{cam}: manifest head seq differs from the sealed head {head_seq}"
-        )
-    first = int(c.get("first_seq", head_seq + 1))
-    exported = {int(x) for x in c.get("segments") or []}
-    if first < int(p.get("first_seq", 1)) and exported and min(exported) < int(p.get("first_seq", 1)):
-        raise _Fail("inserted", None, f"{cam}: segments before the session's first seq {p.get('first_seq')}")
-    site, room, camera = cam.split("/", 2)
-    prefix = f"chain/{cam}/"
-    docs: dict[int, dict[str, Any]] = {}
-    prev: str | None = None
-    last_live: datetime | None = None
-    for seq in range(first, head_seq + 1):
-        name = f"{prefix}{seq:08d}.json"
-        if name not in chain_files:
-            raise _Fail("missing", name, f"chain link seq {seq} of {cam} is missing ({name})")
-        chain_files.discard(name)
-        doc = _json(read(name), name)
-        if not isinstance(doc, dict) or any(k not in doc for k in (*LINK_FIELDS, "link_hash")):
-            raise _Fail("altered", name, f"{name} is not a chain link document")
-        if compute_link_hash(doc) != doc["link_hash"]:
-            raise _Fail("altered", name, f"chain link {name} (seq {seq}) does not match its link_hash")
-        if doc["seq"] != seq:
-            raise _Fail(
-                "reordered", name, f"chain link stored as seq {seq} says seq {doc['seq']} ({doc['key']})"
-            )
-        if prev is not None and doc["prev_hash"] != prev:
-            kind: Problem = "inserted" if seq == head_seq else "reordered"
-            raise _Fail(kind, name, f"chain link seq {seq} of {cam} does not chain onto seq {seq - 1}")
-        if (doc["site"], doc["room"], doc["camera"]) != (site, room, camera):
-            raise _Fail("inserted", name, f"chain link {name} belongs to another camera")
-        if doc["source"] == "live":
-            st = parse_iso(doc["start"])
-            if last_live is not None and st < last_live:
-                raise _Fail(
-                    "reordered", name, f"segment {doc['key']} (seq {seq}) starts before the previous one"
-                )
-            last_live = st
-        prev = doc["link_hash"]
-        docs[seq] = doc
-        res.links += 1
-    if head_seq >= first and prev != head_hash:
-        raise _Fail(
-            "altered",
-            f"{prefix}{head_seq:08d}.json",
-            f"the chain of {cam} does not end at the sealed head (seq {head_seq}, {head_hash[:16]}…)",
-        )
-    by_sha = {d["sha256"]: s for s, d in docs.items()}
-    for seq in sorted(exported):
-        doc = docs.get(seq)
-        if doc is None:
-            raise _Fail("inserted", None, f"{cam}: exported segment seq {seq} is outside the sealed chain")
-        name = f"segments/{doc['key']}"
-        if name not in seg_files:
-            raise _Fail("missing", name, f"segment {name} (seq {seq} of {cam}) is missing")
-        seg_files.discard(name)
-        data = read(name)
-        sha = _sha(data)
-        if sha != doc["sha256"] or len(data) != doc["size"]:
-            other = by_sha.get(sha)
-            if other is not None and other != seq:
-                raise _Fail(
-                    "reordered", name, f"segment {name} (seq {seq} of {cam}) holds the content of seq {other}"
-                )
-            raise _Fail("altered", name, f"segment {name} (seq {seq} of {cam}) does not match its chain link")
-        res.segments += 1
-        bar.update(1)
-    for n in sorted(seg_files):
-        if n.startswith(f"segments/{cam}/"):
-            raise _Fail("inserted", n, f"{n} is not in the chain of {cam} (no exported link names it)")
-
-
-def verify_zip(path: str, argv: list[str] | None = None) -> int:
-    """``evalwatch verify FILE.zip [--key PEM ...] [--no-progress]``: 0 intact, 1 problem,
-    2 unusable input.
-
-    Prints ``OK ...`` to stdout, or ``PROBLEM <kind>: <message>`` naming the first bad piece.
-    ``--key`` (repeatable) pins the expected public keys: the seal key and the export key must
-    each be one of them.
-    """
-    p = argparse.ArgumentParser(
-        prog="evalwatch verify FILE.zip", description="verify an evidence export offline"
-    )
-    p.add_argument(
-        "--key",
-        action="append",
-        help="expected hub public key (PEM file); repeat to pin the seal key and the export key "
-        "when they differ; default: the keys in the zip",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    try:
-        args = p.parse_args(argv or [])
-    except SystemExit as e:
-        return 2 if e.code else 0
-    pems: list[str] = []
-    for kp in args.key or []:
-        try:
-            pems.append(Path(kp).read_text(encoding="ascii"))
-        except (OSError, UnicodeDecodeError) as e:
-            print(f"evalwatch verify: cannot read --key {kp}: {e}", file=sys.stderr)
-            return 2
-    res = verify_evidence(path, pems or None, progress=False if args.no_progress else None)
-    if res.problem == "unreadable":
-        print(f"evalwatch verify: {res.message}", file=sys.stderr)
-        return 2
-    print(res)
-    return 0 if res.ok else 1
-
-
-# ------------------------------------------------------------------------------- CLI
-
-
-def cli(argv: list[str]) -> int:
-    """``evalwatch export``: see module docstring.  0 written, 1 storage failure, 2 bad input."""
-    from sessions.cli import (
-        CliError,
-        cli_actor,
-        hub_key,
-        load_cfg,
-        open_db,
-        open_objects,
-        parse_args,
-        parse_time,
-        run_cli,
-    )
-
-    p = argparse.ArgumentParser(prog="evalwatch export", description="export a sealed session's evidence")
-    p.add_argument("session", help="session id or code")
-    p.add_argument("--config", required=True, help="evalwatch YAML config file")
-    p.add_argument("--from", dest="start", help="ISO-8601 start (with timezone); default session start")
-    p.add_argument("--to", dest="end", help="ISO-8601 end (with timezone); default session close")
-    p.add_argument("--camera", action="append", help="site/room/camera (repeatable); default all")
-    p.add_argument("--stitch", action="store_true", help="also one stitched MP4 per camera (ffmpeg)")
-    p.add_argument("-o", "--output", required=True, help="output .zip")
-    args = parse_args(p, argv)
-    if isinstance(args, int):
-        return args
-
-    async def main() -> int:
-        if not args.output.lower().endswith(".zip"):
-            raise CliError(f"-o {args.output}: the output must be a .zip file")
-        start = parse_time(args.start, "--from") if args.start else None
-        end = parse_time(args.end, "--to") if args.end else None
-        for c in args.camera or []:
-            if len(c.split("/")) != 3 or not all(c.split("/")):
-                raise CliError(f"--camera must be site/room/camera, got {c!r}")
-        cfg = load_cfg(args.config)
-        db = open_db(cfg)
-        try:
-            r = await export_session(
-                db,
-                open_objects(cfg),
-                cfg,
-                hub_key(cfg),
-                args.session,
-                args.output,
-                start=start,
-                end=end,
-                cameras=args.camera,
-                stitch=args.stitch,
-                actor=cli_actor(),
-            )
-        finally:
-            db.dispose()
-        print(
-            f"wrote {r.path}: {r.segments} segments, {r.links} chain links, {r.events} events, "
-            f"{r.snapshots} snapshots, {r.bytes} bytes"
-        )
-        for n in r.notes:
-            print(f"note: {n}", file=sys.stderr)
-        return 0
-
-    return run_cli("evalwatch export", main)

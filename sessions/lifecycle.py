@@ -44,6 +44,7 @@ from config.models import EvalwatchConfig
 from sessions.models import EvalSession, SessionCamera, SessionHead, SessionSeat
 from sessions.signing import HubKey, key_id, verify_signature
 from storage.chain import GENESIS, canonical_json, iso_ms
+from storage.common import CameraId
 from storage.models import AuditLog, EventRow, Segment
 
 log = logging.getLogger("evalwatch.sessions")
@@ -177,16 +178,6 @@ def load_spec(path: str | Path) -> SessionSpec:
 # ------------------------------------------------------------------------------ read model
 
 
-class CameraRef(BaseModel):
-    site: str
-    room: str
-    camera: str
-
-    @property
-    def path(self) -> str:
-        return f"{self.site}/{self.room}/{self.camera}"
-
-
 class SeatRow(BaseModel):
     site: str
     room: str
@@ -209,7 +200,7 @@ class HeadRow(BaseModel):
 
     @property
     def path(self) -> str:
-        return f"{self.site}/{self.room}/{self.camera}"
+        return CameraId(self.site, self.room, self.camera).path
 
 
 class SessionInfo(BaseModel):
@@ -232,7 +223,7 @@ class SessionInfo(BaseModel):
     key_id: str | None
     public_key_pem: str | None
     retention: dict[str, Any] | None
-    cameras: list[CameraRef]
+    cameras: list[CameraId]
     seats: list[SeatRow]
     heads: list[HeadRow]
 
@@ -312,7 +303,7 @@ def _info(s: Session, row: EvalSession) -> SessionInfo:
         key_id=row.key_id,
         public_key_pem=row.public_key_pem,
         retention=row.retention,
-        cameras=[CameraRef(site=c.site, room=c.room, camera=c.camera) for c in cams],
+        cameras=[CameraId(c.site, c.room, c.camera) for c in cams],
         seats=[SeatRow(site=x.site, room=x.room, seat=x.seat, expert=x.expert, bid=x.bid) for x in seats],
         heads=[
             HeadRow(
@@ -367,8 +358,8 @@ def _audit(s: Session, actor: str, action: str, row: EvalSession, details: dict[
     )
 
 
-def _resolve(cfg: EvalwatchConfig, spec: SessionSpec) -> tuple[list[CameraRef], list[SeatRow]]:
-    cams: list[CameraRef] = []
+def _resolve(cfg: EvalwatchConfig, spec: SessionSpec) -> tuple[list[CameraId], list[SeatRow]]:
+    cams: list[CameraId] = []
     room_seats: dict[tuple[str, str], set[str]] = {}
     for i, r in enumerate(spec.rooms):
         try:
@@ -384,7 +375,7 @@ def _resolve(cfg: EvalwatchConfig, spec: SessionSpec) -> tuple[list[CameraRef], 
         for c in chosen:
             if c not in known:
                 raise SessionError(f"rooms[{i}]: room {r.site}/{r.room} has no camera {c!r} (has {known})")
-            cams.append(CameraRef(site=r.site, room=r.room, camera=c))
+            cams.append(CameraId(r.site, r.room, c))
         room_seats[(r.site, r.room)] = {s.id for s in room.seats}
     seats: list[SeatRow] = []
     experts: set[str] = set()
@@ -493,7 +484,7 @@ async def start_session(db: Any, ident: int | str, actor: str, *, now: datetime 
 
 def seal_payload(
     info: SessionInfo,
-    camera: CameraRef,
+    camera: CameraId,
     *,
     first_seq: int,
     head_seq: int,
@@ -588,7 +579,7 @@ async def close_session(
     start = info.started_at or info.planned_start
     keys: list[str] = []
 
-    def heads(s: Session) -> list[tuple[CameraRef, int, int, str]]:
+    def heads(s: Session) -> list[tuple[CameraId, int, int, str]]:
         out = []
         for c in info.cameras:
             cam = (Segment.site == c.site) & (Segment.room == c.room) & (Segment.camera == c.camera)

@@ -1,4 +1,4 @@
-"""Supervision report of a session: ``evalwatch report SESSION --config FILE --format html|pdf -o OUT``.
+"""Supervision report of a session (``evalwatch report``, :mod:`evalwatch.report`).
 
 Contents (Chinese by default, ``--lang en`` for English; times in ``hub.timezone``, default
 Asia/Shanghai): the session (project, bids, planned and actual hours, who started/closed it),
@@ -16,18 +16,15 @@ tolerance (segment boundaries jitter by a few ms); shorter ones still lower the 
 
 The HTML is self-contained (snapshots inline as data URIs, template
 ``sessions/templates/report.html.j2``); the PDF is built with ReportLab using the CID font
-``STSong-Light`` (no font file needed).  Exit codes: 0 written, 1 storage/DB failure, 2 bad input.
+``STSong-Light`` (no font file needed).
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import base64
 import html
 import io
 import json
-import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -42,6 +39,7 @@ from config.models import EvalwatchConfig
 from sessions.export import session_events
 from sessions.lifecycle import SessionInfo, get_session, verify_seal
 from storage.chain import chain_key
+from storage.common import CameraId
 from storage.incident import ExportedEvent
 from storage.models import Segment
 from storage.objects import ObjectMissing, StorageError
@@ -337,7 +335,7 @@ def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
         info_rows = [
             ["#", str(e["id"])],
             [t["time"], f"{r.local(e['started_at'])} – {r.local(e['ended_at'])}"],
-            [t["camera"], f"{e['site']}/{e['room']}/{e['camera']}"],
+            [t["camera"], CameraId(e["site"], e["room"], e["camera"]).path],
             [t["seat"], e["seat"] or "-"],
             [t["rule"], rule],
             [t["confidence"], f"{e['confidence']:.2f}"],
@@ -411,46 +409,3 @@ def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
     )
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return buf.getvalue()
-
-
-def cli(argv: list[str]) -> int:
-    """``evalwatch report``: see module docstring.  Returns the exit code."""
-    from sessions.cli import CliError, load_cfg, open_db, open_objects, parse_args, run_cli
-
-    p = argparse.ArgumentParser(prog="evalwatch report", description="supervision report of a session")
-    p.add_argument("session", help="session id or code")
-    p.add_argument("--config", required=True, help="evalwatch YAML config file")
-    p.add_argument("--format", choices=("html", "pdf"), help="default: from the -o extension")
-    p.add_argument("--lang", choices=LANGS, default="zh", help="report language (default zh)")
-    p.add_argument("-o", "--output", required=True, help="output file")
-    args = parse_args(p, argv)
-    if isinstance(args, int):
-        return args
-
-    async def main() -> int:
-        fmt = args.format or Path(args.output).suffix.lower().lstrip(".")
-        if fmt not in ("html", "pdf"):
-            raise CliError(f"cannot tell the format from {args.output!r}; give --format html or --format pdf")
-        cfg = load_cfg(args.config)
-        db = open_db(cfg)
-        try:
-            data = await build_report(db, open_objects(cfg), cfg, args.session)
-        finally:
-            db.dispose()
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        doc = render_html(data, args.lang).encode("utf-8") if fmt == "html" else render_pdf(data, args.lang)
-        await asyncio.to_thread(out.write_bytes, doc)
-        bad = [c.camera for c in data.coverage if not c.chain_ok]
-        print(
-            f"wrote {out}: {len(data.events)} events, {len(data.coverage)} cameras"
-            + (f"; chain PROBLEM on {', '.join(bad)}" if bad else "")
-            + ("; seal PROBLEM" if data.seal_problems else "")
-        )
-        return 0
-
-    return run_cli("evalwatch report", main)
-
-
-if __name__ == "__main__":
-    sys.exit(cli(sys.argv[1:]))

@@ -19,6 +19,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from storage.common import CameraId
+
 GENESIS = "0" * 64
 CHAIN_VERSION = 1
 LINK_FIELDS = (
@@ -103,7 +105,7 @@ def link_bytes(fields: dict[str, Any]) -> bytes:
 
 
 def camera_prefix(site: str, room: str, camera: str) -> str:
-    return f"{site}/{room}/{camera}/"
+    return f"{CameraId(site, room, camera).path}/"
 
 
 def chain_key(site: str, room: str, camera: str, seq: int) -> str:

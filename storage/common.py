@@ -3,12 +3,13 @@
 This module sits at the bottom of the product (it imports nothing from evalwatch), so capture,
 analysis, sessions and the dashboard can all speak the same words:
 
-* :class:`CameraId` — one camera, ``site/room/camera``; ``str(cam)`` is that path and
-  :meth:`CameraId.parse` reads it back;
+* :class:`CameraId` — one camera, ``site/room/camera``; ``str(cam)`` and ``cam.path`` are that
+  path and :meth:`CameraId.parse` reads it back;
 * :func:`utcnow` — the current time, timezone-aware UTC;
 * :func:`as_utc` — a datetime as aware UTC, a naive one read as UTC;
 * :func:`parse_time` — an ISO-8601 time that must carry a UTC offset (``...Z`` or ``+08:00``), as
-  UTC; ``ValueError`` otherwise (callers turn it into their own error: HTTP 400, CLI exit 2…).
+  UTC; ``ValueError`` otherwise, :class:`NoTimezone` (a ``ValueError``) when only the offset is
+  missing (callers turn it into their own error: HTTP 400, CLI exit 2…).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ class CameraId:
     camera: str
 
     def __str__(self) -> str:
+        return self.path
+
+    @property
+    def path(self) -> str:
+        """``site/room/camera`` (the same as ``str(cam)``)."""
         return f"{self.site}/{self.room}/{self.camera}"
 
     @classmethod
@@ -50,9 +56,14 @@ def as_utc(t: datetime) -> datetime:
     return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+class NoTimezone(ValueError):
+    """A readable time without a UTC offset."""
+
+
 def parse_time(s: str) -> datetime:
-    """ISO-8601 with a timezone (``Z`` accepted), as UTC; ``ValueError`` when unreadable or naive."""
+    """ISO-8601 with a timezone (``Z`` accepted), as UTC; ``ValueError`` when unreadable,
+    :class:`NoTimezone` when naive."""
     t = datetime.fromisoformat(s.replace("Z", "+00:00"))
     if t.tzinfo is None:
-        raise ValueError(f"{s!r} has no timezone; add Z or +08:00")
+        raise NoTimezone(f"{s!r} has no timezone; add Z or +08:00")
     return t.astimezone(UTC)

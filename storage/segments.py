@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 
 from config.models import SLUG
 from storage.chain import GENESIS, chain_key, compute_link_hash, link_bytes, link_fields
+from storage.common import CameraId
 from storage.db import Database
 from storage.models import Segment
 from storage.objects import ObjectMissing, ObjectStore, StorageError, StorageUnavailable
@@ -94,7 +95,7 @@ class SegmentMeta(BaseModel):
 
     @property
     def camera_path(self) -> str:
-        return f"{self.site}/{self.room}/{self.camera}"
+        return CameraId(self.site, self.room, self.camera).path
 
     def key(self) -> str:
         """Deterministic object key from (site, room, camera, start, content_type)."""

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from storage.chain import GENESIS, LINK_FIELDS, camera_prefix, compute_link_hash, parse_iso
+from storage.common import CameraId
 from storage.objects import ObjectMissing, ObjectStore
 
 Problem = Literal["missing", "altered", "reordered", "inserted"]
@@ -87,7 +88,7 @@ async def verify_chain(
     bucket).  Raises ``StorageUnavailable`` when S3 cannot be reached."""
     bucket = bucket or objects.cfg.bucket_segments
     prefix = camera_prefix(site, room, camera)
-    res = VerifyResult(ok=False, camera=f"{site}/{room}/{camera}")
+    res = VerifyResult(ok=False, camera=CameraId(site, room, camera).path)
 
     def fail(kind: Problem, key: str | None, seq: int | None, msg: str) -> VerifyResult:
         res.problem, res.key, res.seq, res.message = kind, key, seq, msg

@@ -20,7 +20,8 @@ from test_sessions_support import archive, cfg_dict
 from config.models import EvalwatchConfig
 from dashboard.app import create_app
 from dashboard.services import Services
-from sessions import export as ex
+from evalwatch.verify import verify_zip
+from sessions import evidence_verify as ev
 from sessions.lifecycle import close_session, create_session, parse_spec, start_session
 from sessions.signing import KEY_FILE, HubKey
 from testkit.dashboard import ROLE_USERS, make_database, password_of
@@ -106,11 +107,11 @@ async def test_exports_verify_after_hub_key_change(
         for path, m, n in ((spath, manifest, names), (cpath, cmanifest, cnames)):
             assert {"public_key.pem", "export_public_key.pem"} <= n
             assert (m["seal_key_id"], m["key_id"]) == (key_a.key_id, key_b.key_id)
-            res = ex.verify_evidence(path, progress=False)
+            res = ev.verify_evidence(path, progress=False)
             assert res.ok, (path.name, res.message)
             assert (res.seal_key_id, res.key_id) == (key_a.key_id, key_b.key_id)
-            assert ex.verify_zip(str(path), [*pins, "--no-progress"]) == 0
-            assert ex.verify_zip(str(path), [*pins[2:], "--no-progress"]) == 1  # only B pinned
+            assert verify_zip(str(path), [*pins, "--no-progress"]) == 0
+            assert verify_zip(str(path), [*pins[2:], "--no-progress"]) == 1  # only B pinned
         # the camera range is still anchored by the session's seal (signed at close with A)
         assert cmanifest["anchor"] == "session" and cmanifest["session"]["id"] == info.id
         assert cmanifest["cameras"][0]["segments"] == [1, 2]

@@ -14,7 +14,11 @@ from typing import Any
 import pytest
 from test_sessions_support import T0, archive, cfg_dict, make_cfg, spec_dict, write_cfg
 
+from evalwatch import export as export_cmd
+from evalwatch.verify import verify_zip
+from sessions import evidence_verify as ev
 from sessions import export as ex
+from sessions.evidence_format import sha256_hex
 from sessions.lifecycle import close_session, create_session, parse_spec, start_session
 from sessions.signing import HubKey
 from storage.models import EventRow
@@ -101,7 +105,7 @@ def _segs(files: dict[str, bytes], cam: str = "cam1") -> list[str]:
 
 async def test_round_trip_verifies(sealed: Sealed, capsys: pytest.CaptureFixture[str]) -> None:
     path = await _export(sealed)
-    res = ex.verify_evidence(path)
+    res = ev.verify_evidence(path)
     assert res.ok, res.message
     assert (res.cameras, res.segments, res.links) == (3, 7, 7)
     assert res.key_id == sealed.key.key_id
@@ -114,7 +118,7 @@ async def test_round_trip_verifies(sealed: Sealed, capsys: pytest.CaptureFixture
     assert events[0]["rule"] == "phone" and events[0]["resolved_by"] == "sup"
     assert events[0]["snapshot"] in names
     assert manifest["exported_by"] == "aud"
-    assert ex.verify_zip(str(path), ["--no-progress"]) == 0
+    assert verify_zip(str(path), ["--no-progress"]) == 0
     assert capsys.readouterr().out.startswith("OK evidence intact")
     # the evalwatch verify entry point hands .zip files to verify_zip
     from evalwatch.verify import cli as verify_cli
@@ -125,8 +129,8 @@ async def test_round_trip_verifies(sealed: Sealed, capsys: pytest.CaptureFixture
     good.write_text(sealed.key.public_pem())
     other = sealed.tmp / "other.pem"
     other.write_text(HubKey.generate().public_pem())
-    assert ex.verify_zip(str(path), ["--key", str(good), "--no-progress"]) == 0
-    assert ex.verify_zip(str(path), ["--key", str(other), "--no-progress"]) == 1
+    assert verify_zip(str(path), ["--key", str(good), "--no-progress"]) == 0
+    assert verify_zip(str(path), ["--key", str(other), "--no-progress"]) == 1
     assert "not by the pinned key" in capsys.readouterr().out
 
 
@@ -138,7 +142,7 @@ async def test_partial_export_range_and_camera(sealed: Sealed) -> None:
         end=T0 + timedelta(seconds=25),
         cameras=[f"{sealed.site}/r1/cam1"],
     )
-    res = ex.verify_evidence(path)
+    res = ev.verify_evidence(path)
     assert res.ok, res.message
     # segments 2 and 3 overlap the range; links 2..5 chain them to the sealed head
     assert (res.cameras, res.segments, res.links) == (1, 2, 4)
@@ -199,23 +203,23 @@ async def test_tampering_is_detected(sealed: Sealed, capsys: pytest.CaptureFixtu
     path = await _export(sealed)
     for name, mutate, kind, msg in _tamper_cases(sealed.site):
         bad = _rewrite(path, sealed.tmp / f"bad_{name}.zip", mutate)
-        res = ex.verify_evidence(bad)
+        res = ev.verify_evidence(bad)
         assert not res.ok, name
         assert res.problem == kind, (name, res.problem, res.message)
         assert re.search(msg, res.message), (name, res.message)
-        assert ex.verify_zip(str(bad), ["--no-progress"]) == 1
+        assert verify_zip(str(bad), ["--no-progress"]) == 1
         assert f"PROBLEM {kind}" in capsys.readouterr().out
 
 
 def test_unreadable_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert ex.verify_zip(str(tmp_path / "nope.zip")) == 2
+    assert verify_zip(str(tmp_path / "nope.zip")) == 2
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"not a zip")
-    assert ex.verify_zip(str(junk)) == 2
+    assert verify_zip(str(junk)) == 2
     other = tmp_path / "other.zip"
     with zipfile.ZipFile(other, "w") as z:
         z.writestr("a.txt", "x")
-    assert ex.verify_zip(str(other)) == 2
+    assert verify_zip(str(other)) == 2
     err = capsys.readouterr().err
     assert "no such file" in err and "not a readable zip" in err and "not an evalwatch evidence zip" in err
     assert "Traceback" not in err
@@ -224,9 +228,9 @@ def test_unreadable_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 async def test_export_cli(sealed: Sealed, capsys: pytest.CaptureFixture[str]) -> None:
     out = sealed.tmp / "cli.zip"
     cfg = str(sealed.cfg_path)
-    assert await asyncio.to_thread(ex.cli, [sealed.code, "--config", cfg, "-o", str(out)]) == 0
+    assert await asyncio.to_thread(export_cmd.cli, [sealed.code, "--config", cfg, "-o", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
-    assert ex.verify_zip(str(out), ["--no-progress"]) == 0
+    assert verify_zip(str(out), ["--no-progress"]) == 0
     capsys.readouterr()
     bad = [
         (["nope", "--config", cfg, "-o", str(out)], "no session 'nope'"),
@@ -243,7 +247,7 @@ async def test_export_cli(sealed: Sealed, capsys: pytest.CaptureFixture[str]) ->
         ([sealed.code, "-o", str(out)], "--config"),
     ]
     for argv, msg in bad:
-        assert await asyncio.to_thread(ex.cli, argv) == 2, argv
+        assert await asyncio.to_thread(export_cmd.cli, argv) == 2, argv
         err = capsys.readouterr().err
         assert msg in err, (argv, err)
         assert "Traceback" not in err
@@ -266,7 +270,7 @@ async def test_export_after_hub_key_rotation(sealed: Sealed, capsys: pytest.Capt
     r = await ex.export_session(
         sealed.db, sealed.objects, sealed.cfg, key_b, sealed.code, sealed.tmp / "rot.zip", progress=False
     )
-    res = ex.verify_evidence(r.path)
+    res = ev.verify_evidence(r.path)
     assert res.ok, res.message
     assert (res.seal_key_id, res.key_id) == (key_a.key_id, key_b.key_id)
     assert f"heads signed by key {key_a.key_id}" in str(res) and key_b.key_id in str(res)
@@ -285,18 +289,18 @@ async def test_export_after_hub_key_rotation(sealed: Sealed, capsys: pytest.Capt
     pa.write_text(key_a.public_pem())
     pb.write_text(key_b.public_pem())
     argv = ["--no-progress"]
-    assert ex.verify_zip(str(r.path), ["--key", str(pa), "--key", str(pb), *argv]) == 0
+    assert verify_zip(str(r.path), ["--key", str(pa), "--key", str(pb), *argv]) == 0
     capsys.readouterr()
-    assert ex.verify_zip(str(r.path), ["--key", str(pb), *argv]) == 1
+    assert verify_zip(str(r.path), ["--key", str(pb), *argv]) == 1
     assert "chain heads are signed by key" in capsys.readouterr().out
-    assert ex.verify_zip(str(r.path), ["--key", str(pa), *argv]) == 1
+    assert verify_zip(str(r.path), ["--key", str(pa), *argv]) == 1
     assert "manifest is signed by key" in capsys.readouterr().out
 
     # dropping the export key makes the manifest check fall back to the seal key: bad signature
     def drop(f: dict[str, bytes]) -> None:
         del f["export_public_key.pem"]
 
-    bad = ex.verify_evidence(_rewrite(r.path, sealed.tmp / "rot_drop.zip", drop))
+    bad = ev.verify_evidence(_rewrite(r.path, sealed.tmp / "rot_drop.zip", drop))
     assert (bad.ok, bad.problem) == (False, "missing") and "export_public_key.pem" in bad.message
 
     # a forger's key in place of the export key: verifies only if nobody checks the fingerprint,
@@ -311,15 +315,15 @@ async def test_export_after_hub_key_rotation(sealed: Sealed, capsys: pytest.Capt
         f["events.json"] = json.dumps(ev).encode()
         for entry in m["files"]:
             if entry["path"] in f:
-                entry["sha256"] = ex._sha(f[entry["path"]])
+                entry["sha256"] = sha256_hex(f[entry["path"]])
                 entry["size"] = len(f[entry["path"]])
         m["key_id"] = forger.key_id
         f["manifest.json"] = json.dumps(m).encode()
         f["manifest.sig"] = forger.sign(f["manifest.json"]).encode()
 
     forged = _rewrite(r.path, sealed.tmp / "rot_forged.zip", forge)
-    assert ex.verify_evidence(forged).key_id == forger.key_id
-    assert ex.verify_zip(str(forged), ["--key", str(pa), "--key", str(pb), *argv]) == 1
+    assert ev.verify_evidence(forged).key_id == forger.key_id
+    assert verify_zip(str(forged), ["--key", str(pa), "--key", str(pb), *argv]) == 1
     assert "PROBLEM key: the manifest is signed by key" in capsys.readouterr().out
 
 
@@ -330,6 +334,6 @@ async def test_same_key_export_has_one_public_key(sealed: Sealed) -> None:
         assert "export_public_key.pem" not in z.namelist()
         manifest = json.loads(z.read("manifest.json"))
     assert manifest["seal_key_id"] == manifest["key_id"] == sealed.key.key_id
-    res = ex.verify_evidence(path)
+    res = ev.verify_evidence(path)
     assert res.ok and res.seal_key_id == res.key_id == sealed.key.key_id
     assert f"signed by key {sealed.key.key_id}" in str(res)

@@ -22,6 +22,7 @@ from test_sessions_support import (
     write_cfg,
 )
 
+from evalwatch import report as report_cmd
 from sessions import report as rp
 from sessions.lifecycle import close_session, create_session, parse_spec, start_session
 from sessions.signing import HubKey
@@ -117,8 +118,8 @@ async def test_report_html_and_pdf(recorded, capsys: pytest.CaptureFixture[str])
 
     html_path, pdf_path = tmp / "r.html", tmp / "r.pdf"
     argv = [code, "--config", str(cfg_path)]
-    assert await asyncio.to_thread(rp.cli, [*argv, "--format", "html", "-o", str(html_path)]) == 0
-    assert await asyncio.to_thread(rp.cli, [*argv, "-o", str(pdf_path)]) == 0
+    assert await asyncio.to_thread(report_cmd.cli, [*argv, "--format", "html", "-o", str(html_path)]) == 0
+    assert await asyncio.to_thread(report_cmd.cli, [*argv, "-o", str(pdf_path)]) == 0
     assert "3 events" in capsys.readouterr().out
     page = html_path.read_text(encoding="utf-8")
     for s in (
@@ -158,7 +159,7 @@ async def test_report_html_and_pdf(recorded, capsys: pytest.CaptureFixture[str])
     assert images == 3
 
     en = tmp / "r_en.html"
-    assert await asyncio.to_thread(rp.cli, [*argv, "--lang", "en", "-o", str(en)]) == 0
+    assert await asyncio.to_thread(report_cmd.cli, [*argv, "--lang", "en", "-o", str(en)]) == 0
     assert "Recording coverage" in en.read_text(encoding="utf-8")
 
 
@@ -180,7 +181,7 @@ async def test_report_shows_tampering_and_bad_input(recorded, capsys: pytest.Cap
         (["nope", "--config", str(cfg_path), "-o", str(tmp / "x.pdf")], "no session 'nope'"),
         ([*argv, "--format", "docx", "-o", str(tmp / "x.pdf")], "invalid choice"),
     ):
-        assert await asyncio.to_thread(rp.cli, bad) == 2
+        assert await asyncio.to_thread(report_cmd.cli, bad) == 2
         err = capsys.readouterr().err
         assert msg in err and "Traceback" not in err
 
@@ -190,7 +191,8 @@ async def test_stitched_export_of_sample_session(recorded) -> None:  # type: ign
 
     import imageio_ffmpeg
 
-    from sessions.export import export_session, verify_evidence
+    from sessions.evidence_verify import verify_evidence
+    from sessions.export import export_session
 
     cfg, _cfg_path, db, objects, code, tmp, site = recorded
     key = HubKey.load_or_create(cfg.storage.data_dir)

@@ -12,7 +12,7 @@ from test_sessions_support import T0, archive, cfg_dict, spec_dict
 from config.models import EvalwatchConfig
 from dashboard.app import create_app
 from dashboard.services import Services
-from sessions.export import verify_evidence
+from sessions.evidence_verify import verify_evidence
 from testkit.dashboard import ROLE_USERS, password_of
 
 BASE = "http://testserver"

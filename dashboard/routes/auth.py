@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from dashboard import audit
 from dashboard.dbutil import run_db
 from dashboard.defs import Ok
-from dashboard.deps import State
+from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
 from dashboard.policy import ANY_USER, PUBLIC, Principal, allow, client_ip, same_origin
 from dashboard.security import (
@@ -122,11 +122,12 @@ async def login(st: State, body: LoginIn, request: Request, response: Response) 
 
 @router.post("/api/auth/logout", response_model=Ok)
 async def logout(
+    auditor: Audit,
     st: State,
-    request: Request, response: Response, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+    response: Response, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> dict[str, bool]:
     """Clear the session cookie (audit ``logout``)."""
-    await audit.record(st.db, me.username, "logout", role=me.role, ip=client_ip(request))
+    await auditor("logout")
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=st.secure_cookies
     )

@@ -5,21 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import Request
-
-from dashboard import audit
 from dashboard.errors import ApiError
-from dashboard.policy import Principal, client_ip
-from dashboard.state import DashState, get_state
+from dashboard.state import DashState
 
 log = logging.getLogger("evalwatch.dashboard")
-
-
-async def observer_audit(request: Request, me: Principal, action: str, target: str | None) -> None:
-    """Observers are third parties: every view they make is audit-logged."""
-    if me.role == "observer":
-        st = get_state(request)
-        await audit.record(st.db, me.username, action, role=me.role, target=target, ip=client_ip(request))
 
 
 def _is_missing(e: BaseException) -> bool:

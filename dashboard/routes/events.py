@@ -17,10 +17,10 @@ from dashboard import audit
 from dashboard.alerts import event_message
 from dashboard.dbutil import run_db
 from dashboard.defs import media
-from dashboard.deps import State
+from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
 from dashboard.policy import ANY_USER, Principal, WsRefusal, allow, authenticate, client_ip, ws_allow
-from dashboard.routes.common import fetch_object, observer_audit
+from dashboard.routes.common import fetch_object
 from dashboard.state import get_state
 from storage.common import as_utc, utcnow
 from storage.incident import EventItem, EventWorkflow, Status
@@ -39,8 +39,8 @@ class EventList(BaseModel):
 
 @router.get("/api/events", response_model=EventList)
 async def list_events(
+    auditor: Audit,
     st: State,
-    request: Request,
     me: Annotated[Principal, Depends(allow(*ANY_USER))],
     status: Annotated[list[Status] | None, Query()] = None,
     rule: Annotated[str | None, Query(max_length=32)] = None,
@@ -52,7 +52,7 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> EventList:
     """Events newest first, filtered by state(s), rule, site/room/camera and start-time range."""
-    await observer_audit(request, me, "event_list", None)
+    await auditor.observer("event_list")
 
     def q(s: Session) -> list[EventItem]:
         stmt = select(EventRow)
@@ -75,10 +75,11 @@ async def list_events(
 
 @router.get("/api/events/{event_id}", response_model=EventItem)
 async def get_event(
+    auditor: Audit,
     st: State,
-    event_id: int, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+    event_id: int, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> EventItem:
-    await observer_audit(request, me, "event_view", f"event:{event_id}")
+    await auditor.observer("event_view", f"event:{event_id}")
 
     def q(s: Session) -> EventItem | None:
         e = s.get(EventRow, event_id)
@@ -92,8 +93,9 @@ async def get_event(
 
 @router.get("/api/events/{event_id}/snapshot", **media("image/jpeg", "image/png"))
 async def snapshot(
+    auditor: Audit,
     st: State,
-    event_id: int, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+    event_id: int, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> Response:
     """The event's JPEG snapshot, read from the snapshots bucket (404 when it has none)."""
     key = await run_db(
@@ -103,7 +105,7 @@ async def snapshot(
         raise ApiError(404, "err.event_not_found")
     if not key[0]:
         raise ApiError(404, "err.no_snapshot")
-    await observer_audit(request, me, "snapshot_view", f"event:{event_id}")
+    await auditor.observer("snapshot_view", f"event:{event_id}")
     data = await fetch_object(st, st.cfg.storage.s3.bucket_snapshots, key[0], "snapshot")
     ctype = "image/png" if key[0].endswith(".png") else "image/jpeg"
     return Response(data, media_type=ctype, headers={"Cache-Control": "private, max-age=3600"})

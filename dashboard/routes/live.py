@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session
 from dashboard import audit
 from dashboard.dbutil import run_db
 from dashboard.defs import CameraStatusList, SdpAnswer, Sites, Thumbs, media
-from dashboard.deps import State
+from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
 from dashboard.live import GRID_FPS, GRID_WIDTH, LiveSession, ThumbViewing
 from dashboard.policy import ANY_USER, Principal, allow, client_ip
-from dashboard.routes.common import observer_audit
+from storage.common import CameraId
 from storage.models import EventRow
 
 router = APIRouter(tags=["live"])
@@ -28,11 +28,12 @@ LIVE_VIEWERS = ("admin", "supervisor", "observer")
 
 @router.get("/api/sites", response_model=Sites)
 async def sites(
-    st: State, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+    auditor: Audit,
+    st: State, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> dict[str, Any]:
     """Every site → room → camera (with its seats), in config order."""
     cfg = st.cfg
-    await observer_audit(request, me, "sites_view", None)
+    await auditor.observer("sites_view")
     return {
         "sites": [
             {
@@ -110,7 +111,7 @@ async def live_thumb(
     rec = st.services.recorder
     if rec is None:
         raise ApiError(503, "err.live_unavailable")
-    await _thumb_viewed(st, me, f"{site}/{room}/{camera}", client_ip(request))
+    await _thumb_viewed(st, me, CameraId(site, room, camera).path, client_ip(request))
     st.live.sweep_thumb_viewings(lambda v: _thumb_view_end(st, v))
     got = await st.live.thumbs(rec).get(site, room, camera)
     if got is None:
@@ -140,7 +141,7 @@ async def live_thumbs(
     rec = st.services.recorder
     if rec is None:
         raise ApiError(503, "err.live_unavailable")
-    known = {f"{s.id}/{r.id}/{cam.id}" for s, r, cam in st.cfg.cameras()}
+    known = {CameraId(s.id, r.id, cam.id).path for s, r, cam in st.cfg.cameras()}
     hub = st.live.thumbs(rec)
     frames: dict[str, dict[str, Any]] = {}
     offline: list[str] = []
@@ -152,9 +153,9 @@ async def live_thumbs(
             continue
         wanted[target] = have
         await _thumb_viewed(st, me, target, ip)
-    pictures = await hub.get_many([_camera_key(t) for t in wanted])
+    pictures = await hub.get_many([CameraId.parse(t).as_tuple() for t in wanted])
     for target, have in wanted.items():
-        got = pictures[_camera_key(target)]
+        got = pictures[CameraId.parse(target).as_tuple()]
         if got is None:
             offline.append(target)
             continue
@@ -183,11 +184,6 @@ async def _thumb_viewed(state: Any, me: Principal, target: str, ip: str | None) 
         )
 
 
-def _camera_key(target: str) -> tuple[str, str, str]:
-    site, room, camera = target.split("/")
-    return site, room, camera
-
-
 async def _thumb_view_end(state: Any, v: ThumbViewing) -> None:
     await audit.record(
         state.db,
@@ -208,12 +204,12 @@ class OfferIn(BaseModel):
 
 @router.post("/api/live/{site}/{room}/{camera}/offer", response_model=SdpAnswer)
 async def live_offer(
+    auditor: Audit,
     st: State,
     site: str,
     room: str,
     camera: str,
     body: OfferIn,
-    request: Request,
     me: Annotated[Principal, Depends(allow(*LIVE_VIEWERS))],
 ) -> dict[str, str]:
     """Answer a browser's WebRTC offer with the camera's live track (audit ``live_view``).
@@ -231,20 +227,16 @@ async def live_offer(
         track = rec.live_track(site, room, camera)
     if track is None:
         raise ApiError(409, "err.camera_offline")
-    target = f"{site}/{room}/{camera}"
+    target = CameraId(site, room, camera).path
     st.metrics.live_viewers.inc()  # decremented by on_live_end (or below on failure)
     try:
         answer = await st.live.answer(body.sdp, body.type, track, me.username, target)
     except ValueError as e:
         st.metrics.live_viewers.dec()
         raise ApiError(422, "err.bad_sdp") from e
-    await audit.record(
-        st.db,
-        me.username,
+    await auditor(
         "live_view",
-        role=me.role,
         target=target,
-        ip=client_ip(request),
         details={"quality": body.quality},
     )
     return answer

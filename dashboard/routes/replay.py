@@ -21,12 +21,12 @@ from starlette.background import BackgroundTask
 from dashboard import audit
 from dashboard.dbutil import run_db
 from dashboard.defs import ChainCheck, ReplayIndex, media
-from dashboard.deps import State
+from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
 from dashboard.policy import Principal, allow, client_ip
 from dashboard.routes.common import fetch_object
 from dashboard.state import DashState
-from storage.common import as_utc
+from storage.common import CameraId, as_utc
 from storage.incident import EventItem
 from storage.models import EventRow, Segment
 
@@ -109,7 +109,7 @@ async def replay_index(
             me.username,
             "replay",
             role=me.role,
-            target=f"{site}/{room}/{camera}",
+            target=CameraId(site, room, camera).path,
             ip=client_ip(request),
             details={"start": start.isoformat(), "end": end.isoformat(), "segments": len(segs)},
         )
@@ -181,11 +181,11 @@ async def _verify(
 
 @router.get("/api/replay/{site}/{room}/{camera}/verify", response_model=ChainCheck)
 async def replay_verify(
+    auditor: Audit,
     st: State,
     site: str,
     room: str,
     camera: str,
-    request: Request,
     me: Annotated[Principal, Depends(allow(*REPLAYERS))],
     start: datetime,
     end: datetime,
@@ -194,13 +194,9 @@ async def replay_verify(
     replay badge).  Audit ``verify``."""
     start, end = _check_range(st, site, room, camera, start, end)
     out = await _verify(st, site, room, camera, start, end)
-    await audit.record(
-        st.db,
-        me.username,
+    await auditor(
         "verify",
-        role=me.role,
-        target=f"{site}/{room}/{camera}",
-        ip=client_ip(request),
+        target=CameraId(site, room, camera).path,
         details={"start": start.isoformat(), "end": end.isoformat(), "ok": out["ok"]},
     )
     return out
@@ -208,11 +204,11 @@ async def replay_verify(
 
 @router.get("/api/export/{site}/{room}/{camera}", **media("application/zip"))
 async def export_evidence(
+    auditor: Audit,
     st: State,
     site: str,
     room: str,
     camera: str,
-    request: Request,
     me: Annotated[Principal, Depends(allow(*EXPORTERS))],
     start: datetime,
     end: datetime,
@@ -240,13 +236,9 @@ async def export_evidence(
             st.metrics.s3_errors.labels(op="export").inc()
             raise ApiError(502, "err.storage_unavailable") from e
         raise
-    await audit.record(
-        st.db,
-        me.username,
+    await auditor(
         "export",
-        role=me.role,
-        target=f"{site}/{room}/{camera}",
-        ip=client_ip(request),
+        target=CameraId(site, room, camera).path,
         details={
             "start": start.isoformat(),
             "end": end.isoformat(),

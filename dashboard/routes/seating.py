@@ -14,13 +14,12 @@ import asyncio
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from dashboard import audit
-from dashboard.deps import State
+from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
-from dashboard.policy import Principal, allow, client_ip
+from dashboard.policy import Principal, allow
 from sessions.seating import Assignment
 
 router = APIRouter(tags=["sessions"])
@@ -91,8 +90,9 @@ def seating_rooms(cfg: Any, rooms: list[RoomRefIn]) -> list[Any]:
 
 @router.post("/api/seats/assign", response_model=Assignment)
 async def assign(
+    auditor: Audit,
     st: State,
-    body: AssignIn, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
+    body: AssignIn, me: Annotated[Principal, Depends(allow(*MANAGERS))]
 ) -> dict[str, Any]:
     """Draw a random seating: ``{seed, assignments: [{expert, bid, room: "site/room", seat}],
     max_per_room, room_sampling, warnings}``.  Audit ``seats_assign`` (seed and result)."""
@@ -104,12 +104,8 @@ async def assign(
     try:
         result = await asyncio.to_thread(assign_seats, rooms, bids, seed)
     except InfeasibleError as e:
-        await audit.record(
-            st.db,
-            me.username,
+        await auditor(
             "seats_assign_failed",
-            role=me.role,
-            ip=client_ip(request),
             details={"seed": seed, "rooms": [r.id for r in rooms], "reason": str(e)[:500]},
         )
         raise _infeasible(str(e)) from None
@@ -120,13 +116,9 @@ async def assign(
         "room_sampling": result.room_sampling,
         "warnings": result.warnings,
     }
-    await audit.record(
-        st.db,
-        me.username,
+    await auditor(
         "seats_assign",
-        role=me.role,
         target=",".join(r.id for r in rooms)[:255],
-        ip=client_ip(request),
         details={"seed": result.seed, "bids": {b.id: len(b.experts) for b in bids}, **out},
     )
     return out

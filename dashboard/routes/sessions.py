@@ -33,12 +33,10 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from starlette.background import BackgroundTask
 
-from dashboard import audit
 from dashboard.defs import SealCheck, SessionList, media
-from dashboard.deps import State
+from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
-from dashboard.policy import ROLES, Principal, allow, client_ip
-from dashboard.routes.common import observer_audit
+from dashboard.policy import ROLES, Principal, allow
 from dashboard.state import get_state
 from sessions import lifecycle as lc
 from sessions.lifecycle import SessionInfo
@@ -65,13 +63,13 @@ async def _key(request: Request) -> Any:
 
 @router.get("/api/sessions", response_model=SessionList)
 async def list_sessions(
+    auditor: Audit,
     st: State,
-    request: Request,
     me: Annotated[Principal, Depends(allow(*ROLES))],
     status: Annotated[str | None, Query(pattern="^(scheduled|running|closed)$")] = None,
 ) -> SessionList:
     """Every session (newest first), optionally of one status."""
-    await observer_audit(request, me, "session_list", None)
+    await auditor.observer("session_list")
     return SessionList(sessions=await lc.list_sessions(st.db, status))
 
 
@@ -108,11 +106,12 @@ async def create(
 
 @router.get("/api/sessions/{session_id}", response_model=SessionInfo)
 async def detail(
+    auditor: Audit,
     st: State,
-    session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*ROLES))]
+    session_id: int, me: Annotated[Principal, Depends(allow(*ROLES))]
 ) -> SessionInfo:
     """One session: rooms/cameras, experts and seats, status, sealed heads."""
-    await observer_audit(request, me, "session_view", f"session:{session_id}")
+    await auditor.observer("session_view", f"session:{session_id}")
     try:
         return await lc.get_session(st.db, session_id)
     except lc.SessionError as e:
@@ -163,9 +162,9 @@ async def seal(
 
 @router.get("/api/sessions/{session_id}/report", **media("text/html", "application/pdf"))
 async def report(
+    auditor: Audit,
     st: State,
     session_id: int,
-    request: Request,
     me: Annotated[Principal, Depends(allow(*READERS))],
     fmt: Annotated[str, Query(alias="format", pattern="^(html|pdf)$")] = "html",
     lang: Annotated[str, Query(pattern="^(zh|en)$")] = "zh",
@@ -179,13 +178,9 @@ async def report(
         data = await build_report(st.db, st.services.objects, st.cfg, session_id)
     except lc.SessionError as e:
         raise _err(e) from None
-    await audit.record(
-        st.db,
-        me.username,
+    await auditor(
         "session_report",
-        role=me.role,
         target=f"session:{session_id}",
-        ip=client_ip(request),
         details={"format": fmt},
     )
     name = f"report_{data.session.code}.{fmt}"
