@@ -123,7 +123,8 @@ def default_detector(dcfg: DetectionConfig) -> Any:
 def setups() -> dict[str, tuple[DetectionConfig, RulesConfig]]:
     """Named configurations compared side by side: the shipped defaults and the set-up before."""
     return {
-        "before": (DetectionConfig(crop_person_threshold=None), RulesConfig(desk_phone_min_score=None)),
+        "before": (DetectionConfig(crop_person_threshold=None, phone_threshold=0.3),
+                   RulesConfig(extra_person_seconds=0.0, frozen_seconds=5.0, desk_phone_min_score=None)),
         "default": (DetectionConfig(), RulesConfig()),
     }
 

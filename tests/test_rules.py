@@ -29,7 +29,8 @@ def phone(cx: float, cy: float, score: float = 0.6) -> Box:
 
 
 def cfg(**kw: object) -> RulesConfig:
-    base = dict(open_k=3, open_n=5, close_m=4, seat_empty_seconds=10.0)
+    # debounce only: the persistence of extra persons has tests of its own
+    base = dict(open_k=3, open_n=5, close_m=4, seat_empty_seconds=10.0, extra_person_seconds=0.0)
     base.update(kw)
     return RulesConfig(**base)  # type: ignore[arg-type]
 

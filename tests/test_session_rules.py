@@ -34,7 +34,8 @@ def person(cx: float, bottom: float, score: float = 0.9) -> Box:
 
 
 def cfg(**kw: Any) -> RulesConfig:
-    base: dict[str, Any] = dict(open_k=3, open_n=5, close_m=4, seat_empty_seconds=2.0)
+    base: dict[str, Any] = dict(open_k=3, open_n=5, close_m=4, seat_empty_seconds=2.0,
+                                extra_person_seconds=0.0)
     base.update(kw)
     return RulesConfig(**base)
 
@@ -158,7 +159,8 @@ async def test_pipeline_picks_up_a_started_session(database: Any, tmp_path: Path
     site = "sess1"
     raw = cfg_dict(site, tmp_path)
     raw["sites"][0]["rooms"][0]["seats"] = SEATS
-    raw["rules"] = {"open_k": 2, "open_n": 3, "close_m": 2, "seat_empty_seconds": 1.0}
+    raw["rules"] = {"open_k": 2, "open_n": 3, "close_m": 2, "seat_empty_seconds": 1.0,
+                    "extra_person_seconds": 0.0}
     raw["detection"] = {"analysis_fps": 10}
     cfg = EvalwatchConfig.model_validate(raw)
     sync_inventory(database, cfg)
