@@ -2,7 +2,7 @@
 
 ``evalwatch export SESSION ...`` (:mod:`evalwatch.export`) writes a zip (layout in
 :mod:`sessions.evidence_format`);
-``evalwatch verify FILE.zip [--key PEM ...]`` checks it with no hub access
+``evalwatch verify FILE.zip --key PEM ...`` checks it with no hub access
 (:mod:`sessions.evidence_verify`).  :func:`write_evidence` is the one writer:
 :func:`export_session` and ``dashboard.evidence.export_camera_range`` only choose the heads,
 rows and events.
@@ -44,14 +44,15 @@ from storage.objects import ObjectMissing
 README = """evalwatch evidence export
 ==========================
 
-Verify offline:  evalwatch verify THIS.zip [--key hub_public_key.pem ...]
+Verify offline:  evalwatch verify THIS.zip --key hub_public_key.pem [--key ...]
 
 manifest.json lists every file with its sha256 and size; manifest.sig signs manifest.json;
 seal.json holds the Ed25519-signed chain heads (one per camera); chain/ holds the hash-chain
 links up to each head; segments/ holds the video exactly as archived.
 public_key.pem signed the heads; export_public_key.pem, if present (the hub key changed after
-the seal), signed the manifest.  Compare the fingerprint of each with the ones your trading
-centre publishes, or pin them: --key once per key.
+the seal), signed the manifest.  These key files prove nothing by themselves (anybody can
+re-sign a zip): verify against the keys your trading centre publishes, --key once per key.
+Without a trusted key evalwatch verify says UNPINNED and exits 3.
 """
 
 
