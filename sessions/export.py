@@ -33,8 +33,8 @@ from sessions.evidence_format import (
     progress_bar,
     sha256_hex,
 )
-from sessions.lifecycle import SessionError, SessionInfo, get_session
-from sessions.signing import HubKey, key_id
+from sessions.lifecycle import SealError, SessionError, SessionInfo, get_session, seal_key, verify_seal
+from sessions.signing import HubKey, hub_trusted_pems, key_id
 from storage.chain import chain_key, link_bytes
 from storage.common import CameraId
 from storage.incident import ExportedEvent
@@ -308,8 +308,10 @@ async def export_session(
 
     ``start``/``end`` narrow the session window; ``cameras`` (``site/room/camera``) narrow the
     cameras.  ``key`` is the hub's current key: it signs the manifest; the heads keep the
-    session's seal signatures, checked against the public key stored with the session (so the
-    export of a session sealed before a key change verifies, with both keys in the zip).
+    session's seal signatures, which must verify against one of the hub's trusted keys (key
+    files: :func:`sessions.signing.hub_trusted_pems`, never the public key stored in the DB) —
+    else :class:`SealError` and nothing is written.  A session sealed before a key change is
+    exported with both keys in the zip.
     Raises :class:`SessionError` for bad input (unknown session or camera, not closed, empty
     range) or a chain link / segment missing from object storage, and ``StorageError`` when a
     segment cannot be read.  ``progress``: ``None`` shows a tqdm bar on stderr when it is a
@@ -319,6 +321,14 @@ async def export_session(
     if info.status != "closed" or not info.heads:
         raise SessionError(
             f"session {info.code} is {info.status}; only a closed (sealed) session can be exported"
+        )
+    trusted = await asyncio.to_thread(hub_trusted_pems, cfg.storage.data_dir, key)
+    problems = verify_seal(info, trusted)
+    seal_pem = seal_key(info, trusted)
+    if problems or seal_pem is None:
+        raise SealError(
+            f"NOT OK: the seal of session {info.code} does not verify against the hub's trusted keys; "
+            f"refusing to export: {'; '.join(problems[:3])}"
         )
     s0, e0 = info.window()
     w_start = max(s0, start) if start else s0
@@ -372,7 +382,7 @@ async def export_session(
             objects=objects,
             cfg=cfg,
             key=key,
-            seal_public_pem=info.public_key_pem or key.public_pem(),
+            seal_public_pem=seal_pem,
             seal_ref={"session_id": info.id, "code": info.code},
             header={
                 "session": {

@@ -172,15 +172,15 @@ def read_public_pems(path: str | Path) -> list[str]:
 
 
 def hub_trusted_pems(data_dir: str | Path, key: HubKey | None = None) -> list[str]:
-    """The public keys the hub trusts for seals and exports: its current key (``key``, else the
-    key file under ``<data_dir>/keys/`` when it exists; never created here) and the rotated keys
-    in ``<data_dir>/keys/trusted/*.pem``.  Read from files the hub owns, never from the DB."""
+    """The public keys the hub trusts for seals and exports: ``key`` (the hub's current key, if
+    given), the key file under ``<data_dir>/keys/`` when it exists (never created here) and the
+    rotated keys in ``<data_dir>/keys/trusted/*.pem``.  Read from files the hub owns, never from the DB."""
     keys = Path(data_dir) / "keys"
-    out: list[str] = []
-    if key is None and (keys / KEY_FILE).exists():
-        key = HubKey.load_or_create(data_dir)
-    if key is not None:
-        out.append(key.public_pem())
+    out: list[str] = [key.public_pem()] if key is not None else []
+    if (keys / KEY_FILE).exists():
+        own = HubKey.load_or_create(data_dir).public_pem()
+        if own not in out:
+            out.append(own)
     trusted = keys / TRUSTED_DIR
     if trusted.is_dir():
         out.extend(read_public_pems(trusted))
