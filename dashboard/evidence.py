@@ -19,6 +19,7 @@ What anchors the chain:
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +41,10 @@ class NoFootage(Exception):
 
 class EvidenceError(Exception):
     """A piece of the evidence cannot be read (message names it)."""
+
+
+class SealNotTrusted(Exception):
+    """The session seal covering the range does not verify against the hub's trusted keys."""
 
 
 @dataclass
@@ -161,14 +166,23 @@ async def export_camera_range(
             f"no archived segment of {cam_path} between {start.isoformat()} and {end.isoformat()}"
         )
     notes: list[str] = []
-    if sealed is not None and (sealed[4] or "").strip():
-        anchor = Anchor(sealed[1], sealed[2], sealed[3], sealed[0], sealed[4], "session")
-    else:
-        if sealed is not None:
-            notes.append(
-                f"session {sealed[0]['code']} sealed this camera but has no stored public key; the "
-                "hub signed the head at export time instead"
+    seal_pem = None
+    if sealed is not None:
+        # the seal is checked against the hub's key files, never the key stored in the DB row
+        from sessions.signing import hub_trusted_pems, verify_signature
+
+        trusted = await asyncio.to_thread(hub_trusted_pems, cfg.storage.data_dir, key)
+        seal_pem = next(
+            (p for p in trusted if verify_signature(p, sealed[2].encode("utf-8"), sealed[3])), None
+        )
+        if seal_pem is None:
+            raise SealNotTrusted(
+                f"NOT OK: the seal of session {sealed[0]['code']} for {cam_path} does not verify "
+                "against the hub's trusted keys; refusing to export"
             )
+    if sealed is not None and seal_pem is not None:
+        anchor = Anchor(sealed[1], sealed[2], sealed[3], sealed[0], seal_pem, "session")
+    else:
         last = segs[-1]
         links = [g for g in links if g.seq <= last.seq]
         payload = canonical_json(

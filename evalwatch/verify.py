@@ -3,10 +3,12 @@
 ``evalwatch verify --config FILE --camera site/room/camera [--from ISO --to ISO]`` prints
 ``OK ...`` (exit 0) or ``PROBLEM ...`` (exit 1) from :func:`storage.verify.verify_chain`; 2 on bad
 arguments.  ``--session ID`` checks every camera of a session against its seal
-(:mod:`sessions.verify`).  ``evalwatch verify FILE.zip [--key PEM ...]`` checks an evidence
-export (:func:`verify_zip`, :mod:`sessions.evidence_verify`): 0 intact, 1 problem, 2 unreadable /
-not an evidence zip / bad arguments.  It lives in the wiring layer because it
-uses both the storage and the sessions stage.
+(:mod:`sessions.verify`).  ``evalwatch verify FILE.zip --key PEM ...`` (or ``--trusted DIR``, or
+``--config FILE`` for the hub's own keys) checks an evidence export (:func:`verify_zip`,
+:mod:`sessions.evidence_verify`): 0 intact, 1 problem, 2 unreadable / not an evidence zip / bad
+arguments, 3 consistent but no trusted key given (never "intact" on the strength of the keys
+inside the zip).  It lives in the wiring layer because it uses both the storage and the sessions
+stage.
 """
 
 from __future__ import annotations
@@ -14,20 +16,58 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 
 from storage.common import CameraId, parse_time
 from storage.objects import ObjectStore, StorageError
 from storage.verify import verify_chain
 
+UNPINNED = 3
+"""Exit code of ``evalwatch verify FILE.zip`` when the zip is consistent but no trusted key was
+given: it is not called intact."""
+
+
+def _trusted_keys(args: argparse.Namespace) -> list[str] | int:
+    """The PEMs from ``--key``, ``--trusted`` and ``--config`` (the hub's own key and its rotated
+    keys); an exit code (2) after a message when one cannot be read."""
+    from sessions.signing import hub_trusted_pems, read_public_pems
+
+    pems: list[str] = []
+    for opt, paths in (("--key", args.key or []), ("--trusted", args.trusted or [])):
+        for kp in paths:
+            try:
+                pems.extend(read_public_pems(kp))
+            except ValueError as e:
+                print(f"evalwatch verify: {opt} {kp}: {e}", file=sys.stderr)
+                return 2
+    if args.config:
+        from config.loader import ConfigError, load_config
+        from sessions.signing import HubKeyError
+
+        try:
+            cfg = load_config(args.config)
+            hub = hub_trusted_pems(cfg.storage.data_dir)
+        except ConfigError as e:
+            print(f"evalwatch verify: config error:\n{e}", file=sys.stderr)
+            return 2
+        except (HubKeyError, ValueError) as e:
+            print(f"evalwatch verify: hub keys: {e}", file=sys.stderr)
+            return 2
+        if not hub:
+            print(f"evalwatch verify: --config {args.config}: the hub has no signing key", file=sys.stderr)
+            return 2
+        pems.extend(hub)
+    return pems
+
 
 def verify_zip(path: str, argv: list[str] | None = None) -> int:
-    """``evalwatch verify FILE.zip [--key PEM ...] [--no-progress]``: 0 intact, 1 problem,
-    2 unusable input.
+    """``evalwatch verify FILE.zip (--key PEM | --trusted PATH | --config FILE) ... [--no-progress]``:
+    0 intact, 1 problem, 2 unusable input, 3 (:data:`UNPINNED`) consistent but no trusted key.
 
-    Prints ``OK ...`` to stdout, or ``PROBLEM <kind>: <message>`` naming the first bad piece.
-    ``--key`` (repeatable) pins the expected public keys: the seal key and the export key must
-    each be one of them.
+    Prints ``OK ...`` to stdout, or ``PROBLEM <kind>: <message>`` naming the first bad piece, or
+    ``UNPINNED ...``.  The seal key and the export key must each be one of the trusted keys:
+    ``--key`` (repeatable) PEM files, ``--trusted`` (repeatable) a file of PEM blocks or a
+    directory of ``*.pem``, ``--config`` the hub's own key and its rotated keys
+    (``<data_dir>/keys/trusted/``).  The keys inside the zip are never trusted.
     """
     p = argparse.ArgumentParser(
         prog="evalwatch verify FILE.zip", description="verify an evidence export offline"
@@ -35,21 +75,23 @@ def verify_zip(path: str, argv: list[str] | None = None) -> int:
     p.add_argument(
         "--key",
         action="append",
-        help="expected hub public key (PEM file); repeat to pin the seal key and the export key "
-        "when they differ; default: the keys in the zip",
+        help="trusted hub public key (PEM file); repeat to pin the seal key and the export key "
+        "when they differ",
     )
+    p.add_argument(
+        "--trusted",
+        action="append",
+        help="trusted hub public keys: a file of PEM blocks or a directory of *.pem files",
+    )
+    p.add_argument("--config", help="evalwatch YAML config: trust the hub's own key and its rotated keys")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     try:
         args = p.parse_args(argv or [])
     except SystemExit as e:
         return 2 if e.code else 0
-    pems: list[str] = []
-    for kp in args.key or []:
-        try:
-            pems.append(Path(kp).read_text(encoding="ascii"))
-        except (OSError, UnicodeDecodeError) as e:
-            print(f"evalwatch verify: cannot read --key {kp}: {e}", file=sys.stderr)
-            return 2
+    pems = _trusted_keys(args)
+    if isinstance(pems, int):
+        return pems
     from sessions.evidence_verify import verify_evidence
 
     res = verify_evidence(path, pems or None, progress=False if args.no_progress else None)
@@ -57,7 +99,14 @@ def verify_zip(path: str, argv: list[str] | None = None) -> int:
         print(f"evalwatch verify: {res.message}", file=sys.stderr)
         return 2
     print(res)
-    return 0 if res.ok else 1
+    if res.ok and not res.pinned:
+        print(
+            "evalwatch verify: NOT verified as intact: no trusted key given (the keys inside the "
+            "zip prove nothing); pass --key hub.pem, --trusted DIR or --config FILE",
+            file=sys.stderr,
+        )
+        return UNPINNED
+    return 0 if res.intact else 1
 
 
 def _verify_session(config_path: str, ident: str) -> int:

@@ -96,9 +96,19 @@ def hub_key(cfg: EvalwatchConfig) -> Any:
         raise CliError(f"hub signing key: {e}", 1) from None
 
 
+def trusted_keys(cfg: EvalwatchConfig) -> list[str]:
+    """The hub's trusted public keys (its key file and rotated keys; never the DB)."""
+    from sessions.signing import HubKeyError, hub_trusted_pems
+
+    try:
+        return hub_trusted_pems(cfg.storage.data_dir)
+    except (HubKeyError, OSError, ValueError) as e:
+        raise CliError(f"hub signing keys: {e}", 1) from None
+
+
 def run_cli(prog: str, fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run ``fn`` mapping expected errors to a message and an exit code."""
-    from sessions.lifecycle import SessionError
+    from sessions.lifecycle import SealError, SessionError
     from storage.objects import StorageError
 
     try:
@@ -106,6 +116,9 @@ def run_cli(prog: str, fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
     except CliError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return e.code
+    except SealError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 1
     except SessionError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 2
@@ -226,7 +239,11 @@ async def _main(args: argparse.Namespace) -> int:
                 print(f"{i.id:>5}  {i.code:<20} {i.status:<9} {_fmt(i.planned_start, tz)}  {i.project}")
         elif args.cmd == "show":
             info = await lc.get_session(db, args.session)
-            problems = lc.verify_seal(info) if info.status == "closed" else []
+            problems = (
+                lc.verify_seal(info, await asyncio.to_thread(trusted_keys, cfg))
+                if info.status == "closed"
+                else []
+            )
             if args.json:
                 print(json.dumps({**info.to_dict(), "seal_problems": problems}, ensure_ascii=False, indent=2))
             else:

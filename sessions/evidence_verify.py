@@ -8,6 +8,11 @@ per camera the chain and its segments (``missing`` / ``altered`` / ``reordered``
 the manifest (``inserted``); the manifest signature; key ids the manifest or seal.json declare
 that differ from the key files (``altered``).  The command line is ``evalwatch verify FILE.zip``
 (:func:`evalwatch.verify.verify_zip`).
+
+The key files inside the zip only prove that the zip is consistent with *itself*: anybody can
+re-sign a forged zip with a key of their own.  Only a check against keys the verifier already
+trusts (``public_pem``: the hub's published key(s)) makes it evidence; without them the result
+is ``ok`` (consistent) but not ``intact``, and says UNPINNED.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ class EvidenceResult:
 
     ``key_id`` is the fingerprint of the key that signed the manifest (export key),
     ``seal_key_id`` that of the key that signed the chain heads; equal unless the hub key changed
-    between the seal and the export."""
+    between the seal and the export.  ``ok`` means internally consistent; ``pinned`` that both
+    keys were among the trusted keys given; only :attr:`intact` (both) means genuine evidence."""
 
     ok: bool
     problem: Problem | None = None
@@ -45,20 +51,29 @@ class EvidenceResult:
     links: int = 0
     segments: int = 0
     files: int = 0
+    pinned: bool = False
+
+    @property
+    def intact(self) -> bool:
+        return self.ok and self.pinned
 
     def __str__(self) -> str:
-        if self.ok:
-            keys = (
-                f"signed by key {self.key_id}"
-                if self.seal_key_id in (None, self.key_id)
-                else f"chain heads signed by key {self.seal_key_id} (seal key), manifest signed by "
-                f"key {self.key_id} (export key) — check both fingerprints"
-            )
+        if not self.ok:
+            return f"PROBLEM {self.problem}: {self.message}"
+        keys = (
+            f"signed by key {self.key_id}"
+            if self.seal_key_id in (None, self.key_id)
+            else f"chain heads signed by key {self.seal_key_id} (seal key), manifest signed by "
+            f"key {self.key_id} (export key)" + (" — check both fingerprints" if self.pinned else "")
+        )
+        counts = f"{self.cameras} cameras, {self.links} chain links, {self.segments} segments"
+        if not self.pinned:
             return (
-                f"OK evidence intact: {self.cameras} cameras, {self.links} chain links, {self.segments} "
-                f"segments, {self.files} files verified; {keys}"
+                f"UNPINNED evidence consistent but signer not verified: {counts}, {self.files} files, "
+                f"{keys} — a key carried in the zip, which anybody can make; verify against the hub's "
+                "published key (--key hub.pem, --trusted DIR or --config FILE) before relying on it"
             )
-        return f"PROBLEM {self.problem}: {self.message}"
+        return f"OK evidence intact: {counts}, {self.files} files verified; {keys}"
 
 
 class _Fail(Exception):
@@ -83,6 +98,7 @@ def verify_evidence(
         res.problem, res.path, res.message = f.kind, f.path, f.message
         return res
     res.ok = True
+    res.pinned = bool(pinned)
     return res
 
 

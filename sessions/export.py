@@ -2,7 +2,7 @@
 
 ``evalwatch export SESSION ...`` (:mod:`evalwatch.export`) writes a zip (layout in
 :mod:`sessions.evidence_format`);
-``evalwatch verify FILE.zip [--key PEM ...]`` checks it with no hub access
+``evalwatch verify FILE.zip --key PEM ...`` checks it with no hub access
 (:mod:`sessions.evidence_verify`).  :func:`write_evidence` is the one writer:
 :func:`export_session` and ``dashboard.evidence.export_camera_range`` only choose the heads,
 rows and events.
@@ -33,8 +33,8 @@ from sessions.evidence_format import (
     progress_bar,
     sha256_hex,
 )
-from sessions.lifecycle import SessionError, SessionInfo, get_session
-from sessions.signing import HubKey, key_id
+from sessions.lifecycle import SealError, SessionError, SessionInfo, get_session, seal_key, verify_seal
+from sessions.signing import HubKey, hub_trusted_pems, key_id
 from storage.chain import chain_key, link_bytes
 from storage.common import CameraId
 from storage.incident import ExportedEvent
@@ -44,14 +44,15 @@ from storage.objects import ObjectMissing
 README = """evalwatch evidence export
 ==========================
 
-Verify offline:  evalwatch verify THIS.zip [--key hub_public_key.pem ...]
+Verify offline:  evalwatch verify THIS.zip --key hub_public_key.pem [--key ...]
 
 manifest.json lists every file with its sha256 and size; manifest.sig signs manifest.json;
 seal.json holds the Ed25519-signed chain heads (one per camera); chain/ holds the hash-chain
 links up to each head; segments/ holds the video exactly as archived.
 public_key.pem signed the heads; export_public_key.pem, if present (the hub key changed after
-the seal), signed the manifest.  Compare the fingerprint of each with the ones your trading
-centre publishes, or pin them: --key once per key.
+the seal), signed the manifest.  These key files prove nothing by themselves (anybody can
+re-sign a zip): verify against the keys your trading centre publishes, --key once per key.
+Without a trusted key evalwatch verify says UNPINNED and exits 3.
 """
 
 
@@ -307,8 +308,10 @@ async def export_session(
 
     ``start``/``end`` narrow the session window; ``cameras`` (``site/room/camera``) narrow the
     cameras.  ``key`` is the hub's current key: it signs the manifest; the heads keep the
-    session's seal signatures, checked against the public key stored with the session (so the
-    export of a session sealed before a key change verifies, with both keys in the zip).
+    session's seal signatures, which must verify against one of the hub's trusted keys (key
+    files: :func:`sessions.signing.hub_trusted_pems`, never the public key stored in the DB) —
+    else :class:`SealError` and nothing is written.  A session sealed before a key change is
+    exported with both keys in the zip.
     Raises :class:`SessionError` for bad input (unknown session or camera, not closed, empty
     range) or a chain link / segment missing from object storage, and ``StorageError`` when a
     segment cannot be read.  ``progress``: ``None`` shows a tqdm bar on stderr when it is a
@@ -318,6 +321,14 @@ async def export_session(
     if info.status != "closed" or not info.heads:
         raise SessionError(
             f"session {info.code} is {info.status}; only a closed (sealed) session can be exported"
+        )
+    trusted = await asyncio.to_thread(hub_trusted_pems, cfg.storage.data_dir, key)
+    problems = verify_seal(info, trusted)
+    seal_pem = seal_key(info, trusted)
+    if problems or seal_pem is None:
+        raise SealError(
+            f"NOT OK: the seal of session {info.code} does not verify against the hub's trusted keys; "
+            f"refusing to export: {'; '.join(problems[:3])}"
         )
     s0, e0 = info.window()
     w_start = max(s0, start) if start else s0
@@ -371,7 +382,7 @@ async def export_session(
             objects=objects,
             cfg=cfg,
             key=key,
-            seal_public_pem=info.public_key_pem or key.public_pem(),
+            seal_public_pem=seal_pem,
             seal_ref={"session_id": info.id, "code": info.code},
             header={
                 "session": {

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,6 +60,10 @@ class SessionError(ValueError):
 
 class SessionNotFound(SessionError):
     """No session with that id or code."""
+
+
+class SealError(SessionError):
+    """The session's seal does not verify against the hub's trusted keys (tampered record)."""
 
 
 # ----------------------------------------------------------------------------------- spec
@@ -679,25 +683,53 @@ async def close_session(
 # ------------------------------------------------------------------------------ verification
 
 
-def verify_seal(info: SessionInfo, public_pem: str | None = None) -> list[str]:
+def seal_key(info: SessionInfo, trusted: str | Sequence[str]) -> str | None:
+    """The trusted public key PEM that sealed ``info``: the one among ``trusted`` (the hub's key
+    files, :func:`sessions.signing.hub_trusted_pems`) under which every head's signature verifies,
+    the one named by the row's ``key_id`` first.  ``None`` when no trusted key sealed it.  The
+    public key stored in the DB row is never used."""
+    cands = sorted(_pems(trusted), key=lambda pem: _kid(pem) != info.key_id)
+    for pem in cands:
+        if info.heads and all(
+            verify_signature(pem, h.payload.encode("utf-8"), h.signature) for h in info.heads
+        ):
+            return pem
+    return None
+
+
+def _pems(trusted: str | Sequence[str]) -> list[str]:
+    return [trusted] if isinstance(trusted, str) else list(trusted)
+
+
+def _kid(pem: str) -> str | None:
+    try:
+        return key_id(pem)
+    except ValueError:
+        return None
+
+
+def verify_seal(info: SessionInfo, trusted: str | Sequence[str]) -> list[str]:
     """Problems with the session's seal (empty list = every head verifies).
 
-    Checks, per head, the Ed25519 signature of its payload with ``public_pem`` (default: the key
-    recorded at close) and that the payload says what the DB row says (session, camera, seq,
-    hash).  A closed session with no heads, or an unclosed one, is a problem.
+    Checks, per head, the Ed25519 signature of its payload with a key in ``trusted`` — the
+    hub's current key and its rotated keys, read from files the hub owns
+    (:func:`sessions.signing.hub_trusted_pems`), never the public key stored in the DB — and that
+    the payload says what the DB row says (session, camera, seq, hash).  A closed session with
+    no heads, or an unclosed one, is a problem.
     """
     if info.status != "closed":
         return [f"session {info.code} is {info.status}, not sealed"]
-    pem = public_pem or info.public_key_pem
-    if not pem:
-        return [f"session {info.code} has no public key recorded"]
-    try:
-        kid = key_id(pem)
-    except ValueError as e:
-        return [f"public key: {e}"]
+    trusted = _pems(trusted)
+    if not trusted:
+        return [f"session {info.code}: no trusted hub key to check the seal with"]
+    pem = seal_key(info, trusted)
     problems: list[str] = []
-    if info.key_id and kid != info.key_id:
-        problems.append(f"session {info.code} was sealed by key {info.key_id[:16]}…, not {kid[:16]}…")
+    if pem is None:
+        problems.append(
+            f"session {info.code}: the seal does not verify with any trusted hub key "
+            f"(recorded key {str(info.key_id)[:16]}…)"
+        )
+        pem = next((p for p in trusted if _kid(p) == info.key_id), trusted[0])
     if not info.heads:
         problems.append(f"session {info.code} is closed but has no sealed heads")
     for h in info.heads:

@@ -21,6 +21,7 @@ The HTML is self-contained (snapshots inline as data URIs, template
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import html
 import io
@@ -37,7 +38,8 @@ from sqlalchemy.orm import Session
 
 from config.models import EvalwatchConfig
 from sessions.export import session_events
-from sessions.lifecycle import SessionInfo, get_session, verify_seal
+from sessions.lifecycle import SessionInfo, get_session, seal_key, verify_seal
+from sessions.signing import hub_trusted_pems
 from storage.chain import chain_key
 from storage.common import CameraId
 from storage.incident import ExportedEvent
@@ -124,6 +126,7 @@ class ReportData:
     coverage: list[Coverage]
     events: list[dict[str, Any]]
     seal_problems: list[str] = field(default_factory=list)
+    seal_public_pem: str | None = None  # the trusted key (key file) that sealed it
 
     def local(self, t: datetime | str | None) -> str:
         if t is None:
@@ -142,6 +145,7 @@ async def build_report(
     from storage.verify import verify_chain
 
     info = await get_session(db, ident)
+    trusted = await asyncio.to_thread(hub_trusted_pems, cfg.storage.data_dir)
     start, end = info.window(now)
 
     def q(s: Session) -> tuple[dict[str, list[tuple[datetime, datetime]]], list[dict[str, Any]]]:
@@ -226,7 +230,8 @@ async def build_report(
         rooms=rooms,
         coverage=covs,
         events=events,
-        seal_problems=verify_seal(info) if info.status == "closed" else [],
+        seal_problems=verify_seal(info, trusted) if info.status == "closed" else [],
+        seal_public_pem=seal_key(info, trusted) if info.status == "closed" else None,
     )
 
 
@@ -376,7 +381,7 @@ def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
         )
         story.append(P(verdict))
         story.append(P(f"{t['key_id']}: {s.key_id}", small))
-        for line in (s.public_key_pem or "").splitlines():
+        for line in (r.seal_public_pem or "").splitlines():
             story.append(P(line, small))
         for h in s.heads:
             story.append(P(f"{h.path}: {h.signature}", small))

@@ -12,6 +12,10 @@ Contract:
 * :meth:`HubKey.sign` returns the base64 signature of the given bytes; :func:`verify_signature`
   checks one against a PEM public key and returns ``False`` (never raises) on any mismatch or
   malformed input.
+* Trusted keys live outside the database: the hub's current key plus the public keys of its
+  previous (rotated) keys, one or more PEM files in ``<data_dir>/keys/trusted/``
+  (:func:`hub_trusted_pems`).  Seals and evidence are only ever checked against such a key, never
+  against a public key read from the database or from the zip being checked.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import binascii
 import hashlib
 import logging
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -31,6 +36,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 log = logging.getLogger("evalwatch.sessions.signing")
 
 KEY_FILE = "hub_ed25519.pem"
+TRUSTED_DIR = "trusted"
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN PUBLIC KEY-----[^-]+-----END PUBLIC KEY-----"
+)
 
 
 class HubKeyError(Exception):
@@ -137,3 +146,53 @@ class HubKey:
     def sign(self, data: bytes) -> str:
         """Base64 Ed25519 signature of ``data``."""
         return base64.b64encode(self._private.sign(data)).decode("ascii")
+
+
+def read_public_pems(path: str | Path) -> list[str]:
+    """Every Ed25519 public key PEM in ``path``: a file holding one or more PEM blocks, or a
+    directory of ``*.pem`` files.  ``ValueError`` naming the file when one holds no usable key."""
+    p = Path(path)
+    files = sorted(p.glob("*.pem")) if p.is_dir() else [p]
+    out: list[str] = []
+    for f in files:
+        try:
+            data = f.read_bytes()
+        except OSError as e:
+            raise ValueError(f"cannot read {f}: {e.strerror or e}") from None
+        blocks = _PEM_BLOCK.findall(data)
+        if not blocks:
+            raise ValueError(f"{f}: no PEM public key in it")
+        for b in blocks:
+            try:
+                load_public_key(b)
+            except ValueError as e:
+                raise ValueError(f"{f}: {e}") from None
+            out.append(b.decode("ascii") + "\n")
+    return out
+
+
+def hub_trusted_pems(data_dir: str | Path, key: HubKey | None = None) -> list[str]:
+    """The public keys the hub trusts for seals and exports: ``key`` (the hub's current key, if
+    given), the key file under ``<data_dir>/keys/`` when it exists (never created here) and the
+    rotated keys in ``<data_dir>/keys/trusted/*.pem``.  Read from files the hub owns, never from the DB."""
+    keys = Path(data_dir) / "keys"
+    out: list[str] = [key.public_pem()] if key is not None else []
+    if (keys / KEY_FILE).exists():
+        own = HubKey.load_or_create(data_dir).public_pem()
+        if own not in out:
+            out.append(own)
+    trusted = keys / TRUSTED_DIR
+    if trusted.is_dir():
+        out.extend(read_public_pems(trusted))
+    return out
+
+
+def pick_trusted(trusted: list[str], kid: str | None) -> str | None:
+    """The PEM among ``trusted`` whose fingerprint is ``kid`` (None when none is)."""
+    for pem in trusted:
+        try:
+            if key_id(pem) == kid:
+                return pem
+        except ValueError:
+            continue
+    return None

@@ -1,19 +1,22 @@
 """Verify a session's archive in object storage against its seal (``evalwatch verify --session``).
 
-For each camera of the session: the Ed25519 seal of its chain head verifies with the hub's public
-key; the camera's chain verifies from object storage over the session's time window (no missing,
-altered, reordered or inserted segment); and the chain link at the sealed ``head_seq`` still has
-the sealed ``head_hash`` — so footage deleted or rewritten after closing is caught even though the
+For each camera of the session: the Ed25519 seal of its chain head verifies with one of the hub's
+trusted keys (its key file and rotated keys, never the public key stored in the DB); the camera's
+chain verifies from object storage over the session's time window (no missing, altered,
+reordered or inserted segment); and the chain link at the sealed ``head_seq`` still has the
+sealed ``head_hash`` — so footage deleted or rewritten after closing is caught even though the
 chain has grown since.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 
 from config.models import EvalwatchConfig
 from sessions.lifecycle import SessionInfo, get_session, verify_seal
+from sessions.signing import hub_trusted_pems
 from storage.chain import chain_key
 from storage.db import Database
 from storage.objects import ObjectMissing, ObjectStore
@@ -42,7 +45,8 @@ async def verify_session_archive(cfg: EvalwatchConfig, ident: int | str) -> Sess
         db.dispose()
     verdict = SessionVerdict(session=info.code)
     if info.status == "closed":
-        for problem in verify_seal(info):
+        trusted = await asyncio.to_thread(hub_trusted_pems, cfg.storage.data_dir)
+        for problem in verify_seal(info, trusted):
             verdict.fail(f"seal: {problem}")
     else:
         verdict.lines.append(f"note: session {info.code} is {info.status}; no seal to check yet")

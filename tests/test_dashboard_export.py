@@ -85,6 +85,9 @@ async def test_exports_verify_after_hub_key_change(
         (Path(cfg.storage.data_dir) / "keys" / KEY_FILE).unlink()
         key_b = HubKey.load_or_create(cfg.storage.data_dir)
         assert key_b.key_id != key_a.key_id
+        # the retired key stays trusted through the hub's key directory (never through the DB)
+        (Path(cfg.storage.data_dir) / "keys" / "trusted").mkdir()
+        (Path(cfg.storage.data_dir) / "keys" / "trusted" / "a.pem").write_text(key_a.public_pem())
         pins = []
         for k, name in ((key_a, "a.pem"), (key_b, "b.pem")):
             (tmp_path / name).write_text(k.public_pem())

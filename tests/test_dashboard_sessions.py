@@ -24,6 +24,7 @@ from test_sessions_support import T0, archive, cfg_dict
 from config.models import EvalwatchConfig
 from dashboard.app import create_app
 from dashboard.services import Services
+from sessions.signing import HubKey
 from storage.models import AuditLog
 from testkit.dashboard import ROLE_USERS, make_database, password_of
 
@@ -156,9 +157,9 @@ async def test_me_tells_the_hub_timezone(seat_app: tuple[Any, Services]) -> None
 # ------------------------------------------------------------------------------- export
 
 
-def _verify_cli(path: Path) -> subprocess.CompletedProcess[str]:
+def _verify_cli(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "evalwatch", "verify", str(path), "--no-progress"],
+        [sys.executable, "-m", "evalwatch", "verify", str(path), "--no-progress", *extra],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -204,7 +205,9 @@ async def test_camera_range_export_verifies_offline(  # type: ignore[no-untyped-
             manifest = json.loads(z.read("manifest.json"))
             assert manifest["format"] == "evalwatch-evidence" and manifest["anchor"] == "export"
             assert manifest["cameras"][0]["segments"] == [2, 3] and manifest["exported_by"] == "aud"
-            done = _verify_cli(zpath)
+            hub_pem = tmp_path / "hub.pem"
+            hub_pem.write_text(HubKey.load_or_create(cfg.storage.data_dir).public_pem())
+            done = _verify_cli(zpath, "--key", str(hub_pem))
             assert done.returncode == 0, done.stdout + done.stderr
             assert "OK evidence intact: 1 cameras, 2 chain links, 2 segments" in done.stdout
             bad = _verify_cli(_tampered(zpath, tmp_path / "bad.zip", "/"))
@@ -239,7 +242,7 @@ async def test_camera_range_export_verifies_offline(  # type: ignore[no-untyped-
             zpath2.write_bytes(r.content)
             manifest = json.loads(zipfile.ZipFile(zpath2).read("manifest.json"))
             assert manifest["anchor"] == "session" and manifest["session"]["id"] == sid
-            done = _verify_cli(zpath2)
+            done = _verify_cli(zpath2, "--key", str(hub_pem))
             assert done.returncode == 0, done.stdout + done.stderr
             r = await aud.get(f"/api/sessions/{sid}/report", params={"format": "html", "lang": "zh"})
             assert r.status_code == 200 and "ZB-EXP-1" in r.text, r.text[:300]

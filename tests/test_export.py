@@ -118,18 +118,17 @@ async def test_round_trip_verifies(sealed: Sealed, capsys: pytest.CaptureFixture
     assert events[0]["rule"] == "phone" and events[0]["resolved_by"] == "sup"
     assert events[0]["snapshot"] in names
     assert manifest["exported_by"] == "aud"
-    assert verify_zip(str(path), ["--no-progress"]) == 0
-    assert capsys.readouterr().out.startswith("OK evidence intact")
-    # the evalwatch verify entry point hands .zip files to verify_zip
-    from evalwatch.verify import cli as verify_cli
-
-    assert verify_cli([str(path)]) == 0
-    # pinning the right key passes, another key fails
     good = sealed.tmp / "good.pem"
     good.write_text(sealed.key.public_pem())
     other = sealed.tmp / "other.pem"
     other.write_text(HubKey.generate().public_pem())
     assert verify_zip(str(path), ["--key", str(good), "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith("OK evidence intact")
+    # the evalwatch verify entry point hands .zip files to verify_zip
+    from evalwatch.verify import cli as verify_cli
+
+    assert verify_cli([str(path), "--key", str(good)]) == 0
+    # pinning the right key passes, another key fails
     assert verify_zip(str(path), ["--key", str(other), "--no-progress"]) == 1
     assert "not by the pinned key" in capsys.readouterr().out
 
@@ -230,7 +229,7 @@ async def test_export_cli(sealed: Sealed, capsys: pytest.CaptureFixture[str]) ->
     cfg = str(sealed.cfg_path)
     assert await asyncio.to_thread(export_cmd.cli, [sealed.code, "--config", cfg, "-o", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
-    assert verify_zip(str(out), ["--no-progress"]) == 0
+    assert verify_zip(str(out), ["--config", cfg, "--no-progress"]) == 0
     capsys.readouterr()
     bad = [
         (["nope", "--config", cfg, "-o", str(out)], "no session 'nope'"),
@@ -337,3 +336,73 @@ async def test_same_key_export_has_one_public_key(sealed: Sealed) -> None:
     res = ev.verify_evidence(path)
     assert res.ok and res.seal_key_id == res.key_id == sealed.key.key_id
     assert f"signed by key {sealed.key.key_id}" in str(res)
+
+
+def _forge_all(forger: HubKey) -> Callable[[dict[str, bytes]], None]:
+    """Rewrite a zip as a forger would: drop a segment, re-sign heads and manifest with their
+    own key and put that key in ``public_key.pem``."""
+
+    def forge(f: dict[str, bytes]) -> None:
+        seal = json.loads(f["seal.json"])
+        for h in seal["heads"]:
+            h["signature"] = forger.sign(h["payload"].encode("utf-8"))
+        seal["key_id"] = forger.key_id
+        f["seal.json"] = json.dumps(seal).encode()
+        f["public_key.pem"] = forger.public_pem().encode()
+        ev_ = json.loads(f["events.json"])
+        ev_[0]["resolved_by"] = "mallory"
+        f["events.json"] = json.dumps(ev_).encode()
+        m = json.loads(f["manifest.json"])
+        for entry in m["files"]:
+            entry["sha256"] = sha256_hex(f[entry["path"]])
+            entry["size"] = len(f[entry["path"]])
+        m["key_id"] = m["seal_key_id"] = forger.key_id
+        f["manifest.json"] = json.dumps(m).encode()
+        f["manifest.sig"] = forger.sign(f["manifest.json"]).encode()
+
+    return forge
+
+
+@pytest.mark.security
+async def test_verify_without_a_trusted_key_never_says_intact(
+    sealed: Sealed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Finding 1: a zip re-signed by any key used to print "OK evidence intact" (exit 0) when no
+    --key was given, because the key inside the zip was trusted."""
+    path = await _export(sealed, "pin.zip")
+    forged = _rewrite(path, sealed.tmp / "forged_all.zip", _forge_all(HubKey.generate()))
+    assert ev.verify_evidence(forged).ok  # consistent with itself: that proves nothing
+    assert not ev.verify_evidence(forged).intact
+    for zpath in (forged, path):  # without a trusted key: refused, forged or genuine
+        capsys.readouterr()
+        assert verify_zip(str(zpath), ["--no-progress"]) == 3
+        cap = capsys.readouterr()
+        assert "intact" not in cap.out.lower() and cap.out.startswith("UNPINNED")
+        assert "signer not verified" in cap.out and "no trusted key" in cap.err
+    # the hub's key, as --key, --trusted (file or directory) or --config
+    hub_pem = sealed.tmp / "hub.pem"
+    hub_pem.write_text(sealed.key.public_pem())
+    tdir = sealed.tmp / "trusted"
+    tdir.mkdir()
+    (tdir / "old.pem").write_text(HubKey.generate().public_pem() + sealed.key.public_pem())
+    for argv in (["--key", str(hub_pem)], ["--trusted", str(tdir)], ["--trusted", str(tdir / "old.pem")],
+                 ["--config", str(sealed.cfg_path)]):
+        assert verify_zip(str(path), [*argv, "--no-progress"]) == 0, argv
+        assert capsys.readouterr().out.startswith("OK evidence intact")
+        assert verify_zip(str(forged), [*argv, "--no-progress"]) == 1, argv
+        out = capsys.readouterr().out
+        assert out.startswith("PROBLEM key") and "intact" not in out
+    # a rotated key the hub keeps in <data_dir>/keys/trusted/ is trusted with --config
+    old = HubKey.generate()
+    rotated = await ex.export_session(
+        sealed.db, sealed.objects, sealed.cfg, old, sealed.code, sealed.tmp / "old.zip", progress=False
+    )
+    assert verify_zip(str(rotated.path), ["--config", str(sealed.cfg_path), "--no-progress"]) == 1
+    kt = Path(sealed.cfg.storage.data_dir) / "keys" / "trusted"
+    kt.mkdir()
+    (kt / "2025.pem").write_text(old.public_pem())
+    capsys.readouterr()
+    assert verify_zip(str(rotated.path), ["--config", str(sealed.cfg_path), "--no-progress"]) == 0
+    # an unreadable trusted key is a usage error, not a pass
+    assert verify_zip(str(path), ["--key", str(sealed.tmp / "nope.pem"), "--no-progress"]) == 2
+    assert "cannot read" in capsys.readouterr().err

@@ -217,7 +217,13 @@ async def export_evidence(
     """The range's evidence zip in the ``sessions.export`` format (chain links up to a signed
     head, segments as archived, events + snapshots, signed manifest): ``evalwatch verify FILE.zip``
     checks it offline.  At most 30 minutes.  Audit ``export``."""
-    from dashboard.evidence import EvidenceError, NoFootage, export_camera_range, remove_export
+    from dashboard.evidence import (
+        EvidenceError,
+        NoFootage,
+        SealNotTrusted,
+        export_camera_range,
+        remove_export,
+    )
 
     start, end = _check_range(st, site, room, camera, start, end, MAX_EXPORT)
     if st.services.objects is None:
@@ -226,6 +232,8 @@ async def export_evidence(
         r = await export_camera_range(st, site, room, camera, start, end, me.username)
     except NoFootage as e:
         raise ApiError(422, "err.no_footage", str(e)) from None
+    except SealNotTrusted as e:
+        raise ApiError(409, "err.invalid_input", str(e)) from None
     except EvidenceError as e:
         raise ApiError(502, "err.storage_unavailable", str(e)) from None
     except OSError as e:

@@ -150,13 +150,17 @@ async def seal(
     st: State,
     session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*READERS))]
 ) -> SealCheck:
-    """Whether the seal verifies with the hub's current public key: ``{ok, problems, key_id}``."""
+    """Whether the seal verifies with the hub's key or one of its rotated trusted keys (key
+    files, never the DB): ``{ok, problems, key_id}``."""
     try:
         info = await lc.get_session(st.db, session_id)
     except lc.SessionError as e:
         raise _err(e) from None
     key = await _key(request)
-    problems = lc.verify_seal(info, key.public_pem())
+    from sessions.signing import hub_trusted_pems
+
+    trusted = await asyncio.to_thread(hub_trusted_pems, get_state(request).cfg.storage.data_dir, key)
+    problems = lc.verify_seal(info, trusted)
     return SealCheck(ok=not problems, problems=problems, key_id=key.key_id)
 
 
