@@ -1,6 +1,6 @@
 """``evalwatch analyze VIDEO --room ROOM.yaml [--json] [--snapshots DIR]``: offline analysis.
 
-Runs exactly the live analysis core (:func:`analysis.pipeline.analyze_frames`) over a video file
+Runs exactly the live analysis core (:func:`analysis.core.analyze_frames`) over a video file
 with the seats of a room file and prints the incidents: with ``--json`` one JSON object per
 line (``rule``, ``kind`` for camera_tamper only, ``seat`` or null, ``start_s``, ``end_s``,
 ``confidence``; plus ``snapshot`` when ``--snapshots`` is given), otherwise a table.  Times are
@@ -18,9 +18,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from analysis.core import CoreStats, DetectorLike, analyze_frames
 from analysis.events import Event
-from analysis.pipeline import CoreStats, DetectorLike, VideoError, analyze_frames, iter_video_frames
 from analysis.rules import SessionView
+from analysis.video import VideoError, iter_video_frames
 from config import ConfigError, DetectionConfig, RoomConfig, RulesConfig, load_config, load_room
 
 PROG = "evalwatch analyze"
@@ -45,7 +46,7 @@ def analyze_video(
 ) -> list[Event]:
     """Analyse ``video`` as camera ``camera`` of ``room`` → incidents (times from video start).
 
-    Raises :class:`analysis.pipeline.VideoError` for an unreadable or corrupt file.  With
+    Raises :class:`analysis.video.VideoError` for an unreadable or corrupt file.  With
     ``snapshots_dir`` each event's JPEG is written there and its path put in ``snapshot_key``.
     """
     dcfg = detection_cfg or DetectionConfig()

@@ -139,7 +139,7 @@ def _tags(v: Any) -> list[str]:
 def run_set(paths: list[Path], dcfg: DetectionConfig, rcfg: RulesConfig, detector: Any,
             slack: float, log: bool) -> dict[str, Any]:
     """Analyse ``paths`` with one set-up; per-rule and per-variation counts and detector cost."""
-    from analysis.pipeline import CoreStats
+    from analysis.core import CoreStats
 
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     by_var: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))

@@ -100,5 +100,5 @@ class Services:
     segments: Any | None = None
     bus: Any | None = None
     recorder: Any | None = None
-    pipeline: Any | None = None  # analysis.pipeline.AnalysisPipeline (for /metrics)
+    pipeline: Any | None = None  # analysis.live.AnalysisPipeline (for /metrics)
     extra_routers: list[APIRouter] = field(default_factory=list)

@@ -1,6 +1,6 @@
 """Edge analysis on the room PC: ``evalwatch agent`` with the site's ``analysis: agent``.
 
-:class:`EdgeAnalyser` runs the same :class:`analysis.pipeline.AnalysisCore` as the hub on the
+:class:`EdgeAnalyser` runs the same :class:`analysis.core.AnalysisCore` as the hub on the
 frames the agent has already decoded (``capture.agent.CameraPipe._on_frame`` offers each one; no
 second decode), in one worker thread: only the newest frame per camera waits, and it is analysed
 when it is due at ``detection.analysis_fps``.  The rules are armed by the running session as the
@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from analysis.core import AnalysisCore, DetectorLike
 from analysis.events import EventUpdate
-from analysis.pipeline import AnalysisCore, DetectorLike
 from analysis.rules import SessionView
 from config.models import EvalwatchConfig, RoomConfig
 

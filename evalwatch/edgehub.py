@@ -10,7 +10,7 @@ the site agents do (``evalwatch.edge``) and post their incident updates to
 * **incidents** — turns each agent update into an :class:`analysis.events.Event` with
   ``origin="agent"`` and stores it through the same :class:`analysis.store.EventStore` as the
   hub's own (row, snapshot in S3, bus → WebSocket), upserting by the agent's ``uid``/``seq``;
-* **trust, then verify** — it is the sink of a second :class:`analysis.pipeline.AnalysisPipeline`
+* **trust, then verify** — it is the sink of a second :class:`analysis.live.AnalysisPipeline`
   over the edge cameras, at the site's ``analysis_check_fps`` (round robin, newest frame, lowered
   further when the CPU is short).  An ``extra_person`` or ``phone`` incident this check opens that
   the agent has not reported within ``analysis_mismatch_seconds`` raises ``analysis_mismatch``
@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from analysis.events import Event, EventUpdate
-from analysis.pipeline import SessionSource, session_view
+from analysis.live import SessionSource, session_view
 from analysis.store import EventStore
 from capture.incidents import IncidentStored, IncidentUpdateIn
 from config.models import EvalwatchConfig

@@ -31,7 +31,7 @@ from config import ConfigError, EvalwatchConfig, load_config
 from evalwatch.logs import setup_logging
 
 if TYPE_CHECKING:
-    from analysis.pipeline import ActiveSessionLike, SessionSource
+    from analysis.live import ActiveSessionLike, SessionSource
     from dashboard.services import Services
     from storage.db import Database
 
@@ -76,7 +76,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     """Start every hub service for ``cfg``; stop them all on exit."""
     from analysis.bus import EventBus
     from analysis.detector import load_detector
-    from analysis.pipeline import AnalysisPipeline
+    from analysis.live import AnalysisPipeline
     from analysis.store import EventStore
     from capture.ingest import make_router
     from capture.recorder import Recorder

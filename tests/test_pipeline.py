@@ -12,16 +12,10 @@ import numpy as np
 import pytest
 
 from analysis.bus import EventBus
+from analysis.core import AnalysisCore, analyze_frames, seat_crop_rects, split_detector
 from analysis.detector import Box
 from analysis.events import EventUpdate
-from analysis.pipeline import (
-    AnalysisCore,
-    AnalysisPipeline,
-    analyze_frames,
-    camera_key,
-    seat_crop_rects,
-    split_detector,
-)
+from analysis.live import AnalysisPipeline, camera_key
 from config.models import DetectionConfig, RoomConfig, RulesConfig
 
 
@@ -311,7 +305,7 @@ class CostlyDetector(ScriptedDetector):
 async def test_live_scheduler_bounds_rounds_and_serves_every_camera():
     """More cameras than the detector can serve at analysis_fps: rounds stay within the budget,
     every camera is analysed in turn, and what is analysed is each camera's newest frame."""
-    from analysis import pipeline as P
+    from analysis import live as P
 
     n = 12
     det = CostlyDetector(0.02)
@@ -351,8 +345,8 @@ async def test_live_scheduler_bounds_rounds_and_serves_every_camera():
 def test_crop_people_are_added_only_when_not_already_seen() -> None:
     """Persons found on seat crops join the frame's persons unless they are a whole-frame
     person (or the same person on an overlapping crop)."""
+    from analysis.core import merge_crop_people
     from analysis.detector import Box
-    from analysis.pipeline import merge_crop_people
 
     seated = Box("person", 0.9, 0.20, 0.30, 0.40, 0.70)
     same = Box("person", 0.6, 0.21, 0.32, 0.41, 0.69)        # the seated one again
@@ -363,8 +357,8 @@ def test_crop_people_are_added_only_when_not_already_seen() -> None:
 
 
 def test_split_detector_crop_part_reports_people_when_asked() -> None:
+    from analysis.core import split_detector
     from analysis.detector import load_detector
-    from analysis.pipeline import split_detector
 
     det = load_detector()
     assert split_detector(det).crop.labels == {"cell phone"}  # type: ignore[union-attr]

@@ -15,7 +15,7 @@ from test_sessions_support import cfg_dict, spec_dict
 
 from analysis.detector import Box
 from analysis.events import EventUpdate
-from analysis.pipeline import AnalysisPipeline, session_view
+from analysis.live import AnalysisPipeline, session_view
 from analysis.rules import CameraRules, SessionView
 from analysis.store import EventStore
 from config.models import EvalwatchConfig, RulesConfig, SeatConfig

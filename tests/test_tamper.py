@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from analysis.pipeline import iter_video_frames
 from analysis.rules import CameraRules
 from analysis.tamper import TamperDetector
+from analysis.video import iter_video_frames
 from config.models import RulesConfig
 
 SAMPLES = Path(os.environ.get("EVALWATCH_SAMPLES", Path(__file__).resolve().parents[1] / "sample_videos"))
