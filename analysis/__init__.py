@@ -1,4 +1,4 @@
-"""evalwatch analysis: object detection (:mod:`analysis.detector`), rules and the frame pipeline.
+"""evalwatch analysis: object detection (:mod:`analysis.detectors`), rules and the frame pipeline.
 
 Kept import-free so that ``import analysis.x`` stays cheap; import submodules directly.
 """

@@ -132,7 +132,7 @@ def run(argv: Sequence[str]) -> list[Event]:
     video = Path(args.video)
     if not video.is_file():
         raise CliError(f"{video}: no such file")
-    from analysis.detector import load_detector
+    from analysis.detectors import load_detector
 
     try:
         detector = load_detector(dcfg.backend, dcfg.model_path, person_threshold=dcfg.person_threshold,

@@ -64,7 +64,7 @@ PERSON = "person"
 
 
 class DetectorLike(Protocol):
-    """``analysis.detector.Detector``: BGR uint8 frames → boxes per frame (normalised)."""
+    """``analysis.detectors.Detector``: BGR uint8 frames → boxes per frame (normalised)."""
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[list[Any]]: ...
 
@@ -86,7 +86,7 @@ def split_detector(detector: DetectorLike, crop_person_threshold: float | None =
 
     A phone is a few dozen pixels in a 640x480 room view; the phone model finds it far more
     reliably on a seat crop scaled up to its input size.  People are large and are found on
-    the whole frame.  A detector exposing ``sources`` (:class:`analysis.detector.OnnxDetector`)
+    the whole frame.  A detector exposing ``sources`` (:class:`analysis.detectors.OnnxDetector`)
     is split by label, sharing its model sessions: whole frames run every model except the
     phone-only ones, crops run only the models trusted for phones.  Any other detector (YOLO,
     test doubles) is used as is on whole frames, without seat crops.
@@ -98,7 +98,7 @@ def split_detector(detector: DetectorLike, crop_person_threshold: float | None =
     sources = getattr(detector, "sources", None)
     if not sources:
         return DetectorSplit(detector, None)
-    from analysis.detector import OnnxDetector, Source
+    from analysis.detectors import OnnxDetector, Source
 
     frame_src = [Source(s.model, {k: v for k, v in s.thresholds.items() if k != PHONE}) for s in sources]
     phone_src = [Source(s.model, {PHONE: s.thresholds[PHONE]}) for s in sources if PHONE in s.thresholds]
@@ -131,7 +131,7 @@ def _crop(frame: np.ndarray, r: Rect) -> np.ndarray:
 
 
 def _from_crop(box: Any, r: Rect) -> Any:
-    from analysis.detector import Box
+    from analysis.detectors import Box
 
     cw, ch = r[2] - r[0], r[3] - r[1]
     return Box(box.label, box.score, r[0] + box.x1 * cw, r[1] + box.y1 * ch,

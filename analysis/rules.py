@@ -60,7 +60,7 @@ PHONE_REACH = 0.35
 
 
 class BoxLike(Protocol):
-    """What the rules need of a detector box (``analysis.detector.Box``), normalised 0..1;
+    """What the rules need of a detector box (``analysis.detectors.Box``), normalised 0..1;
     read-only, so frozen boxes satisfy it."""
 
     @property

@@ -114,7 +114,7 @@ def bench_args(doc: str, argv: list[str] | None) -> argparse.Namespace:
 
 def default_detector(dcfg: DetectionConfig) -> Any:
     """The detector the hub builds from ``dcfg`` (the default ONNX models)."""
-    from analysis.detector import load_detector
+    from analysis.detectors import load_detector
 
     return load_detector(dcfg.backend, dcfg.model_path, person_threshold=dcfg.person_threshold,
                          phone_threshold=dcfg.phone_threshold, threads=dcfg.threads)

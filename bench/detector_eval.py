@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analysis.detector import (  # noqa: E402
+from analysis.detectors import (  # noqa: E402
     COCO_MODEL,
     DEFAULT_MODEL_DIR,
     NANODET_MODEL,

@@ -174,7 +174,7 @@ class EdgeAnalyser:
 
 def make_analyser(cfg: EvalwatchConfig, site: str, rooms: list[RoomConfig]) -> EdgeAnalyser:
     """The agent's analyser with the configured detector (``capture.agent.AnalyserFactory``)."""
-    from analysis.detector import load_detector
+    from analysis.detectors import load_detector
 
     d = cfg.detection
     detector = load_detector(d.backend, d.model_path, person_threshold=d.person_threshold,

@@ -75,7 +75,7 @@ def sync_inventory(db: Database, cfg: EvalwatchConfig) -> None:
 async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     """Start every hub service for ``cfg``; stop them all on exit."""
     from analysis.bus import EventBus
-    from analysis.detector import load_detector
+    from analysis.detectors import load_detector
     from analysis.live import AnalysisPipeline
     from analysis.store import EventStore
     from capture.ingest import make_router

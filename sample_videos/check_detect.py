@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("clips", nargs="*")
     ap.add_argument("--step", type=int, default=5, help="analyse every Nth frame")
     args = ap.parse_args(argv)
-    from analysis.detector import load_detector  # the project's detector
+    from analysis.detectors import load_detector  # the project's detector
 
     det = load_detector()
     for spec in CLIPS:

@@ -1,4 +1,4 @@
-"""Tests of analysis.detector on real photographs (tests/data, see IMAGES.md).
+"""Tests of analysis.detectors on real photographs (tests/data, see IMAGES.md).
 
 The default ONNX detector must find the people a person sees in the photos, at
 the right places. The ``ultralytics`` tests need the optional extra (torch) and
@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from analysis.detector import (
+from analysis.detectors import (
     COCO80,
     Box,
     Detector,
@@ -169,7 +169,7 @@ def test_thresholds_select_and_filter(zidane: np.ndarray) -> None:
 
 
 def test_labels_restrict_models(zidane: np.ndarray) -> None:
-    from analysis.detector import CenterNetCocoModel, NanoDetCocoModel
+    from analysis.detectors import CenterNetCocoModel, NanoDetCocoModel
 
     phones = load_detector(labels=["cell phone"], phone_threshold=0.35)
     assert isinstance(phones, OnnxDetector) and phones.labels == {"cell phone"}
@@ -208,7 +208,7 @@ def test_factory_errors() -> None:
 
 
 def test_explicit_sources_reject_unknown_labels() -> None:
-    from analysis.detector import DEFAULT_MODEL_DIR, SsdPersonModel
+    from analysis.detectors import DEFAULT_MODEL_DIR, SsdPersonModel
 
     ssd = SsdPersonModel(DEFAULT_MODEL_DIR / "ssdlite_person.onnx")
     with pytest.raises(ValueError, match="cannot report"):
@@ -231,7 +231,7 @@ needs_ultralytics = pytest.mark.skipif(
 def test_ultralytics_missing_extra_is_clear(tmp_path: Path) -> None:
     if HAVE_ULTRALYTICS:
         pytest.skip("ultralytics is installed here")
-    from analysis.detector import UltralyticsNotInstalledError
+    from analysis.detectors import UltralyticsNotInstalledError
 
     with pytest.raises(UltralyticsNotInstalledError, match=r"\[ultralytics\]"):
         load_detector("ultralytics", "yolo11n.yaml")
@@ -292,7 +292,7 @@ def _match(a: list[Box], b: list[Box], tol: float) -> float:
 def test_ultralytics_and_plain_onnx_decoder_agree(
     random_yolo: tuple[Path, Path], zidane: np.ndarray, bus: np.ndarray
 ) -> None:
-    from analysis.detector import UltralyticsDetector
+    from analysis.detectors import UltralyticsDetector
 
     pt, onnx_path = random_yolo
     thr = {name: 0.12 for name in COCO80}

@@ -31,7 +31,7 @@ import pytest
 import websockets
 import yaml
 
-from analysis.detector import Box
+from analysis.detectors import Box
 from capture.agent import Agent
 from config import load_config
 from evalwatch.edge import EdgeAnalyser

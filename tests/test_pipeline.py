@@ -13,7 +13,7 @@ import pytest
 
 from analysis.bus import EventBus
 from analysis.core import AnalysisCore, analyze_frames, seat_crop_rects, split_detector
-from analysis.detector import Box
+from analysis.detectors import Box
 from analysis.events import EventUpdate
 from analysis.live import AnalysisPipeline, camera_key
 from config.models import DetectionConfig, RoomConfig, RulesConfig
@@ -238,7 +238,7 @@ def _two_seat_room() -> RoomConfig:
 
 
 def test_split_detector_sends_phone_models_to_seat_crops_and_maps_boxes_back():
-    from analysis.detector import OnnxDetector, Source
+    from analysis.detectors import OnnxDetector, Source
 
     pm, om = _PersonModel(), _SmallObjectModel()
     det = OnnxDetector([Source(pm, {"person": 0.4}), Source(om, {"cell phone": 0.3})])
@@ -346,7 +346,7 @@ def test_crop_people_are_added_only_when_not_already_seen() -> None:
     """Persons found on seat crops join the frame's persons unless they are a whole-frame
     person (or the same person on an overlapping crop)."""
     from analysis.core import merge_crop_people
-    from analysis.detector import Box
+    from analysis.detectors import Box
 
     seated = Box("person", 0.9, 0.20, 0.30, 0.40, 0.70)
     same = Box("person", 0.6, 0.21, 0.32, 0.41, 0.69)        # the seated one again
@@ -358,7 +358,7 @@ def test_crop_people_are_added_only_when_not_already_seen() -> None:
 
 def test_split_detector_crop_part_reports_people_when_asked() -> None:
     from analysis.core import split_detector
-    from analysis.detector import load_detector
+    from analysis.detectors import load_detector
 
     det = load_detector()
     assert split_detector(det).crop.labels == {"cell phone"}  # type: ignore[union-attr]

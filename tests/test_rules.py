@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.detector import Box
+from analysis.detectors import Box
 from analysis.rules import (
     CameraRules,
     Debouncer,

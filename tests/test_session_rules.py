@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from test_sessions_support import cfg_dict, spec_dict
 
-from analysis.detector import Box
+from analysis.detectors import Box
 from analysis.events import EventUpdate
 from analysis.live import AnalysisPipeline, session_view
 from analysis.rules import CameraRules, SessionView

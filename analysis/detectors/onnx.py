@@ -1,0 +1,162 @@
+"""The default detector: several ONNX models behind one :class:`~analysis.detectors.base.Detector`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from analysis.detectors.base import (
+    COCO_MODEL,
+    DEFAULT_MODEL_DIR,
+    DEFAULT_NMS_IOU,
+    DEFAULT_THRESHOLDS,
+    NANODET_MODEL,
+    PERSON,
+    PERSON_MODEL,
+    SSD_PERSON_MIN,
+    Box,
+    _check_thresholds,
+    _Model,
+    nms,
+    validate_frames,
+)
+from analysis.detectors.centernet import CenterNetCocoModel
+from analysis.detectors.nanodet import NanoDetCocoModel
+from analysis.detectors.ssdlite import SsdPersonModel
+
+# ----------------------------------------------------------------------------- detectors
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One model inside an :class:`OnnxDetector` and the labels it is trusted for.
+
+    ``thresholds`` maps label -> minimum score *for this model* (model scores
+    are not calibrated against each other, so the same label may need a
+    different floor per model).
+    """
+
+    model: _Model
+    thresholds: Mapping[str, float]
+
+
+def _overlaps(a: Box, b: Box, iou: float, cover: float) -> bool:
+    """Same object seen by two models: IoU above ``iou`` or one box mostly inside the other."""
+    if a.iou(b) > iou:
+        return True
+    ix = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    iy = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    small = min(a.area, b.area)
+    return small > 0 and ix * iy / small > cover
+
+
+class OnnxDetector:
+    """The default detector: one or more ONNX models behind one :class:`Detector`.
+
+    Each :class:`Source` reports the labels it has a threshold for. Within a
+    source, boxes go through per-label NMS (``nms_iou``). Sources are then
+    merged in order: a box from a later source is dropped when it overlaps a
+    kept box of the same label (IoU > ``merge_iou`` or > ``merge_cover`` of the
+    smaller box inside the larger), so two models never double-count one person.
+
+    With ``sources=None`` it loads the committed models from ``model_dir``
+    (default ``analysis/models``), chosen by measurement on the sample clips
+    and photos (see PROVENANCE.md):
+
+    1. CenterNet: ``person`` at ``thresholds["person"]`` - the best model for
+       half-visible people seated behind desks under a high camera;
+    2. SSDLite: ``person`` at max(person threshold, ``ssd_person_min``) - adds
+       the large/full-body people CenterNet scores low (close-ups, people
+       standing at a desk), never a second box for the same person;
+    3. NanoDet: every other label in ``thresholds`` (``"cell phone"`` by
+       default) - clearly the better phone model, above all on seat crops.
+
+    ``thresholds`` (label -> min score) also selects which labels are reported,
+    and only the models needed for them are loaded: ``{"cell phone": 0.35}``
+    gives a phone-only detector for seat crops.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Source] | None = None,
+        *,
+        thresholds: Mapping[str, float] | None = None,
+        nms_iou: float = DEFAULT_NMS_IOU,
+        merge_iou: float = 0.3,
+        merge_cover: float = 0.6,
+        threads: int = 1,
+        model_dir: str | os.PathLike[str] | None = None,
+        ssd_person_min: float | None = SSD_PERSON_MIN,
+    ) -> None:
+        if not 0.0 < nms_iou <= 1.0:
+            raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
+        self.nms_iou = float(nms_iou)
+        self.merge_iou = float(merge_iou)
+        self.merge_cover = float(merge_cover)
+        if sources is None:
+            thr = _check_thresholds(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
+            d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+            sources = []
+            if PERSON in thr:
+                sources.append(
+                    Source(CenterNetCocoModel(d / COCO_MODEL, threads=threads), {PERSON: thr[PERSON]})
+                )
+                if ssd_person_min is not None:
+                    ssd = SsdPersonModel(d / PERSON_MODEL, threads=threads)
+                    sources.append(Source(ssd, {PERSON: max(thr[PERSON], float(ssd_person_min))}))
+            other = {k: v for k, v in thr.items() if k != PERSON}
+            if other:
+                sources.append(Source(NanoDetCocoModel(d / NANODET_MODEL, threads=threads), other))
+        elif thresholds is not None:
+            raise ValueError("pass thresholds inside each Source when giving explicit sources")
+        self._sources: list[Source] = []
+        for src in sources:
+            st = _check_thresholds(src.thresholds)
+            unknown = set(st) - src.model.labels
+            if unknown:
+                raise ValueError(f"{type(src.model).__name__} cannot report {sorted(unknown)}")
+            if st:
+                self._sources.append(Source(src.model, st))
+        self.thresholds: dict[str, float] = {}
+        for src in self._sources:
+            for k, v in src.thresholds.items():
+                self.thresholds[k] = min(v, self.thresholds.get(k, 1.0))
+
+    @property
+    def labels(self) -> frozenset[str]:
+        """Labels this detector can report."""
+        return frozenset(self.thresholds)
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return tuple(self._sources)
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Box]]:
+        items = validate_frames(frames)
+        if not items:
+            return []
+        merged: list[list[Box]] = [[] for _ in items]
+        for src in self._sources:
+            thr = src.thresholds
+            found_all = src.model.raw(items, min(thr.values()))
+            for kept, found in zip(merged, found_all, strict=True):
+                mine = [b for b in found if b.score >= thr.get(b.label, 2.0)]
+                if not getattr(src.model, "applies_nms", False):
+                    mine = nms(mine, self.nms_iou)
+                fresh = [
+                    b
+                    for b in mine
+                    if not any(
+                        k.label == b.label and _overlaps(k, b, self.merge_iou, self.merge_cover) for k in kept
+                    )
+                ]
+                kept.extend(fresh)
+        for boxes in merged:
+            boxes.sort(key=lambda b: (-b.score, b.label, b.x1, b.y1))
+        return merged
+
+
