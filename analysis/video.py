@@ -1,5 +1,6 @@
-"""Reading video files for offline analysis: decoded BGR frames thinned to a rate, with clear
-errors for unreadable or corrupt files (:class:`VideoError`)."""
+"""Offline analysis of video files: decoded BGR frames thinned to a rate, with clear errors for
+unreadable or corrupt files (:class:`VideoError`), and :func:`analyze_video` (a file as one
+camera of a room → its incidents; what ``evalwatch analyze`` and the benchmarks run)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from typing import Any
 import numpy as np
 
 # --- reading video files ----------------------------------------------------------------------
-from analysis.core import next_due
+from analysis.core import CoreStats, DetectorLike, analyze_frames, next_due
+from analysis.events import Event
+from analysis.rules import SessionView
+from config.models import DetectionConfig, RoomConfig, RulesConfig
 
 
 class VideoError(Exception):
@@ -75,3 +79,37 @@ def _declared_duration(container: Any, stream: Any) -> float | None:
     return None
 
 
+def analyze_video(
+    video: str | Path,
+    room: RoomConfig,
+    detector: DetectorLike,
+    *,
+    detection_cfg: DetectionConfig | None = None,
+    rules_cfg: RulesConfig | None = None,
+    camera: str | None = None,
+    motion_gate: bool = True,
+    snapshots_dir: str | Path | None = None,
+    stats: CoreStats | None = None,
+    session: SessionView | None = None,
+) -> list[Event]:
+    """Analyse ``video`` as camera ``camera`` of ``room`` → incidents (times from video start).
+
+    Raises :class:`analysis.video.VideoError` for an unreadable or corrupt file.  With
+    ``snapshots_dir`` each event's JPEG is written there and its path put in ``snapshot_key``.
+    """
+    dcfg = detection_cfg or DetectionConfig()
+    frames = iter_video_frames(video, dcfg.analysis_fps)
+    events = analyze_frames(frames, room, detector, rules_cfg, dcfg, camera=camera,
+                            motion_gate=motion_gate, snapshots=snapshots_dir is not None,
+                            stats=stats, session=session)
+    if snapshots_dir is not None:
+        out = Path(snapshots_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, ev in enumerate(events, 1):
+            if ev.snapshot is None:
+                continue
+            what = ev.kind or ev.seat or "room"
+            path = out / f"{i:03d}_{ev.start_s:07.1f}s_{ev.rule}_{what}.jpg"
+            path.write_bytes(ev.snapshot)
+            ev.snapshot_key = str(path)
+    return events

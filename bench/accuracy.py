@@ -33,8 +33,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.cli import analyze_video
 from analysis.events import Event
+from analysis.video import analyze_video
 from config import DetectionConfig, RulesConfig, load_room
 
 RULES = ["extra_person", "phone", "seat_empty", "camera_tamper"]

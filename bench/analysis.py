@@ -27,9 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from accuracy import bench_args, clips, default_detector, score_clip
 
-from analysis.cli import analyze_video
 from analysis.core import CoreStats, analyze_frames
-from analysis.video import iter_video_frames
+from analysis.video import analyze_video, iter_video_frames
 from config import DetectionConfig, RulesConfig, load_room
 
 

@@ -14,14 +14,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("evalwatch.run", "start S3 server, hub and simulated agents (the demo)"),
     "hub": ("evalwatch.hub", "run the hub: recorder, analysis, storage, dashboard"),
     "agent": ("evalwatch.edge", "run a site agent publishing a room's cameras (and analysing them)"),
-    "analyze": ("analysis.cli", "analyse a video file offline with a room's seats"),
+    "analyze": ("evalwatch.analyze", "analyse a video file offline with a room's seats"),
     "verify": ("evalwatch.verify", "verify a camera's hash chain or an evidence zip"),
-    "config": ("config.cli", "check config files"),
+    "config": ("evalwatch.config_check", "check config files"),
     "seats": ("sessions.seating", "random seat assignment"),
     "session": ("sessions.cli", "create, start and close evaluation sessions"),
     "report": ("evalwatch.report", "supervision report of a session (HTML/PDF)"),
     "export": ("evalwatch.export", "export a session's evidence as a verifiable zip"),
-    "db": ("storage.cli", "database migrations"),
+    "db": ("evalwatch.db", "database migrations"),
 }
 
 

@@ -49,8 +49,8 @@ def test_analyze_json_matches_the_clips_truth(capsys, tmp_path):
 
 
 def test_table_output():
-    from analysis.cli import format_table
     from analysis.events import Event
+    from evalwatch.analyze import format_table
 
     ev = Event(rule="camera_tamper", camera="cam1", seat=None, kind="moved", start_s=65.0, end_s=70.5,
                confidence=0.9)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.cli import cli
+from evalwatch.analyze import cli
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_videos"
 

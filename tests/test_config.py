@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError, load_config, load_room
-from config.cli import cli
+from evalwatch.config_check import cli
 
 GOOD = """\
 hub:

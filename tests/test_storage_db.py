@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
 
-from storage.cli import cli as db_cli
+from evalwatch.db import cli as db_cli
 from storage.db import Database, DatabaseError
 from storage.models import Base, Segment
 

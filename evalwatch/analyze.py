@@ -1,6 +1,6 @@
 """``evalwatch analyze VIDEO --room ROOM.yaml [--json] [--snapshots DIR]``: offline analysis.
 
-Runs exactly the live analysis core (:func:`analysis.core.analyze_frames`) over a video file
+Runs exactly the live analysis core (:func:`analysis.video.analyze_video`) over a video file
 with the seats of a room file and prints the incidents: with ``--json`` one JSON object per
 line (``rule``, ``kind`` for camera_tamper only, ``seat`` or null, ``start_s``, ``end_s``,
 ``confidence``; plus ``snapshot`` when ``--snapshots`` is given), otherwise a table.  Times are
@@ -18,53 +18,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from analysis.core import CoreStats, DetectorLike, analyze_frames
 from analysis.events import Event
 from analysis.rules import SessionView
-from analysis.video import VideoError, iter_video_frames
-from config import ConfigError, DetectionConfig, RoomConfig, RulesConfig, load_config, load_room
+from analysis.video import VideoError, analyze_video
+from config import ConfigError, DetectionConfig, RulesConfig, load_config, load_room
 
 PROG = "evalwatch analyze"
 
 
 class CliError(Exception):
     """A problem reported to the user with exit code 2."""
-
-
-def analyze_video(
-    video: str | Path,
-    room: RoomConfig,
-    detector: DetectorLike,
-    *,
-    detection_cfg: DetectionConfig | None = None,
-    rules_cfg: RulesConfig | None = None,
-    camera: str | None = None,
-    motion_gate: bool = True,
-    snapshots_dir: str | Path | None = None,
-    stats: CoreStats | None = None,
-    session: SessionView | None = None,
-) -> list[Event]:
-    """Analyse ``video`` as camera ``camera`` of ``room`` → incidents (times from video start).
-
-    Raises :class:`analysis.video.VideoError` for an unreadable or corrupt file.  With
-    ``snapshots_dir`` each event's JPEG is written there and its path put in ``snapshot_key``.
-    """
-    dcfg = detection_cfg or DetectionConfig()
-    frames = iter_video_frames(video, dcfg.analysis_fps)
-    events = analyze_frames(frames, room, detector, rules_cfg, dcfg, camera=camera,
-                            motion_gate=motion_gate, snapshots=snapshots_dir is not None,
-                            stats=stats, session=session)
-    if snapshots_dir is not None:
-        out = Path(snapshots_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        for i, ev in enumerate(events, 1):
-            if ev.snapshot is None:
-                continue
-            what = ev.kind or ev.seat or "room"
-            path = out / f"{i:03d}_{ev.start_s:07.1f}s_{ev.rule}_{what}.jpg"
-            path.write_bytes(ev.snapshot)
-            ev.snapshot_key = str(path)
-    return events
 
 
 def _parser() -> argparse.ArgumentParser:
