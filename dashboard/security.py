@@ -13,14 +13,21 @@ Contracts:
 * Failed logins: after ``LOCK_AFTER`` consecutive failures an account is locked for
   ``LOCK_BASE_SECONDS * 2**(n - LOCK_AFTER)`` seconds (capped at ``LOCK_MAX_SECONDS``); one client
   address gets at most ``IP_MAX_FAILURES`` failures per ``IP_WINDOW_SECONDS`` across all usernames.
+  Both counters are charged *before* the password is checked, so once a limit is reached further
+  attempts are refused without running argon2 (a flood cannot buy more verifications by sending
+  its requests at once).
+* Argon2 never runs on the event loop: ``verify_password_async`` / ``hash_password_async`` run it in
+  a worker thread, at most ``ARGON2_CONCURRENCY`` at a time (the rest queue on a semaphore).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
 import time
+import weakref
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,6 +48,9 @@ LOCK_MAX_SECONDS = 900.0
 IP_MAX_FAILURES = 30
 IP_WINDOW_SECONDS = 300.0
 
+#: How many argon2 hashes/verifications may run at once (each ~100 ms of CPU in a worker thread).
+ARGON2_CONCURRENCY = 2
+
 _hasher = PasswordHasher()
 # A hash of a random password: verifying against it when the user does not exist keeps the
 # response time of "no such user" and "wrong password" alike.
@@ -58,6 +68,30 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _argon2_slots() -> asyncio.Semaphore:
+    """The running loop's semaphore bounding concurrent argon2 work (one per loop: tests run many)."""
+    loop = asyncio.get_running_loop()
+    sem = _slots.get(loop)
+    if sem is None:
+        sem = _slots[loop] = asyncio.Semaphore(ARGON2_CONCURRENCY)
+    return sem
+
+
+async def verify_password_async(password_hash: str | None, password: str) -> bool:
+    """``verify_password`` in a worker thread, at most ``ARGON2_CONCURRENCY`` at a time."""
+    async with _argon2_slots():
+        return await asyncio.to_thread(verify_password, password_hash, password)
+
+
+async def hash_password_async(password: str) -> str:
+    """``hash_password`` in a worker thread, at most ``ARGON2_CONCURRENCY`` at a time."""
+    async with _argon2_slots():
+        return await asyncio.to_thread(hash_password, password)
 
 
 def password_fingerprint(password_hash: str) -> str:
@@ -158,6 +192,17 @@ class IpThrottle:
 
     def fail(self, ip: str) -> None:
         self._prune(ip, time.monotonic()).append(time.monotonic())
+
+    def reserve(self, ip: str) -> bool:
+        """Charge one attempt to ``ip`` before it is evaluated; False (nothing charged) when the
+        address is already at its limit.  The charge stands as the failure unless ``success``
+        clears it, so concurrent attempts cannot all slip past the check."""
+        now = time.monotonic()
+        q = self._prune(ip, now)
+        if len(q) >= self.max_failures:
+            return False
+        q.append(now)
+        return True
 
     def success(self, ip: str) -> None:
         self._fails.pop(ip, None)

@@ -110,6 +110,128 @@ async def test_ip_throttle(app: Any) -> None:
         assert r.status_code == 429 and r.json()["code"] == "err.too_many_attempts"
 
 
+class Verifications(list[bool]):
+    """One entry per argon2 verification: True when it ran on the event loop's thread."""
+
+    peak = 0
+
+
+def count_verifications(monkeypatch: pytest.MonkeyPatch) -> Verifications:
+    """Wrap the argon2 verifier (wherever the login route finds it): count its calls, note whether
+    each ran on the event loop and the most that ran at once."""
+    import threading
+
+    import dashboard.routes.auth as auth_routes
+    import dashboard.security as security
+
+    calls = Verifications()
+    real = security.verify_password
+    lock = threading.Lock()
+    active = [0]
+
+    def counted(password_hash: str | None, password: str) -> bool:
+        try:
+            asyncio.get_running_loop()
+            calls.append(True)
+        except RuntimeError:
+            calls.append(False)
+        with lock:
+            active[0] += 1
+            calls.peak = max(calls.peak, active[0])
+        try:
+            return real(password_hash, password)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(security, "verify_password", counted)
+    monkeypatch.setattr(auth_routes, "verify_password", counted, raising=False)  # pre-fix import
+    return calls
+
+
+@pytest.mark.security
+async def test_login_flood_neither_freezes_the_hub_nor_buys_verifications(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 #3: 60 concurrent bad logins from one address.  The address is charged before
+    argon2 runs, so only the throttle's allowance is verified (the rest: 429 at once), and argon2
+    runs off the event loop, so /healthz keeps answering within 1 s throughout."""
+    from dashboard.security import ARGON2_CONCURRENCY
+
+    st = app.state.dash
+    allowance = st.throttle.max_failures
+    calls = count_verifications(monkeypatch)
+    done = asyncio.Event()
+    latencies: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def poll_health() -> None:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("10.7.7.7", 1)), base_url=BASE
+        ) as hc:
+            while not done.is_set():
+                t0 = loop.time()
+                r = await hc.get("/healthz")
+                latencies.append(loop.time() - t0)
+                assert r.status_code == 200
+                await asyncio.sleep(0.05)
+
+    async def flood() -> list[httpx.Response]:
+        async with client(app) as c:
+            try:
+                return await asyncio.gather(
+                    *(
+                        c.post("/api/auth/login", json={"username": f"nobody{i}", "password": "x" * 12})
+                        for i in range(60)
+                    )
+                )
+            finally:
+                done.set()
+
+    poller = asyncio.create_task(poll_health())
+    responses = await flood()
+    await poller
+
+    codes = [r.status_code for r in responses]
+    assert len(calls) <= allowance, f"{len(calls)} argon2 verifications for an allowance of {allowance}"
+    assert codes.count(401) == allowance and codes.count(429) == 60 - allowance, codes
+    assert all(r.json()["code"] == "err.too_many_attempts" for r in responses if r.status_code == 429)
+    assert not any(calls), "argon2 ran on the event loop"
+    assert calls.peak <= ARGON2_CONCURRENCY
+    assert latencies and max(latencies) < 1.0, f"/healthz took up to {max(latencies):.2f}s"
+    # another address is not affected
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("10.9.9.9", 5555)), base_url=BASE
+    ) as other:
+        await login(other, "observer")
+
+
+@pytest.mark.security
+async def test_concurrent_bad_logins_for_one_account_stop_at_the_lock(
+    app: Any, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The account is charged before argon2 too: 20 concurrent wrong passwords for one user (from
+    20 addresses) get at most LOCK_AFTER verifications, the rest ``err.locked``."""
+    from dashboard.security import LOCK_AFTER
+
+    calls = count_verifications(monkeypatch)
+
+    async def attempt(i: int) -> httpx.Response:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=(f"10.3.0.{i + 1}", 5555)), base_url=BASE
+        ) as c:
+            return await c.post("/api/auth/login", json={"username": "sup", "password": "nope-nope-nope"})
+
+    responses = await asyncio.gather(*(attempt(i) for i in range(20)))
+    codes = [r.status_code for r in responses]
+    assert len(calls) <= LOCK_AFTER and not any(calls)
+    assert codes.count(401) == LOCK_AFTER and codes.count(429) == 20 - LOCK_AFTER, codes
+    assert all(r.json()["code"] == "err.locked" for r in responses if r.status_code == 429)
+    with services.db.session() as s:
+        u = s.scalars(select(User).where(User.username == "sup")).one()
+        assert u.failed_logins == LOCK_AFTER and u.locked_until is not None
+
+
 async def test_csrf_and_origin_required_for_state_changes(app: Any, services: Services) -> None:
     eid = add_event(services.db)
     async with client(app) as c:

@@ -17,7 +17,7 @@ from dashboard.defs import AuditEntry, AuditList, ConfigView, UserList, UserOut
 from dashboard.deps import State
 from dashboard.errors import ApiError
 from dashboard.policy import Principal, allow, client_ip
-from dashboard.security import hash_password, validate_new_password
+from dashboard.security import hash_password_async, validate_new_password
 from storage.models import AuditLog, User
 
 router = APIRouter(tags=["admin"])
@@ -65,7 +65,7 @@ async def create_user(
     problem = validate_new_password(body.password)
     if problem:
         raise ApiError(422, problem)
-    pw = hash_password(body.password)
+    pw = await hash_password_async(body.password)
 
     def create(s: Session) -> UserOut | None:
         if s.scalars(select(User).where(User.username == body.username)).first():
@@ -110,7 +110,7 @@ async def update_user(
         problem = validate_new_password(body.password)
         if problem:
             raise ApiError(422, problem)
-    pw = hash_password(body.password) if body.password is not None else None
+    pw = await hash_password_async(body.password) if body.password is not None else None
 
     def update(s: Session) -> tuple[UserOut, int] | None:
         u = s.scalars(select(User).where(User.username == username)).first()

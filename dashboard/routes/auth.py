@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dashboard import audit
@@ -17,10 +17,10 @@ from dashboard.errors import ApiError
 from dashboard.policy import ANY_USER, PUBLIC, Principal, allow, client_ip, same_origin
 from dashboard.security import (
     SESSION_COOKIE,
-    hash_password,
+    hash_password_async,
     lock_duration,
     validate_new_password,
-    verify_password,
+    verify_password_async,
 )
 from storage.common import utcnow
 from storage.models import User
@@ -58,39 +58,49 @@ async def login(st: State, body: LoginIn, request: Request, response: Response) 
     ip = client_ip(request) or "?"
     if not same_origin(request):
         raise ApiError(403, "err.bad_origin")
-    if st.throttle.blocked_for(ip) > 0:
+    # Charge the address before anything expensive: once it is at its limit, further attempts
+    # (however concurrent) are refused here without an argon2 verification.
+    if not st.throttle.reserve(ip):
         await audit.record(st.db, body.username, "login_failed", ip=ip, details={"reason": "ip_throttled"})
         raise ApiError(429, "err.too_many_attempts")
 
-    def load(s: Session) -> tuple[int, str, bool, Any, int] | None:
+    now = utcnow()
+
+    def charge(s: Session) -> tuple[int, str, bool, bool, str] | None:
+        """Charge the account one attempt up front (atomically, so concurrent attempts see each
+        other): (id, hash, active, locked, lock note), or None for an unknown user."""
+        charged = s.execute(
+            update(User)
+            .where(
+                User.username == body.username,
+                or_(User.locked_until.is_(None), User.locked_until <= now),
+            )
+            .values(failed_logins=func.coalesce(User.failed_logins, 0) + 1)
+            .execution_options(synchronize_session=False)
+        )
         u = s.scalars(select(User).where(User.username == body.username)).first()
         if u is None:
             return None
-        return u.id, u.password_hash, bool(u.active), u.locked_until, u.failed_logins or 0
+        if not getattr(charged, "rowcount", 0):
+            return u.id, u.password_hash, bool(u.active), True, ""
+        note = ""
+        dur = lock_duration(u.failed_logins or 0)
+        if dur is not None:
+            # Counted as failed until proven otherwise; a good password lifts it again below.
+            u.locked_until = now + dur
+            note = f";locked {int(dur.total_seconds())}s"
+        return u.id, u.password_hash, bool(u.active), False, note
 
-    row = await run_db(st.db, load)
-    now = utcnow()
-    if row is not None and row[3] is not None and row[3] > now:
-        st.throttle.fail(ip)
+    row = await run_db(st.db, charge)
+    if row is not None and row[3]:
         await audit.record(st.db, body.username, "login_failed", ip=ip, details={"reason": "locked"})
         raise ApiError(429, "err.locked")
-    ok = verify_password(row[1] if row else None, body.password) and row is not None and row[2]
+    ok = await verify_password_async(row[1] if row else None, body.password) and row is not None and row[2]
     if not ok:
-        st.throttle.fail(ip)
-
-        def fail(s: Session) -> None:
-            reason = "unknown_user" if row is None else ("inactive" if not row[2] else "bad_password")
-            if row is not None:
-                u = s.get(User, row[0])
-                if u is not None:
-                    u.failed_logins = (u.failed_logins or 0) + 1
-                    dur = lock_duration(u.failed_logins)
-                    if dur is not None:
-                        u.locked_until = now + dur
-                        reason += f";locked {int(dur.total_seconds())}s"
-            audit.add(s, body.username, "login_failed", ip=ip, details={"reason": reason})
-
-        await run_db(st.db, fail)
+        reason = "unknown_user" if row is None else ("inactive" if not row[2] else "bad_password")
+        if row is not None:
+            reason += row[4]
+        await audit.record(st.db, body.username, "login_failed", ip=ip, details={"reason": reason})
         raise ApiError(401, "err.bad_credentials")
 
     assert row is not None
@@ -157,13 +167,29 @@ async def change_password(
     if problem:
         raise ApiError(422, problem)
 
+    ip = client_ip(request)
+
+    def current(s: Session) -> str | None:
+        u = s.get(User, me.user_id)
+        return u.password_hash if u is not None else None
+
+    def failed(s: Session) -> None:
+        audit.add(s, me.username, "password_change_failed", role=me.role, ip=ip)
+
+    # argon2 (verify + new hash) runs in worker threads, never on the loop nor inside a DB transaction.
+    old_hash = await run_db(st.db, current)
+    if old_hash is None or not await verify_password_async(old_hash, body.old_password):
+        await run_db(st.db, failed)
+        raise ApiError(401, "err.bad_credentials")
+    new_hash = await hash_password_async(body.new_password)
+
     def change(s: Session) -> bool:
         u = s.get(User, me.user_id)
-        if u is None or not verify_password(u.password_hash, body.old_password):
-            audit.add(s, me.username, "password_change_failed", role=me.role, ip=client_ip(request))
+        if u is None or u.password_hash != old_hash:  # changed meanwhile: the old password is stale
+            failed(s)
             return False
-        u.password_hash = hash_password(body.new_password)
-        audit.add(s, me.username, "password_change", role=me.role, ip=client_ip(request))
+        u.password_hash = new_hash
+        audit.add(s, me.username, "password_change", role=me.role, ip=ip)
         return True
 
     if not await run_db(st.db, change):
