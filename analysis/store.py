@@ -22,6 +22,7 @@ from typing import Any
 from analysis.bus import EventBus
 from analysis.events import Event as Incident
 from analysis.events import EventUpdate
+from storage.files import write_atomic
 from storage.incident import EventLive, snapshot_url
 from storage.models import EventRow
 
@@ -215,12 +216,5 @@ class EventStore:
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    import os
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, data)

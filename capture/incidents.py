@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from storage.files import write_atomic
+
 log = logging.getLogger("capture.incidents")
 
 #: Rules an agent's analysis may report (the hub's own checks add analysis_* and camera_offline).
@@ -126,12 +128,7 @@ class IncidentSpool:
         with self._lock:
             path = self.root / f"{self._next:012d}.json"
             self._next += 1
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            write_atomic(path, data)
             pending = self.pending()
             for old in pending[: max(0, len(pending) - self.max_pending)]:
                 old.unlink(missing_ok=True)

@@ -47,6 +47,7 @@ from config.models import SLUG
 from storage.chain import GENESIS, chain_key, compute_link_hash, link_bytes, link_fields
 from storage.common import CameraId
 from storage.db import Database
+from storage.files import write_atomic
 from storage.models import Segment
 from storage.objects import ObjectMissing, ObjectStore, StorageError, StorageUnavailable
 
@@ -148,20 +149,6 @@ class SegmentRecord(BaseModel):
 
 
 # --- small sync helpers (run in worker threads) ----------------------------------------------
-
-
-def _fsync_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -336,8 +323,8 @@ class SegmentStore:
 
     def _wal_write(self, seg_path: Path, json_path: Path, data: bytes, link: bytes) -> None:
         seg_path.parent.mkdir(parents=True, exist_ok=True)
-        _fsync_write(seg_path, data)
-        _fsync_write(json_path, link)
+        write_atomic(seg_path, data)
+        write_atomic(json_path, link)
         _fsync_dir(seg_path.parent)
 
     @staticmethod

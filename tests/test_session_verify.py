@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_sessions_support import T0, archive, cfg_dict, spec_dict, write_cfg
@@ -15,19 +16,27 @@ from sessions.signing import HubKey
 from storage.chain import chain_key
 
 
+async def _started_session(
+    database: Any, s3_server: Any, site: str, tmp_path: Path
+) -> tuple[Path, Any, Any, Any]:
+    """A hub config for ``site`` on the test's database and S3, its key, and a started session."""
+    from config import load_config
+
+    data = cfg_dict(site, tmp_path, s3_server.cfg, db_url=database.url)
+    cfg_path = write_cfg(tmp_path / "evalwatch.yaml", data)
+    cfg = load_config(cfg_path)
+    key = HubKey.load_or_create(cfg.storage.data_dir)
+    info = await create_session(database, cfg, parse_spec(spec_dict(site)), "sup")
+    await start_session(database, info.id, "sup", now=T0)
+    return cfg_path, cfg, key, info
+
+
 async def test_session_archive_verifies_and_tampering_is_named(
     database, segment_store, object_store, s3_server, unique_site: str, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     site = unique_site
-    data = cfg_dict(site, tmp_path, s3_server.cfg, db_url=database.url)
-    cfg_path = write_cfg(tmp_path / "evalwatch.yaml", data)
-    from config import load_config
-
-    cfg = load_config(cfg_path)
-    key = HubKey.load_or_create(cfg.storage.data_dir)
-    info = await create_session(database, cfg, parse_spec(spec_dict(site)), "sup")
-    await start_session(database, info.id, "sup", now=T0)
+    cfg_path, cfg, key, info = await _started_session(database, s3_server, site, tmp_path)
     recs = await archive(segment_store, site, "r1", "cam1", T0, [(10, b"a" * 64), (10, b"b" * 64)])
     await close_session(database, cfg, key, info.id, "sup", objects=object_store,
                         now=T0 + timedelta(minutes=1))
@@ -80,14 +89,7 @@ async def test_seal_re_signed_in_the_db_is_not_trusted(
     from storage.models import Segment
 
     site = unique_site
-    data = cfg_dict(site, tmp_path, s3_server.cfg, db_url=database.url)
-    cfg_path = write_cfg(tmp_path / "evalwatch.yaml", data)
-    from config import load_config
-
-    cfg = load_config(cfg_path)
-    key = HubKey.load_or_create(cfg.storage.data_dir)
-    info = await create_session(database, cfg, parse_spec(spec_dict(site)), "sup")
-    await start_session(database, info.id, "sup", now=T0)
+    cfg_path, cfg, key, info = await _started_session(database, s3_server, site, tmp_path)
     chunks = [(10.0, bytes([65 + i]) * 64) for i in range(4)]
     recs = await archive(segment_store, site, "r1", "cam1", T0, chunks)
     await close_session(database, cfg, key, info.id, "sup", objects=object_store,
