@@ -64,6 +64,7 @@ test-ultralytics: yolo-venv
 models:
 	@test -x /tmp/tfconv/bin/python || ($(PYTHON) -m venv /tmp/tfconv && /tmp/tfconv/bin/pip install -q "tensorflow==2.19.*" "tf2onnx==1.17.0" onnx onnxruntime)
 	/tmp/tfconv/bin/python analysis/models/convert.py
+	/tmp/tfconv/bin/python analysis/models/derive.py
 
 lint: venv
 	$(BIN)/ruff check .

@@ -95,11 +95,10 @@ def run(argv: Sequence[str]) -> list[Event]:
     video = Path(args.video)
     if not video.is_file():
         raise CliError(f"{video}: no such file")
-    from analysis.detectors import load_detector
+    from analysis.detectors import detector_from_config
 
     try:
-        detector = load_detector(dcfg.backend, dcfg.model_path, person_threshold=dcfg.person_threshold,
-                                 phone_threshold=dcfg.phone_threshold, threads=dcfg.threads)
+        detector = detector_from_config(dcfg)
     except (OSError, ImportError, ValueError, RuntimeError) as e:
         raise CliError(f"cannot load the detector: {e}") from None
     try:

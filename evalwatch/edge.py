@@ -174,11 +174,9 @@ class EdgeAnalyser:
 
 def make_analyser(cfg: EvalwatchConfig, site: str, rooms: list[RoomConfig]) -> EdgeAnalyser:
     """The agent's analyser with the configured detector (``capture.agent.AnalyserFactory``)."""
-    from analysis.detectors import load_detector
+    from analysis.detectors import detector_from_config
 
-    d = cfg.detection
-    detector = load_detector(d.backend, d.model_path, person_threshold=d.person_threshold,
-                             phone_threshold=d.phone_threshold, threads=d.threads)
+    detector = detector_from_config(cfg.detection)
     return EdgeAnalyser(detector, site, rooms, cfg)
 
 

@@ -25,7 +25,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from config import ConfigError, EvalwatchConfig, load_config
 from evalwatch.logs import setup_logging
@@ -75,7 +75,7 @@ def sync_inventory(db: Database, cfg: EvalwatchConfig) -> None:
 async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     """Start every hub service for ``cfg``; stop them all on exit."""
     from analysis.bus import EventBus
-    from analysis.detectors import load_detector
+    from analysis.detectors import detector_from_config
     from analysis.live import AnalysisPipeline
     from analysis.store import EventStore
     from capture.ingest import make_router
@@ -114,12 +114,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
 
         bus = EventBus()
         d = cfg.detection
-
-        def detector_() -> Any:
-            return load_detector(d.backend, d.model_path, person_threshold=d.person_threshold,
-                                 phone_threshold=d.phone_threshold, threads=d.threads)
-
-        detector = await asyncio.to_thread(detector_)
+        detector = await asyncio.to_thread(detector_from_config, d)
         # The bus gets each incident update from the store, once its row has a database id.
         events = EventStore(
             db, objects, cfg.storage.s3.bucket_snapshots, bus, Path(cfg.storage.wal_dir) / "snapshots"
@@ -142,7 +137,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         if edge_sites:
             check_fps = max(s.analysis_check_fps for s in edge_sites)
             check = AnalysisPipeline(
-                await asyncio.to_thread(detector_) if hub_rooms else detector,
+                await asyncio.to_thread(detector_from_config, d) if hub_rooms else detector,
                 [(site.id, room) for site in edge_sites for room in site.rooms],
                 detection_cfg=d.model_copy(update={"analysis_fps": check_fps}), rules_cfg=cfg.rules,
                 sink=edge, sessions=db_sessions(db),

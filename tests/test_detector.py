@@ -97,6 +97,61 @@ def test_bus_people_in_place_and_no_bus_as_person(detector: OnnxDetector, bus: n
     assert 3 <= len(people) <= 4
 
 
+@pytest.fixture(scope="module")
+def fast_detector() -> OnnxDetector:
+    det = load_detector("onnx", None, person_threshold=0.4, phone_threshold=0.3, frame_input="384x288")
+    assert isinstance(det, OnnxDetector)
+    return det
+
+
+def test_fast_input_runs_centernet_at_384x288_and_finds_the_same_people(
+    fast_detector: OnnxDetector, zidane: np.ndarray, bus: np.ndarray
+) -> None:
+    from analysis.detectors import CenterNetCocoModel
+
+    cn = [s.model for s in fast_detector.sources if isinstance(s.model, CenterNetCocoModel)]
+    assert [m.input_hw for m in cn] == [(288, 384)]
+    people = _people(fast_detector.detect([zidane])[0])
+    assert len(people) == 2, people
+    for truth in ZIDANE_PEOPLE:
+        assert max(_iou(truth, b) for b in people) >= 0.6, (truth, people)
+    people = _people(fast_detector.detect([bus])[0])
+    for truth in BUS_PEOPLE:
+        assert max((_iou(truth, b) for b in people), default=0.0) >= 0.5, (truth, people)
+    assert 3 <= len(people) <= 4
+
+
+def test_fast_model_is_the_converted_model_with_another_input(tmp_path: Path) -> None:
+    """``analysis/models/derive.py`` re-creates the committed 384x288 file byte for byte from the
+    converted 512x512 one (same weights; only the input and two decode constants differ)."""
+    pytest.importorskip("onnx", reason="onnx is in the test extra")
+    import hashlib
+    import shutil
+    import subprocess
+    import sys
+
+    from analysis.detectors import DEFAULT_MODEL_DIR
+
+    shutil.copy(DEFAULT_MODEL_DIR / "centernet_coco.onnx", tmp_path)
+    r = subprocess.run([sys.executable, str(DEFAULT_MODEL_DIR / "derive.py"), "--models", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    name = "centernet_coco_384x288.onnx"
+    digest = [hashlib.sha256((d / name).read_bytes()).hexdigest() for d in (tmp_path, DEFAULT_MODEL_DIR)]
+    assert digest[0] == digest[1]
+
+
+def test_frame_input_must_be_known() -> None:
+    from pydantic import ValidationError
+
+    from config import DetectionConfig
+
+    with pytest.raises(ValidationError, match="frame_input"):
+        DetectionConfig(frame_input="640x640")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="frame_input must be one of"):
+        load_detector(frame_input="640x640")
+
+
 def test_boxes_normalised_sorted_and_typed(
     detector: OnnxDetector, zidane: np.ndarray, bus: np.ndarray
 ) -> None:

@@ -72,6 +72,7 @@ from analysis.detectors.onnx import OnnxDetector, Source
 from analysis.detectors.ssdlite import SsdPersonModel
 from analysis.detectors.ultralytics_backend import UltralyticsDetector
 from analysis.detectors.yolo_onnx import YoloOnnxModel
+from config.models import DetectionConfig
 
 __all__ = [
     "COCO80",
@@ -88,6 +89,7 @@ __all__ = [
     "UltralyticsNotInstalledError",
     "YoloOnnxModel",
     "crop_frame",
+    "detector_from_config",
     "load_detector",
     "map_box_from_crop",
     "nms",
@@ -108,6 +110,7 @@ def load_detector(
     labels: Iterable[str] | None = None,
     threads: int = 1,
     nms_iou: float = DEFAULT_NMS_IOU,
+    frame_input: str = "512x512",
     **_ignored: Any,
 ) -> Detector:
     """Build a detector from configuration (``DetectionConfig``).
@@ -124,6 +127,7 @@ def load_detector(
     ``"person"``/``"cell phone"``; ``thresholds`` may add other COCO labels;
     ``labels`` restricts the result (and the models loaded) to those labels,
     e.g. ``labels=["cell phone"]`` for a phone-only detector on seat crops.
+    ``frame_input`` is the default CenterNet's input size (``"512x512"`` or ``"384x288"``).
     Unknown keyword arguments (other ``DetectionConfig`` fields such as
     ``analysis_fps``) are ignored.
     """
@@ -142,10 +146,11 @@ def load_detector(
         thr = {k: v for k, v in thr.items() if k in wanted_labels}
     if backend == "onnx":
         if model_path is None:
-            return OnnxDetector(thresholds=thr, nms_iou=nms_iou, threads=threads)
+            return OnnxDetector(thresholds=thr, nms_iou=nms_iou, threads=threads, frame_input=frame_input)
         p = Path(model_path)
         if p.is_dir():
-            return OnnxDetector(thresholds=thr, nms_iou=nms_iou, threads=threads, model_dir=p)
+            return OnnxDetector(thresholds=thr, nms_iou=nms_iou, threads=threads, model_dir=p,
+                                frame_input=frame_input)
         if not p.is_file():
             raise ModelNotFoundError(f"detection.model_path does not exist: {p}")
         yolo = YoloOnnxModel(p, threads=threads, nms_iou=nms_iou)
@@ -158,3 +163,10 @@ def load_detector(
             raise ValueError("detection.backend 'ultralytics' needs detection.model_path (e.g. yolo11n.pt)")
         return UltralyticsDetector(model_path, thresholds=thr, nms_iou=nms_iou, threads=threads)
     raise ValueError(f"unknown detection backend {backend!r}; expected 'onnx' or 'ultralytics'")
+
+
+def detector_from_config(cfg: DetectionConfig) -> Detector:
+    """The detector ``cfg`` describes (what the hub, the agent and ``evalwatch analyze`` run)."""
+    return load_detector(cfg.backend, cfg.model_path, person_threshold=cfg.person_threshold,
+                         phone_threshold=cfg.phone_threshold, threads=cfg.threads,
+                         frame_input=cfg.frame_input)

@@ -13,6 +13,8 @@ import numpy as np
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 PERSON_MODEL = "ssdlite_person.onnx"
 COCO_MODEL = "centernet_coco.onnx"
+#: ``DetectionConfig.frame_input`` -> the CenterNet file for that input (``models/derive.py``).
+FRAME_INPUT_MODELS: Mapping[str, str] = {"512x512": COCO_MODEL, "384x288": "centernet_coco_384x288.onnx"}
 NANODET_MODEL = "nanodet_coco.onnx"
 
 PERSON = "person"

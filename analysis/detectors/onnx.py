@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from analysis.detectors.base import (
-    COCO_MODEL,
     DEFAULT_MODEL_DIR,
     DEFAULT_NMS_IOU,
     DEFAULT_THRESHOLDS,
+    FRAME_INPUT_MODELS,
     NANODET_MODEL,
     PERSON,
     PERSON_MODEL,
@@ -77,7 +77,8 @@ class OnnxDetector:
 
     ``thresholds`` (label -> min score) also selects which labels are reported,
     and only the models needed for them are loaded: ``{"cell phone": 0.35}``
-    gives a phone-only detector for seat crops.
+    gives a phone-only detector for seat crops.  ``frame_input`` picks the CenterNet input
+    (:data:`~analysis.detectors.base.FRAME_INPUT_MODELS`: ``"512x512"`` or ``"384x288"``).
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class OnnxDetector:
         threads: int = 1,
         model_dir: str | os.PathLike[str] | None = None,
         ssd_person_min: float | None = SSD_PERSON_MIN,
+        frame_input: str = "512x512",
     ) -> None:
         if not 0.0 < nms_iou <= 1.0:
             raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
@@ -100,11 +102,13 @@ class OnnxDetector:
         if sources is None:
             thr = _check_thresholds(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
             d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+            if frame_input not in FRAME_INPUT_MODELS:
+                raise ValueError(
+                    f"frame_input must be one of {sorted(FRAME_INPUT_MODELS)}, got {frame_input!r}")
             sources = []
             if PERSON in thr:
-                sources.append(
-                    Source(CenterNetCocoModel(d / COCO_MODEL, threads=threads), {PERSON: thr[PERSON]})
-                )
+                cn = CenterNetCocoModel(d / FRAME_INPUT_MODELS[frame_input], threads=threads)
+                sources.append(Source(cn, {PERSON: thr[PERSON]}))
                 if ssd_person_min is not None:
                     ssd = SsdPersonModel(d / PERSON_MODEL, threads=threads)
                     sources.append(Source(ssd, {PERSON: max(thr[PERSON], float(ssd_person_min))}))
