@@ -22,12 +22,9 @@ from analysis.events import Event
 from analysis.rules import SessionView
 from analysis.video import VideoError, analyze_video
 from config import ConfigError, DetectionConfig, RulesConfig, load_config, load_room
+from evalwatch.clitools import CliError
 
 PROG = "evalwatch analyze"
-
-
-class CliError(Exception):
-    """A problem reported to the user with exit code 2."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -128,7 +125,7 @@ def cli(argv: Sequence[str]) -> int:
         return int(e.code) if isinstance(e.code, int) else 2
     except CliError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+        return e.code
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sessions.cli import (
+from evalwatch.clitools import (
     CliError,
     cli_actor,
     hub_key,

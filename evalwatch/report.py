@@ -11,7 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from sessions.cli import CliError, load_cfg, open_db, open_objects, parse_args, run_cli
+from evalwatch.clitools import CliError, load_cfg, open_db, open_objects, parse_args, run_cli
 from sessions.report import LANGS, build_report, render_html, render_pdf
 
 

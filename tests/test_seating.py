@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sessions.seating as seating
+from evalwatch.seats import cli
 from sessions.seating import (
     Assignment,
     Bid,
@@ -28,7 +29,6 @@ from sessions.seating import (
     Room,
     Seat,
     assign_seats,
-    cli,
     load_input,
     room_capacity,
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sessions.seating import cli
+from evalwatch.seats import cli
 from storage.db import Database
 from storage.models import AuditLog
 

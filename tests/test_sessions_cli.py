@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_sessions_support import cfg_dict, spec_dict, write_cfg
 
-from sessions.cli import cli
+from evalwatch.session import cli
 from sessions.signing import key_id
 
 
