@@ -122,7 +122,7 @@ class AnalysisPipeline:
         self.rooms: dict[str, tuple[str, RoomConfig, str]] = {}
         for site, room in rooms:
             for cam in room.cameras:
-                key = f"{site}/{room.id}/{cam.id}"
+                key = CameraId(site, room.id, cam.id).path
                 self.core.add_camera(key, room, cam.id, site=site)
                 self.rooms[key] = (site, room, cam.id)
         self._lock = threading.Lock()

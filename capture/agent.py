@@ -54,6 +54,7 @@ from capture.segmenter import EncoderThread, SegmentWriter
 from capture.source import CameraSource
 from capture.spool import Spool, SpooledSegment, fmt_time
 from config.models import CameraConfig, EvalwatchConfig, RoomConfig
+from storage.common import CameraId
 
 log = logging.getLogger("capture.agent")
 
@@ -213,7 +214,7 @@ class CameraPipe:
         self.agent = agent
         self.site, self.room, self.camera = agent.site_id, room.id, cam.id
         self.cam = cam
-        self.label = f"{self.site}/{self.room}/{self.camera}"
+        self.label = CameraId(self.site, self.room, self.camera).path
         cfg = agent.cfg
         self.writer = SegmentWriter(
             agent.spool,

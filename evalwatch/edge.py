@@ -27,6 +27,7 @@ from analysis.core import AnalysisCore, DetectorLike
 from analysis.events import EventUpdate
 from analysis.rules import SessionView
 from config.models import EvalwatchConfig, RoomConfig
+from storage.common import CameraId
 
 log = logging.getLogger("evalwatch.edge")
 
@@ -53,7 +54,7 @@ class EdgeAnalyser:
         self.keys: dict[tuple[str, str], str] = {}
         for room in rooms:
             for cam in room.cameras:
-                key = f"{site}/{room.id}/{cam.id}"
+                key = CameraId(site, room.id, cam.id).path
                 self.core.add_camera(key, room, cam.id, site=site)
                 self.keys[(room.id, cam.id)] = key
         self._lock = threading.Lock()
@@ -155,8 +156,8 @@ class EdgeAnalyser:
             self._seq.pop(ev.id, None)
         else:
             self._seq[ev.id] = seq
-        key = f"{self.site}/{ev.room}/{ev.camera}"
-        st = self.core.cameras.get(key)
+        cam = CameraId(self.site, ev.room, ev.camera) if ev.room and ev.camera else None
+        st = self.core.cameras.get(cam.path) if cam else None
         boxes = [] if st is None or u.action == "closed" else [
             {"label": b.label, "score": round(float(b.score), 3), "x1": float(b.x1), "y1": float(b.y1),
              "x2": float(b.x2), "y2": float(b.y2)} for b in st.boxes[:200]]
