@@ -241,6 +241,9 @@ class DetectionConfig(_Strict):
     # Input of the whole-frame person model (CenterNet): "384x288" keeps the 4:3 of CCTV frames
     # at ~0.4x the time of "512x512" (docs/analysis.md, "Faster runtime").
     frame_input: Literal["512x512", "384x288"] = "512x512"
+    # Weights of the seat-crop model (NanoDet): "int8" = its convolutions quantised (calibrated on
+    # the evaluation set's dev half), ~0.7x the time (docs/analysis.md, "Faster runtime").
+    crop_model: Literal["fp32", "int8"] = "fp32"
     # Seat crops also look for people (same model call as the phones; None = off): small and
     # partly hidden people get the crop's higher resolution (dev half: seat_empty false alarms
     # 7 -> 0, extra_person 6/9 -> 8/9).

@@ -133,7 +133,8 @@ def test_fast_model_is_the_converted_model_with_another_input(tmp_path: Path) ->
     from analysis.detectors import DEFAULT_MODEL_DIR
 
     shutil.copy(DEFAULT_MODEL_DIR / "centernet_coco.onnx", tmp_path)
-    r = subprocess.run([sys.executable, str(DEFAULT_MODEL_DIR / "derive.py"), "--models", str(tmp_path)],
+    r = subprocess.run([sys.executable, str(DEFAULT_MODEL_DIR / "derive.py"), "--models", str(tmp_path),
+                        "--only", "centernet"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     name = "centernet_coco_384x288.onnx"
@@ -150,6 +151,10 @@ def test_frame_input_must_be_known() -> None:
         DetectionConfig(frame_input="640x640")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="frame_input must be one of"):
         load_detector(frame_input="640x640")
+    with pytest.raises(ValidationError, match="crop_model"):
+        DetectionConfig(crop_model="fp16")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="crop_model must be one of"):
+        load_detector(crop_model="fp16")
 
 
 def test_boxes_normalised_sorted_and_typed(
@@ -400,8 +405,12 @@ def _clip_phone_cases() -> list[tuple[str, str, float, float]]:
 
 @pytest.mark.skipif(not _clip_phone_cases(), reason="sample_videos/*.truth.json not present")
 @pytest.mark.parametrize(("clip", "seat", "start", "end"), _clip_phone_cases())
-def test_phone_found_on_seat_crops_of_sample_clips(clip: str, seat: str, start: float, end: float) -> None:
-    """Phone-only NanoDet on raised seat crops: the phone's seat fires, the other seats do not."""
+@pytest.mark.parametrize("crop_model", ["fp32", "int8"])
+def test_phone_found_on_seat_crops_of_sample_clips(
+    clip: str, seat: str, start: float, end: float, crop_model: str
+) -> None:
+    """Phone-only NanoDet on raised seat crops: the phone's seat fires, the other seats do not
+    (with the converted weights and with the int8 ones of ``detection.crop_model: int8``)."""
     import yaml
 
     room = yaml.safe_load((CLIPS_DIR / clip.replace(".mp4", ".room.yaml")).read_text())
@@ -410,7 +419,7 @@ def test_phone_found_on_seat_crops_of_sample_clips(clip: str, seat: str, start: 
         xs = [p[0] for p in s["polygon"]]
         ys = [p[1] for p in s["polygon"]]
         rects[s["id"]] = (min(xs), max(0.0, min(ys) - 0.1), max(xs), max(ys))
-    phones = load_detector(labels=["cell phone"], phone_threshold=0.35)
+    phones = load_detector(labels=["cell phone"], phone_threshold=0.35, crop_model=crop_model)
     cap = cv2.VideoCapture(str(CLIPS_DIR / clip))
     fps = cap.get(cv2.CAP_PROP_FPS) or 15.0
     hits = 0

@@ -111,6 +111,7 @@ def load_detector(
     threads: int = 1,
     nms_iou: float = DEFAULT_NMS_IOU,
     frame_input: str = "512x512",
+    crop_model: str = "fp32",
     **_ignored: Any,
 ) -> Detector:
     """Build a detector from configuration (``DetectionConfig``).
@@ -127,7 +128,8 @@ def load_detector(
     ``"person"``/``"cell phone"``; ``thresholds`` may add other COCO labels;
     ``labels`` restricts the result (and the models loaded) to those labels,
     e.g. ``labels=["cell phone"]`` for a phone-only detector on seat crops.
-    ``frame_input`` is the default CenterNet's input size (``"512x512"`` or ``"384x288"``).
+    ``frame_input`` is the default CenterNet's input size (``"512x512"`` or ``"384x288"``),
+    ``crop_model`` the default NanoDet's weights (``"fp32"`` or ``"int8"``).
     Unknown keyword arguments (other ``DetectionConfig`` fields such as
     ``analysis_fps``) are ignored.
     """
@@ -146,11 +148,12 @@ def load_detector(
         thr = {k: v for k, v in thr.items() if k in wanted_labels}
     if backend == "onnx":
         if model_path is None:
-            return OnnxDetector(thresholds=thr, nms_iou=nms_iou, threads=threads, frame_input=frame_input)
+            return OnnxDetector(thresholds=thr, nms_iou=nms_iou, threads=threads, frame_input=frame_input,
+                                crop_model=crop_model)
         p = Path(model_path)
         if p.is_dir():
             return OnnxDetector(thresholds=thr, nms_iou=nms_iou, threads=threads, model_dir=p,
-                                frame_input=frame_input)
+                                frame_input=frame_input, crop_model=crop_model)
         if not p.is_file():
             raise ModelNotFoundError(f"detection.model_path does not exist: {p}")
         yolo = YoloOnnxModel(p, threads=threads, nms_iou=nms_iou)
@@ -169,4 +172,4 @@ def detector_from_config(cfg: DetectionConfig) -> Detector:
     """The detector ``cfg`` describes (what the hub, the agent and ``evalwatch analyze`` run)."""
     return load_detector(cfg.backend, cfg.model_path, person_threshold=cfg.person_threshold,
                          phone_threshold=cfg.phone_threshold, threads=cfg.threads,
-                         frame_input=cfg.frame_input)
+                         frame_input=cfg.frame_input, crop_model=cfg.crop_model)

@@ -16,6 +16,8 @@ COCO_MODEL = "centernet_coco.onnx"
 #: ``DetectionConfig.frame_input`` -> the CenterNet file for that input (``models/derive.py``).
 FRAME_INPUT_MODELS: Mapping[str, str] = {"512x512": COCO_MODEL, "384x288": "centernet_coco_384x288.onnx"}
 NANODET_MODEL = "nanodet_coco.onnx"
+#: ``DetectionConfig.crop_model`` -> the NanoDet file (int8: ``models/derive.py``).
+CROP_MODELS: Mapping[str, str] = {"fp32": NANODET_MODEL, "int8": "nanodet_coco_int8.onnx"}
 
 PERSON = "person"
 PHONE = "cell phone"

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from analysis.detectors.base import (
+    CROP_MODELS,
     DEFAULT_MODEL_DIR,
     DEFAULT_NMS_IOU,
     DEFAULT_THRESHOLDS,
     FRAME_INPUT_MODELS,
-    NANODET_MODEL,
     PERSON,
     PERSON_MODEL,
     SSD_PERSON_MIN,
@@ -78,7 +78,9 @@ class OnnxDetector:
     ``thresholds`` (label -> min score) also selects which labels are reported,
     and only the models needed for them are loaded: ``{"cell phone": 0.35}``
     gives a phone-only detector for seat crops.  ``frame_input`` picks the CenterNet input
-    (:data:`~analysis.detectors.base.FRAME_INPUT_MODELS`: ``"512x512"`` or ``"384x288"``).
+    (:data:`~analysis.detectors.base.FRAME_INPUT_MODELS`: ``"512x512"`` or ``"384x288"``),
+    ``crop_model`` the NanoDet weights (:data:`~analysis.detectors.base.CROP_MODELS`: ``"fp32"``
+    or ``"int8"``).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class OnnxDetector:
         model_dir: str | os.PathLike[str] | None = None,
         ssd_person_min: float | None = SSD_PERSON_MIN,
         frame_input: str = "512x512",
+        crop_model: str = "fp32",
     ) -> None:
         if not 0.0 < nms_iou <= 1.0:
             raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
@@ -105,6 +108,8 @@ class OnnxDetector:
             if frame_input not in FRAME_INPUT_MODELS:
                 raise ValueError(
                     f"frame_input must be one of {sorted(FRAME_INPUT_MODELS)}, got {frame_input!r}")
+            if crop_model not in CROP_MODELS:
+                raise ValueError(f"crop_model must be one of {sorted(CROP_MODELS)}, got {crop_model!r}")
             sources = []
             if PERSON in thr:
                 cn = CenterNetCocoModel(d / FRAME_INPUT_MODELS[frame_input], threads=threads)
@@ -114,7 +119,7 @@ class OnnxDetector:
                     sources.append(Source(ssd, {PERSON: max(thr[PERSON], float(ssd_person_min))}))
             other = {k: v for k, v in thr.items() if k != PERSON}
             if other:
-                sources.append(Source(NanoDetCocoModel(d / NANODET_MODEL, threads=threads), other))
+                sources.append(Source(NanoDetCocoModel(d / CROP_MODELS[crop_model], threads=threads), other))
         elif thresholds is not None:
             raise ValueError("pass thresholds inside each Source when giving explicit sources")
         self._sources: list[Source] = []
