@@ -44,6 +44,8 @@ from analysis.core import CoreStats, analyze_frames
 from analysis.video import iter_video_frames
 from config import load_room
 
+FIELDS = ("cpu_s", "video_s", "frames", "crops")
+
 
 def cpu() -> float:
     return time.process_time()
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                     c0 = cpu()
                     analyze_frames(iter(frames), room, detectors[name], rcfg, dcfg, stats=stats)
                     used = cpu() - c0
-                    a = acc.setdefault((name, fps), dict.fromkeys(("cpu_s", "video_s", "frames", "crops"), 0.0))
+                    a = acc.setdefault((name, fps), dict.fromkeys(FIELDS, 0.0))
                     a["cpu_s"] += used
                     a["video_s"] += video_s
                     a["frames"] += stats.frames
