@@ -727,7 +727,8 @@ class ClipRenderer:
                             (hx + side * 0.1 * height, y0 + 0.33 * height))
         self.put(canvas, hr, ha, px, py + ph_h * 0.18, hand_w, hand_h, ang=ang)
         self.put(canvas, rgb, a, px, py, pw, ph_h, ang=ang)
-        thumb_r, thumb_a = hand_sprite(max(4, int(hand_h * self.k)), max(4, int(hand_w * 0.5 * self.k)), skin, 1)
+        thumb_r, thumb_a = hand_sprite(max(4, int(hand_h * self.k)), max(4, int(hand_w * 0.5 * self.k)),
+                                       skin, 1)
         self.put(canvas, thumb_r, thumb_a, px - side * pw * 0.4, py + ph_h * 0.08, hand_w * 0.3,
               hand_h * 0.55, ang=ang + side * 20)
 
