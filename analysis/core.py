@@ -19,6 +19,7 @@ people hardly move and must still be re-detected).  Phones (and, with
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -79,9 +80,12 @@ class DetectorSplit:
 
     frame: DetectorLike
     crop: DetectorLike | None
+    #: Phones only, on phone tiles of the seat crops (``DetectionConfig.phone_tiles``).
+    tile: DetectorLike | None = None
 
 
-def split_detector(detector: DetectorLike, crop_person_threshold: float | None = None) -> DetectorSplit:
+def split_detector(detector: DetectorLike, crop_person_threshold: float | None = None,
+                   tile_phone_threshold: float | None = None) -> DetectorSplit:
     """Split a multi-model detector into a whole-frame part and a phone part for seat crops.
 
     A phone is a few dozen pixels in a 640x480 room view; the phone model finds it far more
@@ -94,6 +98,9 @@ def split_detector(detector: DetectorLike, crop_person_threshold: float | None =
     With ``crop_person_threshold`` the crop part also reports ``person`` (from the same phone
     model, in the same call: no extra inference) at that score, so a small or partly hidden
     person at a seat is looked for at the crop's higher resolution too.
+
+    With ``tile_phone_threshold`` a third part, phones only at that score (same sessions), is
+    made for the phone tiles of the seat crops (:func:`phone_tile_rects`).
     """
     sources = getattr(detector, "sources", None)
     if not sources:
@@ -109,7 +116,11 @@ def split_detector(detector: DetectorLike, crop_person_threshold: float | None =
     if not phone_src or not frame_src:
         return DetectorSplit(detector, None)
     kw = {k: getattr(detector, k) for k in ("nms_iou", "merge_iou", "merge_cover") if hasattr(detector, k)}
-    return DetectorSplit(OnnxDetector(frame_src, **kw), OnnxDetector(phone_src, **kw))
+    tile = None
+    if tile_phone_threshold is not None:
+        tile = OnnxDetector([Source(s.model, {PHONE: tile_phone_threshold}) for s in sources
+                             if PHONE in s.thresholds], **kw)
+    return DetectorSplit(OnnxDetector(frame_src, **kw), OnnxDetector(phone_src, **kw), tile)
 
 
 def seat_crop_rects(room: RoomConfig, camera: str) -> list[Rect]:
@@ -122,6 +133,35 @@ def seat_crop_rects(room: RoomConfig, camera: str) -> list[Rect]:
              min(1.0, max(xs) + CROP_PAD), min(1.0, max(ys)))
         if r[2] - r[0] > 0.02 and r[3] - r[1] > 0.02:
             out.append(r)
+    return out
+
+
+def phone_tile_rects(crops: Sequence[Rect], width: int, height: int, rows: int, overlap: float,
+                     min_px: int) -> list[tuple[int, Rect]]:
+    """Square phone tiles of each seat crop of a ``width`` x ``height`` frame: ``(crop index,
+    normalised rect)``, ``rows`` tiles high (at least; more when the crop is wider than tall),
+    overlapping by ``overlap`` of a tile side, none smaller than ``min_px`` pixels (a crop
+    whose tiles would be smaller gets none: upscaling them shows the model no more detail)."""
+    out: list[tuple[int, Rect]] = []
+    if rows <= 0:
+        return out
+    for ci, r in enumerate(crops):
+        cw, ch = (r[2] - r[0]) * width, (r[3] - r[1]) * height
+        side = min(cw, ch, ch / (rows - (rows - 1) * overlap))
+        if side < min_px:
+            continue
+
+        def starts(extent: float, side: float = side) -> list[float]:
+            # a crop up to 10 % of a tile longer than the tile gets one tile, centred
+            n = max(1, math.ceil((extent - side) / (side * (1 - overlap)) - 0.1) + 1)
+            if n == 1:
+                return [(extent - side) / 2]
+            return [k * (extent - side) / (n - 1) for k in range(n)]
+
+        for y in starts(ch):
+            for x in starts(cw):
+                out.append((ci, (r[0] + x / width, r[1] + y / height,
+                                 r[0] + (x + side) / width, r[1] + (y + side) / height)))
     return out
 
 
@@ -198,6 +238,11 @@ class CameraState:
     crop_phones: list[list[Any]] = field(default_factory=list)
     crop_people: list[list[Any]] = field(default_factory=list)
     crop_turn: int = 0
+    #: Phone tiles (crop index, rect) for frames of ``tile_size`` (w, h), their last phones.
+    tiles: list[tuple[int, Rect]] = field(default_factory=list)
+    tile_size: tuple[int, int] | None = None
+    tile_phones: list[list[Any]] = field(default_factory=list)
+    tile_turn: int = 0
 
 
 @dataclass
@@ -210,6 +255,7 @@ class CoreStats:
     detector_calls: int = 0
     detector_seconds: float = 0.0
     crops: int = 0
+    tiles: int = 0
 
 
 def next_due(next_t: float | None, t: float, interval: float) -> tuple[bool, float | None]:
@@ -254,7 +300,9 @@ class AnalysisCore:
         self.detector = detector
         self.rules_cfg = rules_cfg or RulesConfig()
         self.detection_cfg = detection_cfg or DetectionConfig()
-        self.split = (split_detector(detector, self.detection_cfg.crop_person_threshold) if seat_crops
+        dc = self.detection_cfg
+        tile_thr = (dc.phone_tile_threshold or dc.phone_threshold) if dc.phone_tiles else None
+        self.split = (split_detector(detector, dc.crop_person_threshold, tile_thr) if seat_crops
                       else DetectorSplit(detector, None))
         self.motion_gate = motion_gate
         self.snapshots = snapshots
@@ -334,10 +382,53 @@ class AnalysisCore:
         """A seat crop is detected on every ``crop_stride``-th detected frame of its camera."""
         return max(1, round(CROP_INTERVAL_S * self.detection_cfg.analysis_fps))
 
+    @property
+    def tile_stride(self) -> int:
+        """A phone tile is detected on every ``tile_stride``-th detected frame of its camera."""
+        dc = self.detection_cfg
+        return max(1, round(dc.phone_tile_interval_s * dc.analysis_fps))
+
+    def _camera_tiles(self, st: CameraState, frame: np.ndarray) -> list[tuple[int, Rect]]:
+        h, w = frame.shape[:2]
+        if st.tile_size != (w, h):
+            dc = self.detection_cfg
+            st.tiles = phone_tile_rects(st.crops, w, h, dc.phone_tiles, dc.phone_tile_overlap,
+                                        dc.phone_tile_min_px)
+            st.tile_size = (w, h)
+            st.tile_phones = [[] for _ in st.tiles]
+        return st.tiles
+
+    def _detect_tiles(self, work: Sequence[tuple[CameraState, float, np.ndarray, dict[str, float]]],
+                      need: Sequence[int]) -> dict[tuple[int, int], list[Any]]:
+        """Phones on the phone tiles due in the frames of ``need`` (the tiles of a camera take
+        turns, see ``phone_tile_interval_s``): ``{(frame, tile): phones}``."""
+        tiler = self.split.tile
+        if tiler is None:
+            return {}
+        stride = self.tile_stride
+        jobs: list[tuple[int, int]] = []
+        for j in need:
+            st = work[j][0]
+            tiles = self._camera_tiles(st, work[j][2])
+            jobs += [(j, ti) for ti in range(len(tiles)) if (st.tile_turn + ti) % stride == 0]
+            st.tile_turn += 1
+        fresh: dict[tuple[int, int], list[Any]] = {}
+        for i in range(0, len(jobs), MAX_BATCH):
+            chunk = jobs[i:i + MAX_BATCH]
+            t0 = time.perf_counter()
+            found = tiler.detect([_crop(work[j][2], work[j][0].tiles[ti][1]) for j, ti in chunk])
+            self.stats.detector_seconds += time.perf_counter() - t0
+            self.stats.detector_calls += 1
+            self.stats.tiles += len(chunk)
+            for (j, ti), boxes in zip(chunk, found, strict=True):
+                rect = work[j][0].tiles[ti][1]
+                fresh[(j, ti)] = [_from_crop(b, rect) for b in boxes if b.label == PHONE]
+        return fresh
+
     def _detect_crops(self, work: Sequence[tuple[CameraState, float, np.ndarray, dict[str, float]]],
                       need: Sequence[int], results: dict[int, list[Any]]) -> None:
-        """Phones on seat crops of the frames in ``need`` (each seat in turn, see
-        ``CROP_INTERVAL_S``); they replace the frames' whole-frame phones."""
+        """Phones on seat crops (and their phone tiles) of the frames in ``need`` (each seat in
+        turn, see ``CROP_INTERVAL_S``); they replace the frames' whole-frame phones."""
         assert self.split.crop is not None
         stride = self.crop_stride
         jobs: list[tuple[int, int]] = []
@@ -345,6 +436,7 @@ class AnalysisCore:
             st = work[j][0]
             jobs += [(j, ci) for ci in range(len(st.crops)) if (st.crop_turn + ci) % stride == 0]
             st.crop_turn += 1
+        fresh_tiles = self._detect_tiles(work, need)
         fresh: dict[tuple[int, int], list[Any]] = {}
         for i in range(0, len(jobs), MAX_BATCH):
             chunk = jobs[i:i + MAX_BATCH]
@@ -365,7 +457,10 @@ class AnalysisCore:
                 if (j, ci) in fresh:
                     st.crop_phones[ci] = [b for b in fresh[(j, ci)] if b.label == PHONE]
                     st.crop_people[ci] = [b for b in fresh[(j, ci)] if b.label == PERSON]
-            phones = merge_crop_phones([b for ps in st.crop_phones for b in ps])
+            for ti in range(len(st.tile_phones)):
+                if (j, ti) in fresh_tiles:
+                    st.tile_phones[ti] = fresh_tiles[(j, ti)]
+            phones = merge_crop_phones([b for ps in [*st.crop_phones, *st.tile_phones] for b in ps])
             frame_people = [b for b in results[j] if b.label == PERSON]
             people = merge_crop_people(frame_people, [b for ps in st.crop_people for b in ps])
             results[j] = [b for b in results[j] if b.label != PHONE] + phones + people

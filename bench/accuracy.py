@@ -1,13 +1,14 @@
 """Accuracy of ``evalwatch analyze`` against ground truth: demo samples and the evaluation set.
 
-    .venv/bin/python bench/accuracy.py [--set dev test samples] [--setups before default]
+    .venv/bin/python bench/accuracy.py [--set dev test samples] [--setups before default fast tiles]
                                        [--clips NAME ...] [--json FILE]
 
 Sets: ``samples`` = the demo clips in ``sample_videos/``; ``dev`` / ``test`` = the two halves
 of the evaluation set in ``sample_videos/evalset/`` (tune on dev, report test; see
 ``docs/analysis.md``).  Set-ups (:data:`SETUPS`): ``default`` = the shipped configuration,
 ``before`` = the detector set-up before the evaluation set existed (commit aeb50c6), ``fast`` =
-the default with CenterNet at 384x288 and int8 NanoDet (issue #11's faster runtime), all run
+the default with CenterNet at 384x288 and int8 NanoDet (issue #11's faster runtime), ``tiles`` =
+phone tiles on (high-resolution footage, see ``--dir``), all run
 in the same invocation on the same clips so their figures and their detector cost compare.
 
 For every ``<clip>.mp4`` with ``<clip>.room.yaml`` and ``<clip>.truth.json`` it runs the same
@@ -129,6 +130,9 @@ def setups() -> dict[str, tuple[DetectionConfig, RulesConfig]]:
         # The faster runtime of issue #11: CenterNet on a 384x288 input instead of 512x512 and
         # NanoDet's convolutions in int8.
         "fast": (DetectionConfig(frame_input="384x288", crop_model="int8"), RulesConfig()),
+        # phone tiles of the seat crops (only cut where a tile keeps >= 160 frame px, i.e. on
+        # high-resolution footage: render it with `sample_videos.evalset.make --scale 2`)
+        "tiles": (DetectionConfig(phone_tiles=2), RulesConfig()),
     }
 
 
@@ -231,12 +235,19 @@ def print_table(name: str, setup: str, r: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--set", nargs="+", choices=sorted(SETS), default=["dev", "test"], dest="sets")
-    ap.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS))
+    ap.add_argument("--setups", nargs="+", choices=SETUPS, default=["before", "default"])
     ap.add_argument("--clips", nargs="*", help="only these clip names")
+    ap.add_argument("--dir", nargs=2, action="append", metavar=("SET", "DIR"), default=[],
+                    help="read set SET from DIR instead (e.g. dev /tmp/hd/dev: the dev half "
+                         "rendered at 1280x960 by `python -m sample_videos.evalset.make --scale 2`)")
     ap.add_argument("--slack", type=float, default=1.0)
     ap.add_argument("--json", metavar="FILE", help="also write every figure as JSON to FILE")
     ap.add_argument("--quiet", action="store_true", help="no per-clip lines")
     args = ap.parse_args(argv)
+    for name, folder in args.dir:
+        if name not in SETS:
+            ap.error(f"--dir: unknown set {name!r}")
+        SETS[name] = Path(folder)
     todo = {name: clips(SETS[name], args.clips) for name in args.sets}
     empty = [name for name, paths in todo.items() if not paths]
     if empty:

@@ -248,6 +248,21 @@ class DetectionConfig(_Strict):
     # partly hidden people get the crop's higher resolution (dev half: seat_empty false alarms
     # 7 -> 0, extra_person 6/9 -> 8/9).
     crop_person_threshold: Annotated[float, Field(gt=0, lt=1)] | None = 0.4
+    # Phone tiles (docs/analysis.md "Phones on seat crops"): each seat crop is also cut into
+    # square tiles, phone_tiles rows of them (0 = off), overlapping by phone_tile_overlap, each
+    # fed to the phone model at its own input size, so a phone of a high-resolution camera keeps
+    # its pixels instead of being shrunk with the whole crop.  Tiles smaller than
+    # phone_tile_min_px frame pixels are not cut (a 640x480 stream would only be upscaled):
+    # there the seat crops work as before.  Each tile is re-detected about every
+    # phone_tile_interval_s (the tiles of a camera take turns); phone_tile_threshold is the
+    # phone model's floor on tiles (None = phone_threshold).  Off by default: on the dev half
+    # rendered at 1280x960, phone_tiles: 2 found 3/11 phones (0/11 without) but added 2 false
+    # alarms on phone-like things held at the face, at 2.3-3.6x the detector time per frame.
+    phone_tiles: Annotated[int, Field(ge=0, le=4)] = 0
+    phone_tile_overlap: Annotated[float, Field(ge=0, lt=0.5)] = 0.2
+    phone_tile_min_px: Annotated[int, Field(ge=32)] = 160
+    phone_tile_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    phone_tile_threshold: Annotated[float, Field(gt=0, lt=1)] | None = None
 
 
 class RulesConfig(_Strict):

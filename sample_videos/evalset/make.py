@@ -423,9 +423,12 @@ def hand_sprite(h: int, w: int, skin: tuple[int, int, int], fingers: int = 4) ->
 
 
 def place(canvas: Image, rgb: Image, alpha: Image, cx: float, cy: float, w: float, h: float,
-          ang: float = 0.0, squash: float = 1.0) -> None:
+          ang: float = 0.0, squash: float = 1.0, k: float = 1.0) -> None:
     """Blend a sprite scaled to ``w`` x ``h`` px, rotated by ``ang`` degrees, then squashed
-    vertically by ``squash`` (a surface seen at a slant), centred at canvas ``(cx, cy)``."""
+    vertically by ``squash`` (a surface seen at a slant), centred at canvas ``(cx, cy)``;
+    ``k``: frame pixels per view pixel (all four multiplied by it)."""
+    if k != 1:
+        cx, cy, w, h = cx * k, cy * k, w * k, h * k
     sh, sw = alpha.shape
     m = np.float64([[w / sw, 0, 0], [0, h / sh, 0]])
     rot = cv2.getRotationMatrix2D((0, 0), ang, 1.0)
@@ -444,14 +447,72 @@ def place(canvas: Image, rgb: Image, alpha: Image, cx: float, cy: float, w: floa
     blend(canvas, rgba[..., :3], np.clip(rgba[..., 3], 0, 1), ox, oy)
 
 
+# --------------------------------------------------------------------------- resolution
+
+
+def frame_size(scale: float) -> tuple[int, int]:
+    """(width, height) of a frame rendered at ``scale`` times 640x480 (even, for yuv420p)."""
+    return 2 * round(WIDTH * scale / 2), 2 * round(ms.HEIGHT * scale / 2)
+
+
+def _upscale(img: Image, scale: float) -> Image:
+    h, w = img.shape[:2]
+    return cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
+
+
+def camera_view_k(canvas: Image, st: Frame, rng: np.random.Generator, cover_tex: Image,
+                  gain: float, noise_sigma: float, k: float) -> Image:
+    """:func:`make_samples.camera_view` for a world canvas drawn at ``k`` times the view's
+    resolution: the same tampering, measured in view pixels."""
+    tp = st.tamper  # type: ignore[attr-defined]
+    W, H = frame_size(k)
+    pad = round(PAD * k)
+    if tp.moved > 0:
+        m = tp.moved
+        ch, cw = canvas.shape[:2]
+        rot = cv2.getRotationMatrix2D((cw / 2, ch / 2), 11.0 * m, 1.0 + 0.06 * m)
+        rot[0, 2] += -pad - 95 * m * k
+        rot[1, 2] += -pad + 60 * m * k
+        frame = cv2.warpAffine(canvas, rot, (W, H), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT)
+    else:
+        frame = canvas[pad:pad + H, pad:pad + W].copy()
+    if tp.defocused > 0:
+        frame = cv2.GaussianBlur(frame, (0, 0), (0.3 + 7.5 * tp.defocused) * k)
+    if tp.covered > 0:
+        c = tp.covered
+        blurred = cv2.GaussianBlur(frame, (0, 0), (1 + 14 * c) * k).astype(np.float32)
+        out = blurred + (cover_tex[:H, :W] - blurred) * min(1.0, c * 1.05)
+        frame = np.clip(out, 0, 255).astype(np.uint8)
+    noise = rng.normal(0, noise_sigma, frame.shape).astype(np.float32)
+    lit = frame.astype(np.float32) if gain == 1.0 else frame.astype(np.float32) * gain
+    return np.clip(lit + noise, 0, 255).astype(np.uint8)
+
+
+def osd_k(frame: Image, t: float, label: str, k: float) -> None:
+    """:func:`make_samples.osd` at ``k`` times the size."""
+    h0, m0, s0 = ms.START_CLOCK
+    secs = h0 * 3600 + m0 * 60 + s0 + int(t)
+    text = f"2025-03-18 {secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
+    H, W = frame.shape[:2]
+    for txt, org in ((text, (round(10 * k), round(22 * k))),
+                     (label, (round(W - (12 + 9 * len(label)) * k), round(H - 12 * k)))):
+        cv2.putText(frame, txt, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * k, (0, 0, 0),
+                    round(3 * k), cv2.LINE_AA)
+        cv2.putText(frame, txt, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * k, (255, 255, 255),
+                    max(1, round(k)), cv2.LINE_AA)
+
+
 # --------------------------------------------------------------------------- people
 
 
 class EvalPeople(ms.PersonRenderer):
     """The demo's person renderer with visitors behind, leaning in and crouching."""
 
-    def __init__(self, cutouts: dict[str, ms.Cutout], persons: dict[str, ms.PersonSrc]) -> None:
+    def __init__(self, cutouts: dict[str, ms.Cutout], persons: dict[str, ms.PersonSrc],
+                 k: float = 1.0) -> None:
         super().__init__(cutouts, persons)
+        self.k = k  #: pixels of the rendered frame per view pixel (see ``--scale``)
         self._heads: dict[str, float] = {}
         self._sleeves: dict[str, tuple[float, float, float]] = {}
 
@@ -510,6 +571,8 @@ class EvalPeople(ms.PersonRenderer):
         nx, ny = -(hy - ey) / n, (hx - ex) / n
         pts = np.array([[hx + nx * w_h, hy + ny * w_h], [hx - nx * w_h, hy - ny * w_h],
                         [ex - nx * w_e, ey - ny * w_e], [ex + nx * w_e, ey + ny * w_e]])
+        if self.k != 1:
+            pts = pts * self.k
         rgb, a, x0, y0 = ms.poly_sprite(pts, self.sleeve(p.source))
         rgb *= np.linspace(1.05, 0.85, rgb.shape[0], dtype=np.float32)[:, None, None]
         blend(canvas, rgb, a, x0, y0)
@@ -519,17 +582,22 @@ class EvalPeople(ms.PersonRenderer):
         """Composite one person; returns the (dx, dy) of their sway (for what they hold)."""
         src = self.persons[p.source]
         top, height, clip = self.figure(p, lay)
-        rgb, a = self.scaled(p.source, max(8, round(src.body_frac * height)))
+        k = self.k
+        rgb, a = self.scaled(p.source, max(8, round(src.body_frac * height * k)))
         if clip is not None:
             a = a.copy()
-            a[max(0, round(clip - top)):] = 0
+            a[max(0, round((clip - top) * k)):] = 0
         dx, dy, ang = ms.body_motion(p.moving, t, phase, height)
         ang += p.lean - lean
         dy += abs(lean) * 0.004 * height
         bent = p.seated > 0.5 or p.lean != 0
-        piv_y = min(a.shape[0] - 1, 0.55 * height) if bent else a.shape[0] - 1
-        ms.composite_figure(canvas, rgb, a, p.x + PAD + dx, top + PAD + dy, piv_y, ang,
-                            None if clip is None else clip + PAD)
+        piv_y = min(a.shape[0] - 1, 0.55 * height * k) if bent else a.shape[0] - 1
+        if k == 1:
+            ms.composite_figure(canvas, rgb, a, p.x + PAD + dx, top + PAD + dy, piv_y, ang,
+                                None if clip is None else clip + PAD)
+        else:
+            ms.composite_figure(canvas, rgb, a, (p.x + PAD + dx) * k, (top + PAD + dy) * k,
+                                piv_y, ang, None if clip is None else (clip + PAD) * k)
         return dx, dy
 
 
@@ -540,8 +608,9 @@ class ClipRenderer:
     """Draws the frames of one clip."""
 
     def __init__(self, clip: EvalClip, cutouts: dict[str, ms.Cutout],
-                 textures: dict[str, Image]) -> None:
+                 textures: dict[str, Image], scale: float = 1.0) -> None:
         self.clip = clip
+        self.k = scale
         self.lay = clip.geom
         rng = np.random.default_rng(clip.seed)
         self.rng = rng
@@ -552,7 +621,12 @@ class ClipRenderer:
             floor_color=tuple(np.array((112, 108, 100)) * rng.uniform(0.9, 1.1, 3)))
         self.props = ms.build_props(self.lay, rng)
         self.cover_tex = ms.make_cover_texture(rng)
-        self.people = EvalPeople(cutouts, person_srcs())
+        if scale != 1:  # the room's surfaces and furniture are drawn, not photographed:
+            self.background = _upscale(self.background, scale)  # smooth upscales are fine
+            self.props = [ms.Sprite(p.depth, _upscale(p.rgb, scale), _upscale(p.alpha, scale),
+                                    round(p.x0 * scale), round(p.y0 * scale)) for p in self.props]
+            self.cover_tex = _upscale(self.cover_tex, scale)
+        self.people = EvalPeople(cutouts, person_srcs(), scale)
         self.phases = {m.name: m.phase for m in clip.movers()}
         self.sprites: dict[tuple[str, str, str, str], tuple[Image, Image]] = {}
         self.phone_photos: dict[str, dict[str, Image]] = {"front": {}, "back": {}}
@@ -572,6 +646,11 @@ class ClipRenderer:
             self.sprites[k] = object_sprite(obj, face, color, self.rng,
                                             photos[key] if key else None)
         return self.sprites[k]
+
+    def put(self, canvas: Image, rgb: Image, alpha: Image, cx: float, cy: float, w: float,
+            h: float, ang: float = 0.0, squash: float = 1.0) -> None:
+        """:func:`place` at this renderer's scale (arguments in view pixels)."""
+        place(canvas, rgb, alpha, cx, cy, w, h, ang, squash, self.k)
 
     def owner(self, st: Frame, seat: str) -> Person | None:
         """The evaluator of ``seat`` in this frame."""
@@ -601,13 +680,13 @@ class ClipRenderer:
             rgb, a = self.sprite(h.obj, "front" if h.obj == "phone" else "back", h.color,
                                  self.clip.phones.index(h) if h.obj == "phone" else 0)
             squash = 0.45 if h.obj in ("phone", "calculator", "wallet") else 1.0
-            place(canvas, rgb, a, px, py, ph_w, ph_h, ang=side * 20, squash=squash)
+            self.put(canvas, rgb, a, px, py, ph_w, ph_h, ang=side * 20, squash=squash)
             if u < 1.0:  # the hand putting it down / picking it up
                 hand = (px + side * 0.02 * height, py - 0.02 * height * (1 - u))
                 self.people.arm(canvas, owner, height, hand,
                                 (x0 + side * 0.12 * height, s.desk_top + PAD - 0.06 * height))
-                hr, ha = hand_sprite(int(0.07 * height), int(0.06 * height), skin)
-                place(canvas, hr, ha, *hand, 0.05 * height, 0.06 * height, ang=side * 30)
+                hr, ha = hand_sprite(int(0.07 * height * self.k), int(0.06 * height * self.k), skin)
+                self.put(canvas, hr, ha, *hand, 0.05 * height, 0.06 * height, ang=side * 30)
             return
         if h.style == "face":
             if h.obj == "phone":  # at the ear
@@ -628,28 +707,29 @@ class ClipRenderer:
         squash = 0.62 if (h.style == "hands" and h.obj in ("phone", "calculator")) else 1.0
         pw = ph_w * (0.55 if face == "edge" else 1.0)
         hand_w, hand_h = 0.05 * height, 0.06 * height
-        hr, ha = hand_sprite(max(4, int(hand_h * 2)), max(4, int(hand_w * 2)), skin)
+        hr, ha = hand_sprite(max(4, int(hand_h * 2 * self.k)), max(4, int(hand_w * 2 * self.k)), skin)
         if h.style in ("hands", "screen"):
             # two hands gripping the lower corners, thumbs over the edge
-            place(canvas, rgb, a, px, py, pw, ph_h, ang=ang, squash=squash)
+            self.put(canvas, rgb, a, px, py, pw, ph_h, ang=ang, squash=squash)
             for k in (-1, 1):
-                place(canvas, hr, ha, px + k * pw * 0.45, py + ph_h * squash * 0.28,
+                self.put(canvas, hr, ha, px + k * pw * 0.45, py + ph_h * squash * 0.28,
                       hand_w * 0.8, hand_h * 0.9, ang=ang - k * 35)
             return
         if h.style == "covered":
-            place(canvas, rgb, a, px, py, pw, ph_h, ang=ang)
+            self.put(canvas, rgb, a, px, py, pw, ph_h, ang=ang)
             # the other hand over the upper 30-50 % of it (fingers across the face)
             cover = (px + side * pw * 0.1, py - ph_h * 0.28)
-            place(canvas, hr, ha, *cover, hand_w * 1.25, ph_h * 0.48, ang=ang + 90 * side)
+            self.put(canvas, hr, ha, *cover, hand_w * 1.25, ph_h * 0.48, ang=ang + 90 * side)
             return
         # held in one hand: the hand behind the lower half, fingers around
         if h.style == "face":  # the forearm up from the elbow at the body's side
             self.people.arm(canvas, owner, height, (px, py + ph_h * 0.3),
                             (hx + side * 0.1 * height, y0 + 0.33 * height))
-        place(canvas, hr, ha, px, py + ph_h * 0.18, hand_w, hand_h, ang=ang)
-        place(canvas, rgb, a, px, py, pw, ph_h, ang=ang)
-        thumb_r, thumb_a = hand_sprite(max(4, int(hand_h)), max(4, int(hand_w * 0.5)), skin, 1)
-        place(canvas, thumb_r, thumb_a, px - side * pw * 0.4, py + ph_h * 0.08, hand_w * 0.3,
+        self.put(canvas, hr, ha, px, py + ph_h * 0.18, hand_w, hand_h, ang=ang)
+        self.put(canvas, rgb, a, px, py, pw, ph_h, ang=ang)
+        thumb_r, thumb_a = hand_sprite(max(4, int(hand_h * self.k)), max(4, int(hand_w * 0.5 * self.k)),
+                                       skin, 1)
+        self.put(canvas, thumb_r, thumb_a, px - side * pw * 0.4, py + ph_h * 0.08, hand_w * 0.3,
               hand_h * 0.55, ang=ang + side * 20)
 
     def draw_activity(self, canvas: Image, st: Frame, p: Person, sway: tuple[float, float]) -> None:
@@ -668,18 +748,20 @@ class ClipRenderer:
                 y += 0.01 * height * math.sin(st.t * 7)
                 self.people.arm(canvas, p, height, (x + 0.02 * height, y),
                                 (x + 0.06 * height, y - 0.07 * height))
-                hr, ha = hand_sprite(int(0.14 * height), int(0.14 * height), skin)
-                place(canvas, hr, ha, x, y - 0.01 * height, 0.06 * height, 0.055 * height, ang=-70)
-                cv2.line(canvas, (int(x - 0.02 * height), int(y)), (int(x - 0.045 * height),
-                         int(y + 0.01 * height)), (40, 40, 140), max(1, int(height / 200)), cv2.LINE_AA)
+                hr, ha = hand_sprite(int(0.14 * height * self.k), int(0.14 * height * self.k), skin)
+                self.put(canvas, hr, ha, x, y - 0.01 * height, 0.06 * height, 0.055 * height, ang=-70)
+                k = self.k
+                cv2.line(canvas, (int((x - 0.02 * height) * k), int(y * k)),
+                         (int((x - 0.045 * height) * k), int((y + 0.01 * height) * k)),
+                         (40, 40, 140), max(1, int(height * k / 200)), cv2.LINE_AA)
             else:  # a sheet lifted and laid over
                 lift = math.sin(math.pi * min(1.0, (u * 3) % 1.0))
                 sw, shh = 0.14 * height, 0.09 * height * (0.3 + 0.7 * lift)
                 sheet = np.full((8, 8, 3), 236, np.float32)
-                place(canvas, sheet, np.ones((8, 8), np.float32), x - 0.02 * height,
+                self.put(canvas, sheet, np.ones((8, 8), np.float32), x - 0.02 * height,
                       y - shh / 2 + 0.01 * height, sw, shh, ang=-8)
-                hr, ha = hand_sprite(int(0.14 * height), int(0.14 * height), skin)
-                place(canvas, hr, ha, x + sw * 0.4, y - shh + 0.01 * height, 0.055 * height,
+                hr, ha = hand_sprite(int(0.14 * height * self.k), int(0.14 * height * self.k), skin)
+                self.put(canvas, hr, ha, x + sw * 0.4, y - shh + 0.01 * height, 0.055 * height,
                       0.05 * height, ang=-40)
 
     def lean(self, p: Person, t: float) -> float:
@@ -716,29 +798,40 @@ class ClipRenderer:
             if p.home is not None and p.seated > 0.99 and p.desk == p.home:
                 self.draw_activity(canvas, st, p, sway.get(p.home, (0.0, 0.0)))
         noise = 1.6 + 4.4 * (1.0 - st.light)
-        frame = ms.camera_view(canvas, st, self.rng, self.cover_tex, gain=st.light,  # type: ignore[arg-type]
-                               noise_sigma=noise)
-        ms.osd(frame, st.t + self.clock, self.label)
+        if self.k == 1:
+            frame = ms.camera_view(canvas, st, self.rng, self.cover_tex, gain=st.light,  # type: ignore[arg-type]
+                                   noise_sigma=noise)
+            ms.osd(frame, st.t + self.clock, self.label)
+        else:
+            frame = camera_view_k(canvas, st, self.rng, self.cover_tex, st.light, noise, self.k)
+            osd_k(frame, st.t + self.clock, self.label, self.k)
         return frame
 
 
-def encoder_options(clip: EvalClip) -> dict[str, str] | None:
-    """x264 settings: the demo's CRF, or the agent's archive rate control at 200 kbps."""
+def encoder_options(clip: EvalClip, scale: float = 1.0) -> dict[str, str] | None:
+    """x264 settings: the demo's CRF, or the agent's archive rate control at 200 kbps
+    (times ``scale`` squared: the same bits per pixel at a higher resolution)."""
     if not clip.bitrate_kbps:
         return None
     from capture.live_encoder import x264_options  # the archive's own settings
 
-    opts = x264_options(preset="veryfast", gop=2 * FPS, crf=26, kbps=clip.bitrate_kbps)
+    kbps = round(clip.bitrate_kbps * scale * scale)
+    opts = x264_options(preset="veryfast", gop=2 * FPS, crf=26, kbps=kbps)
     return {**opts, "threads": "1"}
 
 
 def render_clip(clip: EvalClip, cutouts: dict[str, ms.Cutout], textures: dict[str, Image],
-                out_dir: Path, n_frames: int | None = None) -> Path:
-    """Render one clip to ``out_dir/<clip>.mp4``; write its room and truth files beside it."""
-    r = ClipRenderer(clip, cutouts, textures)
+                out_dir: Path, n_frames: int | None = None, scale: float = 1.0) -> Path:
+    """Render one clip to ``out_dir/<clip>.mp4``; write its room and truth files beside it.
+
+    ``scale``: render at ``scale`` times 640x480 (people and phones are cut and drawn at
+    that resolution; see ``--scale``)."""
+    r = ClipRenderer(clip, cutouts, textures, scale)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{clip.clip}.mp4"
-    enc = ms.H264Writer(path, encoder_options(clip))
+    enc = ms.H264Writer(path, encoder_options(clip, scale))
+    if scale != 1:
+        enc.stream.width, enc.stream.height = frame_size(scale)
     last: Image | None = None
     for st in frames(clip, n_frames):
         if st.tamper.frozen and last is not None:  # type: ignore[attr-defined]
@@ -749,14 +842,14 @@ def render_clip(clip: EvalClip, cutouts: dict[str, ms.Cutout], textures: dict[st
         enc.write(frame, st.index)
     enc.close()
     if n_frames is None:
-        write_docs(clip, out_dir)
+        write_docs(clip, out_dir, scale)
     return path
 
 
 def write_stills(clip: EvalClip, cutouts: dict[str, ms.Cutout], textures: dict[str, Image],
-                 out_dir: Path, times: list[float]) -> None:
+                 out_dir: Path, times: list[float], scale: float = 1.0) -> None:
     """PNGs of single frames (``<clip>_<t>.png``) for a quick look."""
-    r = ClipRenderer(clip, cutouts, textures)
+    r = ClipRenderer(clip, cutouts, textures, scale)
     states = frames(clip)
     out_dir.mkdir(parents=True, exist_ok=True)
     for t in times:
@@ -764,10 +857,16 @@ def write_stills(clip: EvalClip, cutouts: dict[str, ms.Cutout], textures: dict[s
         cv2.imwrite(str(out_dir / f"{clip.clip}_{t:05.1f}.png"), r.render(st))
 
 
-def write_docs(clip: EvalClip, out_dir: Path) -> None:
-    """The clip's room and truth files."""
+def write_docs(clip: EvalClip, out_dir: Path, scale: float = 1.0) -> None:
+    """The clip's room and truth files (the polygons are normalised: only the camera's size
+    and, off the committed folders, its source path depend on ``scale`` / ``out_dir``)."""
+    room = eval_room_doc(clip)
+    if scale != 1:
+        cam = room["cameras"][0]  # type: ignore[index]
+        cam["width"], cam["height"] = frame_size(scale)
+        cam["source"] = str(out_dir / f"{clip.clip}.mp4")
     (out_dir / f"{clip.clip}.room.yaml").write_text(
-        yaml.safe_dump(eval_room_doc(clip), allow_unicode=True, sort_keys=False,
+        yaml.safe_dump(room, allow_unicode=True, sort_keys=False,
                        default_flow_style=None), encoding="utf-8")
     (out_dir / f"{clip.clip}.truth.json").write_text(
         json.dumps(truth_doc(clip), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -811,6 +910,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--still", type=float, action="append",
                     help="write a PNG of the frame at this time (s) instead of the clip")
     ap.add_argument("--docs-only", action="store_true", help="write room/truth files only")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="render at SCALE x 640x480 (e.g. 2: 1280x960, the people and phones "
+                         "drawn from the photos at that resolution; needs --out)")
     ap.add_argument("--digests", action="store_true", help="print source sha256 and exit")
     ap.add_argument("--fetch", action="store_true", help="print the commands that get the sources")
     ap.add_argument("--summary", action="store_true", help="print the README's table of clips")
@@ -822,6 +924,10 @@ def main(argv: list[str] | None = None) -> int:
         for cmd in dict.fromkeys(p.fetch for p in srcs.PHOTOS.values()):
             print(cmd)
         return 0
+    if args.scale != 1 and args.out is None:
+        ap.error("--scale needs --out (the committed clips are 640x480)")
+    if not 0.5 <= args.scale <= 4:
+        ap.error("--scale must be within 0.5..4")
     try:
         if args.digests:
             for k in srcs.PHOTOS:
@@ -832,14 +938,16 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or HERE / clip.half
             if args.docs_only:
                 out.mkdir(parents=True, exist_ok=True)
-                write_docs(clip, out)
+                write_docs(clip, out, args.scale)
                 continue
             t0 = time.monotonic()
             keys = {m.source for m in clip.movers()}
             if args.still:
-                write_stills(clip, load_cutouts(keys), load_textures(clip.half), out, args.still)
+                write_stills(clip, load_cutouts(keys), load_textures(clip.half), out, args.still,
+                             args.scale)
                 continue
-            path = render_clip(clip, load_cutouts(keys), load_textures(clip.half), out, args.frames)
+            path = render_clip(clip, load_cutouts(keys), load_textures(clip.half), out, args.frames,
+                               args.scale)
             print(f"{path}  {path.stat().st_size / 1e6:.2f} MB  {time.monotonic() - t0:.0f} s",
                   flush=True)
     except MissingSource as exc:
