@@ -580,3 +580,41 @@ async def test_ws_refuses_anonymous_and_foreign_origin(server: str) -> None:
         ) as ws:
             await ws.recv()
     assert ei.value.rcvd is not None and ei.value.rcvd.code == 4403
+
+
+@pytest.mark.security
+async def test_chunked_body_past_the_limit_is_413_and_the_hub_keeps_serving(app: Any) -> None:
+    """Finding 7 of issue #12: a body without Content-Length (chunked) was read without bound,
+    also on the anonymous login; now it is cut at ``hub.max_body_bytes`` with a clear 413."""
+    sent = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(64):  # 64 x 64 KiB = 4 MiB, well past the 1 MB limit
+            sent += 65536
+            yield b"x" * 65536
+
+    async with client(app) as c:
+        r = await c.post("/api/auth/login", content=chunks(), headers={"content-type": "application/json"})
+        assert "content-length" not in r.request.headers
+        assert r.status_code == 413 and r.json()["code"] == "err.body_too_large", r.text
+        await login(c, "supervisor")
+        r = await c.post("/api/events/1/ack", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["code"] == "err.body_too_large", r.text
+        assert (await c.get("/healthz")).status_code == 200
+
+
+@pytest.mark.security
+async def test_metrics_do_not_label_arbitrary_methods(app: Any) -> None:
+    """Finding 9 of issue #12: the request counter was labelled with whatever method the client
+    sent, so anonymous requests could add time series without bound."""
+    from dashboard.security import metrics_token
+
+    async with client(app) as c:
+        for i in range(5):
+            await c.request(f"BOGUS{i}", "/api/events")
+        token = metrics_token("test-secret-key-0123456789")
+        r = await c.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+        assert "BOGUS" not in r.text
+        assert 'method="other"' in r.text
