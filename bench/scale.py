@@ -562,9 +562,11 @@ async def run(
         res["alerts"] = len(lat)
         res["alerts_detected_in_window"] = len(in_window)
         res["alerts_not_received"] = sum(1 for u in in_window if u not in seen)
-        res["hub_alerts"] = sum(1 for r in received if r["phase"] == "opened" and r.get("origin") == "hub")
-        res["hub_alert_rules"] = sorted({r["rule"] for r in received
-                                         if r["phase"] == "opened" and r.get("origin") == "hub"})
+        # the hub's own incidents (checks: analysis_mismatch / analysis_offline, camera_offline)
+        hub_opened = [r for r in received if r["phase"] == "opened" and r.get("origin") == "hub"
+                      and w0 <= r["at"] <= w1]
+        res["hub_alerts"] = len(hub_opened)
+        res["hub_alert_rules"] = sorted({r["rule"] for r in hub_opened})
         if lat:
             res["alert_p50_s"] = round(pct(lat, 50), 3)
             res["alert_p95_s"] = round(pct(lat, 95), 3)
