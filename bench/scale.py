@@ -89,17 +89,26 @@ def say(msg: str) -> None:
     print(f"  [{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def write_config(tmp: Path, cameras: int, agent_rooms: list[str]) -> Path:
-    """``s001``… one sample room each (simulated), and ``edge`` with ``agent_rooms`` (real agent)."""
+def write_config(tmp: Path, cameras: int, agent_rooms: list[str], check_fps: float | None = None) -> Path:
+    """``s001``… one sample room each (simulated), and ``edge`` with ``agent_rooms`` (real agent);
+    ``check_fps``: every site's ``analysis_check_fps`` (None: the default)."""
+    import yaml
+
     sites = {f"s{i:03d}": [CLIPS[(i - 1) % len(CLIPS)]] for i in range(1, cameras + 1)}
     if agent_rooms:
         sites["edge"] = agent_rooms
-    return write_system_config(
+    path = write_system_config(
         tmp,
         sites,
         users=[{"username": "sup", "role": "supervisor", "password": SUP_PW}],
         segment_seconds=SEG_S,
     )
+    if check_fps is not None:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for site in doc["sites"]:
+            site["analysis_check_fps"] = check_fps
+        path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    return path
 
 
 # -- the incident script: one real edge analysis of each sample clip -------------------------------
@@ -443,7 +452,7 @@ async def run(
     work.mkdir()
     for name in ("packets.pkl", "segments.json", "script.json"):
         os.symlink(shared[name], work / name)
-    cfg_path = write_config(tmp, sim, agent_rooms)
+    cfg_path = write_config(tmp, sim, agent_rooms, args.check_fps)
     cfg = load_config(str(cfg_path))
     assert cfg.hub.secret_key is not None
     mtok = metrics_token(cfg.hub.secret_key.get_secret_value())
@@ -452,6 +461,7 @@ async def run(
         "cameras": sim or len(agent_rooms), "mode": kind, "hub_cpu_pct": None, "lost_segments": None,
         "alert_p95_s": None, "seat_check_interval_s": None, "agent_cpu_pct_per_camera": None,
         "seconds": args.seconds, "cpus": os.cpu_count(), "loadavg_before": loadavg(), "tmp": str(tmp),
+        "check_fps": cfg.sites[0].analysis_check_fps,
     }
     say(f"run: {res['cameras']} cameras ({kind}), load {res['loadavg_before']}")
     logs = tmp / "logs"
@@ -514,10 +524,15 @@ async def run(
                 m0 = await _metrics(url, mtok)
                 w0 = time.time()
                 during: list[list[float]] = []
+                health: list[float] = []  # GET /healthz: how long the hub's event loop keeps us waiting
                 t_end = time.monotonic() + args.seconds
                 while time.monotonic() < t_end:
                     await asyncio.sleep(min(5.0, max(0.0, t_end - time.monotonic())))
                     during.append(loadavg())
+                    q = time.monotonic()
+                    with contextlib.suppress(httpx.HTTPError):
+                        await c.get("/healthz")
+                        health.append(time.monotonic() - q)
                     try:
                         n = await asyncio.wait_for(page.evaluate("window.evalwatch.received.length"), 30)
                     except TimeoutError:
@@ -534,6 +549,8 @@ async def run(
                     per_cam = 100 * (c1[1] - c0[1]) / wall / len(agent_rooms)
                     res["agent_cpu_pct_per_camera"] = round(per_cam, 1)
                 res["loadavg_during_max"] = max(during, key=lambda x: x[0]) if during else None
+                if health:
+                    res["healthz_p50_max_s"] = [round(pct(health, 50), 3), round(max(health), 3)]
                 if m0 and m1:  # the hub's check of the edge cameras (its analysis pipeline)
                     res["hub_check_fps_per_camera"] = round(
                         (m1.get("frames_total", 0) - m0.get("frames_total", 0)) / wall / len(cfg.cameras()), 3
@@ -549,15 +566,24 @@ async def run(
                     _stop([agent], 60)  # the agent uploads what its spool holds (10 s) and exits
                 produced = produced_segments(Path(cfg.capture.spool_dir))
                 missing = set(produced)
-                t_drain = time.monotonic()
-                while time.monotonic() - t_drain < args.drain:
+                # Late is not lost (the agents' spools hold them): wait while the backlog shrinks,
+                # up to --drain s; what is still missing then counts as lost.
+                t_drain = progress = time.monotonic()
+                late = None
+                while time.monotonic() - t_drain < args.drain and time.monotonic() - progress < 30:
                     await asyncio.sleep(max(2.0, SEG_S / 2))
                     produced = produced_segments(Path(cfg.capture.spool_dir))
                     rows, objs = await archived(cfg)
-                    missing = {k for k in produced if k not in rows or k not in objs}
-                    if not missing and time.monotonic() - t_drain > SEG_S + 2:
-                        break
+                    before, missing = missing, {k for k in produced if k not in rows or k not in objs}
+                    if len(missing) < len(before):
+                        progress = time.monotonic()
+                    if time.monotonic() - t_drain > SEG_S + 2:
+                        late = len(missing) if late is None else late
+                        if not missing:
+                            break
                 res["segments_produced"] = len(produced)
+                res["segments_late_after_boundary_s"] = [late, SEG_S + 2]
+                res["drain_s"] = round(time.monotonic() - t_drain, 1)
                 res["lost_segments"] = len(missing)
                 res["lost_examples"] = sorted(missing)[:5]
                 received = await asyncio.wait_for(page.evaluate(
@@ -674,8 +700,10 @@ def main() -> int:
                     help="cameras of the real edge agent (1..5 sample rooms), one run each")
     ap.add_argument("--seconds", type=float, default=60, help="measuring window per run")
     ap.add_argument("--warmup", type=float, default=5, help="seconds after every camera is online")
-    ap.add_argument("--drain", type=float, default=90, help="max seconds to wait for the last segments")
+    ap.add_argument("--drain", type=float, default=240, help="max seconds to wait for late segments")
     ap.add_argument("--farms", type=int, default=0, help=f"farm processes (default: 1 per {CAMS_PER_FARM})")
+    ap.add_argument("--check-fps", type=float, default=None,
+                    help="every site's analysis_check_fps (default: the config default, 0.5)")
     ap.add_argument("--json", default=None, help="also write {'runs': [...]} here")
     ap.add_argument("--farm", default=None, help=argparse.SUPPRESS)  # internal: simulated agents
     ap.add_argument("--real-agent", default=None, help=argparse.SUPPRESS)  # internal: probed agent
