@@ -630,6 +630,9 @@ async def run(
                 res["frame_detect_interval_p50_p95_max_s"] = [round(pct(fi, 50), 2), round(pct(fi, 95), 2),
                                                                round(max(fi), 2)]
         res["loadavg_after"] = loadavg()
+    except Exception as e:  # e.g. an overloaded hub never serves the dashboard: keep what was seen
+        res["error"] = repr(e)[:300]
+        res["loadavg_after"] = loadavg()
     finally:
         _stop([*farms, *([agent] if agent else []), hub])
     return res
