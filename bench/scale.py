@@ -386,6 +386,9 @@ def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """SIGINT, then SIGKILL after ``timeout``; also every descendant that outlives its parent
+    (the hub's SeaweedFS server runs in its own session: a killed hub would orphan it)."""
+    kids = {q for p in procs for q in tree(p.pid) if q != p.pid}
     for p in procs:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGINT)
@@ -396,6 +399,13 @@ def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = [q for q in kids if Path(f"/proc/{q}").exists()]
+        for q in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(q, sig)
+        if alive and sig == signal.SIGTERM:
+            time.sleep(5)
 
 
 def produced_segments(spool_root: Path) -> dict[str, tuple[str, str, str, datetime]]:
