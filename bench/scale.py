@@ -83,6 +83,7 @@ SEG_S = 10.0  # bench/ingest.py's segment length; the hub's storage.segment_seco
 TIME_FIELDS = ("started_at", "ended_at", "footage_start", "footage_end")
 CACHE = Path(tempfile.gettempdir()) / "evalwatch-scale-cache"
 CAMS_PER_FARM = 60
+CLK = os.sysconf("SC_CLK_TCK")
 
 
 def say(msg: str) -> None:
@@ -433,6 +434,15 @@ async def archived(cfg: Any) -> tuple[set[str], set[str]]:
     return rows, {o.key for o in objs}
 
 
+def thread_cpu(pid: int, tid: int) -> float:
+    """CPU seconds of one thread (``/proc/PID/task/TID/stat``), 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
 async def _metrics(url: str, token: str) -> dict[str, float]:
     try:
         return await analysis_metrics(url, token)
@@ -531,6 +541,7 @@ async def run(
                 agent_pids = tree(agent.pid) if agent else []
                 farm_pids = [q for f in farms for q in tree(f.pid)]
                 c0 = (tree_cpu(hub_pids), tree_cpu(agent_pids), tree_cpu(farm_pids), time.monotonic())
+                loop0 = thread_cpu(hub.pid, hub.pid)
                 m0 = await _metrics(url, mtok)
                 w0 = time.time()
                 during: list[list[float]] = []
@@ -550,10 +561,13 @@ async def run(
                     left = int(t_end - time.monotonic())
                     say(f"{left:4d} s left, {n} messages received, load {during[-1]}")
                 c1 = (tree_cpu(hub_pids), tree_cpu(agent_pids), tree_cpu(farm_pids), time.monotonic())
+                loop1 = thread_cpu(hub.pid, hub.pid)
                 m1 = await _metrics(url, mtok)
                 w1 = time.time()
                 wall = c1[3] - c0[3]
                 res["hub_cpu_pct"] = round(100 * (c1[0] - c0[0]) / wall, 1)
+                # the hub's main thread: its event loop (HTTP, WebRTC, WebSocket, ingest handlers)
+                res["hub_loop_cpu_pct"] = round(100 * (loop1 - loop0) / wall, 1)
                 res["farms_cpu_pct"] = round(100 * (c1[2] - c0[2]) / wall, 1) if farms else None
                 if agent_rooms:
                     per_cam = 100 * (c1[1] - c0[1]) / wall / len(agent_rooms)
