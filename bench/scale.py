@@ -273,6 +273,7 @@ def farm(cfg_path: str, sites: list[str], work: Path) -> None:
     seg_files = {clip: sorted(Path(d).glob("seg*.mp4")) for clip, d in prep.items()}
     agent_mod.CameraSource = lat.PacketSource  # type: ignore[misc,assignment]
     replayer = Replayer(work / f"detections-{os.getpid()}.jsonl")
+    probe_posts(work)
     stop_file = work / "stop-producing"
 
     async def main() -> None:
@@ -318,6 +319,32 @@ def farm(cfg_path: str, sites: list[str], work: Path) -> None:
         replayer.stop.set()
 
     asyncio.run(main())
+
+
+def probe_posts(work: Path) -> None:
+    """Record when the agent's uploader starts and ends the POST of each ``opened`` update (the
+    alert latency's agent-side share)."""
+    import capture.agent as agent_mod
+    from capture.incidents import IncidentSpool
+
+    uids: dict[str, str] = {}
+    posts = open(work / f"posts-{os.getpid()}.jsonl", "a", buffering=1)  # closed with the process
+    orig_put, orig_send = IncidentSpool.put, agent_mod.Agent._send_incident
+
+    def put(self: IncidentSpool, doc: dict[str, Any]) -> Path:
+        path = orig_put(self, doc)
+        if doc.get("action") == "opened":
+            uids[str(path)] = doc["uid"]
+        return path
+
+    async def send(self: Any, path: Path) -> None:
+        uid, t = uids.pop(str(path), None), time.time()
+        await orig_send(self, path)
+        if uid is not None:
+            posts.write(json.dumps({"uid": uid, "post": t, "acked": time.time()}) + "\n")
+
+    IncidentSpool.put = put  # type: ignore[method-assign]
+    agent_mod.Agent._send_incident = send  # type: ignore[method-assign]
 
 
 # -- the real agent, instrumented -------------------------------------------------------------------
@@ -369,6 +396,7 @@ def real_agent(cfg_path: str, site: str, work: Path) -> int:
             record.write(json.dumps({"uid": doc["uid"], "t": t, "rule": doc["rule"]}) + "\n")
 
     edge_mod.make_analyser = make  # type: ignore[assignment]
+    probe_posts(work)
     core_mod._crop = crop
     core_mod.AnalysisCore._needs_detection = need  # type: ignore[method-assign]
     agent_mod.Agent.incident_ready = ready  # type: ignore[method-assign]
@@ -612,7 +640,7 @@ async def run(
                 res["lost_examples"] = sorted(missing)[:5]
                 received = await asyncio.wait_for(page.evaluate(
                     "window.evalwatch.received.map(r => ({uid: r.event.uid, phase: r.event.phase,"
-                    " origin: r.event.origin, rule: r.event.rule, at: r.at}))"), 60)
+                    " origin: r.event.origin, rule: r.event.rule, at: r.at, hub: r.hub_sent_at}))"), 60)
                 await ctx.close()
 
         detected: dict[str, float] = {}
@@ -621,13 +649,29 @@ async def run(
                 with contextlib.suppress(ValueError, KeyError):
                     d = json.loads(ln)
                     detected[d["uid"]] = d["t"]
+        posted: dict[str, tuple[float, float]] = {}
+        for f in work.glob("posts-*.jsonl"):
+            for ln in f.read_text().splitlines():
+                with contextlib.suppress(ValueError, KeyError):
+                    d = json.loads(ln)
+                    posted[d["uid"]] = (d["post"], d["acked"])
         lat: list[float] = []
+        stages: dict[str, list[float]] = {"agent_spool_to_post": [], "post_to_hub_push": [],
+                                          "hub_push_to_browser": []}
         seen: set[str] = set()
         for r in received:
             uid = str(r["uid"])
             if r["phase"] == "opened" and uid in detected and uid not in seen:
                 seen.add(uid)
                 lat.append(r["at"] - detected[uid])
+                if uid in posted and r.get("hub"):
+                    stages["agent_spool_to_post"].append(posted[uid][0] - detected[uid])
+                    stages["post_to_hub_push"].append(r["hub"] - posted[uid][0])
+                    stages["hub_push_to_browser"].append(r["at"] - r["hub"])
+        # where the alert latency goes (p50, p95): agent spool + uploader queue; POST, hub ingest,
+        # DB row and bus; WebSocket fan-out to the browser
+        res["alert_stages_p50_p95_s"] = {k: [round(pct(v, 50), 3), round(pct(v, 95), 3)]
+                                         for k, v in stages.items() if v}
         in_window = [u for u, t in detected.items() if w0 <= t <= w1 - 5]
         res["alerts"] = len(lat)
         res["alerts_detected_in_window"] = len(in_window)
