@@ -40,6 +40,12 @@ Measured per run (``{"runs": [...]}`` with ``--json FILE``; null where a field d
   only there); also the whole-frame detection interval per camera;
 * ``agent_cpu_pct_per_camera`` (real agent): utime+stime of the agent process / cameras.
 
+Also reported: the CPU of the hub's main (event-loop) thread, ``GET /healthz`` waits during the
+window, the hub check pipeline's analysed frames/s per camera (``/metrics``), the agents' farm
+CPU, alerts detected but never received, the hub's own alerts (``analysis_offline`` …), and
+where the alert latency goes (``alert_stages_p50_p95_s``: agent spool → POST start, POST →
+hub fan-out, fan-out → browser).  ``--check-fps`` sets every site's ``analysis_check_fps``.
+
 The load average (1/5/15 min) before, max during and after, and the CPU count are printed with
 every run.
 
