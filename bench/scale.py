@@ -96,6 +96,20 @@ def say(msg: str) -> None:
     print(f"  [{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+# The page's main-thread lag: how late a 100 ms timer fires (s), one sample per tick.
+LAG_JS = """
+(() => {
+  const lag = (window.__lag = []);
+  let due = performance.now() + 100;
+  setInterval(() => {
+    const now = performance.now();
+    lag.push(Math.max(0, now - due) / 1000);
+    due = now + 100;
+  }, 100);
+})()
+"""
+
+
 def write_config(tmp: Path, cameras: int, agent_rooms: list[str], check_fps: float | None = None) -> Path:
     """``s001``… one sample room each (simulated), and ``edge`` with ``agent_rooms`` (real agent);
     ``check_fps``: every site's ``analysis_check_fps`` (None: the default)."""
@@ -571,6 +585,7 @@ async def run(
                 await page.evaluate("location.hash = 'alerts'")
                 await asyncio.sleep(args.warmup)
                 await page.evaluate("window.evalwatch.received.length = 0")
+                await page.evaluate(LAG_JS)
                 hub_pids = tree(hub.pid)
                 agent_pids = tree(agent.pid) if agent else []
                 farm_pids = [q for f in farms for q in tree(f.pid)]
@@ -580,6 +595,7 @@ async def run(
                 w0 = time.time()
                 during: list[list[float]] = []
                 health: list[float] = []  # GET /healthz: how long the hub's event loop keeps us waiting
+                wsq: list[float] = []  # the hub's per-browser WebSocket queues (messages waiting)
                 t_end = time.monotonic() + args.seconds
                 while time.monotonic() < t_end:
                     await asyncio.sleep(min(5.0, max(0.0, t_end - time.monotonic())))
@@ -588,6 +604,10 @@ async def run(
                     with contextlib.suppress(httpx.HTTPError):
                         await c.get("/healthz")
                         health.append(time.monotonic() - q)
+                    with contextlib.suppress(httpx.HTTPError, ValueError):
+                        text = (await c.get("/metrics", headers={"Authorization": f"Bearer {mtok}"})).text
+                        wsq += [float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+                                if ln.startswith('evalwatch_queue_depth{queue="ws"}')]
                     try:
                         n = await asyncio.wait_for(page.evaluate("window.evalwatch.received.length"), 30)
                     except TimeoutError:
@@ -609,6 +629,12 @@ async def run(
                 res["loadavg_during_max"] = max(during, key=lambda x: x[0]) if during else None
                 if health:
                     res["healthz_p50_max_s"] = [round(pct(health, 50), 3), round(max(health), 3)]
+                if wsq:
+                    res["hub_ws_queue_p50_max"] = [pct(wsq, 50), max(wsq)]
+                with contextlib.suppress(TimeoutError):
+                    lags = await asyncio.wait_for(page.evaluate("window.__lag.slice()"), 30)
+                    if lags:
+                        res["page_main_thread_lag_p50_max_s"] = [round(pct(lags, 50), 3), round(max(lags), 3)]
                 if m0 and m1:  # the hub's check of the edge cameras (its analysis pipeline)
                     res["hub_check_fps_per_camera"] = round(
                         (m1.get("frames_total", 0) - m0.get("frames_total", 0)) / wall / len(cfg.cameras()), 3
