@@ -416,3 +416,55 @@ def test_supervisor_runs_a_session_auditor_reads_its_report(system: str) -> None
         assert "评标现场视频监督报告" in body and "ZB-BROWSER-1" in body
         assert not errors, errors
         ctx.close()
+
+
+def test_alert_burst_is_drawn_once(system: str) -> None:
+    """A burst of alerts over the WebSocket is drawn in one go, not one full redraw of the list
+    per message (which kept the alerts view seconds behind the push at 40 cameras:
+    bench/scale.py, docs/benchmarks.md "Scale with edge analysis")."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        ctx = launch(p)
+        try:
+            page = ctx.new_page()
+            login(page, system, "sup", SUP_PW)
+            # the view loads the list from /api/events when it opens: burst after that
+            with page.expect_response(lambda r: "/api/events?" in r.url and "limit=" not in r.url):
+                page.evaluate("location.hash = 'alerts'")
+            page.wait_for_timeout(300)
+            out = page.evaluate(
+                """async () => {
+                  const { alerts } = await import('/static/alerts.js');
+                  const ev = window.evalwatch;
+                  const body = document.getElementById('alerts-body');
+                  let redraws = 0;  // a redraw empties the list first
+                  const mo = new MutationObserver((recs) => {
+                    redraws += recs.filter((r) => r.removedNodes.length > 0).length;
+                  });
+                  body.appendChild(document.createElement('tr'));  // so the first redraw counts
+                  mo.observe(body, {childList: true});
+                  const n0 = ev.received.length;
+                  const now = new Date().toISOString();
+                  for (let i = 0; i < 300; i++) {
+                    alerts.onMessage({type: 'event', hub_sent_at: Date.now() / 1000, event: {
+                      phase: 'opened', id: 900000 + i, uid: 'burst' + i, rule: 'phone', kind: null,
+                      site: 's01', room: 'room-a', camera: 'cam1', seat: 'S1', started_at: now,
+                      status: 'new', origin: 'agent'}});
+                  }
+                  await new Promise((r) => setTimeout(r, 1000));
+                  mo.disconnect();
+                  // the sample's own alerts may arrive meanwhile: count only the burst's
+                  const mine = (id) => Number(id) >= 900000;
+                  return {renders: redraws,
+                          received: ev.received.slice(n0).filter((r) => mine(r.event.id)).length,
+                          rows: [...document.querySelectorAll('#alerts-body tr[data-event-id]')]
+                            .filter((tr) => mine(tr.dataset.eventId)).length};
+                }"""
+            )
+        finally:
+            ctx.close()
+    assert out["received"] == 300, out
+    # before the fix: 300 full redraws; now one (+ one per live update of the sample meanwhile)
+    assert 1 <= out["renders"] <= 5, out
+    assert out["rows"] == 300, out

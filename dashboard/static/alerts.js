@@ -3,6 +3,9 @@ import { $, api, camKey, cameras, can, current, el, ev, fmtTime, guarded, ruleNa
 import { beep } from "./sound.js";
 import { wall } from "./wall.js";
 
+/** Updates arriving within this many ms are drawn together. */
+const RENDER_COALESCE_MS = 100;
+
 export const alerts = (function () {
   const byId = new Map();
   const roomSel = $("f-room");
@@ -113,12 +116,24 @@ export const alerts = (function () {
     return td;
   }
 
+  // One redraw for a burst of updates: rebuilding the whole list on every message made each
+  // alert cost O(alerts held) and, at 40 cameras, kept the page seconds behind the WebSocket
+  // (bench/scale.py).
+  let redraw = null;
+  function scheduleRender() {
+    if (redraw !== null) return;
+    redraw = setTimeout(() => {
+      redraw = null;
+      if (current === "alerts") render();
+      renderRecent();
+    }, RENDER_COALESCE_MS);
+  }
+
   function upsert(e) {
     const prev = byId.get(e.id) || {};
     const merged = Object.assign({ status: "new" }, prev, e);
     byId.set(e.id, merged);
-    if (current === "alerts") render();
-    renderRecent();
+    scheduleRender();
     return merged;
   }
 
