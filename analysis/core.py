@@ -238,6 +238,9 @@ class CameraState:
     crop_phones: list[list[Any]] = field(default_factory=list)
     crop_people: list[list[Any]] = field(default_factory=list)
     crop_turn: int = 0
+    #: The last whole-frame detection as the detector returned it (before seat-crop results are
+    #: merged in): frames the motion gate passes reuse it with fresh seat crops.
+    frame_boxes: list[Any] = field(default_factory=list)
     #: Phone tiles (crop index, rect) for frames of ``tile_size`` (w, h), their last phones.
     tiles: list[tuple[int, Rect]] = field(default_factory=list)
     tile_size: tuple[int, int] | None = None
@@ -363,12 +366,18 @@ class AnalysisCore:
             self.stats.detector_calls += 1
             self.stats.detected += len(idx)
             results.update(zip(idx, boxes, strict=True))
+        detected = set(need)
         if self.split.crop is not None:
-            self._detect_crops(work, need, results)
+            # Seat crops keep their own schedule (every seat about every CROP_INTERVAL_S) on every
+            # analysed frame, also when the motion gate lets the whole frame's people be reused:
+            # a still room still has each seat re-checked every second.  Not while tampered.
+            crop_frames = [j for j, w in enumerate(work) if j in detected or not w[3]]
+            self._detect_crops(work, crop_frames, detected, results)
         out: list[EventUpdate] = []
         for j, (st, t, frame, tamper) in enumerate(work):
             if j in results:
                 st.boxes = list(results[j])
+            if j in detected:
                 st.det_t = t
                 st.det_thumb = _thumb(frame)
             else:
@@ -379,12 +388,12 @@ class AnalysisCore:
 
     @property
     def crop_stride(self) -> int:
-        """A seat crop is detected on every ``crop_stride``-th detected frame of its camera."""
+        """A seat crop is detected on every ``crop_stride``-th analysed frame of its camera."""
         return max(1, round(CROP_INTERVAL_S * self.detection_cfg.analysis_fps))
 
     @property
     def tile_stride(self) -> int:
-        """A phone tile is detected on every ``tile_stride``-th detected frame of its camera."""
+        """A phone tile is detected on every ``tile_stride``-th analysed frame of its camera."""
         dc = self.detection_cfg
         return max(1, round(dc.phone_tile_interval_s * dc.analysis_fps))
 
@@ -426,9 +435,11 @@ class AnalysisCore:
         return fresh
 
     def _detect_crops(self, work: Sequence[tuple[CameraState, float, np.ndarray, dict[str, float]]],
-                      need: Sequence[int], results: dict[int, list[Any]]) -> None:
+                      need: Sequence[int], detected: set[int], results: dict[int, list[Any]]) -> None:
         """Phones on seat crops (and their phone tiles) of the frames in ``need`` (each seat in
-        turn, see ``CROP_INTERVAL_S``); they replace the frames' whole-frame phones."""
+        turn, see ``CROP_INTERVAL_S``); they replace the frames' whole-frame phones.  Frames in
+        ``detected`` have a fresh whole-frame detection in ``results``; the others reuse their
+        camera's last one (``CameraState.frame_boxes``) and get a result here."""
         assert self.split.crop is not None
         stride = self.crop_stride
         jobs: list[tuple[int, int]] = []
@@ -460,10 +471,13 @@ class AnalysisCore:
             for ti in range(len(st.tile_phones)):
                 if (j, ti) in fresh_tiles:
                     st.tile_phones[ti] = fresh_tiles[(j, ti)]
+            if j in detected:
+                st.frame_boxes = list(results[j])
+            base = st.frame_boxes
             phones = merge_crop_phones([b for ps in [*st.crop_phones, *st.tile_phones] for b in ps])
-            frame_people = [b for b in results[j] if b.label == PERSON]
+            frame_people = [b for b in base if b.label == PERSON]
             people = merge_crop_people(frame_people, [b for ps in st.crop_people for b in ps])
-            results[j] = [b for b in results[j] if b.label != PHONE] + phones + people
+            results[j] = [b for b in base if b.label != PHONE] + phones + people
 
     def _needs_detection(
         self, st: CameraState, t: float, frame: np.ndarray, tamper: dict[str, float]

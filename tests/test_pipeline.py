@@ -273,6 +273,36 @@ def test_split_detector_sends_phone_models_to_seat_crops_and_maps_boxes_back():
     assert [b for b in core.cameras["c"].boxes if b.label == "cell phone"] == []
 
 
+def test_still_room_has_every_seat_rechecked_every_second_with_the_motion_gate_on():
+    """The motion gate reuses the whole frame's people in a still picture, but the seat crops keep
+    their schedule: each seat about once a second (issue #11's seat_check_interval_s <= 1), so a
+    phone raised without moving the picture much is still seen within a second."""
+    from analysis.detectors import OnnxDetector, Source
+
+    pm, om = _PersonModel(), _SmallObjectModel()
+    det = OnnxDetector([Source(pm, {"person": 0.4}), Source(om, {"cell phone": 0.3})])
+    core = AnalysisCore(det, RulesConfig(recheck_seconds=3.0), DetectionConfig(analysis_fps=2.0),
+                        snapshots=False, motion_gate=True)
+    core.add_camera("c", _two_seat_room(), "cam1")
+    f = textured(3)
+    rng = np.random.default_rng(0)
+
+    def noisy(img: np.ndarray) -> np.ndarray:  # sensor noise: not a frozen picture, not motion
+        return np.clip(img.astype(np.int16) + rng.integers(-2, 3, img.shape), 0, 255).astype(np.uint8)
+
+    for k in range(12):  # 6 s of a still room at 2 fps
+        core.process([("c", k * 0.5, noisy(f))])
+    assert core.stats.detected == 2  # whole frame at 0 s and at the 3 s re-check only
+    assert core.stats.crops == 12  # but each seat every second (they take turns)
+    still = f.copy()
+    still[300:330, 480:510] = 255  # a phone at R: 0.3 % of the frame, under the motion gate
+    core.process([("c", 6.0, noisy(still))])  # the 6 s re-check of the whole frame; L's crop
+    core.process([("c", 6.5, noisy(still))])  # gated; R's crop
+    assert core.stats.detected == 3
+    assert [b.label for b in core.cameras["c"].boxes].count("cell phone") == 1
+    assert [b.label for b in core.cameras["c"].boxes].count("person") == 1
+
+
 def test_detectors_without_sources_are_used_whole_and_without_crops():
     det = ScriptedDetector()
     split = split_detector(det)
