@@ -48,7 +48,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analysis.detectors.base import (
     COCO80,
@@ -72,7 +72,9 @@ from analysis.detectors.onnx import OnnxDetector, Source
 from analysis.detectors.ssdlite import SsdPersonModel
 from analysis.detectors.ultralytics_backend import UltralyticsDetector
 from analysis.detectors.yolo_onnx import YoloOnnxModel
-from config.models import DetectionConfig
+
+if TYPE_CHECKING:  # the detectors need no config (the ultralytics venv has no pydantic)
+    from config.models import DetectionConfig
 
 __all__ = [
     "COCO80",
