@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,9 +104,19 @@ class Spool:
         target.with_name(target.name + ".txt").write_text(reason[:2000], encoding="utf-8")
 
     def total_bytes(self) -> int:
-        if not self.root.exists():
-            return 0
-        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+        """Bytes of every file under the spool root.  Files may be renamed or removed while this
+        walks (the writers of other cameras, the uploader): those are skipped, never an error
+        (it used to abort the segment writer's boundary step: ``encode failed``)."""
+        total = 0
+        for folder, _dirs, files in os.walk(self.root):  # os.walk ignores vanished folders
+            for name in files:
+                try:
+                    st = os.stat(os.path.join(folder, name), follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+        return total
 
     def enforce_quota(self) -> None:
         total = self.total_bytes()

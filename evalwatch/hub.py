@@ -91,7 +91,11 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
             from storage.s3server import SeaweedServer
 
             server = SeaweedServer.from_config(cfg.storage.s3)
-            await server.astart()
+            # Killed with the hub, even by SIGKILL (no orphaned server holding the ports and the
+            # data dir, issue #17): the death signal follows the thread that starts it, so it is
+            # started from this (the main) thread; the loop serves nothing yet.
+            server.die_with_parent = True
+            server.start()
             stack.push_async_callback(server.astop)
             log.info("embedded S3 server ready endpoint=%s", server.endpoint)
 
@@ -170,6 +174,8 @@ async def serve(cfg: EvalwatchConfig) -> None:
             uvicorn.Config(
                 app, host=cfg.hub.listen_host, port=cfg.hub.listen_port, log_config=None,
                 access_log=False, lifespan="on",
+                # Agents' long polls (up to 25 s) must not hold a stop: they retry.
+                timeout_graceful_shutdown=5,
             )
         )
         log.info("hub listening url=%s", cfg.hub.url)

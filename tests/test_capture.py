@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -526,3 +527,39 @@ async def test_heartbeat_does_not_hang_on_a_silent_hub(tmp_path: Path, clip: Pat
     beats = [t - t0 for t, path in seen if path == "/api/ingest/heartbeat"]
     assert agent.heartbeat_timeout.read == 5.0
     assert len(beats) >= 2 and beats[1] - beats[0] < 7.0, beats  # a 30 s hang would allow one
+
+
+def test_spool_size_ignores_files_that_vanish_while_it_counts(tmp_path: Path) -> None:
+    """Another camera's writer renames its ``.part`` files (and the uploader removes segments)
+    while the quota walks the spool: those files are skipped.  It used to raise FileNotFoundError
+    inside the segment writer's boundary step ("encode failed", seen in ``make run``, where the
+    three demo agents share one spool folder)."""
+    import threading
+
+    root = tmp_path / "spool"
+    cam = root / "s01" / "r1" / "c1"
+    cam.mkdir(parents=True)
+    (cam / "kept.mp4").write_bytes(b"x" * 1000)
+    names = [cam / f".{i:03d}.mp4.part" for i in range(40)]
+    for n in names:
+        n.write_bytes(b"y" * 10)
+    stop = threading.Event()
+
+    def other_writer() -> None:  # .part -> .mp4 -> removed -> .part again, as fast as it can
+        while not stop.is_set():
+            for n in names:
+                os.replace(n, n.with_name(n.name[1:-5]))
+                os.remove(n.with_name(n.name[1:-5]))
+                n.write_bytes(b"y" * 10)
+
+    t = threading.Thread(target=other_writer, daemon=True)
+    t.start()
+    sp = Spool(root, 100)
+    try:
+        for _ in range(300):
+            total = sp.total_bytes()
+            assert 1000 <= total <= 1000 + 10 * len(names)
+            sp.enforce_quota()
+    finally:
+        stop.set()
+        t.join(5)
