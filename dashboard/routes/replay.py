@@ -36,7 +36,9 @@ REPLAYERS = ("admin", "supervisor", "auditor")
 EXPORTERS = ("admin", "auditor")
 MAX_RANGE = timedelta(hours=24)
 MAX_EXPORT = timedelta(minutes=30)
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# At most 18 digits (a segment is far below 10**18 bytes): a number of thousands of digits used
+# to reach int() and fail with a 500 (issue #12, finding 10); now it is a 416 like any bad range.
+_RANGE_RE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
 
 
 def _check_range(
