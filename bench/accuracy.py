@@ -130,6 +130,10 @@ def setups() -> dict[str, tuple[DetectionConfig, RulesConfig]]:
         # The faster runtime of issue #11: CenterNet on a 384x288 input instead of 512x512 and
         # NanoDet's convolutions in int8.
         "fast": (DetectionConfig(frame_input="384x288", crop_model="int8"), RulesConfig()),
+        # The same models as "default", run by OpenVINO (bfloat16 on CPUs with AMX, e.g. this
+        # machine; float32 elsewhere) -- and "fast" run by OpenVINO.
+        "openvino": (DetectionConfig(runtime="openvino"), RulesConfig()),
+        "fast-openvino": (DetectionConfig(frame_input="384x288", runtime="openvino"), RulesConfig()),
         # phone tiles of the seat crops (only cut where a tile keeps >= 160 frame px, i.e. on
         # high-resolution footage: render it with `sample_videos.evalset.make --scale 2`)
         "tiles": (DetectionConfig(phone_tiles=2), RulesConfig()),

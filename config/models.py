@@ -244,6 +244,14 @@ class DetectionConfig(_Strict):
     # Weights of the seat-crop model (NanoDet): "int8" = its convolutions quantised (calibrated on
     # the evaluation set's dev half), ~0.7x the time (docs/analysis.md, "Faster runtime").
     crop_model: Literal["fp32", "int8"] = "fp32"
+    # The engine that runs the ONNX models: "openvino" (pip install 'evalwatch[openvino]') runs
+    # them in bfloat16 on CPUs with AMX / AVX-512 BF16 (current Xeons: the hub) at ~0.4x
+    # onnxruntime's time, in float32 elsewhere (docs/analysis.md, "Faster runtime").
+    runtime: Literal["onnxruntime", "openvino"] = "onnxruntime"
+    # Edge analysis worker threads on the agent, the cameras dealt among them (None = one per
+    # camera up to the CPU count).  The hub's live pipeline runs one (``threads`` spreads each
+    # inference over cores there).
+    workers: Annotated[int, Field(ge=1, le=32)] | None = None
     # Seat crops also look for people (same model call as the phones; None = off): small and
     # partly hidden people get the crop's higher resolution (dev half: seat_empty false alarms
     # 7 -> 0, extra_person 6/9 -> 8/9).

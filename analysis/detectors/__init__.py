@@ -114,6 +114,7 @@ def load_detector(
     nms_iou: float = DEFAULT_NMS_IOU,
     frame_input: str = "512x512",
     crop_model: str = "fp32",
+    runtime: str = "onnxruntime",
     **_ignored: Any,
 ) -> Detector:
     """Build a detector from configuration (``DetectionConfig``).
@@ -131,7 +132,9 @@ def load_detector(
     ``labels`` restricts the result (and the models loaded) to those labels,
     e.g. ``labels=["cell phone"]`` for a phone-only detector on seat crops.
     ``frame_input`` is the default CenterNet's input size (``"512x512"`` or ``"384x288"``),
-    ``crop_model`` the default NanoDet's weights (``"fp32"`` or ``"int8"``).
+    ``crop_model`` the default NanoDet's weights (``"fp32"`` or ``"int8"``), ``runtime`` the engine
+    that runs the ONNX files (``"onnxruntime"`` or ``"openvino"``; the YOLO ONNX path and the
+    ultralytics backend always use their own).
     Unknown keyword arguments (other ``DetectionConfig`` fields such as
     ``analysis_fps``) are ignored.
     """
@@ -151,11 +154,11 @@ def load_detector(
     if backend == "onnx":
         if model_path is None:
             return OnnxDetector(thresholds=thr, nms_iou=nms_iou, threads=threads, frame_input=frame_input,
-                                crop_model=crop_model)
+                                crop_model=crop_model, runtime=runtime)
         p = Path(model_path)
         if p.is_dir():
             return OnnxDetector(thresholds=thr, nms_iou=nms_iou, threads=threads, model_dir=p,
-                                frame_input=frame_input, crop_model=crop_model)
+                                frame_input=frame_input, crop_model=crop_model, runtime=runtime)
         if not p.is_file():
             raise ModelNotFoundError(f"detection.model_path does not exist: {p}")
         yolo = YoloOnnxModel(p, threads=threads, nms_iou=nms_iou)
@@ -174,4 +177,5 @@ def detector_from_config(cfg: DetectionConfig) -> Detector:
     """The detector ``cfg`` describes (what the hub, the agent and ``evalwatch analyze`` run)."""
     return load_detector(cfg.backend, cfg.model_path, person_threshold=cfg.person_threshold,
                          phone_threshold=cfg.phone_threshold, threads=cfg.threads,
-                         frame_input=cfg.frame_input, crop_model=cfg.crop_model)
+                         frame_input=cfg.frame_input, crop_model=cfg.crop_model,
+                         runtime=cfg.runtime)
