@@ -13,7 +13,9 @@ nobody watching, measures over ``--seconds``:
 
 Prints one row per set-up and the ratio of its frame cost and CPU to the first set-up's, which
 is the baseline measured in the same run.  Set-ups (``bench/accuracy.py``'s names):
-``default`` (onnxruntime, CenterNet 512x512, NanoDet fp32), ``fast`` (384x288 + int8),
+``default`` (the shipped configuration: ``runtime: auto``, i.e. OpenVINO where installed),
+``onnxruntime`` (the same models, CenterNet 512x512 and NanoDet fp32, by onnxruntime), ``fast``
+(384x288 + int8 by onnxruntime),
 ``openvino`` (default models run by OpenVINO), ``fast-openvino`` (384x288 run by OpenVINO).
 
 Usage: ``python bench/hub_analysis.py [--cameras 20] [--fps 1] [--seconds 60]
@@ -38,7 +40,8 @@ from bench.wall import run  # noqa: E402
 
 SETUPS: dict[str, dict[str, Any]] = {
     "default": {},
-    "fast": {"frame_input": "384x288", "crop_model": "int8"},
+    "onnxruntime": {"runtime": "onnxruntime"},
+    "fast": {"frame_input": "384x288", "crop_model": "int8", "runtime": "onnxruntime"},
     "openvino": {"runtime": "openvino"},
     "fast-openvino": {"frame_input": "384x288", "runtime": "openvino"},
 }
@@ -50,7 +53,7 @@ def main() -> int:
     ap.add_argument("--fps", type=float, default=1.0, help="detection.analysis_fps")
     ap.add_argument("--seconds", type=float, default=60, help="measuring window per set-up")
     ap.add_argument("--settle", type=float, default=20, help="seconds after every camera is online")
-    ap.add_argument("--setups", nargs="+", choices=sorted(SETUPS), default=["default", "fast-openvino"])
+    ap.add_argument("--setups", nargs="+", choices=sorted(SETUPS), default=["onnxruntime", "fast-openvino"])
     ap.add_argument("--farms", type=int, default=2)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()

@@ -244,10 +244,11 @@ class DetectionConfig(_Strict):
     # Weights of the seat-crop model (NanoDet): "int8" = its convolutions quantised (calibrated on
     # the evaluation set's dev half), ~0.7x the time (docs/analysis.md, "Faster runtime").
     crop_model: Literal["fp32", "int8"] = "fp32"
-    # The engine that runs the ONNX models: "openvino" (pip install 'evalwatch[openvino]') runs
-    # them in bfloat16 on CPUs with AMX / AVX-512 BF16 (current Xeons: the hub) at ~0.4x
-    # onnxruntime's time, in float32 elsewhere (docs/analysis.md, "Faster runtime").
-    runtime: Literal["onnxruntime", "openvino"] = "onnxruntime"
+    # The engine that runs the ONNX models: "openvino" (in the hub extra; pip install
+    # 'evalwatch[openvino]' elsewhere) runs them in bfloat16 on CPUs with AMX / AVX-512 BF16
+    # (server Xeons) at ~0.6x onnxruntime's CPU per camera, in float32 elsewhere; "auto" =
+    # openvino when installed, else onnxruntime (docs/analysis.md, "Faster runtime").
+    runtime: Literal["auto", "onnxruntime", "openvino"] = "auto"
     # Edge analysis worker threads on the agent, the cameras dealt among them (None = one per
     # camera up to the CPU count).  The hub's live pipeline runs one (``threads`` spreads each
     # inference over cores there).

@@ -1,16 +1,17 @@
 """Edge analysis on the room PC: ``evalwatch agent`` with the site's ``analysis: agent``.
 
-:class:`EdgeAnalyser` runs the same :class:`analysis.core.AnalysisCore` as the hub on the
-frames the agent has already decoded (``capture.agent.CameraPipe._on_frame`` offers each one; no
-second decode), in worker threads (``detection.workers``; default one per camera up to the CPU
-count, the cameras dealt round robin, each worker with its own core over the shared detector): only
-the newest frame per camera waits, and it is analysed when it is due at ``detection.analysis_fps``.
+:class:`EdgeAnalyser` runs the same :class:`analysis.core.AnalysisCore` as the hub on the frames
+the agent has already decoded (``capture.agent.CameraPipe._on_frame`` offers each one; no second
+decode), in worker threads (``detection.workers``; default one per camera up to the CPU count, the
+cameras dealt round robin, each worker with its own core over the shared detector): only the
+newest frame per camera waits, and it is analysed when it is due at ``detection.analysis_fps``.
 One worker on a room PC with 4 cameras re-checked each seat only every 1.4 s (p95; the four
-cameras needed ~1.1 cores); two workers spread them over two cores.  The rules are armed by the
+cameras needed ~1.1 cores); two workers spread them over two cores. The rules are armed by the
 running session as the hub reports it (:meth:`EdgeAnalyser.set_sessions`; every seat while no
-session runs, as on the hub).  Every incident update becomes one ``capture.incidents.IncidentUpdateIn`` document, with the
-incident's stable ``uid`` and its ``seq`` within the incident, handed to the agent's emit callback
-(the agent spools it on disk and uploads it in order).
+session runs, as on the hub). Every incident update becomes one
+``capture.incidents.IncidentUpdateIn`` document, with the incident's stable ``uid`` and its
+``seq`` within the incident, handed to the agent's emit callback (the agent spools it on disk and
+uploads it in order).
 
 This module wires two peers of layer 2 (capture, analysis), hence its place in ``evalwatch``.
 """

@@ -45,6 +45,7 @@ composite default), ``ultralytics_backend``; ``base`` holds what they share.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -72,6 +73,8 @@ from analysis.detectors.onnx import OnnxDetector, Source
 from analysis.detectors.ssdlite import SsdPersonModel
 from analysis.detectors.ultralytics_backend import UltralyticsDetector
 from analysis.detectors.yolo_onnx import YoloOnnxModel
+
+log = logging.getLogger("evalwatch.analysis")
 
 if TYPE_CHECKING:  # the detectors need no config (the ultralytics venv has no pydantic)
     from config.models import DetectionConfig
@@ -175,7 +178,10 @@ def load_detector(
 
 def detector_from_config(cfg: DetectionConfig) -> Detector:
     """The detector ``cfg`` describes (what the hub, the agent and ``evalwatch analyze`` run)."""
-    return load_detector(cfg.backend, cfg.model_path, person_threshold=cfg.person_threshold,
-                         phone_threshold=cfg.phone_threshold, threads=cfg.threads,
-                         frame_input=cfg.frame_input, crop_model=cfg.crop_model,
-                         runtime=cfg.runtime)
+    det = load_detector(cfg.backend, cfg.model_path, person_threshold=cfg.person_threshold,
+                        phone_threshold=cfg.phone_threshold, threads=cfg.threads,
+                        frame_input=cfg.frame_input, crop_model=cfg.crop_model,
+                        runtime=cfg.runtime)
+    log.info("detector backend=%s runtime=%s frame_input=%s crop_model=%s threads=%d", cfg.backend,
+             getattr(det, "runtime", cfg.backend), cfg.frame_input, cfg.crop_model, cfg.threads)
+    return det

@@ -194,8 +194,23 @@ def nms(boxes: Iterable[Box], iou: float = DEFAULT_NMS_IOU) -> list[Box]:
     return out
 
 
-#: ``DetectionConfig.runtime`` values: the inference engine that runs the ONNX files.
-RUNTIMES: tuple[str, ...] = ("onnxruntime", "openvino")
+#: ``DetectionConfig.runtime`` values: the inference engine that runs the ONNX files ("auto":
+#: OpenVINO when it is installed, else onnxruntime -- see :func:`resolve_runtime`).
+RUNTIMES: tuple[str, ...] = ("auto", "onnxruntime", "openvino")
+
+
+def resolve_runtime(runtime: str) -> str:
+    """The engine ``runtime`` means here: ``"auto"`` is ``"openvino"`` when the package is
+    installed (the hub's extra installs it; a room PC's base install does not), else
+    ``"onnxruntime"``.  Both run the same ONNX files; on the evaluation set's dev half they
+    found the same incidents (docs/analysis.md, "Faster runtime")."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"detection.runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
+    if runtime != "auto":
+        return runtime
+    import importlib.util
+
+    return "openvino" if importlib.util.find_spec("openvino") is not None else "onnxruntime"
 
 
 class RuntimeNotInstalledError(ImportError):
@@ -269,10 +284,9 @@ def _session(path: Path, threads: int, what: str, runtime: str = "onnxruntime") 
     """An inference session for the ONNX file ``path``: onnxruntime (default) or OpenVINO."""
     if not path.is_file():
         raise ModelNotFoundError(f"{what} model not found: {path}. {_MAKE_MODELS_HINT}")
+    runtime = resolve_runtime(runtime)
     if runtime == "openvino":
         return OpenVinoSession(path, threads)
-    if runtime != "onnxruntime":
-        raise ValueError(f"detection.runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
     import onnxruntime as ort
 
     so = ort.SessionOptions()

@@ -22,6 +22,7 @@ from analysis.detectors.base import (
     _check_thresholds,
     _Model,
     nms,
+    resolve_runtime,
     validate_frames,
 )
 from analysis.detectors.centernet import CenterNetCocoModel
@@ -81,7 +82,8 @@ class OnnxDetector:
     (:data:`~analysis.detectors.base.FRAME_INPUT_MODELS`: ``"512x512"`` or ``"384x288"``),
     ``crop_model`` the NanoDet weights (:data:`~analysis.detectors.base.CROP_MODELS`: ``"fp32"``
     or ``"int8"``), ``runtime`` the engine (:data:`~analysis.detectors.base.RUNTIMES`:
-    ``"onnxruntime"`` or ``"openvino"``, see :class:`~analysis.detectors.base.OpenVinoSession`).
+    ``"onnxruntime"``, ``"openvino"`` (:class:`~analysis.detectors.base.OpenVinoSession`) or
+    ``"auto"``, :func:`~analysis.detectors.base.resolve_runtime`); :attr:`runtime` says which ran.
     """
 
     def __init__(
@@ -104,6 +106,8 @@ class OnnxDetector:
         self.nms_iou = float(nms_iou)
         self.merge_iou = float(merge_iou)
         self.merge_cover = float(merge_cover)
+        self.runtime = resolve_runtime(runtime)
+        runtime = self.runtime
         if sources is None:
             thr = _check_thresholds(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
             d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
