@@ -249,9 +249,9 @@ class DetectionConfig(_Strict):
     # (server Xeons) at ~0.6x onnxruntime's CPU per camera, in float32 elsewhere; "auto" =
     # openvino when installed, else onnxruntime (docs/analysis.md, "Faster runtime").
     runtime: Literal["auto", "onnxruntime", "openvino"] = "auto"
-    # Edge analysis worker threads on the agent, the cameras dealt among them (None = one per
-    # camera up to the CPU count).  The hub's live pipeline runs one (``threads`` spreads each
-    # inference over cores there).
+    # Analysis worker threads, the cameras dealt among them (None = one per CPU, at most one per
+    # camera): the agent's edge analysis and the hub's live pipeline (each round's frames are
+    # analysed by this many threads at once).  ``threads`` is per inference on top.
     workers: Annotated[int, Field(ge=1, le=32)] | None = None
     # Seat crops also look for people (same model call as the phones; None = off): small and
     # partly hidden people get the crop's higher resolution (dev half: seat_empty false alarms
