@@ -26,6 +26,7 @@ from capture import hostos
 from capture.hostos import capture_api, default_state_dir, install_stop_handlers
 from capture.service import service_spec, windows_command_line
 from testkit.capture import make_clip, write_config
+from testkit.stubhub import AcceptingHub
 
 pytestmark = pytest.mark.agent
 
@@ -126,7 +127,7 @@ def test_agent_runs_and_stops_on_a_loop_without_add_signal_handler(
     from capture.agent import cli
 
     clip = make_clip(tmp_path / "clip.mp4", seconds=2)
-    hub = _AcceptingHub()
+    hub = AcceptingHub()
     cfg = write_config(
         tmp_path / "site.yaml",
         port=hub.port,
@@ -151,48 +152,6 @@ def test_agent_runs_and_stops_on_a_loop_without_add_signal_handler(
     assert rc == 0 and time.monotonic() - t0 < 15
     assert list((tmp_path / "spool").rglob("*.mp4")), "the agent recorded segments before it stopped"
     assert hub.puts, "and uploaded them"
-
-
-class _AcceptingHub:
-    """A stand-in hub on 127.0.0.1 that accepts every ingest request (the agent's shutdown
-    waits for its uploads; against no hub at all it would wait 10 s)."""
-
-    def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        hub = self
-        self.puts: list[str] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self, body: bytes) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(n)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_PUT(self) -> None:
-                hub.puts.append(self.path)
-                self._answer(b"{}")
-
-            def do_POST(self) -> None:
-                self._answer(b"{}")
-
-            def do_GET(self) -> None:
-                self._answer(b'{"ranges": []}')
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # -- device capture -----------------------------------------------------------------------------
