@@ -858,7 +858,11 @@ AnalyserFactory = Callable[[EvalwatchConfig, str, list[RoomConfig]], EdgeAnalyse
 
 def agent_parser() -> argparse.ArgumentParser:
     """The options of ``evalwatch agent`` (also read by ``capture.service`` for the service)."""
-    ap = argparse.ArgumentParser(prog="evalwatch agent", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="evalwatch agent", description=__doc__.splitlines()[0],
+        epilog="also: evalwatch agent install-service | uninstall-service | discover (each with --help); "
+        "docs/agent.md",
+    )
     ap.add_argument("--config", "-c", required=True, help="evalwatch YAML config")
     ap.add_argument("--site", required=True, help="site id whose cameras this agent publishes")
     ap.add_argument("--room", action="append", help="only this room (repeatable; default: all)")

@@ -194,11 +194,11 @@ def cli(argv: list[str]) -> int:
     of its :data:`SUBCOMMANDS`; ``service-run`` is what the Windows service manager starts."""
     import importlib
 
-    from capture.agent import cli as agent_cli
-
     if argv and argv[0] in SUBCOMMANDS:
         module, func = SUBCOMMANDS[argv[0]]
         return int(getattr(importlib.import_module(module), func)(argv[1:]))
+    from capture.agent import cli as agent_cli
+
     if argv and argv[0] == "service-run":
         from capture.service import service_run_cli
 
