@@ -141,8 +141,13 @@ def ws_discover(
     multicast: bool = True,
     addresses: list[tuple[str, int]] | None = None,
     timeout: float = 3.0,
+    interface: str | None = None,
+    group: tuple[str, int] = MULTICAST,
 ) -> list[ProbeMatch]:
-    """Send one Probe (multicast and/or to each address), collect matches for ``timeout`` s."""
+    """Send one Probe (multicast and/or to each address), collect matches for ``timeout`` s.
+
+    ``interface``: the local IPv4 address whose network the multicast probe goes out on (the
+    OS's choice by default — on a PC with several networks, name the cameras' one)."""
     message_id = f"urn:uuid:{uuid.uuid4()}"
     msg = probe_message(message_id)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
@@ -151,7 +156,12 @@ def ws_discover(
         targets = list(addresses or [])
         if multicast:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-            targets.append(MULTICAST)
+            if interface:
+                try:
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(interface))
+                except OSError as e:
+                    raise DiscoveryError(f"--interface {interface}: {e.strerror or e}") from None
+            targets.append(group)
         for target in targets:
             try:
                 sock.sendto(msg, target)
@@ -367,9 +377,10 @@ def discover(
     timeout: float = 3.0,
     user: str | None = None,
     password: str | None = None,
+    interface: str | None = None,
 ) -> list[Camera]:
     cams = []
-    for m in ws_discover(multicast=multicast, addresses=addresses, timeout=timeout):
+    for m in ws_discover(multicast=multicast, addresses=addresses, timeout=timeout, interface=interface):
         client = OnvifClient(m.xaddrs[0], user, password, timeout=max(2.0, timeout))
         try:
             cams.append(client.describe(m.endpoint))
@@ -494,6 +505,14 @@ def _address(value: str) -> tuple[str, int]:
     return host, p
 
 
+def _ipv4(value: str) -> str:
+    try:
+        socket.inet_aton(value)
+    except OSError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a local IPv4 address") from None
+    return value
+
+
 def _positive(value: str) -> float:
     try:
         v = float(value)
@@ -540,6 +559,12 @@ def cli(argv: list[str]) -> int:
         help="also probe this address by unicast (repeatable; port default 3702)",
     )
     ap.add_argument("--no-multicast", action="store_true", help="only the --address probes")
+    ap.add_argument(
+        "--interface",
+        type=_ipv4,
+        metavar="IP",
+        help="send the multicast probe from this local address's network",
+    )
     ap.add_argument("--timeout", type=_positive, default=3.0, help="seconds to wait for answers (default 3)")
     ap.add_argument("--user", help="camera user for the ONVIF calls")
     ap.add_argument("--password", help="camera password (better: $EVALWATCH_CAMERA_PASSWORD; never shown)")
@@ -564,6 +589,7 @@ def cli(argv: list[str]) -> int:
             timeout=args.timeout,
             user=args.user,
             password=password,
+            interface=args.interface,
         )
     except DiscoveryError as e:
         print(f"evalwatch agent discover: {e}", file=sys.stderr)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import socket
+import struct
 import threading
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utilit
 TDS = "http://www.onvif.org/ver10/device/wsdl"
 TRT = "http://www.onvif.org/ver10/media/wsdl"
 TT = "http://www.onvif.org/ver10/schema"
+GROUP = "239.255.255.250"
 
 
 def _envelope(body: str, header: str = "") -> bytes:
@@ -75,6 +77,17 @@ class OnvifCamera:
         self.udp.bind(("127.0.0.1", 0))
         self.udp.settimeout(0.2)
         self.udp_port = self.udp.getsockname()[1]
+        #: Also a member of the WS-Discovery group on the loopback interface, on its own port
+        #: (``ws_discover(interface="127.0.0.1", group=(GROUP, camera.group_port))``).
+        self.group_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.group_sock.bind(("", 0))
+        self.group_sock.settimeout(0.2)
+        self.group_sock.setsockopt(
+            socket.IPPROTO_IP,
+            socket.IP_ADD_MEMBERSHIP,
+            struct.pack("4s4s", socket.inet_aton(GROUP), socket.inet_aton("127.0.0.1")),
+        )
+        self.group_port = self.group_sock.getsockname()[1]
         camera = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -100,7 +113,12 @@ class OnvifCamera:
     # -- lifecycle --
 
     def start(self) -> OnvifCamera:
-        for target in (self._udp_loop, self.http.serve_forever):
+        loops = [
+            lambda: self._udp_loop(self.udp),
+            lambda: self._udp_loop(self.group_sock),
+            self.http.serve_forever,
+        ]
+        for target in loops:
             t = threading.Thread(target=target, daemon=True)
             t.start()
             self._threads.append(t)
@@ -113,6 +131,7 @@ class OnvifCamera:
         for t in self._threads:
             t.join(5)
         self.udp.close()
+        self.group_sock.close()
 
     def __enter__(self) -> OnvifCamera:
         return self.start()
@@ -122,10 +141,10 @@ class OnvifCamera:
 
     # -- WS-Discovery --
 
-    def _udp_loop(self) -> None:
+    def _udp_loop(self, sock: socket.socket) -> None:
         while not self._stop.is_set():
             try:
-                data, peer = self.udp.recvfrom(65535)
+                data, peer = sock.recvfrom(65535)
             except (TimeoutError, OSError):
                 continue
             try:
@@ -149,7 +168,7 @@ class OnvifCamera:
                 header=f"<a:Action>{D}/ProbeMatches</a:Action><a:MessageID>urn:uuid:answer-{self.probes}</a:MessageID>"
                 f"<a:RelatesTo>{msg_id}</a:RelatesTo><a:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:To>",
             )
-            self.udp.sendto(answer, peer)
+            sock.sendto(answer, peer)
 
     # -- SOAP --
 

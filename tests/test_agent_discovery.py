@@ -2,8 +2,9 @@
 
 The camera (``testkit.onvif.OnvifCamera``) answers a unicast WS-Discovery probe and serves the
 device and media services with WS-UsernameToken digest checks; its clock runs an hour off ours,
-so the RTSP URLs come back only if the client dates its tokens in the camera's time.  Multicast
-is not exercised here (the probe is the same message; see docs/agent.md).
+so the RTSP URLs come back only if the client dates its tokens in the camera's time.  The
+multicast probe is exercised on the loopback interface (the group joined there, on a port of
+its own).
 """
 
 from __future__ import annotations
@@ -171,3 +172,19 @@ def test_unicast_probe_returns_once_every_address_answered(camera: OnvifCamera) 
     found = ws_discover(multicast=False, addresses=[("127.0.0.1", camera.udp_port)], timeout=5)
     assert [m.endpoint for m in found] == [camera.endpoint] and camera.probes == 1
     assert time.monotonic() - t0 < 2
+
+
+def test_multicast_probe_on_the_loopback_interface(camera: OnvifCamera) -> None:
+    """The multicast path: the group 239.255.255.250 joined on 127.0.0.1 (on its own port, so as
+    not to answer the machine's real WS-Discovery traffic); the probe goes out on lo."""
+    found = ws_discover(
+        multicast=True, interface="127.0.0.1", group=("239.255.255.250", camera.group_port), timeout=1.5
+    )
+    assert [m.endpoint for m in found] == [camera.endpoint] and camera.probes == 1
+    assert found[0].xaddrs == [camera.device_url]
+
+
+def test_bad_interface_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli(["discover", "--interface", "eth0"])
+    assert e.value.code == 2 and "expected a local IPv4 address" in capsys.readouterr().err
