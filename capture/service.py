@@ -367,6 +367,8 @@ def install_cli(argv: list[str]) -> int:
     try:
         if not all(c.isalnum() or c in "-_." for c in ns.name) or not ns.name:
             raise ServiceError(f"--name {ns.name!r}: use letters, digits, '-', '_' and '.' only")
+        if ns.user == "root" or not ns.user:
+            raise ServiceError("--user: the agent runs as an unprivileged user, not root")
         spec = service_spec(ns.name, ns.user, agent_argv)
         if is_windows():
             if ns.print:

@@ -181,6 +181,7 @@ def test_generated_units_pass_systemd_analyze_verify(site_yaml: Path, tmp_path: 
             "missing.token: no such file",
         ),
         (["--name", "a b", "--config", "{cfg}", "--site", "s1"], "--name 'a b'"),
+        (["--user", "root", "--config", "{cfg}", "--site", "s1"], "unprivileged user, not root"),
     ],
 )
 def test_bad_install_options_are_one_clear_line_and_exit_2(
@@ -235,3 +236,31 @@ def test_install_without_root_says_so(
     monkeypatch.setattr(service.os, "geteuid", lambda: 1000)
     assert cli(["install-service", "--config", str(site_yaml), "--site", "s1"]) == 2
     assert "needs root" in capsys.readouterr().err
+
+
+def test_log_file_rotates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--log-file: a RotatingFileHandler (10 MB x 5 in production; 300 bytes here), folder created."""
+    import logging
+    import logging.handlers
+
+    from capture import hostos
+
+    assert (hostos.LOG_MAX_BYTES, hostos.LOG_BACKUPS) == (10 * 1024 * 1024, 5)
+    monkeypatch.setattr(hostos, "LOG_MAX_BYTES", 300)
+    path = tmp_path / "logs" / "agent.log"
+    handler = hostos.log_handler(path)
+    assert isinstance(handler, logging.handlers.RotatingFileHandler)
+    log = logging.getLogger("test.rotation")
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        for i in range(100):
+            log.warning("line %03d of the agent's log", i)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    names = sorted(p.name for p in path.parent.iterdir())
+    assert names == ["agent.log", *(f"agent.log.{i}" for i in range(1, 6))]  # 5 old files, no more
+    assert all(p.stat().st_size <= 300 for p in path.parent.iterdir())
+    assert "line 099" in path.read_text()
+    assert not isinstance(hostos.log_handler(None), logging.FileHandler)  # stderr: the journal
