@@ -188,61 +188,78 @@ def service_spec(
     windows = is_windows(platform)
     state = state_dir or (default_state_dir(platform=platform) if windows else PurePath("/var/lib/evalwatch"))
     for opt in PATH_OPTIONS:
-        value = getattr(ns, opt)
+        value = getattr(ns, opt, None)
         if value:
             setattr(ns, opt, str(Path(value).absolute()))
-    if not Path(ns.config).is_file():
-        raise ServiceError(f"--config {ns.config}: no such file")
-    if ns.token_file and not Path(ns.token_file).is_file():
-        raise ServiceError(f"--token-file {ns.token_file}: no such file")
-    try:
-        cfg = load_config(ns.config, load_secrets=False)
-        site = cfg.site(ns.site)
-    except ConfigError as e:
-        raise ServiceError(str(e)) from None
-    except KeyError:
-        raise ServiceError(f"--site {ns.site}: no such site in {ns.config}") from None
-    rooms = [r for r in site.rooms if not ns.room or r.id in ns.room]
-    missing = sorted(set(ns.room or []) - {r.id for r in site.rooms})
-    if missing:
-        raise ServiceError(f"--room {', '.join(missing)}: no such room in site {ns.site}")
-    devices = any(c.source.startswith("device:") for r in rooms for c in r.cameras)
+    token_file = getattr(ns, "token_file", None)
+    if token_file and not Path(token_file).is_file():
+        raise ServiceError(f"--token-file {token_file}: no such file")
+    devices = False
+    readable: list[str] = []
+    if getattr(ns, "config", None):  # the config's site and rooms, checked now rather than at boot
+        if not Path(ns.config).is_file():
+            raise ServiceError(f"--config {ns.config}: no such file")
+        readable.append(ns.config)
+        try:
+            cfg = load_config(ns.config, load_secrets=False)
+            site = cfg.site(ns.site)
+        except ConfigError as e:
+            raise ServiceError(str(e)) from None
+        except KeyError:
+            raise ServiceError(f"--site {ns.site}: no such site in {ns.config}") from None
+        rooms = [r for r in site.rooms if not ns.room or r.id in ns.room]
+        missing = sorted(set(ns.room or []) - {r.id for r in site.rooms})
+        if missing:
+            raise ServiceError(f"--room {', '.join(missing)}: no such room in site {ns.site}")
+        devices = any(c.source.startswith("device:") for r in rooms for c in r.cameras)
     if not ns.spool_dir:
         ns.spool_dir = str(state / "spool")
     if windows and not ns.log_file:
         ns.log_file = str(state / "logs" / "agent.log")
-    args = ["--config", ns.config, "--site", ns.site]
-    for room in ns.room or []:
-        args += ["--room", room]
-    if ns.hub_url:
-        args += ["--hub-url", ns.hub_url]
-    args += ["--spool-dir", ns.spool_dir]
-    if ns.preset != "veryfast":
-        args += ["--preset", ns.preset]
-    if ns.no_live:
-        args.append("--no-live")
-    if ns.no_analysis:
-        args.append("--no-analysis")
-    if ns.log_level != "INFO":
-        args += ["--log-level", ns.log_level]
+    # Every option of the agent's parser, in its order (so an option added to `evalwatch agent`
+    # later reaches the service too); on Linux the token file goes as a systemd credential.
+    args = _argv(ap, ns, skip={"help", "duration"} | (set() if windows else {"token_file"}))
     writable = [ns.spool_dir]
     if ns.log_file:
-        args += ["--log-file", ns.log_file]
         writable.append(str(PurePath(ns.log_file).parent))
-    token_file = ns.token_file
-    if windows and token_file:  # no credentials store: the service reads the file itself
-        args += ["--token-file", token_file]
+    if windows:  # no credentials store: the service reads the token file itself
         token_file = None
     return ServiceSpec(
         name=name,
-        site=ns.site,
+        site=getattr(ns, "site", None) or "-",
         agent_args=args,
         user=user,
         token_file=token_file,
         devices=devices,
         writable=writable,
-        readable=[ns.config],
+        readable=readable,
     )
+
+
+def _argv(ap: argparse.ArgumentParser, ns: argparse.Namespace, skip: set[str]) -> list[str]:
+    """The command line that gives ``ns`` back through ``ap`` (defaults left out)."""
+    args: list[str] = []
+    positional: list[str] = []
+    for action in ap._actions:
+        if action.dest in skip or isinstance(action, argparse._HelpAction):
+            continue
+        value = getattr(ns, action.dest, None)
+        if value is None or (value == action.default and not action.required):
+            continue
+        if not action.option_strings:
+            positional += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+            continue
+        opt = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+        if action.nargs == 0:  # store_true / store_const
+            args.append(opt)
+        elif isinstance(action, argparse._AppendAction):
+            for v in value:
+                args += [opt, str(v)]
+        elif action.nargs is None:
+            args += [opt, str(value)]
+        else:
+            raise ServiceError(f"agent option {opt}: not supported for a service")
+    return args + positional
 
 
 # -- install / uninstall -------------------------------------------------------------------------

@@ -264,3 +264,37 @@ def test_log_file_rotates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert all(p.stat().st_size <= 300 for p in path.parent.iterdir())
     assert "line 099" in path.read_text()
     assert not isinstance(hostos.log_handler(None), logging.FileHandler)  # stderr: the journal
+
+
+def test_an_option_added_to_the_agent_later_reaches_the_service(
+    site_yaml: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unit is rebuilt from the agent's own parser, so a new agent option (enrolment's, say)
+    is passed on rather than dropped."""
+    from capture.agent import agent_parser
+
+    def parser():
+        ap = agent_parser()
+        ap.add_argument("--state-dir")
+        ap.add_argument("--camera-group", action="append")
+        return ap
+
+    monkeypatch.setattr(service, "_agent_parser", parser)
+    spec = service_spec(
+        "evalwatch-agent",
+        "evalwatch",
+        [
+            "--config",
+            str(site_yaml),
+            "--site",
+            "s1",
+            "--state-dir",
+            "/srv/ew",
+            "--camera-group",
+            "a",
+            "--camera-group",
+            "b",
+        ],
+    )
+    exec_start = _unit_options(systemd_unit(spec))["ExecStart"][0]
+    assert "--state-dir /srv/ew --camera-group a --camera-group b" in exec_start
