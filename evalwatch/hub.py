@@ -7,7 +7,8 @@ Start-up order, top to bottom:
    points at one someone else runs (``evalwatch run`` does that);
 3. database migrations, then the config's sites/rooms/cameras/seats mirrored into the DB;
 4. object store buckets, the segment store and its write-ahead uploader;
-5. event bus, detector, event persistence, analysis pipeline of the hub-analysed sites (it reads
+5. the retention purge job (``evalwatch.retention``, APScheduler on ``storage.purge_cron``);
+   event bus, detector, event persistence, analysis pipeline of the hub-analysed sites (it reads
    the running sessions through :func:`db_sessions`); for the edge-analysed sites
    (``analysis: agent``) the edge hub (``evalwatch.edgehub``: sessions for the agents, their
    incidents, and the check pipeline on sampled frames); the frame router (the recorder's sink);
@@ -151,6 +152,13 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
             await edge.start()
             stack.push_async_callback(edge.stop)
             log.info("edge analysis sites=%s check_fps=%.2f", [s.id for s in edge_sites], check_fps)
+
+        # The retention purge (storage/retention.py), on storage.purge_cron.
+        from evalwatch.retention import RetentionJob
+
+        retention = RetentionJob(cfg, db, objects)
+        retention.start()
+        stack.push_async_callback(retention.stop)
 
         recorder = Recorder(cfg, frame_sink=FrameRouter(pipeline, check, edge))
         await recorder.start()
