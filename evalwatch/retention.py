@@ -34,9 +34,14 @@ async def run_purge(
 
     holds = await hold_windows(db)
     return await purge(
-        db, objects, bucket_segments=cfg.storage.s3.bucket_segments,
-        bucket_snapshots=cfg.storage.s3.bucket_snapshots, retention_days=cfg.storage.retention_days,
-        holds=holds, actor=actor, dry_run=dry_run,
+        db,
+        objects,
+        bucket_segments=cfg.storage.s3.bucket_segments,
+        bucket_snapshots=cfg.storage.s3.bucket_snapshots,
+        retention_days=cfg.storage.retention_days,
+        holds=holds,
+        actor=actor,
+        dry_run=dry_run,
     )
 
 
@@ -77,14 +82,22 @@ class RetentionJob:
             raise ValueError(f"storage.purge_cron {expr!r}: {e}") from None
         self.scheduler = AsyncIOScheduler(timezone=self.cfg.hub.timezone)
         self.scheduler.add_job(
-            self.run_once, trigger, id="retention-purge", name="retention purge", max_instances=1,
-            coalesce=True, misfire_grace_time=6 * 3600,
+            self.run_once,
+            trigger,
+            id="retention-purge",
+            name="retention purge",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=6 * 3600,
         )
         self.scheduler.start()
         job = self.scheduler.get_job("retention-purge")
-        log.info("retention purge scheduled cron=%r next=%s retention_days=%d", expr,
-                 job.next_run_time.isoformat() if job and job.next_run_time else None,
-                 self.cfg.storage.retention_days)
+        log.info(
+            "retention purge scheduled cron=%r next=%s retention_days=%d",
+            expr,
+            job.next_run_time.isoformat() if job and job.next_run_time else None,
+            self.cfg.storage.retention_days,
+        )
 
     async def stop(self) -> None:
         if self.scheduler is not None:

@@ -85,7 +85,8 @@ async def set_legal_hold(
         row = _load(s, ident)
         held = s.scalars(
             select(RetentionHold).where(
-                RetentionHold.kind == "legal", RetentionHold.session_id == row.id,
+                RetentionHold.kind == "legal",
+                RetentionHold.session_id == row.id,
                 RetentionHold.released_at.is_(None),
             )
         ).first()
@@ -112,7 +113,8 @@ async def release_legal_hold(
         row = _load(s, ident)
         hold = s.scalars(
             select(RetentionHold).where(
-                RetentionHold.kind == "legal", RetentionHold.session_id == row.id,
+                RetentionHold.kind == "legal",
+                RetentionHold.session_id == row.id,
                 RetentionHold.released_at.is_(None),
             )
         ).first()
@@ -120,8 +122,14 @@ async def release_legal_hold(
             raise HoldError(f"session {row.code} is not under a legal hold")
         hold.released_at = utcnow()
         hold.released_by = actor[:64]
-        _audit(s, actor, role, "legal_hold_release", f"session:{row.id}:{row.code}",
-               {"hold": hold.id, "reason": reason.strip()[:MAX_REASON]})
+        _audit(
+            s,
+            actor,
+            role,
+            "legal_hold_release",
+            f"session:{row.id}:{row.code}",
+            {"hold": hold.id, "reason": reason.strip()[:MAX_REASON]},
+        )
         return HoldInfo.of(hold)
 
     return await db.run(go)
@@ -142,15 +150,26 @@ async def session_holds(db: Any, ident: int | str) -> list[HoldInfo]:
 
 @contextlib.asynccontextmanager
 async def export_hold(
-    db: Any, cameras: Sequence[CameraId], start: datetime | None, end: datetime | None, actor: str,
-    *, hours: float = 12.0, what: str = "export",
+    db: Any,
+    cameras: Sequence[CameraId],
+    start: datetime | None,
+    end: datetime | None,
+    actor: str,
+    *,
+    hours: float = 12.0,
+    what: str = "export",
 ) -> AsyncIterator[int]:
     """Keep ``cameras`` over ``[start, end)`` from the purge while the block runs."""
 
     def add(s: Session) -> int:
         row = RetentionHold(
-            kind="export", cameras=[c.path for c in cameras], start=start, end=end, reason=what[:MAX_REASON],
-            created_by=actor[:64], expires_at=utcnow() + timedelta(hours=hours),
+            kind="export",
+            cameras=[c.path for c in cameras],
+            start=start,
+            end=end,
+            reason=what[:MAX_REASON],
+            created_by=actor[:64],
+            expires_at=utcnow() + timedelta(hours=hours),
         )
         s.add(row)
         s.flush()

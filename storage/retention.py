@@ -254,8 +254,15 @@ async def plan_purge(
             continue
         if span is None or span.camera != cam or row.seq != span.last_seq + 1:
             span = PurgedSpan(
-                camera=cam, first_seq=row.seq, last_seq=row.seq - 1, first_prev_hash=row.prev_hash,
-                last_link_hash=row.prev_hash, start=row.start, end=row.end, segments=0, bytes=0,
+                camera=cam,
+                first_seq=row.seq,
+                last_seq=row.seq - 1,
+                first_prev_hash=row.prev_hash,
+                last_link_hash=row.prev_hash,
+                start=row.start,
+                end=row.end,
+                segments=0,
+                bytes=0,
             )
             report.spans.append(span)
         span.last_seq = row.seq
@@ -300,13 +307,23 @@ async def purge(
 ) -> PurgeReport:
     """Plan, then (unless ``dry_run``) delete and record.  See the module docstring."""
     report = await plan_purge(
-        db, objects, bucket_segments=bucket_segments, bucket_snapshots=bucket_snapshots,
-        retention_days=retention_days, holds=holds, now=now,
+        db,
+        objects,
+        bucket_segments=bucket_segments,
+        bucket_snapshots=bucket_snapshots,
+        retention_days=retention_days,
+        holds=holds,
+        now=now,
     )
     if dry_run:
-        log.info("retention dry run cutoff=%s segments=%d snapshots=%d locked=%d held=%d",
-                 report.cutoff.isoformat(), report.segments, report.snapshots, len(report.locked),
-                 report.held)
+        log.info(
+            "retention dry run cutoff=%s segments=%d snapshots=%d locked=%d held=%d",
+            report.cutoff.isoformat(),
+            report.segments,
+            report.snapshots,
+            len(report.locked),
+            report.held,
+        )
         return report
     report.dry_run = False
     done: list[PurgedSpan] = []
@@ -334,15 +351,32 @@ async def purge(
     report.snapshot_keys = report.snapshot_keys[:0]
 
     def audit(s: Session) -> None:
-        s.add(AuditLog(actor=actor[:64], role=None, action="retention_purge", target="storage",
-                       details=report.to_dict()))
+        s.add(
+            AuditLog(
+                actor=actor[:64],
+                role=None,
+                action="retention_purge",
+                target="storage",
+                details=report.to_dict(),
+            )
+        )
 
     await db.run(audit)
     level = logging.ERROR if report.failures else logging.INFO
-    log.log(level, "retention purge run=%s cutoff=%s segments=%d bytes=%d snapshots=%d ranges=%d "
-            "locked=%d held=%d failures=%d", report.run_id, report.cutoff.isoformat(), report.segments,
-            report.bytes,
-            report.snapshots, len(report.spans), len(report.locked), report.held, len(report.failures))
+    log.log(
+        level,
+        "retention purge run=%s cutoff=%s segments=%d bytes=%d snapshots=%d ranges=%d "
+        "locked=%d held=%d failures=%d",
+        report.run_id,
+        report.cutoff.isoformat(),
+        report.segments,
+        report.bytes,
+        report.snapshots,
+        len(report.spans),
+        len(report.locked),
+        report.held,
+        len(report.failures),
+    )
     for msg in report.failures:
         log.error("retention purge failure run=%s: %s", report.run_id, msg)
     return report
@@ -355,20 +389,33 @@ async def _purge_span(
     part actually deleted (None: nothing), recorded in the DB."""
     cam = span.camera
     record = purge_record(
-        site=cam.site, room=cam.room, camera=cam.camera, first_seq=span.first_seq, last_seq=span.last_seq,
-        first_prev_hash=span.first_prev_hash, last_link_hash=span.last_link_hash, start=span.start,
-        end=span.end, segments=span.segments, run_id=report.run_id, purged_at=report.now,
+        site=cam.site,
+        room=cam.room,
+        camera=cam.camera,
+        first_seq=span.first_seq,
+        last_seq=span.last_seq,
+        first_prev_hash=span.first_prev_hash,
+        last_link_hash=span.last_link_hash,
+        start=span.start,
+        end=span.end,
+        segments=span.segments,
+        run_id=report.run_id,
+        purged_at=report.now,
     )
     from storage.chain import canonical_json
 
     try:
         await objects.put_bytes(
-            bucket, purge_record_key(cam.site, cam.room, cam.camera, span.first_seq, span.last_seq),
-            (canonical_json(record) + "\n").encode(), "application/json",
+            bucket,
+            purge_record_key(cam.site, cam.room, cam.camera, span.first_seq, span.last_seq),
+            (canonical_json(record) + "\n").encode(),
+            "application/json",
         )
     except StorageError as e:
-        report.failures.append(f"{cam.path} links {span.first_seq}..{span.last_seq}: cannot write the purge "
-                               f"record, nothing deleted: {e}")
+        report.failures.append(
+            f"{cam.path} links {span.first_seq}..{span.last_seq}: cannot write the purge "
+            f"record, nothing deleted: {e}"
+        )
         return None
     deleted = 0
     for seg_key, link_key in span.keys:
@@ -387,34 +434,70 @@ async def _purge_span(
     last = span.first_seq + deleted - 1
 
     def record_db(s: Session) -> PurgedSpan:
-        rows = list(s.scalars(
-            select(Segment).where(
-                Segment.site == cam.site, Segment.room == cam.room, Segment.camera == cam.camera,
-                Segment.seq >= span.first_seq, Segment.seq <= last,
-            ).order_by(Segment.seq)
-        ))
+        rows = list(
+            s.scalars(
+                select(Segment)
+                .where(
+                    Segment.site == cam.site,
+                    Segment.room == cam.room,
+                    Segment.camera == cam.camera,
+                    Segment.seq >= span.first_seq,
+                    Segment.seq <= last,
+                )
+                .order_by(Segment.seq)
+            )
+        )
         done = PurgedSpan(
-            camera=cam, first_seq=span.first_seq, last_seq=last, first_prev_hash=span.first_prev_hash,
+            camera=cam,
+            first_seq=span.first_seq,
+            last_seq=last,
+            first_prev_hash=span.first_prev_hash,
             last_link_hash=rows[-1].link_hash if rows else span.last_link_hash,
             start=min((r.start for r in rows), default=span.start),
             end=max((r.end for r in rows), default=span.end),
-            segments=len(rows), bytes=sum(r.size for r in rows),
+            segments=len(rows),
+            bytes=sum(r.size for r in rows),
         )
-        s.add(PurgedRange(
-            run_id=report.run_id, site=cam.site, room=cam.room, camera=cam.camera, first_seq=done.first_seq,
-            last_seq=done.last_seq, first_prev_hash=done.first_prev_hash, last_link_hash=done.last_link_hash,
-            start=done.start, end=done.end, segments=done.segments, bytes=done.bytes, purged_at=report.now,
-        ))
-        s.execute(delete(Segment).where(
-            Segment.site == cam.site, Segment.room == cam.room, Segment.camera == cam.camera,
-            Segment.seq >= span.first_seq, Segment.seq <= last,
-        ))
+        s.add(
+            PurgedRange(
+                run_id=report.run_id,
+                site=cam.site,
+                room=cam.room,
+                camera=cam.camera,
+                first_seq=done.first_seq,
+                last_seq=done.last_seq,
+                first_prev_hash=done.first_prev_hash,
+                last_link_hash=done.last_link_hash,
+                start=done.start,
+                end=done.end,
+                segments=done.segments,
+                bytes=done.bytes,
+                purged_at=report.now,
+            )
+        )
+        s.execute(
+            delete(Segment).where(
+                Segment.site == cam.site,
+                Segment.room == cam.room,
+                Segment.camera == cam.camera,
+                Segment.seq >= span.first_seq,
+                Segment.seq <= last,
+            )
+        )
         return done
 
     done = await db.run(record_db)
-    log.info("retention purged site=%s room=%s camera=%s links=%d..%d segments=%d bytes=%d anchor=%s",
-             cam.site, cam.room, cam.camera, done.first_seq, done.last_seq, done.segments, done.bytes,
-             done.last_link_hash[:16])
+    log.info(
+        "retention purged site=%s room=%s camera=%s links=%d..%d segments=%d bytes=%d anchor=%s",
+        cam.site,
+        cam.room,
+        cam.camera,
+        done.first_seq,
+        done.last_seq,
+        done.segments,
+        done.bytes,
+        done.last_link_hash[:16],
+    )
     return done
 
 
@@ -422,12 +505,16 @@ async def purged_ranges(db: Database, camera: CameraId) -> list[PurgedRange]:
     """The camera's purged ranges as the DB recorded them, oldest first."""
 
     def q(s: Session) -> list[PurgedRange]:
-        return list(s.scalars(
-            select(PurgedRange).where(
-                PurgedRange.site == camera.site,
-                PurgedRange.room == camera.room,
-                PurgedRange.camera == camera.camera,
-            ).order_by(PurgedRange.first_seq)
-        ))
+        return list(
+            s.scalars(
+                select(PurgedRange)
+                .where(
+                    PurgedRange.site == camera.site,
+                    PurgedRange.room == camera.room,
+                    PurgedRange.camera == camera.camera,
+                )
+                .order_by(PurgedRange.first_seq)
+            )
+        )
 
     return await db.run(q)
