@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from test_sessions_support import cfg_dict, spec_dict, write_cfg
 
