@@ -234,6 +234,19 @@ async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, caps
         res = await verify_chain(objects, *cam.as_tuple(), bucket=bucket, expected_head=len(recs[cam]))
         assert res.ok, str(res)
         assert res.purged_links == purged and "purged by retention" in str(res)
+    # `evalwatch verify --camera` agrees, and cross-checks the purge records with the DB's.
+    from evalwatch import verify as cli_verify
+
+    argv = ["--config", str(cfg_path), "--camera", c.path]
+    assert await asyncio.to_thread(cli_verify.cli, argv) == 0
+    assert "1 older links purged by retention" in capsys.readouterr().out
+
+    def forget(s):  # type: ignore[no-untyped-def]
+        s.query(PurgedRange).filter(PurgedRange.site == c.site, PurgedRange.room == c.room).delete()
+
+    await db.run(forget)  # a purge record the database does not know: forged (or half-done)
+    assert await asyncio.to_thread(cli_verify.cli, argv) == 1
+    assert "no matching record in the database" in capsys.readouterr().out
     # ... and it still catches tampering after a purge: a's link 6 deleted (a delete marker).
     await objects.delete(bucket, chain_key(a.site, a.room, a.camera, 6))
     bad = await verify_chain(objects, *a.as_tuple(), bucket=bucket)
@@ -263,4 +276,62 @@ async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, caps
     assert {(s.camera, s.first_seq, s.last_seq) for s in again.spans if s.camera.site == site} == {(b, 1, 2)}
     res = await verify_chain(objects, *b.as_tuple(), bucket=bucket, expected_head=4)
     assert res.ok and res.purged_links == 3, str(res)
+    db.dispose()
+
+
+async def test_legal_hold_api(unique_site: str, tmp_path: Path) -> None:
+    """Admins and auditors set and release a session's legal hold; bad input is a clear 4xx."""
+    import httpx
+
+    from dashboard.app import create_app
+    from dashboard.services import Services
+    from sessions import lifecycle as lc
+    from storage.db import Database
+    from storage.models import AuditLog
+    from testkit.dashboard import ROLE_USERS, password_of
+
+    raw = cfg_dict(unique_site, tmp_path)
+    raw["hub"] = {"secret_key": "test-secret-key-0123456789"}
+    raw["users"] = [{"username": u, "role": r, "password": password_of(r)} for r, u in ROLE_USERS.items()]
+    cfg = EvalwatchConfig.model_validate(raw)
+    db = Database(cfg.storage.database_url)
+    db.upgrade()
+    info = await lc.create_session(db, cfg, lc.parse_spec(spec_dict(unique_site)), "admin")
+    app = create_app(Services(cfg=cfg, db=db))
+    async with app.router.lifespan_context(app):
+        clients = {}
+        for role in ("auditor", "supervisor"):
+            c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+            r = await c.post(
+                "/api/auth/login", json={"username": ROLE_USERS[role], "password": password_of(role)}
+            )
+            c.headers["X-CSRF-Token"] = r.json()["csrf"]
+            clients[role] = c
+        aud, sup = clients["auditor"], clients["supervisor"]
+        url = f"/api/sessions/{info.id}"
+        assert (await sup.post(f"{url}/hold", json={"reason": "x"})).status_code == 403
+        r = await aud.post(f"{url}/hold", json={"reason": "  "})
+        assert r.status_code == 422 and "needs a reason" in r.json()["detail"]
+        r = await aud.post(f"{url}/hold", json={"reason": "x", "extra": 1})
+        assert r.status_code == 422
+        assert (await aud.post("/api/sessions/999/hold", json={"reason": "x"})).status_code == 404
+        r = await aud.post(f"{url}/release", json={})
+        assert r.status_code == 409 and "not under a legal hold" in r.json()["detail"]
+        r = await aud.post(f"{url}/hold", json={"reason": "complaint 17"})
+        assert r.status_code == 200 and r.json()["kind"] == "legal" and r.json()["released_at"] is None
+        assert (await aud.post(f"{url}/hold", json={"reason": "again"})).status_code == 409
+        holds = (await sup.get(f"{url}/holds")).json()["holds"]
+        assert [h["reason"] for h in holds] == ["complaint 17"]
+        r = await aud.post(f"{url}/release", json={"reason": "settled"})
+        assert r.status_code == 200 and r.json()["released_by"] == ROLE_USERS["auditor"]
+    rows = await db.run(
+        lambda s: [
+            (r.action, r.actor, r.role)
+            for r in s.scalars(select(AuditLog).where(AuditLog.action.like("legal%")))
+        ]
+    )
+    assert rows == [
+        ("legal_hold", ROLE_USERS["auditor"], "auditor"),
+        ("legal_hold_release", ROLE_USERS["auditor"], "auditor"),
+    ]
     db.dispose()
