@@ -126,6 +126,12 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         )
         await events.start()
         stack.push_async_callback(events.close)
+        # Full disks (WAL, SQLite, agents' spools): disk_full alerts and /metrics gauges.
+        from evalwatch.diskwatch import DiskWatch
+
+        disks = DiskWatch(cfg, events)
+        await disks.start()
+        stack.push_async_callback(disks.stop)
         hub_rooms = [(site.id, room) for site in cfg.sites if site.analysis == "hub" for room in site.rooms]
         edge_sites = [site for site in cfg.sites if site.analysis == "agent"]
         pipeline = AnalysisPipeline(
@@ -167,7 +173,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         yield Services(
             cfg=cfg, db=db, objects=objects, segments=segments, bus=bus, recorder=recorder,
             pipeline=pipeline if hub_rooms or check is None else check,
-            extra_routers=[make_router(recorder, segments, cfg, edge=edge)],
+            disks=disks, extra_routers=[make_router(recorder, segments, cfg, edge=edge, disks=disks)],
         )
 
 
