@@ -20,6 +20,7 @@ import json
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from test_sessions_support import cfg_dict, spec_dict, write_cfg
@@ -335,3 +336,69 @@ async def test_legal_hold_api(unique_site: str, tmp_path: Path) -> None:
         ("legal_hold_release", ROLE_USERS["auditor"], "auditor"),
     ]
     db.dispose()
+
+
+class _NoLocks:
+    """An object store without object lock and without objects (planning only)."""
+
+    async def versions(self, bucket: str, key: str) -> list[Any]:
+        return []
+
+
+async def test_plan_on_both_databases(database, unique_site: str) -> None:  # type: ignore[no-untyped-def]
+    """The purge's queries (expired segments but each camera's head, holds) on SQLite and PostgreSQL."""
+    from sessions.holds import hold_windows, set_legal_hold
+    from sessions.models import EvalSession, SessionCamera
+    from storage.models import Segment
+    from storage.retention import plan_purge
+
+    now = utcnow()
+    cams = [CameraId(unique_site, "r1", "cam1"), CameraId(unique_site, "r1", "cam2")]
+
+    def fill(s):  # type: ignore[no-untyped-def]
+        for cam in cams:
+            for seq, age in enumerate((30, 29, 28, 27), start=1):
+                start = now - age * DAY
+                s.add(
+                    Segment(
+                        site=cam.site,
+                        room=cam.room,
+                        camera=cam.camera,
+                        start=start,
+                        end=start + timedelta(seconds=10),
+                        key=f"{cam.path}/{seq}.mp4",
+                        sha256="0" * 64,
+                        size=10,
+                        seq=seq,
+                        prev_hash=f"{seq - 1:064d}",
+                        link_hash=f"{seq:064d}",
+                        uploaded=True,
+                    )
+                )
+        sess = EvalSession(
+            code="HOLD-1",
+            project="p",
+            bids=["B1"],
+            planned_start=now - 29.5 * DAY,
+            planned_end=now - 28.5 * DAY,
+            status="scheduled",
+            created_by="admin",
+        )
+        s.add(sess)
+        s.flush()
+        s.add(SessionCamera(session_id=sess.id, site=cams[1].site, room=cams[1].room, camera=cams[1].camera))
+
+    await database.run(fill)
+    await set_legal_hold(database, "HOLD-1", "dispute", "auditor1")
+    plan = await plan_purge(
+        database,
+        _NoLocks(),
+        bucket_segments="b",
+        bucket_snapshots="s",
+        retention_days=7,
+        holds=await hold_windows(database),
+    )  # type: ignore[arg-type]
+    spans = {(s.camera.camera, s.first_seq, s.last_seq, s.last_link_hash[-1]) for s in plan.spans}
+    # cam1: 1..3 (4 is its head); cam2: seq 2 (29 days ago) is in the held session's planned hours.
+    assert spans == {("cam1", 1, 3, "3"), ("cam2", 1, 1, "1"), ("cam2", 3, 3, "3")}
+    assert plan.held == 1
