@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from test_sessions_support import cfg_dict, spec_dict, write_cfg
 
@@ -402,3 +404,36 @@ async def test_plan_on_both_databases(database, unique_site: str) -> None:  # ty
     # cam1: 1..3 (4 is its head); cam2: seq 2 (29 days ago) is in the held session's planned hours.
     assert spans == {("cam1", 1, 3, "3"), ("cam2", 1, 1, "1"), ("cam2", 3, 3, "3")}
     assert plan.held == 1
+
+
+async def test_retention_job_schedule(tmp_path: Path) -> None:
+    """The hub's job: APScheduler on storage.purge_cron in hub.timezone; bad cron named; a failing
+    run is recorded, never raised into the scheduler."""
+    from zoneinfo import ZoneInfo
+
+    from evalwatch.retention import RetentionJob
+
+    def cfg(cron: str | None) -> EvalwatchConfig:
+        return EvalwatchConfig.model_validate(
+            {
+                "hub": {"timezone": "Asia/Shanghai"},
+                "storage": {"purge_cron": cron, "database_url": f"sqlite:///{tmp_path / 'x.db'}"},
+                "secrets_file": None,
+            }
+        )
+
+    job = RetentionJob(cfg("30 3 * * *"), None, None)
+    job.start()
+    try:
+        nxt = job.scheduler.get_job("retention-purge").next_run_time.astimezone(ZoneInfo("Asia/Shanghai"))
+        assert (nxt.hour, nxt.minute) == (3, 30) and nxt > utcnow()
+    finally:
+        await job.stop()
+    with pytest.raises(ValueError, match=re.escape("storage.purge_cron '99 3 * * *'")):
+        RetentionJob(cfg("99 3 * * *"), None, None).start()
+    off = RetentionJob(cfg(None), None, None)
+    off.start()
+    assert off.scheduler is None
+    assert await job.run_once() is None and job.last_error  # no database: recorded, not raised
+    with pytest.raises(ValueError, match="5 fields"):
+        cfg("daily")
