@@ -87,7 +87,8 @@ async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, caps
     await store.wait_uploaded(20)
     await store.stop()
     # a seq 4: locked for an hour; a seq 2: its lock ends in a moment.
-    for seq, until in ((4, now + timedelta(hours=1)), (2, now + timedelta(seconds=2))):
+    lock_end = utcnow() + timedelta(seconds=2)  # a retain-until in the past is refused
+    for seq, until in ((4, now + timedelta(hours=1)), (2, lock_end)):
         r = recs[a][seq - 1]
         for key in (r.key, chain_key(a.site, a.room, a.camera, seq)):
             await asyncio.to_thread(
@@ -184,7 +185,7 @@ async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, caps
 
     # --- the purge -------------------------------------------------------------------------
     await asyncio.sleep(
-        max(0.0, (now + timedelta(seconds=2.5) - utcnow()).total_seconds())
+        max(0.0, (lock_end + timedelta(seconds=0.5) - utcnow()).total_seconds())
     )  # a's seq 2 unlocked
     report = await purge(
         db,
