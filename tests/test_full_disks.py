@@ -27,7 +27,7 @@ from pydantic import SecretStr
 from config.models import EvalwatchConfig, S3Config
 from storage.common import CameraId, utcnow
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a size-limited tmpfs needs root")
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a size-limited tmpfs needs root")
 
 
 @contextlib.contextmanager
@@ -59,6 +59,7 @@ class Sink:
         ]
 
 
+@root_only
 async def test_hub_wal_disk_full(object_store, s3_server, unique_site: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import httpx
 
@@ -164,6 +165,7 @@ def _frames(n: int, w: int = 320, h: int = 240) -> Iterator[Any]:
         yield av.VideoFrame.from_ndarray(img, format="rgb24")
 
 
+@root_only
 async def test_agent_spool_disk_full(unique_site: str, tmp_path: Path) -> None:
     from capture.segmenter import SegmentWriter
     from capture.spool import Spool, SpooledSegment
@@ -232,3 +234,53 @@ async def test_agent_spool_disk_full(unique_site: str, tmp_path: Path) -> None:
         await watch.agent_report(unique_site, {"spool_disk": report})
         assert sink.of(unique_site, "_agent") == [("opened", "disk_full"), ("closed", "disk_full")]
         assert {r.disk for r in watch.readings()} >= {f"agent_spool:{unique_site}"}
+
+
+async def test_ingest_wal_full_and_spool_reports(tmp_path: Path) -> None:
+    """Over the agents' API: a full WAL is a 507 naming it (the agent keeps the segment and
+    retries: 5xx), and the heartbeat's spool disk report reaches the disk watch."""
+    import hashlib
+    from datetime import timedelta
+
+    import httpx
+    from fastapi import FastAPI
+
+    from capture.ingest import make_router
+    from capture.recorder import Recorder
+    from evalwatch.diskwatch import DiskWatch
+    from storage.segments import WalFull
+    from testkit.capture import ONE_CAMERA_TOKEN, make_clip, one_camera_config
+
+    class FullStore:
+        async def put(self, meta: Any, data: bytes) -> Any:
+            raise WalFull(
+                "the hub's write-ahead disk (/data/wal) is full; segment x not archived, retry later"
+            )
+
+        async def missing_ranges(self, *a: Any, **k: Any) -> list[Any]:
+            return []
+
+    clip = await asyncio.to_thread(make_clip, tmp_path / "clip.mp4", 2.0)
+    cfg = one_camera_config(tmp_path, clip, free_port())
+    sink = Sink()
+    watch = DiskWatch(cfg, sink)
+    app = FastAPI()
+    app.include_router(make_router(Recorder(cfg, None), FullStore(), cfg, disks=watch))
+    data = clip.read_bytes()
+    end = utcnow() - timedelta(seconds=1)
+    h = {"Authorization": f"Bearer {ONE_CAMERA_TOKEN}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as c:
+        r = await c.put(
+            "/api/ingest/segments/s1/r1/c1",
+            params={"start": (end - timedelta(seconds=2)).isoformat(), "end": end.isoformat()},
+            content=data,
+            headers={**h, "X-Content-SHA256": hashlib.sha256(data).hexdigest()},
+        )
+        assert r.status_code == 507 and "write-ahead disk (/data/wal) is full" in r.json()["detail"]
+        low = {"path": "/spool", "total_bytes": 10**9, "free_bytes": 10**6, "fill_ratio": 0.999, "low": True}
+        beat = {"site": "s1", "agent": {"spool_disk": low}, "cameras": []}
+        assert (await c.post("/api/ingest/heartbeat", json=beat, headers=h)).status_code == 200
+        assert sink.of("s1", "_agent") == [("opened", "disk_full")]
+        beat["agent"] = {"spool_disk": {**low, "free_bytes": 5 * 10**8, "low": False}}
+        assert (await c.post("/api/ingest/heartbeat", json=beat, headers=h)).status_code == 200
+        assert sink.of("s1", "_agent") == [("opened", "disk_full"), ("closed", "disk_full")]
