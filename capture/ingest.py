@@ -432,6 +432,8 @@ def make_router(
         authorize(token_site, ref)
         t0 = parse_time(since, "since")
         t1 = parse_time(until, "until") if until else datetime.now(UTC)
+        # Footage past its retention is never asked back: the purge deleted it (storage/retention).
+        t0 = max(t0, datetime.now(UTC) - timedelta(days=cfg.storage.retention_days))
         if t1 <= t0:
             return JSONResponse(MissingRanges(ranges=[]).model_dump())
         if t1 - t0 > MAX_MISSING_WINDOW:

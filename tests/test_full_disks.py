@@ -257,8 +257,8 @@ async def test_ingest_wal_full_and_spool_reports(tmp_path: Path) -> None:
                 "the hub's write-ahead disk (/data/wal) is full; segment x not archived, retry later"
             )
 
-        async def missing_ranges(self, *a: Any, **k: Any) -> list[Any]:
-            return []
+        async def missing_ranges(self, site: str, room: str, camera: str, start: Any, end: Any) -> list[Any]:
+            return [(start, end)]  # nothing archived
 
     clip = await asyncio.to_thread(make_clip, tmp_path / "clip.mp4", 2.0)
     cfg = one_camera_config(tmp_path, clip, free_port())
@@ -284,3 +284,14 @@ async def test_ingest_wal_full_and_spool_reports(tmp_path: Path) -> None:
         beat["agent"] = {"spool_disk": {**low, "free_bytes": 5 * 10**8, "low": False}}
         assert (await c.post("/api/ingest/heartbeat", json=beat, headers=h)).status_code == 200
         assert sink.of("s1", "_agent") == [("opened", "disk_full"), ("closed", "disk_full")]
+        # Footage past retention (180 days) is never asked back from a spool: the purge took it.
+        for days, n in ((400, 0), (1, 1)):
+            q = {
+                "site": "s1",
+                "room": "r1",
+                "camera": "c1",
+                "since": (end - timedelta(days=days)).isoformat(),
+                "until": (end - timedelta(days=days) + timedelta(hours=1)).isoformat(),
+            }
+            r = await c.get("/api/ingest/missing", params=q, headers=h)
+            assert r.status_code == 200 and len(r.json()["ranges"]) == n, r.text
