@@ -42,6 +42,7 @@ async def run_purge(
         holds=holds,
         actor=actor,
         dry_run=dry_run,
+        holds_now=lambda: hold_windows(db),
     )
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -104,6 +105,7 @@ class PurgeReport:
     snapshot_keys: list[str] = field(default_factory=list, repr=False)
     held: int = 0  # expired segments kept by a hold
     locked: list[str] = field(default_factory=list)  # expired segments kept by object lock
+    late_holds: list[str] = field(default_factory=list)  # ranges kept by a hold opened meanwhile
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -127,6 +129,7 @@ class PurgeReport:
             "locked": self.locked[:100],
             "locked_count": len(self.locked),
             "failures": self.failures[:100],
+            "late_holds": self.late_holds[:100],
             "ranges": [s.to_dict() for s in self.spans],
         }
 
@@ -148,6 +151,8 @@ class PurgeReport:
             out.append(f"  kept (object lock): {msg}")
         if len(self.locked) > 20:
             out.append(f"  ... and {len(self.locked) - 20} more kept by object lock")
+        for msg in self.late_holds:
+            out.append(f"  kept (hold): {msg}")
         for msg in self.failures:
             out.append(f"  FAILED: {msg}")
         return out
@@ -304,8 +309,14 @@ async def purge(
     actor: str = "system",
     dry_run: bool = False,
     now: datetime | None = None,
+    holds_now: Callable[[], Awaitable[list[HoldWindow]]] | None = None,
+    concurrency: int = 4,
 ) -> PurgeReport:
-    """Plan, then (unless ``dry_run``) delete and record.  See the module docstring."""
+    """Plan, then (unless ``dry_run``) delete and record.  See the module docstring.
+
+    ``holds_now`` re-reads the holds before each range is deleted: a legal hold or an export that
+    started after the plan keeps the ranges it touches (``late_holds``).  Cameras are purged
+    ``concurrency`` at a time; the ranges of one camera in order."""
     report = await plan_purge(
         db,
         objects,
@@ -327,11 +338,33 @@ async def purge(
         return report
     report.dry_run = False
     done: list[PurgedSpan] = []
+    by_camera: dict[CameraId, list[PurgedSpan]] = {}
     for span in report.spans:
-        finished = await _purge_span(db, objects, bucket_segments, span, report)
-        if finished is not None:
-            done.append(finished)
-    report.spans = done
+        by_camera.setdefault(span.camera, []).append(span)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one_camera(spans: list[PurgedSpan]) -> None:
+        async with sem:
+            for span in spans:
+                if holds_now is not None:
+                    hold = next(
+                        (h for h in await holds_now() if h.covers(span.camera, span.start, span.end)), None
+                    )
+                    if hold is not None:
+                        report.late_holds.append(
+                            f"{span.camera.path} links {span.first_seq}..{span.last_seq} kept: {hold.reason} "
+                            "started during the run"
+                        )
+                        continue
+                finished = await _purge_span(db, objects, bucket_segments, span, report)
+                if finished is None:
+                    break  # that camera's purge stopped (a failure is reported)
+                done.append(finished)
+                if finished.last_seq != span.last_seq:
+                    break
+
+    await asyncio.gather(*(one_camera(spans) for spans in by_camera.values()))
+    report.spans = sorted(done, key=lambda sp: (sp.camera.path, sp.first_seq))
     purged_snaps = 0
     for key in report.snapshot_keys:
         try:

@@ -59,7 +59,7 @@ async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, caps
     from storage.db import Database
     from storage.models import AuditLog, EventRow, PurgedRange, Segment
     from storage.objects import ObjectStore
-    from storage.retention import purge
+    from storage.retention import HoldWindow, purge
     from storage.segments import SegmentStore
     from storage.verify import verify_chain
 
@@ -269,6 +269,23 @@ async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, caps
         ]
     )
     assert "legal_hold" in actions and "legal_hold_release" in actions
+
+    # An export that starts after the plan was made still keeps what it reads.
+    async def export_started() -> list[HoldWindow]:
+        return [HoldWindow(b, now - 21 * DAY, now - 18 * DAY, "export hold #99")]
+
+    late = await purge(
+        db,
+        objects,
+        bucket_segments=bucket,
+        bucket_snapshots=s3.bucket_snapshots,
+        retention_days=7,
+        holds=await hold_windows(db),
+        holds_now=export_started,
+    )
+    assert [s for s in late.spans if s.camera.site == site] == []
+    assert any(f"{b.path} links 1..2 kept: export hold #99" in m for m in late.late_holds)
+    assert len(await objects.versions(bucket, recs[b][0].key)) == 1
     again = await purge(
         db,
         objects,
