@@ -153,10 +153,18 @@ async def _main(args: argparse.Namespace) -> int:
                 if info.status == "closed"
                 else []
             )
+            from sessions.holds import session_holds
+
+            held = [h for h in await session_holds(db, info.id) if h.released_at is None]
             if args.json:
-                print(json.dumps({**info.to_dict(), "seal_problems": problems}, ensure_ascii=False, indent=2))
+                holds_json = [h.model_dump(mode="json") for h in held]
+                print(json.dumps({**info.to_dict(), "seal_problems": problems, "legal_holds": holds_json},
+                                 ensure_ascii=False, indent=2))
             else:
                 print(describe(info, tz))
+                for h in held:
+                    since = _fmt(h.created_at, tz)
+                    print(f"  hold     legal hold #{h.id} by {h.created_by} since {since}: {h.reason}")
                 if info.status == "closed":
                     print("  seal     " + ("OK" if not problems else "PROBLEM: " + "; ".join(problems)))
             return 1 if problems else 0

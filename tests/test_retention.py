@@ -145,6 +145,10 @@ async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, caps
         == 2
     )
     assert "already under a legal hold" in capsys.readouterr().err
+    # (exit 1: this test closed the session by hand, without a seal to verify)
+    assert await asyncio.to_thread(cli_session.cli, ["show", "--config", str(cfg_path), info.code]) == 1
+    shown = capsys.readouterr().out
+    assert "legal hold #1 by cli:" in shown and "complaint 2026-17" in shown
 
     all_keys = await _keys(objects, bucket, f"{site}/")
     rows_before = await db.run(lambda s: len(list(s.scalars(select(Segment).where(Segment.site == site)))))
