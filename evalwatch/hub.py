@@ -7,11 +7,12 @@ Start-up order, top to bottom:
    points at one someone else runs (``evalwatch run`` does that);
 3. database migrations, then the config's sites/rooms/cameras/seats mirrored into the DB;
 4. object store buckets, the segment store and its write-ahead uploader;
-5. the retention purge job (``evalwatch.retention``, APScheduler on ``storage.purge_cron``);
-   event bus, detector, event persistence, analysis pipeline of the hub-analysed sites (it reads
-   the running sessions through :func:`db_sessions`); for the edge-analysed sites
-   (``analysis: agent``) the edge hub (``evalwatch.edgehub``: sessions for the agents, their
-   incidents, and the check pipeline on sampled frames); the frame router (the recorder's sink);
+5. event bus, detector, event persistence, the disk watch (``evalwatch.diskwatch``: ``disk_full``
+   alerts), analysis pipeline of the hub-analysed sites (it reads the running sessions through
+   :func:`db_sessions`); for the edge-analysed sites (``analysis: agent``) the edge hub
+   (``evalwatch.edgehub``: sessions for the agents, their incidents, and the check pipeline on
+   sampled frames); the retention purge job (``evalwatch.retention``, APScheduler on
+   ``storage.purge_cron``); the frame router (the recorder's sink);
 6. the recorder and its ingest routes; the dashboard app; uvicorn.
 
 Shutdown runs the same list backwards.
