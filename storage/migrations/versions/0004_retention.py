@@ -1,6 +1,6 @@
 """Retention: purged chain ranges (the anchors verification resumes from) and retention holds.
 
-Revision ID: 0004
+Revision ID: 0004_retention (re-point down_revision at the head of main when merging)
 Revises: 0003
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 
 _TS = sa.DateTime(timezone=True)
 
-revision = "0004"
+revision = "0004_retention"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
