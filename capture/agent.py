@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import random
-import signal
 import sys
 import threading
 import time
@@ -47,6 +46,7 @@ import httpx
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from capture.hostos import install_stop_handlers, log_handler
 from capture.ice import configure_ice, rtc_configuration
 from capture.incidents import IncidentSpool
 from capture.live_encoder import CONTROL_CHANNEL, LiveEncoder
@@ -473,7 +473,9 @@ class Agent:
         self.hub_url = (hub_url or cfg.hub.url).rstrip("/")
         self.preset = preset
         self.live_enabled = live
-        self.spool = Spool(Path(cfg.capture.spool_dir), cfg.capture.spool_max_mb)
+        self.spool = Spool(
+            Path(cfg.capture.spool_dir), cfg.capture.spool_max_mb, cfg.capture.spool_min_free_mb
+        )
         self.rooms = [r for r in site.rooms if not rooms or r.id in rooms]
         if rooms and len(self.rooms) != len(rooms):
             unknown = sorted(set(rooms) - {r.id for r in self.rooms})
@@ -792,6 +794,7 @@ class Agent:
                     "backfilled": self.backfilled,
                     "spool_bytes": self.spool.total_bytes(),
                     "spool_dropped_unsent": self.spool.dropped_unsent,
+                    "spool_disk": await asyncio.to_thread(self.spool.disk_report),
                     "upload_error": self.upload_error,
                     "time": datetime.now(UTC).isoformat(),
                 },
@@ -842,11 +845,11 @@ def _iso(s: str) -> datetime:
 # -- CLI -------------------------------------------------------------------------------------------
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, log_file: str | None = None) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[log_handler(log_file)],  # --log-file: rotating (capture.hostos)
     )
     for noisy in ("aioice", "aiortc", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -856,10 +859,13 @@ def _setup_logging(level: str) -> None:
 AnalyserFactory = Callable[[EvalwatchConfig, str, list[RoomConfig]], EdgeAnalyserLike]
 
 
-def cli(argv: list[str], analyser_factory: AnalyserFactory | None = None) -> int:
-    from config import ConfigError, load_config
-
-    ap = argparse.ArgumentParser(prog="evalwatch agent", description=__doc__.splitlines()[0])
+def agent_parser() -> argparse.ArgumentParser:
+    """The options of ``evalwatch agent`` (also read by ``capture.service`` for the service)."""
+    ap = argparse.ArgumentParser(
+        prog="evalwatch agent", description=__doc__.splitlines()[0],
+        epilog="also: evalwatch agent install-service | uninstall-service | discover (each with --help); "
+        "docs/agent.md",
+    )
     ap.add_argument("--config", "-c", required=True, help="evalwatch YAML config")
     ap.add_argument("--site", required=True, help="site id whose cameras this agent publishes")
     ap.add_argument("--room", action="append", help="only this room (repeatable; default: all)")
@@ -877,12 +883,24 @@ def cli(argv: list[str], analyser_factory: AnalyserFactory | None = None) -> int
         help="do not analyse here even if the site's analysis is 'agent' (the hub raises analysis_offline)",
     )
     ap.add_argument("--log-level", default="INFO")
-    args = ap.parse_args(argv)
-    _setup_logging(args.log_level)
+    ap.add_argument("--log-file", help="log to this file, rotated at 10 MB, 5 kept (default: stderr)")
+    return ap
+
+
+def cli(argv: list[str], analyser_factory: AnalyserFactory | None = None) -> int:
+    from config import ConfigError, load_config
+
+    args = agent_parser().parse_args(argv)
+    _setup_logging(args.log_level, args.log_file)
 
     token: str | None = os.environ.get("EVALWATCH_AGENT_TOKEN") or None
     if args.token_file:
-        token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            print(f"evalwatch agent: cannot read --token-file {args.token_file}: {e.strerror or e}",
+                  file=sys.stderr)
+            return 2
     try:
         cfg = load_config(args.config, load_secrets=token is None)
     except ConfigError as e:
@@ -916,8 +934,7 @@ def cli(argv: list[str], analyser_factory: AnalyserFactory | None = None) -> int
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        install_stop_handlers(loop, stop.set)  # Windows loops: signal.signal fallback
         await agent.run(stop, duration=args.duration)
 
     asyncio.run(main())

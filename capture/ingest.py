@@ -18,8 +18,8 @@ Routes (all need ``Authorization: Bearer <site agent token>``):
 
 Errors are JSON ``{"detail": "..."}`` naming the problem: 401 bad/missing token, 403 another
 site's or an unknown camera, 400 malformed input (SDP, JSON, times, MP4), 413 body too large,
-503 storage unavailable (the agent retries).  Tokens are compared with ``hmac.compare_digest``
-and never logged.
+503 storage unavailable, 507 the hub's write-ahead disk is full (the agent retries both).
+Tokens are compared with ``hmac.compare_digest`` and never logged.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from capture.recorder import OfferError, Recorder
 from config.models import EvalwatchConfig
 from storage import common
 from storage.common import CameraId
-from storage.segments import SegmentConflict, SegmentMeta
+from storage.segments import SegmentConflict, SegmentMeta, WalFull
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,12 @@ class SegmentStoreLike(Protocol):
     async def missing_ranges(
         self, site: str, room: str, camera: str, start: datetime, end: datetime, tolerance_s: float = 0.5
     ) -> list[tuple[datetime, datetime]]: ...
+
+
+class DiskWatchLike(Protocol):
+    """The hub's disk watch (``evalwatch.diskwatch.DiskWatch``): an agent's spool disk report."""
+
+    async def agent_report(self, site: str, agent: dict[str, Any]) -> None: ...
 
 
 class EdgeHubLike(Protocol):
@@ -186,7 +192,11 @@ def probe_segment(data: bytes) -> tuple[str | None, float]:
 
 
 def make_router(
-    recorder: Recorder, segment_store: SegmentStoreLike, cfg: EvalwatchConfig, edge: EdgeHubLike | None = None
+    recorder: Recorder,
+    segment_store: SegmentStoreLike,
+    cfg: EvalwatchConfig,
+    edge: EdgeHubLike | None = None,
+    disks: DiskWatchLike | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix="/api/ingest", tags=["ingest"])
     json_limit = cfg.hub.max_body_bytes
@@ -270,6 +280,8 @@ def make_router(
         if body.site != site:
             raise _bad(403, f"this agent token belongs to site {site!r}, not {body.site!r}")
         recorder.heartbeat(site, [c.model_dump() for c in body.cameras])
+        if disks is not None:  # the agent's spool disk: disk_full alert while it is low
+            await disks.agent_report(site, body.agent)
         live = {
             f"{c.room}/{c.camera}": recorder.is_live(CameraId(site, c.room, c.camera)) for c in body.cameras
         }
@@ -383,6 +395,8 @@ def make_router(
                 ) from None
             if isinstance(e, ValueError):
                 raise _bad(400, f"segment refused by storage: {e}") from None
+            if isinstance(e, WalFull):  # the agent keeps the segment and retries (5xx)
+                raise _bad(507, str(e)) from None
             log.exception("ingest: storage failed site=%s room=%s camera=%s", *_parts(ref))
             raise _bad(503, "storage unavailable, retry later") from None
         recorder.note_segment(ref, t0, t1, len(data))
@@ -418,6 +432,8 @@ def make_router(
         authorize(token_site, ref)
         t0 = parse_time(since, "since")
         t1 = parse_time(until, "until") if until else datetime.now(UTC)
+        # Footage past its retention is never asked back: the purge deleted it (storage/retention).
+        t0 = max(t0, datetime.now(UTC) - timedelta(days=cfg.storage.retention_days))
         if t1 <= t0:
             return JSONResponse(MissingRanges(ranges=[]).model_dump())
         if t1 - t0 > MAX_MISSING_WINDOW:

@@ -101,4 +101,5 @@ class Services:
     bus: Any | None = None
     recorder: Any | None = None
     pipeline: Any | None = None  # analysis.live.AnalysisPipeline (for /metrics)
+    disks: Any | None = None  # evalwatch.diskwatch.DiskWatch: readings() for the disk gauges
     extra_routers: list[APIRouter] = field(default_factory=list)
