@@ -111,7 +111,7 @@ def create_app(services: Any) -> FastAPI:
         secret_key=secret,
         codec=SessionCodec(secret),
         users=UserCache(services.db),
-        alerts=AlertHub(services.bus),
+        alerts=AlertHub(services.bus, getattr(services, "relay", None)),
         metrics=metrics,
         live=LiveManager(cfg, _on_live_end),
         secure_cookies=cfg.hub.url.startswith("https://"),

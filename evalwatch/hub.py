@@ -11,7 +11,8 @@ Start-up order, top to bottom:
    the running sessions through :func:`db_sessions`); for the edge-analysed sites
    (``analysis: agent``) the edge hub (``evalwatch.edgehub``: sessions for the agents, their
    incidents, and the check pipeline on sampled frames); the frame router (the recorder's sink);
-6. the recorder and its ingest routes; the dashboard app; uvicorn.
+6. the recorder and its ingest routes; with PostgreSQL the cross-node alert relay
+   (``dashboard.notify``, started by the dashboard); the dashboard app; uvicorn.
 
 Shutdown runs the same list backwards.
 """
@@ -80,6 +81,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     from analysis.store import EventStore
     from capture.ingest import make_router
     from capture.recorder import Recorder
+    from dashboard.notify import EventRelay
     from dashboard.services import Services
     from evalwatch.edgehub import EdgeHub, FrameRouter
     from storage.db import Database
@@ -156,10 +158,17 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         await recorder.start()
         stack.push_async_callback(recorder.close)
 
+        # Several hub nodes on one PostgreSQL database: alerts cross nodes over LISTEN/NOTIFY
+        # (started and stopped with the dashboard's alert fan-out).  SQLite: one node, no relay.
+        relay = EventRelay.for_config(cfg, db)
+        if relay is not None:
+            log.info("cross-node alerts over PostgreSQL channel=%s node=%s",
+                     relay.channel.channel, relay.node_id)
+
         yield Services(
             cfg=cfg, db=db, objects=objects, segments=segments, bus=bus, recorder=recorder,
             pipeline=pipeline if hub_rooms or check is None else check,
-            extra_routers=[make_router(recorder, segments, cfg, edge=edge)],
+            extra_routers=[make_router(recorder, segments, cfg, edge=edge)], relay=relay,
         )
 
 
