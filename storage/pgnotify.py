@@ -117,6 +117,10 @@ class PgChannel:
         self.send_errors = 0
         self.reconnects = 0
         self.bad_messages = 0
+        # Backend pids of our sender connections: a notification carrying our node id from any
+        # other backend means a second node runs with the same id (it would miss our messages).
+        self._own_pids: set[int] = set()
+        self._twin_warned = False
 
     # -- lifecycle --
 
@@ -178,6 +182,7 @@ class PgChannel:
                 try:
                     if self._send_conn is None or self._send_conn.closed:
                         self._send_conn = await self._connect()
+                        self._own_pids.add(self._send_conn.info.backend_pid)
                     await self._send_conn.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
                     self.sent += 1
                     break
@@ -227,11 +232,11 @@ class PgChannel:
             got = False
             async for n in conn.notifies(timeout=self.ping_s):
                 got = True
-                await self._deliver(n.payload)
+                await self._deliver(n.payload, n.pid)
             if not got:  # quiet for ping_s: make sure the connection is still there
                 await conn.execute("SELECT 1")
 
-    async def _deliver(self, payload: str) -> None:
+    async def _deliver(self, payload: str, sender_pid: int | None = None) -> None:
         try:
             doc = json.loads(payload)
             if not isinstance(doc, dict):
@@ -241,6 +246,10 @@ class PgChannel:
             log.warning("channel %s: ignored a notification that is not a JSON object", self.channel)
             return
         if doc.get("node") == self.node_id:
+            if sender_pid is not None and sender_pid not in self._own_pids and not self._twin_warned:
+                self._twin_warned = True
+                log.error("channel %s: another node runs with node id %s; give every node its own "
+                          "hub.node_id (neither sees the other's alerts)", self.channel, self.node_id)
             return
         self.received += 1
         try:

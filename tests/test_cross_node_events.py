@@ -157,11 +157,13 @@ async def test_event_stored_on_one_node_reaches_the_others_once(db_url: str, s3_
                                  headers={"Cookie": cookie, "X-CSRF-Token": csrf})
                 assert r.status_code == 200, r.text
             await wall_b.wait(lambda: bool(wall_b.events(id=db_id, phase="workflow")), "workflow")
-            # B's own REST view comes from the shared database.
+            # B serves it from the shared database and S3: the row and A's snapshot.
             cookie_b, _ = await _login(b, "supervisor")
             async with httpx.AsyncClient(base_url=f"http://{b.url}") as c:
                 r = await c.get(f"/api/events/{db_id}", headers={"Cookie": cookie_b})
                 assert r.status_code == 200 and r.json()["status"] == "acknowledged", r.text
+                r = await c.get(f"/api/events/{db_id}/snapshot", headers={"Cookie": cookie_b})
+                assert r.status_code == 200 and r.content == ev.snapshot
 
             # 3. Too big for a notification (8000 bytes): sent by id, B loads the row.
             big = _incident("extra_person", details={"note": "x" * 9000}, snapshot=False)
@@ -188,6 +190,11 @@ async def test_event_stored_on_one_node_reaches_the_others_once(db_url: str, s3_
             await asyncio.sleep(0.5)
             assert len(wall_b.events(id=later_id)) == 1 and len(wall_a.events(id=later_id)) == 1
             assert not any(m.get("type") == "resync" for m in wall_a.messages)
+            admin, _ = await _login(b, "admin")
+            async with httpx.AsyncClient(base_url=f"http://{b.url}") as c:
+                metrics = (await c.get("/metrics", headers={"Cookie": admin})).text
+            assert "evalwatch_node_listener_reconnects_total 1.0" in metrics
+            assert "evalwatch_node_listening 1.0" in metrics
 
         # Stored once each: B republished, never stored.
         with b.db.session() as s:
@@ -209,3 +216,33 @@ async def test_relay_ignores_malformed_notifications(tmp_path: Path) -> None:
     assert await relay.event_of({"v": 1, "kind": "nonsense"}) is None
     assert await relay.event_of({"v": 1, "kind": "live", "event": {"id": "not a number"}}) is None
     assert await relay.event_of({"v": 1, "kind": "live", "id": 3, "phase": "exploded"}) is None
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_two_nodes_with_one_id_are_reported(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    from storage.pgnotify import PgChannel, pg_conninfo
+
+    conninfo = pg_conninfo(db_url)
+    assert conninfo is not None
+    got: dict[str, list[dict[str, Any]]] = {"x": [], "y": [], "z": []}
+
+    def channel(name: str, node: str) -> PgChannel:
+        async def on_message(doc: dict[str, Any]) -> None:
+            got[name].append(doc)
+
+        return PgChannel(conninfo, "evalwatch_test", node, on_message=on_message)
+
+    x, y, z = channel("x", "twin"), channel("y", "twin"), channel("z", "other")
+    for ch in (x, y, z):
+        await ch.start()
+    try:
+        x.send({"n": 1})
+        deadline = time.monotonic() + 10
+        while not got["z"] or "another node runs with node id twin" not in caplog.text:
+            assert time.monotonic() < deadline, (got, caplog.text)
+            await asyncio.sleep(0.05)
+        assert got["z"] == [{"n": 1, "node": "twin"}] and got["x"] == [] and got["y"] == []
+    finally:
+        for ch in (x, y, z):
+            await ch.stop()
