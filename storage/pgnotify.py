@@ -53,21 +53,19 @@ def default_node_id() -> str:
 
 
 def pg_conninfo(database_url: str) -> str | None:
-    """The libpq connection string of a PostgreSQL SQLAlchemy URL (``postgresql+psycopg://...``)
-    with TCP keepalives; ``None`` for any other database."""
+    """The libpq connection string of a PostgreSQL SQLAlchemy URL (``postgresql+psycopg://...``,
+    also with several hosts: ``...@/db?host=pg1:5432&host=pg2:5432&target_session_attrs=read-write``)
+    plus TCP keepalives; ``None`` for any other database."""
+    from psycopg.conninfo import make_conninfo
     from sqlalchemy.engine import make_url
 
     u = make_url(database_url)
     if u.get_backend_name() != "postgresql":
         return None
-    from psycopg.conninfo import make_conninfo
-
-    params: dict[str, Any] = {
-        "host": u.host, "port": u.port, "user": u.username, "password": u.password, "dbname": u.database,
-    }
-    params.update({str(k): v for k, v in u.query.items()})
-    base = make_conninfo(**{k: v for k, v in params.items() if v is not None})
-    return f"{base} {_KEEPALIVE}"
+    u = u.set(drivername="postgresql+psycopg")
+    # The dialect's own translation: the same parameters the database engine connects with.
+    _args, params = u.get_dialect()().create_connect_args(u)
+    return f"{make_conninfo('', **params)} {_KEEPALIVE}"
 
 
 def encode(doc: dict[str, Any]) -> str:
