@@ -51,7 +51,19 @@ def db_sessions(db: Database) -> SessionSource:
 
 
 def sync_inventory(db: Database, cfg: EvalwatchConfig) -> None:
-    """Mirror the config's sites, rooms, cameras and seats into the DB (config is the source)."""
+    """Mirror the config's sites, rooms, cameras and seats into the DB (config is the source).
+
+    Several hub nodes starting at once on one database may insert the same row together: the
+    loser's transaction fails on the primary key and is simply run again (it now updates)."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        _sync_inventory(db, cfg)
+    except IntegrityError:
+        _sync_inventory(db, cfg)
+
+
+def _sync_inventory(db: Database, cfg: EvalwatchConfig) -> None:
     from storage.models import Camera, Room, Seat, Site
 
     with db.session() as s:

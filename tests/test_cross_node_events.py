@@ -261,3 +261,124 @@ def test_conninfo_of_database_urls() -> None:
     two = conninfo_to_dict(pg_conninfo(
         "postgresql+psycopg://ev:pw@/evalwatch?host=pg1:5432&host=pg2:5432&target_session_attrs=read-write"))
     assert (two["host"], two["port"], two["target_session_attrs"]) == ("pg1,pg2", "5432,5432", "read-write")
+
+
+def _start_hub(config: Path, log_path: Path, env: dict[str, str]) -> Any:
+    import subprocess
+    import sys
+
+    with open(log_path, "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "evalwatch", "hub", "--config", str(config)],
+                                cwd=log_path.parent, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_two_hub_processes_share_alerts(db_url: str, s3_server: Any, tmp_path: Path) -> None:
+    """The wiring of ``evalwatch hub``: two real hub processes on one PostgreSQL database and
+    one S3 server; an edge incident an agent posts to hub A shows on a browser of hub B."""
+    import base64
+    import os
+    import signal
+    import uuid
+    from datetime import UTC, datetime
+
+    import yaml
+
+    from config.loader import load_config
+    from testkit.hub import system_config
+
+    users = [{"username": "sup", "role": "supervisor", "password": "sup-cross-node-pw-1"}]
+    token = "tok-cross-node-" + uuid.uuid4().hex
+    paths = {}
+    for name in ("a", "b"):
+        doc = system_config(tmp_path / name, {"s01": ["room_a"]}, users=users, database_url=db_url)
+        doc["hub"]["node_id"] = f"hub-{name}"
+        doc["secrets_file"] = str(tmp_path / "secrets.yaml")  # one set of secrets for both nodes
+        doc["sites"][0]["agent_token"] = token
+        s3 = doc["storage"]["s3"]
+        s3.update(embedded=False, endpoint=s3_server.cfg.endpoint,
+                  access_key=s3_server.cfg.access_key.get_secret_value(),
+                  secret_key=s3_server.cfg.secret_key.get_secret_value())
+        paths[name] = tmp_path / f"hub-{name}.yaml"
+        paths[name].write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    load_config(paths["a"])  # writes the shared secrets file once, before either node starts
+    # Both nodes start at once on the fresh database: migrations, inventory and users race.
+    procs: dict[str, Any] = {}
+    urls = {n: f"127.0.0.1:{yaml.safe_load(p.read_text())['hub']['listen_port']}"
+            for n, p in paths.items()}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("EVALWATCH_DATABASE_URL", "EVALWATCH_S3_ENDPOINT")}
+    try:
+        for name, path in paths.items():
+            procs[name] = _start_hub(path, tmp_path / f"hub-{name}.log", env)
+        deadline = time.monotonic() + 120
+        async with httpx.AsyncClient(timeout=1) as probe:
+            for name, url in urls.items():
+                while True:
+                    assert procs[name].poll() is None, (tmp_path / f"hub-{name}.log").read_text()[-3000:]
+                    try:
+                        if (await probe.get(f"http://{url}/healthz")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    assert time.monotonic() < deadline, f"hub {name} did not come up"
+                    await asyncio.sleep(0.3)
+        logs = {n: (tmp_path / f"hub-{n}.log").read_text() for n in urls}
+        assert "cross-node alerts over PostgreSQL channel=evalwatch_events node=hub-b" in logs["b"], logs["b"]
+        assert s3_server.cfg.secret_key.get_secret_value() not in logs["a"] + logs["b"]
+
+        async with httpx.AsyncClient(base_url=f"http://{urls['b']}") as c:
+            r = await c.post("/api/auth/login", json={"username": "sup", "password": "sup-cross-node-pw-1"})
+            assert r.status_code == 200, r.text
+            cookie = f"evalwatch_session={c.cookies['evalwatch_session']}"
+        async with websockets.connect(f"ws://{urls['b']}/ws/events", additional_headers={"Cookie": cookie},
+                                      origin=f"http://{urls['b']}") as ws:
+            wall = Wall(ws)
+            await wall.wait(lambda: bool(wall.messages), "hello")
+            uid = uuid.uuid4().hex
+            incident = {
+                "site": "s01", "room": "room-a", "camera": "cam1", "uid": uid, "seq": 1, "action": "opened",
+                "rule": "phone", "seat": "S1", "confidence": 0.9,
+                "started_at": datetime.now(UTC).isoformat(),
+                "snapshot_jpeg": base64.b64encode(b"\xff\xd8\xff\xe0 tiny \xff\xd9").decode(),
+            }
+            async with httpx.AsyncClient(base_url=f"http://{urls['a']}") as c:
+                r = await c.post("/api/ingest/incidents", json=incident,
+                                 headers={"Authorization": f"Bearer {token}"})
+                assert r.status_code == 200, r.text
+            await wall.wait(lambda: len(wall.events(uid=uid)) >= 2, "A's incident on B's wall", within=20)
+            await asyncio.sleep(0.5)
+            got = wall.events(uid=uid)
+            assert [e["phase"] for e in got] == ["opened", "updated"], got
+            assert got[0]["origin"] == "agent" and got[1]["snapshot_url"]
+            wall.task.cancel()
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for name, proc in procs.items():  # uvicorn re-raises the signal after its clean stop
+            assert proc.wait(timeout=30) in (0, -signal.SIGTERM), \
+                (tmp_path / f"hub-{name}.log").read_text()[-3000:]
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_nodes_starting_together_migrate_one_after_the_other(db_url: str) -> None:
+    """Hub nodes starting at once on a fresh database all run the migrations (``evalwatch db
+    upgrade`` in the unit, then the hub itself): an advisory lock makes them take turns — the
+    later ones find the schema at head — instead of failing on each other's CREATE TABLE."""
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-m", "evalwatch", "db", "upgrade", "--url", db_url],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(3)]
+    outs = [p.communicate(timeout=120)[0].decode(errors="replace") for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    db = Database(db_url)
+    assert db.current_revision() is not None and "events" in db.table_names()
+    db.dispose()
