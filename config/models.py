@@ -170,6 +170,9 @@ class HubConfig(_Strict):
     stun_urls: list[str] = []
     turn_urls: list[str] = []
     timezone: str = "Asia/Shanghai"
+    # This node's name among several hubs on one PostgreSQL database (cross-node alerts skip a
+    # node's own notifications by it); unset: <hostname>-<pid>.  Unique per running node.
+    node_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
 
     @property
     def url(self) -> str:

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -111,7 +112,7 @@ def create_app(services: Any) -> FastAPI:
         secret_key=secret,
         codec=SessionCodec(secret),
         users=UserCache(services.db),
-        alerts=AlertHub(services.bus),
+        alerts=AlertHub(services.bus, getattr(services, "relay", None)),
         metrics=metrics,
         live=LiveManager(cfg, _on_live_end),
         secure_cookies=cfg.hub.url.startswith("https://"),
@@ -121,7 +122,10 @@ def create_app(services: Any) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        created = await run_db(services.db, lambda s: seed_users(s, cfg))
+        try:
+            created = await run_db(services.db, lambda s: seed_users(s, cfg))
+        except IntegrityError:  # another hub node on this database seeded them at the same moment
+            created = await run_db(services.db, lambda s: seed_users(s, cfg))
         if created:
             log.info("dashboard: created users %s", ", ".join(created))
         await st.alerts.start()

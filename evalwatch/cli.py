@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("evalwatch.report", "supervision report of a session (HTML/PDF)"),
     "export": ("evalwatch.export", "export a session's evidence as a verifiable zip"),
     "db": ("evalwatch.db", "database migrations"),
-    "storage": ("evalwatch.retention", "archive maintenance: the retention purge"),
+    "storage": ("evalwatch.storage", "object storage: the retention purge, a local SeaweedFS cluster"),
 }
 
 

@@ -13,7 +13,8 @@ Start-up order, top to bottom:
    (``evalwatch.edgehub``: sessions for the agents, their incidents, and the check pipeline on
    sampled frames); the retention purge job (``evalwatch.retention``, APScheduler on
    ``storage.purge_cron``); the frame router (the recorder's sink);
-6. the recorder and its ingest routes; the dashboard app; uvicorn.
+6. the recorder and its ingest routes; with PostgreSQL the cross-node alert relay
+   (``dashboard.notify``, started by the dashboard); the dashboard app; uvicorn.
 
 Shutdown runs the same list backwards.
 """
@@ -52,7 +53,19 @@ def db_sessions(db: Database) -> SessionSource:
 
 
 def sync_inventory(db: Database, cfg: EvalwatchConfig) -> None:
-    """Mirror the config's sites, rooms, cameras and seats into the DB (config is the source)."""
+    """Mirror the config's sites, rooms, cameras and seats into the DB (config is the source).
+
+    Several hub nodes starting at once on one database may insert the same row together: the
+    loser's transaction fails on the primary key and is simply run again (it now updates)."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        _sync_inventory(db, cfg)
+    except IntegrityError:
+        _sync_inventory(db, cfg)
+
+
+def _sync_inventory(db: Database, cfg: EvalwatchConfig) -> None:
     from storage.models import Camera, Room, Seat, Site
 
     with db.session() as s:
@@ -82,6 +95,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     from analysis.store import EventStore
     from capture.ingest import make_router
     from capture.recorder import Recorder
+    from dashboard.notify import EventRelay
     from dashboard.services import Services
     from evalwatch.edgehub import EdgeHub, FrameRouter
     from storage.db import Database
@@ -171,10 +185,18 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         await recorder.start()
         stack.push_async_callback(recorder.close)
 
+        # Several hub nodes on one PostgreSQL database: alerts cross nodes over LISTEN/NOTIFY
+        # (started and stopped with the dashboard's alert fan-out).  SQLite: one node, no relay.
+        relay = EventRelay.for_config(cfg, db)
+        if relay is not None:
+            log.info("cross-node alerts over PostgreSQL channel=%s node=%s",
+                     relay.channel.channel, relay.node_id)
+
         yield Services(
             cfg=cfg, db=db, objects=objects, segments=segments, bus=bus, recorder=recorder,
             pipeline=pipeline if hub_rooms or check is None else check,
             disks=disks, extra_routers=[make_router(recorder, segments, cfg, edge=edge, disks=disks)],
+            relay=relay,
         )
 
 
