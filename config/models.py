@@ -170,6 +170,8 @@ class HubConfig(_Strict):
     stun_urls: list[str] = []
     turn_urls: list[str] = []
     timezone: str = "Asia/Shanghai"
+    # How long an agent enrolment code (``evalwatch site enroll-code``) stays valid.
+    enroll_code_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
 
     @property
     def url(self) -> str:

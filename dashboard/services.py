@@ -15,6 +15,8 @@ are called, so a test may pass small fakes.
 * ``bus`` — :class:`analysis.bus.EventBus`; one subscription fans out to every ``/ws/events``
   client.  ``None`` disables live alert push (the REST API still works).
 * ``recorder`` — :class:`capture.recorder.Recorder` or ``None`` (no live video; tiles show offline).
+* ``agents`` — :class:`capture.agentstatus.AgentMonitor` (the agents' latest heartbeats) or
+  ``None`` (``GET /api/agents`` lists credentials only).
 * ``extra_routers`` — routers included verbatim (the capture engineer's ``/api/ingest/*``
   routes, authenticated by per-site agent tokens; the dashboard's role policy lists them as
   agent-only).
@@ -101,4 +103,5 @@ class Services:
     bus: Any | None = None
     recorder: Any | None = None
     pipeline: Any | None = None  # analysis.live.AnalysisPipeline (for /metrics)
+    agents: Any | None = None  # capture.agentstatus.AgentMonitor (GET /api/agents)
     extra_routers: list[APIRouter] = field(default_factory=list)

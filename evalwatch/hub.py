@@ -78,10 +78,12 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     from analysis.detectors import detector_from_config
     from analysis.live import AnalysisPipeline
     from analysis.store import EventStore
+    from capture.agentstatus import AgentMonitor
     from capture.ingest import make_router
     from capture.recorder import Recorder
     from dashboard.services import Services
     from evalwatch.edgehub import EdgeHub, FrameRouter
+    from storage.agents import CredentialStore
     from storage.db import Database
     from storage.objects import ObjectStore
     from storage.segments import SegmentStore
@@ -156,10 +158,12 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         await recorder.start()
         stack.push_async_callback(recorder.close)
 
+        monitor = AgentMonitor()
         yield Services(
             cfg=cfg, db=db, objects=objects, segments=segments, bus=bus, recorder=recorder,
-            pipeline=pipeline if hub_rooms or check is None else check,
-            extra_routers=[make_router(recorder, segments, cfg, edge=edge)],
+            pipeline=pipeline if hub_rooms or check is None else check, agents=monitor,
+            extra_routers=[make_router(recorder, segments, cfg, edge=edge, agent_auth=CredentialStore(db),
+                                       monitor=monitor)],
         )
 
 

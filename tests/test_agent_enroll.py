@@ -1,0 +1,304 @@
+"""Agent enrolment and agent status (issue #13, items 2 and 6), against a real hub process
+(``evalwatch hub``: embedded SeaweedFS, SQLite, dashboard) started once for the module.
+
+* a code from the admin API, redeemed by ``evalwatch agent enroll``: the credential lands
+  owner-only in the state directory and works on the agent routes, for its own site only; a
+  second use of the code, an expired code (from ``evalwatch site enroll-code --hours``, another
+  process) and an unknown code are refused, and every issue, use and refusal is in the audit
+  log; a credential revoked through the API, and another through ``evalwatch site revoke-agent``
+  (another process), is refused at once on every agent route while the secrets-file token keeps
+  working; an enrolled agent whose credential is revoked stops at start-up with a clear message;
+* ``evalwatch agent --state-dir D`` (a real agent process with no config file) runs from its
+  enrolled state: its footage is archived, and ``GET /api/agents`` lists it with its version,
+  OS, CPU load, spool fill and cameras and no flag, while a heartbeat whose clock is 5 s off and
+  whose spool is 90 % full is flagged ``clock`` and ``spool``; with the hub unreachable the
+  agent starts from its cached configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from capture.enroll import EnrollError, enroll, enrolled_config, load_state, write_private
+from storage.s3server import free_port
+from testkit.capture import make_clip
+from testkit.hub import ROOT, system_config
+
+pytestmark = [pytest.mark.agent, pytest.mark.timeout(180)]
+
+ADMIN_PW = "adm-enrol-pw-1"
+TOKENS = {"s01": "tok-enrol-site-one-0123456789", "s02": "tok-enrol-site-two-0123456789"}
+
+
+class Hub:
+    def __init__(self, url: str, cfg_path: Path, tmp: Path) -> None:
+        self.url, self.cfg_path, self.tmp = url, cfg_path, tmp
+        self.admin = httpx.Client(base_url=url, timeout=10)
+        r = self.admin.post("/api/auth/login", json={"username": "adm", "password": ADMIN_PW})
+        assert r.status_code == 200, r.text
+        self.admin.headers["X-CSRF-Token"] = r.json()["csrf"]
+
+    def code(self, site: str = "s01", **body: Any) -> str:
+        r = self.admin.post(f"/api/sites/{site}/enroll-codes", json=body or None)
+        assert r.status_code == 201, r.text
+        return str(r.json()["code"])
+
+    def audit(self, action: str) -> list[dict[str, Any]]:
+        r = self.admin.get("/api/audit", params={"action": action})
+        assert r.status_code == 200, r.text
+        return list(r.json()["entries"])
+
+    def log(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.tmp.glob("*.log")
+        )
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "evalwatch", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    tmp = tmp_path_factory.mktemp("enrol")
+    clip = make_clip(tmp / "clip.mp4", seconds=4)
+    doc = system_config(tmp, {}, users=[{"username": "adm", "role": "admin", "password": ADMIN_PW}])
+    doc["capture"].update(heartbeat_seconds=1, reconnect_min_seconds=0.5, reconnect_max_seconds=2)
+    room = yaml.safe_load((ROOT / "sample_videos" / "room_a.room.yaml").read_text(encoding="utf-8"))
+    room["cameras"][0].update(source=str(clip), width=320, height=240)
+    doc["sites"] = [{"id": s, "agent_token": TOKENS[s], "rooms": [room]} for s in TOKENS]
+    cfg_path = tmp / "evalwatch.yaml"
+    cfg_path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    url = f"http://127.0.0.1:{doc['hub']['listen_port']}"
+    with open(tmp / "hub.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "evalwatch", "hub", "--config", str(cfg_path)],
+            cwd=tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (tmp / "hub.log").read_text(errors="replace")[-3000:]
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "hub did not come up"
+            time.sleep(0.3)
+        yield Hub(url, cfg_path, tmp)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def agent_calls(url: str, credential: str, site: str = "s01") -> dict[str, int]:
+    """The status of every agent route called with ``credential`` (bodies valid enough to pass
+    authentication)."""
+    h = {"Authorization": f"Bearer {credential}"}
+    cam = {"site": site, "room": "room-a", "camera": "cam1"}
+    now = datetime.now(UTC)
+    with httpx.Client(base_url=url, headers=h, timeout=10) as c:
+        return {
+            "heartbeat": c.post(
+                "/api/ingest/heartbeat", json={"site": site, "agent": {}, "cameras": []}
+            ).status_code,
+            "config": c.get("/api/ingest/config", params={"site": site}).status_code,
+            "offer": c.post("/api/ingest/offer", json={**cam, "sdp": "v=0", "type": "offer"}).status_code,
+            "missing": c.get(
+                "/api/ingest/missing", params={**cam, "since": (now - timedelta(minutes=1)).isoformat()}
+            ).status_code,
+            "segment": c.put(
+                f"/api/ingest/segments/{site}/room-a/cam1",
+                content=b"x",
+                params={"start": now.isoformat(), "end": (now + timedelta(seconds=1)).isoformat()},
+            ).status_code,
+            "incidents": c.post("/api/ingest/incidents", json={"site": site}).status_code,
+            "sessions": c.get("/api/ingest/sessions", params={"site": site, "after": -1}).status_code,
+        }
+
+
+def test_enrol_single_use_expiry_revocation_and_audit(hub: Hub, tmp_path: Path) -> None:
+    code = hub.code("s01")
+    state_dir = tmp_path / "state"
+    r = cli(
+        "agent",
+        "enroll",
+        hub.url,
+        "--code",
+        code.lower().replace("-", ""),
+        "--state-dir",
+        str(state_dir),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert code not in r.stdout + r.stderr
+    state = load_state(state_dir)
+    assert state.site == "s01" and state.hub_url == hub.url and state.tls_fingerprint is None
+    assert state.credential.startswith("ewa1.") and state.credential not in (r.stdout + r.stderr)
+    assert stat.S_IMODE(os.stat(state_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(state_dir / "agent.json").st_mode) == 0o600
+
+    # The credential works on the agent routes (past authentication), for its own site only.
+    ok = agent_calls(hub.url, state.credential)
+    assert ok["heartbeat"] == 200 and ok["config"] == 200 and ok["missing"] == 200, ok
+    assert all(s not in (401, 403) for s in ok.values()), ok
+    other = agent_calls(hub.url, state.credential, site="s02")
+    assert other["heartbeat"] == 403 and other["offer"] == 403 and other["config"] == 403, other
+
+    # Second use, an unknown code, an expired code (issued by the CLI, another process).
+    with pytest.raises(EnrollError, match=r"HTTP 409.*already been used"):
+        enroll(hub.url, code, tmp_path / "again")
+    with pytest.raises(EnrollError, match=r"HTTP 401.*Unknown enrolment code"):
+        enroll(hub.url, "ABCDE-FGHJK-MNPQR-STUVW", tmp_path / "again")
+    r = cli("site", "enroll-code", "s01", "--hours", "0.0002", "--config", str(hub.cfg_path), cwd=hub.tmp)
+    assert r.returncode == 0, r.stderr
+    expiring = r.stdout.split("--code ")[-1].strip()
+    time.sleep(1.0)
+    with pytest.raises(EnrollError, match=r"HTTP 410.*expired"):
+        enroll(hub.url, expiring, tmp_path / "again")
+    assert not (tmp_path / "again").exists()
+    r = cli("site", "enroll-code", "s99", "--config", str(hub.cfg_path), cwd=hub.tmp)
+    assert r.returncode == 2 and "no site 's99'" in r.stderr and "Traceback" not in r.stderr
+
+    issued = hub.audit("enroll_code_issue")
+    assert {e["actor"].split(":")[0] for e in issued} >= {"adm", "cli"}, issued
+    used = hub.audit("enroll_code_use")
+    assert any(e["details"]["credential_id"] == state.credential_id for e in used), used
+    reasons = {e["details"]["reason"] for e in hub.audit("enroll_code_refused")}
+    assert {"used", "unknown", "expired"} <= reasons, reasons
+    audit_text = json.dumps(hub.audit("enroll_code_use") + issued)
+    assert code not in audit_text and state.credential not in audit_text
+    assert code not in hub.log() and state.credential not in hub.log()
+
+    # Revoked through the API: refused at once on every agent route; the secrets token still works.
+    second = enroll(hub.url, hub.code("s01"), tmp_path / "second")
+    r = hub.admin.post("/api/sites/s01/revoke-agent", json={"id": state.credential_id})
+    assert r.status_code == 200 and r.json()["revoked"] == [state.credential_id], r.text
+    refused = agent_calls(hub.url, state.credential)
+    assert set(refused.values()) == {401}, refused
+    assert hub.admin.post("/api/sites/s01/revoke-agent", json={"id": state.credential_id}).status_code == 404
+    assert agent_calls(hub.url, second.credential)["heartbeat"] == 200
+    assert agent_calls(hub.url, TOKENS["s01"])["heartbeat"] == 200
+    with pytest.raises(EnrollError, match="refused this agent's credential"):
+        enrolled_config(state_dir, wait=False)
+    r = cli("agent", "--state-dir", str(state_dir), cwd=tmp_path)
+    assert r.returncode == 2 and "revoked" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+    # Revoked from the command line (another process): refused at once as well.
+    r = cli("site", "revoke-agent", "s01", second.credential_id, "--config", str(hub.cfg_path), cwd=hub.tmp)
+    assert r.returncode == 0 and second.credential_id in r.stdout, r.stderr
+    assert agent_calls(hub.url, second.credential)["heartbeat"] == 401
+    revokes = hub.audit("agent_revoke")
+    assert {e["details"]["credentials"][0] for e in revokes} >= {state.credential_id, second.credential_id}
+    creds = {c["id"]: c for c in hub.admin.get("/api/agents").json()["credentials"]}
+    assert creds[state.credential_id]["revoked_by"] == "adm" and creds[second.credential_id]["revoked_at"]
+
+
+def test_enrolled_agent_runs_without_config_and_reports_status(hub: Hub, tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state = enroll(hub.url, hub.code("s01"), state_dir)
+    started = datetime.now(UTC)
+    with open(tmp_path / "agent.log", "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "evalwatch",
+                "agent",
+                "--state-dir",
+                str(state_dir),
+                "--no-analysis",
+                "--duration",
+                "60",
+            ],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        mine: dict[str, Any] = {}
+        deadline = time.monotonic() + 40
+        while True:
+            assert proc.poll() is None, (tmp_path / "agent.log").read_text(errors="replace")[-3000:]
+            agents = hub.admin.get("/api/agents").json()["agents"]
+            mine = next((a for a in agents if a["credential_id"] == state.credential_id), {})
+            replay = hub.admin.get(
+                "/api/replay/s01/room-a/cam1",
+                params={
+                    "start": started.isoformat(),
+                    "end": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+                },
+            )
+            assert replay.status_code == 200, replay.text
+            if mine and replay.json()["segments"] and mine["cameras"][0]["frames"]:
+                break
+            assert time.monotonic() < deadline, (
+                f"agent not seen with footage: {mine}\n"
+                f"{(tmp_path / 'agent.log').read_text(errors='replace')[-3000:]}\n{hub.log()}"
+            )
+            time.sleep(0.5)
+        assert (state_dir / "config.json").exists()
+        assert stat.S_IMODE(os.stat(state_dir / "config.json").st_mode) == 0o600
+        assert (state_dir / "spool").is_dir()
+        assert mine["site"] == "s01" and mine["version"] == "0.1.0" and mine["os"], mine
+        assert mine["host"] and mine["cpu_count"] >= 1 and mine["cpu_load"] is not None, mine
+        assert mine["spool_quota_bytes"] == 64 * 1024 * 1024 and mine["spool_bytes"] > 0, mine
+        assert 0 <= mine["spool_percent"] < 80, mine
+        assert mine["cameras"][0]["room"] == "room-a" and mine["cameras"][0]["camera"] == "cam1", mine
+        assert abs(mine["clock_offset_s"]) < 2 and mine["flags"] == [], mine
+
+        # An agent whose clock is 5 s ahead and whose spool is 90 % full is flagged.
+        skewed = {
+            "site": "s01",
+            "cameras": [],
+            "agent": {
+                "host": "skewed-pc",
+                "time": (datetime.now(UTC) + timedelta(seconds=5)).isoformat(),
+                "spool_bytes": 90,
+                "spool_quota_bytes": 100,
+            },
+        }
+        r = httpx.post(
+            f"{hub.url}/api/ingest/heartbeat",
+            json=skewed,
+            headers={"Authorization": f"Bearer {TOKENS['s01']}"},
+        )
+        assert r.status_code == 200, r.text
+        agents = hub.admin.get("/api/agents").json()["agents"]
+        flagged = next(a for a in agents if a["host"] == "skewed-pc")
+        assert flagged["credential_id"] is None and 4 < flagged["clock_offset_s"] < 6, flagged
+        assert set(flagged["flags"]) == {"clock", "spool"} and flagged["spool_percent"] == 90.0, flagged
+        mine = next(a for a in agents if a["credential_id"] == state.credential_id)
+        assert mine["flags"] == [], mine
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert proc.returncode == 0, (tmp_path / "agent.log").read_text(errors="replace")[-3000:]
+
+    # The hub unreachable at start-up: the agent runs with its cached configuration.
+    moved = state.model_copy(update={"hub_url": f"http://127.0.0.1:{free_port()}"})
+    write_private(state_dir / "agent.json", moved.model_dump_json().encode())
+    cfg, again, _version = enrolled_config(state_dir, wait=False)
+    assert again.site == "s01" and [r.id for r in cfg.site("s01").rooms] == ["room-a"]
+    assert cfg.site("s01").agent_token is None and cfg.site("s01").rooms[0].seats
