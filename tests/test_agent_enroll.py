@@ -302,3 +302,33 @@ def test_enrolled_agent_runs_without_config_and_reports_status(hub: Hub, tmp_pat
     cfg, again, _version = enrolled_config(state_dir, wait=False)
     assert again.site == "s01" and [r.id for r in cfg.site("s01").rooms] == ["room-a"]
     assert cfg.site("s01").agent_token is None and cfg.site("s01").rooms[0].seats
+
+
+def test_codes_and_credentials_in_the_database(database: Any) -> None:
+    """On SQLite and PostgreSQL: a code redeems once and not after it expires; only hashes are
+    stored; a revoked credential no longer resolves."""
+    from sqlalchemy import select
+
+    from storage import agents
+    from storage.models import AgentCredential, EnrollCode
+
+    with database.session() as s, s.begin():
+        code = agents.issue_code(s, "s01", "adm", timedelta(hours=1))
+        stale = agents.issue_code(s, "s01", "adm", timedelta(hours=1))
+        s.get(EnrollCode, stale.id).expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    with database.session() as s, s.begin():
+        first = agents.redeem_code(s, code.code.lower(), "10.0.0.1")
+    with database.session() as s, s.begin():
+        again = agents.redeem_code(s, code.code, "10.0.0.2")
+    assert isinstance(first, agents.Redeemed) and first.site == "s01"
+    assert again == agents.Refused("used", code.id, "s01")
+    with database.session() as s, s.begin():
+        assert agents.redeem_code(s, stale.code, None) == agents.Refused("expired", stale.id, "s01")
+        assert agents.redeem_code(s, "nope", None) == agents.Refused("malformed")
+        rows = [*s.scalars(select(EnrollCode.code_hash)), *s.scalars(select(AgentCredential.secret_hash))]
+        assert code.code not in rows and first.credential not in rows and len(rows) == 3
+        assert agents.credential_site(s, first.credential) == ("s01", first.credential_id)
+        assert agents.credential_site(s, first.credential + "x") is None
+        assert agents.revoke(s, "s02", first.credential_id, "adm") == []
+        assert agents.revoke(s, "s01", None, "adm") == [first.credential_id]
+        assert agents.credential_site(s, first.credential) is None
