@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -33,6 +34,7 @@ import httpx
 import pytest
 import yaml
 
+from capture.agent import Agent
 from capture.enroll import EnrollError, enroll, enrolled_config, load_state, write_private
 from storage.s3server import free_port
 from testkit.capture import make_clip
@@ -296,12 +298,29 @@ def test_enrolled_agent_runs_without_config_and_reports_status(hub: Hub, tmp_pat
         proc.wait(30)
     assert proc.returncode == 0, (tmp_path / "agent.log").read_text(errors="replace")[-3000:]
 
+    # A heartbeat answer naming another configuration version stops the agent for a restart.
+    cfg, _state, version = enrolled_config(state_dir, wait=False)
+    cfg.capture.spool_dir = str(tmp_path / "spool2")
+    agent = Agent(cfg, "s01", hub_url=hub.url, token=state.credential, live=False)
+    agent.config_version = version
+    assert not asyncio.run(run_for(agent, 3.0)) and not agent.config_changed
+    agent = Agent(cfg, "s01", hub_url=hub.url, token=state.credential, live=False)
+    agent.config_version = "an-older-version"
+    assert asyncio.run(run_for(agent, 20.0)) and agent.config_changed
+
     # The hub unreachable at start-up: the agent runs with its cached configuration.
     moved = state.model_copy(update={"hub_url": f"http://127.0.0.1:{free_port()}"})
     write_private(state_dir / "agent.json", moved.model_dump_json().encode())
     cfg, again, _version = enrolled_config(state_dir, wait=False)
     assert again.site == "s01" and [r.id for r in cfg.site("s01").rooms] == ["room-a"]
     assert cfg.site("s01").agent_token is None and cfg.site("s01").rooms[0].seats
+
+
+async def run_for(agent: Agent, seconds: float) -> bool:
+    """Run ``agent`` for at most ``seconds``; True when it stopped by itself before."""
+    t0 = time.monotonic()
+    await agent.run(asyncio.Event(), duration=seconds)
+    return time.monotonic() - t0 < seconds - 0.5
 
 
 def test_codes_and_credentials_in_the_database(database: Any) -> None:
