@@ -38,7 +38,7 @@ from capture.agent import Agent
 from capture.enroll import EnrollError, enroll, enrolled_config, load_state, write_private
 from storage.s3server import free_port
 from testkit.capture import make_clip
-from testkit.hub import ROOT, system_config
+from testkit.hub import CHROMIUM, CHROMIUM_ARGS, ROOT, system_config
 
 pytestmark = [pytest.mark.agent, pytest.mark.timeout(180)]
 
@@ -351,3 +351,58 @@ def test_codes_and_credentials_in_the_database(database: Any) -> None:
         assert agents.revoke(s, "s02", first.credential_id, "adm") == []
         assert agents.revoke(s, "s01", None, "adm") == [first.credential_id]
         assert agents.credential_site(s, first.credential) is None
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (make system-deps)")
+def test_agents_view_creates_a_code_flags_and_revokes(hub: Hub, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    state = enroll(hub.url, hub.code("s02"), tmp_path / "state")
+    beat = {
+        "site": "s02",
+        "cameras": [],
+        "agent": {
+            "host": "late-pc",
+            "time": (datetime.now(UTC) - timedelta(seconds=9)).isoformat(),
+            "version": "0.1.0",
+        },
+    }
+    r = httpx.post(
+        f"{hub.url}/api/ingest/heartbeat", json=beat, headers={"Authorization": f"Bearer {state.credential}"}
+    )
+    assert r.status_code == 200, r.text
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = ctx.new_page()
+            page.goto(hub.url + "/login")
+            page.fill("#username", "adm")
+            page.fill("#password", ADMIN_PW)
+            page.click("#login-submit")
+            page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+            page.goto(hub.url + "/#agents")
+            row = page.locator("#agents-body tr", has_text="late-pc")
+            row.wait_for(timeout=10_000)
+            assert row.get_attribute("data-flags") == "clock", row.inner_text()
+            page.select_option("#ag-site", "s02")
+            page.click("#ag-code-form button[type=submit]")
+            page.wait_for_selector("#ag-code-box:not([hidden])", timeout=10_000)
+            code = page.inner_text("#ag-code")
+            assert len(code) == 23 and code.count("-") == 3, code
+            page.on("dialog", lambda d: d.accept())
+            cred_row = page.locator("#agent-creds-body tr", has_text=state.credential_id)
+            cred_row.locator("button").click()
+            page.wait_for_function(
+                "(id) => [...document.querySelectorAll('#agent-creds-body tr')].some("
+                "(tr) => tr.textContent.includes(id) && !tr.querySelector('button'))",
+                arg=state.credential_id,
+                timeout=10_000,
+            )
+        finally:
+            ctx.close()
+    assert agent_calls(hub.url, state.credential, site="s02")["heartbeat"] == 401
+    second = enroll(hub.url, code, tmp_path / "other")  # the code the view showed works
+    assert second.site == "s02"
