@@ -907,6 +907,8 @@ def cli(argv: list[str], analyser_factory: AnalyserFactory | None = None) -> int
     args = ap.parse_args(argv)
     _setup_logging(args.log_level)
     if args.config is None:
+        if args.site or args.token_file:
+            ap.error("--site and --token-file go with --config (an enrolled agent knows its site)")
         return _run_enrolled(args, analyser_factory)
     if not args.site:
         ap.error("--site is required with --config")
