@@ -75,6 +75,53 @@ class AgentAuthLike(Protocol):
         """``(site, credential id)`` of a valid, not revoked credential; else None."""
         ...
 
+    async def active(self, ids: set[str]) -> set[str]:
+        """Those of the credential ``ids`` still valid."""
+        ...
+
+
+#: How often the hub checks that the credentials behind open live connections are still valid.
+LIVE_SWEEP_S = 2.0
+
+
+class LiveCredentials:
+    """Which enrolled credential opened each camera's live connection, so that a revoked one's
+    connections are closed too (:meth:`sweep`, every :data:`LIVE_SWEEP_S` while the hub runs:
+    also for revocations made by another process, ``evalwatch site revoke-agent``)."""
+
+    def __init__(self) -> None:
+        self._by_cam: dict[CameraId, str] = {}
+
+    def opened(self, ref: CameraId, credential_id: str | None) -> None:
+        if credential_id:
+            self._by_cam[ref] = credential_id
+        else:
+            self._by_cam.pop(ref, None)
+
+    async def sweep(self, auth: AgentAuthLike, recorder: Recorder) -> list[CameraId]:
+        """Close the live connections of revoked credentials; the cameras closed."""
+        if not self._by_cam:
+            return []
+        valid = await auth.active(set(self._by_cam.values()))
+        closed = []
+        for ref, cred in list(self._by_cam.items()):
+            if cred in valid:
+                continue
+            del self._by_cam[ref]
+            if await recorder.disconnect(ref, "agent credential revoked"):
+                log.warning("live connection closed site=%s room=%s camera=%s: credential %s revoked",
+                            *_parts(ref), cred)
+                closed.append(ref)
+        return closed
+
+    async def run(self, auth: AgentAuthLike, recorder: Recorder) -> None:
+        while True:
+            await asyncio.sleep(LIVE_SWEEP_S)
+            try:
+                await self.sweep(auth, recorder)
+            except Exception:
+                log.exception("ingest: live credential sweep failed")
+
 
 class EdgeHubLike(Protocol):
     """The hub's side of edge analysis (``evalwatch.edgehub.EdgeHub``)."""
@@ -238,7 +285,9 @@ def make_router(
     cfg: EvalwatchConfig,
     edge: EdgeHubLike | None = None,
     *,
-    agent_auth: AgentAuthLike | None = None, monitor: AgentMonitor | None = None,
+    agent_auth: AgentAuthLike | None = None,
+    monitor: AgentMonitor | None = None,
+    live_credentials: LiveCredentials | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix="/api/ingest", tags=["ingest"])
     json_limit = cfg.hub.max_body_bytes
@@ -329,6 +378,8 @@ def make_router(
         except OfferError as e:
             log.info("ingest: rejected offer site=%s room=%s camera=%s: %s", *_parts(ref), e)
             raise _bad(400, str(e)) from None
+        if live_credentials is not None:
+            live_credentials.opened(ref, request.state.agent_credential)
         return JSONResponse(OfferOut(sdp=answer.sdp, type=answer.type).model_dump())
 
     @router.post("/heartbeat", response_model=HeartbeatOut)

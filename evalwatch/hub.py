@@ -79,7 +79,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     from analysis.live import AnalysisPipeline
     from analysis.store import EventStore
     from capture.agentstatus import AgentMonitor
-    from capture.ingest import make_router
+    from capture.ingest import LiveCredentials, make_router
     from capture.recorder import Recorder
     from dashboard.services import Services
     from evalwatch.edgehub import EdgeHub, FrameRouter
@@ -159,11 +159,15 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         stack.push_async_callback(recorder.close)
 
         monitor = AgentMonitor()
+        credentials = CredentialStore(db)
+        live_credentials = LiveCredentials()
+        sweeper = asyncio.create_task(live_credentials.run(credentials, recorder), name="live-credentials")
+        stack.callback(sweeper.cancel)
         yield Services(
             cfg=cfg, db=db, objects=objects, segments=segments, bus=bus, recorder=recorder,
             pipeline=pipeline if hub_rooms or check is None else check, agents=monitor,
-            extra_routers=[make_router(recorder, segments, cfg, edge=edge, agent_auth=CredentialStore(db),
-                                       monitor=monitor)],
+            extra_routers=[make_router(recorder, segments, cfg, edge=edge, agent_auth=credentials,
+                                       monitor=monitor, live_credentials=live_credentials)],
         )
 
 

@@ -154,6 +154,14 @@ def credential_site(s: Session, token: str) -> tuple[str, str] | None:
     return row.site, row.id
 
 
+def active_ids(s: Session, ids: set[str]) -> set[str]:
+    """Those of ``ids`` that are known and not revoked."""
+    if not ids:
+        return set()
+    q = select(AgentCredential.id).where(AgentCredential.id.in_(ids), AgentCredential.revoked_at.is_(None))
+    return set(s.scalars(q))
+
+
 def revoke(s: Session, site: str, credential_id: str | None, actor: str) -> list[str]:
     """Revoke one credential of ``site`` (or every live one when ``credential_id`` is None);
     the ids revoked now (empty: nothing to revoke)."""
@@ -192,3 +200,11 @@ class CredentialStore:
     def _lookup(self, token: str) -> tuple[str, str] | None:
         with self.db.session() as s:
             return credential_site(s, token)
+
+    async def active(self, ids: set[str]) -> set[str]:
+        """Those of the credential ``ids`` still valid."""
+        return await asyncio.to_thread(self._active, ids)
+
+    def _active(self, ids: set[str]) -> set[str]:
+        with self.db.session() as s:
+            return active_ids(s, ids)

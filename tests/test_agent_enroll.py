@@ -11,8 +11,10 @@
 * ``evalwatch agent --state-dir D`` (a real agent process with no config file) runs from its
   enrolled state: its footage is archived, and ``GET /api/agents`` lists it with its version,
   OS, CPU load, spool fill and cameras and no flag, while a heartbeat whose clock is 5 s off and
-  whose spool is 90 % full is flagged ``clock`` and ``spool``; with the hub unreachable the
-  agent starts from its cached configuration.
+  whose spool is 90 % full is flagged ``clock`` and ``spool``; revoked while it runs, its live
+  connection is closed and its heartbeats refused; a heartbeat answer naming another
+  configuration version restarts it; with the hub unreachable the agent starts from its cached
+  configuration.
 """
 
 from __future__ import annotations
@@ -293,18 +295,36 @@ def test_enrolled_agent_runs_without_config_and_reports_status(hub: Hub, tmp_pat
         assert set(flagged["flags"]) == {"clock", "spool"} and flagged["spool_percent"] == 90.0, flagged
         mine = next(a for a in agents if a["credential_id"] == state.credential_id)
         assert mine["flags"] == [], mine
+
+        # Revoked while it runs: its live connection is closed too, its heartbeats refused.
+        def cam_status() -> dict[str, Any]:
+            cams = hub.admin.get("/api/cameras/status").json()["cameras"]
+            return next(c for c in cams if (c["site"], c["room"], c["camera"]) == ("s01", "room-a", "cam1"))
+
+        assert cam_status()["online"] and cam_status()["last_error"] is None, cam_status()
+        r = hub.admin.post("/api/sites/s01/revoke-agent", json={"id": state.credential_id})
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 10
+        while cam_status()["last_error"] != "agent credential revoked":
+            assert time.monotonic() < deadline, f"live connection not closed: {cam_status()}\n{hub.log()}"
+            time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        agent_log = tmp_path / "agent.log"
+        while "heartbeat refused site=s01: HTTP 401" not in agent_log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, agent_log.read_text(errors="replace")[-3000:]
+            time.sleep(0.3)
     finally:
-        proc.terminate()
+        proc.kill()  # revoked, it would spend its 10 s shutdown grace trying to upload the spool
         proc.wait(30)
-    assert proc.returncode == 0, (tmp_path / "agent.log").read_text(errors="replace")[-3000:]
 
     # A heartbeat answer naming another configuration version stops the agent for a restart.
-    cfg, _state, version = enrolled_config(state_dir, wait=False)
+    fresh = enroll(hub.url, hub.code("s01"), tmp_path / "state2")
+    cfg, _state, version = enrolled_config(tmp_path / "state2", wait=False)
     cfg.capture.spool_dir = str(tmp_path / "spool2")
-    agent = Agent(cfg, "s01", hub_url=hub.url, token=state.credential, live=False)
+    agent = Agent(cfg, "s01", hub_url=hub.url, token=fresh.credential, live=False)
     agent.config_version = version
     assert not asyncio.run(run_for(agent, 3.0)) and not agent.config_changed
-    agent = Agent(cfg, "s01", hub_url=hub.url, token=state.credential, live=False)
+    agent = Agent(cfg, "s01", hub_url=hub.url, token=fresh.credential, live=False)
     agent.config_version = "an-older-version"
     assert asyncio.run(run_for(agent, 20.0)) and agent.config_changed
 
