@@ -426,3 +426,31 @@ def test_agents_view_creates_a_code_flags_and_revokes(hub: Hub, tmp_path: Path) 
     assert agent_calls(hub.url, state.credential, site="s02")["heartbeat"] == 401
     second = enroll(hub.url, code, tmp_path / "other")  # the code the view showed works
     assert second.site == "s02"
+
+
+async def test_enrolment_is_throttled_per_address(tmp_path: Path) -> None:
+    """Failed enrolments are counted per address like logins: past the limit even a valid code is
+    refused (429, audited ``throttled``) without being used."""
+    from dashboard.app import create_app
+    from dashboard.security import IpThrottle
+    from storage import agents
+    from storage.models import AuditLog
+    from testkit.dashboard import make_services
+
+    services = make_services(tmp_path)
+    app = create_app(services)
+    app.state.dash.enroll_throttle = IpThrottle(max_failures=3, window=300)
+    with services.db.session() as s, s.begin():
+        good = agents.issue_code(s, "site1", "adm", timedelta(hours=1))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as c:
+        for _ in range(3):
+            r = await c.post("/api/agent/enroll", json={"code": "ABCDE-FGHJK-MNPQR-STUVW"})
+            assert r.status_code == 401 and r.json()["code"] == "err.enroll_code_invalid", r.text
+        r = await c.post("/api/agent/enroll", json={"code": good.code})
+        assert r.status_code == 429 and r.json()["code"] == "err.too_many_enroll_attempts", r.text
+        r = await c.post("/api/agent/enroll", json={"code": 5})
+        assert r.status_code == 422 and r.json()["detail"].startswith("Invalid input: code:"), r.text
+    with services.db.session() as s:
+        reasons = [a.details["reason"] for a in s.query(AuditLog).filter_by(action="enroll_code_refused")]
+        assert reasons == ["unknown"] * 3 + ["throttled"], reasons
+        assert agents.redeem_code(s, good.code, None).__class__ is agents.Redeemed  # still unused
