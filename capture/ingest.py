@@ -317,6 +317,8 @@ def make_router(
             if found is None:
                 log.warning("ingest: rejected unknown or revoked agent credential from %s", _peer(request))
                 raise _bad(401, "invalid or revoked agent credential (enrol the agent again)")
+            if found[0] not in configs:
+                raise _bad(403, f"site {found[0]!r} of this credential is not in the hub configuration")
             request.state.agent_credential = found[1]
             return found[0]
         matched: str | None = None

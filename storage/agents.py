@@ -80,7 +80,7 @@ def issue_code(s: Session, site: str, actor: str, valid_for: timedelta) -> Issue
     return IssuedCode(id=row.id, site=site, code=code, expires_at=row.expires_at)
 
 
-RefusalReason = Literal["unknown", "used", "expired", "malformed"]
+RefusalReason = Literal["unknown", "used", "expired", "malformed", "site_gone"]
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,11 @@ class Refused:
     site: str | None = None
 
 
-def redeem_code(s: Session, code: str, ip: str | None) -> Redeemed | Refused:
-    """Exchange ``code`` for a new credential of its site, or say why not."""
+def redeem_code(
+    s: Session, code: str, ip: str | None, sites: set[str] | None = None
+) -> Redeemed | Refused:
+    """Exchange ``code`` for a new credential of its site, or say why not (``site_gone``: its
+    site is not among ``sites``, the hub's configured ones, any more)."""
     norm = normalize_code(code)
     if len(norm) != CODE_GROUPS * CODE_GROUP_LEN or any(ch not in CODE_ALPHABET for ch in norm):
         return Refused("malformed")
@@ -114,6 +117,8 @@ def redeem_code(s: Session, code: str, ip: str | None) -> Redeemed | Refused:
         return Refused("used", row.id, row.site)
     if row.expires_at <= now:
         return Refused("expired", row.id, row.site)
+    if sites is not None and row.site not in sites:
+        return Refused("site_gone", row.id, row.site)
     cred_id = secrets.token_hex(6)
     # Atomic: of two concurrent redemptions exactly one updates the row.
     done = s.execute(

@@ -364,8 +364,10 @@ def test_codes_and_credentials_in_the_database(database: Any) -> None:
     with database.session() as s, s.begin():
         assert agents.redeem_code(s, stale.code, None) == agents.Refused("expired", stale.id, "s01")
         assert agents.redeem_code(s, "nope", None) == agents.Refused("malformed")
+        gone = agents.issue_code(s, "s09", "adm", timedelta(hours=1))
+        assert agents.redeem_code(s, gone.code, None, {"s01"}) == agents.Refused("site_gone", gone.id, "s09")
         rows = [*s.scalars(select(EnrollCode.code_hash)), *s.scalars(select(AgentCredential.secret_hash))]
-        assert code.code not in rows and first.credential not in rows and len(rows) == 3
+        assert code.code not in rows and first.credential not in rows and len(rows) == 4
         assert agents.credential_site(s, first.credential) == ("s01", first.credential_id)
         assert agents.credential_site(s, first.credential + "x") is None
         assert agents.revoke(s, "s02", first.credential_id, "adm") == []

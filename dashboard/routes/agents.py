@@ -5,7 +5,7 @@
 * ``POST /api/agent/enroll`` (anyone: the code is the credential) — the code for the site's new
   agent credential; throttled per address like the login (``dashboard.security.IpThrottle``);
   audit ``enroll_code_use`` or ``enroll_code_refused`` (reason: unknown, malformed, used,
-  expired, throttled);
+  expired, site_gone, throttled);
 * ``GET /api/agents`` (admin) — the agents' latest heartbeats with their flags, and the
   credentials;
 * ``POST /api/sites/{site}/revoke-agent`` (admin) — revoke one credential or all of the site's
@@ -53,6 +53,7 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "malformed": (401, "err.enroll_code_invalid"),
     "used": (409, "err.enroll_code_used"),
     "expired": (410, "err.enroll_code_expired"),
+    "site_gone": (410, "err.unknown_site"),
 }
 
 
@@ -112,7 +113,7 @@ async def enroll(st: State, body: EnrollCreate, request: Request) -> EnrollPubli
         raise ApiError(429, "err.too_many_enroll_attempts")
 
     def redeem(s: Session) -> creds.Redeemed | creds.Refused:
-        out = creds.redeem_code(s, body.code, ip)
+        out = creds.redeem_code(s, body.code, ip, {site.id for site in st.cfg.sites})
         if isinstance(out, creds.Redeemed):
             audit.add(
                 s,
