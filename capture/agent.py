@@ -47,7 +47,7 @@ import httpx
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from capture.agentstatus import agent_facts
+from capture.agentstatus import agent_facts, cpu_load
 from capture.ice import configure_ice, rtc_configuration
 from capture.incidents import IncidentSpool
 from capture.live_encoder import CONTROL_CHANNEL, LiveEncoder
@@ -797,6 +797,7 @@ class Agent:
                 "site": self.site_id,
                 "agent": {
                     **self._facts,
+                    "cpu_load": cpu_load(),
                     "spool_quota_bytes": self.spool.max_bytes,
                     "hub_reachable": self.hub_reachable,
                     "uploaded": self.uploaded,

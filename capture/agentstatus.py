@@ -136,29 +136,34 @@ class AgentMonitor:
 
 
 def agent_facts() -> dict[str, Any]:
-    """What an agent adds to each heartbeat's ``agent`` block about itself and its PC: version,
-    OS, host name, CPU load (1-minute load average per core; null where the OS has none, e.g.
-    Windows) and core count.  The spool fill and the clock (``time``) are added by the agent."""
+    """What an agent says about itself in each heartbeat's ``agent`` block and does not change
+    while it runs: version, OS, host name and core count (see :func:`cpu_load` for the load; the
+    spool fill and the clock, ``time``, are added by the agent)."""
     import os
     import platform
     import socket
     from importlib import metadata
 
     try:
-        version = metadata.version("evalwatch")
+        version: str | None = metadata.version("evalwatch")
     except metadata.PackageNotFoundError:
         version = None
-    cpus = os.cpu_count() or 1
-    load: float | None = None
-    if hasattr(os, "getloadavg"):
-        try:
-            load = round(os.getloadavg()[0] / cpus, 3)
-        except OSError:
-            load = None
     return {
         "version": version,
         "os": platform.platform(terse=True),
         "host": socket.gethostname(),
-        "cpu_load": load,
-        "cpu_count": cpus,
+        "cpu_count": os.cpu_count() or 1,
     }
+
+
+def cpu_load() -> float | None:
+    """The PC's 1-minute load average per core (1.0: every core busy); None where the OS has no
+    load average (Windows)."""
+    import os
+
+    if not hasattr(os, "getloadavg"):
+        return None
+    try:
+        return round(os.getloadavg()[0] / (os.cpu_count() or 1), 3)
+    except OSError:
+        return None

@@ -456,3 +456,40 @@ async def test_enrolment_is_throttled_per_address(tmp_path: Path) -> None:
         reasons = [a.details["reason"] for a in s.query(AuditLog).filter_by(action="enroll_code_refused")]
         assert reasons == ["unknown"] * 3 + ["throttled"], reasons
         assert agents.redeem_code(s, good.code, None).__class__ is agents.Redeemed  # still unused
+
+
+def test_state_dir_defaults_and_heartbeat_parsing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The state directory per OS and user; a heartbeat's agent block with wrong types or a time
+    without zone is recorded without an offset instead of failing."""
+    from capture import enroll as enroll_mod
+    from capture.agentstatus import AgentMonitor
+
+    monkeypatch.delenv("EVALWATCH_AGENT_STATE_DIR", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(enroll_mod.os, "geteuid", lambda: 1000)
+    assert enroll_mod.default_state_dir() == tmp_path / "xdg" / "evalwatch-agent"
+    monkeypatch.setattr(enroll_mod.os, "geteuid", lambda: 0)
+    assert enroll_mod.default_state_dir() == Path("/var/lib/evalwatch-agent")
+    monkeypatch.setattr(enroll_mod.sys, "platform", "win32")
+    monkeypatch.setenv("PROGRAMDATA", r"C:\ProgramData")
+    assert str(enroll_mod.default_state_dir()).endswith(r"C:\ProgramData/evalwatch/agent")
+    monkeypatch.setenv("EVALWATCH_AGENT_STATE_DIR", str(tmp_path / "mine"))
+    assert enroll_mod.default_state_dir() == tmp_path / "mine"
+
+    now = datetime.now(UTC)
+    mon = AgentMonitor()
+    bad = {
+        "time": "2026-01-01T00:00:00",
+        "spool_bytes": "lots",
+        "cpu_load": True,
+        "host": 7,
+        "version": ["x"],
+    }
+    seen = mon.beat("s01", None, bad, [{"room": "r", "camera": "c", "frames": "many"}], now, None)
+    assert seen.clock_offset_s is None and seen.spool_percent is None and seen.cpu_load is None
+    assert seen.host is None and seen.version is None and seen.cameras[0]["frames"] is None
+    assert seen.flags(now) == [] and seen.flags(now + timedelta(seconds=31)) == ["silent"]
+    late = mon.beat(
+        "s01", "abc", {"time": (now - timedelta(seconds=3)).isoformat(), "host": "pc"}, [], now, None
+    )
+    assert late.clock_offset_s == -3.0 and late.flags(now) == ["clock"] and len(mon.agents()) == 2
