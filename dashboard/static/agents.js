@@ -1,6 +1,7 @@
 /* evalwatch dashboard: site agents (admin): enrolment codes, what each agent reports in its
-   heartbeats (flagged: clock off by more than 2 s, spool over 80 %, silent), credentials. */
-import { $, api, el, fmtTime, guarded, sitesDoc } from "./core.js";
+   heartbeats (flagged: clock off by more than 2 s, spool over 80 %, silent; refreshed every 5 s
+   while on screen), credentials. */
+import { $, api, current, el, fmtTime, guarded, sitesDoc } from "./core.js";
 
 export const agentsView = (function () {
   const siteSel = $("ag-site");
@@ -62,5 +63,7 @@ export const agentsView = (function () {
     $("ag-code-box").hidden = false;
   });
   $("ag-refresh").addEventListener("click", load);
+  // Heartbeats arrive every few seconds: keep the list current while the view is on screen.
+  setInterval(() => { if (current === "agents" && !document.hidden) load(); }, 5000);
   return { load };
 })();
