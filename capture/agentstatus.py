@@ -50,6 +50,12 @@ class AgentSeen:
     spool_quota_bytes: int | None = None
     clock_offset_s: float | None = None
     cameras: list[dict[str, Any]] = field(default_factory=list)
+    #: This heartbeat found the clock off and the previous one did not (log it once, not each beat).
+    clock_newly_off: bool = False
+
+    @property
+    def clock_off(self) -> bool:
+        return self.clock_offset_s is not None and abs(self.clock_offset_s) > CLOCK_FLAG_S
 
     @property
     def spool_percent(self) -> float | None:
@@ -59,7 +65,7 @@ class AgentSeen:
 
     def flags(self, now: datetime) -> list[str]:
         out = []
-        if self.clock_offset_s is not None and abs(self.clock_offset_s) > CLOCK_FLAG_S:
+        if self.clock_off:
             out.append("clock")
         pct = self.spool_percent
         if pct is not None and pct > SPOOL_FLAG_PERCENT:
@@ -123,8 +129,11 @@ class AgentMonitor:
                 for c in cameras[:200]
             ],
         )
+        key = (site, credential_id or "token", host or "")
         with self._lock:
-            self._agents[(site, credential_id or "token", host or "")] = seen
+            prev = self._agents.get(key)
+            seen.clock_newly_off = seen.clock_off and not (prev is not None and prev.clock_off)
+            self._agents[key] = seen
         return seen
 
     def agents(self) -> list[AgentSeen]:

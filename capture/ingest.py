@@ -396,9 +396,9 @@ def make_router(
         if monitor is not None:
             cred = request.state.agent_credential
             seen = monitor.beat(site, cred, body.agent, cams, received, _peer(request))
-            if seen.clock_offset_s is not None and abs(seen.clock_offset_s) > CLOCK_FLAG_S:
-                log.warning("agent clock off site=%s host=%s offset=%.1fs", site, seen.host,
-                            seen.clock_offset_s)
+            if seen.clock_newly_off:
+                log.warning("agent clock off by more than %.0f s site=%s host=%s offset=%.1fs", CLOCK_FLAG_S,
+                            site, seen.host, seen.clock_offset_s)
         live = {
             f"{c.room}/{c.camera}": recorder.is_live(CameraId(site, c.room, c.camera)) for c in body.cameras
         }

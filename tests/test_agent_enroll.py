@@ -509,3 +509,8 @@ def test_state_dir_defaults_and_heartbeat_parsing(monkeypatch: pytest.MonkeyPatc
         "s01", "abc", {"time": (now - timedelta(seconds=3)).isoformat(), "host": "pc"}, [], now, None
     )
     assert late.clock_offset_s == -3.0 and late.flags(now) == ["clock"] and len(mon.agents()) == 2
+    assert late.clock_newly_off  # logged once, not at every heartbeat:
+    again = mon.beat(
+        "s01", "abc", {"time": (now - timedelta(seconds=3)).isoformat(), "host": "pc"}, [], now, None
+    )
+    assert again.clock_off and not again.clock_newly_off
