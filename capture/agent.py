@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import random
-import signal
 import sys
 import threading
 import time
@@ -48,6 +47,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import MediaStreamError
 
 from capture.agentstatus import agent_facts, cpu_load
+from capture.hostos import install_stop_handlers, log_handler
 from capture.ice import configure_ice, rtc_configuration
 from capture.incidents import IncidentSpool
 from capture.live_encoder import CONTROL_CHANNEL, LiveEncoder
@@ -860,11 +860,11 @@ def _iso(s: str) -> datetime:
 # -- CLI -------------------------------------------------------------------------------------------
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, log_file: str | None = None) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[log_handler(log_file)],  # --log-file: rotating (capture.hostos)
     )
     for noisy in ("aioice", "aiortc", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -874,21 +874,17 @@ def _setup_logging(level: str) -> None:
 AnalyserFactory = Callable[[EvalwatchConfig, str, list[RoomConfig]], EdgeAnalyserLike]
 
 
-def cli(argv: list[str], analyser_factory: AnalyserFactory | None = None) -> int:
-    if argv[:1] == ["enroll"]:
-        from capture.enroll import enroll_cli
-
-        return enroll_cli(argv[1:])
-    from config import ConfigError, load_config
-
+def agent_parser() -> argparse.ArgumentParser:
+    """The options of ``evalwatch agent`` (also read by ``capture.service`` for the service)."""
     ap = argparse.ArgumentParser(
         prog="evalwatch agent", description=__doc__.splitlines()[0],
-        epilog="evalwatch agent enroll HUB_URL --code CODE: enrol this PC (docs/agent.md)",
+        epilog="also: evalwatch agent enroll | install-service | uninstall-service | discover (each with "
+        "--help); docs/agent.md",
     )
     ap.add_argument("--config", "-c",
                     help="evalwatch YAML config (default: run as enrolled, configuration from the hub)")
     ap.add_argument("--site", help="site id whose cameras this agent publishes (with --config)")
-    ap.add_argument("--state-dir", type=Path,
+    ap.add_argument("--state-dir",
                     help="the enrolled agent's state directory (see 'evalwatch agent enroll --help')")
     ap.add_argument("--room", action="append", help="only this room (repeatable; default: all)")
     ap.add_argument("--hub-url", help="hub URL (default: hub.public_url from the config)")
@@ -905,8 +901,16 @@ def cli(argv: list[str], analyser_factory: AnalyserFactory | None = None) -> int
         help="do not analyse here even if the site's analysis is 'agent' (the hub raises analysis_offline)",
     )
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--log-file", help="log to this file, rotated at 10 MB, 5 kept (default: stderr)")
+    return ap
+
+
+def cli(argv: list[str], analyser_factory: AnalyserFactory | None = None) -> int:
+    from config import ConfigError, load_config
+
+    ap = agent_parser()
     args = ap.parse_args(argv)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, args.log_file)
     if args.config is None:
         if args.site or args.token_file:
             ap.error("--site and --token-file go with --config (an enrolled agent knows its site)")
@@ -916,7 +920,12 @@ def cli(argv: list[str], analyser_factory: AnalyserFactory | None = None) -> int
 
     token: str | None = os.environ.get("EVALWATCH_AGENT_TOKEN") or None
     if args.token_file:
-        token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            print(f"evalwatch agent: cannot read --token-file {args.token_file}: {e.strerror or e}",
+                  file=sys.stderr)
+            return 2
     try:
         cfg = load_config(args.config, load_secrets=token is None)
     except ConfigError as e:
@@ -936,7 +945,7 @@ def _run_enrolled(args: argparse.Namespace, analyser_factory: AnalyserFactory | 
     the hub; start again with the new configuration whenever the hub's changes."""
     from capture.enroll import EnrollError, default_state_dir, enrolled_config
 
-    state_dir = args.state_dir or default_state_dir()
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
     while True:
         try:
             cfg, state, version = enrolled_config(state_dir)
@@ -987,8 +996,7 @@ def _run(agent: Agent, duration: float | None) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        install_stop_handlers(loop, stop.set)  # Windows loops: signal.signal fallback
         await agent.run(stop, duration=duration)
 
     asyncio.run(main())

@@ -12,9 +12,9 @@ the cameras are recorded into the spool (``DIR/spool``) and uploaded later.
 
 The state directory is created owner-only (0700) and its files 0600: the credential and the
 cameras' source URLs (which may hold camera passwords) are in it.  Default directory
-(:func:`default_state_dir`): ``$EVALWATCH_AGENT_STATE_DIR``; else on Windows
-``%PROGRAMDATA%\\evalwatch\\agent``; else ``/var/lib/evalwatch-agent`` for root and
-``$XDG_STATE_HOME/evalwatch-agent`` (``~/.local/state/evalwatch-agent``) for other users.
+(:func:`default_state_dir`): ``$EVALWATCH_AGENT_STATE_DIR``, else the agent's state directory of
+the OS (``capture.hostos``: ``%PROGRAMDATA%\\evalwatch`` on Windows; ``$STATE_DIRECTORY`` under
+systemd, ``/var/lib/evalwatch`` for root, ``$XDG_STATE_HOME/evalwatch`` for other users on Linux).
 """
 
 from __future__ import annotations
@@ -58,16 +58,15 @@ class AgentState(BaseModel):
 
 
 def default_state_dir() -> Path:
-    """Where the agent keeps its state when ``--state-dir`` is not given (module docstring)."""
+    """Where the agent keeps its state when ``--state-dir`` is not given:
+    ``$EVALWATCH_AGENT_STATE_DIR``, else the agent's state directory of this OS
+    (``capture.hostos.default_state_dir``, the service's ``StateDirectory`` under systemd)."""
     env = os.environ.get("EVALWATCH_AGENT_STATE_DIR")
     if env:
         return Path(env)
-    if sys.platform == "win32":
-        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "evalwatch" / "agent"
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return Path("/var/lib/evalwatch-agent")
-    xdg = os.environ.get("XDG_STATE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "evalwatch-agent"
+    from capture.hostos import default_state_dir as host_state_dir
+
+    return Path(str(host_state_dir()))
 
 
 def _private_dir(d: Path) -> None:

@@ -30,6 +30,8 @@ from collections.abc import Callable
 import av
 import numpy as np
 
+from capture.hostos import capture_api
+
 log = logging.getLogger(__name__)
 
 OnFrame = Callable[[av.VideoFrame, float], None]
@@ -221,7 +223,7 @@ class CameraSource:
         node = f"/dev/video{index}"
         if sys.platform.startswith("linux") and not os.path.exists(node):
             raise OSError(f"capture device {index} not found (no {node})")
-        cap = cv2.VideoCapture(index)
+        cap = cv2.VideoCapture(index, capture_api(cv2))  # DirectShow on Windows
         try:
             if not cap.isOpened():
                 raise OSError(f"cannot open capture device {index}")

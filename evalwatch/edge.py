@@ -181,10 +181,29 @@ def make_analyser(cfg: EvalwatchConfig, site: str, rooms: list[RoomConfig]) -> E
     return EdgeAnalyser(detector, site, rooms, cfg)
 
 
+#: ``evalwatch agent SUBCOMMAND ...`` → module and function (``argv`` → exit code).
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "enroll": ("capture.enroll", "enroll_cli"),
+    "install-service": ("capture.service", "install_cli"),
+    "uninstall-service": ("capture.service", "uninstall_cli"),
+    "discover": ("capture.discovery", "cli"),
+}
+
+
 def cli(argv: list[str]) -> int:
-    """``evalwatch agent``: the site agent, with edge analysis where the site asks for it."""
+    """``evalwatch agent``: the site agent, with edge analysis where the site asks for it; or one
+    of its :data:`SUBCOMMANDS`; ``service-run`` is what the Windows service manager starts."""
+    import importlib
+
+    if argv and argv[0] in SUBCOMMANDS:
+        module, func = SUBCOMMANDS[argv[0]]
+        return int(getattr(importlib.import_module(module), func)(argv[1:]))
     from capture.agent import cli as agent_cli
 
+    if argv and argv[0] == "service-run":
+        from capture.service import service_run_cli
+
+        return service_run_cli(argv[1:], lambda a: agent_cli(a, analyser_factory=make_analyser))
     return agent_cli(argv, analyser_factory=make_analyser)
 
 

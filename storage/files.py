@@ -14,7 +14,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o640) -> None:
     leftover ``*.tmp`` is an unfinished write.  The parent folder must exist.
     """
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), mode)
     try:
         view = memoryview(data)
         while view:

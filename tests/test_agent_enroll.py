@@ -481,14 +481,18 @@ def test_state_dir_defaults_and_heartbeat_parsing(monkeypatch: pytest.MonkeyPatc
     from capture.agentstatus import AgentMonitor
 
     monkeypatch.delenv("EVALWATCH_AGENT_STATE_DIR", raising=False)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(enroll_mod.os, "geteuid", lambda: 1000)
-    assert enroll_mod.default_state_dir() == tmp_path / "xdg" / "evalwatch-agent"
+    assert enroll_mod.default_state_dir() == tmp_path / "xdg" / "evalwatch"
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/evalwatch")  # systemd's StateDirectory=
+    assert enroll_mod.default_state_dir() == Path("/var/lib/evalwatch")
+    monkeypatch.delenv("STATE_DIRECTORY")
     monkeypatch.setattr(enroll_mod.os, "geteuid", lambda: 0)
-    assert enroll_mod.default_state_dir() == Path("/var/lib/evalwatch-agent")
+    assert enroll_mod.default_state_dir() == Path("/var/lib/evalwatch")
     monkeypatch.setattr(enroll_mod.sys, "platform", "win32")
     monkeypatch.setenv("PROGRAMDATA", r"C:\ProgramData")
-    assert str(enroll_mod.default_state_dir()).endswith(r"C:\ProgramData/evalwatch/agent")
+    assert str(enroll_mod.default_state_dir()) == r"C:\ProgramData\evalwatch"
     monkeypatch.setenv("EVALWATCH_AGENT_STATE_DIR", str(tmp_path / "mine"))
     assert enroll_mod.default_state_dir() == tmp_path / "mine"
 
@@ -514,3 +518,17 @@ def test_state_dir_defaults_and_heartbeat_parsing(monkeypatch: pytest.MonkeyPatc
         "s01", "abc", {"time": (now - timedelta(seconds=3)).isoformat(), "host": "pc"}, [], now, None
     )
     assert again.clock_off and not again.clock_newly_off
+
+
+def test_an_enrolled_agent_installs_as_a_service() -> None:
+    """``install-service`` without ``--config`` installs the enrolled agent; its state directory is
+    writable by the service."""
+    from capture.service import service_spec, systemd_unit
+
+    spec = service_spec(
+        "evalwatch-agent", "evalwatch", ["--state-dir", "/srv/ew", "--no-analysis"], platform="linux"
+    )
+    unit = systemd_unit(spec)
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    assert "agent --state-dir /srv/ew" in exec_start and "--config" not in exec_start, exec_start
+    assert "/srv/ew" in spec.writable and spec.site == "-"
