@@ -474,7 +474,9 @@ class Agent:
         self.hub_url = (hub_url or cfg.hub.url).rstrip("/")
         self.preset = preset
         self.live_enabled = live
-        self.spool = Spool(Path(cfg.capture.spool_dir), cfg.capture.spool_max_mb)
+        self.spool = Spool(
+            Path(cfg.capture.spool_dir), cfg.capture.spool_max_mb, cfg.capture.spool_min_free_mb
+        )
         self.rooms = [r for r in site.rooms if not rooms or r.id in rooms]
         if rooms and len(self.rooms) != len(rooms):
             unknown = sorted(set(rooms) - {r.id for r in self.rooms})
@@ -804,6 +806,7 @@ class Agent:
                     "backfilled": self.backfilled,
                     "spool_bytes": self.spool.total_bytes(),
                     "spool_dropped_unsent": self.spool.dropped_unsent,
+                    "spool_disk": await asyncio.to_thread(self.spool.disk_report),
                     "upload_error": self.upload_error,
                     "time": datetime.now(UTC).isoformat(),
                 },

@@ -24,8 +24,8 @@ on every request, so a revoked one is refused at once):
 
 Errors are JSON ``{"detail": "..."}`` naming the problem: 401 bad/missing token, 403 another
 site's or an unknown camera, 400 malformed input (SDP, JSON, times, MP4), 413 body too large,
-503 storage unavailable (the agent retries).  Tokens are compared with ``hmac.compare_digest``
-and never logged.
+503 storage unavailable, 507 the hub's write-ahead disk is full (the agent retries both).
+Tokens are compared with ``hmac.compare_digest`` and never logged.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from config.models import EvalwatchConfig
 from storage import common
 from storage.agents import CREDENTIAL_PREFIX
 from storage.common import CameraId
-from storage.segments import SegmentConflict, SegmentMeta
+from storage.segments import SegmentConflict, SegmentMeta, WalFull
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,12 @@ class SegmentStoreLike(Protocol):
     async def missing_ranges(
         self, site: str, room: str, camera: str, start: datetime, end: datetime, tolerance_s: float = 0.5
     ) -> list[tuple[datetime, datetime]]: ...
+
+
+class DiskWatchLike(Protocol):
+    """The hub's disk watch (``evalwatch.diskwatch.DiskWatch``): an agent's spool disk report."""
+
+    async def agent_report(self, site: str, agent: dict[str, Any]) -> None: ...
 
 
 class AgentAuthLike(Protocol):
@@ -284,6 +290,7 @@ def make_router(
     segment_store: SegmentStoreLike,
     cfg: EvalwatchConfig,
     edge: EdgeHubLike | None = None,
+    disks: DiskWatchLike | None = None,
     *,
     agent_auth: AgentAuthLike | None = None,
     monitor: AgentMonitor | None = None,
@@ -399,6 +406,8 @@ def make_router(
             if seen.clock_newly_off:
                 log.warning("agent clock off by more than %.0f s site=%s host=%s offset=%.1fs", CLOCK_FLAG_S,
                             site, seen.host, seen.clock_offset_s)
+        if disks is not None:  # the agent's spool disk: disk_full alert while it is low
+            await disks.agent_report(site, body.agent)
         live = {
             f"{c.room}/{c.camera}": recorder.is_live(CameraId(site, c.room, c.camera)) for c in body.cameras
         }
@@ -521,6 +530,8 @@ def make_router(
                 ) from None
             if isinstance(e, ValueError):
                 raise _bad(400, f"segment refused by storage: {e}") from None
+            if isinstance(e, WalFull):  # the agent keeps the segment and retries (5xx)
+                raise _bad(507, str(e)) from None
             log.exception("ingest: storage failed site=%s room=%s camera=%s", *_parts(ref))
             raise _bad(503, "storage unavailable, retry later") from None
         recorder.note_segment(ref, t0, t1, len(data))
@@ -556,6 +567,8 @@ def make_router(
         authorize(token_site, ref)
         t0 = parse_time(since, "since")
         t1 = parse_time(until, "until") if until else datetime.now(UTC)
+        # Footage past its retention is never asked back: the purge deleted it (storage/retention).
+        t0 = max(t0, datetime.now(UTC) - timedelta(days=cfg.storage.retention_days))
         if t1 <= t0:
             return JSONResponse(MissingRanges(ranges=[]).model_dump())
         if t1 - t0 > MAX_MISSING_WINDOW:

@@ -210,7 +210,29 @@ class StorageConfig(_Strict):
     # Segments wait here while the S3 server is unreachable, then upload in order.
     wal_dir: str = "data/wal"
     segment_seconds: Annotated[float, Field(gt=1, le=600)] = 10.0
+    # How long footage, snapshots and chain links are kept (days after a segment ends / an
+    # incident ends).  Also the default object-lock retention of the buckets the hub creates.
     retention_days: Annotated[int, Field(ge=1)] = 180
+    # When the retention purge runs (crontab: minute hour day month weekday, in hub.timezone);
+    # null = never on its own (``evalwatch storage purge`` still works).  See docs/storage.md.
+    purge_cron: str | None = "30 3 * * *"
+    # An export in progress keeps its footage from the purge at most this long (a crashed export
+    # must not hold footage forever).
+    export_hold_hours: Annotated[float, Field(gt=0)] = 12.0
+    # Disk alerts (docs/storage.md "Full disks"): the WAL directory's and the database's disk
+    # raise ``disk_full`` when less than this is free or the disk is filled above the ratio.
+    disk_min_free_mb: Annotated[int, Field(ge=1)] = 1024
+    disk_alert_ratio: Annotated[float, Field(gt=0, le=1)] = 0.95
+    disk_check_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("purge_cron")
+    @classmethod
+    def _crontab(cls, v: str | None) -> str | None:
+        if v is not None and len(v.split()) != 5:
+            raise ValueError(
+                f"must be a crontab expression of 5 fields (minute hour day month weekday), got {v!r}"
+            )
+        return v
 
 
 class CaptureConfig(_Strict):
@@ -218,6 +240,10 @@ class CaptureConfig(_Strict):
 
     spool_dir: str = "data/spool"
     spool_max_mb: Annotated[int, Field(ge=10)] = 2048
+    # Keep at least this much of the spool's disk free: below it the spool evicts oldest first
+    # (uploaded segments, then unsent ones) as it does at spool_max_mb, and the hub shows
+    # ``disk_full`` for the site (the agent reports its disk in every heartbeat).
+    spool_min_free_mb: Annotated[int, Field(ge=1)] = 256
     heartbeat_seconds: Annotated[float, Field(gt=0)] = 5.0
     reconnect_min_seconds: Annotated[float, Field(gt=0)] = 1.0
     reconnect_max_seconds: Annotated[float, Field(gt=0)] = 30.0

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from sessions.holds import HoldInfo
 from sessions.lifecycle import SessionInfo
 from storage.incident import EventItem, IsoTime
 
@@ -187,6 +188,17 @@ class SealCheck(BaseModel):
     ok: bool
     problems: list[str]
     key_id: str
+
+
+class HoldBody(BaseModel):
+    """``POST /api/sessions/{id}/hold|release``: why (a dispute's reference), audit-logged."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=2000)
+
+
+class HoldList(BaseModel):
+    holds: list[HoldInfo]
 
 
 # -- site agents: enrolment, credentials, status ------------------------------------------------

@@ -104,4 +104,5 @@ class Services:
     recorder: Any | None = None
     pipeline: Any | None = None  # analysis.live.AnalysisPipeline (for /metrics)
     agents: Any | None = None  # capture.agentstatus.AgentMonitor (GET /api/agents)
+    disks: Any | None = None  # evalwatch.diskwatch.DiskWatch: readings() for the disk gauges
     extra_routers: list[APIRouter] = field(default_factory=list)

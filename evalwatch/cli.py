@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("evalwatch.export", "export a session's evidence as a verifiable zip"),
     "db": ("evalwatch.db", "database migrations"),
     "site": ("evalwatch.site", "agent enrolment codes and credentials of a site"),
+    "storage": ("evalwatch.retention", "archive maintenance: the retention purge"),
 }
 
 

@@ -7,10 +7,12 @@ Start-up order, top to bottom:
    points at one someone else runs (``evalwatch run`` does that);
 3. database migrations, then the config's sites/rooms/cameras/seats mirrored into the DB;
 4. object store buckets, the segment store and its write-ahead uploader;
-5. event bus, detector, event persistence, analysis pipeline of the hub-analysed sites (it reads
-   the running sessions through :func:`db_sessions`); for the edge-analysed sites
-   (``analysis: agent``) the edge hub (``evalwatch.edgehub``: sessions for the agents, their
-   incidents, and the check pipeline on sampled frames); the frame router (the recorder's sink);
+5. event bus, detector, event persistence, the disk watch (``evalwatch.diskwatch``: ``disk_full``
+   alerts), analysis pipeline of the hub-analysed sites (it reads the running sessions through
+   :func:`db_sessions`); for the edge-analysed sites (``analysis: agent``) the edge hub
+   (``evalwatch.edgehub``: sessions for the agents, their incidents, and the check pipeline on
+   sampled frames); the retention purge job (``evalwatch.retention``, APScheduler on
+   ``storage.purge_cron``); the frame router (the recorder's sink);
 6. the recorder and its ingest routes; the dashboard app; uvicorn.
 
 Shutdown runs the same list backwards.
@@ -127,6 +129,12 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         )
         await events.start()
         stack.push_async_callback(events.close)
+        # Full disks (WAL, SQLite, agents' spools): disk_full alerts and /metrics gauges.
+        from evalwatch.diskwatch import DiskWatch
+
+        disks = DiskWatch(cfg, events)
+        await disks.start()
+        stack.push_async_callback(disks.stop)
         hub_rooms = [(site.id, room) for site in cfg.sites if site.analysis == "hub" for room in site.rooms]
         edge_sites = [site for site in cfg.sites if site.analysis == "agent"]
         pipeline = AnalysisPipeline(
@@ -154,6 +162,13 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
             stack.push_async_callback(edge.stop)
             log.info("edge analysis sites=%s check_fps=%.2f", [s.id for s in edge_sites], check_fps)
 
+        # The retention purge (storage/retention.py), on storage.purge_cron.
+        from evalwatch.retention import RetentionJob
+
+        retention = RetentionJob(cfg, db, objects)
+        retention.start()
+        stack.push_async_callback(retention.stop)
+
         recorder = Recorder(cfg, frame_sink=FrameRouter(pipeline, check, edge))
         await recorder.start()
         stack.push_async_callback(recorder.close)
@@ -165,9 +180,10 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         stack.callback(sweeper.cancel)
         yield Services(
             cfg=cfg, db=db, objects=objects, segments=segments, bus=bus, recorder=recorder,
-            pipeline=pipeline if hub_rooms or check is None else check, agents=monitor,
-            extra_routers=[make_router(recorder, segments, cfg, edge=edge, agent_auth=credentials,
-                                       monitor=monitor, live_credentials=live_credentials)],
+            pipeline=pipeline if hub_rooms or check is None else check, agents=monitor, disks=disks,
+            extra_routers=[make_router(recorder, segments, cfg, edge=edge, disks=disks,
+                                       agent_auth=credentials, monitor=monitor,
+                                       live_credentials=live_credentials)],
         )
 
 

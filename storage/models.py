@@ -214,3 +214,35 @@ class AgentCredential(Base):
     enrolled_ip: Mapped[str | None] = mapped_column(String(64))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class PurgedRange(Base):
+    """Chain links (and their segments) of one camera deleted by a retention purge.
+
+    ``first_prev_hash`` is the ``prev_hash`` of link ``first_seq`` and ``last_link_hash`` the
+    hash of link ``last_seq``: the anchor the chain verification resumes from at
+    ``last_seq + 1``.  The same record is stored in object storage beside the links
+    (``<camera>/chain/purged/<first>-<last>.json``, storage/chain.py), so the chain still
+    verifies from object storage alone; this row is the database's copy (and what the audit
+    log's ``retention_purge`` row summarises).
+    """
+
+    __tablename__ = "purged_ranges"
+    __table_args__ = (
+        UniqueConstraint("site", "room", "camera", "first_seq", name="uq_purged_first"),
+        Index("ix_purged_camera", "site", "room", "camera", "last_seq"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(32))
+    site: Mapped[str] = mapped_column(String(64))
+    room: Mapped[str] = mapped_column(String(64))
+    camera: Mapped[str] = mapped_column(String(64))
+    first_seq: Mapped[int] = mapped_column(Integer)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    first_prev_hash: Mapped[str] = mapped_column(String(64))
+    last_link_hash: Mapped[str] = mapped_column(String(64))
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    segments: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    purged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,7 +1,7 @@
 """Agent enrolment: one-time enrolment codes and per-agent credentials (hashes only).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005_agent_enrollment
+Revises: 0004_retention
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005_agent_enrollment"
+down_revision = "0004_retention"
 branch_labels = None
 depends_on = None
 
