@@ -173,6 +173,8 @@ class HubConfig(_Strict):
     # This node's name among several hubs on one PostgreSQL database (cross-node alerts skip a
     # node's own notifications by it); unset: <hostname>-<pid>.  Unique per running node.
     node_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
+    # How long an agent enrolment code (``evalwatch site enroll-code``) stays valid.
+    enroll_code_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
 
     @property
     def url(self) -> str:

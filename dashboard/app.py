@@ -32,7 +32,7 @@ from dashboard.errors import ApiError, error_body, install_error_handlers
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics
 from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principal, allow, page
-from dashboard.routes import admin, auth, events, live, replay, seating, sessions
+from dashboard.routes import admin, agents, auth, events, live, replay, seating, sessions
 from dashboard.security import SessionCodec
 from dashboard.state import DashState
 from dashboard.users import UserCache, seed_users
@@ -178,7 +178,7 @@ def create_app(services: Any) -> FastAPI:
         return response
 
     for r in (auth.router, events.router, live.router, replay.router, admin.router, seating.router,
-              sessions.router):
+              sessions.router, agents.router):
         app.include_router(r)
     app.include_router(_misc_router(st))
     for extra in getattr(services, "extra_routers", None) or []:

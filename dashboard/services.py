@@ -18,6 +18,8 @@ are called, so a test may pass small fakes.
 * ``relay`` — optional :class:`dashboard.notify.EventRelay` (several hub nodes on one PostgreSQL
   database): the alert fan-out sends this node's updates to the others and pushes theirs to its
   own browsers.  ``None`` (SQLite, one node): local only.
+* ``agents`` — :class:`capture.agentstatus.AgentMonitor` (the agents' latest heartbeats) or
+  ``None`` (``GET /api/agents`` lists credentials only).
 * ``extra_routers`` — routers included verbatim (the capture engineer's ``/api/ingest/*``
   routes, authenticated by per-site agent tokens; the dashboard's role policy lists them as
   agent-only).
@@ -104,6 +106,7 @@ class Services:
     bus: Any | None = None
     recorder: Any | None = None
     pipeline: Any | None = None  # analysis.live.AnalysisPipeline (for /metrics)
+    agents: Any | None = None  # capture.agentstatus.AgentMonitor (GET /api/agents)
     disks: Any | None = None  # evalwatch.diskwatch.DiskWatch: readings() for the disk gauges
     relay: Any | None = None  # dashboard.notify.EventRelay: alerts across hub nodes (PostgreSQL)
     extra_routers: list[APIRouter] = field(default_factory=list)

@@ -222,6 +222,7 @@ def make_analyser(cfg: EvalwatchConfig, site: str, rooms: list[RoomConfig]) -> E
 
 #: ``evalwatch agent SUBCOMMAND ...`` → module and function (``argv`` → exit code).
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "enroll": ("capture.enroll", "enroll_cli"),
     "install-service": ("capture.service", "install_cli"),
     "uninstall-service": ("capture.service", "uninstall_cli"),
     "discover": ("capture.discovery", "cli"),

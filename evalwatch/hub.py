@@ -93,11 +93,13 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     from analysis.detectors import detector_from_config
     from analysis.live import AnalysisPipeline
     from analysis.store import EventStore
-    from capture.ingest import make_router
+    from capture.agentstatus import AgentMonitor
+    from capture.ingest import LiveCredentials, make_router
     from capture.recorder import Recorder
     from dashboard.notify import EventRelay
     from dashboard.services import Services
     from evalwatch.edgehub import EdgeHub, FrameRouter
+    from storage.agents import CredentialStore
     from storage.db import Database
     from storage.objects import ObjectStore
     from storage.segments import SegmentStore
@@ -191,11 +193,17 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         if relay is not None:
             log.info("cross-node alerts over PostgreSQL channel=%s node=%s",
                      relay.channel.channel, relay.node_id)
-
+        monitor = AgentMonitor()
+        credentials = CredentialStore(db)
+        live_credentials = LiveCredentials()
+        sweeper = asyncio.create_task(live_credentials.run(credentials, recorder), name="live-credentials")
+        stack.callback(sweeper.cancel)
         yield Services(
             cfg=cfg, db=db, objects=objects, segments=segments, bus=bus, recorder=recorder,
-            pipeline=pipeline if hub_rooms or check is None else check,
-            disks=disks, extra_routers=[make_router(recorder, segments, cfg, edge=edge, disks=disks)],
+            pipeline=pipeline if hub_rooms or check is None else check, agents=monitor, disks=disks,
+            extra_routers=[make_router(recorder, segments, cfg, edge=edge, disks=disks,
+                                       agent_auth=credentials, monitor=monitor,
+                                       live_credentials=live_credentials)],
             relay=relay,
         )
 
