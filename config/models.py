@@ -7,6 +7,7 @@ silently disables a rule otherwise.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -170,6 +171,20 @@ class HubConfig(_Strict):
     stun_urls: list[str] = []
     turn_urls: list[str] = []
     timezone: str = "Asia/Shanghai"
+    # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For the hub believes; the
+    # client's address (throttling, audit) is then the last one before them.  Empty (default):
+    # X-Forwarded-For is ignored, whoever sends it — also from 127.0.0.1.
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+        return v
 
     @property
     def url(self) -> str:

@@ -7,6 +7,7 @@ accounts are never changed) and subscribes to the event bus; shutdown closes liv
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import secrets
@@ -115,6 +116,7 @@ def create_app(services: Any) -> FastAPI:
         metrics=metrics,
         live=LiveManager(cfg, _on_live_end),
         secure_cookies=cfg.hub.url.startswith("https://"),
+        trusted_proxies=[ipaddress.ip_network(n, strict=False) for n in cfg.hub.trusted_proxies],
     )
     state_holder["st"] = st
     metrics.attach(st)

@@ -13,6 +13,7 @@ and fails for any route without one of these declarations.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,8 +40,36 @@ class Principal:
     csrf: str
 
 
+def _in(addr: str, nets: list[Any]) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr.strip())
+    except ValueError:
+        return False
+    return any(ip in n for n in nets)
+
+
 def client_ip(conn: HTTPConnection) -> str | None:
-    return conn.client.host if conn.client else None
+    """The client's address for throttling and audit.  ``X-Forwarded-For`` counts only when the
+    peer is one of ``hub.trusted_proxies`` (finding 6 of #12): then the right-most address that
+    is not a trusted proxy.  Without trusted proxies (default) the header is ignored, also when
+    the peer is 127.0.0.1."""
+    peer = conn.client.host if conn.client else None
+    from dashboard.state import get_state  # local import: state imports this module
+
+    try:
+        nets = get_state(conn).trusted_proxies
+    except AttributeError:
+        nets = []
+    if peer is None or not nets or not _in(peer, nets):
+        return peer
+    hops = [h.strip() for h in ",".join(conn.headers.getlist("x-forwarded-for")).split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _in(hop, nets):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # garbage from the proxy's client: keep the proxy's own address
+    return peer
 
 
 async def authenticate(conn: HTTPConnection) -> Principal | None:

@@ -11,7 +11,7 @@ from starlette.requests import HTTPConnection
 from dashboard.alerts import AlertHub
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics, status_dict
-from dashboard.security import IpThrottle, SessionCodec
+from dashboard.security import LoginThrottle, SessionCodec
 from dashboard.users import UserCache
 
 
@@ -24,8 +24,10 @@ class DashState:
     alerts: AlertHub
     metrics: DashMetrics
     live: LiveManager
-    throttle: IpThrottle = field(default_factory=IpThrottle)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
     secure_cookies: bool = False
+    #: ``hub.trusted_proxies`` parsed (``dashboard.policy.client_ip``).
+    trusted_proxies: list[Any] = field(default_factory=list)
 
     @property
     def cfg(self) -> Any:

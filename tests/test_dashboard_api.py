@@ -72,25 +72,25 @@ async def test_login_sets_secure_cookie_and_hashes_password(app: Any, services: 
     assert audit_rows(services, "login")[0].ip == "10.1.2.3"
 
 
-async def test_wrong_password_then_lockout(app: Any, services: Services) -> None:
+async def test_wrong_password_then_throttle(app: Any, services: Services) -> None:
     async with client(app) as c:
         for _ in range(5):
             r = await c.post("/api/auth/login", json={"username": "sup", "password": "nope-nope-nope"})
             assert r.status_code == 401
             assert r.json() == {"detail": "Wrong username or password.", "code": "err.bad_credentials"}
-        # locked now: even the right password is refused
+        # this address is throttled for this account now: even the right password is refused
         r = await c.post("/api/auth/login", json={"username": "sup", "password": password_of("supervisor")})
-        assert r.status_code == 429 and r.json()["code"] == "err.locked"
+        assert r.status_code == 429 and r.json()["code"] == "err.too_many_attempts"
         # unknown user gets the same answer as a wrong password
         r = await c.post("/api/auth/login", json={"username": "ghost", "password": "whatever-123"})
         assert r.status_code == 401 and r.json()["code"] == "err.bad_credentials"
     fails = audit_rows(services, "login_failed")
     assert len(fails) == 7
-    assert "locked" in str(fails[4].details)
+    assert "throttled" in str(fails[5].details)
     assert all(
         password_of("supervisor") not in str(a.details) and "nope" not in str(a.details) for a in fails
     )
-    # the admin can unlock
+    # the admin can unlock (forgets the throttle of the account)
     async with client(app) as c:
         await login(c, "admin")
         r = await c.patch("/api/users/sup", json={"unlock": True})
@@ -207,29 +207,133 @@ async def test_login_flood_neither_freezes_the_hub_nor_buys_verifications(
 
 
 @pytest.mark.security
-async def test_concurrent_bad_logins_for_one_account_stop_at_the_lock(
+async def test_concurrent_bad_logins_for_one_account_stop_at_the_throttle(
     app: Any, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The account is charged before argon2 too: 20 concurrent wrong passwords for one user (from
-    20 addresses) get at most LOCK_AFTER verifications, the rest ``err.locked``."""
-    from dashboard.security import LOCK_AFTER
+    """Finding 3 of #12 (adapted to finding 6): the (address, account) pair is charged before
+    argon2 too: 20 concurrent wrong passwords for one user from one address get at most
+    PAIR_MAX_FAILURES verifications, the rest 429 ``err.too_many_attempts``; the account itself
+    is not locked (another address logs in at once)."""
+    from dashboard.security import PAIR_MAX_FAILURES
 
     calls = count_verifications(monkeypatch)
-
-    async def attempt(i: int) -> httpx.Response:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, client=(f"10.3.0.{i + 1}", 5555)), base_url=BASE
-        ) as c:
-            return await c.post("/api/auth/login", json={"username": "sup", "password": "nope-nope-nope"})
-
-    responses = await asyncio.gather(*(attempt(i) for i in range(20)))
+    async with client(app) as c:
+        responses = await asyncio.gather(
+            *(
+                c.post("/api/auth/login", json={"username": "sup", "password": "nope-nope-nope"})
+                for _ in range(20)
+            )
+        )
     codes = [r.status_code for r in responses]
-    assert len(calls) <= LOCK_AFTER and not any(calls)
-    assert codes.count(401) == LOCK_AFTER and codes.count(429) == 20 - LOCK_AFTER, codes
-    assert all(r.json()["code"] == "err.locked" for r in responses if r.status_code == 429)
+    assert len(calls) <= PAIR_MAX_FAILURES and not any(calls)
+    assert codes.count(401) == PAIR_MAX_FAILURES and codes.count(429) == 20 - PAIR_MAX_FAILURES, codes
+    assert all(r.json()["code"] == "err.too_many_attempts" for r in responses if r.status_code == 429)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("10.9.9.8", 5555)), base_url=BASE
+    ) as other:
+        await login(other, "supervisor")
+
+
+@pytest.mark.security
+async def test_nobody_can_lock_the_only_admin(app: Any, services: Services) -> None:
+    """Finding 6 of #12: wrong passwords for ``admin`` from 8 addresses (more than the old lock
+    threshold) do not lock it — the admin logs in at once from their own address —, and 429 vs 401
+    does not tell a real account from an unknown one: both are throttled after the same number of
+    failures."""
+    from dashboard.security import PAIR_MAX_FAILURES
+
+    async def attempt(ip: str, user: str) -> httpx.Response:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=(ip, 5555)), base_url=BASE
+        ) as c:
+            return await c.post("/api/auth/login", json={"username": user, "password": "nope-nope-nope"})
+
+    for i in range(8):
+        assert (await attempt(f"10.4.0.{i + 1}", "admin")).status_code == 401
+    async with client(app) as c:
+        await login(c, "admin")
+    # enumeration: the same answers, attempt by attempt, for a real and an unknown user
+    real = [(await attempt("10.5.0.1", "sup")).status_code for _ in range(PAIR_MAX_FAILURES + 2)]
+    ghost = [(await attempt("10.5.0.2", "ghost")).status_code for _ in range(PAIR_MAX_FAILURES + 2)]
+    assert real == ghost == [401] * PAIR_MAX_FAILURES + [429, 429]
     with services.db.session() as s:
-        u = s.scalars(select(User).where(User.username == "sup")).one()
-        assert u.failed_logins == LOCK_AFTER and u.locked_until is not None
+        admin = s.scalars(select(User).where(User.username == "admin")).one()
+        assert admin.locked_until is None
+
+
+@pytest.mark.security
+async def test_unknown_user_costs_the_same_argon2_as_a_wrong_password(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 6 of #12 (timing): an unknown username runs one argon2 verification (against a
+    dummy hash) exactly like a wrong password, so the time does not enumerate accounts."""
+    calls = count_verifications(monkeypatch)
+    async with client(app) as c:
+        await c.post("/api/auth/login", json={"username": "sup", "password": "nope-nope-nope"})
+        assert len(calls) == 1
+        await c.post("/api/auth/login", json={"username": "nobody-here", "password": "nope-nope-nope"})
+        assert len(calls) == 2
+
+
+@pytest.mark.security
+async def test_good_login_does_not_reset_the_address_counter(app: Any) -> None:
+    """Finding 6 of #12: an attacker who knows one password cannot use it to reset the address's
+    failure count and go on guessing other accounts."""
+    st = app.state.dash
+    st.throttle.max_failures = 4
+    async with client(app) as c:
+        for i in range(3):
+            r = await c.post("/api/auth/login", json={"username": f"victim{i}", "password": "x" * 12})
+            assert r.status_code == 401
+        await login(c, "observer")  # a good login: refunded, but the 3 failures stay
+        r = await c.post("/api/auth/login", json={"username": "victim9", "password": "x" * 12})
+        assert r.status_code == 401
+        r = await c.post("/api/auth/login", json={"username": "victim8", "password": "x" * 12})
+        assert r.status_code == 429 and r.json()["code"] == "err.too_many_attempts"
+
+
+@pytest.mark.security
+async def test_forwarded_for_only_from_trusted_proxies(tmp_path: Path) -> None:
+    """Finding 6 of #12: X-Forwarded-For from 127.0.0.1 is ignored unless ``hub.trusted_proxies``
+    names it (throttle and audit see the real peer); uvicorn does not apply it either."""
+    from evalwatch.hub import uvicorn_config
+
+    for trusted, expect in (([], "127.0.0.1"), (["127.0.0.1/32"], "203.0.113.9")):
+        services = make_services(tmp_path / str(len(trusted)))
+        services.cfg.hub.trusted_proxies = trusted
+        a = create_app(services)
+        assert uvicorn_config(services.cfg, a).proxy_headers is False
+        async with a.router.lifespan_context(a), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=a, client=("127.0.0.1", 5555)), base_url=BASE
+        ) as c:
+            r = await c.post(
+                "/api/auth/login",
+                json={"username": "sup", "password": "nope-nope-nope"},
+                headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9"},
+            )
+            assert r.status_code == 401
+        assert [a.ip for a in audit_rows(services, "login_failed")] == [expect]
+
+
+@pytest.mark.security
+async def test_password_change_is_throttled_and_needs_the_current_password(app: Any) -> None:
+    """Finding 6 of #12: a stolen session cannot guess the current password at leisure; after
+    PAIR_MAX_FAILURES wrong ones the change answers 429 (even with the right one)."""
+    from dashboard.security import PAIR_MAX_FAILURES
+
+    async with client(app) as c:
+        await login(c, "observer")
+        r = await c.post("/api/auth/password", json={"old_password": "", "new_password": "n" * 12})
+        assert r.status_code == 422
+        for _ in range(PAIR_MAX_FAILURES):
+            r = await c.post(
+                "/api/auth/password", json={"old_password": "guess-guess", "new_password": "n" * 12}
+            )
+            assert r.status_code == 401 and r.json()["code"] == "err.bad_credentials"
+        r = await c.post(
+            "/api/auth/password", json={"old_password": password_of("observer"), "new_password": "n" * 12}
+        )
+        assert r.status_code == 429 and r.json()["code"] == "err.too_many_attempts"
 
 
 async def test_csrf_and_origin_required_for_state_changes(app: Any, services: Services) -> None:

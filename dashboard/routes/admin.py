@@ -147,6 +147,8 @@ async def update_user(
     out = await run_db(st.db, update)
     if out is None:
         raise ApiError(404, "err.user_not_found")
+    if body.unlock:
+        st.throttle.clear_account(username)
     st.users.invalidate(out[1])
     return out[0]
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from dashboard import audit
@@ -18,11 +19,9 @@ from dashboard.policy import ANY_USER, PUBLIC, Principal, allow, client_ip, same
 from dashboard.security import (
     SESSION_COOKIE,
     hash_password_async,
-    lock_duration,
     validate_new_password,
     verify_password_async,
 )
-from storage.common import utcnow
 from storage.models import User
 
 router = APIRouter(tags=["auth"])
@@ -51,56 +50,46 @@ class PasswordIn(BaseModel):
 async def login(st: State, body: LoginIn, request: Request, response: Response) -> MeOut:
     """Check the password; on success set the session cookie and return the user and CSRF token.
 
-    401 ``err.bad_credentials`` for a wrong/unknown user or password (same message for both),
-    429 ``err.locked`` while the account is locked, 429 ``err.too_many_attempts`` while the client
-    address is throttled.  Every attempt is audit-logged (``login`` / ``login_failed``).
+    401 ``err.bad_credentials`` for a wrong/unknown user or password (same message and timing for
+    both), 429 ``err.too_many_attempts`` while this address, or this address for this username,
+    is throttled (``dashboard.security.LoginThrottle``: keyed by the username as typed, so it
+    tells nothing about whether the account exists; no account is ever locked by others'
+    failures).  Every attempt is audit-logged (``login`` / ``login_failed``).
     """
     ip = client_ip(request) or "?"
     if not same_origin(request):
         raise ApiError(403, "err.bad_origin")
-    # Charge the address before anything expensive: once it is at its limit, further attempts
-    # (however concurrent) are refused here without an argon2 verification.
-    if not st.throttle.reserve(ip):
-        await audit.record(st.db, body.username, "login_failed", ip=ip, details={"reason": "ip_throttled"})
+    # Charge the address and the (address, account) pair before anything expensive: once either
+    # is at its limit, further attempts (however concurrent) are refused here without argon2.
+    ticket = st.throttle.reserve(ip, body.username)
+    if ticket is None:
+        await audit.record(st.db, body.username, "login_failed", ip=ip, details={"reason": "throttled"})
         raise ApiError(429, "err.too_many_attempts")
+    delay = st.throttle.account_delay(body.username)
 
-    now = utcnow()
-
-    def charge(s: Session) -> tuple[int, str, bool, bool, str] | None:
-        """Charge the account one attempt up front (atomically, so concurrent attempts see each
-        other): (id, hash, active, locked, lock note), or None for an unknown user."""
-        charged = s.execute(
-            update(User)
-            .where(
-                User.username == body.username,
-                or_(User.locked_until.is_(None), User.locked_until <= now),
-            )
-            .values(failed_logins=func.coalesce(User.failed_logins, 0) + 1)
-            .execution_options(synchronize_session=False)
-        )
+    def lookup(s: Session) -> tuple[int, str, bool] | None:
         u = s.scalars(select(User).where(User.username == body.username)).first()
-        if u is None:
-            return None
-        if not getattr(charged, "rowcount", 0):
-            return u.id, u.password_hash, bool(u.active), True, ""
-        note = ""
-        dur = lock_duration(u.failed_logins or 0)
-        if dur is not None:
-            # Counted as failed until proven otherwise; a good password lifts it again below.
-            u.locked_until = now + dur
-            note = f";locked {int(dur.total_seconds())}s"
-        return u.id, u.password_hash, bool(u.active), False, note
+        return (u.id, u.password_hash, bool(u.active)) if u is not None else None
 
-    row = await run_db(st.db, charge)
-    if row is not None and row[3]:
-        await audit.record(st.db, body.username, "login_failed", ip=ip, details={"reason": "locked"})
-        raise ApiError(429, "err.locked")
+    row = await run_db(st.db, lookup)
+    # An unknown user is verified against a dummy hash: same work, same time.
     ok = await verify_password_async(row[1] if row else None, body.password) and row is not None and row[2]
+    if delay:
+        await asyncio.sleep(delay)
     if not ok:
         reason = "unknown_user" if row is None else ("inactive" if not row[2] else "bad_password")
-        if row is not None:
-            reason += row[4]
-        await audit.record(st.db, body.username, "login_failed", ip=ip, details={"reason": reason})
+
+        def failed(s: Session) -> None:
+            if row is not None:  # informational (the users list shows it); never locks
+                s.execute(
+                    update(User)
+                    .where(User.id == row[0])
+                    .values(failed_logins=func.coalesce(User.failed_logins, 0) + 1)
+                    .execution_options(synchronize_session=False)
+                )
+            audit.add(s, body.username, "login_failed", ip=ip, details={"reason": reason})
+
+        await run_db(st.db, failed)
         raise ApiError(401, "err.bad_credentials")
 
     assert row is not None
@@ -114,7 +103,7 @@ async def login(st: State, body: LoginIn, request: Request, response: Response) 
         return u.role, u.display_name, u.password_hash
 
     role, display, pw_hash = await run_db(st.db, succeed)
-    st.throttle.success(ip)
+    st.throttle.success(ticket)
     token, sess = st.codec.issue(row[0], pw_hash)
     response.set_cookie(
         SESSION_COOKIE,
@@ -168,6 +157,14 @@ async def change_password(
         raise ApiError(422, problem)
 
     ip = client_ip(request)
+    # Throttled like a login (finding 6 of #12), keyed by the account whatever the address: a
+    # stolen cookie cannot guess the current password at leisure.
+    ticket = st.throttle.reserve(f"password-change:{me.user_id}", "password-change")
+    if ticket is None:
+        await audit.record(
+            st.db, me.username, "password_change_failed", role=me.role, ip=ip, details={"reason": "throttled"}
+        )
+        raise ApiError(429, "err.too_many_attempts")
 
     def current(s: Session) -> str | None:
         u = s.get(User, me.user_id)
@@ -194,5 +191,6 @@ async def change_password(
 
     if not await run_db(st.db, change):
         raise ApiError(401, "err.bad_credentials")
+    st.throttle.success(ticket)
     st.users.invalidate(me.user_id)
     return {"ok": True}
