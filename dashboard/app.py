@@ -35,7 +35,7 @@ from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principa
 from dashboard.routes import admin, auth, events, live, replay, seating, sessions
 from dashboard.security import SessionCodec
 from dashboard.state import DashState
-from dashboard.users import UserCache, seed_users
+from dashboard.users import LoginSessions, UserCache, seed_users
 
 log = logging.getLogger("evalwatch.dashboard")
 
@@ -112,6 +112,7 @@ def create_app(services: Any) -> FastAPI:
         secret_key=secret,
         codec=SessionCodec(secret),
         users=UserCache(services.db),
+        logins=LoginSessions(services.db),
         alerts=AlertHub(services.bus),
         metrics=metrics,
         live=LiveManager(cfg, _on_live_end),

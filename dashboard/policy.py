@@ -38,6 +38,8 @@ class Principal:
     role: str
     display_name: str | None
     csrf: str
+    #: The server-side session (``login_sessions`` row id) this request runs under.
+    session: str = ""
 
 
 def _in(addr: str, nets: list[Any]) -> bool:
@@ -74,7 +76,7 @@ def client_ip(conn: HTTPConnection) -> str | None:
 
 async def authenticate(conn: HTTPConnection) -> Principal | None:
     """The user behind the session cookie, or None (no/forged/expired cookie, inactive user,
-    password changed since login)."""
+    password changed since login, session logged out or revoked)."""
     from dashboard.state import get_state  # local import: state imports this module
 
     st = get_state(conn)
@@ -84,7 +86,9 @@ async def authenticate(conn: HTTPConnection) -> Principal | None:
     row = await st.users.get(sess.user_id)
     if row is None or not row.active or password_fingerprint(row.password_hash) != sess.fingerprint:
         return None
-    return Principal(row.id, row.username, row.role, row.display_name, sess.csrf)
+    if not sess.sid or not await st.logins.active(sess.key, row.id):  # logged out / revoked
+        return None
+    return Principal(row.id, row.username, row.role, row.display_name, sess.csrf, sess.key)
 
 
 def same_origin(conn: HTTPConnection) -> bool:

@@ -3,9 +3,11 @@
 Contracts:
 
 * Passwords are hashed with argon2id (``argon2-cffi`` defaults); plaintext is never stored or logged.
-* The session cookie (``evalwatch_session``) is an itsdangerous-signed, timestamped blob holding the
-  user id, a random CSRF token and a fingerprint of the password hash — changing a password (or
-  deactivating the user) invalidates every session of that user.  It is ``HttpOnly``,
+* The session cookie (``evalwatch_session``) is an itsdangerous-signed, timestamped blob holding a
+  random session id, the user id, a random CSRF token and a fingerprint of the password hash.  The
+  session id names a server-side row (``storage.models.LoginSession``, keyed by its sha256:
+  :func:`session_key`), so logout, a password change or deactivating the user revokes a session
+  at once (finding 5 of issue #12), not only when the cookie expires.  It is ``HttpOnly``,
   ``SameSite=Strict``, ``Path=/`` and ``Secure`` whenever the hub's public URL is https.
 * State-changing requests (anything but GET/HEAD/OPTIONS) must carry ``X-CSRF-Token`` equal to the
   session's token (the UI reads it from ``/api/auth/me``), and, when the browser sends ``Origin``,
@@ -122,6 +124,18 @@ class SessionData:
     csrf: str
     fingerprint: str
     issued_at: float
+    #: The random session id; the server-side row is keyed by :func:`session_key` of it.
+    sid: str = ""
+
+    @property
+    def key(self) -> str:
+        return session_key(self.sid)
+
+
+def session_key(sid: str) -> str:
+    """The ``login_sessions`` row id of a session id (its sha256: a database reader learns no
+    usable cookie value)."""
+    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 class SessionCodec:
@@ -139,8 +153,11 @@ class SessionCodec:
             csrf=secrets.token_urlsafe(24),
             fingerprint=password_fingerprint(password_hash),
             issued_at=time.time(),
+            sid=secrets.token_urlsafe(32),
         )
-        token = self._s.dumps({"u": data.user_id, "c": data.csrf, "f": data.fingerprint, "t": data.issued_at})
+        token = self._s.dumps(
+            {"s": data.sid, "u": data.user_id, "c": data.csrf, "f": data.fingerprint, "t": data.issued_at}
+        )
         return token, data
 
     def load(self, token: str | None) -> SessionData | None:
@@ -154,6 +171,7 @@ class SessionCodec:
                 csrf=str(raw["c"]),
                 fingerprint=str(raw["f"]),
                 issued_at=float(raw["t"]),
+                sid=str(raw["s"]),
             )
         except (BadSignature, KeyError, TypeError, ValueError):
             return None

@@ -12,7 +12,7 @@ from dashboard.alerts import AlertHub
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics, status_dict
 from dashboard.security import LoginThrottle, SessionCodec
-from dashboard.users import UserCache
+from dashboard.users import LoginSessions, UserCache
 
 
 @dataclass
@@ -24,6 +24,7 @@ class DashState:
     alerts: AlertHub
     metrics: DashMetrics
     live: LiveManager
+    logins: LoginSessions
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     secure_cookies: bool = False
     #: ``hub.trusted_proxies`` parsed (``dashboard.policy.client_ip``).

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from config.models import EvalwatchConfig
 from dashboard.dbutil import run_db
 from dashboard.security import hash_password
-from storage.models import User
+from storage.common import utcnow
+from storage.models import LoginSession, User
 
 log = logging.getLogger("evalwatch.dashboard")
 
@@ -59,6 +62,114 @@ class UserCache:
             self._cache.clear()
         else:
             self._cache.pop(user_id, None)
+
+
+Revoked = Callable[[], Awaitable[object] | None]
+
+
+class LoginSessions:
+    """Server-side dashboard sessions (``storage.models.LoginSession``; finding 5 of issue #12).
+
+    ``active(key)`` is what every request checks (a ``ttl``-second cache of *valid* rows only, and
+    the cache entry goes at once when this process revokes the row).  Open connections that
+    outlive a request — the alert WebSocket, live WebRTC streams — ``watch(key, user_id, cb)``:
+    ``cb`` runs as soon as the session is revoked here (logout, password change, deactivation).
+    """
+
+    def __init__(self, db: Any, ttl: float = 2.0) -> None:
+        self.db = db
+        self.ttl = ttl
+        self._valid: dict[str, float] = {}
+        self._watchers: dict[str, tuple[int, set[Revoked]]] = {}
+
+    async def create(self, key: str, user_id: int, ip: str | None, max_age: float) -> None:
+        now = utcnow()
+
+        def add(s: Session) -> None:
+            s.add(LoginSession(id=key, user_id=user_id, created_at=now,
+                               expires_at=now + timedelta(seconds=max_age), ip=ip))
+
+        await run_db(self.db, add)
+
+    async def active(self, key: str, user_id: int) -> bool:
+        hit = self._valid.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit < self.ttl:
+            return True
+
+        def q(s: Session) -> bool:
+            row = s.get(LoginSession, key)
+            return (
+                row is not None and row.user_id == user_id and row.revoked_at is None
+                and row.expires_at > utcnow()
+            )
+
+        ok = await run_db(self.db, q)
+        if ok:
+            self._valid[key] = now
+        else:
+            self._valid.pop(key, None)
+        return ok
+
+    async def revoke(self, key: str) -> None:
+        """End one session (logout)."""
+        now = utcnow()
+
+        def go(s: Session) -> None:
+            s.execute(
+                update(LoginSession)
+                .where(LoginSession.id == key, LoginSession.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+
+        self._valid.pop(key, None)
+        await run_db(self.db, go)
+        await self._notify([key])
+
+    async def revoke_user(self, user_id: int) -> None:
+        """End every session of a user (password change, deactivation, password reset)."""
+        now = utcnow()
+
+        def go(s: Session) -> list[str]:
+            keys = list(s.scalars(select(LoginSession.id).where(
+                LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))))
+            s.execute(
+                update(LoginSession)
+                .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            return keys
+
+        keys = await run_db(self.db, go)
+        keys += [k for k, (uid, _cbs) in self._watchers.items() if uid == user_id]
+        for k in keys:
+            self._valid.pop(k, None)
+        await self._notify(keys)
+
+    def watch(self, key: str, user_id: int, cb: Revoked) -> Callable[[], None]:
+        """Call ``cb`` when session ``key`` is revoked; returns the function that stops watching."""
+        entry = self._watchers.setdefault(key, (user_id, set()))
+        entry[1].add(cb)
+
+        def stop() -> None:
+            e = self._watchers.get(key)
+            if e is not None:
+                e[1].discard(cb)
+                if not e[1]:
+                    self._watchers.pop(key, None)
+
+        return stop
+
+    async def _notify(self, keys: list[str]) -> None:
+        for k in dict.fromkeys(keys):
+            entry = self._watchers.pop(k, None)
+            for cb in list(entry[1]) if entry else []:
+                try:
+                    res = cb()
+                    if res is not None:
+                        await res
+                except Exception:
+                    log.exception("closing a revoked session's connection failed")
 
 
 def seed_users(s: Session, cfg: EvalwatchConfig) -> list[str]:

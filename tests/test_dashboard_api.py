@@ -725,3 +725,101 @@ async def test_metrics_do_not_label_arbitrary_methods(app: Any) -> None:
         assert r.status_code == 200
         assert "BOGUS" not in r.text
         assert 'method="other"' in r.text
+
+
+@pytest.mark.security
+async def test_logout_revokes_the_session_on_the_server(app: Any, services: Services) -> None:
+    """Finding 5 of #12: logout only deleted the cookie (a copy stayed valid 12 h); now the
+    session is revoked on the server: the old cookie is anonymous at once.  A password change
+    revokes every session of the user, also ones opened elsewhere."""
+    async with client(app) as c:
+        await login(c, "observer")
+        stolen = c.cookies["evalwatch_session"]
+        assert (await c.post("/api/auth/logout")).status_code == 200
+    async with client(app) as thief:
+        thief.cookies.set("evalwatch_session", stolen)
+        r = await thief.get("/api/auth/me")
+        assert r.status_code == 401 and r.json()["code"] == "err.not_logged_in"
+    async with client(app) as c, client(app) as other:
+        await login(c, "auditor")
+        await login(other, "auditor")
+        r = await c.post(
+            "/api/auth/password", json={"old_password": password_of("auditor"), "new_password": "n" * 12}
+        )
+        assert r.status_code == 200
+        assert (await other.get("/api/auth/me")).status_code == 401
+    with services.db.session() as s:
+        from storage.models import LoginSession
+
+        rows = list(s.scalars(select(LoginSession)))
+        assert len(rows) == 3 and all(r.revoked_at is not None for r in rows)
+        assert stolen not in {r.id for r in rows}  # the row holds a hash, not the cookie's id
+
+
+@pytest.mark.security
+async def test_ws_closes_when_the_session_is_revoked_even_while_pinging(
+    server: str, services: Services
+) -> None:
+    """Finding 5 of #12: the WebSocket re-checked auth only after 30 s *idle* while the UI pings
+    every 25 s, so a logged-out session kept receiving alerts.  Now logout closes it at once
+    (4401 ``session revoked``), and every client message re-checks the session."""
+    cookie, csrf = await _cookie(server, "observer")
+    async with websockets.connect(f"ws://{server}/ws/events", additional_headers={"Cookie": cookie}) as ws:
+        assert json.loads(await ws.recv())["type"] == "hello"
+        await ws.send("ping")
+        assert json.loads(await asyncio.wait_for(ws.recv(), 2))["type"] == "pong"
+        async with httpx.AsyncClient(base_url=f"http://{server}") as c:
+            r = await c.post("/api/auth/logout", headers={"Cookie": cookie, "X-CSRF-Token": csrf})
+            assert r.status_code == 200
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as ei:
+            await asyncio.wait_for(ws.recv(), 2)
+        assert ei.value.rcvd is not None and ei.value.rcvd.code == 4401
+        assert ei.value.rcvd.reason == "session revoked"
+    # pings do not postpone the re-check (a revocation only the database knows: the row revoked
+    # behind this process's back, e.g. by an operator)
+    cookie, csrf = await _cookie(server, "observer")
+    async with websockets.connect(f"ws://{server}/ws/events", additional_headers={"Cookie": cookie}) as ws:
+        assert json.loads(await ws.recv())["type"] == "hello"
+        from sqlalchemy import update
+
+        from storage.common import utcnow
+        from storage.models import LoginSession
+
+        with services.db.session() as s:
+            s.execute(update(LoginSession).values(revoked_at=utcnow()))
+            s.commit()
+        t0 = asyncio.get_running_loop().time()
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as ei:
+            while True:
+                await ws.send("ping")
+                await asyncio.wait_for(ws.recv(), 3)
+                await asyncio.sleep(0.1)
+        assert ei.value.rcvd is not None and ei.value.rcvd.code == 4401
+        assert asyncio.get_running_loop().time() - t0 < 4
+
+
+@pytest.mark.security
+async def test_live_stream_ends_when_its_session_is_revoked(app: Any, services: Services) -> None:
+    """Finding 5 of #12: a live WebRTC stream was never re-checked, so it outlived logout; now
+    revoking the viewer's session (logout here) closes the stream at once (``live_view_end``)."""
+    from aiortc import RTCPeerConnection
+
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        async with client(app) as c:
+            await login(c, "supervisor")
+            r = await c.post(
+                "/api/live/site1/room1/cam1/offer",
+                json={"sdp": pc.localDescription.sdp, "type": "offer", "quality": "full"},
+            )
+            assert r.status_code == 200, r.text
+            live = app.state.dash.live
+            assert len(live.sessions) == 1
+            assert (await c.post("/api/auth/logout")).status_code == 200
+            assert len(live.sessions) == 0
+        ends = audit_rows(services, "live_view_end")
+        assert [a.actor for a in ends] == ["sup"]
+    finally:
+        await pc.close()

@@ -150,6 +150,8 @@ async def update_user(
     if body.unlock:
         st.throttle.clear_account(username)
     st.users.invalidate(out[1])
+    if body.password is not None or body.active is False:  # their open sessions end now
+        await st.logins.revoke_user(out[1])
     return out[0]
 
 

@@ -105,6 +105,7 @@ async def login(st: State, body: LoginIn, request: Request, response: Response) 
     role, display, pw_hash = await run_db(st.db, succeed)
     st.throttle.success(ticket)
     token, sess = st.codec.issue(row[0], pw_hash)
+    await st.logins.create(sess.key, row[0], ip, st.codec.max_age)
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -125,7 +126,9 @@ async def logout(
     st: State,
     response: Response, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> dict[str, bool]:
-    """Clear the session cookie (audit ``logout``)."""
+    """End the session on the server (its cookie is refused from now on, its WebSocket and live
+    streams are closed) and clear the cookie (audit ``logout``)."""
+    await st.logins.revoke(me.session)
     await auditor("logout")
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=st.secure_cookies
@@ -193,4 +196,5 @@ async def change_password(
         raise ApiError(401, "err.bad_credentials")
     st.throttle.success(ticket)
     st.users.invalidate(me.user_id)
+    await st.logins.revoke_user(me.user_id)
     return {"ok": True}
