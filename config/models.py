@@ -175,6 +175,10 @@ class HubConfig(_Strict):
     # client's address (throttling, audit) is then the last one before them.  Empty (default):
     # X-Forwarded-For is ignored, whoever sends it — also from 127.0.0.1.
     trusted_proxies: list[str] = []
+    # Accounts seeded from ``users:`` must choose a new password at their first login before the
+    # API lets them do anything else (403 ``err.password_change_required``).  The demo config
+    # sets false so that the logins ``make run`` prints keep working.
+    force_password_change: bool = True
 
     @field_validator("trusted_proxies")
     @classmethod

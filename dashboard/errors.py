@@ -48,6 +48,7 @@ MESSAGES: dict[str, str] = {
     "err.body_too_large": "Request body too large.",
     "err.seating_infeasible": "The experts cannot be seated in these rooms.",
     "err.no_footage": "No archived footage in this range.",
+    "err.password_change_required": "Choose a new password before using the dashboard.",
 }
 
 

@@ -40,6 +40,8 @@ class Principal:
     csrf: str
     #: The server-side session (``login_sessions`` row id) this request runs under.
     session: str = ""
+    #: A seeded account that has not chosen its own password yet (finding 11 of #12).
+    must_change: bool = False
 
 
 def _in(addr: str, nets: list[Any]) -> bool:
@@ -88,7 +90,9 @@ async def authenticate(conn: HTTPConnection) -> Principal | None:
         return None
     if not sess.sid or not await st.logins.active(sess.key, row.id):  # logged out / revoked
         return None
-    return Principal(row.id, row.username, row.role, row.display_name, sess.csrf, sess.key)
+    return Principal(
+        row.id, row.username, row.role, row.display_name, sess.csrf, sess.key, row.must_change_password
+    )
 
 
 def same_origin(conn: HTTPConnection) -> bool:
@@ -106,7 +110,10 @@ def same_origin(conn: HTTPConnection) -> bool:
 class Gate:
     """HTTP dependency enforcing a role set (``roles`` empty + ``public`` = anyone)."""
 
-    def __init__(self, *roles: str, public: bool = False, page: bool = False, metrics: bool = False) -> None:
+    def __init__(
+        self, *roles: str, public: bool = False, page: bool = False, metrics: bool = False,
+        pending: bool = False,
+    ) -> None:
         unknown = set(roles) - set(ROLES)
         if unknown:
             raise ValueError(f"unknown roles {unknown}")
@@ -114,6 +121,8 @@ class Gate:
         self.public = public
         self.page = page
         self.metrics = metrics
+        #: Also open to an account that must still change its password (me, logout, password).
+        self.pending = pending
 
     def __repr__(self) -> str:
         return "PUBLIC" if self.public else f"Gate({','.join(sorted(self.roles))})"
@@ -135,6 +144,10 @@ class Gate:
             raise ApiError(401, "err.not_logged_in")
         if principal.role not in self.roles:
             raise ApiError(403, "err.forbidden")
+        if principal.must_change and not self.pending:
+            if self.page:
+                raise LoginRedirect()
+            raise ApiError(403, "err.password_change_required")
         if request.method not in SAFE_METHODS:
             if not same_origin(request):
                 raise ApiError(403, "err.bad_origin")
@@ -169,12 +182,21 @@ class WsGate:
             return WsRefusal(4401, "not logged in")
         if principal.role not in self.roles:
             return WsRefusal(4403, "forbidden")
+        if principal.must_change:
+            return WsRefusal(4403, "password change required")
         return principal
 
 
 def allow(*roles: str) -> Gate:
     """Gate for API routes: only ``roles`` (401 anonymous, 403 others; CSRF on unsafe methods)."""
     return Gate(*roles)
+
+
+def allow_pending(*roles: str) -> Gate:
+    """Like :func:`allow`, and also open to an account that must still change its password
+    (``/api/auth/me``, ``logout``, ``password``); every other gate answers it 403
+    ``err.password_change_required`` (pages: a redirect to ``/login``)."""
+    return Gate(*roles, pending=True)
 
 
 def page(*roles: str) -> Gate:

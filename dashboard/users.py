@@ -29,10 +29,14 @@ class UserRow:
     display_name: str | None
     password_hash: str
     active: bool
+    must_change_password: bool = False
 
 
 def _row(u: User) -> UserRow:
-    return UserRow(u.id, u.username, u.role, u.display_name, u.password_hash, bool(u.active))
+    return UserRow(
+        u.id, u.username, u.role, u.display_name, u.password_hash, bool(u.active),
+        bool(u.must_change_password),
+    )
 
 
 class UserCache:
@@ -175,6 +179,8 @@ class LoginSessions:
 def seed_users(s: Session, cfg: EvalwatchConfig) -> list[str]:
     """Create the config's users that do not exist yet (never changes existing accounts).
 
+    With ``hub.force_password_change`` (default) they must choose a new password at first login.
+
     Users without a password in the config (and none generated in the secrets file) are skipped.
     Returns the usernames created.
     """
@@ -194,6 +200,7 @@ def seed_users(s: Session, cfg: EvalwatchConfig) -> list[str]:
                 password_hash=hash_password(uc.password.get_secret_value()),
                 active=True,
                 failed_logins=0,
+                must_change_password=cfg.hub.force_password_change,
             )
         )
         created.append(uc.username)

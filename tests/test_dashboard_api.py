@@ -823,3 +823,76 @@ async def test_live_stream_ends_when_its_session_is_revoked(app: Any, services: 
         assert [a.actor for a in ends] == ["sup"]
     finally:
         await pc.close()
+
+
+@pytest.mark.security
+async def test_seeded_account_must_change_its_password_first(tmp_path: Path) -> None:
+    """Finding 11 of #12: seeded passwords (plain text in the secrets file) stayed valid for ever;
+    now a seeded account must choose a new password at its first login: every other route
+    answers 403 ``err.password_change_required`` until then.  The demo config opts out."""
+    from config.loader import load_config
+    from config.models import EvalwatchConfig
+    from testkit.dashboard import make_config
+
+    assert EvalwatchConfig().hub.force_password_change is True
+    assert load_config("config/default.yaml").hub.force_password_change is False  # make run's logins
+    services = make_services(tmp_path, cfg=make_config(force_password_change=True))
+    a = create_app(services)
+    async with a.router.lifespan_context(a), client(a) as c:
+        r = await c.post("/api/auth/login", json={"username": "obs", "password": password_of("observer")})
+        assert r.status_code == 200 and r.json()["password_change_required"] is True
+        c.headers["X-CSRF-Token"] = r.json()["csrf"]
+        r = await c.get("/api/events")
+        assert r.status_code == 403 and r.json()["code"] == "err.password_change_required"
+        assert (await c.get("/", follow_redirects=False)).status_code == 303
+        me = await c.get("/api/auth/me")
+        assert me.status_code == 200 and me.json()["password_change_required"] is True
+        r = await c.post(
+            "/api/auth/password", json={"old_password": password_of("observer"), "new_password": "n" * 12}
+        )
+        assert r.status_code == 200
+        r = await c.post("/api/auth/login", json={"username": "obs", "password": "n" * 12})
+        assert r.status_code == 200 and r.json()["password_change_required"] is False
+        assert (await c.get("/api/events")).status_code == 200
+
+
+@pytest.mark.security
+def test_sqlite_database_file_is_private(tmp_path: Path) -> None:
+    """Finding 11 of #12: the SQLite file (password hashes, audit log) was created 0644."""
+    import os
+    import stat
+
+    from storage.db import Database
+
+    old = os.umask(0o022)
+    try:
+        db = Database(f"sqlite:///{tmp_path / 'sub' / 'ew.db'}")
+        db.upgrade()
+        db.dispose()
+        exposed = tmp_path / "old.db"
+        exposed.write_bytes(b"")
+        exposed.chmod(0o644)
+        Database(f"sqlite:///{exposed}").dispose()
+    finally:
+        os.umask(old)
+    for f in [*(tmp_path / "sub").iterdir(), exposed]:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f"{f.name}: {oct(f.stat().st_mode)}"
+
+
+@pytest.mark.security
+async def test_config_view_shows_no_database_password(tmp_path: Path) -> None:
+    """Finding 11 of #12: ``/api/config`` showed the PostgreSQL password inside
+    ``storage.database_url`` (and TURN credentials inside their URLs)."""
+    from testkit.dashboard import make_config
+
+    cfg = make_config(turn_urls=["turn://turnuser:turn-pass-77@turn.example:3478"])
+    services = make_services(tmp_path, cfg=cfg)
+    services.cfg.storage.database_url = "postgresql+psycopg://ew:db-pass-4242@db.example:5432/ew"
+    a = create_app(services)
+    async with a.router.lifespan_context(a), client(a) as c:
+        await login(c, "admin")
+        r = await c.get("/api/config")
+        assert r.status_code == 200
+    text = r.text
+    assert "db-pass-4242" not in text and "turn-pass-77" not in text and "test-secret-key" not in text
+    assert "db.example" in r.json()["storage"]["database_url"]

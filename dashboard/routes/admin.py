@@ -18,6 +18,7 @@ from dashboard.deps import State
 from dashboard.errors import ApiError
 from dashboard.policy import Principal, allow, client_ip
 from dashboard.security import hash_password_async, validate_new_password
+from storage.db import masked
 from storage.models import AuditLog, User
 
 router = APIRouter(tags=["admin"])
@@ -199,9 +200,26 @@ async def audit_log(
 async def config_view(
     st: State, request: Request, me: Annotated[Principal, Depends(allow("admin"))]
 ) -> dict[str, Any]:
-    """The running configuration with every secret (keys, tokens, passwords) masked."""
+    """The running configuration with every secret (keys, tokens, passwords) masked — also the
+    ones inside plain strings: the database URL's password, credentials in TURN/STUN URLs
+    (finding 11 of #12)."""
     cfg = st.cfg
     data = cfg.model_dump(mode="json")  # SecretStr dumps as '**********'
     for u in data.get("users", []):
         u.pop("password", None)
+    storage = data.get("storage", {})
+    if isinstance(storage.get("database_url"), str):
+        storage["database_url"] = masked(storage["database_url"])
+    hub = data.get("hub", {})
+    for k in ("stun_urls", "turn_urls"):
+        hub[k] = [_mask_userinfo(u) for u in hub.get(k) or []]
     return data
+
+
+def _mask_userinfo(url: str) -> str:
+    """``turn://user:pass@host`` → ``turn://***@host`` (and ``turn:user:pass@host`` alike)."""
+    head, at, rest = url.rpartition("@")
+    if not at:
+        return url
+    scheme, sep, _ = head.partition("://") if "://" in head else head.partition(":")
+    return f"{scheme}{sep}***@{rest}"

@@ -15,7 +15,7 @@ from dashboard.dbutil import run_db
 from dashboard.defs import Ok
 from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
-from dashboard.policy import ANY_USER, PUBLIC, Principal, allow, client_ip, same_origin
+from dashboard.policy import ANY_USER, PUBLIC, Principal, allow_pending, client_ip, same_origin
 from dashboard.security import (
     SESSION_COOKIE,
     hash_password_async,
@@ -39,6 +39,9 @@ class MeOut(BaseModel):
     csrf: str
     #: ``hub.timezone``: the UI shows every time in the hub's zone, not the browser's.
     timezone: str = "Asia/Shanghai"
+    #: A seeded account must choose a new password (``POST /api/auth/password``) before any other
+    #: route answers it (403 ``err.password_change_required``).
+    password_change_required: bool = False
 
 
 class PasswordIn(BaseModel):
@@ -67,9 +70,11 @@ async def login(st: State, body: LoginIn, request: Request, response: Response) 
         raise ApiError(429, "err.too_many_attempts")
     delay = st.throttle.account_delay(body.username)
 
-    def lookup(s: Session) -> tuple[int, str, bool] | None:
+    def lookup(s: Session) -> tuple[int, str, bool, bool] | None:
         u = s.scalars(select(User).where(User.username == body.username)).first()
-        return (u.id, u.password_hash, bool(u.active)) if u is not None else None
+        if u is None:
+            return None
+        return u.id, u.password_hash, bool(u.active), bool(u.must_change_password)
 
     row = await run_db(st.db, lookup)
     # An unknown user is verified against a dummy hash: same work, same time.
@@ -116,7 +121,8 @@ async def login(st: State, body: LoginIn, request: Request, response: Response) 
         path="/",
     )
     return MeOut(
-        username=body.username, role=role, display_name=display, csrf=sess.csrf, timezone=st.cfg.hub.timezone
+        username=body.username, role=role, display_name=display, csrf=sess.csrf, timezone=st.cfg.hub.timezone,
+        password_change_required=row[3],
     )
 
 
@@ -124,7 +130,7 @@ async def login(st: State, body: LoginIn, request: Request, response: Response) 
 async def logout(
     auditor: Audit,
     st: State,
-    response: Response, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+    response: Response, me: Annotated[Principal, Depends(allow_pending(*ANY_USER))]
 ) -> dict[str, bool]:
     """End the session on the server (its cookie is refused from now on, its WebSocket and live
     streams are closed) and clear the cookie (audit ``logout``)."""
@@ -137,7 +143,9 @@ async def logout(
 
 
 @router.get("/api/auth/me", response_model=MeOut)
-async def me(st: State, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]) -> MeOut:
+async def me(
+    st: State, request: Request, me: Annotated[Principal, Depends(allow_pending(*ANY_USER))]
+) -> MeOut:
     """The logged-in user, the CSRF token to send as ``X-CSRF-Token`` on state changes and the
     hub's time zone (the UI displays times in it)."""
     return MeOut(
@@ -146,15 +154,17 @@ async def me(st: State, request: Request, me: Annotated[Principal, Depends(allow
         display_name=me.display_name,
         csrf=me.csrf,
         timezone=st.cfg.hub.timezone,
+        password_change_required=me.must_change,
     )
 
 
 @router.post("/api/auth/password", response_model=Ok)
 async def change_password(
     st: State,
-    body: PasswordIn, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+    body: PasswordIn, request: Request, me: Annotated[Principal, Depends(allow_pending(*ANY_USER))]
 ) -> dict[str, bool]:
-    """Change one's own password (old one required); every existing session is revoked."""
+    """Change one's own password (old one required; throttled); every existing session of the user
+    is revoked (log in again with the new one).  Clears ``password_change_required``."""
     problem = validate_new_password(body.new_password)
     if problem:
         raise ApiError(422, problem)
@@ -189,6 +199,7 @@ async def change_password(
             failed(s)
             return False
         u.password_hash = new_hash
+        u.must_change_password = False
         audit.add(s, me.username, "password_change", role=me.role, ip=ip)
         return True
 
