@@ -48,6 +48,7 @@ MESSAGES: dict[str, str] = {
     "err.body_too_large": "Request body too large.",
     "err.seating_infeasible": "The experts cannot be seated in these rooms.",
     "err.no_footage": "No archived footage in this range.",
+    "err.conflict": "Conflicts with what is already stored.",
     "err.password_change_required": "Choose a new password before using the dashboard.",
 }
 
@@ -99,9 +100,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "err.not_found", 405: "err.method_not_allowed", 413: "err.body_too_large"}.get(
-            exc.status_code, "err.invalid_input"
-        )
+        # The code follows the status (finding 10 of #12: an agent's 401/403/409 said
+        # "err.invalid_input"); the detail says what exactly.
+        code = {
+            401: "err.not_logged_in", 403: "err.forbidden", 404: "err.not_found",
+            405: "err.method_not_allowed", 409: "err.conflict", 413: "err.body_too_large",
+            503: "err.storage_unavailable",
+        }.get(exc.status_code, "err.invalid_input")
         # The agents' ingest API names the problem in its detail (capture.ingest): keep it.
         ingest = request.url.path.startswith("/api/ingest/")
         detail = exc.detail if ingest and isinstance(exc.detail, str) else None

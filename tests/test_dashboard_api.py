@@ -896,3 +896,34 @@ async def test_config_view_shows_no_database_password(tmp_path: Path) -> None:
     text = r.text
     assert "db-pass-4242" not in text and "turn-pass-77" not in text and "test-secret-key" not in text
     assert "db.example" in r.json()["storage"]["database_url"]
+
+
+@pytest.mark.security
+async def test_ingest_errors_keep_their_message_and_a_fitting_code(tmp_path: Path) -> None:
+    """Finding 10 of #12: behind the dashboard's error handlers the agents' ingest API must still
+    say what is wrong (its own message, not a generic "Invalid input."), with a code that fits the
+    status (a refused token is not ``err.invalid_input``)."""
+    from pydantic import SecretStr
+
+    from capture.ingest import make_router
+
+    class Rec:
+        def known(self, ref: Any) -> bool:
+            return True
+
+    services = make_services(tmp_path)
+    services.cfg.sites[0].agent_token = SecretStr("agent-token-site1-0123456789")
+    services.extra_routers = [make_router(Rec(), None, services.cfg)]  # type: ignore[arg-type]
+    a = create_app(services)
+    url = "/api/ingest/segments/site1/room1/cam1?start=2026-01-01T00:00:00Z&end=2026-01-01T00:00:10Z"
+    async with a.router.lifespan_context(a), client(a) as c:
+        r = await c.put(url, content=b"x")
+        assert r.status_code == 401 and r.json()["code"] == "err.not_logged_in"
+        assert "Authorization: Bearer" in r.json()["detail"]
+        good = {"Authorization": "Bearer agent-token-site1-0123456789"}
+        r = await c.put(url.replace("site1", "site2"), content=b"x", headers=good)
+        assert r.status_code == 403 and r.json()["code"] == "err.forbidden"
+        assert "belongs to site 'site1'" in r.json()["detail"]
+        r = await c.put(url.replace("2026-01-01T00:00:00Z", "yesterday"), content=b"x", headers=good)
+        assert r.status_code == 400 and "'start' is not an ISO 8601 time" in r.json()["detail"]
+        assert r.json()["specific"] is True
