@@ -84,6 +84,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     from capture.recorder import Recorder
     from dashboard.services import Services
     from evalwatch.edgehub import EdgeHub, FrameRouter
+    from sessions.sealed import sealed_conflict
     from storage.db import Database
     from storage.objects import ObjectStore
     from storage.segments import SegmentStore
@@ -114,7 +115,10 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
             [s3c.bucket_segments, s3c.bucket_snapshots], lock_days=cfg.storage.retention_days
         )
         await objects.ensure_buckets([s3c.bucket_exports])
-        segments = SegmentStore(objects, db, Path(cfg.storage.wal_dir), cfg.storage.s3.bucket_segments)
+        segments = SegmentStore(
+            objects, db, Path(cfg.storage.wal_dir), cfg.storage.s3.bucket_segments,
+            guard=sealed_conflict,  # footage of a sealed session cannot be added (#12 finding 4)
+        )
         await segments.start()
         stack.push_async_callback(segments.stop)
 
