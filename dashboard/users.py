@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from config.models import EvalwatchConfig
@@ -90,9 +90,13 @@ class LoginSessions:
         now = utcnow()
 
         def add(s: Session) -> None:
+            # expired a day ago: nobody can use them any more, the audit log keeps the logins
+            s.execute(delete(LoginSession).where(LoginSession.expires_at < now - timedelta(days=1)))
             s.add(LoginSession(id=key, user_id=user_id, created_at=now,
                                expires_at=now + timedelta(seconds=max_age), ip=ip))
 
+        if len(self._valid) > 10_000:
+            self._valid.clear()  # a cache: entries come back on the next request
         await run_db(self.db, add)
 
     async def active(self, key: str, user_id: int) -> bool:

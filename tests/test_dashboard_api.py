@@ -923,3 +923,20 @@ async def test_ingest_errors_keep_their_message_and_a_fitting_code(tmp_path: Pat
         r = await c.put(url.replace("2026-01-01T00:00:00Z", "yesterday"), content=b"x", headers=good)
         assert r.status_code == 400 and "'start' is not an ISO 8601 time" in r.json()["detail"]
         assert r.json()["specific"] is True
+
+
+@pytest.mark.security
+def test_many_failures_on_one_account_slow_it_down_but_never_lock_it() -> None:
+    """Finding 6 of #12: failures from many addresses on one username (a distributed guess, or
+    somebody trying to shut the admin out) only delay that username's answers; a fresh address
+    is never refused for it."""
+    from dashboard.security import ACCOUNT_DELAY_SECONDS, ACCOUNT_SLOW_AFTER, LoginThrottle
+
+    th = LoginThrottle()
+    for i in range(ACCOUNT_SLOW_AFTER + 30):
+        assert th.reserve(f"10.6.{i // 250}.{i % 250}", "admin") is not None
+    assert th.account_delay("admin") == ACCOUNT_DELAY_SECONDS
+    assert th.account_delay("someone-else") == 0
+    ticket = th.reserve("10.99.0.1", "admin")
+    assert ticket is not None  # the admin's own address gets in
+    th.success(ticket)
