@@ -837,7 +837,12 @@ async def test_seeded_account_must_change_its_password_first(tmp_path: Path) -> 
     assert load_config("config/default.yaml").hub.force_password_change is False  # make run's logins
     services = make_services(tmp_path, cfg=make_config(force_password_change=True))
     a = create_app(services)
-    async with a.router.lifespan_context(a), client(a) as c:
+    async with a.router.lifespan_context(a):
+        await _must_change_flow(a, services)
+
+
+async def _must_change_flow(a: Any, services: Services) -> None:
+    async with client(a) as c:
         r = await c.post("/api/auth/login", json={"username": "obs", "password": password_of("observer")})
         assert r.status_code == 200 and r.json()["password_change_required"] is True
         c.headers["X-CSRF-Token"] = r.json()["csrf"]
@@ -853,6 +858,17 @@ async def test_seeded_account_must_change_its_password_first(tmp_path: Path) -> 
         r = await c.post("/api/auth/login", json={"username": "obs", "password": "n" * 12})
         assert r.status_code == 200 and r.json()["password_change_required"] is False
         assert (await c.get("/api/events")).status_code == 200
+    # an admin's reset: the admin knows that password, so the user must choose again
+    from sqlalchemy import update
+
+    with services.db.session() as s:
+        s.execute(update(User).where(User.username == "admin").values(must_change_password=False))
+        s.commit()
+    async with client(a) as adm, client(a) as c:
+        await login(adm, "admin")
+        assert (await adm.patch("/api/users/obs", json={"password": "m" * 12})).status_code == 200
+        r = await c.post("/api/auth/login", json={"username": "obs", "password": "m" * 12})
+        assert r.status_code == 200 and r.json()["password_change_required"] is True
 
 
 @pytest.mark.security

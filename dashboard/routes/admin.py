@@ -62,7 +62,9 @@ async def create_user(
     st: State,
     body: UserIn, request: Request, me: Annotated[Principal, Depends(allow("admin"))]
 ) -> UserOut:
-    """Create a user (409 ``err.user_exists``; 422 for a weak password)."""
+    """Create a user (409 ``err.user_exists``; 422 for a weak password).  With
+    ``hub.force_password_change`` the user must choose their own password at first login (the
+    admin knows this one)."""
     problem = validate_new_password(body.password)
     if problem:
         raise ApiError(422, problem)
@@ -78,6 +80,7 @@ async def create_user(
             password_hash=pw,
             active=True,
             failed_logins=0,
+            must_change_password=st.cfg.hub.force_password_change,
         )
         s.add(u)
         audit.add(
@@ -129,6 +132,9 @@ async def update_user(
             changed.append("active")
         if pw is not None:
             u.password_hash = pw
+            # the admin knows it: the user chooses their own at next login (an admin resetting
+            # their own password has just chosen it)
+            u.must_change_password = st.cfg.hub.force_password_change and u.id != me.user_id
             changed.append("password")
         if body.unlock:
             u.failed_logins, u.locked_until = 0, None
