@@ -105,7 +105,7 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {
             401: "err.not_logged_in", 403: "err.forbidden", 404: "err.not_found",
             405: "err.method_not_allowed", 409: "err.conflict", 413: "err.body_too_large",
-            503: "err.storage_unavailable",
+            503: "err.storage_unavailable", 507: "err.storage_unavailable",
         }.get(exc.status_code, "err.invalid_input")
         # The agents' ingest API names the problem in its detail (capture.ingest): keep it.
         ingest = request.url.path.startswith("/api/ingest/")
