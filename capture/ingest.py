@@ -51,7 +51,7 @@ from config.models import EvalwatchConfig
 from storage import common
 from storage.agents import CREDENTIAL_PREFIX
 from storage.common import CameraId
-from storage.segments import SegmentConflict, SegmentMeta, WalFull
+from storage.segments import SegmentConflict, SegmentMeta, SegmentRefused, WalFull
 
 log = logging.getLogger(__name__)
 
@@ -233,8 +233,20 @@ def parse_time(value: str | None, name: str) -> datetime:
         raise _bad(400, f"'{name}' is not an ISO 8601 time: {value[:64]!r}") from None
 
 
+#: How far a segment's declared duration may be from its media's: the agent's segmenter starts a
+#: contiguous segment at the wall-clock boundary (its first frame up to ~0.5 s or 3 frames later)
+#: and ends it at the next one, so a few frame intervals on each side are normal.
+DURATION_TOLERANCE_S = 2.0
+DURATION_TOLERANCE_FRACTION = 0.25
+
+
+def duration_tolerance(declared_s: float) -> float:
+    return max(DURATION_TOLERANCE_S, DURATION_TOLERANCE_FRACTION * declared_s)
+
+
 def probe_segment(data: bytes) -> tuple[str | None, float]:
-    """Return (problem, media duration s); problem is None for a playable H.264 MP4."""
+    """Return (problem, media duration s); problem is None for a playable H.264 MP4.  The
+    duration runs from the first frame's timestamp to the end of the last frame."""
     if len(data) < 8 or data[4:8] not in (b"ftyp", b"moov", b"mdat", b"free", b"wide"):
         return "segment is not an MP4 file (no ISO BMFF box at offset 0)", 0.0
     try:
@@ -255,8 +267,9 @@ def probe_segment(data: bytes) -> tuple[str | None, float]:
                 n += 1
                 if pkt.pts is not None and pkt.time_base is not None:
                     t = float(pkt.pts * pkt.time_base)
+                    t_end = t + float((pkt.duration or 0) * pkt.time_base)
                     t0 = t if t0 is None else min(t0, t)
-                    t1 = t if t1 is None else max(t1, t)
+                    t1 = t_end if t1 is None else max(t1, t_end)
             if n == 0:
                 return "segment MP4 has no video frames", 0.0
             if not first_key:
@@ -511,6 +524,14 @@ def make_router(
         if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), digest):
             raise _bad(400, "body does not match X-Content-SHA256 (corrupted upload)")
         problem, media_s = await asyncio.to_thread(probe_segment, data)
+        declared = (t1 - t0).total_seconds()
+        if not problem and abs(media_s - declared) > duration_tolerance(declared):
+            # Finding 4 of #12: the declared times must be what the media holds (a 1 s clip
+            # must not claim to cover 15 s, nor a long one hide in a short slot).
+            problem = (
+                f"segment declares {declared:.2f}s ({t0.isoformat()}..{t1.isoformat()}) but its video "
+                f"lasts {media_s:.2f}s (tolerance {duration_tolerance(declared):.2f}s)"
+            )
         if problem:
             log.warning("ingest: rejected segment site=%s room=%s camera=%s: %s", *_parts(ref), problem)
             raise _bad(400, problem)
@@ -523,6 +544,9 @@ def make_router(
         try:
             record = await segment_store.put(meta, data)
         except Exception as e:
+            if isinstance(e, SegmentRefused):  # a sealed session's window (audited by the store)
+                log.warning("ingest: refused segment site=%s room=%s camera=%s: %s", *_parts(ref), e)
+                raise _bad(409, str(e)) from None
             if isinstance(e, SegmentConflict):
                 log.warning("ingest: conflicting segment site=%s room=%s camera=%s: %s", *_parts(ref), e)
                 raise _bad(

@@ -7,6 +7,7 @@ silently disables a rule otherwise.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -175,6 +176,24 @@ class HubConfig(_Strict):
     node_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
     # How long an agent enrolment code (``evalwatch site enroll-code``) stays valid.
     enroll_code_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
+    # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For the hub believes; the
+    # client's address (throttling, audit) is then the last one before them.  Empty (default):
+    # X-Forwarded-For is ignored, whoever sends it — also from 127.0.0.1.
+    trusted_proxies: list[str] = []
+    # Accounts seeded from ``users:`` must choose a new password at their first login before the
+    # API lets them do anything else (403 ``err.password_change_required``).  The demo config
+    # sets false so that the logins ``make run`` prints keep working.
+    force_password_change: bool = True
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+        return v
 
     @property
     def url(self) -> str:

@@ -7,6 +7,7 @@ accounts are never changed) and subscribes to the event bus; shutdown closes liv
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import secrets
@@ -35,7 +36,7 @@ from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principa
 from dashboard.routes import admin, agents, auth, events, live, replay, seating, sessions
 from dashboard.security import SessionCodec
 from dashboard.state import DashState
-from dashboard.users import UserCache, seed_users
+from dashboard.users import LoginSessions, UserCache, seed_users
 
 log = logging.getLogger("evalwatch.dashboard")
 
@@ -112,10 +113,12 @@ def create_app(services: Any) -> FastAPI:
         secret_key=secret,
         codec=SessionCodec(secret),
         users=UserCache(services.db),
+        logins=LoginSessions(services.db),
         alerts=AlertHub(services.bus, getattr(services, "relay", None)),
         metrics=metrics,
         live=LiveManager(cfg, _on_live_end),
         secure_cookies=cfg.hub.url.startswith("https://"),
+        trusted_proxies=[ipaddress.ip_network(n, strict=False) for n in cfg.hub.trusted_proxies],
     )
     state_holder["st"] = st
     metrics.attach(st)

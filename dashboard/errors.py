@@ -54,6 +54,8 @@ MESSAGES: dict[str, str] = {
     "err.enroll_code_expired": "This enrolment code has expired; ask the administrator for a new one.",
     "err.too_many_enroll_attempts": "Too many failed enrolments from this address; try again later.",
     "err.credential_not_found": "No such agent credential of this site (or already revoked).",
+    "err.conflict": "Conflicts with what is already stored.",
+    "err.password_change_required": "Choose a new password before using the dashboard.",
 }
 
 
@@ -104,9 +106,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "err.not_found", 405: "err.method_not_allowed", 413: "err.body_too_large"}.get(
-            exc.status_code, "err.invalid_input"
-        )
+        # The code follows the status (finding 10 of #12: an agent's 401/403/409 said
+        # "err.invalid_input"); the detail says what exactly.
+        code = {
+            401: "err.not_logged_in", 403: "err.forbidden", 404: "err.not_found",
+            405: "err.method_not_allowed", 409: "err.conflict", 413: "err.body_too_large",
+            503: "err.storage_unavailable", 507: "err.storage_unavailable",
+        }.get(exc.status_code, "err.invalid_input")
         # The agents' ingest API names the problem in its detail (capture.ingest): keep it.
         ingest = request.url.path.startswith("/api/ingest/")
         detail = exc.detail if ingest and isinstance(exc.detail, str) else None

@@ -44,7 +44,8 @@ class EvidenceError(Exception):
 
 
 class SealNotTrusted(Exception):
-    """The session seal covering the range does not verify against the hub's trusted keys."""
+    """The session seal covering the range does not verify against the hub's trusted keys, or a
+    segment in the range was added to a sealed window after its seal (never signed)."""
 
 
 @dataclass
@@ -144,6 +145,12 @@ async def _export_camera_range(
         )
         if not segs:
             return [], [], [], None
+        # Never sign footage added to a sealed window after its seal (finding 4 of #12).
+        from sessions.sealed import added_after_seal
+
+        late = added_after_seal(s, site, room, camera, start, end)
+        if late:
+            raise SealNotTrusted(f"NOT OK: {late[0]}; refusing to export")
         sealed = _sealed_anchor(s, site, room, camera, segs[-1].seq, segs[0].seq)
         head_seq = sealed[1].head_seq if sealed is not None else segs[-1].seq
         links = list(

@@ -40,6 +40,11 @@ class LiveSession:
     target: str
     started: float
     established: bool = False
+    #: The viewer's login session (``login_sessions`` row id): revoking it closes the stream.
+    login: str = ""
+    close: Callable[[], Awaitable[None]] | None = None
+    #: Stops watching the login session (set by the route; called when the stream ends).
+    unwatch: Callable[[], None] | None = None
 
 
 class LiveManager:
@@ -91,13 +96,13 @@ class LiveManager:
         return rtc_configuration(self.cfg.hub.stun_urls, self.cfg.hub.turn_urls)
 
     async def answer(
-        self, offer_sdp: str, offer_type: str, track: Any, username: str, target: str
-    ) -> dict[str, str]:
+        self, offer_sdp: str, offer_type: str, track: Any, username: str, target: str, login: str = ""
+    ) -> tuple[dict[str, str], LiveSession]:
         """Answer ``offer_sdp`` with ``track``; raises ``ValueError`` for an unusable offer."""
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
         pc = RTCPeerConnection(configuration=self._rtc_configuration())
-        sess = LiveSession(pc, username, target, time.time())
+        sess = LiveSession(pc, username, target, time.time(), login=login)
         self.sessions.add(sess)
         closed = asyncio.Event()
 
@@ -106,6 +111,8 @@ class LiveManager:
                 return
             closed.set()
             self.sessions.discard(sess)
+            if sess.unwatch is not None:
+                sess.unwatch()
             with contextlib.suppress(Exception):
                 track.stop()
             with contextlib.suppress(Exception):
@@ -136,10 +143,19 @@ class LiveManager:
             await _close()
             raise ValueError(str(e)) from e
         sess.established = True
+        sess.close = _close
         sess_task = asyncio.create_task(_watchdog())
         self._watchdogs.add(sess_task)
         sess_task.add_done_callback(self._watchdogs.discard)
-        return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+        return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}, sess
+
+    async def close_login(self, login: str) -> int:
+        """Close every stream watched under login session ``login`` (revoked); how many."""
+        mine = [s for s in list(self.sessions) if login and s.login == login]
+        for s in mine:
+            if s.close is not None:
+                await s.close()
+        return len(mine)
 
     async def close_all(self) -> None:
         for s in list(self.sessions):

@@ -13,6 +13,7 @@ and fails for any route without one of these declarations.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,15 +38,47 @@ class Principal:
     role: str
     display_name: str | None
     csrf: str
+    #: The server-side session (``login_sessions`` row id) this request runs under.
+    session: str = ""
+    #: A seeded account that has not chosen its own password yet (finding 11 of #12).
+    must_change: bool = False
+
+
+def _in(addr: str, nets: list[Any]) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr.strip())
+    except ValueError:
+        return False
+    return any(ip in n for n in nets)
 
 
 def client_ip(conn: HTTPConnection) -> str | None:
-    return conn.client.host if conn.client else None
+    """The client's address for throttling and audit.  ``X-Forwarded-For`` counts only when the
+    peer is one of ``hub.trusted_proxies`` (finding 6 of #12): then the right-most address that
+    is not a trusted proxy.  Without trusted proxies (default) the header is ignored, also when
+    the peer is 127.0.0.1."""
+    peer = conn.client.host if conn.client else None
+    from dashboard.state import get_state  # local import: state imports this module
+
+    try:
+        nets = get_state(conn).trusted_proxies
+    except AttributeError:
+        nets = []
+    if peer is None or not nets or not _in(peer, nets):
+        return peer
+    hops = [h.strip() for h in ",".join(conn.headers.getlist("x-forwarded-for")).split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _in(hop, nets):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # garbage from the proxy's client: keep the proxy's own address
+    return peer
 
 
 async def authenticate(conn: HTTPConnection) -> Principal | None:
     """The user behind the session cookie, or None (no/forged/expired cookie, inactive user,
-    password changed since login)."""
+    password changed since login, session logged out or revoked)."""
     from dashboard.state import get_state  # local import: state imports this module
 
     st = get_state(conn)
@@ -55,7 +88,11 @@ async def authenticate(conn: HTTPConnection) -> Principal | None:
     row = await st.users.get(sess.user_id)
     if row is None or not row.active or password_fingerprint(row.password_hash) != sess.fingerprint:
         return None
-    return Principal(row.id, row.username, row.role, row.display_name, sess.csrf)
+    if not sess.sid or not await st.logins.active(sess.key, row.id):  # logged out / revoked
+        return None
+    return Principal(
+        row.id, row.username, row.role, row.display_name, sess.csrf, sess.key, row.must_change_password
+    )
 
 
 def same_origin(conn: HTTPConnection) -> bool:
@@ -73,7 +110,10 @@ def same_origin(conn: HTTPConnection) -> bool:
 class Gate:
     """HTTP dependency enforcing a role set (``roles`` empty + ``public`` = anyone)."""
 
-    def __init__(self, *roles: str, public: bool = False, page: bool = False, metrics: bool = False) -> None:
+    def __init__(
+        self, *roles: str, public: bool = False, page: bool = False, metrics: bool = False,
+        pending: bool = False,
+    ) -> None:
         unknown = set(roles) - set(ROLES)
         if unknown:
             raise ValueError(f"unknown roles {unknown}")
@@ -81,6 +121,8 @@ class Gate:
         self.public = public
         self.page = page
         self.metrics = metrics
+        #: Also open to an account that must still change its password (me, logout, password).
+        self.pending = pending
 
     def __repr__(self) -> str:
         return "PUBLIC" if self.public else f"Gate({','.join(sorted(self.roles))})"
@@ -102,6 +144,10 @@ class Gate:
             raise ApiError(401, "err.not_logged_in")
         if principal.role not in self.roles:
             raise ApiError(403, "err.forbidden")
+        if principal.must_change and not self.pending:
+            if self.page:
+                raise LoginRedirect()
+            raise ApiError(403, "err.password_change_required")
         if request.method not in SAFE_METHODS:
             if not same_origin(request):
                 raise ApiError(403, "err.bad_origin")
@@ -136,12 +182,21 @@ class WsGate:
             return WsRefusal(4401, "not logged in")
         if principal.role not in self.roles:
             return WsRefusal(4403, "forbidden")
+        if principal.must_change:
+            return WsRefusal(4403, "password change required")
         return principal
 
 
 def allow(*roles: str) -> Gate:
     """Gate for API routes: only ``roles`` (401 anonymous, 403 others; CSRF on unsafe methods)."""
     return Gate(*roles)
+
+
+def allow_pending(*roles: str) -> Gate:
+    """Like :func:`allow`, and also open to an account that must still change its password
+    (``/api/auth/me``, ``logout``, ``password``); every other gate answers it 403
+    ``err.password_change_required`` (pages: a redirect to ``/login``)."""
+    return Gate(*roles, pending=True)
 
 
 def page(*roles: str) -> Gate:

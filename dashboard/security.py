@@ -3,19 +3,27 @@
 Contracts:
 
 * Passwords are hashed with argon2id (``argon2-cffi`` defaults); plaintext is never stored or logged.
-* The session cookie (``evalwatch_session``) is an itsdangerous-signed, timestamped blob holding the
-  user id, a random CSRF token and a fingerprint of the password hash — changing a password (or
-  deactivating the user) invalidates every session of that user.  It is ``HttpOnly``,
+* The session cookie (``evalwatch_session``) is an itsdangerous-signed, timestamped blob holding a
+  random session id, the user id, a random CSRF token and a fingerprint of the password hash.  The
+  session id names a server-side row (``storage.models.LoginSession``, keyed by its sha256:
+  :func:`session_key`), so logout, a password change or deactivating the user revokes a session
+  at once (finding 5 of issue #12), not only when the cookie expires.  It is ``HttpOnly``,
   ``SameSite=Strict``, ``Path=/`` and ``Secure`` whenever the hub's public URL is https.
 * State-changing requests (anything but GET/HEAD/OPTIONS) must carry ``X-CSRF-Token`` equal to the
   session's token (the UI reads it from ``/api/auth/me``), and, when the browser sends ``Origin``,
   it must be the hub's own origin.
-* Failed logins: after ``LOCK_AFTER`` consecutive failures an account is locked for
-  ``LOCK_BASE_SECONDS * 2**(n - LOCK_AFTER)`` seconds (capped at ``LOCK_MAX_SECONDS``); one client
-  address gets at most ``IP_MAX_FAILURES`` failures per ``IP_WINDOW_SECONDS`` across all usernames.
-  Both counters are charged *before* the password is checked, so once a limit is reached further
-  attempts are refused without running argon2 (a flood cannot buy more verifications by sending
-  its requests at once).
+* Failed logins (finding 6 of issue #12): nobody can lock an account from outside.  Attempts are
+  throttled per (client address, account): after ``PAIR_MAX_FAILURES`` consecutive failures that
+  pair waits ``PAIR_BASE_SECONDS * 2**(n - PAIR_MAX_FAILURES)`` seconds (capped at
+  ``PAIR_MAX_SECONDS``) — the same user from another address is not affected; and per address:
+  at most ``IP_MAX_FAILURES`` failures per ``IP_WINDOW_SECONDS`` across all usernames.  An account
+  with more than ``ACCOUNT_SLOW_AFTER`` failures in ``IP_WINDOW_SECONDS`` from all addresses only
+  answers more slowly (``ACCOUNT_DELAY_SECONDS``), it is never locked.  The keys are the username
+  *as typed*, whether or not the account exists, so 429 never tells a real account from an
+  unknown one.  A good login clears its own pair and refunds its own charge, nothing else (the
+  address keeps its failures for other accounts).  Every attempt is charged *before* the password
+  is checked, so once a limit is reached further attempts are refused without running argon2 (a
+  flood cannot buy more verifications by sending its requests at once).
 * Argon2 never runs on the event loop: ``verify_password_async`` / ``hash_password_async`` run it in
   a worker thread, at most ``ARGON2_CONCURRENCY`` at a time (the rest queue on a semaphore).
 """
@@ -23,6 +31,7 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -30,7 +39,6 @@ import time
 import weakref
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -42,11 +50,13 @@ LANG_COOKIE = "evalwatch_lang"
 CSRF_HEADER = "x-csrf-token"
 SESSION_MAX_AGE = 12 * 3600
 
-LOCK_AFTER = 5
-LOCK_BASE_SECONDS = 30.0
-LOCK_MAX_SECONDS = 900.0
+PAIR_MAX_FAILURES = 5
+PAIR_BASE_SECONDS = 30.0
+PAIR_MAX_SECONDS = 900.0
 IP_MAX_FAILURES = 30
 IP_WINDOW_SECONDS = 300.0
+ACCOUNT_SLOW_AFTER = 20
+ACCOUNT_DELAY_SECONDS = 1.0
 
 #: How many argon2 hashes/verifications may run at once (each ~100 ms of CPU in a worker thread).
 ARGON2_CONCURRENCY = 2
@@ -114,6 +124,18 @@ class SessionData:
     csrf: str
     fingerprint: str
     issued_at: float
+    #: The random session id; the server-side row is keyed by :func:`session_key` of it.
+    sid: str = ""
+
+    @property
+    def key(self) -> str:
+        return session_key(self.sid)
+
+
+def session_key(sid: str) -> str:
+    """The ``login_sessions`` row id of a session id (its sha256: a database reader learns no
+    usable cookie value)."""
+    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 class SessionCodec:
@@ -131,8 +153,11 @@ class SessionCodec:
             csrf=secrets.token_urlsafe(24),
             fingerprint=password_fingerprint(password_hash),
             issued_at=time.time(),
+            sid=secrets.token_urlsafe(32),
         )
-        token = self._s.dumps({"u": data.user_id, "c": data.csrf, "f": data.fingerprint, "t": data.issued_at})
+        token = self._s.dumps(
+            {"s": data.sid, "u": data.user_id, "c": data.csrf, "f": data.fingerprint, "t": data.issued_at}
+        )
         return token, data
 
     def load(self, token: str | None) -> SessionData | None:
@@ -146,6 +171,7 @@ class SessionCodec:
                 csrf=str(raw["c"]),
                 fingerprint=str(raw["f"]),
                 issued_at=float(raw["t"]),
+                sid=str(raw["s"]),
             )
         except (BadSignature, KeyError, TypeError, ValueError):
             return None
@@ -160,49 +186,112 @@ def metrics_token(secret_key: str) -> str:
     return hmac.new(secret_key.encode(), b"evalwatch-metrics", hashlib.sha256).hexdigest()
 
 
-def lock_duration(failures: int) -> timedelta | None:
-    """How long to lock an account after ``failures`` consecutive failures (None: not locked)."""
-    if failures < LOCK_AFTER:
-        return None
-    seconds = min(LOCK_MAX_SECONDS, LOCK_BASE_SECONDS * 2 ** (failures - LOCK_AFTER))
-    return timedelta(seconds=seconds)
+def pair_backoff(failures: int) -> float:
+    """Seconds an (address, account) pair waits after ``failures`` consecutive failures."""
+    if failures < PAIR_MAX_FAILURES:
+        return 0.0
+    return min(PAIR_MAX_SECONDS, PAIR_BASE_SECONDS * 2 ** (failures - PAIR_MAX_FAILURES))
 
 
-class IpThrottle:
-    """Sliding-window count of failed logins per client address (in memory, per hub process)."""
+@dataclass
+class _Pair:
+    failures: int = 0
+    last: float = 0.0
 
-    def __init__(self, max_failures: int = IP_MAX_FAILURES, window: float = IP_WINDOW_SECONDS) -> None:
+
+@dataclass(frozen=True)
+class Ticket:
+    """One attempt charged by :meth:`LoginThrottle.reserve` (refunded by ``success``)."""
+
+    ip: str
+    account: str
+    at: float
+
+
+class LoginThrottle:
+    """Failed-attempt accounting per address, per (address, account) and per account, in memory
+    (per hub process).  See the module docstring for the rules."""
+
+    def __init__(
+        self,
+        max_failures: int = IP_MAX_FAILURES,
+        window: float = IP_WINDOW_SECONDS,
+        pair_max: int = PAIR_MAX_FAILURES,
+    ) -> None:
         self.max_failures = max_failures
         self.window = window
+        self.pair_max = pair_max
         self._fails: dict[str, deque[float]] = defaultdict(deque)
+        self._pairs: dict[tuple[str, str], _Pair] = {}
+        self._accounts: dict[str, deque[float]] = defaultdict(deque)
+        self._calls = 0
 
-    def _prune(self, ip: str, now: float) -> deque[float]:
-        q = self._fails[ip]
+    def _prune(self, q: deque[float], now: float) -> deque[float]:
         while q and q[0] < now - self.window:
             q.popleft()
         return q
 
-    def blocked_for(self, ip: str) -> float:
-        """Seconds until ``ip`` may try again (0 when not blocked)."""
-        now = time.monotonic()
-        q = self._prune(ip, now)
-        if len(q) < self.max_failures:
+    def _sweep(self, now: float) -> None:
+        """Forget stale entries now and then (memory stays bounded by the recent attempts)."""
+        self._calls += 1
+        if self._calls % 1000:
+            return
+        for d in (self._fails, self._accounts):
+            for k in [k for k, q in d.items() if not self._prune(q, now)]:
+                del d[k]
+        for pk in [k for k, p in self._pairs.items() if now - p.last > PAIR_MAX_SECONDS + self.window]:
+            del self._pairs[pk]
+
+    def _pair_wait(self, ip: str, account: str, now: float) -> float:
+        p = self._pairs.get((ip, account))
+        if p is None or p.failures < self.pair_max:
             return 0.0
-        return max(0.0, q[0] + self.window - now)
+        base = PAIR_BASE_SECONDS * 2 ** (p.failures - self.pair_max)
+        return max(0.0, p.last + min(PAIR_MAX_SECONDS, base) - now)
 
-    def fail(self, ip: str) -> None:
-        self._prune(ip, time.monotonic()).append(time.monotonic())
-
-    def reserve(self, ip: str) -> bool:
-        """Charge one attempt to ``ip`` before it is evaluated; False (nothing charged) when the
-        address is already at its limit.  The charge stands as the failure unless ``success``
-        clears it, so concurrent attempts cannot all slip past the check."""
+    def blocked_for(self, ip: str, account: str | None = None) -> float:
+        """Seconds until ``ip`` (for ``account``) may try again (0 when not blocked)."""
         now = time.monotonic()
-        q = self._prune(ip, now)
-        if len(q) >= self.max_failures:
-            return False
-        q.append(now)
-        return True
+        q = self._prune(self._fails[ip], now)
+        wait = max(0.0, q[0] + self.window - now) if len(q) >= self.max_failures else 0.0
+        if account is not None:
+            wait = max(wait, self._pair_wait(ip, account, now))
+        return wait
 
-    def success(self, ip: str) -> None:
-        self._fails.pop(ip, None)
+    def reserve(self, ip: str, account: str) -> Ticket | None:
+        """Charge one attempt to ``ip`` and to (``ip``, ``account``) before it is evaluated; None
+        (nothing charged) when either is at its limit.  The charge stands as the failure unless
+        :meth:`success` refunds it, so concurrent attempts cannot all slip past the check."""
+        now = time.monotonic()
+        self._sweep(now)
+        q = self._prune(self._fails[ip], now)
+        if len(q) >= self.max_failures or self._pair_wait(ip, account, now) > 0:
+            return None
+        q.append(now)
+        p = self._pairs.setdefault((ip, account), _Pair())
+        p.failures += 1
+        p.last = now
+        self._prune(self._accounts[account], now).append(now)
+        return Ticket(ip, account, now)
+
+    def account_delay(self, account: str) -> float:
+        """Extra seconds to answer an attempt on ``account`` (many failures from everywhere):
+        a slow-down, never a lock."""
+        q = self._prune(self._accounts[account], time.monotonic())
+        return ACCOUNT_DELAY_SECONDS if len(q) > ACCOUNT_SLOW_AFTER else 0.0
+
+    def success(self, ticket: Ticket) -> None:
+        """The attempt of ``ticket`` succeeded: refund its charge and clear its own pair.  The
+        address keeps its other failures (a good login for one account does not buy attempts on
+        others)."""
+        with contextlib.suppress(ValueError):
+            self._fails[ticket.ip].remove(ticket.at)
+        with contextlib.suppress(ValueError):
+            self._accounts[ticket.account].remove(ticket.at)
+        self._pairs.pop((ticket.ip, ticket.account), None)
+
+    def clear_account(self, account: str) -> None:
+        """An admin unlocked ``account``: forget its pairs' and its own failures."""
+        for pk in [k for k in self._pairs if k[1] == account]:
+            del self._pairs[pk]
+        self._accounts.pop(account, None)

@@ -11,8 +11,8 @@ from starlette.requests import HTTPConnection
 from dashboard.alerts import AlertHub
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics, status_dict
-from dashboard.security import IpThrottle, SessionCodec
-from dashboard.users import UserCache
+from dashboard.security import LoginThrottle, SessionCodec
+from dashboard.users import LoginSessions, UserCache
 
 
 @dataclass
@@ -24,10 +24,14 @@ class DashState:
     alerts: AlertHub
     metrics: DashMetrics
     live: LiveManager
-    throttle: IpThrottle = field(default_factory=IpThrottle)
-    #: Failed agent enrolments per address (``POST /api/agent/enroll``), counted like logins.
-    enroll_throttle: IpThrottle = field(default_factory=IpThrottle)
+    logins: LoginSessions
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    #: Failed agent enrolments per address (``POST /api/agent/enroll``), counted like logins (the
+    #: "account" is the enrolment itself).
+    enroll_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     secure_cookies: bool = False
+    #: ``hub.trusted_proxies`` parsed (``dashboard.policy.client_ip``).
+    trusted_proxies: list[Any] = field(default_factory=list)
 
     @property
     def cfg(self) -> Any:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from config.models import EvalwatchConfig
 from dashboard.dbutil import run_db
 from dashboard.security import hash_password
-from storage.models import User
+from storage.common import utcnow
+from storage.models import LoginSession, User
 
 log = logging.getLogger("evalwatch.dashboard")
 
@@ -26,10 +29,14 @@ class UserRow:
     display_name: str | None
     password_hash: str
     active: bool
+    must_change_password: bool = False
 
 
 def _row(u: User) -> UserRow:
-    return UserRow(u.id, u.username, u.role, u.display_name, u.password_hash, bool(u.active))
+    return UserRow(
+        u.id, u.username, u.role, u.display_name, u.password_hash, bool(u.active),
+        bool(u.must_change_password),
+    )
 
 
 class UserCache:
@@ -61,8 +68,122 @@ class UserCache:
             self._cache.pop(user_id, None)
 
 
+Revoked = Callable[[], Awaitable[object] | None]
+
+
+class LoginSessions:
+    """Server-side dashboard sessions (``storage.models.LoginSession``; finding 5 of issue #12).
+
+    ``active(key)`` is what every request checks (a ``ttl``-second cache of *valid* rows only, and
+    the cache entry goes at once when this process revokes the row).  Open connections that
+    outlive a request — the alert WebSocket, live WebRTC streams — ``watch(key, user_id, cb)``:
+    ``cb`` runs as soon as the session is revoked here (logout, password change, deactivation).
+    """
+
+    def __init__(self, db: Any, ttl: float = 2.0) -> None:
+        self.db = db
+        self.ttl = ttl
+        self._valid: dict[str, float] = {}
+        self._watchers: dict[str, tuple[int, set[Revoked]]] = {}
+
+    async def create(self, key: str, user_id: int, ip: str | None, max_age: float) -> None:
+        now = utcnow()
+
+        def add(s: Session) -> None:
+            # expired a day ago: nobody can use them any more, the audit log keeps the logins
+            s.execute(delete(LoginSession).where(LoginSession.expires_at < now - timedelta(days=1)))
+            s.add(LoginSession(id=key, user_id=user_id, created_at=now,
+                               expires_at=now + timedelta(seconds=max_age), ip=ip))
+
+        if len(self._valid) > 10_000:
+            self._valid.clear()  # a cache: entries come back on the next request
+        await run_db(self.db, add)
+
+    async def active(self, key: str, user_id: int) -> bool:
+        hit = self._valid.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit < self.ttl:
+            return True
+
+        def q(s: Session) -> bool:
+            row = s.get(LoginSession, key)
+            return (
+                row is not None and row.user_id == user_id and row.revoked_at is None
+                and row.expires_at > utcnow()
+            )
+
+        ok = await run_db(self.db, q)
+        if ok:
+            self._valid[key] = now
+        else:
+            self._valid.pop(key, None)
+        return ok
+
+    async def revoke(self, key: str) -> None:
+        """End one session (logout)."""
+        now = utcnow()
+
+        def go(s: Session) -> None:
+            s.execute(
+                update(LoginSession)
+                .where(LoginSession.id == key, LoginSession.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+
+        self._valid.pop(key, None)
+        await run_db(self.db, go)
+        await self._notify([key])
+
+    async def revoke_user(self, user_id: int) -> None:
+        """End every session of a user (password change, deactivation, password reset)."""
+        now = utcnow()
+
+        def go(s: Session) -> list[str]:
+            keys = list(s.scalars(select(LoginSession.id).where(
+                LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))))
+            s.execute(
+                update(LoginSession)
+                .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            return keys
+
+        keys = await run_db(self.db, go)
+        keys += [k for k, (uid, _cbs) in self._watchers.items() if uid == user_id]
+        for k in keys:
+            self._valid.pop(k, None)
+        await self._notify(keys)
+
+    def watch(self, key: str, user_id: int, cb: Revoked) -> Callable[[], None]:
+        """Call ``cb`` when session ``key`` is revoked; returns the function that stops watching."""
+        entry = self._watchers.setdefault(key, (user_id, set()))
+        entry[1].add(cb)
+
+        def stop() -> None:
+            e = self._watchers.get(key)
+            if e is not None:
+                e[1].discard(cb)
+                if not e[1]:
+                    self._watchers.pop(key, None)
+
+        return stop
+
+    async def _notify(self, keys: list[str]) -> None:
+        for k in dict.fromkeys(keys):
+            entry = self._watchers.pop(k, None)
+            for cb in list(entry[1]) if entry else []:
+                try:
+                    res = cb()
+                    if res is not None:
+                        await res
+                except Exception:
+                    log.exception("closing a revoked session's connection failed")
+
+
 def seed_users(s: Session, cfg: EvalwatchConfig) -> list[str]:
     """Create the config's users that do not exist yet (never changes existing accounts).
+
+    With ``hub.force_password_change`` (default) they must choose a new password at first login.
 
     Users without a password in the config (and none generated in the secrets file) are skipped.
     Returns the usernames created.
@@ -83,6 +204,7 @@ def seed_users(s: Session, cfg: EvalwatchConfig) -> list[str]:
                 password_hash=hash_password(uc.password.get_secret_value()),
                 active=True,
                 failed_logins=0,
+                must_change_password=cfg.hub.force_password_change,
             )
         )
         created.append(uc.username)

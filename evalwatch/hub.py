@@ -28,7 +28,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from config import ConfigError, EvalwatchConfig, load_config
 from evalwatch.logs import setup_logging
@@ -99,6 +99,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     from dashboard.notify import EventRelay
     from dashboard.services import Services
     from evalwatch.edgehub import EdgeHub, FrameRouter
+    from sessions.sealed import sealed_conflict
     from storage.agents import CredentialStore
     from storage.db import Database
     from storage.objects import ObjectStore
@@ -130,7 +131,10 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
             [s3c.bucket_segments, s3c.bucket_snapshots], lock_days=cfg.storage.retention_days
         )
         await objects.ensure_buckets([s3c.bucket_exports])
-        segments = SegmentStore(objects, db, Path(cfg.storage.wal_dir), cfg.storage.s3.bucket_segments)
+        segments = SegmentStore(
+            objects, db, Path(cfg.storage.wal_dir), cfg.storage.s3.bucket_segments,
+            guard=sealed_conflict,  # footage of a sealed session cannot be added (#12 finding 4)
+        )
         await segments.start()
         stack.push_async_callback(segments.stop)
 
@@ -208,6 +212,21 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         )
 
 
+def uvicorn_config(cfg: EvalwatchConfig, app: Any) -> Any:
+    """The hub's uvicorn settings.  ``proxy_headers=False``: uvicorn would otherwise believe
+    X-Forwarded-For from 127.0.0.1 (its default ``forwarded_allow_ips``) and hand the dashboard a
+    spoofed client address; the dashboard applies ``hub.trusted_proxies`` itself
+    (``dashboard.policy.client_ip``, finding 6 of issue #12)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app, host=cfg.hub.listen_host, port=cfg.hub.listen_port, log_config=None,
+        access_log=False, lifespan="on", proxy_headers=False,
+        # Agents' long polls (up to 25 s) must not hold a stop: they retry.
+        timeout_graceful_shutdown=5,
+    )
+
+
 async def serve(cfg: EvalwatchConfig) -> None:
     import uvicorn
 
@@ -215,14 +234,7 @@ async def serve(cfg: EvalwatchConfig) -> None:
 
     async with running_hub(cfg) as hub:
         app = create_app(hub)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app, host=cfg.hub.listen_host, port=cfg.hub.listen_port, log_config=None,
-                access_log=False, lifespan="on",
-                # Agents' long polls (up to 25 s) must not hold a stop: they retry.
-                timeout_graceful_shutdown=5,
-            )
-        )
+        server = uvicorn.Server(uvicorn_config(cfg, app))
         log.info("hub listening url=%s", cfg.hub.url)
         await server.serve()
 

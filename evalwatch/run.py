@@ -117,5 +117,7 @@ def _print_banner(cfg: object, logs_dir: Path, n_agents: int) -> None:
     for u in cfg.users:
         pw = u.password.get_secret_value() if u.password else "(set in the database)"
         lines.append(f"    {u.role:<10} {u.username:<12} {pw}")
+    if cfg.hub.force_password_change:
+        lines.append("  (each must choose a new password at the first login: hub.force_password_change)")
     lines += [f"  logs: {logs_dir}/", "  Ctrl-C stops everything.", "=" * 64, ""]
     print("\n".join(lines), flush=True)

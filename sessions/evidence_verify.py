@@ -97,6 +97,12 @@ def verify_evidence(
     except _Fail as f:
         res.problem, res.path, res.message = f.kind, f.path, f.message
         return res
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as e:
+        # A shape the checks below did not foresee (finding 10 of #12): still a named problem,
+        # never a traceback.
+        res.problem, res.path = "altered", None
+        res.message = f"{path}: malformed evidence document ({type(e).__name__}: {e})"
+        return res
     res.ok = True
     res.pinned = bool(pinned)
     return res
@@ -107,6 +113,45 @@ def _json(data: bytes, name: str) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise _Fail("altered", name, f"{name} is not valid JSON") from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_manifest_shape(m: dict[str, Any]) -> None:
+    """The manifest's fields have the types the checks below read (finding 10 of #12: a malformed
+    manifest raised AttributeError); :class:`_Fail` names the first field that does not."""
+
+    def bad(what: str) -> _Fail:
+        return _Fail("altered", "manifest.json", f"manifest.json is malformed: {what}")
+
+    if m.get("session") is not None and not isinstance(m.get("session"), dict):
+        raise bad("'session' must be an object or null")
+    cams = m.get("cameras")
+    if not isinstance(cams, list):
+        raise bad("'cameras' must be a list")
+    for i, c in enumerate(cams):
+        if not isinstance(c, dict):
+            raise bad(f"cameras[{i}] must be an object")
+        cam = c.get("camera")
+        if not isinstance(cam, str) or len(cam.split("/")) != 3 or not all(cam.split("/")):
+            raise bad(f"cameras[{i}].camera must be 'site/room/camera'")
+        for k in ("head_seq", "first_seq"):
+            if k in c and not _is_int(c[k]):
+                raise bad(f"cameras[{i}].{k} must be an integer")
+        if not _is_int(c.get("head_seq")):
+            raise bad(f"cameras[{i}].head_seq must be an integer")
+        segs = c.get("segments")
+        if segs is not None and (not isinstance(segs, list) or not all(_is_int(x) for x in segs)):
+            raise bad(f"cameras[{i}].segments must be a list of integers")
+    files = m.get("files")
+    if files is not None and not isinstance(files, list):
+        raise bad("'files' must be a list")
+    for i, f in enumerate(files or []):
+        if not (isinstance(f, dict) and isinstance(f.get("path"), str) and _is_int(f.get("size"))
+                and isinstance(f.get("sha256"), str)):
+            raise bad(f"files[{i}] must be an object with path, size and sha256")
 
 
 def _key_file(read: Any, name: str) -> tuple[bytes, str]:
@@ -150,6 +195,7 @@ def _verify(path: Path, pinned: list[str] | None, progress: bool | None, res: Ev
             raise _Fail(
                 "unreadable", "manifest.json", f"{path}: manifest.json is not an evalwatch evidence manifest"
             )
+        _check_manifest_shape(manifest)
         pem_bytes, seal_kid = _key_file(read, SEAL_KEY_FILE)  # signed the heads
         man_pem, kid = _key_file(read, EXPORT_KEY_FILE) if EXPORT_KEY_FILE in seen else (pem_bytes, seal_kid)
         res.key_id, res.seal_key_id = kid, seal_kid
@@ -205,6 +251,10 @@ def _verify(path: Path, pinned: list[str] | None, progress: bool | None, res: Ev
                     "signature", "seal.json", f"bad signature on the sealed chain head of camera {cam}"
                 )
             p = _json(payload.encode("utf-8"), "seal.json")
+            if not isinstance(p, dict) or not _is_int(p.get("head_seq")) or not isinstance(
+                p.get("head_hash"), str
+            ):
+                raise _Fail("altered", "seal.json", f"the sealed head payload of camera {cam} is malformed")
             if p.get("camera") != cam or (p.get("session") or {}).get("id") != session_id:
                 raise _Fail(
                     "altered", "seal.json", f"the sealed head for {cam} belongs to another camera or session"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,7 +65,7 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.dialect == "sqlite":
             if u.database and u.database != ":memory:":
-                Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                _private_file(Path(u.database).expanduser())
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         elif self.dialect == "postgresql":
             if u.drivername == "postgresql":
@@ -135,6 +136,22 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _private_file(path: Path) -> None:
+    """Create the SQLite file 0600 before SQLite does (it would follow the umask: 0644, readable by
+    every local user — password hashes, audit log; finding 11 of issue #12), and take group/other
+    access away from an existing one.  SQLite gives its -wal/-shm files the database file's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning("database file %s was mode %o; setting 0600", path, mode)
+            os.chmod(path, 0o600)
+    except OSError as e:  # read-only place etc.: SQLite will say what is wrong when it opens it
+        log.warning("cannot restrict the permissions of %s: %s", path, e)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

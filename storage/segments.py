@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -49,7 +50,7 @@ from storage.common import CameraId
 from storage.db import Database
 from storage.disk import is_enospc
 from storage.files import write_atomic
-from storage.models import Segment
+from storage.models import AuditLog, Segment
 from storage.objects import ObjectMissing, ObjectStore, StorageError, StorageUnavailable
 
 log = logging.getLogger("evalwatch.storage.segments")
@@ -64,6 +65,17 @@ class SegmentConflict(StorageError):
 class WalFull(StorageError):
     """The write-ahead directory's disk is full: the segment was not archived (the sender keeps
     it and retries; nothing already archived is touched)."""
+
+
+class SegmentRefused(StorageError):
+    """The store's ``guard`` refused the segment (e.g. it overlaps a sealed session window,
+    finding 4 of issue #12); the message says why.  Nothing was archived; an audit row
+    ``segment_refused`` records it."""
+
+
+#: ``guard(session, site, room, camera, start, end)`` → why a new segment must be refused, or None.
+#: Runs inside the insert's transaction (``evalwatch.hub`` injects ``sessions.sealed.sealed_conflict``).
+SegmentGuard = Callable[[Session, str, str, str, datetime, datetime], "str | None"]
 
 
 def _ms(t: datetime) -> datetime:
@@ -192,8 +204,10 @@ class SegmentStore:
         *,
         retry_min_s: float = 0.5,
         retry_max_s: float = 30.0,
+        guard: SegmentGuard | None = None,
     ) -> None:
         self.objects = objects
+        self.guard = guard
         self.db = db
         self.wal_dir = Path(wal_dir)
         self.bucket = bucket
@@ -267,7 +281,19 @@ class SegmentStore:
                     )
                 ).first()
 
-            old = await self.db.run(existing)
+            def check(s: Session) -> Segment | None:
+                row = existing(s)
+                if row is None and self.guard is not None:
+                    why = self.guard(s, meta.site, meta.room, meta.camera, meta.start, meta.end)
+                    if why:
+                        raise SegmentRefused(why)
+                return row
+
+            try:
+                old = await self.db.run(check)
+            except SegmentRefused as e:
+                await self._refused(meta, sha, str(e))
+                raise
             if old is not None:
                 if old.sha256 == sha and old.size == len(data):
                     log.info("duplicate segment ignored %s seq=%s", where, old.seq)
@@ -306,6 +332,10 @@ class SegmentStore:
                 raise
 
             def insert(s: Session) -> Segment:
+                if self.guard is not None:  # again in the insert's own transaction (a close meanwhile)
+                    why = self.guard(s, meta.site, meta.room, meta.camera, meta.start, meta.end)
+                    if why:
+                        raise SegmentRefused(why)
                 row = Segment(
                     site=meta.site,
                     room=meta.room,
@@ -334,6 +364,8 @@ class SegmentStore:
                     raise SegmentConflict(
                         f"segment {key}: conflicts with an archived row ({where})"
                     ) from None
+                if isinstance(e, SegmentRefused):
+                    await self._refused(meta, sha, str(e))
                 raise
             log.info("segment archived %s seq=%s size=%s", where, row.seq, row.size)
         rid = row.id
@@ -341,6 +373,23 @@ class SegmentStore:
             await self._drain()
         self._wake.set()
         return await self._record(rid)
+
+    async def _refused(self, meta: SegmentMeta, sha: str, why: str) -> None:
+        """Audit a refused segment (the agent of its site sent it; ingest checked the token)."""
+        log.warning("segment refused site=%s room=%s camera=%s start=%s: %s",
+                    meta.site, meta.room, meta.camera, meta.start.isoformat(), why)
+
+        def add(s: Session) -> None:
+            s.add(AuditLog(
+                actor=f"agent:{meta.site}", role="agent", action="segment_refused", target=meta.camera_path,
+                details={"start": meta.start.isoformat(), "end": meta.end.isoformat(), "sha256": sha,
+                         "source": meta.source, "reason": why},
+            ))
+
+        try:
+            await self.db.run(add)
+        except Exception:
+            log.exception("could not audit a refused segment")
 
     def _wal_write(self, seg_path: Path, json_path: Path, data: bytes, link: bytes) -> None:
         seg_path.parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ def make_config(
 ) -> EvalwatchConfig:
     return EvalwatchConfig.model_validate(
         {
-            "hub": {"secret_key": secret, **hub},
+            "hub": {"secret_key": secret, "force_password_change": False, **hub},
             "users": [
                 {"username": u, "role": r, "password": password_of(r), "display_name": f"{r} user"}
                 for r, u in ROLE_USERS.items()

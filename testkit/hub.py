@@ -63,7 +63,7 @@ def system_config(
     ports = [port_pair() for _ in range(5)]
     data = tmp / "data"
     return {
-        "hub": {"listen_port": ports[0]},
+        "hub": {"listen_port": ports[0], "force_password_change": False},
         "storage": {
             "data_dir": str(data),
             "database_url": database_url or f"sqlite:///{data / 'evalwatch.db'}",

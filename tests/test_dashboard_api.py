@@ -72,25 +72,25 @@ async def test_login_sets_secure_cookie_and_hashes_password(app: Any, services: 
     assert audit_rows(services, "login")[0].ip == "10.1.2.3"
 
 
-async def test_wrong_password_then_lockout(app: Any, services: Services) -> None:
+async def test_wrong_password_then_throttle(app: Any, services: Services) -> None:
     async with client(app) as c:
         for _ in range(5):
             r = await c.post("/api/auth/login", json={"username": "sup", "password": "nope-nope-nope"})
             assert r.status_code == 401
             assert r.json() == {"detail": "Wrong username or password.", "code": "err.bad_credentials"}
-        # locked now: even the right password is refused
+        # this address is throttled for this account now: even the right password is refused
         r = await c.post("/api/auth/login", json={"username": "sup", "password": password_of("supervisor")})
-        assert r.status_code == 429 and r.json()["code"] == "err.locked"
+        assert r.status_code == 429 and r.json()["code"] == "err.too_many_attempts"
         # unknown user gets the same answer as a wrong password
         r = await c.post("/api/auth/login", json={"username": "ghost", "password": "whatever-123"})
         assert r.status_code == 401 and r.json()["code"] == "err.bad_credentials"
     fails = audit_rows(services, "login_failed")
     assert len(fails) == 7
-    assert "locked" in str(fails[4].details)
+    assert "throttled" in str(fails[5].details)
     assert all(
         password_of("supervisor") not in str(a.details) and "nope" not in str(a.details) for a in fails
     )
-    # the admin can unlock
+    # the admin can unlock (forgets the throttle of the account)
     async with client(app) as c:
         await login(c, "admin")
         r = await c.patch("/api/users/sup", json={"unlock": True})
@@ -207,29 +207,132 @@ async def test_login_flood_neither_freezes_the_hub_nor_buys_verifications(
 
 
 @pytest.mark.security
-async def test_concurrent_bad_logins_for_one_account_stop_at_the_lock(
+async def test_concurrent_bad_logins_for_one_account_stop_at_the_throttle(
     app: Any, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The account is charged before argon2 too: 20 concurrent wrong passwords for one user (from
-    20 addresses) get at most LOCK_AFTER verifications, the rest ``err.locked``."""
-    from dashboard.security import LOCK_AFTER
+    """Finding 3 of #12 (adapted to finding 6): the (address, account) pair is charged before
+    argon2 too: 20 concurrent wrong passwords for one user from one address get at most
+    PAIR_MAX_FAILURES verifications, the rest 429 ``err.too_many_attempts``; the account itself
+    is not locked (another address logs in at once)."""
+    from dashboard.security import PAIR_MAX_FAILURES
 
     calls = count_verifications(monkeypatch)
-
-    async def attempt(i: int) -> httpx.Response:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, client=(f"10.3.0.{i + 1}", 5555)), base_url=BASE
-        ) as c:
-            return await c.post("/api/auth/login", json={"username": "sup", "password": "nope-nope-nope"})
-
-    responses = await asyncio.gather(*(attempt(i) for i in range(20)))
+    async with client(app) as c:
+        responses = await asyncio.gather(
+            *(
+                c.post("/api/auth/login", json={"username": "sup", "password": "nope-nope-nope"})
+                for _ in range(20)
+            )
+        )
     codes = [r.status_code for r in responses]
-    assert len(calls) <= LOCK_AFTER and not any(calls)
-    assert codes.count(401) == LOCK_AFTER and codes.count(429) == 20 - LOCK_AFTER, codes
-    assert all(r.json()["code"] == "err.locked" for r in responses if r.status_code == 429)
+    assert len(calls) <= PAIR_MAX_FAILURES and not any(calls)
+    assert codes.count(401) == PAIR_MAX_FAILURES and codes.count(429) == 20 - PAIR_MAX_FAILURES, codes
+    assert all(r.json()["code"] == "err.too_many_attempts" for r in responses if r.status_code == 429)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("10.9.9.8", 5555)), base_url=BASE
+    ) as other:
+        await login(other, "supervisor")
+
+
+@pytest.mark.security
+async def test_nobody_can_lock_the_only_admin(
+    app: Any, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 6 of #12: wrong passwords for ``admin`` from 8 addresses (more than the old lock
+    threshold) do not lock it — the admin logs in at once from their own address —, and 429 vs 401
+    does not tell a real account from an unknown one: both are throttled after the same number of
+    failures, and each attempt costs the same argon2 work (an unknown user is verified against a
+    dummy hash), so the timing does not tell either."""
+    from dashboard.security import PAIR_MAX_FAILURES
+
+    async def attempt(ip: str, user: str) -> httpx.Response:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=(ip, 5555)), base_url=BASE
+        ) as c:
+            return await c.post("/api/auth/login", json={"username": user, "password": "nope-nope-nope"})
+
+    for i in range(8):
+        assert (await attempt(f"10.4.0.{i + 1}", "admin")).status_code == 401
+    async with client(app) as c:
+        await login(c, "admin")
+    # enumeration: the same answers and the same argon2 work, attempt by attempt, for a real and
+    # an unknown user
+    calls = count_verifications(monkeypatch)
+
+    async def probe(ip: str, user: str) -> list[tuple[int, int]]:
+        out = []
+        for _ in range(PAIR_MAX_FAILURES + 2):
+            before = len(calls)
+            out.append(((await attempt(ip, user)).status_code, len(calls) - before))
+        return out
+
+    real, ghost = await probe("10.5.0.1", "sup"), await probe("10.5.0.2", "ghost")
+    assert real == ghost == [(401, 1)] * PAIR_MAX_FAILURES + [(429, 0), (429, 0)]
     with services.db.session() as s:
-        u = s.scalars(select(User).where(User.username == "sup")).one()
-        assert u.failed_logins == LOCK_AFTER and u.locked_until is not None
+        admin = s.scalars(select(User).where(User.username == "admin")).one()
+        assert admin.locked_until is None
+
+
+@pytest.mark.security
+async def test_good_login_does_not_reset_the_address_counter(app: Any) -> None:
+    """Finding 6 of #12: an attacker who knows one password cannot use it to reset the address's
+    failure count and go on guessing other accounts."""
+    st = app.state.dash
+    st.throttle.max_failures = 4
+    async with client(app) as c:
+        for i in range(3):
+            r = await c.post("/api/auth/login", json={"username": f"victim{i}", "password": "x" * 12})
+            assert r.status_code == 401
+        await login(c, "observer")  # a good login: refunded, but the 3 failures stay
+        r = await c.post("/api/auth/login", json={"username": "victim9", "password": "x" * 12})
+        assert r.status_code == 401
+        r = await c.post("/api/auth/login", json={"username": "victim8", "password": "x" * 12})
+        assert r.status_code == 429 and r.json()["code"] == "err.too_many_attempts"
+
+
+@pytest.mark.security
+async def test_forwarded_for_only_from_trusted_proxies(app: Any, services: Services) -> None:
+    """Finding 6 of #12: X-Forwarded-For from 127.0.0.1 is ignored unless ``hub.trusted_proxies``
+    names it (throttle and audit see the real peer); uvicorn does not apply it either."""
+    import ipaddress
+
+    from evalwatch.hub import uvicorn_config
+
+    assert services.cfg.hub.trusted_proxies == []
+    assert uvicorn_config(services.cfg, app).proxy_headers is False
+    for trusted in ([], ["127.0.0.1/32"]):
+        app.state.dash.trusted_proxies = [ipaddress.ip_network(n) for n in trusted]
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 5555)), base_url=BASE
+        ) as c:
+            r = await c.post(
+                "/api/auth/login",
+                json={"username": "sup", "password": "nope-nope-nope"},
+                headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9"},
+            )
+            assert r.status_code == 401
+    assert [a.ip for a in audit_rows(services, "login_failed")] == ["127.0.0.1", "203.0.113.9"]
+
+
+@pytest.mark.security
+async def test_password_change_is_throttled_and_needs_the_current_password(app: Any) -> None:
+    """Finding 6 of #12: a stolen session cannot guess the current password at leisure; after
+    PAIR_MAX_FAILURES wrong ones the change answers 429 (even with the right one)."""
+    from dashboard.security import PAIR_MAX_FAILURES
+
+    async with client(app) as c:
+        await login(c, "observer")
+        r = await c.post("/api/auth/password", json={"old_password": "", "new_password": "n" * 12})
+        assert r.status_code == 422
+        for _ in range(PAIR_MAX_FAILURES):
+            r = await c.post(
+                "/api/auth/password", json={"old_password": "guess-guess", "new_password": "n" * 12}
+            )
+            assert r.status_code == 401 and r.json()["code"] == "err.bad_credentials"
+        r = await c.post(
+            "/api/auth/password", json={"old_password": password_of("observer"), "new_password": "n" * 12}
+        )
+        assert r.status_code == 429 and r.json()["code"] == "err.too_many_attempts"
 
 
 async def test_csrf_and_origin_required_for_state_changes(app: Any, services: Services) -> None:
@@ -621,3 +724,235 @@ async def test_metrics_do_not_label_arbitrary_methods(app: Any) -> None:
         assert r.status_code == 200
         assert "BOGUS" not in r.text
         assert 'method="other"' in r.text
+
+
+@pytest.mark.security
+async def test_logout_revokes_the_session_on_the_server(app: Any, services: Services) -> None:
+    """Finding 5 of #12: logout only deleted the cookie (a copy stayed valid 12 h); now the
+    session is revoked on the server: the old cookie is anonymous at once.  A password change
+    revokes every session of the user, also ones opened elsewhere."""
+    async with client(app) as c:
+        await login(c, "observer")
+        stolen = c.cookies["evalwatch_session"]
+        assert (await c.post("/api/auth/logout")).status_code == 200
+    async with client(app) as thief:
+        thief.cookies.set("evalwatch_session", stolen)
+        r = await thief.get("/api/auth/me")
+        assert r.status_code == 401 and r.json()["code"] == "err.not_logged_in"
+    async with client(app) as c, client(app) as other:
+        await login(c, "auditor")
+        await login(other, "auditor")
+        r = await c.post(
+            "/api/auth/password", json={"old_password": password_of("auditor"), "new_password": "n" * 12}
+        )
+        assert r.status_code == 200
+        assert (await other.get("/api/auth/me")).status_code == 401
+    with services.db.session() as s:
+        from storage.models import LoginSession
+
+        rows = list(s.scalars(select(LoginSession)))
+        assert len(rows) == 3 and all(r.revoked_at is not None for r in rows)
+        assert stolen not in {r.id for r in rows}  # the row holds a hash, not the cookie's id
+
+
+@pytest.mark.security
+async def test_ws_closes_when_the_session_is_revoked_even_while_pinging(
+    server: str, services: Services
+) -> None:
+    """Finding 5 of #12: the WebSocket re-checked auth only after 30 s *idle* while the UI pings
+    every 25 s, so a logged-out session kept receiving alerts.  Now logout closes it at once
+    (4401 ``session revoked``), and every client message re-checks the session."""
+    cookie, csrf = await _cookie(server, "observer")
+    async with websockets.connect(f"ws://{server}/ws/events", additional_headers={"Cookie": cookie}) as ws:
+        assert json.loads(await ws.recv())["type"] == "hello"
+        await ws.send("ping")
+        assert json.loads(await asyncio.wait_for(ws.recv(), 2))["type"] == "pong"
+        async with httpx.AsyncClient(base_url=f"http://{server}") as c:
+            r = await c.post("/api/auth/logout", headers={"Cookie": cookie, "X-CSRF-Token": csrf})
+            assert r.status_code == 200
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as ei:
+            await asyncio.wait_for(ws.recv(), 2)
+        assert ei.value.rcvd is not None and ei.value.rcvd.code == 4401
+        assert ei.value.rcvd.reason == "session revoked"
+    # pings do not postpone the re-check (a revocation only the database knows: the row revoked
+    # behind this process's back, e.g. by an operator)
+    cookie, csrf = await _cookie(server, "observer")
+    async with websockets.connect(f"ws://{server}/ws/events", additional_headers={"Cookie": cookie}) as ws:
+        assert json.loads(await ws.recv())["type"] == "hello"
+        from sqlalchemy import update
+
+        from storage.common import utcnow
+        from storage.models import LoginSession
+
+        with services.db.session() as s:
+            s.execute(update(LoginSession).values(revoked_at=utcnow()))
+            s.commit()
+        t0 = asyncio.get_running_loop().time()
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as ei:
+            while True:
+                await ws.send("ping")
+                await asyncio.wait_for(ws.recv(), 3)
+                await asyncio.sleep(0.1)
+        assert ei.value.rcvd is not None and ei.value.rcvd.code == 4401
+        assert asyncio.get_running_loop().time() - t0 < 4
+
+
+@pytest.mark.security
+async def test_live_stream_ends_when_its_session_is_revoked(app: Any, services: Services) -> None:
+    """Finding 5 of #12: a live WebRTC stream was never re-checked, so it outlived logout; now
+    revoking the viewer's session (logout here) closes the stream at once (``live_view_end``)."""
+    from aiortc import RTCPeerConnection
+
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        async with client(app) as c:
+            await login(c, "supervisor")
+            r = await c.post(
+                "/api/live/site1/room1/cam1/offer",
+                json={"sdp": pc.localDescription.sdp, "type": "offer", "quality": "full"},
+            )
+            assert r.status_code == 200, r.text
+            live = app.state.dash.live
+            assert len(live.sessions) == 1
+            assert (await c.post("/api/auth/logout")).status_code == 200
+            assert len(live.sessions) == 0
+        ends = audit_rows(services, "live_view_end")
+        assert [a.actor for a in ends] == ["sup"]
+    finally:
+        await pc.close()
+
+
+@pytest.mark.security
+async def test_seeded_account_must_change_its_password_first(tmp_path: Path) -> None:
+    """Finding 11 of #12: seeded passwords (plain text in the secrets file) stayed valid for ever;
+    now a seeded account must choose a new password at its first login: every other route
+    answers 403 ``err.password_change_required`` until then.  The demo config opts out."""
+    from config.loader import load_config
+    from config.models import EvalwatchConfig
+    from testkit.dashboard import make_config
+
+    assert EvalwatchConfig().hub.force_password_change is True
+    assert load_config("config/default.yaml").hub.force_password_change is False  # make run's logins
+    services = make_services(tmp_path, cfg=make_config(force_password_change=True))
+    a = create_app(services)
+    async with a.router.lifespan_context(a):
+        await _must_change_flow(a, services)
+
+
+async def _must_change_flow(a: Any, services: Services) -> None:
+    async with client(a) as c:
+        r = await c.post("/api/auth/login", json={"username": "obs", "password": password_of("observer")})
+        assert r.status_code == 200 and r.json()["password_change_required"] is True
+        c.headers["X-CSRF-Token"] = r.json()["csrf"]
+        r = await c.get("/api/events")
+        assert r.status_code == 403 and r.json()["code"] == "err.password_change_required"
+        assert (await c.get("/", follow_redirects=False)).status_code == 303
+        me = await c.get("/api/auth/me")
+        assert me.status_code == 200 and me.json()["password_change_required"] is True
+        r = await c.post(
+            "/api/auth/password", json={"old_password": password_of("observer"), "new_password": "n" * 12}
+        )
+        assert r.status_code == 200
+        r = await c.post("/api/auth/login", json={"username": "obs", "password": "n" * 12})
+        assert r.status_code == 200 and r.json()["password_change_required"] is False
+        assert (await c.get("/api/events")).status_code == 200
+    # an admin's reset: the admin knows that password, so the user must choose again
+    from sqlalchemy import update
+
+    with services.db.session() as s:
+        s.execute(update(User).where(User.username == "admin").values(must_change_password=False))
+        s.commit()
+    async with client(a) as adm, client(a) as c:
+        await login(adm, "admin")
+        assert (await adm.patch("/api/users/obs", json={"password": "m" * 12})).status_code == 200
+        r = await c.post("/api/auth/login", json={"username": "obs", "password": "m" * 12})
+        assert r.status_code == 200 and r.json()["password_change_required"] is True
+
+
+@pytest.mark.security
+def test_sqlite_database_file_is_private(tmp_path: Path) -> None:
+    """Finding 11 of #12: the SQLite file (password hashes, audit log) was created 0644."""
+    import os
+    import stat
+
+    from storage.db import Database
+
+    old = os.umask(0o022)
+    try:
+        db = Database(f"sqlite:///{tmp_path / 'sub' / 'ew.db'}")
+        db.upgrade()
+        db.dispose()
+        exposed = tmp_path / "old.db"
+        exposed.write_bytes(b"")
+        exposed.chmod(0o644)
+        Database(f"sqlite:///{exposed}").dispose()
+    finally:
+        os.umask(old)
+    for f in [*(tmp_path / "sub").iterdir(), exposed]:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f"{f.name}: {oct(f.stat().st_mode)}"
+
+
+@pytest.mark.security
+async def test_config_view_shows_no_database_password(app: Any, services: Services) -> None:
+    """Finding 11 of #12: ``/api/config`` showed the PostgreSQL password inside
+    ``storage.database_url`` (and TURN credentials inside their URLs)."""
+    services.cfg.hub.turn_urls = ["turn://turnuser:turn-pass-77@turn.example:3478"]
+    services.cfg.storage.database_url = "postgresql+psycopg://ew:db-pass-4242@db.example:5432/ew"
+    async with client(app) as c:
+        await login(c, "admin")
+        r = await c.get("/api/config")
+        assert r.status_code == 200
+    text = r.text
+    assert "db-pass-4242" not in text and "turn-pass-77" not in text and "test-secret-key" not in text
+    assert "db.example" in r.json()["storage"]["database_url"]
+    assert r.json()["hub"]["turn_urls"] == ["turn://***@turn.example:3478"]
+
+
+@pytest.mark.security
+async def test_ingest_errors_keep_their_message_and_a_fitting_code(tmp_path: Path) -> None:
+    """Finding 10 of #12: behind the dashboard's error handlers the agents' ingest API must still
+    say what is wrong (its own message, not a generic "Invalid input."), with a code that fits the
+    status (a refused token is not ``err.invalid_input``)."""
+    from pydantic import SecretStr
+
+    from capture.ingest import make_router
+
+    class Rec:
+        def known(self, ref: Any) -> bool:
+            return True
+
+    services = make_services(tmp_path)
+    services.cfg.sites[0].agent_token = SecretStr("agent-token-site1-0123456789")
+    services.extra_routers = [make_router(Rec(), None, services.cfg)]  # type: ignore[arg-type]
+    a = create_app(services)
+    url = "/api/ingest/segments/site1/room1/cam1?start=2026-01-01T00:00:00Z&end=2026-01-01T00:00:10Z"
+    async with a.router.lifespan_context(a), client(a) as c:
+        r = await c.put(url, content=b"x")
+        assert r.status_code == 401 and r.json()["code"] == "err.not_logged_in"
+        assert "Authorization: Bearer" in r.json()["detail"]
+        good = {"Authorization": "Bearer agent-token-site1-0123456789"}
+        r = await c.put(url.replace("site1", "site2"), content=b"x", headers=good)
+        assert r.status_code == 403 and r.json()["code"] == "err.forbidden"
+        assert "belongs to site 'site1'" in r.json()["detail"]
+        r = await c.put(url.replace("2026-01-01T00:00:00Z", "yesterday"), content=b"x", headers=good)
+        assert r.status_code == 400 and "'start' is not an ISO 8601 time" in r.json()["detail"]
+        assert r.json()["specific"] is True
+
+
+@pytest.mark.security
+def test_many_failures_on_one_account_slow_it_down_but_never_lock_it() -> None:
+    """Finding 6 of #12: failures from many addresses on one username (a distributed guess, or
+    somebody trying to shut the admin out) only delay that username's answers; a fresh address
+    is never refused for it."""
+    from dashboard.security import ACCOUNT_DELAY_SECONDS, ACCOUNT_SLOW_AFTER, LoginThrottle
+
+    th = LoginThrottle()
+    for i in range(ACCOUNT_SLOW_AFTER + 30):
+        assert th.reserve(f"10.6.{i // 250}.{i % 250}", "admin") is not None
+    assert th.account_delay("admin") == ACCOUNT_DELAY_SECONDS
+    assert th.account_delay("someone-else") == 0
+    ticket = th.reserve("10.99.0.1", "admin")
+    assert ticket is not None  # the admin's own address gets in
+    th.success(ticket)

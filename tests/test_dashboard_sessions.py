@@ -42,7 +42,11 @@ async def _login(app: Any, role: str) -> httpx.AsyncClient:
 
 def _cfg(site: str, tmp_path: Path, s3: Any = None) -> EvalwatchConfig:
     raw = cfg_dict(site, tmp_path, s3)
-    raw["hub"] = {"secret_key": "test-secret-key-0123456789", "timezone": "Asia/Shanghai"}
+    raw["hub"] = {
+        "secret_key": "test-secret-key-0123456789",
+        "timezone": "Asia/Shanghai",
+        "force_password_change": False,
+    }
     raw["users"] = [{"username": u, "role": r, "password": password_of(r)} for r, u in ROLE_USERS.items()]
     # a third room whose seats have no layout (row/col): random assignment must refuse it
     raw["sites"][0]["rooms"].append(

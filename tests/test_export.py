@@ -406,3 +406,37 @@ async def test_verify_without_a_trusted_key_never_says_intact(
     # an unreadable trusted key is a usage error, not a pass
     assert verify_zip(str(path), ["--key", str(sealed.tmp / "nope.pem"), "--no-progress"]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.security
+@pytest.mark.parametrize(
+    "manifest_extra",
+    [
+        {"cameras": [42]},
+        {"cameras": [{"camera": "s/r/c", "head_seq": "x"}]},
+        {"cameras": [{"camera": "no-slashes", "head_seq": 1}]},
+        {"cameras": [], "session": "S1"},
+        {"cameras": [], "files": ["a.txt"]},
+    ],
+)
+def test_malformed_manifest_is_a_clear_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], manifest_extra: dict[str, Any]
+) -> None:
+    """Finding 10 of #12: ``evalwatch verify FILE.zip`` on a manifest of the right format but
+    the wrong shape raised AttributeError (a traceback); now it prints PROBLEM naming the field
+    and exits 1."""
+    from sessions.evidence_format import FORMAT, SEAL_KEY_FILE
+
+    key = HubKey.generate()
+    pem = tmp_path / "hub.pem"
+    pem.write_text(key.public_pem())
+    z = tmp_path / "bad.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("manifest.json", json.dumps({"format": FORMAT, **manifest_extra}))
+        zf.writestr("manifest.sig", "00")
+        zf.writestr(SEAL_KEY_FILE, key.public_pem())
+        zf.writestr("seal.json", json.dumps({"heads": []}))
+    assert verify_zip(str(z), ["--key", str(pem), "--no-progress"]) == 1
+    out = capsys.readouterr()
+    assert "PROBLEM altered" in out.out and "manifest.json is malformed" in out.out, out
+    assert "Traceback" not in out.out + out.err

@@ -316,7 +316,7 @@ async def test_legal_hold_api(unique_site: str, tmp_path: Path) -> None:
     from testkit.dashboard import ROLE_USERS, password_of
 
     raw = cfg_dict(unique_site, tmp_path)
-    raw["hub"] = {"secret_key": "test-secret-key-0123456789"}
+    raw["hub"] = {"secret_key": "test-secret-key-0123456789", "force_password_change": False}
     raw["users"] = [{"username": u, "role": r, "password": password_of(r)} for r, u in ROLE_USERS.items()]
     cfg = EvalwatchConfig.model_validate(raw)
     db = Database(cfg.storage.database_url)

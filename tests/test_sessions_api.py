@@ -32,7 +32,7 @@ async def test_sessions_api(object_store, s3_server, unique_site: str, tmp_path:
 
     site = unique_site
     raw = cfg_dict(site, tmp_path, s3_server.cfg)
-    raw["hub"] = {"secret_key": "test-secret-key-0123456789"}
+    raw["hub"] = {"secret_key": "test-secret-key-0123456789", "force_password_change": False}
     raw["users"] = [{"username": u, "role": r, "password": password_of(r)} for r, u in ROLE_USERS.items()]
     cfg = EvalwatchConfig.model_validate(raw)
     db = Database(cfg.storage.database_url)

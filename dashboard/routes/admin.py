@@ -18,6 +18,7 @@ from dashboard.deps import State
 from dashboard.errors import ApiError
 from dashboard.policy import Principal, allow, client_ip
 from dashboard.security import hash_password_async, validate_new_password
+from storage.db import masked
 from storage.models import AuditLog, User
 
 router = APIRouter(tags=["admin"])
@@ -61,7 +62,9 @@ async def create_user(
     st: State,
     body: UserIn, request: Request, me: Annotated[Principal, Depends(allow("admin"))]
 ) -> UserOut:
-    """Create a user (409 ``err.user_exists``; 422 for a weak password)."""
+    """Create a user (409 ``err.user_exists``; 422 for a weak password).  With
+    ``hub.force_password_change`` the user must choose their own password at first login (the
+    admin knows this one)."""
     problem = validate_new_password(body.password)
     if problem:
         raise ApiError(422, problem)
@@ -77,6 +80,7 @@ async def create_user(
             password_hash=pw,
             active=True,
             failed_logins=0,
+            must_change_password=st.cfg.hub.force_password_change,
         )
         s.add(u)
         audit.add(
@@ -128,6 +132,9 @@ async def update_user(
             changed.append("active")
         if pw is not None:
             u.password_hash = pw
+            # the admin knows it: the user chooses their own at next login (an admin resetting
+            # their own password has just chosen it)
+            u.must_change_password = st.cfg.hub.force_password_change and u.id != me.user_id
             changed.append("password")
         if body.unlock:
             u.failed_logins, u.locked_until = 0, None
@@ -147,7 +154,11 @@ async def update_user(
     out = await run_db(st.db, update)
     if out is None:
         raise ApiError(404, "err.user_not_found")
+    if body.unlock:
+        st.throttle.clear_account(username)
     st.users.invalidate(out[1])
+    if body.password is not None or body.active is False:  # their open sessions end now
+        await st.logins.revoke_user(out[1])
     return out[0]
 
 
@@ -195,9 +206,26 @@ async def audit_log(
 async def config_view(
     st: State, request: Request, me: Annotated[Principal, Depends(allow("admin"))]
 ) -> dict[str, Any]:
-    """The running configuration with every secret (keys, tokens, passwords) masked."""
+    """The running configuration with every secret (keys, tokens, passwords) masked — also the
+    ones inside plain strings: the database URL's password, credentials in TURN/STUN URLs
+    (finding 11 of #12)."""
     cfg = st.cfg
     data = cfg.model_dump(mode="json")  # SecretStr dumps as '**********'
     for u in data.get("users", []):
         u.pop("password", None)
+    storage = data.get("storage", {})
+    if isinstance(storage.get("database_url"), str):
+        storage["database_url"] = masked(storage["database_url"])
+    hub = data.get("hub", {})
+    for k in ("stun_urls", "turn_urls"):
+        hub[k] = [_mask_userinfo(u) for u in hub.get(k) or []]
     return data
+
+
+def _mask_userinfo(url: str) -> str:
+    """``turn://user:pass@host`` → ``turn://***@host`` (and ``turn:user:pass@host`` alike)."""
+    head, at, rest = url.rpartition("@")
+    if not at:
+        return url
+    scheme, sep, _ = head.partition("://") if "://" in head else head.partition(":")
+    return f"{scheme}{sep}***@{rest}"

@@ -3,7 +3,7 @@
 * ``POST /api/sites/{site}/enroll-codes`` (admin) — a one-time code, shown once (audit
   ``enroll_code_issue``);
 * ``POST /api/agent/enroll`` (anyone: the code is the credential) — the code for the site's new
-  agent credential; throttled per address like the login (``dashboard.security.IpThrottle``);
+  agent credential; throttled per address like the login (``dashboard.security.LoginThrottle``);
   audit ``enroll_code_use`` or ``enroll_code_refused`` (reason: unknown, malformed, used,
   expired, site_gone, throttled);
 * ``GET /api/agents`` (admin) — the agents' latest heartbeats with their flags, and the
@@ -56,6 +56,10 @@ REFUSALS: dict[str, tuple[int, str]] = {
     "site_gone": (410, "err.unknown_site"),
 }
 
+#: The throttle's "account" for enrolments: failures count per address (and per address and this
+#: pseudo-account), a good enrolment refunds only its own attempt.
+ENROLL_ACCOUNT = "<agent-enrolment>"
+
 
 def _known_site(st: State, site: str) -> None:
     if site not in {s.id for s in st.cfg.sites}:
@@ -105,7 +109,8 @@ async def enroll(st: State, body: EnrollCreate, request: Request) -> EnrollPubli
     410 expired, 429 too many failures from this address)."""
     ip = client_ip(request) or "?"
     host = (body.host or "")[:128] or None
-    if not st.enroll_throttle.reserve(ip):
+    ticket = st.enroll_throttle.reserve(ip, ENROLL_ACCOUNT)
+    if ticket is None:
         await audit.record(
             st.db, "agent:?", "enroll_code_refused", ip=ip, details={"reason": "throttled", "host": host}
         )
@@ -140,7 +145,7 @@ async def enroll(st: State, body: EnrollCreate, request: Request) -> EnrollPubli
         )
         status, code = REFUSALS[out.reason]
         raise ApiError(status, code)
-    st.enroll_throttle.success(ip)
+    st.enroll_throttle.success(ticket)
     log.info("agent enrolled site=%s credential=%s ip=%s host=%s", out.site, out.credential_id, ip, host)
     return EnrollPublic(
         site=out.site,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from dashboard import audit
@@ -14,15 +15,13 @@ from dashboard.dbutil import run_db
 from dashboard.defs import Ok
 from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
-from dashboard.policy import ANY_USER, PUBLIC, Principal, allow, client_ip, same_origin
+from dashboard.policy import ANY_USER, PUBLIC, Principal, allow_pending, client_ip, same_origin
 from dashboard.security import (
     SESSION_COOKIE,
     hash_password_async,
-    lock_duration,
     validate_new_password,
     verify_password_async,
 )
-from storage.common import utcnow
 from storage.models import User
 
 router = APIRouter(tags=["auth"])
@@ -40,6 +39,9 @@ class MeOut(BaseModel):
     csrf: str
     #: ``hub.timezone``: the UI shows every time in the hub's zone, not the browser's.
     timezone: str = "Asia/Shanghai"
+    #: A seeded account must choose a new password (``POST /api/auth/password``) before any other
+    #: route answers it (403 ``err.password_change_required``).
+    password_change_required: bool = False
 
 
 class PasswordIn(BaseModel):
@@ -51,56 +53,48 @@ class PasswordIn(BaseModel):
 async def login(st: State, body: LoginIn, request: Request, response: Response) -> MeOut:
     """Check the password; on success set the session cookie and return the user and CSRF token.
 
-    401 ``err.bad_credentials`` for a wrong/unknown user or password (same message for both),
-    429 ``err.locked`` while the account is locked, 429 ``err.too_many_attempts`` while the client
-    address is throttled.  Every attempt is audit-logged (``login`` / ``login_failed``).
+    401 ``err.bad_credentials`` for a wrong/unknown user or password (same message and timing for
+    both), 429 ``err.too_many_attempts`` while this address, or this address for this username,
+    is throttled (``dashboard.security.LoginThrottle``: keyed by the username as typed, so it
+    tells nothing about whether the account exists; no account is ever locked by others'
+    failures).  Every attempt is audit-logged (``login`` / ``login_failed``).
     """
     ip = client_ip(request) or "?"
     if not same_origin(request):
         raise ApiError(403, "err.bad_origin")
-    # Charge the address before anything expensive: once it is at its limit, further attempts
-    # (however concurrent) are refused here without an argon2 verification.
-    if not st.throttle.reserve(ip):
-        await audit.record(st.db, body.username, "login_failed", ip=ip, details={"reason": "ip_throttled"})
+    # Charge the address and the (address, account) pair before anything expensive: once either
+    # is at its limit, further attempts (however concurrent) are refused here without argon2.
+    ticket = st.throttle.reserve(ip, body.username)
+    if ticket is None:
+        await audit.record(st.db, body.username, "login_failed", ip=ip, details={"reason": "throttled"})
         raise ApiError(429, "err.too_many_attempts")
+    delay = st.throttle.account_delay(body.username)
 
-    now = utcnow()
-
-    def charge(s: Session) -> tuple[int, str, bool, bool, str] | None:
-        """Charge the account one attempt up front (atomically, so concurrent attempts see each
-        other): (id, hash, active, locked, lock note), or None for an unknown user."""
-        charged = s.execute(
-            update(User)
-            .where(
-                User.username == body.username,
-                or_(User.locked_until.is_(None), User.locked_until <= now),
-            )
-            .values(failed_logins=func.coalesce(User.failed_logins, 0) + 1)
-            .execution_options(synchronize_session=False)
-        )
+    def lookup(s: Session) -> tuple[int, str, bool, bool] | None:
         u = s.scalars(select(User).where(User.username == body.username)).first()
         if u is None:
             return None
-        if not getattr(charged, "rowcount", 0):
-            return u.id, u.password_hash, bool(u.active), True, ""
-        note = ""
-        dur = lock_duration(u.failed_logins or 0)
-        if dur is not None:
-            # Counted as failed until proven otherwise; a good password lifts it again below.
-            u.locked_until = now + dur
-            note = f";locked {int(dur.total_seconds())}s"
-        return u.id, u.password_hash, bool(u.active), False, note
+        return u.id, u.password_hash, bool(u.active), bool(u.must_change_password)
 
-    row = await run_db(st.db, charge)
-    if row is not None and row[3]:
-        await audit.record(st.db, body.username, "login_failed", ip=ip, details={"reason": "locked"})
-        raise ApiError(429, "err.locked")
+    row = await run_db(st.db, lookup)
+    # An unknown user is verified against a dummy hash: same work, same time.
     ok = await verify_password_async(row[1] if row else None, body.password) and row is not None and row[2]
+    if delay:
+        await asyncio.sleep(delay)
     if not ok:
         reason = "unknown_user" if row is None else ("inactive" if not row[2] else "bad_password")
-        if row is not None:
-            reason += row[4]
-        await audit.record(st.db, body.username, "login_failed", ip=ip, details={"reason": reason})
+
+        def failed(s: Session) -> None:
+            if row is not None:  # informational (the users list shows it); never locks
+                s.execute(
+                    update(User)
+                    .where(User.id == row[0])
+                    .values(failed_logins=func.coalesce(User.failed_logins, 0) + 1)
+                    .execution_options(synchronize_session=False)
+                )
+            audit.add(s, body.username, "login_failed", ip=ip, details={"reason": reason})
+
+        await run_db(st.db, failed)
         raise ApiError(401, "err.bad_credentials")
 
     assert row is not None
@@ -114,8 +108,9 @@ async def login(st: State, body: LoginIn, request: Request, response: Response) 
         return u.role, u.display_name, u.password_hash
 
     role, display, pw_hash = await run_db(st.db, succeed)
-    st.throttle.success(ip)
+    st.throttle.success(ticket)
     token, sess = st.codec.issue(row[0], pw_hash)
+    await st.logins.create(sess.key, row[0], ip, st.codec.max_age)
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -126,7 +121,8 @@ async def login(st: State, body: LoginIn, request: Request, response: Response) 
         path="/",
     )
     return MeOut(
-        username=body.username, role=role, display_name=display, csrf=sess.csrf, timezone=st.cfg.hub.timezone
+        username=body.username, role=role, display_name=display, csrf=sess.csrf, timezone=st.cfg.hub.timezone,
+        password_change_required=row[3],
     )
 
 
@@ -134,9 +130,11 @@ async def login(st: State, body: LoginIn, request: Request, response: Response) 
 async def logout(
     auditor: Audit,
     st: State,
-    response: Response, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+    response: Response, me: Annotated[Principal, Depends(allow_pending(*ANY_USER))]
 ) -> dict[str, bool]:
-    """Clear the session cookie (audit ``logout``)."""
+    """End the session on the server (its cookie is refused from now on, its WebSocket and live
+    streams are closed) and clear the cookie (audit ``logout``)."""
+    await st.logins.revoke(me.session)
     await auditor("logout")
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=st.secure_cookies
@@ -145,7 +143,9 @@ async def logout(
 
 
 @router.get("/api/auth/me", response_model=MeOut)
-async def me(st: State, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]) -> MeOut:
+async def me(
+    st: State, request: Request, me: Annotated[Principal, Depends(allow_pending(*ANY_USER))]
+) -> MeOut:
     """The logged-in user, the CSRF token to send as ``X-CSRF-Token`` on state changes and the
     hub's time zone (the UI displays times in it)."""
     return MeOut(
@@ -154,20 +154,30 @@ async def me(st: State, request: Request, me: Annotated[Principal, Depends(allow
         display_name=me.display_name,
         csrf=me.csrf,
         timezone=st.cfg.hub.timezone,
+        password_change_required=me.must_change,
     )
 
 
 @router.post("/api/auth/password", response_model=Ok)
 async def change_password(
     st: State,
-    body: PasswordIn, request: Request, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+    body: PasswordIn, request: Request, me: Annotated[Principal, Depends(allow_pending(*ANY_USER))]
 ) -> dict[str, bool]:
-    """Change one's own password (old one required); every existing session is revoked."""
+    """Change one's own password (old one required; throttled); every existing session of the user
+    is revoked (log in again with the new one).  Clears ``password_change_required``."""
     problem = validate_new_password(body.new_password)
     if problem:
         raise ApiError(422, problem)
 
     ip = client_ip(request)
+    # Throttled like a login (finding 6 of #12), keyed by the account whatever the address: a
+    # stolen cookie cannot guess the current password at leisure.
+    ticket = st.throttle.reserve(f"password-change:{me.user_id}", "password-change")
+    if ticket is None:
+        await audit.record(
+            st.db, me.username, "password_change_failed", role=me.role, ip=ip, details={"reason": "throttled"}
+        )
+        raise ApiError(429, "err.too_many_attempts")
 
     def current(s: Session) -> str | None:
         u = s.get(User, me.user_id)
@@ -189,10 +199,13 @@ async def change_password(
             failed(s)
             return False
         u.password_hash = new_hash
+        u.must_change_password = False
         audit.add(s, me.username, "password_change", role=me.role, ip=ip)
         return True
 
     if not await run_db(st.db, change):
         raise ApiError(401, "err.bad_credentials")
+    st.throttle.success(ticket)
     st.users.invalidate(me.user_id)
+    await st.logins.revoke_user(me.user_id)
     return {"ok": True}

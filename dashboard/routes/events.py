@@ -192,7 +192,9 @@ async def ws_events(
 
     Authenticated by the session cookie (same origin only); closes with 4401 (anonymous) or 4403
     (role / origin).  ``{"type": "resync"}`` tells the client it missed messages.  The client may
-    send ``"ping"`` and gets ``{"type": "pong"}``.
+    send ``"ping"`` and gets ``{"type": "pong"}``.  The session is re-checked on every client
+    message and every ``REAUTH_SECONDS`` whatever the traffic; a revoked session (logout,
+    password change, deactivation) closes the socket at once with 4401 ``session revoked``.
     """
     if isinstance(me, WsRefusal):
         # accept first so the browser sees the close code (a refused handshake is just "1006")
@@ -205,34 +207,58 @@ async def ws_events(
     if me.role == "observer":
         await audit.record(st.db, me.username, "alerts_watch", role=me.role, ip=client_ip(websocket))
 
+    revoked = asyncio.Event()
+    stop_watch = st.logins.watch(me.session, me.user_id, revoked.set)
+
     async def reader() -> None:
         while True:
             msg = await websocket.receive_text()
+            # Every client message re-checks the session (finding 5 of #12: the UI's pings
+            # must not keep a revoked session's socket open).
+            if await authenticate(websocket) is None:
+                revoked.set()
+                return
             if msg == "ping":
                 client.offer({"type": "pong"})
 
+    loop = asyncio.get_running_loop()
     rtask = asyncio.create_task(reader())
+    revtask = asyncio.create_task(revoked.wait())
     try:
         await websocket.send_json({"type": "hello", "user": me.username})
+        next_check = loop.time() + REAUTH_SECONDS
         while True:
             get = asyncio.create_task(client.queue.get())
             done, _ = await asyncio.wait(
-                {get, rtask}, timeout=REAUTH_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                {get, rtask, revtask},
+                timeout=max(0.0, next_check - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
             )
+            if revtask in done or revoked.is_set():
+                get.cancel()
+                await websocket.close(code=4401, reason="session revoked")
+                break
             if rtask in done:
                 get.cancel()
                 break
-            if not done:  # idle: re-check the session (deactivated user, changed password)
-                get.cancel()
+            if loop.time() >= next_check:
+                # Periodic re-check whatever the traffic (deactivated user, changed password,
+                # session revoked by another process): at most REAUTH_SECONDS apart.
+                next_check = loop.time() + REAUTH_SECONDS
                 if await authenticate(websocket) is None:
-                    await websocket.close(code=4401, reason="session ended")
+                    get.cancel()
+                    await websocket.close(code=4401, reason="session revoked")
                     break
-                continue
-            await websocket.send_json(get.result())
+            if get in done:
+                await websocket.send_json(get.result())
+            else:
+                get.cancel()
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
+        stop_watch()
         rtask.cancel()
+        revtask.cancel()
         with contextlib.suppress(BaseException):
             await rtask
         st.alerts.disconnect(client)

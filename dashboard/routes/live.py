@@ -230,10 +230,13 @@ async def live_offer(
     target = CameraId(site, room, camera).path
     st.metrics.live_viewers.inc()  # decremented by on_live_end (or below on failure)
     try:
-        answer = await st.live.answer(body.sdp, body.type, track, me.username, target)
+        answer, sess = await st.live.answer(body.sdp, body.type, track, me.username, target, me.session)
     except ValueError as e:
         st.metrics.live_viewers.dec()
         raise ApiError(422, "err.bad_sdp") from e
+    # Revoking the viewer's login (logout, password change, deactivation) ends the stream at once
+    # (finding 5 of #12); grid pictures are re-authenticated on every request anyway.
+    sess.unwatch = st.logins.watch(me.session, me.user_id, lambda: st.live.close_login(me.session))
     await auditor(
         "live_view",
         target=target,

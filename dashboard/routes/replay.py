@@ -172,13 +172,23 @@ async def _verify(
     except Exception as e:
         st.metrics.s3_errors.labels(op="verify").inc()
         raise ApiError(502, "err.storage_unavailable") from e
-    return {
+    out = {
         "ok": bool(res.ok),
         "segments": res.segments_checked,
         "links": res.links_checked,
         "problem": res.problem,
         "message": res.message,
     }
+    if res.ok:
+        # A segment overlapping a closed session's sealed window but not in its seal was added
+        # after the fact (finding 4 of #12): the chain alone cannot tell, the seal can.
+        from sessions.sealed import added_after_seal
+
+        late = await run_db(st.db, lambda s: added_after_seal(s, site, room, camera, start, end))
+        if late:
+            out.update(ok=False, problem="inserted", message=late[0] + (
+                f" (and {len(late) - 1} more)" if len(late) > 1 else ""))
+    return out
 
 
 @router.get("/api/replay/{site}/{room}/{camera}/verify", response_model=ChainCheck)
@@ -235,7 +245,7 @@ async def export_evidence(
     except NoFootage as e:
         raise ApiError(422, "err.no_footage", str(e)) from None
     except SealNotTrusted as e:
-        raise ApiError(409, "err.invalid_input", str(e)) from None
+        raise ApiError(409, "err.conflict", str(e)) from None
     except EvidenceError as e:
         raise ApiError(502, "err.storage_unavailable", str(e)) from None
     except OSError as e:
