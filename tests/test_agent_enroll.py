@@ -450,14 +450,14 @@ async def test_enrolment_is_throttled_per_address(tmp_path: Path) -> None:
     """Failed enrolments are counted per address like logins: past the limit even a valid code is
     refused (429, audited ``throttled``) without being used."""
     from dashboard.app import create_app
-    from dashboard.security import IpThrottle
+    from dashboard.security import LoginThrottle
     from storage import agents
     from storage.models import AuditLog
     from testkit.dashboard import make_services
 
     services = make_services(tmp_path)
     app = create_app(services)
-    app.state.dash.enroll_throttle = IpThrottle(max_failures=3, window=300)
+    app.state.dash.enroll_throttle = LoginThrottle(max_failures=3, window=300)
     with services.db.session() as s, s.begin():
         good = agents.issue_code(s, "site1", "adm", timedelta(hours=1))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as c:
