@@ -15,8 +15,9 @@ length of the union of segment intervals clipped to the window, so overlaps neve
 tolerance (segment boundaries jitter by a few ms); shorter ones still lower the percentage.
 
 The HTML is self-contained (snapshots inline as data URIs, template
-``sessions/templates/report.html.j2``); the PDF is built with ReportLab using the CID font
-``STSong-Light`` (no font file needed).
+``sessions/templates/report.html.j2``); the PDF is built with ReportLab and embeds a subset of
+the TrueType font WenQuanYi Micro Hei shipped in ``sessions/fonts/`` (see its PROVENANCE.md),
+so it renders the same on a machine without CJK fonts (:func:`report_font`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import base64
 import html
 import io
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -47,6 +49,13 @@ from storage.models import Segment
 from storage.objects import ObjectMissing, StorageError
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+FONTS = Path(__file__).resolve().parent / "fonts"
+#: Where the report font is looked for, in order: the copy shipped with evalwatch, then the
+#: Debian package ``fonts-wqy-microhei``.  Face 0 of the collection is "WenQuanYi Micro Hei".
+FONT_FILES = (FONTS / "wqy-microhei.ttc", Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"))
+FONT_NAME = "WenQuanYiMicroHei"
+FALLBACK_FONT = "STSong-Light"
+log = logging.getLogger("evalwatch.report")
 GAP_TOLERANCE_S = 0.5
 LANGS = ("zh", "en")
 
@@ -247,19 +256,44 @@ def render_html(r: ReportData, lang: str = "zh") -> str:
     return env.get_template("report.html.j2").render(r=r, t=strings(lang), lang=lang)
 
 
+def report_font() -> str:
+    """Register the PDF font and return its ReportLab name.
+
+    The TrueType collection in ``FONT_FILES`` (glyf outlines: ReportLab embeds a subset of the
+    glyphs used, so Chinese renders on any machine).  Without it, the CID font ``STSong-Light``,
+    which PDF viewers must supply themselves (``pdffonts``: ``emb no``) — logged as a warning.
+    """
+    from reportlab.pdfbase import pdfmetrics
+
+    registered = pdfmetrics.getRegisteredFontNames()
+    if FONT_NAME in registered:
+        return FONT_NAME
+    for path in FONT_FILES:
+        if path.is_file():
+            from reportlab.pdfbase.ttfonts import TTFont
+
+            pdfmetrics.registerFont(TTFont(FONT_NAME, str(path), subfontIndex=0))
+            return FONT_NAME
+    log.warning(
+        "report font %s not found (%s); the PDF uses the non-embedded CID font %s: install the "
+        "Debian package fonts-wqy-microhei", FONT_NAME, ", ".join(map(str, FONT_FILES)), FALLBACK_FONT,
+    )
+    if FALLBACK_FONT not in registered:
+        from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+
+        pdfmetrics.registerFont(UnicodeCIDFont(FALLBACK_FONT))
+    return FALLBACK_FONT
+
+
 def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
-    """The report as a PDF (ReportLab, CID font STSong-Light for Chinese)."""
+    """The report as a PDF (ReportLab; the font's used glyphs embedded, :func:`report_font`)."""
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
     from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-    font = "STSong-Light"
-    if font not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(UnicodeCIDFont(font))
+    font = report_font()
     t = strings(lang)
     body = ParagraphStyle("body", fontName=font, fontSize=9, leading=12, wordWrap="CJK")
     small = ParagraphStyle("small", parent=body, fontSize=7, leading=9)
