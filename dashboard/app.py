@@ -28,10 +28,11 @@ from dashboard.alerts import AlertHub
 from dashboard.dbutil import run_db
 from dashboard.defs import Health, media
 from dashboard.errors import ApiError, error_body, install_error_handlers
+from dashboard.experts import ExpertTagger
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics
 from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principal, allow, page
-from dashboard.routes import admin, auth, events, live, replay, seating, sessions
+from dashboard.routes import admin, auth, events, experts, live, replay, seating, sessions
 from dashboard.security import SessionCodec
 from dashboard.state import DashState
 from dashboard.users import UserCache, seed_users
@@ -117,6 +118,7 @@ def create_app(services: Any) -> FastAPI:
         secure_cookies=cfg.hub.url.startswith("https://"),
     )
     state_holder["st"] = st
+    st.alerts.enrich = ExpertTagger(services.db)
     metrics.attach(st)
 
     @asynccontextmanager
@@ -174,7 +176,7 @@ def create_app(services: Any) -> FastAPI:
         return response
 
     for r in (auth.router, events.router, live.router, replay.router, admin.router, seating.router,
-              sessions.router):
+              sessions.router, experts.router):
         app.include_router(r)
     app.include_router(_misc_router(st))
     for extra in getattr(services, "extra_routers", None) or []:

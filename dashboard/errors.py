@@ -48,6 +48,14 @@ MESSAGES: dict[str, str] = {
     "err.body_too_large": "Request body too large.",
     "err.seating_infeasible": "The experts cannot be seated in these rooms.",
     "err.no_footage": "No archived footage in this range.",
+    # experts and credit records (dashboard/routes/experts.py)
+    "err.expert_not_found": "No such expert.",
+    "err.expert_exists": "An expert with this code already exists.",
+    "err.import_file": "The file cannot be imported.",
+    "err.credit_not_found": "No such credit record.",
+    "err.credit_category": "Choose a category from the list.",
+    "err.credit_appeal": "This appeal step is not possible now.",
+    "err.credit_unchanged": "Nothing to change.",
 }
 
 

@@ -74,6 +74,19 @@ EXPECTED: dict[str, set[str]] = {
     "GET /api/sessions/{session_id}/export": {"admin", "auditor"},
     # random seat assignment for the session form (dashboard.routes.seating)
     "POST /api/seats/assign": {"admin", "supervisor"},
+    # expert register and credit records (dashboard.routes.experts, docs/credit.md)
+    "GET /api/experts": set(ROLES),
+    "POST /api/experts": {"admin"},
+    "POST /api/experts/import": {"admin"},
+    "GET /api/experts/{code}": set(ROLES),
+    "PATCH /api/experts/{code}": {"admin"},
+    "POST /api/events/{event_id}/credit": {"admin", "supervisor"},
+    "GET /api/credit": set(ROLES),
+    "GET /api/credit/categories": set(ROLES),
+    "GET /api/credit/export": set(ROLES),
+    "GET /api/credit/feed": {"admin", "supervisor", "auditor"},
+    "GET /api/credit/{record_id}": set(ROLES),
+    "POST /api/credit/{record_id}/revise": {"admin", "supervisor"},
 }
 
 PARAMS = {
@@ -85,6 +98,8 @@ PARAMS = {
     "username": "obs",
     "lang": "en",
     "session_id": "1",
+    "code": "E0001",
+    "record_id": "1",
 }
 QUERY = {"start": "2025-01-01T00:00:00Z", "end": "2025-01-01T00:01:00Z"}
 BODIES: dict[str, Any] = {
