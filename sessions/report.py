@@ -39,6 +39,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.models import EvalwatchConfig
+from sessions.credit import CreditRecordOut, records
 from sessions.export import session_events
 from sessions.lifecycle import SessionInfo, get_session, seal_key, verify_seal
 from sessions.signing import hub_trusted_pems
@@ -136,6 +137,8 @@ class ReportData:
     events: list[dict[str, Any]]
     seal_problems: list[str] = field(default_factory=list)
     seal_public_pem: str | None = None  # the trusted key (key file) that sealed it
+    #: Confirmed violations of the session (credit records, experts by code; docs/credit.md).
+    violations: list[CreditRecordOut] = field(default_factory=list)
 
     def local(self, t: datetime | str | None) -> str:
         if t is None:
@@ -157,7 +160,9 @@ async def build_report(
     trusted = await asyncio.to_thread(hub_trusted_pems, cfg.storage.data_dir)
     start, end = info.window(now)
 
-    def q(s: Session) -> tuple[dict[str, list[tuple[datetime, datetime]]], list[dict[str, Any]]]:
+    def q(
+        s: Session,
+    ) -> tuple[dict[str, list[tuple[datetime, datetime]]], list[dict[str, Any]], list[CreditRecordOut]]:
         segs: dict[str, list[tuple[datetime, datetime]]] = {}
         for c in info.cameras:
             rows = s.execute(
@@ -167,9 +172,16 @@ async def build_report(
                 .order_by(Segment.start)
             ).all()
             segs[c.path] = [(a, b) for a, b in rows]
-        return segs, [ExportedEvent.dump(e) for e in session_events(s, info, start, end)]
+        evs = [ExportedEvent.dump(e) for e in session_events(s, info, start, end)]
+        ids = [int(e["id"]) for e in evs]
+        viol = [
+            r
+            for r in records(s, decision="violation", names=False, history=False)
+            if r.session_id == info.id or r.event_id in ids
+        ]
+        return segs, evs, viol
 
-    segs, events = await db.run(q)
+    segs, events, violations = await db.run(q)
     covs: list[Coverage] = []
     for c in info.cameras:
         archived, gaps = coverage(segs[c.path], start, end)
@@ -241,6 +253,7 @@ async def build_report(
         events=events,
         seal_problems=verify_seal(info, trusted) if info.status == "closed" else [],
         seal_public_pem=seal_key(info, trusted) if info.status == "closed" else None,
+        violations=violations,
     )
 
 
@@ -309,6 +322,7 @@ def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
         tb.setStyle(
             TableStyle(
                 [
+                    ("FONTNAME", (0, 0), (-1, -1), font),  # the cell font, else Helvetica
                     ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
                     ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
                     ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -342,9 +356,9 @@ def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
                 f"{t['cameras']}: {', '.join(room['cameras'])}"
             )
         )
-        rows: list[list[Any]] = [[t["seat"], t["expert"], t["bid"]]]
-        rows += [[x.seat, x.expert, x.bid] for x in room["seats"]]
-        story += [table(rows, [30 * mm, 60 * mm, 40 * mm]), Spacer(1, 4)]
+        rows: list[list[Any]] = [[t["seat"], t["expert_code"], t["expert"], t["bid"]]]
+        rows += [[x.seat, x.expert_code or "-", x.expert, x.bid] for x in room["seats"]]
+        story += [table(rows, [25 * mm, 35 * mm, 60 * mm, 40 * mm]), Spacer(1, 4)]
     story.append(P(t["coverage"], h2))
     rows = [[t["camera"], t["expected"], t["archived"], t["percent"], t["segments"]]]
     for c in r.coverage:
@@ -393,8 +407,28 @@ def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
             except Exception:  # an undecodable snapshot must not break the report
                 snap = P(t["no_snapshot"], small)
         outer = Table([[left, snap]], colWidths=[92 * mm, 80 * mm])
-        outer.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        outer.setStyle(
+            TableStyle([("FONTNAME", (0, 0), (-1, -1), font), ("VALIGN", (0, 0), (-1, -1), "TOP")])
+        )
         story += [outer, Spacer(1, 6)]
+    story.append(P(t["violations"], h2))
+    if not r.violations:
+        story.append(P(t["no_violations"]))
+    else:
+        rows = [[t["time"], t["expert_code"], t["seat"], t["rule"], t["category"], t["note"], t["appeal"]]]
+        for v in r.violations:
+            rows.append(
+                [
+                    r.local(v.occurred_at),
+                    v.expert_code or "-",
+                    f"{v.site}/{v.room}/{v.seat or '-'}",
+                    t.get("rule_" + v.rule, v.rule),
+                    v.category or "",
+                    " ".join(x for x in (v.note, v.statement) if x),
+                    t.get("appeal_" + (v.appeal or ""), "-"),
+                ]
+            )
+        story.append(table(rows, [30 * mm, 22 * mm, 30 * mm, 20 * mm, 22 * mm, 36 * mm, 18 * mm]))
     story.append(P(t["chain"], h2))
     rows = [[t["camera"], t["result"], t["sealed_head"], t["head_match"]]]
     for c in r.coverage:
@@ -445,6 +479,7 @@ def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
         bottomMargin=18 * mm,
         title=f"{t['title']} {s.code}",
         author="evalwatch",
+        initialFontName=font,  # else every page starts in the (not embedded) Helvetica
     )
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return buf.getvalue()
