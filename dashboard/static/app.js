@@ -10,8 +10,9 @@ import { replay } from "./replay.js";
 import { users } from "./users.js";
 import { auditView } from "./audit.js";
 import { sessionsView } from "./sessions.js";
+import { expertsView } from "./experts.js";
 
-const views = ["wall", "alerts", "sessions", "replay", "users", "audit"];
+const views = ["wall", "alerts", "sessions", "experts", "replay", "users", "audit"];
 function show(view, arg) {
   const allowed = [...document.querySelectorAll("#nav button")].filter((b) => !b.hidden).map((b) => b.dataset.view);
   if (!allowed.includes(view)) view = allowed[0];
@@ -22,6 +23,7 @@ function show(view, arg) {
   if (view === "alerts") alerts.load();
   if (view === "replay") replay.open(arg);
   if (view === "sessions") sessionsView.open(arg);
+  if (view === "experts") expertsView.open(arg);
   if (view === "users") users.load();
   if (view === "audit") auditView.load();
 }
@@ -42,6 +44,7 @@ document.addEventListener("i18n-changed", () => {
   alerts.render();
   replay.relabel();
   sessionsView.relabel();
+  if (current === "experts") expertsView.relabel();
   if (current === "users") users.load();
   if (current === "audit") auditView.load();
 });
