@@ -491,3 +491,120 @@ def test_report_pdf_embeds_its_font_and_lists_violations(tmp_path: Path) -> None
     head, _rule, *lines = out.splitlines()
     col = head.index("emb")  # the "emb" column of every font row must say yes
     assert len(lines) == len(set(fonts)) and all(line[col : col + 3] == "yes" for line in lines), out
+
+
+# ---------------------------------------------------------------------------------- browser
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium not installed")
+async def test_experts_page_in_chromium(tmp_path: Path, services: Services) -> None:
+    """Admin imports a CSV on the page; a supervisor confirms an alert from the alert list; the
+    expert page shows the record; an observer's page shows codes, not names."""
+    import socket
+    import tempfile
+
+    import uvicorn
+    from playwright.async_api import async_playwright
+
+    from testkit.hub import CHROMIUM, CHROMIUM_ARGS
+
+    app = create_app(services)
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(srv.serve())
+    while not srv.started:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+    csv_file = tmp_path / "drawn.csv"
+    csv_file.write_bytes(
+        csv_bytes([HEADER, ["E0001", "张三", id_number(1), "13800000001"], ["E0002", "", "", ""]])
+    )
+    errors: list[str] = []
+    try:
+        async with async_playwright() as p:
+            ctx = await p.chromium.launch_persistent_context(
+                tempfile.mkdtemp(prefix="evalwatch-chromium-"),
+                executable_path=CHROMIUM,
+                args=CHROMIUM_ARGS,
+                headless=True,
+                viewport={"width": 1300, "height": 900},
+            )
+            page = ctx.pages[0] if ctx.pages else await ctx.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+
+            async def login(role: str) -> None:
+                await ctx.clear_cookies()
+                await page.goto(url + "/login")
+                await page.fill("#username", ROLE_USERS[role])
+                await page.fill("#password", password_of(role))
+                await page.click("#login-submit")
+                await page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+
+            await login("admin")
+            await page.goto(url + "/#experts")
+            await page.set_input_files("#ex-file", str(csv_file))
+            await page.click("#ex-import-btn")
+            await page.wait_for_selector(".import-errors li")
+            assert "name is empty" in await page.inner_text("#ex-result")
+            await page.wait_for_selector("table.experts a")
+            assert "张三" in await page.inner_text("#ex-panel")
+
+            with services.db.session() as s:  # E0001 sits on site1/room1/s1 of a running session
+                from sessions.models import EvalSession, SessionSeat
+
+                now = datetime.now(UTC)
+                row = EvalSession(
+                    code="ZB-B",
+                    project="p",
+                    bids=["B1"],
+                    planned_start=now,
+                    planned_end=now,
+                    status="running",
+                    created_by="sup",
+                    started_at=now - timedelta(seconds=5),
+                )
+                s.add(row)
+                s.flush()
+                s.add(
+                    SessionSeat(
+                        session_id=row.id,
+                        site="site1",
+                        room="room1",
+                        seat="s1",
+                        expert="张三",
+                        bid="B1",
+                        expert_code="E0001",
+                    )
+                )
+                s.commit()
+            eid = add_event(services.db)
+
+            await login("supervisor")
+            await page.goto(url + "/#alerts")
+            await page.wait_for_selector(f"tr[data-event-id='{eid}'] .expert")
+            assert "E0001 张三" in await page.inner_text(f"tr[data-event-id='{eid}'] .expert")
+            await page.click(f"tr[data-event-id='{eid}'] button.judge")
+            await page.wait_for_selector("#cj-category")
+            await page.select_option("#cj-category", "离开座位")
+            await page.fill("#cj-note", "离席十分钟")
+            await page.click("form.judge button")
+            await page.wait_for_selector(".credit-record")
+            text = await page.inner_text("#ex-panel")
+            assert "E0001 张三" in text and "离开座位" in text and "离席十分钟" in text
+
+            await login("observer")
+            await page.goto(url + "/#experts/E0001")
+            await page.wait_for_selector(".credit-record")
+            text = await page.inner_text("#ex-panel")
+            assert "E0001" in text and "离开座位" in text and "张三" not in text
+            await page.goto(url + "/#experts")
+            await page.wait_for_selector("table.experts a")
+            assert "张三" not in await page.inner_text("#ex-panel")
+            await ctx.close()
+    finally:
+        srv.should_exit = True
+        await task
+    assert not errors, errors
