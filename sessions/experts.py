@@ -368,3 +368,18 @@ def event_experts(s: Session, events: Iterable[Any]) -> dict[int, SeatExpert]:
                 out[e.id] = SeatExpert(code, names.get(code, x.expert) if code else x.expert)
                 break
     return out
+
+
+def dump_events(s: Session, rows: list[Any]) -> list[dict[str, Any]]:
+    """``storage.incident.ExportedEvent`` dicts of ``rows`` with the ``expert_code`` of each
+    incident's seat (codes only: an archive never carries names)."""
+    from storage.incident import ExportedEvent
+
+    found = event_experts(s, rows)
+    out = []
+    for e in rows:
+        d = ExportedEvent.dump(e)
+        who = found.get(e.id)
+        d["expert_code"] = who.code if who else None
+        out.append(d)
+    return out

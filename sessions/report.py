@@ -40,12 +40,12 @@ from sqlalchemy.orm import Session
 
 from config.models import EvalwatchConfig
 from sessions.credit import CreditRecordOut, records
+from sessions.experts import dump_events
 from sessions.export import session_events
 from sessions.lifecycle import SessionInfo, get_session, seal_key, verify_seal
 from sessions.signing import hub_trusted_pems
 from storage.chain import chain_key
 from storage.common import CameraId
-from storage.incident import ExportedEvent
 from storage.models import Segment
 from storage.objects import ObjectMissing, StorageError
 
@@ -172,7 +172,7 @@ async def build_report(
                 .order_by(Segment.start)
             ).all()
             segs[c.path] = [(a, b) for a, b in rows]
-        evs = [ExportedEvent.dump(e) for e in session_events(s, info, start, end)]
+        evs = dump_events(s, session_events(s, info, start, end))
         ids = [int(e["id"]) for e in evs]
         viol = [
             r
