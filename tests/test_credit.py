@@ -201,6 +201,14 @@ async def test_experts_on_events_and_credit_records(app: Any, services: Services
     assert r.status_code == 422 and r.json()["code"] == "err.import_file"
     r = await admin.patch("/api/experts/E0002", json={"phone": "13900000002"})
     assert r.status_code == 200 and r.json()["phone"] == "13900000002"
+    r = await admin.put("/api/experts/E0002/photo", content=b"GIF89a not a photo")
+    assert r.status_code == 422 and "JPEG or PNG" in r.json()["detail"]
+    jpeg = b"\xff\xd8\xff\xe0" + b"0" * 100
+    r = await admin.put("/api/experts/E0002/photo", content=jpeg)
+    assert r.status_code == 200 and r.json()["photo_key"] == "experts/E0002.jpg"
+    assert (await aud.get("/api/experts/E0002/photo")).content == jpeg
+    assert (await obs.get("/api/experts/E0002/photo")).status_code == 403
+    assert (await aud.get("/api/experts/E0001/photo")).status_code == 404
 
     # a session seats E0001 on site1/room1/s1 (by code; the name comes from the register)
     t0 = datetime.now(UTC) - timedelta(minutes=1)

@@ -80,6 +80,8 @@ EXPECTED: dict[str, set[str]] = {
     "POST /api/experts/import": {"admin"},
     "GET /api/experts/{code}": set(ROLES),
     "PATCH /api/experts/{code}": {"admin"},
+    "PUT /api/experts/{code}/photo": {"admin"},
+    "GET /api/experts/{code}/photo": {"admin", "supervisor", "auditor"},
     "POST /api/events/{event_id}/credit": {"admin", "supervisor"},
     "GET /api/credit": set(ROLES),
     "GET /api/credit/categories": set(ROLES),

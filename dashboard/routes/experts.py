@@ -7,6 +7,8 @@
 ``POST  /api/experts/import?filename=``             admin (body: the CSV/XLSX file)       import
 ``GET   /api/experts/{code}``                       every role (observers: codes only)    page
 ``PATCH /api/experts/{code}``                       admin                                 edit
+``PUT   /api/experts/{code}/photo``                 admin (body: JPEG or PNG)             photo
+``GET   /api/experts/{code}/photo``                 admin, supervisor, auditor            photo
 ``POST  /api/events/{id}/credit``                   admin, supervisor                     judge
 ``GET   /api/credit[?expert=&decision=&session=]``  every role (observers: codes only)    list
 ``GET   /api/credit/categories``                    every role
@@ -20,6 +22,8 @@ Every change is audit-logged (``expert_create``, ``expert_update``, ``experts_im
 ``credit_confirm`` / ``credit_dismiss`` / ``credit_revise`` / ``credit_statement`` /
 ``credit_appeal`` / ``credit_appeal_decision``), and so is every export (``credit_export``) and
 every observer view (``expert_list``, ``expert_view``, ``credit_list``, ``credit_view``).
+Photos (``expert_photo``) are objects ``experts/<code>.jpg|png`` in the snapshots bucket; observers
+never get them (a face is as identifying as a name).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
 from dashboard.experts import names_allowed
 from dashboard.policy import ROLES, Principal, allow, client_ip
+from dashboard.routes.common import fetch_object
 from sessions import credit
 from sessions.credit_models import CreditRecord, CreditRevision, Expert
 from sessions.experts import ExpertIn, ImportFileError, check_row, hash_id_number, import_experts, upsert
@@ -260,6 +265,62 @@ async def update_expert(
     if out is None:
         raise ApiError(404, "err.expert_not_found")
     return out
+
+
+PHOTO_TYPES = {b"\xff\xd8\xff": ("jpg", "image/jpeg"), b"\x89PNG": ("png", "image/png")}
+
+
+@router.put("/api/experts/{code}/photo", response_model=ExpertPublic)
+async def put_photo(
+    st: State, request: Request, code: str, me: Annotated[Principal, Depends(allow(*ADMINS))]
+) -> ExpertPublic:
+    """Store the expert's photo (the request body, JPEG or PNG) and record its object key."""
+    data = await request.body()
+    kind = next((v for magic, v in PHOTO_TYPES.items() if data.startswith(magic)), None)
+    if kind is None:
+        raise ApiError(422, "err.invalid_input", "the photo must be a JPEG or PNG file (the request body)")
+    exists = await run_db(st.db, lambda s: s.scalars(select(Expert.id).where(Expert.code == code)).first())
+    if exists is None:
+        raise ApiError(404, "err.expert_not_found")
+    key = f"experts/{code}.{kind[0]}"
+    objects = st.services.objects
+    if objects is None:
+        raise ApiError(503, "err.storage_unavailable")
+    try:
+        await objects.put_bytes(st.cfg.storage.s3.bucket_snapshots, key, data, kind[1])
+    except Exception as e:
+        raise ApiError(502, "err.storage_unavailable") from e
+
+    def go(s: Session) -> ExpertPublic:
+        e = s.scalars(select(Expert).where(Expert.code == code)).one()
+        e.photo_key, e.updated_at, e.updated_by = key, utcnow(), me.username
+        audit.add(
+            s,
+            me.username,
+            "expert_photo",
+            role=me.role,
+            target=f"expert:{code}",
+            ip=client_ip(request),
+            details={"key": key, "bytes": len(data)},
+        )
+        return _public(e, True, _violations(s).get(code, 0))
+
+    return await run_db(st.db, go)
+
+
+@router.get("/api/experts/{code}/photo", **media("image/jpeg", "image/png"))
+async def get_photo(
+    st: State, code: str, me: Annotated[Principal, Depends(allow(*FEED_READERS))]
+) -> Response:
+    """The expert's photo (404 when there is none)."""
+    key = await run_db(
+        st.db, lambda s: s.scalars(select(Expert.photo_key).where(Expert.code == code)).first()
+    )
+    if not key:
+        raise ApiError(404, "err.not_found")
+    data = await fetch_object(st, st.cfg.storage.s3.bucket_snapshots, key, "expert_photo")
+    ctype = "image/png" if key.endswith(".png") else "image/jpeg"
+    return Response(data, media_type=ctype, headers={"Cache-Control": "private, max-age=60"})
 
 
 # ------------------------------------------------------------------------------ credit records
