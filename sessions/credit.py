@@ -425,9 +425,19 @@ def _row(r: CreditRecordOut, names: bool) -> list[Any]:
         "footage_end": ev.get("footage_end"),
         "segments": " ".join(f"{g['seq']}:{g['link_hash']}" for g in ev.get("segments", [])),
     }
-    return [
-        vals.get(c) if c != "expert_name" or names else None for c in COLUMNS if names or c != "expert_name"
-    ]
+    return [_cell(c, vals.get(c)) for c in COLUMNS if names or c != "expert_name"]
+
+
+#: Free-text columns: a value starting with one of ``FORMULA`` is written with a leading ``'`` so
+#: that a spreadsheet shows it as text instead of running it as a formula (CSV injection).
+TEXT_COLUMNS = {"expert_name", "category", "note", "statement", "updated_by"}
+FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(col: str, v: Any) -> Any:
+    if col in TEXT_COLUMNS and isinstance(v, str) and v.startswith(FORMULA):
+        return "'" + v
+    return v
 
 
 def _header(names: bool) -> list[str]:

@@ -308,6 +308,7 @@ async def test_experts_on_events_and_credit_records(app: Any, services: Services
         ({"appeal": "open", "reason": "专家申诉"}, "appeal"),
         ({"appeal": "overturned", "reason": "复核：确为计算器"}, "appeal_decision"),
         ({"decision": "violation", "category": "其他", "reason": "录像复查改判"}, "revise"),
+        ({"note": "=HYPERLINK(\"http://x\")"}, "revise"),
     ]
     for body, action in steps:
         r = await sup.post(f"/api/credit/{rid}/revise", json=body)
@@ -325,6 +326,7 @@ async def test_experts_on_events_and_credit_records(app: Any, services: Services
         (3, "appeal", "violation"),
         (4, "appeal_decision", "dismissed"),
         (5, "revise", "violation"),
+        (6, "revise", "violation"),
     ]
     assert full["revisions"][3]["actor"] == "sup" and full["revisions"][3]["changed"] == [
         "decision",
@@ -359,7 +361,8 @@ async def test_experts_on_events_and_credit_records(app: Any, services: Services
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     table = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert [(x["expert_code"], x["expert_name"], x["category"]) for x in table] == [("E0001", "张三", "其他")]
-    assert table[0]["segments"] == f"7:{'b' * 64}" and table[0]["revisions"] == "5"
+    assert table[0]["segments"] == f"7:{'b' * 64}" and table[0]["revisions"] == "6"
+    assert table[0]["note"] == "'=HYPERLINK(\"http://x\")"  # shown as text, not run as a formula
     r = await obs.get("/api/credit/export?format=csv")
     assert r.status_code == 200 and "张三" not in r.content.decode("utf-8-sig")
     assert "expert_name" not in r.content.decode("utf-8-sig").splitlines()[0]
