@@ -308,7 +308,7 @@ async def test_experts_on_events_and_credit_records(app: Any, services: Services
         ({"appeal": "open", "reason": "专家申诉"}, "appeal"),
         ({"appeal": "overturned", "reason": "复核：确为计算器"}, "appeal_decision"),
         ({"decision": "violation", "category": "其他", "reason": "录像复查改判"}, "revise"),
-        ({"note": "=HYPERLINK(\"http://x\")"}, "revise"),
+        ({"note": '=HYPERLINK("http://x")'}, "revise"),
     ]
     for body, action in steps:
         r = await sup.post(f"/api/credit/{rid}/revise", json=body)
@@ -362,7 +362,7 @@ async def test_experts_on_events_and_credit_records(app: Any, services: Services
     table = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert [(x["expert_code"], x["expert_name"], x["category"]) for x in table] == [("E0001", "张三", "其他")]
     assert table[0]["segments"] == f"7:{'b' * 64}" and table[0]["revisions"] == "6"
-    assert table[0]["note"] == "'=HYPERLINK(\"http://x\")"  # shown as text, not run as a formula
+    assert table[0]["note"] == '\'=HYPERLINK("http://x")'  # shown as text, not run as a formula
     r = await obs.get("/api/credit/export?format=csv")
     assert r.status_code == 200 and "张三" not in r.content.decode("utf-8-sig")
     assert "expert_name" not in r.content.decode("utf-8-sig").splitlines()[0]
@@ -619,3 +619,68 @@ async def test_experts_page_in_chromium(tmp_path: Path, services: Services) -> N
         srv.should_exit = True
         await task
     assert not errors, errors
+
+
+# ---------------------------------------------------------------------------------- PostgreSQL
+
+
+async def test_credit_queries_on_each_database(database: Any) -> None:
+    """The register, the seat lookup, judging, revisions and the violation count on SQLite and a
+    real PostgreSQL (the ``database`` fixture runs both)."""
+    from dashboard.routes.experts import _violations
+    from sessions.experts import event_experts
+    from sessions.models import EvalSession, SessionSeat
+    from storage.models import EventRow
+
+    res = await import_experts(database, "x.csv", csv_bytes([HEADER, ["E1", "王五", id_number(3), ""]]), "t")
+    assert (res.created, res.errors) == (1, [])
+    now = datetime.now(UTC)
+
+    def setup(s: Any) -> int:
+        row = EvalSession(
+            code="ZB-PG",
+            project="p",
+            bids=["B1"],
+            planned_start=now,
+            planned_end=now,
+            status="running",
+            created_by="t",
+            started_at=now - timedelta(minutes=1),
+        )
+        s.add(row)
+        s.flush()
+        s.add(
+            SessionSeat(
+                session_id=row.id, site="a", room="r", seat="S1", expert="王五", bid="B1", expert_code="E1"
+            )
+        )
+        e = EventRow(site="a", room="r", camera="c", seat="S1", rule="phone", started_at=now, confidence=0.9)
+        s.add(e)
+        s.flush()
+        return int(e.id)
+
+    eid = await database.run(setup)
+
+    def judge(s: Any) -> int:
+        assert event_experts(s, [s.get(EventRow, eid)])[eid].name == "王五"
+        rec = credit.judge(
+            s,
+            eid,
+            decision="violation",
+            category="使用手机",
+            note="n",
+            categories=["使用手机"],
+            actor="sup",
+            role="supervisor",
+        )
+        credit.revise(s, rec.id, actor="sup", role="supervisor", statement="说明", reason=None)
+        return int(rec.id)
+
+    rid = await database.run(judge)
+    recs = await database.run(lambda s: credit.records(s, expert_code="E1", names=True))
+    assert [(r.id, r.expert_name, len(r.revisions), r.statement) for r in recs] == [(rid, "王五", 2, "说明")]
+    assert await database.run(_violations) == {"E1": 1}
+    await database.run(
+        lambda s: credit.revise(s, rid, actor="sup", role="supervisor", decision="dismissed", reason="复核")
+    )
+    assert await database.run(_violations) == {}
