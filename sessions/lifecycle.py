@@ -454,10 +454,18 @@ async def create_session(db: Any, cfg: EvalwatchConfig, spec: SessionSpec, actor
     def go(s: Session) -> SessionInfo:
         if s.scalars(select(EvalSession.id).where(EvalSession.code == spec.code)).first() is not None:
             raise SessionError(f"a session with code {spec.code!r} already exists")
+        from sessions.credit_models import Expert
+
+        # a seat whose expert *is* a register code (the drawing system's output, a seating drawn
+        # over codes) is linked to that expert
+        plain = {x.expert for x in seats if not x.expert_code}
+        if plain:
+            linked = set(s.scalars(select(Expert.code).where(Expert.code.in_(plain))))
+            for x in seats:
+                if not x.expert_code and x.expert in linked:
+                    x.expert_code = x.expert
         wanted = {x.expert_code for x in seats if x.expert_code}
         if wanted:
-            from sessions.credit_models import Expert
-
             known = set(s.scalars(select(Expert.code).where(Expert.code.in_(wanted))))
             unknown = sorted(wanted - known)
             if unknown:

@@ -139,7 +139,7 @@ def test_import_200_experts_csv_cli_then_xlsx(tmp_path: Path, capsys: pytest.Cap
 
 @pytest.fixture
 def services(tmp_path: Path) -> Services:
-    cfg = make_config(sites=1, rooms=2)
+    cfg = make_config(sites=1, rooms=3)
     cfg.storage.data_dir = str(tmp_path / "data")
     return make_services(tmp_path, cfg=cfg)
 
@@ -193,10 +193,12 @@ async def test_experts_on_events_and_credit_records(app: Any, services: Services
     assert (await admin.post("/api/experts", json={"code": "E0001", "name": "again"})).status_code == 409
     r = await admin.post(
         "/api/experts/import?filename=more.csv",
-        content=csv_bytes([HEADER, ["E0002", "李四", "", ""], ["", "无编号", "", ""]]),
+        content=csv_bytes(
+            [HEADER, ["E0002", "李四", "", ""], ["", "无编号", "", ""], ["E0003", "赵六", "", ""]]
+        ),
     )
     assert r.status_code == 200, r.text
-    assert r.json() == {"created": 1, "updated": 0, "errors": [{"line": 3, "problem": "code is empty"}]}
+    assert r.json() == {"created": 2, "updated": 0, "errors": [{"line": 3, "problem": "code is empty"}]}
     r = await admin.post("/api/experts/import?filename=x.csv", content=b"a,b\n")
     assert r.status_code == 422 and r.json()["code"] == "err.import_file"
     r = await admin.patch("/api/experts/E0002", json={"phone": "13900000002"})
@@ -218,10 +220,15 @@ async def test_experts_on_events_and_credit_records(app: Any, services: Services
         "bids": ["B1"],
         "planned_start": t0.isoformat(),
         "planned_end": (t0 + timedelta(hours=2)).isoformat(),
-        "rooms": [{"site": "site1", "room": "room1"}, {"site": "site1", "room": "room2"}],
+        "rooms": [
+            {"site": "site1", "room": "room1"},
+            {"site": "site1", "room": "room2"},
+            {"site": "site1", "room": "room3"},
+        ],
         "seats": [
             {"expert_code": "E0001", "bid": "B1", "room": "site1/room1", "seat": "s1"},
             {"expert_code": "E0002", "expert": "李四", "bid": "B1", "room": "site1/room2", "seat": "s1"},
+            {"expert": "E0003", "bid": "B1", "room": "site1/room3", "seat": "s1"},  # a register code: linked
         ],
     }
     bad = {
@@ -236,8 +243,13 @@ async def test_experts_on_events_and_credit_records(app: Any, services: Services
     sid = r.json()["id"]
     assert (await sup.post(f"/api/sessions/{sid}/start")).status_code == 200
     seats = (await obs.get(f"/api/sessions/{sid}")).json()["seats"]
-    assert [(x["expert"], x["expert_code"]) for x in seats] == [("E0001", "E0001"), ("E0002", "E0002")]
+    assert [(x["expert"], x["expert_code"]) for x in seats] == [
+        ("E0001", "E0001"),
+        ("E0002", "E0002"),
+        ("E0003", "E0003"),
+    ]
     assert "李四" not in (await obs.get("/api/sessions")).text
+    assert "李四" in (await aud.get(f"/api/sessions/{sid}")).text
 
     eid = add_event(services.db, snapshot_key="site1/room1/cam1/snap.jpg")
     other = add_event(services.db, seat=None, rule="extra_person")
