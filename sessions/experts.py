@@ -43,6 +43,7 @@ CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 -]{5,19}$")
 PBKDF2_ITERATIONS = 20_000
 MAX_ROWS = 20_000
+HEADER_SEARCH = 10  # rows (non-empty) searched for the header
 
 #: Column names of the drawing system's export → field (lower-cased, spaces removed).
 COLUMNS: dict[str, str] = {
@@ -142,17 +143,22 @@ def _cell(v: Any) -> str:
     return str(v).strip()
 
 
-def _header(cells: list[str]) -> list[str | None]:
+def _is_header(cells: list[str]) -> bool:
+    fields = {COLUMNS.get(re.sub(r"\s+", "", c).lower()) for c in cells}
+    return {"code", "name"} <= fields
+
+
+def _header(cells: list[str], line: int = 1) -> list[str | None]:
     fields = [COLUMNS.get(re.sub(r"\s+", "", c).lower()) for c in cells]
     missing = [f for f in ("code", "name") if f not in fields]
     if missing:
         raise ImportFileError(
-            f"line 1: the header has no {' / '.join(missing)} column (found {cells}; "
+            f"line {line}: the header has no {' / '.join(missing)} column (found {cells}; "
             f"expected e.g. 专家编号,姓名,身份证号,手机 or code,name,id_number,phone)"
         )
     dup = {f for f in fields if f and fields.count(f) > 1}
     if dup:
-        raise ImportFileError(f"line 1: the header names {', '.join(sorted(dup))} twice")
+        raise ImportFileError(f"line {line}: the header names {', '.join(sorted(dup))} twice")
     return fields
 
 
@@ -165,11 +171,14 @@ def parse_file(filename: str, data: bytes) -> list[tuple[int, dict[str, str]]]:
         rows = _xlsx_rows(data)
     else:
         rows = _csv_rows(data)
-    if not rows:
+    filled = [k for k, (_line, cells) in enumerate(rows) if any(cells)]
+    if not filled:
         raise ImportFileError("the file is empty")
-    fields = _header(rows[0][1])
+    # the header: the first row naming the code and name columns (exports often put a title above)
+    first = next((k for k in filled[:HEADER_SEARCH] if _is_header(rows[k][1])), filled[0])
+    fields = _header(rows[first][1], rows[first][0])
     out: list[tuple[int, dict[str, str]]] = []
-    for line, cells in rows[1:]:
+    for line, cells in rows[first + 1 :]:
         if not any(cells):
             continue
         rec = {f: (cells[i] if i < len(cells) else "") for i, f in enumerate(fields) if f}
@@ -213,7 +222,8 @@ def _xlsx_rows(data: bytes) -> list[tuple[int, list[str]]]:
         raise ImportFileError(f"not a readable XLSX workbook ({type(e).__name__}: {e})") from None
     try:
         ws = wb.worksheets[0]
-        return [(i, [_cell(c) for c in row]) for i, row in enumerate(ws.iter_rows(values_only=True), start=1)]
+        rows = ws.iter_rows(min_row=1, values_only=True)  # from row 1: line numbers are the sheet's
+        return [(i, [_cell(c) for c in row]) for i, row in enumerate(rows, start=1)]
     finally:
         wb.close()
 

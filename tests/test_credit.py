@@ -24,7 +24,7 @@ from dashboard.services import Services
 from evalwatch import experts as experts_cmd
 from sessions import credit
 from sessions.credit_models import CreditRevision, Expert
-from sessions.experts import id_matches, import_experts, normalise_id_number
+from sessions.experts import id_matches, import_experts, normalise_id_number, parse_file
 from storage.incident import EventLive
 from storage.models import AuditLog, Segment
 from testkit.dashboard import ROLE_USERS, add_event, make_config, make_services, password_of
@@ -132,6 +132,9 @@ def test_import_200_experts_csv_cli_then_xlsx(tmp_path: Path, capsys: pytest.Cap
     assert "not a readable XLSX workbook" in capsys.readouterr().err
     with pytest.raises(ValueError, match="18 characters"):
         normalise_id_number("12345")
+    # a title row above the header (as exports have): line numbers stay the sheet's
+    titled = xlsx_bytes([["2026年第3批专家抽取结果"], [], *rows[:3]])
+    assert [n for n, _ in parse_file("t.xlsx", titled)] == [4, 5]
 
 
 # ---------------------------------------------------------------------------------- API flow
