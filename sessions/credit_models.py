@@ -1,5 +1,5 @@
 """Tables of the expert register and the credit records (schema:
-``storage/migrations/versions/0004_experts_credit.py``; docs/credit.md).
+``storage/migrations/versions/0006_experts_credit.py``; docs/credit.md).
 
 * ``experts`` — the register imported from the drawing system's export: ``code`` (the key every
   other table uses), ``name`` (confidential: observers only ever see codes), ``id_hash`` (the ID

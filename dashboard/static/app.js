@@ -8,11 +8,12 @@ import { wall } from "./wall.js";
 import { alerts } from "./alerts.js";
 import { replay } from "./replay.js";
 import { users } from "./users.js";
+import { agentsView } from "./agents.js";
 import { auditView } from "./audit.js";
 import { sessionsView } from "./sessions.js";
 import { expertsView } from "./experts.js";
 
-const views = ["wall", "alerts", "sessions", "experts", "replay", "users", "audit"];
+const views = ["wall", "alerts", "sessions", "experts", "replay", "users", "agents", "audit"];
 function show(view, arg) {
   const allowed = [...document.querySelectorAll("#nav button")].filter((b) => !b.hidden).map((b) => b.dataset.view);
   if (!allowed.includes(view)) view = allowed[0];
@@ -25,6 +26,7 @@ function show(view, arg) {
   if (view === "sessions") sessionsView.open(arg);
   if (view === "experts") expertsView.open(arg);
   if (view === "users") users.load();
+  if (view === "agents") agentsView.load();
   if (view === "audit") auditView.load();
 }
 document.querySelectorAll("#nav button").forEach((b) =>
@@ -46,6 +48,7 @@ document.addEventListener("i18n-changed", () => {
   sessionsView.relabel();
   if (current === "experts") expertsView.relabel();
   if (current === "users") users.load();
+  if (current === "agents") agentsView.load();
   if (current === "audit") auditView.load();
 });
 route();

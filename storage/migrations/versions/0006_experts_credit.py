@@ -1,8 +1,8 @@
 """The expert register (experts), credit records and their revisions, and the expert code of a
 session seat (session_seats.expert_code).  Tables: ``sessions/credit_models.py``.
 
-Revision ID: 0004_credit
-Revises: 0003
+Revision ID: 0006_credit
+Revises: 0005_agent_enrollment
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_credit"
-down_revision = "0003"
+revision = "0006_credit"
+down_revision = "0005_agent_enrollment"
 branch_labels = None
 depends_on = None
 
