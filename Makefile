@@ -27,14 +27,16 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# Debian packages the tests need: a PostgreSQL server, Chromium for the browser tests, and
+# Debian packages the tests need: a PostgreSQL server, Chromium for the browser tests,
 # systemd for `systemd-analyze verify` of the agent's unit (~3 MB; it does not become PID 1:
-# that is systemd-sysv, not installed here).
+# that is systemd-sysv, not installed here), and poppler-utils for `pdffonts` (< 1 MB: the
+# report's fonts must all be embedded).
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v pdffonts >/dev/null || missing="$$missing poppler-utils"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \

@@ -363,6 +363,24 @@ class UserConfig(_Strict):
     password: SecretStr | None = None
 
 
+class CreditConfig(_Strict):
+    """Credit records (信用档案, docs/credit.md): the categories a supervisor files a confirmed
+    violation under (the first is the default; order is the UI's)."""
+
+    categories: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(min_length=1)] = [
+        "使用手机",
+        "离开座位",
+        "他人进入",
+        "遮挡摄像头",
+        "其他",
+    ]
+
+    @model_validator(mode="after")
+    def _unique(self) -> CreditConfig:
+        _no_duplicates(self.categories, "credit category")
+        return self
+
+
 class EvalwatchConfig(_Strict):
     """The whole configuration of one hub and its sites."""
 
@@ -371,6 +389,7 @@ class EvalwatchConfig(_Strict):
     capture: CaptureConfig = CaptureConfig()
     detection: DetectionConfig = DetectionConfig()
     rules: RulesConfig = RulesConfig()
+    credit: CreditConfig = CreditConfig()
     users: list[UserConfig] = []
     sites: list[SiteConfig] = []
     # YAML file of generated secrets (hub key, S3 keys, agent tokens, demo passwords); created

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -49,13 +50,24 @@ def event_message(ev: EventLive | EventWorkflow) -> dict[str, Any]:
     return EventMessage(event=ev, hub_sent_at=hub_sent_at).model_dump(mode="json")
 
 
+def without_name(msg: dict[str, Any]) -> dict[str, Any]:
+    """``msg`` without the incident's ``expert_name`` (what observers get)."""
+    ev = msg.get("event")
+    if isinstance(ev, dict) and "expert_name" in ev:
+        return {**msg, "event": {k: v for k, v in ev.items() if k != "expert_name"}}
+    return msg
+
+
 class Client:
-    def __init__(self, username: str) -> None:
+    def __init__(self, username: str, role: str | None = None) -> None:
         self.username = username
+        self.role = role
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=CLIENT_QUEUE)
         self.overflows = 0
 
     def offer(self, msg: dict[str, Any]) -> None:
+        if self.role == "observer":  # observers see expert codes, never names
+            msg = without_name(msg)
         try:
             self.queue.put_nowait(msg)
         except asyncio.QueueFull:
@@ -77,6 +89,8 @@ class AlertHub:
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
         self._relay_started = False
+        #: Called on every bus update before the fan-out (the app sets the expert tagger).
+        self.enrich: Callable[[EventLive], Awaitable[None]] | None = None
 
     @property
     def bus_queue_depth(self) -> int:
@@ -112,6 +126,11 @@ class AlertHub:
     async def _pump(self) -> None:
         async for ev in self._sub:
             try:
+                if self.enrich is not None and isinstance(ev, EventLive):
+                    try:  # before the relay too: other nodes get the expert with the update
+                        await self.enrich(ev)
+                    except Exception:  # a DB hiccup must not hold the push back
+                        log.exception("tagging the expert of an event failed")
                 self.publish_event(ev)
             except Exception:  # a malformed event must not stop the pump
                 log.exception("bad event on the bus")
@@ -137,8 +156,8 @@ class AlertHub:
         for c in list(self.clients):
             c.offer(msg)
 
-    def connect(self, username: str) -> Client:
-        c = Client(username)
+    def connect(self, username: str, role: str | None = None) -> Client:
+        c = Client(username, role)
         self.clients.add(c)
         return c
 

@@ -30,10 +30,11 @@ from dashboard.alerts import AlertHub
 from dashboard.dbutil import run_db
 from dashboard.defs import Health, media
 from dashboard.errors import ApiError, error_body, install_error_handlers
+from dashboard.experts import ExpertTagger
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics
 from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principal, allow, page
-from dashboard.routes import admin, agents, auth, events, live, replay, seating, sessions
+from dashboard.routes import admin, agents, auth, events, experts, live, replay, seating, sessions
 from dashboard.security import SessionCodec
 from dashboard.state import DashState
 from dashboard.users import LoginSessions, UserCache, seed_users
@@ -121,6 +122,7 @@ def create_app(services: Any) -> FastAPI:
         trusted_proxies=[ipaddress.ip_network(n, strict=False) for n in cfg.hub.trusted_proxies],
     )
     state_holder["st"] = st
+    st.alerts.enrich = ExpertTagger(services.db)
     metrics.attach(st)
 
     @asynccontextmanager
@@ -181,7 +183,7 @@ def create_app(services: Any) -> FastAPI:
         return response
 
     for r in (auth.router, events.router, live.router, replay.router, admin.router, seating.router,
-              sessions.router, agents.router):
+              sessions.router, agents.router, experts.router):
         app.include_router(r)
     app.include_router(_misc_router(st))
     for extra in getattr(services, "extra_routers", None) or []:

@@ -8,11 +8,12 @@ strings; :data:`storage.incident.IsoTime` keeps ``datetime.isoformat()``'s ``+00
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from sessions.credit import CreditRecordOut
 from sessions.holds import HoldInfo
 from sessions.lifecycle import SessionInfo
 from storage.incident import EventItem, IsoTime
@@ -190,6 +191,104 @@ class SealCheck(BaseModel):
     key_id: str
 
 
+# -- experts and credit records (dashboard/routes/experts.py, docs/credit.md) ----------------
+
+
+class ExpertCreate(BaseModel):
+    """A new expert (admin).  The ID number is hashed at once and never stored or shown."""
+
+    code: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str = Field(min_length=1, max_length=200)
+    id_number: str | None = Field(default=None, max_length=32)
+    phone: str | None = Field(default=None, max_length=32)
+    photo_key: str | None = Field(default=None, max_length=512)
+
+
+class ExpertUpdate(BaseModel):
+    """Fields to change (absent = unchanged)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    id_number: str | None = Field(default=None, max_length=32)
+    phone: str | None = Field(default=None, max_length=32)
+    photo_key: str | None = Field(default=None, max_length=512)
+    active: bool | None = None
+
+
+class ExpertPublic(BaseModel):
+    """An expert as the API shows it: never the ID number (``has_id_number`` says whether its
+    hash is on file); ``name``, ``phone`` and ``photo_key`` are null for observers."""
+
+    code: str
+    name: str | None
+    phone: str | None
+    photo_key: str | None
+    has_id_number: bool
+    active: bool
+    source: str | None
+    updated_at: IsoTime
+    updated_by: str | None
+    violations: int = Field(description="credit records whose current decision is violation")
+
+
+class ExpertList(BaseModel):
+    experts: list[ExpertPublic]
+
+
+class ImportProblem(BaseModel):
+    line: int = Field(description="the row in the file (the header is line 1)")
+    problem: str
+
+
+class ImportReport(BaseModel):
+    created: int
+    updated: int
+    errors: list[ImportProblem]
+
+
+class CreditJudge(BaseModel):
+    """Confirm an incident as a violation (a category is required) or dismiss it."""
+
+    decision: Literal["violation", "dismissed"]
+    category: str | None = Field(default=None, max_length=64)
+    note: str = Field(default="", max_length=2000)
+
+
+class CreditRevise(BaseModel):
+    """A change of a credit record: new decision/category/note, the expert's statement, an
+    appeal (``open``) or its outcome (``upheld`` | ``overturned``); ``reason`` says why."""
+
+    decision: Literal["violation", "dismissed"] | None = None
+    category: str | None = Field(default=None, max_length=64)
+    note: str | None = Field(default=None, max_length=2000)
+    statement: str | None = Field(default=None, max_length=4000)
+    appeal: Literal["open", "upheld", "overturned"] | None = None
+    reason: str = Field(default="", max_length=2000)
+
+
+class CreditList(BaseModel):
+    records: list[CreditRecordOut]
+
+
+class ExpertDetail(BaseModel):
+    """The expert page: the expert and every credit record (violations and dismissals)."""
+
+    expert: ExpertPublic
+    records: list[CreditRecordOut]
+
+
+class CreditCategories(BaseModel):
+    categories: list[str]
+
+
+class CreditFeed(BaseModel):
+    """The signed JSON feed for the city's credit platform: ``signature`` is the base64
+    Ed25519 signature of ``canonical_json(feed)`` by the hub key (``key_id``); verify it with
+    a public key you already trust (``GET /api/sessions/public-key``)."""
+
+    feed: dict[str, Any]
+    signature: str
+    key_id: str
+    public_key_pem: str
 class HoldBody(BaseModel):
     """``POST /api/sessions/{id}/hold|release``: why (a dispute's reference), audit-logged."""
 

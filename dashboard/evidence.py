@@ -28,8 +28,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sessions.experts import dump_events
 from storage.common import CameraId
-from storage.incident import ExportedEvent
 from storage.models import EventRow, Segment
 
 EXPORT_HEAD_TYPE = "evalwatch-export-head"
@@ -184,7 +184,7 @@ async def _export_camera_range(
                 head.signature,
                 sess.public_key_pem,
             )
-        return segs, links, [ExportedEvent.dump(e) for e in evs], anchor
+        return segs, links, dump_events(s, list(evs)), anchor
 
     segs, links, events, sealed = await st.db.run(q)
     if not segs:

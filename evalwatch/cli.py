@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("evalwatch.report", "supervision report of a session (HTML/PDF)"),
     "export": ("evalwatch.export", "export a session's evidence as a verifiable zip"),
     "db": ("evalwatch.db", "database migrations"),
+    "experts": ("evalwatch.experts", "expert register import and credit record exports"),
     "site": ("evalwatch.site", "agent enrolment codes and credentials of a site"),
     "storage": ("evalwatch.storage", "object storage: the retention purge, a local SeaweedFS cluster"),
 }

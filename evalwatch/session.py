@@ -59,7 +59,8 @@ def describe(info: Any, tz: str) -> str:
         f"  cameras  {', '.join(c.path for c in info.cameras)}",
     ]
     for x in info.seats:
-        lines.append(f"  seat     {x.site}/{x.room}/{x.seat}: {x.expert} (bid {x.bid})")
+        code = f" [{x.expert_code}]" if x.expert_code else ""
+        lines.append(f"  seat     {x.site}/{x.room}/{x.seat}: {x.expert}{code} (bid {x.bid})")
     for h in info.heads:
         lines.append(f"  sealed   {h.path}: seq {h.first_seq}..{h.head_seq} head {h.head_hash[:16]}…")
     if info.retention:

@@ -33,11 +33,11 @@ from sessions.evidence_format import (
     progress_bar,
     sha256_hex,
 )
+from sessions.experts import dump_events
 from sessions.lifecycle import SealError, SessionError, SessionInfo, get_session, seal_key, verify_seal
 from sessions.signing import HubKey, hub_trusted_pems, key_id
 from storage.chain import chain_key, link_bytes
 from storage.common import CameraId
-from storage.incident import ExportedEvent
 from storage.models import AuditLog, EventRow, Segment
 from storage.objects import ObjectMissing
 
@@ -399,7 +399,7 @@ async def _export_session(
             cams.append(
                 EvidenceCamera(h.site, h.room, h.camera, h.head_seq, h.payload, h.signature, sel, links)
             )
-        evs = [ExportedEvent.dump(e) for e in session_events(s, info, w_start, w_end)]
+        evs = dump_events(s, session_events(s, info, w_start, w_end))
         paths = {h.path for h in heads}
         return cams, [e for e in evs if CameraId(e["site"], e["room"], e["camera"]).path in paths]
 

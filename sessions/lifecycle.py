@@ -93,8 +93,17 @@ class SeatSpec(BaseModel):
     room: str = Field(min_length=1)
     seat: str = Field(min_length=1, max_length=64)
     site: str | None = None
+    #: The expert's code in the register (docs/credit.md); ``expert`` defaults to it.
+    expert_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-    @field_validator("expert", "bid", "room", "seat", "site", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _expert_from_code(cls, v: Any) -> Any:
+        if isinstance(v, dict) and not v.get("expert") and v.get("expert_code"):
+            v = {**v, "expert": v["expert_code"]}
+        return v
+
+    @field_validator("expert", "bid", "room", "seat", "site", "expert_code", mode="before")
     @classmethod
     def _ids(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
@@ -188,6 +197,7 @@ class SeatRow(BaseModel):
     seat: str
     expert: str
     bid: str
+    expert_code: str | None = None
 
 
 class HeadRow(BaseModel):
@@ -308,7 +318,12 @@ def _info(s: Session, row: EvalSession) -> SessionInfo:
         public_key_pem=row.public_key_pem,
         retention=row.retention,
         cameras=[CameraId(c.site, c.room, c.camera) for c in cams],
-        seats=[SeatRow(site=x.site, room=x.room, seat=x.seat, expert=x.expert, bid=x.bid) for x in seats],
+        seats=[
+            SeatRow(
+                site=x.site, room=x.room, seat=x.seat, expert=x.expert, bid=x.bid, expert_code=x.expert_code
+            )
+            for x in seats
+        ],
         heads=[
             HeadRow(
                 site=h.site,
@@ -383,6 +398,7 @@ def _resolve(cfg: EvalwatchConfig, spec: SessionSpec) -> tuple[list[CameraId], l
         room_seats[(r.site, r.room)] = {s.id for s in room.seats}
     seats: list[SeatRow] = []
     experts: set[str] = set()
+    codes: set[str] = set()
     taken: set[tuple[str, str, str]] = set()
     for i, st in enumerate(spec.all_seats()):
         where = f"seats[{i}] ({st.expert})"
@@ -412,9 +428,22 @@ def _resolve(cfg: EvalwatchConfig, spec: SessionSpec) -> tuple[list[CameraId], l
             raise SessionError(f"{where}: expert {st.expert!r} is seated twice")
         if (site, room_id, st.seat) in taken:
             raise SessionError(f"{where}: seat {site}/{room_id}/{st.seat} is assigned twice")
+        if st.expert_code is not None and st.expert_code in codes:
+            raise SessionError(f"{where}: expert code {st.expert_code!r} is seated twice")
         experts.add(st.expert)
+        if st.expert_code is not None:
+            codes.add(st.expert_code)
         taken.add((site, room_id, st.seat))
-        seats.append(SeatRow(site=site, room=room_id, seat=st.seat, expert=st.expert, bid=st.bid))
+        seats.append(
+            SeatRow(
+                site=site,
+                room=room_id,
+                seat=st.seat,
+                expert=st.expert,
+                bid=st.bid,
+                expert_code=st.expert_code,
+            )
+        )
     return cams, seats
 
 
@@ -425,6 +454,25 @@ async def create_session(db: Any, cfg: EvalwatchConfig, spec: SessionSpec, actor
     def go(s: Session) -> SessionInfo:
         if s.scalars(select(EvalSession.id).where(EvalSession.code == spec.code)).first() is not None:
             raise SessionError(f"a session with code {spec.code!r} already exists")
+        from sessions.credit_models import Expert
+
+        # a seat whose expert *is* a register code (the drawing system's output, a seating drawn
+        # over codes) is linked to that expert
+        plain = {x.expert for x in seats if not x.expert_code}
+        if plain:
+            linked = set(s.scalars(select(Expert.code).where(Expert.code.in_(plain))))
+            for x in seats:
+                if not x.expert_code and x.expert in linked:
+                    x.expert_code = x.expert
+        wanted = {x.expert_code for x in seats if x.expert_code}
+        if wanted:
+            known = set(s.scalars(select(Expert.code).where(Expert.code.in_(wanted))))
+            unknown = sorted(wanted - known)
+            if unknown:
+                raise SessionError(
+                    f"seats: expert code(s) {', '.join(unknown)} not in the expert register "
+                    "(import them first: evalwatch experts import FILE)"
+                )
         row = EvalSession(
             code=spec.code,
             project=spec.project,
@@ -442,7 +490,13 @@ async def create_session(db: Any, cfg: EvalwatchConfig, spec: SessionSpec, actor
         for x in seats:
             s.add(
                 SessionSeat(
-                    session_id=row.id, site=x.site, room=x.room, seat=x.seat, expert=x.expert, bid=x.bid
+                    session_id=row.id,
+                    site=x.site,
+                    room=x.room,
+                    seat=x.seat,
+                    expert=x.expert,
+                    bid=x.bid,
+                    expert_code=x.expert_code,
                 )
             )
         _audit(s, actor, "session_create", row, {"cameras": len(cams), "seats": len(seats)})

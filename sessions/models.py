@@ -5,7 +5,8 @@
   and the retention outcome recorded at sealing.
 * ``session_cameras`` — the rooms and cameras involved (a room appears through its cameras).
 * ``session_seats`` — the experts and their assigned seats (``expert``, ``bid``, ``site``/``room``,
-  ``seat``); an expert sits once per session and a seat holds one expert.
+  ``seat``, optional ``expert_code`` of the register); an expert sits once per session and a seat
+  holds one expert.
 * ``session_heads`` — the seal: per camera the final chain head (``head_seq``, ``head_hash``),
   the first chain position of the session (``first_seq``), the signed canonical payload and its
   Ed25519 signature (base64).  Written once, at close.
@@ -74,6 +75,9 @@ class SessionSeat(Base):
     seat: Mapped[str] = mapped_column(String(64), primary_key=True)
     expert: Mapped[str] = mapped_column(String(200))
     bid: Mapped[str] = mapped_column(String(64))
+    # The expert's code in the register (sessions.credit_models.Expert), when the seat names one
+    # (migration 0008_credit).
+    expert_code: Mapped[str | None] = mapped_column(String(64))
 
 
 class SessionHead(Base):

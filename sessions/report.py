@@ -15,8 +15,9 @@ length of the union of segment intervals clipped to the window, so overlaps neve
 tolerance (segment boundaries jitter by a few ms); shorter ones still lower the percentage.
 
 The HTML is self-contained (snapshots inline as data URIs, template
-``sessions/templates/report.html.j2``); the PDF is built with ReportLab using the CID font
-``STSong-Light`` (no font file needed).
+``sessions/templates/report.html.j2``); the PDF is built with ReportLab and embeds a subset of
+the TrueType font WenQuanYi Micro Hei shipped in ``sessions/fonts/`` (see its PROVENANCE.md),
+so it renders the same on a machine without CJK fonts (:func:`report_font`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import base64
 import html
 import io
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -37,16 +39,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.models import EvalwatchConfig
+from sessions.credit import CreditRecordOut, records
+from sessions.experts import dump_events
 from sessions.export import session_events
 from sessions.lifecycle import SessionInfo, get_session, seal_key, verify_seal
 from sessions.signing import hub_trusted_pems
 from storage.chain import chain_key
 from storage.common import CameraId
-from storage.incident import ExportedEvent
 from storage.models import Segment
 from storage.objects import ObjectMissing, StorageError
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+FONTS = Path(__file__).resolve().parent / "fonts"
+#: Where the report font is looked for, in order: the copy shipped with evalwatch, then the
+#: Debian package ``fonts-wqy-microhei``.  Face 0 of the collection is "WenQuanYi Micro Hei".
+FONT_FILES = (FONTS / "wqy-microhei.ttc", Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"))
+FONT_NAME = "WenQuanYiMicroHei"
+FALLBACK_FONT = "STSong-Light"
+log = logging.getLogger("evalwatch.report")
 GAP_TOLERANCE_S = 0.5
 LANGS = ("zh", "en")
 
@@ -127,6 +137,8 @@ class ReportData:
     events: list[dict[str, Any]]
     seal_problems: list[str] = field(default_factory=list)
     seal_public_pem: str | None = None  # the trusted key (key file) that sealed it
+    #: Confirmed violations of the session (credit records, experts by code; docs/credit.md).
+    violations: list[CreditRecordOut] = field(default_factory=list)
 
     def local(self, t: datetime | str | None) -> str:
         if t is None:
@@ -148,7 +160,9 @@ async def build_report(
     trusted = await asyncio.to_thread(hub_trusted_pems, cfg.storage.data_dir)
     start, end = info.window(now)
 
-    def q(s: Session) -> tuple[dict[str, list[tuple[datetime, datetime]]], list[dict[str, Any]]]:
+    def q(
+        s: Session,
+    ) -> tuple[dict[str, list[tuple[datetime, datetime]]], list[dict[str, Any]], list[CreditRecordOut]]:
         segs: dict[str, list[tuple[datetime, datetime]]] = {}
         for c in info.cameras:
             rows = s.execute(
@@ -158,9 +172,16 @@ async def build_report(
                 .order_by(Segment.start)
             ).all()
             segs[c.path] = [(a, b) for a, b in rows]
-        return segs, [ExportedEvent.dump(e) for e in session_events(s, info, start, end)]
+        evs = dump_events(s, session_events(s, info, start, end))
+        ids = [int(e["id"]) for e in evs]
+        viol = [
+            r
+            for r in records(s, decision="violation", names=False, history=False)
+            if r.session_id == info.id or r.event_id in ids
+        ]
+        return segs, evs, viol
 
-    segs, events = await db.run(q)
+    segs, events, violations = await db.run(q)
     covs: list[Coverage] = []
     for c in info.cameras:
         archived, gaps = coverage(segs[c.path], start, end)
@@ -240,6 +261,7 @@ async def build_report(
         events=events,
         seal_problems=verify_seal(info, trusted) if info.status == "closed" else [],
         seal_public_pem=seal_key(info, trusted) if info.status == "closed" else None,
+        violations=violations,
     )
 
 
@@ -255,19 +277,44 @@ def render_html(r: ReportData, lang: str = "zh") -> str:
     return env.get_template("report.html.j2").render(r=r, t=strings(lang), lang=lang)
 
 
+def report_font() -> str:
+    """Register the PDF font and return its ReportLab name.
+
+    The TrueType collection in ``FONT_FILES`` (glyf outlines: ReportLab embeds a subset of the
+    glyphs used, so Chinese renders on any machine).  Without it, the CID font ``STSong-Light``,
+    which PDF viewers must supply themselves (``pdffonts``: ``emb no``) — logged as a warning.
+    """
+    from reportlab.pdfbase import pdfmetrics
+
+    registered = pdfmetrics.getRegisteredFontNames()
+    if FONT_NAME in registered:
+        return FONT_NAME
+    for path in FONT_FILES:
+        if path.is_file():
+            from reportlab.pdfbase.ttfonts import TTFont
+
+            pdfmetrics.registerFont(TTFont(FONT_NAME, str(path), subfontIndex=0))
+            return FONT_NAME
+    log.warning(
+        "report font %s not found (%s); the PDF uses the non-embedded CID font %s: install the "
+        "Debian package fonts-wqy-microhei", FONT_NAME, ", ".join(map(str, FONT_FILES)), FALLBACK_FONT,
+    )
+    if FALLBACK_FONT not in registered:
+        from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+
+        pdfmetrics.registerFont(UnicodeCIDFont(FALLBACK_FONT))
+    return FALLBACK_FONT
+
+
 def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
-    """The report as a PDF (ReportLab, CID font STSong-Light for Chinese)."""
+    """The report as a PDF (ReportLab; the font's used glyphs embedded, :func:`report_font`)."""
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
     from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-    font = "STSong-Light"
-    if font not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(UnicodeCIDFont(font))
+    font = report_font()
     t = strings(lang)
     body = ParagraphStyle("body", fontName=font, fontSize=9, leading=12, wordWrap="CJK")
     small = ParagraphStyle("small", parent=body, fontSize=7, leading=9)
@@ -283,6 +330,7 @@ def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
         tb.setStyle(
             TableStyle(
                 [
+                    ("FONTNAME", (0, 0), (-1, -1), font),  # the cell font, else Helvetica
                     ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
                     ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
                     ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -316,9 +364,9 @@ def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
                 f"{t['cameras']}: {', '.join(room['cameras'])}"
             )
         )
-        rows: list[list[Any]] = [[t["seat"], t["expert"], t["bid"]]]
-        rows += [[x.seat, x.expert, x.bid] for x in room["seats"]]
-        story += [table(rows, [30 * mm, 60 * mm, 40 * mm]), Spacer(1, 4)]
+        rows: list[list[Any]] = [[t["seat"], t["expert_code"], t["expert"], t["bid"]]]
+        rows += [[x.seat, x.expert_code or "-", x.expert, x.bid] for x in room["seats"]]
+        story += [table(rows, [25 * mm, 35 * mm, 60 * mm, 40 * mm]), Spacer(1, 4)]
     story.append(P(t["coverage"], h2))
     rows = [[t["camera"], t["expected"], t["archived"], t["percent"], t["segments"]]]
     for c in r.coverage:
@@ -367,8 +415,28 @@ def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
             except Exception:  # an undecodable snapshot must not break the report
                 snap = P(t["no_snapshot"], small)
         outer = Table([[left, snap]], colWidths=[92 * mm, 80 * mm])
-        outer.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        outer.setStyle(
+            TableStyle([("FONTNAME", (0, 0), (-1, -1), font), ("VALIGN", (0, 0), (-1, -1), "TOP")])
+        )
         story += [outer, Spacer(1, 6)]
+    story.append(P(t["violations"], h2))
+    if not r.violations:
+        story.append(P(t["no_violations"]))
+    else:
+        rows = [[t["time"], t["expert_code"], t["seat"], t["rule"], t["category"], t["note"], t["appeal"]]]
+        for v in r.violations:
+            rows.append(
+                [
+                    r.local(v.occurred_at),
+                    v.expert_code or "-",
+                    f"{v.site}/{v.room}/{v.seat or '-'}",
+                    t.get("rule_" + v.rule, v.rule),
+                    v.category or "",
+                    " ".join(x for x in (v.note, v.statement) if x),
+                    t.get("appeal_" + (v.appeal or ""), "-"),
+                ]
+            )
+        story.append(table(rows, [30 * mm, 22 * mm, 30 * mm, 20 * mm, 22 * mm, 36 * mm, 18 * mm]))
     story.append(P(t["chain"], h2))
     rows = [[t["camera"], t["result"], t["sealed_head"], t["head_match"]]]
     for c in r.coverage:
@@ -419,6 +487,7 @@ def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
         bottomMargin=18 * mm,
         title=f"{t['title']} {s.code}",
         author="evalwatch",
+        initialFontName=font,  # else every page starts in the (not embedded) Helvetica
     )
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return buf.getvalue()

@@ -72,6 +72,15 @@ class EventFields(BaseModel):
         default="hub",
         description="who analysed: hub (the hub's pipeline) or agent (edge analysis on the room PC)",
     )
+    expert_code: str | None = Field(
+        default=None,
+        description="the expert on the incident's seat in the session running then (register code)",
+    )
+    expert_name: str | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="that expert's name; only for roles allowed to see names (never observers)",
+    )
 
 
 class EventHandled(EventFields):

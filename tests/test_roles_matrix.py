@@ -77,6 +77,21 @@ EXPECTED: dict[str, set[str]] = {
     "GET /api/sessions/{session_id}/holds": {"admin", "supervisor", "auditor"},
     # random seat assignment for the session form (dashboard.routes.seating)
     "POST /api/seats/assign": {"admin", "supervisor"},
+    # expert register and credit records (dashboard.routes.experts, docs/credit.md)
+    "GET /api/experts": set(ROLES),
+    "POST /api/experts": {"admin"},
+    "POST /api/experts/import": {"admin"},
+    "GET /api/experts/{code}": set(ROLES),
+    "PATCH /api/experts/{code}": {"admin"},
+    "PUT /api/experts/{code}/photo": {"admin"},
+    "GET /api/experts/{code}/photo": {"admin", "supervisor", "auditor"},
+    "POST /api/events/{event_id}/credit": {"admin", "supervisor"},
+    "GET /api/credit": set(ROLES),
+    "GET /api/credit/categories": set(ROLES),
+    "GET /api/credit/export": set(ROLES),
+    "GET /api/credit/feed": {"admin", "supervisor", "auditor"},
+    "GET /api/credit/{record_id}": set(ROLES),
+    "POST /api/credit/{record_id}/revise": {"admin", "supervisor"},
     # site agents (dashboard.routes.agents): enrolment is anonymous (the code is the credential)
     "POST /api/sites/{site}/enroll-codes": {"admin"},
     "POST /api/agent/enroll": {ANON, *ROLES},
@@ -93,6 +108,8 @@ PARAMS = {
     "username": "obs",
     "lang": "en",
     "session_id": "1",
+    "code": "E0001",
+    "record_id": "1",
 }
 QUERY = {"start": "2025-01-01T00:00:00Z", "end": "2025-01-01T00:01:00Z"}
 BODIES: dict[str, Any] = {

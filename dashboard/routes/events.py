@@ -18,6 +18,7 @@ from dashboard.dbutil import run_db
 from dashboard.defs import media
 from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
+from dashboard.experts import attach
 from dashboard.policy import ANY_USER, Principal, WsRefusal, allow, authenticate, client_ip, ws_allow
 from dashboard.routes.common import fetch_object
 from dashboard.state import get_state
@@ -67,7 +68,9 @@ async def list_events(
         if until:
             stmt = stmt.where(EventRow.started_at < as_utc(until))
         stmt = stmt.order_by(EventRow.started_at.desc(), EventRow.id.desc()).limit(limit)
-        return [EventItem.from_row(e) for e in s.scalars(stmt)]
+        items = [EventItem.from_row(e) for e in s.scalars(stmt)]
+        attach(s, items, me.role)
+        return items
 
     return EventList(items=await run_db(st.db, q))
 
@@ -82,7 +85,11 @@ async def get_event(
 
     def q(s: Session) -> EventItem | None:
         e = s.get(EventRow, event_id)
-        return EventItem.from_row(e) if e else None
+        if e is None:
+            return None
+        item = EventItem.from_row(e)
+        attach(s, [item], me.role)
+        return item
 
     out = await run_db(st.db, q)
     if out is None:
@@ -152,7 +159,9 @@ async def _transition(
             ip=client_ip(request),
             details={"status": e.status, "note": note or None},
         )
-        return EventItem.from_row(e)
+        item = EventItem.from_row(e)
+        attach(s, [item], "admin")  # every browser gets it: observers' copies lose the name
+        return item
 
     out = await run_db(st.db, apply)
     if isinstance(out, str):
@@ -202,7 +211,7 @@ async def ws_events(
         await websocket.close(code=me.code, reason=me.reason)
         return
     await websocket.accept()
-    client = st.alerts.connect(me.username)
+    client = st.alerts.connect(me.username, me.role)
     st.metrics.ws_clients.inc()
     if me.role == "observer":
         await audit.record(st.db, me.username, "alerts_watch", role=me.role, ip=client_ip(websocket))

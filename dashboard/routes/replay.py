@@ -23,6 +23,7 @@ from dashboard.dbutil import run_db
 from dashboard.defs import ChainCheck, ReplayIndex, media
 from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
+from dashboard.experts import attach
 from dashboard.policy import Principal, allow, client_ip
 from dashboard.routes.common import fetch_object
 from dashboard.state import DashState
@@ -115,7 +116,9 @@ async def replay_index(
             ip=client_ip(request),
             details={"start": start.isoformat(), "end": end.isoformat(), "segments": len(segs)},
         )
-        return {"segments": segs, "events": [EventItem.from_row(e) for e in evs]}
+        items = [EventItem.from_row(e) for e in evs]
+        attach(s, items, me.role)
+        return {"segments": segs, "events": items}
 
     out = await run_db(st.db, q)
     return {"start": start.isoformat(), "end": end.isoformat(), **out}

@@ -60,6 +60,15 @@ def _err(e: lc.SessionError, status: int = 409) -> ApiError:
     return ApiError(status, "err.invalid_input", str(e))
 
 
+def _mask(info: SessionInfo, role: str) -> SessionInfo:
+    """Observers see the experts' codes, never their names (docs/credit.md): a seat's ``expert``
+    becomes its ``expert_code`` (or ``-``)."""
+    if role != "observer":
+        return info
+    seats = [x.model_copy(update={"expert": x.expert_code or "-"}) for x in info.seats]
+    return info.model_copy(update={"seats": seats})
+
+
 async def _key(request: Request) -> Any:
     from sessions.signing import HubKey
 
@@ -75,7 +84,7 @@ async def list_sessions(
 ) -> SessionList:
     """Every session (newest first), optionally of one status."""
     await auditor.observer("session_list")
-    return SessionList(sessions=await lc.list_sessions(st.db, status))
+    return SessionList(sessions=[_mask(x, me.role) for x in await lc.list_sessions(st.db, status)])
 
 
 @router.get("/api/sessions/public-key", **media("application/x-pem-file"))
@@ -118,7 +127,7 @@ async def detail(
     """One session: rooms/cameras, experts and seats, status, sealed heads."""
     await auditor.observer("session_view", f"session:{session_id}")
     try:
-        return await lc.get_session(st.db, session_id)
+        return _mask(await lc.get_session(st.db, session_id), me.role)
     except lc.SessionError as e:
         raise _err(e) from None
 

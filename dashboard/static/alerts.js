@@ -60,7 +60,9 @@ export const alerts = (function () {
     if (e.origin === "agent") rule.appendChild(el("div", "hint origin-agent", t("origin.agent")));
     tr.appendChild(rule);
     tr.appendChild(el("td", "", roomName(e)));
-    tr.appendChild(el("td", "", e.seat || ""));
+    const seat = el("td", "", e.seat || "");
+    if (e.expert_code) seat.appendChild(el("div", "hint expert", e.expert_code + (e.expert_name ? " " + e.expert_name : "")));
+    tr.appendChild(seat);
     const snap = el("td");
     if (e.snapshot_url) {
       const img = el("img", "snap");
@@ -105,6 +107,11 @@ export const alerts = (function () {
       const f = el("button", "false-alarm", t("alerts.false_alarm"));
       f.addEventListener("click", () => act("resolve", { note: note.value, false_alarm: true }));
       box.appendChild(f);
+    }
+    if (can.handle) {
+      const j = el("button", "judge", t("credit.judge"));
+      j.addEventListener("click", () => { location.hash = "experts/judge/" + e.id; });
+      box.appendChild(j);
     }
     if (can.replay) {
       const g = el("button", "footage", t("alerts.footage"));

@@ -11,8 +11,9 @@ import { users } from "./users.js";
 import { agentsView } from "./agents.js";
 import { auditView } from "./audit.js";
 import { sessionsView } from "./sessions.js";
+import { expertsView } from "./experts.js";
 
-const views = ["wall", "alerts", "sessions", "replay", "users", "agents", "audit"];
+const views = ["wall", "alerts", "sessions", "experts", "replay", "users", "agents", "audit"];
 function show(view, arg) {
   const allowed = [...document.querySelectorAll("#nav button")].filter((b) => !b.hidden).map((b) => b.dataset.view);
   if (!allowed.includes(view)) view = allowed[0];
@@ -23,6 +24,7 @@ function show(view, arg) {
   if (view === "alerts") alerts.load();
   if (view === "replay") replay.open(arg);
   if (view === "sessions") sessionsView.open(arg);
+  if (view === "experts") expertsView.open(arg);
   if (view === "users") users.load();
   if (view === "agents") agentsView.load();
   if (view === "audit") auditView.load();
@@ -44,6 +46,7 @@ document.addEventListener("i18n-changed", () => {
   alerts.render();
   replay.relabel();
   sessionsView.relabel();
+  if (current === "experts") expertsView.relabel();
   if (current === "users") users.load();
   if (current === "agents") agentsView.load();
   if (current === "audit") auditView.load();
