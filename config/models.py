@@ -196,6 +196,12 @@ class S3Config(_Strict):
     bucket_segments: str = "evalwatch-segments"
     bucket_snapshots: str = "evalwatch-snapshots"
     bucket_exports: str = "evalwatch-exports"
+    # Object lock of the segments and snapshots buckets (and of every object the hub writes
+    # there).  ``governance``: whoever holds these keys can still delete a version with
+    # ``x-amz-bypass-governance-retention`` (the demo).  ``compliance``: nobody can, not even with
+    # these keys, until the retention (``storage.retention_days``) ends — production.
+    # docs/storage.md, "Object lock".
+    lock_mode: Literal["governance", "compliance"] = "governance"
     # Start and stop a local SeaweedFS server with the hub.
     embedded: bool = True
     embedded_server: EmbeddedS3Config = EmbeddedS3Config()

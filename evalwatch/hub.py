@@ -105,11 +105,13 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         await asyncio.to_thread(sync_inventory, db, cfg)
 
         objects = ObjectStore(cfg.storage.s3)
-        # Footage and snapshots are evidence: write-once buckets (object lock, GOVERNANCE mode)
-        # keeping every object for the retention period.  Exports are working files.
+        # Footage and snapshots are evidence: write-once buckets (object lock in
+        # storage.s3.lock_mode, governance or compliance) keeping every object for the retention
+        # period.  Exports are working files.
         s3c = cfg.storage.s3
         await objects.ensure_buckets(
-            [s3c.bucket_segments, s3c.bucket_snapshots], lock_days=cfg.storage.retention_days
+            [s3c.bucket_segments, s3c.bucket_snapshots], lock_days=cfg.storage.retention_days,
+            mode=s3c.lock_mode,
         )
         await objects.ensure_buckets([s3c.bucket_exports])
         segments = SegmentStore(objects, db, Path(cfg.storage.wal_dir), cfg.storage.s3.bucket_segments)
