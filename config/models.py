@@ -140,6 +140,22 @@ class SiteConfig(_Strict):
     # Edge sites: no analysis progress in the agent's heartbeats for this long while the camera's
     # video reaches the hub raises ``analysis_offline``.
     analysis_offline_seconds: Annotated[float, Field(gt=0)] = 15.0
+    # How this site's agent trusts the hub over HTTPS (capture/tls.py): the SHA-256 of the hub's
+    # certificate (pinned: exactly that certificate, e.g. a self-signed one; ``evalwatch tls
+    # fingerprint hub.crt`` prints it) and/or a CA file to verify it against.  Neither: the
+    # system's trust store.  ``evalwatch agent --hub-cert-sha256 / --hub-ca`` override them.
+    hub_cert_sha256: str | None = None
+    hub_ca_file: str | None = None
+
+    @field_validator("hub_cert_sha256")
+    @classmethod
+    def _fingerprint(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        h = v.strip().lower().removeprefix("sha256:").replace(":", "").replace(" ", "")
+        if not re.fullmatch(r"[0-9a-f]{64}", h):
+            raise ValueError(f"{v!r} is not a SHA-256 fingerprint (64 hex digits, colons allowed)")
+        return h
 
     @model_validator(mode="after")
     def _unique_rooms(self) -> SiteConfig:
@@ -170,10 +186,34 @@ class HubConfig(_Strict):
     stun_urls: list[str] = []
     turn_urls: list[str] = []
     timezone: str = "Asia/Shanghai"
+    # HTTPS: PEM certificate (chain) and private key the hub serves with (``evalwatch tls
+    # self-signed`` or ``evalwatch hub --self-signed`` makes a pair for a demo).  Both or neither.
+    # Behind a TLS-terminating reverse proxy leave them unset and set ``public_url: https://…``
+    # (docs/deploy.md, "TLS and reverse proxy").
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HubConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            raise ValueError(f"hub.tls_cert and hub.tls_key go together: {missing} is missing")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """The hub itself serves HTTPS."""
+        return self.tls_cert is not None
 
     @property
     def url(self) -> str:
-        return self.public_url or f"http://{self.listen_host}:{self.listen_port}"
+        scheme = "https" if self.tls else "http"
+        return self.public_url or f"{scheme}://{self.listen_host}:{self.listen_port}"
+
+    @property
+    def https(self) -> bool:
+        """Browsers reach the hub over HTTPS (its own TLS, or a proxy's: ``public_url``)."""
+        return self.url.startswith("https://")
 
 
 class EmbeddedS3Config(_Strict):

@@ -50,6 +50,10 @@ CSP = (
     "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; object-src 'none'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+#: Sent on every answer when browsers reach the hub over HTTPS (``hub.tls_cert`` or an https
+#: ``hub.public_url`` behind a proxy): a year; no ``includeSubDomains`` (the hub's name may share
+#: a domain with sites that are not HTTPS).
+HSTS = "max-age=31536000"
 
 
 @cache
@@ -114,7 +118,7 @@ def create_app(services: Any) -> FastAPI:
         alerts=AlertHub(services.bus),
         metrics=metrics,
         live=LiveManager(cfg, _on_live_end),
-        secure_cookies=cfg.hub.url.startswith("https://"),
+        secure_cookies=cfg.hub.https,
     )
     state_holder["st"] = st
     metrics.attach(st)
@@ -168,6 +172,8 @@ def create_app(services: Any) -> FastAPI:
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault("X-Frame-Options", "DENY")
             response.headers.setdefault("Referrer-Policy", "same-origin")
+            if st.secure_cookies:
+                response.headers.setdefault("Strict-Transport-Security", HSTS)
             if path.startswith("/api/") and "cache-control" not in response.headers:
                 response.headers["Cache-Control"] = "no-store"
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"

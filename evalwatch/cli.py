@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("evalwatch.report", "supervision report of a session (HTML/PDF)"),
     "export": ("evalwatch.export", "export a session's evidence as a verifiable zip"),
     "db": ("evalwatch.db", "database migrations"),
+    "tls": ("evalwatch.tls", "self-signed HTTPS certificate for the hub, certificate fingerprints"),
 }
 
 

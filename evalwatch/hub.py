@@ -165,11 +165,38 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         )
 
 
+def tls_options(cfg: EvalwatchConfig) -> dict[str, str]:
+    """uvicorn's ``ssl_certfile``/``ssl_keyfile`` for ``hub.tls_cert``/``tls_key`` ({} without);
+    ValueError naming the problem when the pair cannot serve HTTPS."""
+    if not (cfg.hub.tls_cert and cfg.hub.tls_key):
+        return {}
+    from evalwatch.tls import check_pair
+
+    check_pair(cfg.hub.tls_cert, cfg.hub.tls_key)
+    return {"ssl_certfile": cfg.hub.tls_cert, "ssl_keyfile": cfg.hub.tls_key}
+
+
+def use_self_signed(cfg: EvalwatchConfig) -> str:
+    """``--self-signed``: the certificate in ``<storage.data_dir>/tls/`` (made on first use, then
+    kept: agents pin it) becomes ``hub.tls_cert``/``tls_key``.  Returns its SHA-256."""
+    from capture.tls import pretty_sha256
+    from evalwatch.tls import cert_sha256, default_hosts, ensure_self_signed
+
+    cert, key, created = ensure_self_signed(
+        Path(cfg.storage.data_dir) / "tls", default_hosts([cfg.hub.listen_host])
+    )
+    cfg.hub.tls_cert, cfg.hub.tls_key = str(cert), str(key)
+    fp = pretty_sha256(cert_sha256(cert))
+    log.info("self-signed certificate %s cert=%s sha256=%s", "created" if created else "reused", cert, fp)
+    return fp
+
+
 async def serve(cfg: EvalwatchConfig) -> None:
     import uvicorn
 
     from dashboard.app import create_app
 
+    tls = tls_options(cfg)  # before anything starts: a bad certificate is a clear start-up error
     async with running_hub(cfg) as hub:
         app = create_app(hub)
         server = uvicorn.Server(
@@ -178,21 +205,37 @@ async def serve(cfg: EvalwatchConfig) -> None:
                 access_log=False, lifespan="on",
                 # Agents' long polls (up to 25 s) must not hold a stop: they retry.
                 timeout_graceful_shutdown=5,
+                **tls,  # type: ignore[arg-type]
             )
         )
-        log.info("hub listening url=%s", cfg.hub.url)
+        log.info("hub listening url=%s tls=%s", cfg.hub.url, bool(tls))
         await server.serve()
 
 
 def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="evalwatch hub", description=__doc__)
     parser.add_argument("--config", default="config/default.yaml", help="config file (YAML)")
+    parser.add_argument(
+        "--self-signed", action="store_true",
+        help="serve HTTPS with a self-signed certificate kept in <storage.data_dir>/tls/ (made on "
+        "first use; its SHA-256, which agents pin, is printed) unless hub.tls_cert is set",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     try:
         cfg = load_config(args.config)
     except ConfigError as e:
         print(f"evalwatch hub: configuration problems:\n{e}", file=sys.stderr)
+        return 2
+    try:
+        if args.self_signed and not cfg.hub.tls_cert:
+            fp = use_self_signed(cfg)
+            print(f"evalwatch hub: HTTPS with a self-signed certificate, sha256 {fp}\n"
+                  f"  agents: sites[].hub_cert_sha256 or evalwatch agent --hub-cert-sha256 {fp}",
+                  file=sys.stderr)
+        tls_options(cfg)
+    except (ValueError, OSError) as e:
+        print(f"evalwatch hub: {e}", file=sys.stderr)
         return 2
     try:
         asyncio.run(serve(cfg))
