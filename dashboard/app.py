@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dashboard import apidoc
 from dashboard.alerts import AlertHub
 from dashboard.dbutil import run_db
 from dashboard.defs import Health, media
@@ -186,6 +187,7 @@ def create_app(services: Any) -> FastAPI:
     for extra in getattr(services, "extra_routers", None) or []:
         app.include_router(extra)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    apidoc.install(app)  # 422 answers documented as they are (dashboard.errors), not FastAPI's
     return app
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from dashboard import audit
 from dashboard.alerts import event_message
 from dashboard.dbutil import run_db
-from dashboard.defs import media
+from dashboard.defs import RowId, media
 from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
 from dashboard.policy import ANY_USER, Principal, WsRefusal, allow, authenticate, client_ip, ws_allow
@@ -77,7 +77,7 @@ async def list_events(
 async def get_event(
     auditor: Audit,
     st: State,
-    event_id: int, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+    event_id: RowId, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> EventItem:
     await auditor.observer("event_view", f"event:{event_id}")
 
@@ -95,7 +95,7 @@ async def get_event(
 async def snapshot(
     auditor: Audit,
     st: State,
-    event_id: int, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+    event_id: RowId, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> Response:
     """The event's JPEG snapshot, read from the snapshots bucket (404 when it has none)."""
     key = await run_db(
@@ -164,7 +164,7 @@ async def _transition(
 
 @router.post("/api/events/{event_id}/ack", response_model=EventItem)
 async def acknowledge(
-    event_id: int,
+    event_id: RowId,
     request: Request,
     me: Annotated[Principal, Depends(allow(*HANDLERS))],
     body: AckIn | None = None,
@@ -175,7 +175,7 @@ async def acknowledge(
 
 @router.post("/api/events/{event_id}/resolve", response_model=EventItem)
 async def resolve(
-    event_id: int, body: ResolveIn, request: Request, me: Annotated[Principal, Depends(allow(*HANDLERS))]
+    event_id: RowId, body: ResolveIn, request: Request, me: Annotated[Principal, Depends(allow(*HANDLERS))]
 ) -> EventItem:
     """acknowledged → resolved (a note is required), or new/acknowledged → false_alarm."""
     note = body.note.strip()

@@ -33,7 +33,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from starlette.background import BackgroundTask
 
-from dashboard.defs import SealCheck, SessionList, media
+from dashboard.defs import RowId, SealCheck, SessionList, media
 from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
 from dashboard.policy import ROLES, Principal, allow
@@ -108,7 +108,7 @@ async def create(
 async def detail(
     auditor: Audit,
     st: State,
-    session_id: int, me: Annotated[Principal, Depends(allow(*ROLES))]
+    session_id: RowId, me: Annotated[Principal, Depends(allow(*ROLES))]
 ) -> SessionInfo:
     """One session: rooms/cameras, experts and seats, status, sealed heads."""
     await auditor.observer("session_view", f"session:{session_id}")
@@ -121,7 +121,7 @@ async def detail(
 @router.post("/api/sessions/{session_id}/start", response_model=SessionInfo)
 async def start(
     st: State,
-    session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
+    session_id: RowId, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
 ) -> SessionInfo:
     """``scheduled`` → ``running`` (409 otherwise, or when a room is in another running session)."""
     try:
@@ -133,7 +133,7 @@ async def start(
 @router.post("/api/sessions/{session_id}/close", response_model=SessionInfo)
 async def close(
     st: State,
-    session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
+    session_id: RowId, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
 ) -> SessionInfo:
     """``running`` → ``closed``: records and signs every camera's chain head."""
     try:
@@ -148,7 +148,7 @@ async def close(
 @router.get("/api/sessions/{session_id}/seal", response_model=SealCheck)
 async def seal(
     st: State,
-    session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*READERS))]
+    session_id: RowId, request: Request, me: Annotated[Principal, Depends(allow(*READERS))]
 ) -> SealCheck:
     """Whether the seal verifies with the hub's key or one of its rotated trusted keys (key
     files, never the DB): ``{ok, problems, key_id}``."""
@@ -168,7 +168,7 @@ async def seal(
 async def report(
     auditor: Audit,
     st: State,
-    session_id: int,
+    session_id: RowId,
     me: Annotated[Principal, Depends(allow(*READERS))],
     fmt: Annotated[str, Query(alias="format", pattern="^(html|pdf)$")] = "html",
     lang: Annotated[str, Query(pattern="^(zh|en)$")] = "zh",
@@ -198,7 +198,7 @@ async def report(
 @router.get("/api/sessions/{session_id}/export", **media("application/zip"))
 async def export(
     st: State,
-    session_id: int,
+    session_id: RowId,
     request: Request,
     me: Annotated[Principal, Depends(allow(*EXPORTERS))],
     start: datetime | None = None,
