@@ -66,7 +66,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     services.extra_routers = [make_router(Recorder(cfg), DirSegmentStore(tmp / "store"), cfg)]
     app = create_app(services)
     schema = schemathesis.openapi.from_dict(app.openapi())
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, client=("127.0.0.1", 50000)) as client:
         yield Hub(client=client, schema=schema)
 
 
