@@ -186,3 +186,39 @@ def test_pin_needs_an_https_hub_url(pair: tuple[Path, Path, str], tmp_path: Path
     with pytest.raises(ValueError, match=r"hub CA file .* does not exist"):
         Agent(cfg, "s2", hub_ca_file=str(tmp_path / "missing.pem"))
     assert isinstance(Agent(cfg, "s2", hub_cert_sha256="AB:" * 31 + "AB").verify, ssl.SSLContext)
+
+
+def test_hub_self_signed_is_made_once_and_kept(tmp_path: Path) -> None:
+    """``evalwatch hub --self-signed``: the pair lives in <data_dir>/tls and survives restarts
+    (a new certificate would break every agent's pin)."""
+    from evalwatch.hub import use_self_signed
+
+    cfg = make_config()
+    cfg.storage.data_dir = str(tmp_path / "data")
+    fp = use_self_signed(cfg)
+    assert cfg.hub.tls_cert == str(tmp_path / "data" / "tls" / "hub.crt")
+    assert cfg.hub.url.startswith("https://") and cfg.hub.https
+    assert tls_options(cfg) == {"ssl_certfile": cfg.hub.tls_cert, "ssl_keyfile": cfg.hub.tls_key}
+    again = make_config()
+    again.storage.data_dir = cfg.storage.data_dir
+    assert use_self_signed(again) == fp
+
+
+def test_hub_refuses_to_start_with_a_bad_certificate(pair: Pair, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A wrong key for the certificate: one line naming both files, exit 2, nothing started."""
+    import yaml
+
+    from evalwatch.hub import cli
+
+    cert, _, _ = pair
+    other = tmp_path / "other"
+    tlscli.write_self_signed(other, ["x"])
+    path = tmp_path / "hub.yaml"
+    path.write_text(yaml.safe_dump({
+        "hub": {"secret_key": "k" * 32, "tls_cert": str(cert), "tls_key": str(other / "hub.key")},
+        "secrets_file": None,
+    }))
+    assert cli(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a usable certificate and matching private key" in err and str(cert) in err
