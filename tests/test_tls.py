@@ -103,6 +103,9 @@ async def test_dashboard_over_https_secure_cookie_and_hsts(pair: Pair, tmp_path:
     cert, key, _ = pair
     port = free_port()
     cfg = make_config(listen_port=port, tls_cert=str(cert), tls_key=str(key))
+    from evalwatch.run import _hub_pin
+
+    assert _hub_pin(cfg) == tlscli.cert_sha256(cert) and _hub_pin(make_config()) is None
     assert cfg.hub.url == f"https://127.0.0.1:{port}"
     app = create_app(make_services(tmp_path, cfg=cfg))
     async with serving(app, port, cfg), httpx.AsyncClient(
@@ -118,6 +121,14 @@ async def test_dashboard_over_https_secure_cookie_and_hsts(pair: Pair, tmp_path:
         assert "; secure" in cookie.lower() and "httponly" in cookie.lower()
         assert r.headers["strict-transport-security"] == "max-age=31536000"
         assert (await c.get("/api/auth/me")).status_code == 200
+        # evalwatch run waits for a hub serving HTTPS with the certificate pinned.
+        from evalwatch.procs import wait_http
+
+        fp = tlscli.cert_sha256(cert)
+        await asyncio.to_thread(wait_http, f"{cfg.hub.url}/healthz", 10, None, hub_ssl(cert_sha256=fp))
+        with pytest.raises(RuntimeError, match="did not answer"):
+            await asyncio.to_thread(wait_http, f"{cfg.hub.url}/healthz", 0.5, None,
+                                    hub_ssl(cert_sha256="cd" * 32))
     # The same app over plain HTTP: no HSTS, no Secure (the contrast that makes the above mean it).
     plain = create_app(make_services(tmp_path / "plain", cfg=make_config()))
     async with plain.router.lifespan_context(plain), httpx.AsyncClient(
