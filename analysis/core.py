@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -285,8 +286,9 @@ class AnalysisCore:
     """Synchronous analysis of frames from any number of cameras (module docstring).
 
     Register cameras with :meth:`add_camera`, then call :meth:`process` with batches of
-    ``(key, t, frame)`` in time order per camera, and :meth:`finish` at the end of input.  Not
-    thread-safe: one caller at a time (the live pipeline runs it on one worker thread).
+    ``(key, t, frame)`` in time order per camera, and :meth:`finish` at the end of input.
+    Threads may call :meth:`process` at the same time with batches of *different* cameras (the
+    live pipeline's workers do): all state is per camera but the counters, which are locked.
     """
 
     def __init__(
@@ -312,6 +314,12 @@ class AnalysisCore:
         self.tamper_cfg = tamper_cfg or TamperConfig(frozen_seconds=self.rules_cfg.frozen_seconds)
         self.cameras: dict[str, CameraState] = {}
         self.stats = CoreStats()
+        self._stats_lock = threading.Lock()
+
+    def _count(self, **add: float) -> None:
+        with self._stats_lock:
+            for k, v in add.items():
+                setattr(self.stats, k, getattr(self.stats, k) + v)
 
     @property
     def interval(self) -> float:
@@ -352,7 +360,7 @@ class AnalysisCore:
             if not ok:
                 continue
             st.last_t = t
-            self.stats.frames += 1
+            self._count(frames=1)
             tamper = st.tamper.update(t, frame)
             work.append((st, t, frame, tamper))
             if self._needs_detection(st, t, frame, tamper):
@@ -362,9 +370,7 @@ class AnalysisCore:
             idx = need[i:i + MAX_BATCH]
             t0 = time.perf_counter()
             boxes = self.split.frame.detect([work[j][2] for j in idx])
-            self.stats.detector_seconds += time.perf_counter() - t0
-            self.stats.detector_calls += 1
-            self.stats.detected += len(idx)
+            self._count(detector_seconds=time.perf_counter() - t0, detector_calls=1, detected=len(idx))
             results.update(zip(idx, boxes, strict=True))
         detected = set(need)
         if self.split.crop is not None:
@@ -381,7 +387,7 @@ class AnalysisCore:
                 st.det_t = t
                 st.det_thumb = _thumb(frame)
             else:
-                self.stats.reused += 1
+                self._count(reused=1)
             snap = self._snapshot_fn(st, frame) if self.snapshots else None
             out += st.rules.update(t, st.boxes, tamper, snap, tamper_onsets=st.tamper.onsets())
         return out
@@ -426,9 +432,7 @@ class AnalysisCore:
             chunk = jobs[i:i + MAX_BATCH]
             t0 = time.perf_counter()
             found = tiler.detect([_crop(work[j][2], work[j][0].tiles[ti][1]) for j, ti in chunk])
-            self.stats.detector_seconds += time.perf_counter() - t0
-            self.stats.detector_calls += 1
-            self.stats.tiles += len(chunk)
+            self._count(detector_seconds=time.perf_counter() - t0, detector_calls=1, tiles=len(chunk))
             for (j, ti), boxes in zip(chunk, found, strict=True):
                 rect = work[j][0].tiles[ti][1]
                 fresh[(j, ti)] = [_from_crop(b, rect) for b in boxes if b.label == PHONE]
@@ -453,9 +457,7 @@ class AnalysisCore:
             chunk = jobs[i:i + MAX_BATCH]
             t0 = time.perf_counter()
             found = self.split.crop.detect([_crop(work[j][2], work[j][0].crops[ci]) for j, ci in chunk])
-            self.stats.detector_seconds += time.perf_counter() - t0
-            self.stats.detector_calls += 1
-            self.stats.crops += len(chunk)
+            self._count(detector_seconds=time.perf_counter() - t0, detector_calls=1, crops=len(chunk))
             for (j, ci), boxes in zip(chunk, found, strict=True):
                 rect = work[j][0].crops[ci]
                 fresh[(j, ci)] = [_from_crop(b, rect) for b in boxes

@@ -15,6 +15,9 @@ from typing import Any, Literal
 RULES = ("extra_person", "phone", "seat_empty", "camera_tamper", "camera_offline")
 #: Raised by the hub about a site agent's edge analysis (``evalwatch.edgehub``).
 CHECK_RULES = ("analysis_mismatch", "analysis_offline")
+#: Raised by the hub about a full disk (``evalwatch.diskwatch``): its WAL, its database, an
+#: agent's spool.
+SYSTEM_RULES = ("disk_full",)
 TAMPER_KINDS = ("covered", "defocused", "moved", "frozen")
 
 Action = Literal["opened", "updated", "closed"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -85,12 +86,14 @@ class AnalysisPipeline:
     """Live analysis for the hub; implements the recorder's ``FrameSink``.
 
     Scheduling (latency-bounded; the work adapts to the CPU instead of queueing): ``submit``
-    keeps only the newest frame per camera.  The loop runs rounds back to back; a round takes
-    the pending frames that are due (``analysis_fps`` grid), least recently analysed camera
-    first, and only as many as fit in ``ROUND_BUDGET_S`` at the measured cost per frame.  Its
-    events are published as soon as the round ends.  When the cameras together send more than
-    the CPU can analyse, each camera's effective rate drops (round robin) but every analysed
-    frame is the newest one, so the alert delay stays about one round, not a queue.
+    keeps only the newest frame per camera. The loop runs rounds back to back; a round takes the
+    pending frames that are due (``analysis_fps`` grid), least recently analysed camera first,
+    and only as many as fit in ``ROUND_BUDGET_S`` at the measured cost per frame; the round's
+    frames are dealt among ``workers`` threads (``detection.workers``, default one per CPU), so
+    a hub analyses on every core. Its events are published as soon as the round ends. When the
+    cameras together send more than the CPU can analyse, each camera's effective rate drops
+    (round robin) but every analysed frame is the newest one, so the alert delay stays about one
+    round, not a queue.
 
     ``sessions`` (optional; the hub injects ``evalwatch.hub.db_sessions``) is polled every
     ``session_poll_s`` by its own task, off the analysis loop; each room's rules are re-armed on
@@ -125,6 +128,10 @@ class AnalysisPipeline:
                 key = CameraId(site, room.id, cam.id).path
                 self.core.add_camera(key, room, cam.id, site=site)
                 self.rooms[key] = (site, room, cam.id)
+        #: Worker threads of a round (``detection.workers``; default one per CPU, at most one per
+        #: camera): a round's frames are dealt among them, each analyses its cameras' frames.
+        want = self.core.detection_cfg.workers or (os.cpu_count() or 1)
+        self.workers = max(1, min(want, len(self.rooms) or 1))
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[float, Any]] = {}
         self._analysed_at: dict[str, float] = {}
@@ -238,7 +245,7 @@ class AnalysisPipeline:
         """Pick this round's frames (see the class docstring): the newest pending frame of
         each camera that is due, least recently analysed camera first, as many as fit in
         ``ROUND_BUDGET_S`` at the measured cost per frame (at least one)."""
-        n = max(1, min(MAX_BATCH, int(ROUND_BUDGET_S / max(self.frame_cost_s, 1e-3))))
+        n = max(1, min(MAX_BATCH * self.workers, int(ROUND_BUDGET_S / max(self.frame_cost_s, 1e-3))))
         with self._lock:
             due = [(self._analysed_at.get(k, 0.0), k) for k, (t, _f) in self._pending.items()
                    if self.core.due(k, t)]
@@ -258,10 +265,16 @@ class AnalysisPipeline:
             self._last_round = len(batch)
             if batch:
                 t0 = time.perf_counter()
-                try:
-                    updates += await asyncio.to_thread(self._process, batch)
-                except Exception:  # a detector failure must not kill live analysis
-                    log.exception("analysis of %d frames failed", len(batch))
+                # Dealt among the workers (frames of one camera never in two chunks at once).
+                chunks = [batch[i::self.workers] for i in range(min(self.workers, len(batch)))]
+                results = await asyncio.gather(*(asyncio.to_thread(self._process, c) for c in chunks),
+                                               return_exceptions=True)
+                for chunk, res in zip(chunks, results, strict=True):
+                    if isinstance(res, BaseException):  # a detector failure must not kill live analysis
+                        log.error("analysis of %d frames failed", len(chunk), exc_info=res)
+                    else:
+                        updates += res
+                # wall time per frame: with several workers a frame costs the round less
                 cost = (time.perf_counter() - t0) / len(batch)
                 self.frame_cost_s += COST_EMA * (cost - self.frame_cost_s)
                 now = time.monotonic()
@@ -284,7 +297,8 @@ class AnalysisPipeline:
     @property
     def effective_fps(self) -> float:
         """Analysed frames per second per camera that the measured cost allows (at most
-        ``analysis_fps``), with every configured camera sending."""
+        ``analysis_fps``), with every configured camera sending (the cost is wall time per
+        frame of a round, so it already counts the workers)."""
         if not self.rooms:
             return 0.0
         return min(1.0 / self.core.interval, 1.0 / (max(self.frame_cost_s, 1e-3) * len(self.rooms)))

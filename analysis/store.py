@@ -187,6 +187,24 @@ class EventStore:
             self._ids[ev.id] = row.id
         return int(row.id), True
 
+    async def agent_incidents_since(self, since: datetime) -> list[tuple[str, str, str, str, str, float,
+                                                                        float | None]]:
+        """Incidents reported by site agents (``origin`` agent) still open or ended after
+        ``since``: ``(site, room, camera, uid, rule, start, end)`` with times in epoch seconds,
+        oldest first (what a restarted hub needs to judge its checks of the agents)."""
+        from sqlalchemy import or_, select
+
+        def q(session: Any) -> list[tuple[str, str, str, str, str, float, float | None]]:
+            rows = session.scalars(
+                select(EventRow).where(EventRow.origin == "agent",
+                                       or_(EventRow.ended_at.is_(None), EventRow.ended_at >= since))
+                .order_by(EventRow.started_at).limit(10_000))
+            return [(r.site, r.room, r.camera, r.uid or str(r.id), r.rule, r.started_at.timestamp(),
+                     None if r.ended_at is None else r.ended_at.timestamp()) for r in rows]
+
+        result: list[tuple[str, str, str, str, str, float, float | None]] = await self.db.run(q)
+        return result
+
     # -- snapshots --
 
     async def _store_snapshot(self, key: str, data: bytes) -> None:

@@ -1,14 +1,17 @@
 """Accuracy of ``evalwatch analyze`` against ground truth: demo samples and the evaluation set.
 
-    .venv/bin/python bench/accuracy.py [--set dev test samples] [--setups before default fast tiles]
+    .venv/bin/python bench/accuracy.py [--set dev test samples] [--setups onnxruntime default fast ...]
                                        [--clips NAME ...] [--json FILE]
 
 Sets: ``samples`` = the demo clips in ``sample_videos/``; ``dev`` / ``test`` = the two halves
 of the evaluation set in ``sample_videos/evalset/`` (tune on dev, report test; see
-``docs/analysis.md``).  Set-ups (:data:`SETUPS`): ``default`` = the shipped configuration,
+``docs/analysis.md``).  Set-ups (:data:`SETUPS`): ``default`` = the shipped configuration
+(``detection.runtime: auto``: OpenVINO where installed, as in the project venv), ``onnxruntime``
+= the same models run by onnxruntime (a room PC's base install), ``openvino`` = run by OpenVINO,
 ``before`` = the detector set-up before the evaluation set existed (commit aeb50c6), ``fast`` =
-the default with CenterNet at 384x288 and int8 NanoDet (issue #11's faster runtime), ``tiles`` =
-phone tiles on (high-resolution footage, see ``--dir``), all run
+CenterNet at 384x288 and int8 NanoDet by onnxruntime (issue #11's faster runtime),
+``fast-openvino`` = CenterNet at 384x288 by OpenVINO, ``tiles`` = phone tiles on
+(high-resolution footage, see ``--dir``), all run
 in the same invocation on the same clips so their figures and their detector cost compare.
 
 For every ``<clip>.mp4`` with ``<clip>.room.yaml`` and ``<clip>.truth.json`` it runs the same
@@ -124,12 +127,20 @@ def default_detector(dcfg: DetectionConfig) -> Any:
 def setups() -> dict[str, tuple[DetectionConfig, RulesConfig]]:
     """Named configurations compared side by side: the shipped defaults and the set-up before."""
     return {
-        "before": (DetectionConfig(crop_person_threshold=None, phone_threshold=0.3),
+        "before": (DetectionConfig(crop_person_threshold=None, phone_threshold=0.3, runtime="onnxruntime"),
                    RulesConfig(extra_person_seconds=0.0, frozen_seconds=5.0, desk_phone_min_score=None)),
+        # the shipped configuration: detection.runtime "auto" = OpenVINO where installed (the hub)
         "default": (DetectionConfig(), RulesConfig()),
+        # the shipped models run by onnxruntime (a room PC's base install)
+        "onnxruntime": (DetectionConfig(runtime="onnxruntime"), RulesConfig()),
         # The faster runtime of issue #11: CenterNet on a 384x288 input instead of 512x512 and
         # NanoDet's convolutions in int8.
-        "fast": (DetectionConfig(frame_input="384x288", crop_model="int8"), RulesConfig()),
+        "fast": (DetectionConfig(frame_input="384x288", crop_model="int8", runtime="onnxruntime"),
+                 RulesConfig()),
+        # The same models as "default", run by OpenVINO (bfloat16 on CPUs with AMX, e.g. this
+        # machine; float32 elsewhere) -- and "fast" run by OpenVINO.
+        "openvino": (DetectionConfig(runtime="openvino"), RulesConfig()),
+        "fast-openvino": (DetectionConfig(frame_input="384x288", runtime="openvino"), RulesConfig()),
         # phone tiles of the seat crops (only cut where a tile keeps >= 160 frame px, i.e. on
         # high-resolution footage: render it with `sample_videos.evalset.make --scale 2`)
         "tiles": (DetectionConfig(phone_tiles=2), RulesConfig()),
@@ -235,7 +246,7 @@ def print_table(name: str, setup: str, r: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--set", nargs="+", choices=sorted(SETS), default=["dev", "test"], dest="sets")
-    ap.add_argument("--setups", nargs="+", choices=SETUPS, default=["before", "default"])
+    ap.add_argument("--setups", nargs="+", choices=SETUPS, default=["onnxruntime", "default"])
     ap.add_argument("--clips", nargs="*", help="only these clip names")
     ap.add_argument("--dir", nargs=2, action="append", metavar=("SET", "DIR"), default=[],
                     help="read set SET from DIR instead (e.g. dev /tmp/hd/dev: the dev half "

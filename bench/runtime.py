@@ -1,6 +1,6 @@
 """CPU cost of the analysis per camera, for each detector set-up, on the same frames in one run.
 
-    .venv/bin/python bench/runtime.py [--set samples dev] [--setups default fast] [--fps 2 1]
+    .venv/bin/python bench/runtime.py [--set samples dev] [--setups onnxruntime default fast ...] [--fps 2 1]
                                       [--rounds 2] [--json FILE]
 
 What a camera costs is the CPU the analysis spends per second of video: frames decoded once
@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     all_setups = setups()
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--set", nargs="+", choices=sorted(SETS), default=["samples", "dev"], dest="sets")
-    ap.add_argument("--setups", nargs="+", choices=sorted(all_setups), default=["default", "fast"])
+    ap.add_argument("--setups", nargs="+", choices=sorted(all_setups),
+                    default=["onnxruntime", "default", "fast", "fast-openvino"])
     ap.add_argument("--fps", nargs="+", type=float, default=[2.0, 1.0], help="analysed frames/s per camera")
     ap.add_argument("--clips", nargs="*", help="only these clip names")
     ap.add_argument("--rounds", type=int, default=2)

@@ -169,8 +169,7 @@ def analyse_clip(clip: str) -> dict[str, Any]:
         now[0] = last = t
         ea.offer(room.id, cam, t, frame)
         ea.step()
-    for u in ea.core.finish():
-        ea._publish(u)
+    ea.finish()
     return {"clip": clip, "duration": last, "updates": out}
 
 

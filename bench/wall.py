@@ -177,6 +177,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     tmp = Path(tempfile.mkdtemp(prefix="evalwatch-wallbench-"))
     cfg_path = write_config(tmp, args.cameras)
+    if args.hub_analysis or args.detection:
+        import yaml
+
+        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+        if args.hub_analysis:  # every site analysed by the hub itself (not the agents)
+            for site in raw["sites"]:
+                site["analysis"] = "hub"
+        raw["detection"] = dict(args.detection)
+        cfg_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     cfg = load_config(str(cfg_path))
     from dashboard.security import metrics_token
 
@@ -227,22 +236,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             res["cameras_online_after_s"] = round(time.monotonic() - t_wait, 1)
             say(f"{online}/{len(sites)} cameras online after {res['cameras_online_after_s']} s")
             # the hub with every camera streaming and nobody watching
+            await asyncio.sleep(args.settle_seconds)
             h0, t0 = tree_cpu(tree(hub.pid)), time.monotonic()
+            m0 = await analysis_metrics(url, mtok)
             lat = []
-            for _ in range(10):
+            for _ in range(max(1, round(args.idle_seconds))):
                 q = time.monotonic()
                 with contextlib.suppress(httpx.HTTPError):
                     await c.get("/healthz")
                 lat.append(time.monotonic() - q)
                 await asyncio.sleep(1)
-            res["hub_cpu_idle_wall_pct"] = round(
-                100 * (tree_cpu(tree(hub.pid)) - h0) / (time.monotonic() - t0), 1
-            )
+            m1 = await analysis_metrics(url, mtok)
+            idle = time.monotonic() - t0
+            res["hub_cpu_idle_wall_pct"] = round(100 * (tree_cpu(tree(hub.pid)) - h0) / idle, 1)
+            res["analysis_no_viewer"] = {
+                "fps_per_camera": round(
+                    (m1.get("frames_total", 0) - m0.get("frames_total", 0)) / idle / max(1, args.cameras), 2
+                ),
+                "frame_cost_ms": round(1000 * m1.get("frame_cost_seconds", 0.0), 1),
+                "frame_lag_s": round(m1.get("frame_lag_seconds", 0.0), 2),
+                "seconds": round(idle, 1),
+            }
             res["healthz_s_no_viewer"] = {"p50": round(pct(lat, 50), 3), "max": round(max(lat), 3)}
             say(
                 f"hub CPU without viewers {res['hub_cpu_idle_wall_pct']} %, "
-                f"healthz {res['healthz_s_no_viewer']}"
+                f"healthz {res['healthz_s_no_viewer']}, analysis {res['analysis_no_viewer']}"
             )
+        if args.no_wall:
+            res["loadavg_after"] = loadavg()
+            return res
 
         async with async_playwright() as p:
             ctx = await p.chromium.launch_persistent_context(
@@ -402,6 +424,7 @@ def table(res: dict[str, Any]) -> str:
         ("cameras online (after s)", f"{res.get('cameras_online')} ({res.get('cameras_online_after_s')})"),
         ("hub CPU, nobody watching (%)", str(res.get("hub_cpu_idle_wall_pct"))),
         ("GET /healthz, nobody watching (s)", json.dumps(res.get("healthz_s_no_viewer"))),
+        ("analysis, nobody watching", json.dumps(res.get("analysis_no_viewer"))),
         ("login to wall shown (s)", str(res.get("login_to_wall_s"))),
         (
             "time to full wall (s)",
@@ -458,6 +481,15 @@ def run_farm(cfg_path: str, sites: list[str], seconds: float) -> None:
     lat.farm(cfg_path, sites, seconds)
 
 
+def _kv(text: str) -> tuple[str, Any]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--cameras", type=int, default=60)
@@ -465,6 +497,12 @@ def main() -> int:
     ap.add_argument("--fill-timeout", type=float, default=60, help="max wait for a full wall")
     ap.add_argument("--farms", type=int, default=2, help="processes running the simulated cameras")
     ap.add_argument("--enlarged-seconds", type=float, default=20, help="watching one tile enlarged")
+    ap.add_argument("--idle-seconds", type=float, default=10, help="window with nobody watching")
+    ap.add_argument("--settle-seconds", type=float, default=0, help="wait before that window")
+    ap.add_argument("--no-wall", action="store_true", help="stop after that window (no browser)")
+    ap.add_argument("--hub-analysis", action="store_true", help="every site 'analysis: hub'")
+    ap.add_argument("--detection", nargs="*", default=[], type=_kv, metavar="KEY=VALUE",
+                    help="detection settings, e.g. analysis_fps=1 runtime=openvino")
     ap.add_argument("--json", default=None)
     ap.add_argument("--farm", default=None, help=argparse.SUPPRESS)  # internal: simulated cameras
     ap.add_argument("--sites", default="", help=argparse.SUPPRESS)
@@ -472,7 +510,7 @@ def main() -> int:
     if args.farm:
         run_farm(args.farm, [s for s in args.sites.split(",") if s], args.seconds)
         return 0
-    if not os.path.exists("/usr/bin/chromium"):
+    if not args.no_wall and not os.path.exists("/usr/bin/chromium"):
         print("bench/wall.py needs /usr/bin/chromium", file=sys.stderr)
         return 2
     res = asyncio.run(run(args))

@@ -47,6 +47,7 @@ import httpx
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from capture.agentstatus import agent_facts, cpu_load
 from capture.hostos import install_stop_handlers, log_handler
 from capture.ice import configure_ice, rtc_configuration
 from capture.incidents import IncidentSpool
@@ -489,7 +490,9 @@ class Agent:
         self.tls_error: str | None = None
         self.preset = preset
         self.live_enabled = live
-        self.spool = Spool(Path(cfg.capture.spool_dir), cfg.capture.spool_max_mb)
+        self.spool = Spool(
+            Path(cfg.capture.spool_dir), cfg.capture.spool_max_mb, cfg.capture.spool_min_free_mb
+        )
         self.rooms = [r for r in site.rooms if not rooms or r.id in rooms]
         if rooms and len(self.rooms) != len(rooms):
             unknown = sorted(set(rooms) - {r.id for r in self.rooms})
@@ -510,6 +513,13 @@ class Agent:
         self.incidents_sent = 0
         self.incident_error: str | None = None
         self.sessions_version = -1
+        self._facts = agent_facts()
+        #: Digest of the hub-served configuration this agent runs with (enrolled agents, see
+        #: ``capture.enroll``); a heartbeat answer naming another one sets ``config_changed`` and
+        #: stops the agent, whose command then fetches the new configuration and starts again.
+        self.config_version: str | None = None
+        self.config_changed = False
+        self._stop: asyncio.Event | None = None
 
     def incident_ready(self, doc: dict[str, Any]) -> None:  # analysis thread
         """Spool one incident update (durably) and wake the incident uploader."""
@@ -536,6 +546,7 @@ class Agent:
         self._seg_event = asyncio.Event()
         self._incident_event = asyncio.Event()
         stop = stop or asyncio.Event()
+        self._stop = stop
         configure_ice(self.cfg.hub.ice_interfaces)
         self.http = httpx.AsyncClient(
             base_url=self.hub_url,
@@ -805,11 +816,15 @@ class Agent:
             body = {
                 "site": self.site_id,
                 "agent": {
+                    **self._facts,
+                    "cpu_load": cpu_load(),
+                    "spool_quota_bytes": self.spool.max_bytes,
                     "hub_reachable": self.hub_reachable,
                     "uploaded": self.uploaded,
                     "backfilled": self.backfilled,
                     "spool_bytes": self.spool.total_bytes(),
                     "spool_dropped_unsent": self.spool.dropped_unsent,
+                    "spool_disk": await asyncio.to_thread(self.spool.disk_report),
                     "upload_error": self.upload_error,
                     "time": datetime.now(UTC).isoformat(),
                 },
@@ -834,6 +849,12 @@ class Agent:
                         if p.live is None and not p.hub_refused:
                             p.retry_now.set()
                     answer = r.json()
+                    served = answer.get("config_version")
+                    if self.config_version and served and served != self.config_version and self._stop:
+                        log.info("hub config changed site=%s version=%s→%s: restarting the agent",
+                                 self.site_id, self.config_version, served)
+                        self.config_changed = True
+                        self._stop.set()
                     sessions = answer.get("sessions")
                     if isinstance(sessions, dict) and "version" in sessions:
                         self._apply_sessions(int(sessions["version"]), sessions.get("rooms", {}))
@@ -894,11 +915,14 @@ def agent_parser() -> argparse.ArgumentParser:
     """The options of ``evalwatch agent`` (also read by ``capture.service`` for the service)."""
     ap = argparse.ArgumentParser(
         prog="evalwatch agent", description=__doc__.splitlines()[0],
-        epilog="also: evalwatch agent install-service | uninstall-service | discover (each with --help); "
-        "docs/agent.md",
+        epilog="also: evalwatch agent enroll | install-service | uninstall-service | discover (each with "
+        "--help); docs/agent.md",
     )
-    ap.add_argument("--config", "-c", required=True, help="evalwatch YAML config")
-    ap.add_argument("--site", required=True, help="site id whose cameras this agent publishes")
+    ap.add_argument("--config", "-c",
+                    help="evalwatch YAML config (default: run as enrolled, configuration from the hub)")
+    ap.add_argument("--site", help="site id whose cameras this agent publishes (with --config)")
+    ap.add_argument("--state-dir",
+                    help="the enrolled agent's state directory (see 'evalwatch agent enroll --help')")
     ap.add_argument("--room", action="append", help="only this room (repeatable; default: all)")
     ap.add_argument("--hub-url", help="hub URL (default: hub.public_url from the config)")
     ap.add_argument(
@@ -930,8 +954,15 @@ def agent_parser() -> argparse.ArgumentParser:
 def cli(argv: list[str], analyser_factory: AnalyserFactory | None = None) -> int:
     from config import ConfigError, load_config
 
-    args = agent_parser().parse_args(argv)
+    ap = agent_parser()
+    args = ap.parse_args(argv)
     _setup_logging(args.log_level, args.log_file)
+    if args.config is None:
+        if args.site or args.token_file:
+            ap.error("--site and --token-file go with --config (an enrolled agent knows its site)")
+        return _run_enrolled(args, analyser_factory)
+    if not args.site:
+        ap.error("--site is required with --config")
 
     token: str | None = os.environ.get("EVALWATCH_AGENT_TOKEN") or None
     if args.token_file:
@@ -948,20 +979,55 @@ def cli(argv: list[str], analyser_factory: AnalyserFactory | None = None) -> int
         return 2
     if args.spool_dir:
         cfg.capture.spool_dir = args.spool_dir
+    agent = _make_agent(cfg, args.site, args, token, args.hub_url, analyser_factory)
+    if isinstance(agent, int):
+        return agent
+    _run(agent, args.duration)
+    return 0
+
+
+def _run_enrolled(args: argparse.Namespace, analyser_factory: AnalyserFactory | None) -> int:
+    """Run as enrolled (``capture.enroll``): state and configuration from the state directory and
+    the hub; start again with the new configuration whenever the hub's changes."""
+    from capture.enroll import EnrollError, default_state_dir, enrolled_config
+
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
+    while True:
+        try:
+            cfg, state, version = enrolled_config(state_dir)
+        except EnrollError as e:
+            print(f"evalwatch agent: {e}", file=sys.stderr)
+            return 2
+        cfg.capture.spool_dir = args.spool_dir or str(state_dir / "spool")
+        agent = _make_agent(cfg, state.site, args, state.credential, args.hub_url or state.hub_url,
+                            analyser_factory)
+        if isinstance(agent, int):
+            return agent
+        agent.config_version = version
+        _run(agent, args.duration)
+        if not agent.config_changed:
+            return 0
+
+
+def _make_agent(
+    cfg: EvalwatchConfig, site_id: str, args: argparse.Namespace, token: str | None, hub_url: str | None,
+    analyser_factory: AnalyserFactory | None,
+) -> Agent | int:
+    """The agent of ``args`` (2 after a one-line error)."""
     try:
         analyser: EdgeAnalyserLike | None = None
-        site = cfg.site(args.site)
+        site = cfg.site(site_id)
         if site.analysis == "agent" and not args.no_analysis:
             if analyser_factory is None:
-                log.warning("site=%s: analysis 'agent' but no analyser: run 'evalwatch agent'", args.site)
+                log.warning("site=%s: analysis 'agent' but no analyser: run 'evalwatch agent'", site_id)
             else:
                 rooms = [r for r in site.rooms if not args.room or r.id in args.room]
-                analyser = analyser_factory(cfg, args.site, rooms)
-        agent = Agent(
+                analyser = analyser_factory(cfg, site_id, rooms)
+        return Agent(
             cfg,
-            args.site,
+            site_id,
             rooms=args.room,
-            hub_url=args.hub_url,
+            hub_url=hub_url,
             token=token,
             preset=args.preset,
             live=not args.no_live,
@@ -973,11 +1039,12 @@ def cli(argv: list[str], analyser_factory: AnalyserFactory | None = None) -> int
         print(f"evalwatch agent: {e}", file=sys.stderr)
         return 2
 
+
+def _run(agent: Agent, duration: float | None) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         install_stop_handlers(loop, stop.set)  # Windows loops: signal.signal fallback
-        await agent.run(stop, duration=args.duration)
+        await agent.run(stop, duration=duration)
 
     asyncio.run(main())
-    return 0

@@ -1,6 +1,8 @@
 """The hub's ingest API for site agents (an ``APIRouter``; ``evalwatch.hub`` mounts it).
 
-Routes (all need ``Authorization: Bearer <site agent token>``):
+Routes (all need ``Authorization: Bearer <credential>``: the site's agent token from the hub's
+secrets file, or an enrolled agent's own credential — ``storage.agents``, checked in the database
+on every request, so a revoked one is refused at once):
 
 * ``POST /api/ingest/offer`` — JSON ``{site, room, camera, sdp, type}`` → ``{sdp, type}`` answer;
 * ``PUT  /api/ingest/segments/{site}/{room}/{camera}?start=ISO&end=ISO&source=live|backfill`` —
@@ -14,12 +16,16 @@ Routes (all need ``Authorization: Bearer <site agent token>``):
   → ``{id, applied}``; idempotent (the hub upserts by ``uid``, a ``seq`` already applied is a no-op);
 * ``GET  /api/ingest/sessions?site=&after=VERSION`` — the running sessions of the site's rooms
   (seats to arm); answers at once if the version differs from ``after``, else on the next change
-  (long poll, at most ~25 s).
+  (long poll, at most ~25 s);
+* ``GET  /api/ingest/config?site=`` — what an enrolled agent runs with instead of the hub's config
+  file: its site (rooms, cameras and their sources, seats), capture, detection and rules sections
+  and the hub's ICE servers, as an ``EvalwatchConfig`` document, and its ``version`` (a digest;
+  every heartbeat answer repeats it, so the agent notices a change).
 
 Errors are JSON ``{"detail": "..."}`` naming the problem: 401 bad/missing token, 403 another
 site's or an unknown camera, 400 malformed input (SDP, JSON, times, MP4), 413 body too large,
-503 storage unavailable (the agent retries).  Tokens are compared with ``hmac.compare_digest``
-and never logged.
+503 storage unavailable, 507 the hub's write-ahead disk is full (the agent retries both).
+Tokens are compared with ``hmac.compare_digest`` and never logged.
 """
 
 from __future__ import annotations
@@ -38,12 +44,14 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from capture.agentstatus import CLOCK_FLAG_S, AgentMonitor
 from capture.incidents import IncidentStored, IncidentUpdateIn
 from capture.recorder import OfferError, Recorder
 from config.models import EvalwatchConfig
 from storage import common
+from storage.agents import CREDENTIAL_PREFIX
 from storage.common import CameraId
-from storage.segments import SegmentConflict, SegmentMeta
+from storage.segments import SegmentConflict, SegmentMeta, WalFull
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,67 @@ class SegmentStoreLike(Protocol):
     async def missing_ranges(
         self, site: str, room: str, camera: str, start: datetime, end: datetime, tolerance_s: float = 0.5
     ) -> list[tuple[datetime, datetime]]: ...
+
+
+class DiskWatchLike(Protocol):
+    """The hub's disk watch (``evalwatch.diskwatch.DiskWatch``): an agent's spool disk report."""
+
+    async def agent_report(self, site: str, agent: dict[str, Any]) -> None: ...
+
+
+class AgentAuthLike(Protocol):
+    """Enrolled agents' credentials (``storage.agents.CredentialStore``)."""
+
+    async def site_of(self, token: str) -> tuple[str, str] | None:
+        """``(site, credential id)`` of a valid, not revoked credential; else None."""
+        ...
+
+    async def active(self, ids: set[str]) -> set[str]:
+        """Those of the credential ``ids`` still valid."""
+        ...
+
+
+#: How often the hub checks that the credentials behind open live connections are still valid.
+LIVE_SWEEP_S = 2.0
+
+
+class LiveCredentials:
+    """Which enrolled credential opened each camera's live connection, so that a revoked one's
+    connections are closed too (:meth:`sweep`, every :data:`LIVE_SWEEP_S` while the hub runs:
+    also for revocations made by another process, ``evalwatch site revoke-agent``)."""
+
+    def __init__(self) -> None:
+        self._by_cam: dict[CameraId, str] = {}
+
+    def opened(self, ref: CameraId, credential_id: str | None) -> None:
+        if credential_id:
+            self._by_cam[ref] = credential_id
+        else:
+            self._by_cam.pop(ref, None)
+
+    async def sweep(self, auth: AgentAuthLike, recorder: Recorder) -> list[CameraId]:
+        """Close the live connections of revoked credentials; the cameras closed."""
+        if not self._by_cam:
+            return []
+        valid = await auth.active(set(self._by_cam.values()))
+        closed = []
+        for ref, cred in list(self._by_cam.items()):
+            if cred in valid:
+                continue
+            del self._by_cam[ref]
+            if await recorder.disconnect(ref, "agent credential revoked"):
+                log.warning("live connection closed site=%s room=%s camera=%s: credential %s revoked",
+                            *_parts(ref), cred)
+                closed.append(ref)
+        return closed
+
+    async def run(self, auth: AgentAuthLike, recorder: Recorder) -> None:
+        while True:
+            await asyncio.sleep(LIVE_SWEEP_S)
+            try:
+                await self.sweep(auth, recorder)
+            except Exception:
+                log.exception("ingest: live credential sweep failed")
 
 
 class EdgeHubLike(Protocol):
@@ -102,6 +171,18 @@ class HeartbeatOut(BaseModel):
     live: dict[str, bool] = Field(description="room/camera → the hub receives it live")
     full_rate: list[str] = Field(description="room/camera to send at full rate (watched enlarged)")
     sessions: SessionsOut | None = Field(default=None, description="edge-analysed sites only")
+    config_version: str = Field(default="", description="digest of GET /api/ingest/config's answer")
+
+
+class AgentConfigOut(BaseModel):
+    """What an enrolled agent runs with (instead of the hub's config file)."""
+
+    site: str
+    version: str = Field(description="digest of ``config``: changes with the hub's config of the site")
+    config: dict[str, Any] = Field(
+        description="an EvalwatchConfig document: hub (ICE servers), storage.segment_seconds, capture, "
+        "detection, rules and this one site (no secrets of the hub, no other site)"
+    )
 
 
 class SegmentStored(BaseModel):
@@ -185,8 +266,35 @@ def probe_segment(data: bytes) -> tuple[str | None, float]:
         return f"segment is not a readable MP4: {e}", 0.0
 
 
+def agent_config(cfg: EvalwatchConfig, site_id: str) -> AgentConfigOut:
+    """The agent-side configuration of ``site_id`` (KeyError: no such site)."""
+    site = cfg.site(site_id).model_copy(update={"agent_token": None})
+    doc: dict[str, Any] = {
+        "hub": {
+            "public_url": cfg.hub.url, "ice_interfaces": cfg.hub.ice_interfaces,
+            "stun_urls": cfg.hub.stun_urls, "turn_urls": cfg.hub.turn_urls, "timezone": cfg.hub.timezone,
+        },
+        "storage": {"segment_seconds": cfg.storage.segment_seconds},
+        "capture": cfg.capture.model_dump(mode="json"),
+        "detection": cfg.detection.model_dump(mode="json"),
+        "rules": cfg.rules.model_dump(mode="json"),
+        "sites": [site.model_dump(mode="json")],
+        "secrets_file": None,
+    }
+    version = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    return AgentConfigOut(site=site_id, version=version, config=doc)
+
+
 def make_router(
-    recorder: Recorder, segment_store: SegmentStoreLike, cfg: EvalwatchConfig, edge: EdgeHubLike | None = None
+    recorder: Recorder,
+    segment_store: SegmentStoreLike,
+    cfg: EvalwatchConfig,
+    edge: EdgeHubLike | None = None,
+    disks: DiskWatchLike | None = None,
+    *,
+    agent_auth: AgentAuthLike | None = None,
+    monitor: AgentMonitor | None = None,
+    live_credentials: LiveCredentials | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix="/api/ingest", tags=["ingest"])
     json_limit = cfg.hub.max_body_bytes
@@ -197,16 +305,34 @@ def make_router(
     )
     max_seg_seconds = cfg.storage.segment_seconds * 1.5 + 1.0
 
-    def authenticate(request: Request) -> str:
+    configs = {site.id: agent_config(cfg, site.id) for site in cfg.sites}
+
+    async def authenticate(request: Request) -> str:
+        """The site of the request's credential (401 otherwise); an enrolled credential's id is
+        left in ``request.state.agent_credential`` (None for a secrets-file token)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _bad(401, "missing 'Authorization: Bearer <site agent token>' header")
-        presented = token.strip().encode()
+        presented = token.strip()
+        request.state.agent_credential = None
+        if agent_auth is not None and presented.startswith(CREDENTIAL_PREFIX):
+            try:
+                found = await agent_auth.site_of(presented)
+            except Exception:
+                log.exception("ingest: credential lookup failed")
+                raise _bad(503, "credential check unavailable, retry later") from None
+            if found is None:
+                log.warning("ingest: rejected unknown or revoked agent credential from %s", _peer(request))
+                raise _bad(401, "invalid or revoked agent credential (enrol the agent again)")
+            if found[0] not in configs:
+                raise _bad(403, f"site {found[0]!r} of this credential is not in the hub configuration")
+            request.state.agent_credential = found[1]
+            return found[0]
         matched: str | None = None
         for site in cfg.sites:
             secret = site.agent_token.get_secret_value().encode() if site.agent_token else b""
             # compare against every site (no early exit) so timing does not reveal which matched
-            if secret and hmac.compare_digest(secret, presented):
+            if secret and hmac.compare_digest(secret, presented.encode()):
                 matched = site.id
         if matched is None:
             log.warning("ingest: rejected invalid agent token from %s", _peer(request))
@@ -252,7 +378,7 @@ def make_router(
 
     @router.post("/offer", response_model=OfferOut)
     async def offer(request: Request) -> JSONResponse:
-        site = authenticate(request)
+        site = await authenticate(request)
         body: OfferIn = parse_json(await read_body(request, json_limit), OfferIn)
         ref = CameraId(body.site, body.room, body.camera)
         authorize(site, ref)
@@ -261,15 +387,27 @@ def make_router(
         except OfferError as e:
             log.info("ingest: rejected offer site=%s room=%s camera=%s: %s", *_parts(ref), e)
             raise _bad(400, str(e)) from None
+        if live_credentials is not None:
+            live_credentials.opened(ref, request.state.agent_credential)
         return JSONResponse(OfferOut(sdp=answer.sdp, type=answer.type).model_dump())
 
     @router.post("/heartbeat", response_model=HeartbeatOut)
     async def heartbeat(request: Request) -> JSONResponse:
-        site = authenticate(request)
+        site = await authenticate(request)
+        received = datetime.now(UTC)
         body: HeartbeatIn = parse_json(await read_body(request, json_limit), HeartbeatIn)
         if body.site != site:
             raise _bad(403, f"this agent token belongs to site {site!r}, not {body.site!r}")
-        recorder.heartbeat(site, [c.model_dump() for c in body.cameras])
+        cams = [c.model_dump() for c in body.cameras]
+        recorder.heartbeat(site, cams)
+        if monitor is not None:
+            cred = request.state.agent_credential
+            seen = monitor.beat(site, cred, body.agent, cams, received, _peer(request))
+            if seen.clock_newly_off:
+                log.warning("agent clock off by more than %.0f s site=%s host=%s offset=%.1fs", CLOCK_FLAG_S,
+                            site, seen.host, seen.clock_offset_s)
+        if disks is not None:  # the agent's spool disk: disk_full alert while it is low
+            await disks.agent_report(site, body.agent)
         live = {
             f"{c.room}/{c.camera}": recorder.is_live(CameraId(site, c.room, c.camera)) for c in body.cameras
         }
@@ -286,7 +424,7 @@ def make_router(
             sessions = SessionsOut(version=version, rooms=rooms)
         out = HeartbeatOut(
             ok=True, server_time=datetime.now(UTC).isoformat(), live=live, full_rate=full_rate,
-            sessions=sessions,
+            sessions=sessions, config_version=configs[site].version,
         )
         return JSONResponse(out.model_dump())
 
@@ -297,7 +435,7 @@ def make_router(
 
     @router.post("/incidents", response_model=IncidentStored)
     async def incidents(request: Request) -> JSONResponse:
-        site = authenticate(request)
+        site = await authenticate(request)
         body: IncidentUpdateIn = parse_json(await read_body(request, INCIDENT_LIMIT), IncidentUpdateIn)
         ref = CameraId(body.site, body.room, body.camera)
         authorize(site, ref)
@@ -327,11 +465,20 @@ def make_router(
 
     @router.get("/sessions", response_model=SessionsOut)
     async def sessions_route(request: Request, site: str = "", after: int = -1) -> JSONResponse:
-        token_site = authenticate(request)
+        token_site = await authenticate(request)
         if site != token_site:
             raise _bad(403, f"this agent token belongs to site {token_site!r}, not {site!r}")
         version, rooms = await edge_of(site).wait_sessions(site, after)
         return JSONResponse(SessionsOut(version=version, rooms=rooms).model_dump())
+
+    @router.get("/config", response_model=AgentConfigOut)
+    async def config_route(request: Request, site: str = "") -> JSONResponse:
+        token_site = await authenticate(request)
+        if site and site != token_site:
+            raise _bad(403, f"this agent token belongs to site {token_site!r}, not {site!r}")
+        log.info("agent config sent site=%s credential=%s version=%s", token_site,
+                 request.state.agent_credential or "token", configs[token_site].version)
+        return JSONResponse(configs[token_site].model_dump())
 
     @router.put("/segments/{site}/{room}/{camera}", response_model=SegmentStored)
     async def put_segment(
@@ -343,7 +490,7 @@ def make_router(
         end: str | None = None,
         source: Literal["live", "backfill"] = "live",
     ) -> JSONResponse:
-        token_site = authenticate(request)
+        token_site = await authenticate(request)
         ref = CameraId(site, room, camera)
         authorize(token_site, ref)
         t0, t1 = parse_time(start, "start"), parse_time(end, "end")
@@ -383,6 +530,8 @@ def make_router(
                 ) from None
             if isinstance(e, ValueError):
                 raise _bad(400, f"segment refused by storage: {e}") from None
+            if isinstance(e, WalFull):  # the agent keeps the segment and retries (5xx)
+                raise _bad(507, str(e)) from None
             log.exception("ingest: storage failed site=%s room=%s camera=%s", *_parts(ref))
             raise _bad(503, "storage unavailable, retry later") from None
         recorder.note_segment(ref, t0, t1, len(data))
@@ -411,13 +560,15 @@ def make_router(
         since: str | None = None,
         until: str | None = None,
     ) -> JSONResponse:
-        token_site = authenticate(request)
+        token_site = await authenticate(request)
         if not (site and room and camera):
             raise _bad(400, "query parameters 'site', 'room' and 'camera' are required")
         ref = CameraId(site, room, camera)
         authorize(token_site, ref)
         t0 = parse_time(since, "since")
         t1 = parse_time(until, "until") if until else datetime.now(UTC)
+        # Footage past its retention is never asked back: the purge deleted it (storage/retention).
+        t0 = max(t0, datetime.now(UTC) - timedelta(days=cfg.storage.retention_days))
         if t1 <= t0:
             return JSONResponse(MissingRanges(ranges=[]).model_dump())
         if t1 - t0 > MAX_MISSING_WINDOW:

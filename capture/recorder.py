@@ -263,6 +263,15 @@ class Recorder:
         finally:
             sub.stop()
 
+    async def disconnect(self, ref: CameraId, reason: str) -> bool:
+        """Close ``ref``'s live connection (``reason`` becomes its ``last_error``); False: none open."""
+        cam = self._cams.get(ref)
+        if cam is None or cam.pc is None:
+            return False
+        log.info("closing live connection site=%s room=%s camera=%s: %s", *ref.as_tuple(), reason)
+        await self._drop(cam, reason)
+        return True
+
     async def _drop(self, cam: _Cam, error: str | None) -> None:
         pc, task = cam.pc, cam.consumer
         cam.pc, cam.track, cam.consumer = None, None, None

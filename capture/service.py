@@ -40,7 +40,7 @@ UNIT_DIR = Path("/etc/systemd/system")
 TOKEN_CREDENTIAL = "agent-token"  # noqa: S105 - a file name, not a secret
 
 #: Agent options whose value is a path (made absolute for the service).
-PATH_OPTIONS = ("config", "token_file", "spool_dir", "log_file")
+PATH_OPTIONS = ("config", "token_file", "spool_dir", "log_file", "state_dir")
 
 
 class ServiceError(Exception):
@@ -185,6 +185,11 @@ def service_spec(
         raise ServiceError(f"unknown agent option(s): {' '.join(unknown)}")
     if ns.duration is not None:
         raise ServiceError("--duration makes no sense for a service (it would stop after that time)")
+    # As `evalwatch agent` checks them: without --config the agent runs as enrolled (capture.enroll).
+    if not ns.config and (ns.site or ns.token_file):
+        refuse("--site and --token-file go with --config (an enrolled agent knows its site)")
+    if ns.config and not ns.site:
+        refuse("--site is required with --config")
     windows = is_windows(platform)
     state = state_dir or (default_state_dir(platform=platform) if windows else PurePath("/var/lib/evalwatch"))
     for opt in PATH_OPTIONS:
@@ -220,6 +225,8 @@ def service_spec(
     # later reaches the service too); on Linux the token file goes as a systemd credential.
     args = _argv(ap, ns, skip={"help", "duration"} | (set() if windows else {"token_file"}))
     writable = [ns.spool_dir]
+    if getattr(ns, "state_dir", None):  # an enrolled agent's credential and cached config
+        writable.append(ns.state_dir)
     if ns.log_file:
         writable.append(str(PurePath(ns.log_file).parent))
     if windows:  # no credentials store: the service reads the token file itself

@@ -7,6 +7,13 @@ is created next to it; the segment itself stays until the quota needs the space 
 re-sent when the hub reports it missing).  Quota: ``spool_max_mb``; uploaded segments are dropped
 first (oldest first), then — with a warning, because that footage exists nowhere else — the
 oldest not yet uploaded ones.
+
+The disk counts too (``min_free_mb``, ``capture.spool_min_free_mb``): when less than that is free
+on the spool's file system — a disk smaller than the quota, or filled by something else — the
+same eviction runs until that much is free again (or the spool is empty), so the camera keeps
+recording the newest footage instead of failing to write.  ``disk_report()`` says how the disk
+stands (``low``: it was below the minimum at the last check); the agent sends it in every
+heartbeat and the hub shows ``disk_full`` while it is low.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from storage.disk import DiskUsage, disk_usage
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +65,32 @@ class SpooledSegment:
 
 
 class Spool:
-    def __init__(self, root: str | Path, max_mb: float):
+    def __init__(self, root: str | Path, max_mb: float, min_free_mb: float = 0.0):
         self.root = Path(root)
         self.max_bytes = int(max_mb * 1024 * 1024)
+        self.min_free_bytes = int(min_free_mb * 1024 * 1024)
         self.dropped_unsent = 0
         self.dropped_sent = 0
+        self.disk_low = False
+        self.disk: DiskUsage | None = None
+
+    def _disk(self) -> DiskUsage | None:
+        try:
+            self.disk = disk_usage(self.root)
+        except OSError as e:
+            log.warning("spool: cannot read the disk of %s: %s", self.root, e)
+            return None
+        return self.disk
+
+    def disk_report(self) -> dict[str, object]:
+        """The spool's disk for the heartbeat: size, free, fill ratio, the minimum, ``low``."""
+        d = self._disk()
+        if d is None:
+            return {"path": str(self.root), "low": True, "error": "unreadable", "total_bytes": 0,
+                    "free_bytes": 0}
+        low = self.disk_low or (self.min_free_bytes > 0 and d.free < self.min_free_bytes)
+        return {**d.to_dict(), "min_free_bytes": self.min_free_bytes, "low": low,
+                "dropped_unsent": self.dropped_unsent, "dropped_sent": self.dropped_sent}
 
     def camera_dir(self, site: str, room: str, camera: str) -> Path:
         return self.root / site / room / camera
@@ -120,18 +150,31 @@ class Spool:
 
     def enforce_quota(self) -> None:
         total = self.total_bytes()
-        if total <= self.max_bytes:
+        disk = self._disk() if self.min_free_bytes else None
+        free = disk.free if disk is not None else None
+        low = free is not None and free < self.min_free_bytes
+        if low and not self.disk_low:
+            log.warning("spool disk low: %.1f MB free on %s (minimum %.1f MB); evicting oldest first",
+                        (free or 0) / 1e6, self.root, self.min_free_bytes / 1e6)
+        self.disk_low = low
+
+        def fits() -> bool:
+            return total <= self.max_bytes and (free is None or free >= self.min_free_bytes)
+
+        if fits():
             return
         segs = self.segments()
         for want_done in (True, False):
             for seg in segs:
-                if total <= self.max_bytes:
+                if fits():
                     return
                 if seg.done != want_done:
                     continue
                 size = seg.size
                 self.remove(seg)
                 total -= size
+                if free is not None:
+                    free += size
                 if want_done:
                     self.dropped_sent += 1
                     log.info(
@@ -144,9 +187,10 @@ class Spool:
                 else:
                     self.dropped_unsent += 1
                     log.warning(
-                        "spool full (%d MB): dropped NOT-YET-UPLOADED segment site=%s room=%s "
-                        "camera=%s start=%s end=%s",
+                        "spool full (%d MB quota, %.1f MB free on disk): dropped NOT-YET-UPLOADED segment "
+                        "site=%s room=%s camera=%s start=%s end=%s",
                         self.max_bytes // (1024 * 1024),
+                        (free or 0) / 1e6,
                         seg.site,
                         seg.room,
                         seg.camera,

@@ -186,6 +186,11 @@ class HubConfig(_Strict):
     stun_urls: list[str] = []
     turn_urls: list[str] = []
     timezone: str = "Asia/Shanghai"
+    # This node's name among several hubs on one PostgreSQL database (cross-node alerts skip a
+    # node's own notifications by it); unset: <hostname>-<pid>.  Unique per running node.
+    node_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
+    # How long an agent enrolment code (``evalwatch site enroll-code``) stays valid.
+    enroll_code_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
     # HTTPS: PEM certificate (chain) and private key the hub serves with (``evalwatch tls
     # self-signed`` or ``evalwatch hub --self-signed`` makes a pair for a demo).  Both or neither.
     # Behind a TLS-terminating reverse proxy leave them unset and set ``public_url: https://…``
@@ -254,7 +259,29 @@ class StorageConfig(_Strict):
     # Segments wait here while the S3 server is unreachable, then upload in order.
     wal_dir: str = "data/wal"
     segment_seconds: Annotated[float, Field(gt=1, le=600)] = 10.0
+    # How long footage, snapshots and chain links are kept (days after a segment ends / an
+    # incident ends).  Also the default object-lock retention of the buckets the hub creates.
     retention_days: Annotated[int, Field(ge=1)] = 180
+    # When the retention purge runs (crontab: minute hour day month weekday, in hub.timezone);
+    # null = never on its own (``evalwatch storage purge`` still works).  See docs/storage.md.
+    purge_cron: str | None = "30 3 * * *"
+    # An export in progress keeps its footage from the purge at most this long (a crashed export
+    # must not hold footage forever).
+    export_hold_hours: Annotated[float, Field(gt=0)] = 12.0
+    # Disk alerts (docs/storage.md "Full disks"): the WAL directory's and the database's disk
+    # raise ``disk_full`` when less than this is free or the disk is filled above the ratio.
+    disk_min_free_mb: Annotated[int, Field(ge=1)] = 1024
+    disk_alert_ratio: Annotated[float, Field(gt=0, le=1)] = 0.95
+    disk_check_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("purge_cron")
+    @classmethod
+    def _crontab(cls, v: str | None) -> str | None:
+        if v is not None and len(v.split()) != 5:
+            raise ValueError(
+                f"must be a crontab expression of 5 fields (minute hour day month weekday), got {v!r}"
+            )
+        return v
 
 
 class CaptureConfig(_Strict):
@@ -262,6 +289,10 @@ class CaptureConfig(_Strict):
 
     spool_dir: str = "data/spool"
     spool_max_mb: Annotated[int, Field(ge=10)] = 2048
+    # Keep at least this much of the spool's disk free: below it the spool evicts oldest first
+    # (uploaded segments, then unsent ones) as it does at spool_max_mb, and the hub shows
+    # ``disk_full`` for the site (the agent reports its disk in every heartbeat).
+    spool_min_free_mb: Annotated[int, Field(ge=1)] = 256
     heartbeat_seconds: Annotated[float, Field(gt=0)] = 5.0
     reconnect_min_seconds: Annotated[float, Field(gt=0)] = 1.0
     reconnect_max_seconds: Annotated[float, Field(gt=0)] = 30.0
@@ -290,6 +321,15 @@ class DetectionConfig(_Strict):
     # Weights of the seat-crop model (NanoDet): "int8" = its convolutions quantised (calibrated on
     # the evaluation set's dev half), ~0.7x the time (docs/analysis.md, "Faster runtime").
     crop_model: Literal["fp32", "int8"] = "fp32"
+    # The engine that runs the ONNX models: "openvino" (in the hub extra; pip install
+    # 'evalwatch[openvino]' elsewhere) runs them in bfloat16 on CPUs with AMX / AVX-512 BF16
+    # (server Xeons) at ~0.6x onnxruntime's CPU per camera, in float32 elsewhere; "auto" =
+    # openvino when installed, else onnxruntime (docs/analysis.md, "Faster runtime").
+    runtime: Literal["auto", "onnxruntime", "openvino"] = "auto"
+    # Analysis worker threads, the cameras dealt among them (None = one per CPU, at most one per
+    # camera): the agent's edge analysis and the hub's live pipeline (each round's frames are
+    # analysed by this many threads at once).  ``threads`` is per inference on top.
+    workers: Annotated[int, Field(ge=1, le=32)] | None = None
     # Seat crops also look for people (same model call as the phones; None = off): small and
     # partly hidden people get the crop's higher resolution (dev half: seat_empty false alarms
     # 7 -> 0, extra_person 6/9 -> 8/9).

@@ -2,6 +2,8 @@
 
 One subscription to the analysis bus feeds every WebSocket client; workflow changes made through
 the REST API (acknowledge / resolve / false alarm) are published here too, so every wall sees them.
+With several hub nodes (PostgreSQL), an optional ``relay`` (``dashboard.notify.EventRelay``)
+sends both to the other nodes and brings theirs here (``publish_remote``, never sent on again).
 Each client has a bounded queue: when it overflows, the backlog is replaced by one
 ``{"type": "resync"}`` message and the UI reloads the alert list over REST (a stalled browser never
 slows the others or the bus).
@@ -14,10 +16,13 @@ import contextlib
 import logging
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dashboard.services import EventBusLike
 from storage.incident import EventLive, EventMessage, EventWorkflow
+
+if TYPE_CHECKING:
+    from dashboard.notify import EventRelay
 
 log = logging.getLogger("evalwatch.dashboard")
 
@@ -63,12 +68,15 @@ class Client:
 class AlertHub:
     """Owns the bus subscription and the set of connected clients."""
 
-    def __init__(self, bus: EventBusLike | None) -> None:
+    def __init__(self, bus: EventBusLike | None, relay: EventRelay | None = None) -> None:
         self.bus = bus
+        self.relay = relay
         self.clients: set[Client] = set()
         self.pushed = 0
+        self.remote = 0
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
+        self._relay_started = False
 
     @property
     def bus_queue_depth(self) -> int:
@@ -80,12 +88,18 @@ class AlertHub:
         return int(getattr(self._sub, "dropped", 0) or 0)
 
     async def start(self) -> None:
+        if self.relay is not None and not self._relay_started:
+            self._relay_started = True
+            await self.relay.start(self)
         if self.bus is None or self._task is not None:
             return
         self._sub = self.bus.subscribe()
         self._task = asyncio.create_task(self._pump(), name="dashboard-alert-pump")
 
     async def stop(self) -> None:
+        if self.relay is not None and self._relay_started:
+            self._relay_started = False
+            await self.relay.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -98,9 +112,25 @@ class AlertHub:
     async def _pump(self) -> None:
         async for ev in self._sub:
             try:
-                self.publish(event_message(ev))
+                self.publish_event(ev)
             except Exception:  # a malformed event must not stop the pump
                 log.exception("bad event on the bus")
+
+    def publish_event(self, ev: EventLive | EventWorkflow) -> None:
+        """An update of this node: to its browsers and (relay) to the other nodes."""
+        self.publish(event_message(ev))
+        if self.relay is not None:
+            self.relay.send(ev)
+
+    def publish_remote(self, ev: EventLive | EventWorkflow) -> None:
+        """An update another node made: to this node's browsers only."""
+        self.remote += 1
+        self.publish(event_message(ev))
+
+    def resync(self) -> None:
+        """Tell every browser to reload the alert list (messages may have been missed)."""
+        for c in list(self.clients):
+            c.offer({"type": "resync"})
 
     def publish(self, msg: dict[str, Any]) -> None:
         self.pushed += 1

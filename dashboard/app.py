@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,7 +33,7 @@ from dashboard.errors import ApiError, error_body, install_error_handlers
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics
 from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principal, allow, page
-from dashboard.routes import admin, auth, events, live, replay, seating, sessions
+from dashboard.routes import admin, agents, auth, events, live, replay, seating, sessions
 from dashboard.security import SessionCodec
 from dashboard.state import DashState
 from dashboard.users import UserCache, seed_users
@@ -116,7 +117,7 @@ def create_app(services: Any) -> FastAPI:
         secret_key=secret,
         codec=SessionCodec(secret),
         users=UserCache(services.db),
-        alerts=AlertHub(services.bus),
+        alerts=AlertHub(services.bus, getattr(services, "relay", None)),
         metrics=metrics,
         live=LiveManager(cfg, _on_live_end),
         secure_cookies=cfg.hub.https,
@@ -126,7 +127,10 @@ def create_app(services: Any) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        created = await run_db(services.db, lambda s: seed_users(s, cfg))
+        try:
+            created = await run_db(services.db, lambda s: seed_users(s, cfg))
+        except IntegrityError:  # another hub node on this database seeded them at the same moment
+            created = await run_db(services.db, lambda s: seed_users(s, cfg))
         if created:
             log.info("dashboard: created users %s", ", ".join(created))
         await st.alerts.start()
@@ -181,7 +185,7 @@ def create_app(services: Any) -> FastAPI:
         return response
 
     for r in (auth.router, events.router, live.router, replay.router, admin.router, seating.router,
-              sessions.router):
+              sessions.router, agents.router):
         app.include_router(r)
     app.include_router(_misc_router(st))
     for extra in getattr(services, "extra_routers", None) or []:

@@ -4,7 +4,9 @@ Actions written here: ``login``, ``login_failed``, ``logout``, ``live_view`` (st
 camera), ``live_view_end`` (with seconds watched), ``replay`` (camera + range listed),
 ``replay_segment`` is not logged per request (the ``replay`` row covers the range), ``export``,
 ``snapshot_view``, ``alert_ack``, ``alert_resolve``, ``alert_false_alarm``, ``user_create``,
-``user_update``, ``audit_view``, ``event_list`` (observers' views).
+``user_update``, ``audit_view``, ``event_list`` (observers' views); site agents
+(``dashboard.routes.agents``, ``evalwatch site``): ``enroll_code_issue``, ``enroll_code_use``,
+``enroll_code_refused``, ``agent_revoke``.
 """
 
 from __future__ import annotations

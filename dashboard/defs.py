@@ -12,8 +12,9 @@ from typing import Annotated, Any
 
 from fastapi import Path
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from sessions.holds import HoldInfo
 from sessions.lifecycle import SessionInfo
 from storage.incident import EventItem, IsoTime
 
@@ -194,3 +195,106 @@ class SealCheck(BaseModel):
     ok: bool
     problems: list[str]
     key_id: str
+
+
+class HoldBody(BaseModel):
+    """``POST /api/sessions/{id}/hold|release``: why (a dispute's reference), audit-logged."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=2000)
+
+
+class HoldList(BaseModel):
+    holds: list[HoldInfo]
+
+
+# -- site agents: enrolment, credentials, status ------------------------------------------------
+
+
+class EnrollCodeCreate(BaseModel):
+    """``POST /api/sites/{site}/enroll-codes``: how long the code is valid (default
+    ``hub.enroll_code_hours``)."""
+
+    hours: float | None = Field(default=None, gt=0, le=24 * 30)
+
+
+class EnrollCodePublic(BaseModel):
+    """A new enrolment code: shown this once (the hub keeps only its hash)."""
+
+    id: int
+    site: str
+    code: str
+    expires_at: IsoTime
+
+
+class EnrollCreate(BaseModel):
+    """``POST /api/agent/enroll``: the code an admin gave the room PC."""
+
+    code: str = Field(min_length=1, max_length=64)
+    host: str | None = Field(default=None, max_length=128, description="the PC's host name (audit only)")
+
+
+class EnrollPublic(BaseModel):
+    """What the agent keeps in its state directory (the credential is shown this once)."""
+
+    site: str
+    credential_id: str
+    credential: str
+    hub_url: str = Field(description="hub.public_url")
+    tls_fingerprint: str | None = Field(
+        default=None, description="sha256 of the hub's TLS certificate (DER, hex) when it serves TLS; "
+        "null while it serves plain HTTP")
+
+
+class AgentCredentialPublic(BaseModel):
+    id: str
+    site: str
+    created_at: IsoTime
+    enrolled_ip: str | None
+    revoked_at: IsoTime | None
+    revoked_by: str | None
+
+
+class AgentCameraState(BaseModel):
+    room: str
+    camera: str
+    connection: str | None = Field(description="the live WebRTC connection as the agent sees it")
+    frames: float | None
+    pending_segments: float | None
+    last_error: str | None
+
+
+class AgentStatusPublic(BaseModel):
+    """One agent's latest heartbeat (``capture.agentstatus``)."""
+
+    site: str
+    credential_id: str | None = Field(description="the enrolled credential; null: the secrets-file token")
+    host: str | None
+    ip: str | None
+    last_seen: IsoTime
+    version: str | None
+    os: str | None
+    cpu_load: float | None = Field(description="1-minute load average per core (1.0 = every core busy)")
+    cpu_count: int | None
+    spool_bytes: int | None
+    spool_quota_bytes: int | None
+    spool_percent: float | None
+    clock_offset_s: float | None = Field(description="agent clock minus hub clock at receipt, seconds")
+    cameras: list[AgentCameraState]
+    flags: list[str] = Field(description="clock (off > 2 s), spool (> 80 % full), silent (no heartbeat 30 s)")
+
+
+class AgentList(BaseModel):
+    agents: list[AgentStatusPublic]
+    credentials: list[AgentCredentialPublic]
+
+
+class AgentRevokeCreate(BaseModel):
+    """``POST /api/sites/{site}/revoke-agent``: one credential id, or null for all of the site's."""
+
+    id: str | None = Field(default=None, max_length=32)
+
+
+class AgentRevokePublic(BaseModel):
+    site: str
+    revoked: list[str]

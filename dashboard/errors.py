@@ -48,6 +48,12 @@ MESSAGES: dict[str, str] = {
     "err.body_too_large": "Request body too large.",
     "err.seating_infeasible": "The experts cannot be seated in these rooms.",
     "err.no_footage": "No archived footage in this range.",
+    "err.unknown_site": "No such site.",
+    "err.enroll_code_invalid": "Unknown enrolment code; check it or ask the administrator for a new one.",
+    "err.enroll_code_used": "This enrolment code has already been used; ask the administrator for a new one.",
+    "err.enroll_code_expired": "This enrolment code has expired; ask the administrator for a new one.",
+    "err.too_many_enroll_attempts": "Too many failed enrolments from this address; try again later.",
+    "err.credential_not_found": "No such agent credential of this site (or already revoked).",
 }
 
 

@@ -99,6 +99,25 @@ async def export_camera_range(
     actor: str,
     out_dir: Path | None = None,
 ) -> CameraExport:
+    """:func:`_export_camera_range` while an export hold keeps the range from the retention purge."""
+    from sessions.holds import export_hold
+
+    cam = CameraId(site, room, camera)
+    async with export_hold(st.db, [cam], start, end, actor, hours=st.cfg.storage.export_hold_hours,
+                           what=f"export of {cam.path}"):
+        return await _export_camera_range(st, site, room, camera, start, end, actor, out_dir)
+
+
+async def _export_camera_range(
+    st: Any,
+    site: str,
+    room: str,
+    camera: str,
+    start: datetime,
+    end: datetime,
+    actor: str,
+    out_dir: Path | None = None,
+) -> CameraExport:
     """Write the evidence zip of ``site/room/camera`` over ``[start, end)`` (see module docstring)
     into a fresh temporary directory (under ``out_dir`` if given; :func:`remove_export` deletes
     both).  ``st`` provides ``cfg``, ``db`` and ``services.objects``.

@@ -17,6 +17,14 @@ Exposed on ``/metrics`` (admin session or ``Authorization: Bearer <metrics token
   ``evalwatch_analysis_rate_per_camera`` — analysed frames/s per camera the measured cost allows
   (at most ``detection.analysis_fps``); ``evalwatch_analysis_frame_cost_seconds``;
   ``evalwatch_analysis_frame_lag_seconds`` — hub clock minus the last analysed frame's time
+* ``evalwatch_disk_free_bytes{disk}``, ``evalwatch_disk_total_bytes{disk}``,
+  ``evalwatch_disk_fill_ratio{disk}``, ``evalwatch_disk_full{disk}`` — the hub's WAL and SQLite
+  disks and each agent's spool disk (``disk``: ``hub_wal``, ``hub_database``,
+  ``agent_spool:<site>``), from ``services.disks`` (``evalwatch.diskwatch``)
+* several hub nodes (PostgreSQL, ``dashboard.notify``): ``evalwatch_node_notifications_total{direction}``
+  (sent / received from other nodes), ``evalwatch_node_notification_errors_total{reason}``
+  (send_failed, queue_full, bad_message), ``evalwatch_node_listener_reconnects_total``,
+  ``evalwatch_node_listening`` (1 while the listener is subscribed)
 """
 
 from __future__ import annotations
@@ -108,6 +116,52 @@ class _StateCollector(Collector):
         pipeline = getattr(st.services, "pipeline", None)
         if pipeline is not None:
             yield from _analysis_metrics(pipeline)
+        disks = getattr(st.services, "disks", None)
+        if disks is not None:
+            yield from _disk_metrics(disks.readings())
+        relay = getattr(st.alerts, "relay", None)
+        if relay is not None:
+            yield from _relay_metrics(relay)
+
+
+def _disk_metrics(readings: list[Any]) -> Iterator[Metric]:
+    free = GaugeMetricFamily("evalwatch_disk_free_bytes", "Free bytes on the disk", labels=["disk"])
+    total = GaugeMetricFamily("evalwatch_disk_total_bytes", "Size of the disk", labels=["disk"])
+    fill = GaugeMetricFamily("evalwatch_disk_fill_ratio", "Used / size of the disk", labels=["disk"])
+    full = GaugeMetricFamily("evalwatch_disk_full", "1 while the disk_full alert is open", labels=["disk"])
+    for r in readings:
+        free.add_metric([r.disk], float(r.free))
+        total.add_metric([r.disk], float(r.total))
+        fill.add_metric([r.disk], float(r.fill_ratio))
+        full.add_metric([r.disk], 1.0 if r.full else 0.0)
+    yield free
+    yield total
+    yield fill
+    yield full
+
+
+def _relay_metrics(relay: Any) -> Iterator[Metric]:
+    """Cross-node alerts (``dashboard.notify.EventRelay`` over PostgreSQL NOTIFY)."""
+    ch = relay.channel
+    notes = CounterMetricFamily("evalwatch_node_notifications", "Cross-node alert notifications",
+                                labels=["direction"])
+    notes.add_metric(["sent"], ch.sent)
+    notes.add_metric(["received"], ch.received)
+    yield notes
+    errors = CounterMetricFamily("evalwatch_node_notification_errors",
+                                 "Cross-node notifications not sent, dropped or not understood",
+                                 labels=["reason"])
+    errors.add_metric(["send_failed"], ch.send_errors)
+    errors.add_metric(["queue_full"], ch.dropped)
+    errors.add_metric(["bad_message"], ch.bad_messages)
+    yield errors
+    reconnects = CounterMetricFamily("evalwatch_node_listener_reconnects",
+                                     "Times the cross-node listener reconnected to the database")
+    reconnects.add_metric([], ch.reconnects)
+    yield reconnects
+    listening = GaugeMetricFamily("evalwatch_node_listening", "1 while the cross-node listener listens")
+    listening.add_metric([], 1.0 if ch.listening.is_set() else 0.0)
+    yield listening
 
 
 def _analysis_metrics(p: Any) -> Iterator[Metric]:

@@ -15,6 +15,11 @@ are called, so a test may pass small fakes.
 * ``bus`` — :class:`analysis.bus.EventBus`; one subscription fans out to every ``/ws/events``
   client.  ``None`` disables live alert push (the REST API still works).
 * ``recorder`` — :class:`capture.recorder.Recorder` or ``None`` (no live video; tiles show offline).
+* ``relay`` — optional :class:`dashboard.notify.EventRelay` (several hub nodes on one PostgreSQL
+  database): the alert fan-out sends this node's updates to the others and pushes theirs to its
+  own browsers.  ``None`` (SQLite, one node): local only.
+* ``agents`` — :class:`capture.agentstatus.AgentMonitor` (the agents' latest heartbeats) or
+  ``None`` (``GET /api/agents`` lists credentials only).
 * ``extra_routers`` — routers included verbatim (the capture engineer's ``/api/ingest/*``
   routes, authenticated by per-site agent tokens; the dashboard's role policy lists them as
   agent-only).
@@ -101,4 +106,7 @@ class Services:
     bus: Any | None = None
     recorder: Any | None = None
     pipeline: Any | None = None  # analysis.live.AnalysisPipeline (for /metrics)
+    agents: Any | None = None  # capture.agentstatus.AgentMonitor (GET /api/agents)
+    disks: Any | None = None  # evalwatch.diskwatch.DiskWatch: readings() for the disk gauges
+    relay: Any | None = None  # dashboard.notify.EventRelay: alerts across hub nodes (PostgreSQL)
     extra_routers: list[APIRouter] = field(default_factory=list)

@@ -25,6 +25,8 @@ class DashState:
     metrics: DashMetrics
     live: LiveManager
     throttle: IpThrottle = field(default_factory=IpThrottle)
+    #: Failed agent enrolments per address (``POST /api/agent/enroll``), counted like logins.
+    enroll_throttle: IpThrottle = field(default_factory=IpThrottle)
     secure_cookies: bool = False
 
     @property

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("evalwatch.report", "supervision report of a session (HTML/PDF)"),
     "export": ("evalwatch.export", "export a session's evidence as a verifiable zip"),
     "db": ("evalwatch.db", "database migrations"),
+    "site": ("evalwatch.site", "agent enrolment codes and credentials of a site"),
+    "storage": ("evalwatch.storage", "object storage: the retention purge, a local SeaweedFS cluster"),
     "tls": ("evalwatch.tls", "self-signed HTTPS certificate for the hub, certificate fingerprints"),
 }
 

@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from analysis.events import Event, EventUpdate
@@ -52,6 +52,9 @@ MATCH_SLACK_S = 10.0
 #: How often the sessions of the edge rooms are read, and the checks run (seconds).
 SESSION_POLL_S = 1.0
 CHECK_EVERY_S = 1.0
+#: How long the agents' incidents are remembered for the checks (seconds; a restarted hub
+#: reloads them from the database).
+AGENT_MEMORY_S = 600
 #: Longest wait of one ``/api/ingest/sessions`` long poll.
 LONG_POLL_S = 25.0
 
@@ -119,6 +122,7 @@ class EdgeHub:
 
     async def start(self) -> None:
         self._changed = {s: asyncio.Event() for s in self.sites}
+        await self.remember_agent_incidents()
         await self.poll_sessions()
         self._tasks = [asyncio.create_task(self._session_loop(), name="edge-sessions"),
                        asyncio.create_task(self._check_loop(), name="edge-checks")]
@@ -129,6 +133,24 @@ class EdgeHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks = []
+
+    async def remember_agent_incidents(self) -> None:
+        """Load the agents' incidents of the last ``AGENT_MEMORY_S`` from the database, so a
+        restarted hub does not take an incident an agent reported before the restart for a miss
+        (``analysis_mismatch``)."""
+        since = datetime.fromtimestamp(self.clock() - AGENT_MEMORY_S, UTC)
+        try:
+            rows = await self.store.agent_incidents_since(since)
+        except Exception:  # the checks still work, only without the memory of before
+            log.exception("cannot load the agents' recent incidents")
+            return
+        for site, room, camera, uid, rule, start, end in rows:
+            key = str(CameraId(site, room, camera))
+            if key in self.cameras:
+                seen = self._agent_seen.setdefault(key, [])
+                seen[:] = [x for x in seen if x[0] != uid]
+                seen.append((uid, rule, start, end))
+        log.info("edge hub remembers %d agent incidents of the last %d s", len(rows), AGENT_MEMORY_S)
 
     # -- sessions --
 
@@ -227,7 +249,7 @@ class EdgeHub:
         seen[:] = [x for x in seen if x[0] != upd.uid]
         seen.append((upd.uid, upd.rule, ev.start_s, end))
         # Keep what the checks may still need (the last few minutes).
-        horizon = self.clock() - 600
+        horizon = self.clock() - AGENT_MEMORY_S
         seen[:] = [x for x in seen if x[3] is None or x[3] > horizon]
         if applied:
             await self._run_checks()

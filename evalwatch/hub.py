@@ -7,11 +7,14 @@ Start-up order, top to bottom:
    points at one someone else runs (``evalwatch run`` does that);
 3. database migrations, then the config's sites/rooms/cameras/seats mirrored into the DB;
 4. object store buckets, the segment store and its write-ahead uploader;
-5. event bus, detector, event persistence, analysis pipeline of the hub-analysed sites (it reads
-   the running sessions through :func:`db_sessions`); for the edge-analysed sites
-   (``analysis: agent``) the edge hub (``evalwatch.edgehub``: sessions for the agents, their
-   incidents, and the check pipeline on sampled frames); the frame router (the recorder's sink);
-6. the recorder and its ingest routes; the dashboard app; uvicorn.
+5. event bus, detector, event persistence, the disk watch (``evalwatch.diskwatch``: ``disk_full``
+   alerts), analysis pipeline of the hub-analysed sites (it reads the running sessions through
+   :func:`db_sessions`); for the edge-analysed sites (``analysis: agent``) the edge hub
+   (``evalwatch.edgehub``: sessions for the agents, their incidents, and the check pipeline on
+   sampled frames); the retention purge job (``evalwatch.retention``, APScheduler on
+   ``storage.purge_cron``); the frame router (the recorder's sink);
+6. the recorder and its ingest routes; with PostgreSQL the cross-node alert relay
+   (``dashboard.notify``, started by the dashboard); the dashboard app; uvicorn.
 
 Shutdown runs the same list backwards.
 """
@@ -50,7 +53,19 @@ def db_sessions(db: Database) -> SessionSource:
 
 
 def sync_inventory(db: Database, cfg: EvalwatchConfig) -> None:
-    """Mirror the config's sites, rooms, cameras and seats into the DB (config is the source)."""
+    """Mirror the config's sites, rooms, cameras and seats into the DB (config is the source).
+
+    Several hub nodes starting at once on one database may insert the same row together: the
+    loser's transaction fails on the primary key and is simply run again (it now updates)."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        _sync_inventory(db, cfg)
+    except IntegrityError:
+        _sync_inventory(db, cfg)
+
+
+def _sync_inventory(db: Database, cfg: EvalwatchConfig) -> None:
     from storage.models import Camera, Room, Seat, Site
 
     with db.session() as s:
@@ -78,10 +93,13 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     from analysis.detectors import detector_from_config
     from analysis.live import AnalysisPipeline
     from analysis.store import EventStore
-    from capture.ingest import make_router
+    from capture.agentstatus import AgentMonitor
+    from capture.ingest import LiveCredentials, make_router
     from capture.recorder import Recorder
+    from dashboard.notify import EventRelay
     from dashboard.services import Services
     from evalwatch.edgehub import EdgeHub, FrameRouter
+    from storage.agents import CredentialStore
     from storage.db import Database
     from storage.objects import ObjectStore
     from storage.segments import SegmentStore
@@ -127,6 +145,12 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         )
         await events.start()
         stack.push_async_callback(events.close)
+        # Full disks (WAL, SQLite, agents' spools): disk_full alerts and /metrics gauges.
+        from evalwatch.diskwatch import DiskWatch
+
+        disks = DiskWatch(cfg, events)
+        await disks.start()
+        stack.push_async_callback(disks.stop)
         hub_rooms = [(site.id, room) for site in cfg.sites if site.analysis == "hub" for room in site.rooms]
         edge_sites = [site for site in cfg.sites if site.analysis == "agent"]
         pipeline = AnalysisPipeline(
@@ -154,14 +178,35 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
             stack.push_async_callback(edge.stop)
             log.info("edge analysis sites=%s check_fps=%.2f", [s.id for s in edge_sites], check_fps)
 
+        # The retention purge (storage/retention.py), on storage.purge_cron.
+        from evalwatch.retention import RetentionJob
+
+        retention = RetentionJob(cfg, db, objects)
+        retention.start()
+        stack.push_async_callback(retention.stop)
+
         recorder = Recorder(cfg, frame_sink=FrameRouter(pipeline, check, edge))
         await recorder.start()
         stack.push_async_callback(recorder.close)
 
+        # Several hub nodes on one PostgreSQL database: alerts cross nodes over LISTEN/NOTIFY
+        # (started and stopped with the dashboard's alert fan-out).  SQLite: one node, no relay.
+        relay = EventRelay.for_config(cfg, db)
+        if relay is not None:
+            log.info("cross-node alerts over PostgreSQL channel=%s node=%s",
+                     relay.channel.channel, relay.node_id)
+        monitor = AgentMonitor()
+        credentials = CredentialStore(db)
+        live_credentials = LiveCredentials()
+        sweeper = asyncio.create_task(live_credentials.run(credentials, recorder), name="live-credentials")
+        stack.callback(sweeper.cancel)
         yield Services(
             cfg=cfg, db=db, objects=objects, segments=segments, bus=bus, recorder=recorder,
-            pipeline=pipeline if hub_rooms or check is None else check,
-            extra_routers=[make_router(recorder, segments, cfg, edge=edge)],
+            pipeline=pipeline if hub_rooms or check is None else check, agents=monitor, disks=disks,
+            extra_routers=[make_router(recorder, segments, cfg, edge=edge, disks=disks,
+                                       agent_auth=credentials, monitor=monitor,
+                                       live_credentials=live_credentials)],
+            relay=relay,
         )
 
 

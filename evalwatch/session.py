@@ -6,6 +6,8 @@
     evalwatch session list    --config FILE [--status S] [--json]
     evalwatch session show    --config FILE SESSION [--json]        details, seal verification
     evalwatch session public-key --config FILE [-o FILE.pem]        the hub's public key (PEM)
+    evalwatch session hold    --config FILE SESSION --reason TEXT   legal hold: the retention purge keeps it
+    evalwatch session release --config FILE SESSION [--reason TEXT] release the legal hold
 
 ``SESSION`` is the numeric id or the code.  The spec format is documented in docs/sessions.md
 (``seating:`` may hold the JSON output of ``evalwatch seats assign --json`` verbatim).
@@ -78,13 +80,18 @@ def cli(argv: list[str]) -> int:
         ("list", "list sessions"),
         ("show", "show a session and verify its seal"),
         ("public-key", "print or write the hub's public key (PEM)"),
+        ("hold", "put a session under legal hold (its footage is never purged while held)"),
+        ("release", "release a session's legal hold"),
     ):
         sp = sub.add_parser(name, help=help_)
         sp.add_argument("--config", required=True, help="evalwatch YAML config file")
         if name == "create":
             sp.add_argument("spec", help="session spec (YAML or JSON)")
-        elif name in ("start", "close", "show"):
+        elif name in ("start", "close", "show", "hold", "release"):
             sp.add_argument("session", help="session id or code")
+        if name in ("hold", "release"):
+            sp.add_argument("--reason", required=name == "hold", default="",
+                            help="why (the dispute's reference); audit-logged")
         if name in ("list", "show"):
             sp.add_argument("--json", action="store_true", help="print JSON")
         if name == "list":
@@ -124,6 +131,15 @@ async def _main(args: argparse.Namespace) -> int:
                 db, cfg, hub_key(cfg), args.session, actor, objects=open_objects(cfg)
             )
             print(describe(info, tz))
+        elif args.cmd in ("hold", "release"):
+            from sessions import holds
+
+            if args.cmd == "hold":
+                h = await holds.set_legal_hold(db, args.session, args.reason, actor)
+                print(f"session {args.session}: legal hold #{h.id} set by {h.created_by}: {h.reason}")
+            else:
+                h = await holds.release_legal_hold(db, args.session, actor, reason=args.reason)
+                print(f"session {args.session}: legal hold #{h.id} released by {h.released_by}")
         elif args.cmd == "list":
             infos = await lc.list_sessions(db, args.status)
             if args.json:
@@ -137,10 +153,18 @@ async def _main(args: argparse.Namespace) -> int:
                 if info.status == "closed"
                 else []
             )
+            from sessions.holds import session_holds
+
+            held = [h for h in await session_holds(db, info.id) if h.released_at is None]
             if args.json:
-                print(json.dumps({**info.to_dict(), "seal_problems": problems}, ensure_ascii=False, indent=2))
+                holds_json = [h.model_dump(mode="json") for h in held]
+                print(json.dumps({**info.to_dict(), "seal_problems": problems, "legal_holds": holds_json},
+                                 ensure_ascii=False, indent=2))
             else:
                 print(describe(info, tz))
+                for h in held:
+                    since = _fmt(h.created_at, tz)
+                    print(f"  hold     legal hold #{h.id} by {h.created_by} since {since}: {h.reason}")
                 if info.status == "closed":
                     print("  seal     " + ("OK" if not problems else "PROBLEM: " + "; ".join(problems)))
             return 1 if problems else 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from storage.common import CameraId, parse_time
 from storage.objects import ObjectStore, StorageError
@@ -177,4 +178,49 @@ def cli(argv: list[str]) -> int:
         print(f"evalwatch verify: {e}", file=sys.stderr)
         return 1
     print(result)
+    if result.ok and result.purged_ranges:
+        missing = _purges_not_in_db(cfg, cam, result.purged_ranges)
+        if missing:
+            print(f"PROBLEM {cam.path}: altered: {missing}")
+            return 1
     return 0 if result.ok else 1
+
+
+def _purges_not_in_db(cfg: Any, cam: CameraId, ranges: list[tuple[int, int, str]]) -> str | None:
+    """The chain skips links on the strength of purge records in object storage; each must also
+    be in the database's ``purged_ranges`` (written by the same purge).  A message for the first
+    one that is not, else None; a database that cannot be read is a note on stderr."""
+    from sqlalchemy import select
+
+    from storage.db import Database, DatabaseError
+    from storage.models import PurgedRange
+
+    try:
+        db = Database(cfg.storage.database_url)
+        try:
+            with db.session() as s:
+                known = {
+                    (r.first_seq, r.last_link_hash)
+                    for r in s.scalars(
+                        select(PurgedRange).where(
+                            PurgedRange.site == cam.site,
+                            PurgedRange.room == cam.room,
+                            PurgedRange.camera == cam.camera,
+                        )
+                    )
+                }
+                firsts = {f for f, _h in known}
+        finally:
+            db.dispose()
+    except (DatabaseError, Exception) as e:  # any DB failure is only a note here
+        print(
+            f"evalwatch verify: note: purge records not cross-checked with the database: {e}", file=sys.stderr
+        )
+        return None
+    for first, last, _anchor in ranges:
+        if first not in firsts:
+            return (
+                f"purge record of links {first}..{last} has no matching record in the database "
+                "(a purge that stopped half-way: run `evalwatch storage purge` again; otherwise forged)"
+            )
+    return None

@@ -304,6 +304,35 @@ async def export_session(
     actor: str = "system",
     progress: bool | None = None,
 ) -> ExportResult:
+    """:func:`_export_session` while an export hold (``sessions.holds.export_hold``) keeps the
+    session's footage from the retention purge."""
+    from sessions.holds import export_hold
+
+    info = await get_session(db, ident)
+    w_start, w_end = info.window()
+    async with export_hold(db, info.cameras, w_start, w_end, actor, hours=cfg.storage.export_hold_hours,
+                           what=f"export of session {info.code}"):
+        return await _export_session(
+            db, objects, cfg, key, ident, out, start=start, end=end, cameras=cameras, stitch=stitch,
+            actor=actor, progress=progress,
+        )
+
+
+async def _export_session(
+    db: Any,
+    objects: Any,
+    cfg: EvalwatchConfig,
+    key: HubKey,
+    ident: int | str,
+    out: str | Path,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    cameras: Iterable[str] | None = None,
+    stitch: bool = False,
+    actor: str = "system",
+    progress: bool | None = None,
+) -> ExportResult:
     """Write the evidence zip of the sealed session ``ident`` to ``out`` (see module docstring).
 
     ``start``/``end`` narrow the session window; ``cameras`` (``site/room/camera``) narrow the

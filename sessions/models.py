@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import JSON
 
@@ -92,3 +92,32 @@ class SessionHead(Base):
     sealed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     payload: Mapped[str] = mapped_column(Text)
     signature: Mapped[str] = mapped_column(String(128))
+
+
+HOLD_KINDS = ("legal", "export")
+
+
+class RetentionHold(Base):
+    """Footage the retention purge must keep (``storage.retention``).
+
+    ``legal``: a legal hold on a session (a dispute), set and released by an admin or auditor;
+    it protects the session's cameras over its whole window.  ``export``: an export in progress,
+    over its cameras (``cameras``: ``site/room/camera`` paths) and ``[start, end)``; released when
+    the export ends, and ignored after ``expires_at`` (a crashed export holds nothing forever).
+    A hold is open while ``released_at`` is null.
+    """
+
+    __tablename__ = "retention_holds"
+    __table_args__ = (Index("ix_holds_open", "released_at", "kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    session_id: Mapped[int | None] = mapped_column(Integer)
+    cameras: Mapped[list[str] | None] = mapped_column(JSON)
+    start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    released_by: Mapped[str | None] = mapped_column(String(64))

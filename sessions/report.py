@@ -183,7 +183,15 @@ async def build_report(
             cov.chain_message = (
                 f"{res.links_checked} links, {res.segments_checked} segments" if res.ok else str(res.message)
             )
-            if head is not None and head.head_seq > 0:
+            if res.ok and res.purged_links:
+                cov.chain_message += f"; {res.purged_links} older links purged by retention"
+            purged = next(
+                (r for r in res.purged_ranges if head is not None and r[0] <= head.head_seq <= r[1]), None
+            )
+            if head is not None and head.head_seq > 0 and purged is not None:
+                # The sealed head's link went with the retention purge: its record keeps the anchor.
+                cov.head_ok = purged[1] != head.head_seq or purged[2] == head.head_hash
+            elif head is not None and head.head_seq > 0:
                 try:
                     link = json.loads(
                         await objects.get_bytes(

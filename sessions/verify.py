@@ -62,7 +62,21 @@ async def verify_session_archive(cfg: EvalwatchConfig, ident: int | str) -> Sess
         if not result.ok:
             verdict.fail(str(result))
             continue
-        if head is not None and head.head_seq > 0:
+        sealed_seq = head.head_seq if head else 0
+        purged = next((r for r in result.purged_ranges if r[0] <= sealed_seq <= r[1]), None)
+        if head is not None and head.head_seq > 0 and purged is not None:
+            # The retention purge deleted the sealed head's link: its record keeps the anchor.
+            if purged[1] == head.head_seq and purged[2] != head.head_hash:
+                verdict.fail(
+                    f"{cam.path}: the purge record's anchor {purged[2][:16]}… at seq {head.head_seq} differs "
+                    f"from the sealed head {head.head_hash[:16]}…"
+                )
+                continue
+            verdict.lines.append(
+                f"note: {cam.path}: the sealed footage (links up to {head.head_seq}) was purged by "
+                "retention; the seal signature is all that remains to check"
+            )
+        elif head is not None and head.head_seq > 0:
             key = chain_key(cam.site, cam.room, cam.camera, head.head_seq)
             try:
                 link = json.loads(await objects.get_bytes(bucket, key))

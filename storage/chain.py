@@ -110,3 +110,49 @@ def camera_prefix(site: str, room: str, camera: str) -> str:
 
 def chain_key(site: str, room: str, camera: str, seq: int) -> str:
     return f"{camera_prefix(site, room, camera)}chain/{seq:08d}.json"
+
+
+# --- purged ranges (retention) ------------------------------------------------------------------
+
+PURGE_RECORD_TYPE = "evalwatch-purged-range"
+
+
+def purge_record_key(site: str, room: str, camera: str, first_seq: int, last_seq: int) -> str:
+    """Where the record of a purged range of links lives, beside the links."""
+    return f"{camera_prefix(site, room, camera)}chain/purged/{first_seq:08d}-{last_seq:08d}.json"
+
+
+def purge_record(
+    *,
+    site: str,
+    room: str,
+    camera: str,
+    first_seq: int,
+    last_seq: int,
+    first_prev_hash: str,
+    last_link_hash: str,
+    start: datetime,
+    end: datetime,
+    segments: int,
+    run_id: str,
+    purged_at: datetime,
+) -> dict[str, Any]:
+    """The record of links ``first_seq..last_seq`` deleted by a retention purge: verification
+    skips them and resumes at ``last_seq + 1`` from ``last_link_hash`` (the anchor), after
+    checking that ``first_prev_hash`` is the hash of the link before the range."""
+    return {
+        "type": PURGE_RECORD_TYPE,
+        "v": CHAIN_VERSION,
+        "site": site,
+        "room": room,
+        "camera": camera,
+        "first_seq": int(first_seq),
+        "last_seq": int(last_seq),
+        "first_prev_hash": first_prev_hash,
+        "last_link_hash": last_link_hash,
+        "start": iso_ms(start),
+        "end": iso_ms(end),
+        "segments": int(segments),
+        "run_id": run_id,
+        "purged_at": iso_ms(purged_at),
+    }

@@ -60,7 +60,7 @@ class EventFields(BaseModel):
     camera: str = Field(description="camera slug (the path is site/room/camera)")
     seat: str | None
     rule: str = Field(description="extra_person | phone | seat_empty | camera_tamper | camera_offline"
-                      " | analysis_mismatch | analysis_offline")
+                      " | analysis_mismatch | analysis_offline | disk_full")
     kind: str | None = Field(description="camera_tamper only: covered | defocused | moved | frozen")
     started_at: IsoTime
     ended_at: IsoTime | None = Field(description="null while the incident is open")

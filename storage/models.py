@@ -181,3 +181,68 @@ class AuditLog(Base):
     target: Mapped[str | None] = mapped_column(String(512))
     ip: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, object] | None] = mapped_column(JSON)
+
+
+class EnrollCode(Base):
+    """A one-time enrolment code for a site's agent (``storage.agents``): only its sha256 is kept;
+    it is redeemed at most once (``used_at``) and not after ``expires_at``."""
+
+    __tablename__ = "enroll_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_ip: Mapped[str | None] = mapped_column(String(64))
+    credential_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class AgentCredential(Base):
+    """A site agent's own credential, issued by redeeming an enrolment code: only its sha256 is
+    kept; ``revoked_at`` set = refused on every agent route from then on."""
+
+    __tablename__ = "agent_credentials"
+    __table_args__ = (Index("ix_agent_credentials_site", "site"),)
+    # the public id (``evalwatch site revoke-agent SITE ID``)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    enroll_code_id: Mapped[int | None] = mapped_column(Integer)
+    enrolled_ip: Mapped[str | None] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class PurgedRange(Base):
+    """Chain links (and their segments) of one camera deleted by a retention purge.
+
+    ``first_prev_hash`` is the ``prev_hash`` of link ``first_seq`` and ``last_link_hash`` the
+    hash of link ``last_seq``: the anchor the chain verification resumes from at
+    ``last_seq + 1``.  The same record is stored in object storage beside the links
+    (``<camera>/chain/purged/<first>-<last>.json``, storage/chain.py), so the chain still
+    verifies from object storage alone; this row is the database's copy (and what the audit
+    log's ``retention_purge`` row summarises).
+    """
+
+    __tablename__ = "purged_ranges"
+    __table_args__ = (
+        UniqueConstraint("site", "room", "camera", "first_seq", name="uq_purged_first"),
+        Index("ix_purged_camera", "site", "room", "camera", "last_seq"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(32))
+    site: Mapped[str] = mapped_column(String(64))
+    room: Mapped[str] = mapped_column(String(64))
+    camera: Mapped[str] = mapped_column(String(64))
+    first_seq: Mapped[int] = mapped_column(Integer)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    first_prev_hash: Mapped[str] = mapped_column(String(64))
+    last_link_hash: Mapped[str] = mapped_column(String(64))
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    segments: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    purged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -13,6 +13,7 @@ User metadata is passed and returned *without* the ``x-amz-meta-`` prefix, keys 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import io
 import logging
 from collections.abc import Callable, Iterable
@@ -35,7 +36,7 @@ T = TypeVar("T")
 
 _META = "x-amz-meta-"
 _MISSING_CODES = {"NoSuchKey", "NoSuchBucket", "NoSuchObject", "NoSuchVersion"}
-_NO_LOCK_CODES = ("ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration")
+_NO_BUCKET_LOCK_CODES = ("ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration")
 
 
 def s3_lock_mode(mode: str) -> str:
@@ -56,6 +57,29 @@ class StorageUnavailable(StorageError):
 
 class ObjectMissing(StorageError):
     """The bucket or object does not exist."""
+
+
+class ObjectLocked(StorageError):
+    """An object version is under object-lock retention (or legal hold): it cannot be deleted yet."""
+
+
+#: What servers answer ``GetObjectRetention`` for an object without retention.
+_NO_LOCK_CODES = {
+    "ObjectLockConfigurationNotFoundError",
+    "NoSuchObjectLockConfiguration",
+    "InvalidRequest",
+    "NoSuchObjectRetention",
+}
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One stored version of a key (``version_id`` None: an unversioned bucket)."""
+
+    key: str
+    version_id: str | None
+    delete_marker: bool
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -183,7 +207,7 @@ class ObjectStore:
                 try:
                     current = self.client.get_object_lock_config(bucket).mode
                 except S3Error as e:
-                    if e.code not in _NO_LOCK_CODES:
+                    if e.code not in _NO_BUCKET_LOCK_CODES:
                         raise
                     log.error(
                         "bucket %s exists without object lock: its objects can be deleted by anyone "
@@ -244,7 +268,7 @@ class ObjectStore:
             try:
                 c = self.client.get_object_lock_config(bucket)
             except S3Error as e:
-                if e.code in _NO_LOCK_CODES:
+                if e.code in _NO_BUCKET_LOCK_CODES:
                     return None
                 raise
             if c.duration is None:
@@ -352,6 +376,53 @@ class ObjectStore:
     async def delete(self, bucket: str, key: str) -> None:
         """Delete the object (on a versioned/locked bucket this adds a delete marker)."""
         await self._run(f"delete {bucket}/{key}", lambda: self.client.remove_object(bucket, key))
+
+    # --- versions and object lock (retention purge) -----------------------------------------
+
+    async def versions(self, bucket: str, key: str) -> builtins.list[ObjectVersion]:
+        """Every stored version of ``key`` (delete markers included); ``version_id`` is None on a
+        bucket without versioning.  Empty when the key was never stored."""
+
+        def go() -> builtins.list[ObjectVersion]:
+            out = []
+            for o in self.client.list_objects(bucket, prefix=key, include_version=True):
+                if o.object_name != key:
+                    continue
+                vid = o.version_id if o.version_id not in (None, "", "null") else None
+                out.append(ObjectVersion(key, vid, bool(o.is_delete_marker), int(o.size or 0)))
+            return out
+
+        return await self._run(f"list versions {bucket}/{key}", go)
+
+    async def retained_until(self, bucket: str, key: str, version_id: str | None) -> datetime | None:
+        """The object-lock retain-until date of one version, or None when it has none (no lock
+        on the bucket, no retention on the object)."""
+
+        def go() -> datetime | None:
+            try:
+                r = self.client.get_object_retention(bucket, key, version_id=version_id)
+            except S3Error as e:
+                if e.code in _NO_LOCK_CODES:
+                    return None
+                raise
+            return r.retain_until_date if r is not None else None
+
+        return await self._run(f"retention {bucket}/{key}", go)
+
+    async def delete_version(self, bucket: str, key: str, version_id: str | None) -> None:
+        """Delete one version for good (never bypassing governance retention: a locked version
+        is refused by the server, :class:`ObjectLocked`)."""
+        try:
+            await self._run(
+                f"delete {bucket}/{key} version {version_id}",
+                lambda: self.client.remove_object(bucket, key, version_id=version_id),
+            )
+        except StorageError as e:
+            if "AccessDenied" in str(e):
+                raise ObjectLocked(
+                    f"{bucket}/{key}: the server refused the delete (object lock?): {e}"
+                ) from None
+            raise
 
     async def ping(self) -> bool:
         """True when the server answers (any bucket listing succeeds)."""

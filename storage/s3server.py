@@ -130,6 +130,27 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
+def write_identities(path: Path, access_key: str, secret_key: str) -> Path:
+    """The S3 gateway's ``-config`` file: one identity with the hub's keys, mode 0600 from the
+    start (written under a temporary name, then renamed)."""
+    doc = {
+        "identities": [
+            {
+                "name": "evalwatch",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
 def _pdeathsig() -> None:  # runs in the child between fork and exec
     import ctypes
 
@@ -213,23 +234,7 @@ class SeaweedServer:
     # --- lifecycle ------------------------------------------------------------------------
 
     def _write_identities(self) -> Path:
-        path = self.data_dir / "identities.json"
-        doc = {
-            "identities": [
-                {
-                    "name": "evalwatch",
-                    "credentials": [{"accessKey": self._access_key, "secretKey": self._secret_key}],
-                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                }
-            ]
-        }
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-        return path
+        return write_identities(self.data_dir / "identities.json", self._access_key, self._secret_key)
 
     def _argv(self, weed: Path, identities: Path) -> list[str]:
         p = self.ports

@@ -47,6 +47,7 @@ from config.models import SLUG
 from storage.chain import GENESIS, chain_key, compute_link_hash, link_bytes, link_fields
 from storage.common import CameraId
 from storage.db import Database
+from storage.disk import is_enospc
 from storage.files import write_atomic
 from storage.models import Segment
 from storage.objects import ObjectMissing, ObjectStore, StorageError, StorageUnavailable
@@ -58,6 +59,11 @@ _EXT = {"video/mp4": ".mp4", "video/webm": ".webm", "video/mp2t": ".ts", "video/
 
 class SegmentConflict(StorageError):
     """A segment with the same camera and start time exists with different content."""
+
+
+class WalFull(StorageError):
+    """The write-ahead directory's disk is full: the segment was not archived (the sender keeps
+    it and retries; nothing already archived is touched)."""
 
 
 def _ms(t: datetime) -> datetime:
@@ -159,6 +165,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _tmps(*paths: Path) -> list[Path]:
+    return [p.with_name(p.name + ".tmp") for p in paths]
+
+
 def _cam_filter(site: str, room: str, camera: str) -> Any:
     return (Segment.site == site) & (Segment.room == room) & (Segment.camera == camera)
 
@@ -196,6 +206,7 @@ class SegmentStore:
         self._s3_down = False
         self._stopping = False
         self._reported_lost: set[int] = set()
+        self.wal_full_errors = 0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -282,7 +293,17 @@ class SegmentStore:
             )
             link_hash = compute_link_hash(fields)
             seg_path, json_path = self._wal_paths(meta.site, meta.room, meta.camera, seq + 1)
-            await asyncio.to_thread(self._wal_write, seg_path, json_path, data, link_bytes(fields))
+            try:
+                await asyncio.to_thread(self._wal_write, seg_path, json_path, data, link_bytes(fields))
+            except OSError as e:
+                await asyncio.to_thread(self._wal_remove, seg_path, json_path, *_tmps(seg_path, json_path))
+                if is_enospc(e):
+                    self.wal_full_errors += 1
+                    log.error("WAL disk full, segment NOT archived (the agent keeps it and retries) %s "
+                              "wal_dir=%s: %s", where, self.wal_dir, e)
+                    raise WalFull(f"the hub's write-ahead disk ({self.wal_dir}) is full; segment {key} not "
+                                  "archived, retry later") from None
+                raise
 
             def insert(s: Session) -> Segment:
                 row = Segment(

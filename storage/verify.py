@@ -11,6 +11,13 @@
 * ``inserted``  — an object under the camera prefix that no link names, or an extra link that
   does not chain onto the previous one.
 
+Links deleted by a retention purge (``storage.retention``) are skipped where a purge record
+(``chain/purged/<first>-<last>.json``, :func:`storage.chain.purge_record`) says so: the record's
+``first_prev_hash`` must be the hash of the link before the range, and the walk resumes after it
+from the record's ``last_link_hash`` (the anchor), so what remains still verifies link by link.
+Objects of a purged range that are still there (a purge that stopped half-way) are noted, not
+checked.
+
 With ``start``/``end`` only links overlapping the range have their segment fetched (all links are
 still hashed, since each depends on the one before) and stray objects are reported when their
 key's date lies in the range.  Tail truncation (deleting the newest links *and* segments) cannot
@@ -21,20 +28,29 @@ The ``evalwatch verify`` command that runs it lives in :mod:`evalwatch.verify`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from storage.chain import GENESIS, LINK_FIELDS, camera_prefix, compute_link_hash, parse_iso
+from storage.chain import (
+    GENESIS,
+    LINK_FIELDS,
+    PURGE_RECORD_TYPE,
+    camera_prefix,
+    compute_link_hash,
+    parse_iso,
+)
 from storage.common import CameraId
 from storage.objects import ObjectMissing, ObjectStore
 
 Problem = Literal["missing", "altered", "reordered", "inserted"]
 
 _LINK_RE = re.compile(r"^chain/(\d{8})\.json$")
+_PURGED_RE = re.compile(r"^chain/purged/(\d{8})-(\d{8})\.json$")
 _SEG_TIME_RE = re.compile(r"^(\d{4})/(\d{2})/(\d{2})/(\d{2})(\d{2})(\d{2})_(\d{3})\.")
 
 
@@ -52,12 +68,21 @@ class VerifyResult:
     message: str = ""
     head_hash: str = GENESIS
     notes: list[str] = field(default_factory=list)
+    #: Links skipped because a retention purge deleted them, and the ranges as
+    #: ``(first_seq, last_seq, last_link_hash)``.
+    purged_links: int = 0
+    purged_ranges: list[tuple[int, int, str]] = field(default_factory=list)
 
     def __str__(self) -> str:
         if self.ok:
+            purged = (
+                f" ({self.purged_links} older links purged by retention, verified from their anchor)"
+                if self.purged_links
+                else ""
+            )
             return (
                 f"OK {self.camera}: {self.links_checked} links, {self.segments_checked} segments verified; "
-                f"head {self.head_hash[:16]}"
+                f"head {self.head_hash[:16]}{purged}"
             )
         return f"PROBLEM {self.camera}: {self.problem}: {self.message}"
 
@@ -97,11 +122,28 @@ async def verify_chain(
     listing = await objects.list(bucket, prefix)
     links: dict[int, str] = {}
     others: list[str] = []
+    records: dict[int, list[dict[str, Any]]] = {}
     for info in listing:
         rel = info.key[len(prefix) :]
         m = _LINK_RE.match(rel)
+        pm = _PURGED_RE.match(rel)
         if m:
             links[int(m.group(1))] = info.key
+        elif pm:
+            try:
+                rec = json.loads(await objects.get_bytes(bucket, info.key))
+                ok = (
+                    isinstance(rec, dict)
+                    and rec.get("type") == PURGE_RECORD_TYPE
+                    and (rec.get("site"), rec.get("room"), rec.get("camera")) == (site, room, camera)
+                    and (rec.get("first_seq"), rec.get("last_seq")) == (int(pm.group(1)), int(pm.group(2)))
+                    and 1 <= int(rec["first_seq"]) <= int(rec["last_seq"])
+                )
+            except (ObjectMissing, ValueError, KeyError, TypeError):
+                ok = False
+            if not ok:
+                return fail("altered", info.key, None, f"purge record {info.key} is not a valid record")
+            records.setdefault(int(rec["first_seq"]), []).append(rec)
         elif rel.startswith("chain/"):
             return fail("inserted", info.key, None, f"object {info.key} in the chain folder is not a link")
         else:
@@ -110,8 +152,49 @@ async def verify_chain(
     referenced: set[str] = set()
     prev_hash = GENESIS
     last_live_start: datetime | None = None
-    n = max(links) if links else 0
-    for seq in range(1, n + 1):
+    n = max([*links, *(int(r["last_seq"]) for rs in records.values() for r in rs)], default=0)
+    seq = 0
+    while seq < n:
+        seq += 1
+        starting = records.get(seq)
+        if starting:
+            for rec in starting:
+                if rec["first_prev_hash"] != prev_hash:
+                    return fail(
+                        "reordered" if seq > 1 else "altered",
+                        f"{prefix}chain/purged/{seq:08d}-{int(rec['last_seq']):08d}.json",
+                        seq,
+                        f"purge record of links {seq}..{rec['last_seq']} does not chain onto seq {seq - 1}",
+                    )
+            rec = max(starting, key=lambda r: int(r["last_seq"]))
+            last = int(rec["last_seq"])
+            # A purge that stopped half-way is finished by a later run with a record starting
+            # inside this one: the ranges merge, the anchor is the later record's.
+            extended = True
+            while extended:
+                extended = False
+                for first, rs in records.items():
+                    if seq < first <= last:
+                        for r in rs:
+                            if int(r["last_seq"]) > last:
+                                rec, last, extended = r, int(r["last_seq"]), True
+            for left in range(seq, last + 1):
+                lkey = links.get(left)
+                if lkey is None:
+                    continue
+                with contextlib.suppress(ObjectMissing, ValueError, TypeError, KeyError):
+                    referenced.add(str(json.loads(await objects.get_bytes(bucket, lkey))["key"]))
+                referenced.add(lkey)
+                res.notes.append(f"link {left} of a purged range is still stored ({lkey})")
+            res.notes.append(
+                f"links {seq}..{last} ({rec['start']} .. {rec['end']}) purged by retention run "
+                f"{rec.get('run_id')} at {rec.get('purged_at')}"
+            )
+            res.purged_links += last - seq + 1
+            res.purged_ranges.append((seq, last, str(rec["last_link_hash"])))
+            prev_hash = str(rec["last_link_hash"])
+            seq = last
+            continue
         lkey = links.get(seq)
         if lkey is None:
             return fail("missing", f"{prefix}chain/{seq:08d}.json", seq, f"chain link seq {seq} is missing")

@@ -170,7 +170,8 @@ def test_generated_units_pass_systemd_analyze_verify(site_yaml: Path, tmp_path: 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--site", "s1"], "required: --config"),
+        (["--site", "s1"], "--site and --token-file go with --config"),
+        (["--config", "{cfg}"], "--site is required with --config"),
         (["--config", "nope.yaml", "--site", "s1"], "nope.yaml: no such file"),
         (["--config", "{cfg}", "--site", "s9"], "--site s9: no such site"),
         (["--config", "{cfg}", "--site", "s1", "--room", "r7"], "--room r7: no such room"),
@@ -274,8 +275,7 @@ def test_an_option_added_to_the_agent_later_reaches_the_service(
     from capture.agent import agent_parser
 
     def parser():
-        ap = agent_parser()
-        ap.add_argument("--state-dir")
+        ap = agent_parser()  # --state-dir is the agent's own now (enrolment)
         ap.add_argument("--camera-group", action="append")
         return ap
 
@@ -297,4 +297,4 @@ def test_an_option_added_to_the_agent_later_reaches_the_service(
         ],
     )
     exec_start = _unit_options(systemd_unit(spec))["ExecStart"][0]
-    assert "--state-dir /srv/ew --camera-group a --camera-group b" in exec_start
+    assert "--state-dir /srv/ew " in exec_start and "--camera-group a --camera-group b" in exec_start

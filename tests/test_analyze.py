@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -21,7 +22,14 @@ def _overlap(e: dict, t: dict, slack: float = 1.0) -> bool:
     return same and e["start_s"] <= t["end_s"] + slack and t["start_s"] <= e["end_s"] + slack
 
 
-def test_analyze_json_matches_the_clips_truth(capsys, tmp_path):
+@pytest.mark.parametrize("runtime", [
+    "onnxruntime",
+    pytest.param("openvino", marks=pytest.mark.skipif(
+        importlib.util.find_spec("openvino") is None, reason="openvino not installed")),
+])
+def test_analyze_json_matches_the_clips_truth(capsys, tmp_path, runtime):
+    """The CLI contract on a demo clip, with the default runtime and with ``detection.runtime:
+    openvino`` from a config file (the same ONNX models run by OpenVINO)."""
     video = SAMPLES / f"{CLIP}.mp4"
     assert video.is_file(), f"{video} missing (run sample_videos/make_samples.py)"
     truth = json.loads(video.with_suffix(".truth.json").read_text(encoding="utf-8"))
@@ -30,8 +38,12 @@ def test_analyze_json_matches_the_clips_truth(capsys, tmp_path):
               if not (t["rule"] == "seat_empty" and t["end_s"] - t["start_s"] < 10.0)]
     assert wanted, "the clip's truth has no incidents to find"
     snaps = tmp_path / "snaps"
+    extra = []
+    if runtime:
+        (tmp_path / "cfg.yaml").write_text(f"detection:\n  runtime: {runtime}\n", encoding="utf-8")
+        extra = ["--config", str(tmp_path / "cfg.yaml")]
     rc = main(["analyze", str(video), "--room", str(video.with_suffix(".room.yaml")), "--json",
-               "--snapshots", str(snaps)])
+               "--snapshots", str(snaps), *extra])
     out = capsys.readouterr().out
     assert rc == 0
     events = [json.loads(line) for line in out.splitlines()]

@@ -116,6 +116,7 @@ def test_dynamic_key_families_are_complete() -> None:
         "status": ("new", "acknowledged", "resolved", "false_alarm"),
         "role": ("admin", "supervisor", "auditor", "observer"),
         "kind": ("covered", "defocused", "moved", "frozen"),
+        "agentflag": ("ok", "clock", "spool", "silent"),  # capture.agentstatus flags (agents.js)
     }
     for fam, names in families.items():
         for n in names:

@@ -436,3 +436,98 @@ def test_phone_found_on_seat_crops_of_sample_clips(
                 assert not found, (clip, t, sid, found)
     cap.release()
     assert hits >= 2, f"{clip}: phone at {seat} found in {hits}/3 sampled frames"
+
+
+# ----------------------------------------------------------------------------- OpenVINO runtime
+
+needs_openvino = pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None and not os.environ.get("EVALWATCH_REQUIRE_OPENVINO"),
+    reason="openvino not installed (pip install 'evalwatch[openvino]')")
+
+
+@pytest.fixture(scope="module")
+def ov_detector() -> OnnxDetector:
+    det = load_detector("onnx", None, person_threshold=0.4, phone_threshold=0.3, runtime="openvino")
+    assert isinstance(det, OnnxDetector)
+    return det
+
+
+@needs_openvino
+def test_openvino_runs_every_default_model_and_finds_the_same_people(
+    ov_detector: OnnxDetector, detector: OnnxDetector, zidane: np.ndarray, bus: np.ndarray
+) -> None:
+    """``detection.runtime: openvino``: the same ONNX files compiled by OpenVINO (bfloat16 on
+    CPUs with AMX, float32 elsewhere) find the same people at the same places."""
+    from analysis.detectors.base import OpenVinoSession
+
+    sessions = [s.model._sess for s in ov_detector.sources]  # type: ignore[attr-defined]
+    assert len(sessions) == 3 and all(isinstance(s, OpenVinoSession) for s in sessions)
+    for img, truths in ((zidane, ZIDANE_PEOPLE), (bus, BUS_PEOPLE)):
+        ov_people = _people(ov_detector.detect([img])[0])
+        ort_people = _people(detector.detect([img])[0])
+        for truth in truths:
+            assert max((_iou(truth, b) for b in ov_people), default=0.0) >= 0.5, (truth, ov_people)
+        # every confident onnxruntime person has an OpenVINO twin with a close score
+        for b in ort_people:
+            if b.score >= 0.5:
+                twin = max(ov_people, key=lambda o: o.iou(b))
+                assert twin.iou(b) >= 0.9 and abs(twin.score - b.score) < 0.05, (b, twin)
+
+
+@needs_openvino
+def test_openvino_finds_the_sample_phones_and_is_safe_across_threads() -> None:
+    """The phone model under OpenVINO on the demo's phone seat crops; two threads sharing the
+    detector get the same answers as one (one infer request per thread)."""
+    import threading
+
+    cases = _clip_phone_cases()[:2]
+    if not cases:
+        pytest.skip("sample_videos/*.truth.json not present")
+    phones = load_detector(labels=["cell phone"], phone_threshold=0.35, runtime="openvino")
+    crops = []
+    import yaml
+
+    for clip, seat, start, end in cases:
+        room = yaml.safe_load((CLIPS_DIR / clip.replace(".mp4", ".room.yaml")).read_text())
+        s = next(x for x in room["seats"] if x["id"] == seat)
+        xs = [p[0] for p in s["polygon"]]
+        ys = [p[1] for p in s["polygon"]]
+        cap = cv2.VideoCapture(str(CLIPS_DIR / clip))
+        cap.set(cv2.CAP_PROP_POS_FRAMES, round((start + end) / 2 * (cap.get(cv2.CAP_PROP_FPS) or 15.0)))
+        ok, frame = cap.read()
+        cap.release()
+        assert ok
+        crops.append(crop_frame(frame, (min(xs), max(0.0, min(ys) - 0.1), max(xs), max(ys))))
+    single = phones.detect(crops)
+    assert all(found and found[0].label == "cell phone" for found in single), single
+    got: list[list[list[Box]]] = []
+
+    def work() -> None:
+        for _ in range(5):
+            got.append(phones.detect(crops))
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 10 and all(g == single for g in got)
+
+
+def test_openvino_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from analysis.detectors.base import RuntimeNotInstalledError
+
+    real = builtins.__import__
+
+    def no_openvino(name: str, *a: object, **kw: object) -> object:
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError("No module named 'openvino'")
+        return real(name, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    with pytest.raises(RuntimeNotInstalledError, match=r"evalwatch\[openvino\]"):
+        load_detector(runtime="openvino")
+    with pytest.raises(ValueError, match=r"detection\.runtime must be one of"):
+        load_detector(runtime="tensorrt")

@@ -290,3 +290,67 @@ async def test_hub_checks_agents_with_the_real_detector(tmp_path: Path) -> None:
                 except subprocess.TimeoutExpired:
                     p.kill()
             await c.aclose()
+
+
+class SlowDetector:
+    """Nobody anywhere, at 0.2 s of "inference" per frame, sleeping (the GIL is released, as in
+    onnxruntime); records how many calls overlap."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = 0
+        self.max_active = 0
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Any]]:
+        with self.lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        time.sleep(0.2 * len(frames))
+        with self.lock:
+            self.active -= 1
+        return [[] for _ in frames]
+
+
+def _edge_rate(workers: int, seconds: float = 5.0) -> tuple[float, int, int]:
+    """4 one-camera rooms fed at 10 fps (a square moves, so the motion gate passes every frame):
+    (analysed frames/s of the slowest camera, most overlapping detector calls, workers)."""
+    import cv2
+
+    from config import load_room
+
+    rooms = [load_room(ROOT / "sample_videos" / f"{r}.room.yaml")
+             for r in ("room_a", "room_b", "room_c", "room_d")]
+    cfg = load_config(ROOT / "config" / "default.yaml", load_secrets=False)
+    det = SlowDetector()
+    ea = EdgeAnalyser(det, "s01", rooms, cfg, workers=workers)
+    cap = cv2.VideoCapture(str(ROOT / "sample_videos" / "room_a.mp4"))
+    ok, base = cap.read()
+    cap.release()
+    assert ok
+    base = cv2.resize(base, (320, 240))
+    rng = np.random.default_rng(0)
+    ea.start(lambda doc: None)
+    try:
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            for room, cam in ea.keys:
+                f = base.copy()
+                x, y = (int(v) for v in rng.integers(0, 280, 2) % (280, 200))
+                f[y:y + 40, x:x + 40] = 255
+                ea.offer(room, cam, time.time(), f)
+            time.sleep(0.1)
+    finally:
+        ea.stop()
+    return min(ea.frames.values()) / seconds, det.max_active, ea.workers
+
+
+def test_edge_workers_analyse_cameras_in_parallel() -> None:
+    """4 cameras at analysis_fps 2 with 0.2 s per frame need 1.6 s of detector time per second:
+    one worker falls behind (each camera analysed < 2 fps, so each seat re-checked less often);
+    two workers run two detector calls at once and keep every camera at its rate."""
+    one, overlap1, w1 = _edge_rate(1)
+    two, overlap2, w2 = _edge_rate(2)
+    assert (w1, w2) == (1, 2)
+    assert overlap1 == 1 and overlap2 == 2
+    assert two >= 1.6, (one, two)
+    assert two >= one * 1.15, (one, two)

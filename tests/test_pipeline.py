@@ -362,14 +362,57 @@ async def test_live_scheduler_bounds_rounds_and_serves_every_camera():
     # measured, not assumed: from the 0.15 s prior down to the detector's 0.02 s (plus whatever a
     # loaded machine adds)
     assert 0.02 <= pipe.frame_cost_s < 0.08, pipe.frame_cost_s
-    # rounds sized by the measured cost: ROUND_BUDGET_S / 0.02 s ≈ 12, capped by MAX_BATCH
-    assert max(sizes) <= P.MAX_BATCH and min(sizes) >= 1
+    # rounds sized by the measured cost: ROUND_BUDGET_S / 0.02 s ≈ 12, capped by MAX_BATCH per worker
+    assert max(sizes) <= P.MAX_BATCH * pipe.workers and min(sizes) >= 1
     per_cam = {k: [tt for kk, tt in analysed if kk == k] for k in pipe.rooms}
     assert all(len(v) >= 5 for v in per_cam.values())  # nobody starved
     # each analysed frame was the newest one when its round started (never a queued old frame)
     assert all(tt == pytest.approx(1000.0 + 0.1 * (i + 1)) for i, size in enumerate(sizes)
                for tt in [x[1] for x in analysed[sum(sizes[:i]):sum(sizes[:i]) + size]])
     assert pipe.dropped_frames > 0
+
+
+class OverlapDetector(CostlyDetector):
+    """CostlyDetector that records how many of its calls run at the same time."""
+
+    def __init__(self, cost: float) -> None:
+        super().__init__(cost)
+        self.lock = threading.Lock()
+        self.active = self.max_active = 0
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Box]]:
+        with self.lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            return super().detect(frames)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+async def test_live_rounds_are_shared_by_the_workers():
+    """``detection.workers``: a round's frames are dealt among worker threads (a camera's frames
+    to one of them), so a hub analyses on every core: with 2 workers two detector calls run at
+    once and a frame costs the round about half the wall time of 1 worker."""
+    costs = {}
+    for workers in (1, 2):
+        det = OverlapDetector(0.04)
+        pipe = AnalysisPipeline(det, [("site1", room(4))],
+                                detection_cfg=DetectionConfig(analysis_fps=2.0, workers=workers))
+        pipe.core.motion_gate = False
+        assert pipe.workers == workers
+        frame = textured()
+        t = 1000.0
+        for _ in range(16):
+            t += 0.5
+            for c in range(4):
+                pipe.submit(("site1", "r1", f"cam{c + 1}"), t, frame)
+            await pipe.step()
+        assert det.max_active == workers
+        assert pipe.analysed_frames >= 16 * 4 * 0.5  # the first rounds are sized by the 0.15 s prior
+        costs[workers] = pipe.frame_cost_s
+    assert costs[2] < costs[1] * 0.75, costs
 
 
 def test_crop_people_are_added_only_when_not_already_seen() -> None:

@@ -72,8 +72,16 @@ EXPECTED: dict[str, set[str]] = {
     "GET /api/sessions/{session_id}/seal": {"admin", "supervisor", "auditor"},
     "GET /api/sessions/{session_id}/report": {"admin", "supervisor", "auditor"},
     "GET /api/sessions/{session_id}/export": {"admin", "auditor"},
+    "POST /api/sessions/{session_id}/hold": {"admin", "auditor"},
+    "POST /api/sessions/{session_id}/release": {"admin", "auditor"},
+    "GET /api/sessions/{session_id}/holds": {"admin", "supervisor", "auditor"},
     # random seat assignment for the session form (dashboard.routes.seating)
     "POST /api/seats/assign": {"admin", "supervisor"},
+    # site agents (dashboard.routes.agents): enrolment is anonymous (the code is the credential)
+    "POST /api/sites/{site}/enroll-codes": {"admin"},
+    "POST /api/agent/enroll": {ANON, *ROLES},
+    "GET /api/agents": {"admin"},
+    "POST /api/sites/{site}/revoke-agent": {"admin"},
 }
 
 PARAMS = {
@@ -95,6 +103,10 @@ BODIES: dict[str, Any] = {
     "POST /api/users": {"username": "x", "role": "observer", "password": "short"},
     "PATCH /api/users/{username}": {"display_name": "Observer"},
     "POST /api/sessions": {"code": "", "rooms": []},
+    "POST /api/agent/enroll": {"code": "AAAAA-BBBBB-CCCCC-DDDDD"},
+    "POST /api/sites/{site}/revoke-agent": {"id": "nope"},
+    "POST /api/sessions/{session_id}/hold": {"reason": "dispute 1"},
+    "POST /api/sessions/{session_id}/release": {"reason": ""},
     "POST /api/seats/assign": {
         "rooms": [{"site": "site1", "room": "room1"}],
         "bids": [{"id": "B1", "experts": ["e1"]}],

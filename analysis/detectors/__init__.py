@@ -45,6 +45,7 @@ composite default), ``ultralytics_backend``; ``base`` holds what they share.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -72,6 +73,8 @@ from analysis.detectors.onnx import OnnxDetector, Source
 from analysis.detectors.ssdlite import SsdPersonModel
 from analysis.detectors.ultralytics_backend import UltralyticsDetector
 from analysis.detectors.yolo_onnx import YoloOnnxModel
+
+log = logging.getLogger("evalwatch.analysis")
 
 if TYPE_CHECKING:  # the detectors need no config (the ultralytics venv has no pydantic)
     from config.models import DetectionConfig
@@ -114,6 +117,7 @@ def load_detector(
     nms_iou: float = DEFAULT_NMS_IOU,
     frame_input: str = "512x512",
     crop_model: str = "fp32",
+    runtime: str = "onnxruntime",
     **_ignored: Any,
 ) -> Detector:
     """Build a detector from configuration (``DetectionConfig``).
@@ -131,7 +135,9 @@ def load_detector(
     ``labels`` restricts the result (and the models loaded) to those labels,
     e.g. ``labels=["cell phone"]`` for a phone-only detector on seat crops.
     ``frame_input`` is the default CenterNet's input size (``"512x512"`` or ``"384x288"``),
-    ``crop_model`` the default NanoDet's weights (``"fp32"`` or ``"int8"``).
+    ``crop_model`` the default NanoDet's weights (``"fp32"`` or ``"int8"``), ``runtime`` the engine
+    that runs the ONNX files (``"onnxruntime"`` or ``"openvino"``; the YOLO ONNX path and the
+    ultralytics backend always use their own).
     Unknown keyword arguments (other ``DetectionConfig`` fields such as
     ``analysis_fps``) are ignored.
     """
@@ -151,11 +157,11 @@ def load_detector(
     if backend == "onnx":
         if model_path is None:
             return OnnxDetector(thresholds=thr, nms_iou=nms_iou, threads=threads, frame_input=frame_input,
-                                crop_model=crop_model)
+                                crop_model=crop_model, runtime=runtime)
         p = Path(model_path)
         if p.is_dir():
             return OnnxDetector(thresholds=thr, nms_iou=nms_iou, threads=threads, model_dir=p,
-                                frame_input=frame_input, crop_model=crop_model)
+                                frame_input=frame_input, crop_model=crop_model, runtime=runtime)
         if not p.is_file():
             raise ModelNotFoundError(f"detection.model_path does not exist: {p}")
         yolo = YoloOnnxModel(p, threads=threads, nms_iou=nms_iou)
@@ -172,6 +178,10 @@ def load_detector(
 
 def detector_from_config(cfg: DetectionConfig) -> Detector:
     """The detector ``cfg`` describes (what the hub, the agent and ``evalwatch analyze`` run)."""
-    return load_detector(cfg.backend, cfg.model_path, person_threshold=cfg.person_threshold,
-                         phone_threshold=cfg.phone_threshold, threads=cfg.threads,
-                         frame_input=cfg.frame_input, crop_model=cfg.crop_model)
+    det = load_detector(cfg.backend, cfg.model_path, person_threshold=cfg.person_threshold,
+                        phone_threshold=cfg.phone_threshold, threads=cfg.threads,
+                        frame_input=cfg.frame_input, crop_model=cfg.crop_model,
+                        runtime=cfg.runtime)
+    log.info("detector backend=%s runtime=%s frame_input=%s crop_model=%s threads=%d", cfg.backend,
+             getattr(det, "runtime", cfg.backend), cfg.frame_input, cfg.crop_model, cfg.threads)
+    return det

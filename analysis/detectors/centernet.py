@@ -30,9 +30,9 @@ class CenterNetCocoModel:
 
     labels: frozenset[str] = frozenset(COCO80)
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1, runtime: str = "onnxruntime") -> None:
         self.path = Path(path)
-        self._sess = _session(self.path, threads, "CenterNet COCO")
+        self._sess = _session(self.path, threads, "CenterNet COCO", runtime)
         inp = self._sess.get_inputs()[0]
         self._input = inp.name
         h, w = inp.shape[1], inp.shape[2]

@@ -37,9 +37,9 @@ class NanoDetCocoModel:
     std = np.array([57.375, 57.12, 58.395], np.float32)
     labels: frozenset[str] = frozenset(COCO80)
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1, runtime: str = "onnxruntime") -> None:
         self.path = Path(path)
-        self._sess = _session(self.path, threads, "NanoDet COCO")
+        self._sess = _session(self.path, threads, "NanoDet COCO", runtime)
         self._input = self._sess.get_inputs()[0].name
         outs = self._sess.get_outputs()
         self._names = [o.name for o in outs]

@@ -22,6 +22,7 @@ from analysis.detectors.base import (
     _check_thresholds,
     _Model,
     nms,
+    resolve_runtime,
     validate_frames,
 )
 from analysis.detectors.centernet import CenterNetCocoModel
@@ -80,7 +81,9 @@ class OnnxDetector:
     gives a phone-only detector for seat crops.  ``frame_input`` picks the CenterNet input
     (:data:`~analysis.detectors.base.FRAME_INPUT_MODELS`: ``"512x512"`` or ``"384x288"``),
     ``crop_model`` the NanoDet weights (:data:`~analysis.detectors.base.CROP_MODELS`: ``"fp32"``
-    or ``"int8"``).
+    or ``"int8"``), ``runtime`` the engine (:data:`~analysis.detectors.base.RUNTIMES`:
+    ``"onnxruntime"``, ``"openvino"`` (:class:`~analysis.detectors.base.OpenVinoSession`) or
+    ``"auto"``, :func:`~analysis.detectors.base.resolve_runtime`); :attr:`runtime` says which ran.
     """
 
     def __init__(
@@ -96,12 +99,15 @@ class OnnxDetector:
         ssd_person_min: float | None = SSD_PERSON_MIN,
         frame_input: str = "512x512",
         crop_model: str = "fp32",
+        runtime: str = "onnxruntime",
     ) -> None:
         if not 0.0 < nms_iou <= 1.0:
             raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
         self.nms_iou = float(nms_iou)
         self.merge_iou = float(merge_iou)
         self.merge_cover = float(merge_cover)
+        self.runtime = resolve_runtime(runtime)
+        runtime = self.runtime
         if sources is None:
             thr = _check_thresholds(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
             d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
@@ -112,14 +118,15 @@ class OnnxDetector:
                 raise ValueError(f"crop_model must be one of {sorted(CROP_MODELS)}, got {crop_model!r}")
             sources = []
             if PERSON in thr:
-                cn = CenterNetCocoModel(d / FRAME_INPUT_MODELS[frame_input], threads=threads)
+                cn = CenterNetCocoModel(d / FRAME_INPUT_MODELS[frame_input], threads=threads, runtime=runtime)
                 sources.append(Source(cn, {PERSON: thr[PERSON]}))
                 if ssd_person_min is not None:
-                    ssd = SsdPersonModel(d / PERSON_MODEL, threads=threads)
+                    ssd = SsdPersonModel(d / PERSON_MODEL, threads=threads, runtime=runtime)
                     sources.append(Source(ssd, {PERSON: max(thr[PERSON], float(ssd_person_min))}))
             other = {k: v for k, v in thr.items() if k != PERSON}
             if other:
-                sources.append(Source(NanoDetCocoModel(d / CROP_MODELS[crop_model], threads=threads), other))
+                sources.append(Source(NanoDetCocoModel(d / CROP_MODELS[crop_model], threads=threads,
+                                                       runtime=runtime), other))
         elif thresholds is not None:
             raise ValueError("pass thresholds inside each Source when giving explicit sources")
         self._sources: list[Source] = []

@@ -28,9 +28,9 @@ class SsdPersonModel:
     input_size = 300
     labels: frozenset[str] = frozenset({PERSON})
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1, runtime: str = "onnxruntime") -> None:
         self.path = Path(path)
-        self._sess = _session(self.path, threads, "SSDLite person")
+        self._sess = _session(self.path, threads, "SSDLite person", runtime)
         self._input = self._sess.get_inputs()[0].name
         self._outputs = [o.name for o in self._sess.get_outputs()]
 

@@ -14,7 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dashboard import audit
-from dashboard.alerts import event_message
 from dashboard.dbutil import run_db
 from dashboard.defs import RowId, media
 from dashboard.deps import Audit, State
@@ -158,7 +157,7 @@ async def _transition(
     out = await run_db(st.db, apply)
     if isinstance(out, str):
         raise ApiError(404 if out == "err.event_not_found" else 409, out)
-    st.alerts.publish(event_message(EventWorkflow(**out.model_dump())))
+    st.alerts.publish_event(EventWorkflow(**out.model_dump()))
     return out
 
 

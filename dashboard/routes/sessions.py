@@ -12,6 +12,9 @@ Routes and roles (gates from ``dashboard.policy``; documented in docs/sessions.m
 ``GET  /api/sessions/{id}/seal``                  admin, supervisor, auditor             verify
 ``GET  /api/sessions/{id}/report?format=&lang=``  admin, supervisor, auditor             file
 ``GET  /api/sessions/{id}/export?start=&end=&camera=``  admin, auditor                  zip
+``POST /api/sessions/{id}/hold``  ``{reason}``      admin, auditor                         legal hold
+``POST /api/sessions/{id}/release`` ``{reason}``    admin, auditor                         release it
+``GET  /api/sessions/{id}/holds``                   admin, supervisor, auditor             holds
 ================================================  =====================================  ======
 
 Errors use the dashboard's JSON body (``{"detail", "code"}``): unknown session 404
@@ -33,11 +36,12 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from starlette.background import BackgroundTask
 
-from dashboard.defs import RowId, SealCheck, SessionList, media
+from dashboard.defs import HoldBody, HoldList, RowId, SealCheck, SessionList, media
 from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
 from dashboard.policy import ROLES, Principal, allow
 from dashboard.state import get_state
+from sessions import holds as hl
 from sessions import lifecycle as lc
 from sessions.lifecycle import SessionInfo
 from storage.common import as_utc
@@ -47,6 +51,7 @@ router = APIRouter(tags=["sessions"])
 MANAGERS = ("admin", "supervisor")
 READERS = ("admin", "supervisor", "auditor")
 EXPORTERS = ("admin", "auditor")
+HOLDERS = ("admin", "auditor")
 
 
 def _err(e: lc.SessionError, status: int = 409) -> ApiError:
@@ -241,3 +246,39 @@ async def export(
         r.path, media_type="application/zip", filename=out.name, background=BackgroundTask(cleanup)
     )
 
+
+
+@router.post("/api/sessions/{session_id}/hold", response_model=hl.HoldInfo)
+async def hold(
+    st: State, session_id: RowId, body: HoldBody, me: Annotated[Principal, Depends(allow(*HOLDERS))]
+) -> hl.HoldInfo:
+    """Legal hold: the retention purge keeps the session's footage while it is open
+    (audit ``legal_hold``).  422 without a reason, 409 when already held."""
+    if not body.reason.strip():
+        raise ApiError(422, "err.invalid_input", "a legal hold needs a reason (e.g. the dispute's reference)")
+    try:
+        return await hl.set_legal_hold(st.db, session_id, body.reason, me.username, role=me.role)
+    except lc.SessionError as e:
+        raise _err(e) from None
+
+
+@router.post("/api/sessions/{session_id}/release", response_model=hl.HoldInfo)
+async def release(
+    st: State, session_id: RowId, body: HoldBody, me: Annotated[Principal, Depends(allow(*HOLDERS))]
+) -> hl.HoldInfo:
+    """Release the session's legal hold (audit ``legal_hold_release``); 409 when not held."""
+    try:
+        return await hl.release_legal_hold(st.db, session_id, me.username, reason=body.reason, role=me.role)
+    except lc.SessionError as e:
+        raise _err(e) from None
+
+
+@router.get("/api/sessions/{session_id}/holds", response_model=HoldList)
+async def holds(
+    st: State, session_id: RowId, me: Annotated[Principal, Depends(allow(*READERS))]
+) -> HoldList:
+    """The session's legal holds, open (``released_at`` null) and released."""
+    try:
+        return HoldList(holds=await hl.session_holds(st.db, session_id))
+    except lc.SessionError as e:
+        raise _err(e) from None

@@ -8,10 +8,11 @@ import { wall } from "./wall.js";
 import { alerts } from "./alerts.js";
 import { replay } from "./replay.js";
 import { users } from "./users.js";
+import { agentsView } from "./agents.js";
 import { auditView } from "./audit.js";
 import { sessionsView } from "./sessions.js";
 
-const views = ["wall", "alerts", "sessions", "replay", "users", "audit"];
+const views = ["wall", "alerts", "sessions", "replay", "users", "agents", "audit"];
 function show(view, arg) {
   const allowed = [...document.querySelectorAll("#nav button")].filter((b) => !b.hidden).map((b) => b.dataset.view);
   if (!allowed.includes(view)) view = allowed[0];
@@ -23,6 +24,7 @@ function show(view, arg) {
   if (view === "replay") replay.open(arg);
   if (view === "sessions") sessionsView.open(arg);
   if (view === "users") users.load();
+  if (view === "agents") agentsView.load();
   if (view === "audit") auditView.load();
 }
 document.querySelectorAll("#nav button").forEach((b) =>
@@ -43,6 +45,7 @@ document.addEventListener("i18n-changed", () => {
   replay.relabel();
   sessionsView.relabel();
   if (current === "users") users.load();
+  if (current === "agents") agentsView.load();
   if (current === "audit") auditView.load();
 });
 route();

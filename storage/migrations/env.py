@@ -4,12 +4,16 @@ or from ``sqlalchemy.url`` when run by the ``alembic`` command line."""
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+
+#: PostgreSQL advisory lock taken for the migration transaction: several hub nodes starting at
+#: once on one database migrate one after the other (the later ones find it at head).
+MIGRATION_LOCK_KEY = 0x65766C77  # "evlw"
 
 
 def run_migrations_online() -> None:
@@ -23,6 +27,8 @@ def run_migrations_online() -> None:
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
             context.run_migrations()
 
 
