@@ -999,6 +999,8 @@ def _run_enrolled(args: argparse.Namespace, analyser_factory: AnalyserFactory | 
             print(f"evalwatch agent: {e}", file=sys.stderr)
             return 2
         cfg.capture.spool_dir = args.spool_dir or str(state_dir / "spool")
+        if not args.hub_cert_sha256 and state.tls_fingerprint:
+            args.hub_cert_sha256 = state.tls_fingerprint  # pinned at enrolment
         agent = _make_agent(cfg, state.site, args, state.credential, args.hub_url or state.hub_url,
                             analyser_factory)
         if isinstance(agent, int):

@@ -52,6 +52,17 @@ def der_sha256(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+def pem_file_sha256(cert_file: str | Path) -> str:
+    """SHA-256 (hex) of the first certificate of a PEM file (what agents pin; stdlib only)."""
+    text = Path(cert_file).read_text(encoding="ascii", errors="replace")
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    i = text.find(begin)
+    j = text.find(end, i)
+    if i < 0 or j < 0:
+        raise ValueError(f"{str(cert_file)!r} holds no PEM certificate")
+    return der_sha256(ssl.PEM_cert_to_DER_cert(text[i : j + len(end)]))
+
+
 def _check(expected: str, der: bytes | None) -> None:
     got = der_sha256(der) if der else ""
     if got != expected:

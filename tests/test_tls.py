@@ -233,3 +233,41 @@ def test_hub_refuses_to_start_with_a_bad_certificate(pair: Pair, tmp_path: Path,
     assert cli(["--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "not a usable certificate and matching private key" in err and str(cert) in err
+
+
+async def test_enrolment_pins_the_hub_certificate(pair: Pair, tmp_path: Path) -> None:
+    """``evalwatch agent enroll https://HUB --code C --hub-cert-sha256 FP``: the code travels only
+    to the pinned hub, and the pin is kept for the enrolled agent; a wrong pin, or none against a
+    self-signed hub, is refused before the code is sent.  The hub reports its fingerprint."""
+    from datetime import timedelta
+
+    from capture.enroll import EnrollError, enroll, load_state
+    from storage.agents import issue_code
+
+    cert, key, fp = pair
+    port = free_port()
+    cfg = make_config(listen_port=port, tls_cert=str(cert), tls_key=str(key))
+    services = make_services(tmp_path, cfg=cfg)
+
+    def new_code() -> str:
+        with services.db.session() as s:
+            code = issue_code(s, "site1", "admin", timedelta(hours=1)).code
+            s.commit()
+        return code
+
+    app = create_app(services)
+    async with serving(app, port, cfg):
+        code = new_code()
+        for pin, expect in (("ab" * 32, "not the pinned one"), (None, "CERTIFICATE_VERIFY_FAILED")):
+            with pytest.raises(EnrollError, match=expect):
+                await asyncio.to_thread(enroll, cfg.hub.url, code, tmp_path / "s0", hub_cert_sha256=pin)
+        state = await asyncio.to_thread(
+            enroll, cfg.hub.url, code, tmp_path / "s1", hub_cert_sha256=pretty_sha256(fp)
+        )  # the refused attempts did not spend the code: it never reached the hub
+    assert state.site == "site1" and state.tls_fingerprint == fp
+    assert load_state(tmp_path / "s1").tls_fingerprint == fp
+    with pytest.raises(EnrollError, match="needs an https:// hub URL"):
+        enroll("http://127.0.0.1:1", "x", tmp_path / "s2", hub_cert_sha256=fp)
+    from dashboard.routes.agents import _hub_fingerprint
+
+    assert _hub_fingerprint(str(cert)) == fp and _hub_fingerprint(None) is None
