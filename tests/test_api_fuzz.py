@@ -121,6 +121,7 @@ def _runner(hub: Hub, who: str, op: Any, mode: Any, strategy: Any, headers: Any)
         kwargs = case.as_transport_kwargs(base_url="http://testserver", headers=h)
         kwargs.pop("cookies", None)
         client = hub.stranger if op.path == "/api/auth/login" else hub.client
+        client.cookies.clear()  # who the caller is: the headers above, nothing a response set
         response = client.request(**kwargs)
         hub.calls += 1
         hub.statuses[response.status_code] = hub.statuses.get(response.status_code, 0) + 1
@@ -159,6 +160,15 @@ def test_fuzz_dashboard_api_as(hub: Hub, role: str) -> None:
     failures, hub.failures[:] = list(hub.failures), []
     print(f"{role}: {hub.calls - before} calls, statuses so far {sorted(hub.statuses.items())}")
     assert not failures, f"{len(failures)} problem(s) as {role}:\n" + "\n".join(failures)
+
+
+@pytest.mark.timeout(120 + 40 * EXAMPLES)
+def test_fuzz_dashboard_api_anonymous(hub: Hub) -> None:
+    """Nobody logged in: every operation answers (401, 403, a public answer), never 5xx."""
+    ops = _operations(hub, ingest=False)
+    _fuzz(hub, "anonymous", ops, {})
+    failures, hub.failures[:] = list(hub.failures), []
+    assert not failures, f"{len(failures)} problem(s) anonymously:\n" + "\n".join(failures)
 
 
 @pytest.mark.timeout(120 + 40 * EXAMPLES)
