@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import sys
 import threading
 import time
@@ -54,6 +55,7 @@ from capture.live_encoder import CONTROL_CHANNEL, LiveEncoder
 from capture.segmenter import EncoderThread, SegmentWriter
 from capture.source import CameraSource
 from capture.spool import Spool, SpooledSegment, fmt_time
+from capture.tls import HubCertMismatch, hub_ssl
 from config.models import CameraConfig, EvalwatchConfig, RoomConfig
 from storage.common import CameraId
 
@@ -462,6 +464,8 @@ class Agent:
         preset: str = "veryfast",
         live: bool = True,
         analyser: EdgeAnalyserLike | None = None,
+        hub_cert_sha256: str | None = None,
+        hub_ca_file: str | None = None,
     ):
         self.cfg = cfg
         self.site_id = site_id
@@ -472,6 +476,18 @@ class Agent:
             token = site.agent_token.get_secret_value()
         self._token = token
         self.hub_url = (hub_url or cfg.hub.url).rstrip("/")
+        # How the hub's certificate is trusted (capture/tls.py): the options, else the site's
+        # config; ValueError naming the problem (a bad fingerprint, a missing CA file).
+        pin = hub_cert_sha256 or site.hub_cert_sha256
+        ca = hub_ca_file or site.hub_ca_file
+        if (pin or ca) and not self.hub_url.startswith("https://"):
+            raise ValueError(
+                f"a hub certificate is pinned or a hub CA file given for site {site_id!r}, but the hub "
+                f"URL {self.hub_url} is not https: the agent token would travel in clear"
+            )
+        self.verify = hub_ssl(ca, pin)
+        #: The last TLS refusal of the hub's certificate (wrong pin / failed verification), or None.
+        self.tls_error: str | None = None
         self.preset = preset
         self.live_enabled = live
         self.spool = Spool(
@@ -536,6 +552,7 @@ class Agent:
             base_url=self.hub_url,
             headers={"Authorization": f"Bearer {self._token}"},
             timeout=httpx.Timeout(30.0, connect=5.0),
+            verify=self.verify,
         )
         self.pipes = [CameraPipe(self, room, cam) for room in self.rooms for cam in room.cameras]
         log.info(
@@ -642,6 +659,7 @@ class Agent:
             except asyncio.CancelledError:
                 raise
             except (httpx.HTTPError, ConnectionError, OSError) as e:
+                self._tls_refused(e)
                 self._reachable(False)
                 need_backfill = True
                 self.upload_error = f"upload: {type(e).__name__}: {e}"
@@ -825,6 +843,7 @@ class Agent:
                     )
                 else:
                     # The hub is reachable again: whoever is backing off tries now.
+                    self.tls_error = None
                     self._upload_retry.set()
                     for p in self.pipes:
                         if p.live is None and not p.hub_refused:
@@ -851,8 +870,23 @@ class Agent:
                         else:
                             p.hub_lost_live = 0
             except httpx.HTTPError as e:
-                log.debug("heartbeat failed site=%s: %s", self.site_id, e)
+                if not self._tls_refused(e):
+                    log.debug("heartbeat failed site=%s: %s", self.site_id, e)
             await asyncio.sleep(self.cfg.capture.heartbeat_seconds)
+
+    def _tls_refused(self, e: BaseException) -> bool:
+        """True when ``e`` is the hub's certificate being refused; logged as an error once per
+        distinct message (every loop retries, and says so at warning level)."""
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            return False
+        msg = str(cause) if isinstance(cause, HubCertMismatch) else f"hub certificate refused: {cause}"
+        if msg != self.tls_error:
+            log.error("site=%s hub=%s: %s", self.site_id, self.hub_url, msg)
+        self.tls_error = msg
+        return True
 
 
 def _iso(s: str) -> datetime:
@@ -902,6 +936,15 @@ def agent_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--no-analysis", action="store_true",
         help="do not analyse here even if the site's analysis is 'agent' (the hub raises analysis_offline)",
+    )
+    ap.add_argument(
+        "--hub-cert-sha256",
+        help="pin the hub's HTTPS certificate: its SHA-256 (evalwatch tls fingerprint hub.crt); "
+        "a different certificate is refused (default: sites[].hub_cert_sha256)",
+    )
+    ap.add_argument(
+        "--hub-ca", help="CA file (PEM) to verify the hub's HTTPS certificate against (default: "
+        "sites[].hub_ca_file, else the system's trust store)",
     )
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--log-file", help="log to this file, rotated at 10 MB, 5 kept (default: stderr)")
@@ -956,6 +999,8 @@ def _run_enrolled(args: argparse.Namespace, analyser_factory: AnalyserFactory | 
             print(f"evalwatch agent: {e}", file=sys.stderr)
             return 2
         cfg.capture.spool_dir = args.spool_dir or str(state_dir / "spool")
+        if not args.hub_cert_sha256 and state.tls_fingerprint:
+            args.hub_cert_sha256 = state.tls_fingerprint  # pinned at enrolment
         agent = _make_agent(cfg, state.site, args, state.credential, args.hub_url or state.hub_url,
                             analyser_factory)
         if isinstance(agent, int):
@@ -989,6 +1034,8 @@ def _make_agent(
             preset=args.preset,
             live=not args.no_live,
             analyser=analyser,
+            hub_cert_sha256=args.hub_cert_sha256,
+            hub_ca_file=args.hub_ca,
         )
     except (KeyError, ValueError) as e:
         print(f"evalwatch agent: {e}", file=sys.stderr)

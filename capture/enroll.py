@@ -110,13 +110,37 @@ def _detail(r: httpx.Response) -> str:
         return r.text[:300]
 
 
+def _verify(hub_url: str, pin: str | None) -> Any:
+    """httpx's ``verify`` for the hub: its pinned certificate (capture.tls), else the trust store."""
+    if pin and hub_url.startswith("https://"):
+        from capture.tls import hub_ssl
+
+        return hub_ssl(cert_sha256=pin)
+    return True
+
+
 def enroll(
-    hub_url: str, code: str, state_dir: Path, *, force: bool = False, timeout: float = 15.0
+    hub_url: str, code: str, state_dir: Path, *, force: bool = False, timeout: float = 15.0,
+    hub_cert_sha256: str | None = None,
 ) -> AgentState:
-    """Redeem ``code`` at ``hub_url`` and store the credential in ``state_dir``."""
+    """Redeem ``code`` at ``hub_url`` and store the credential in ``state_dir``.
+
+    ``hub_cert_sha256`` pins the hub's certificate for the enrolment itself and from then on
+    (``tls_fingerprint`` in the state).  Without it an https hub must pass the system's trust
+    store; the fingerprint the hub then reports (its ``hub.tls_cert``) is kept as the pin."""
+    from capture.tls import normalize_sha256
+
     hub_url = hub_url.rstrip("/")
     if not hub_url.startswith(("http://", "https://")):
         raise EnrollError(f"hub URL must start with http:// or https://, got {hub_url!r}")
+    pin: str | None = None
+    if hub_cert_sha256:
+        if not hub_url.startswith("https://"):
+            raise EnrollError(f"--hub-cert-sha256 needs an https:// hub URL, got {hub_url!r}")
+        try:
+            pin = normalize_sha256(hub_cert_sha256)
+        except ValueError as e:
+            raise EnrollError(str(e)) from None
     if (state_dir / STATE_FILE).exists() and not force:
         raise EnrollError(f"already enrolled ({state_dir / STATE_FILE}); add --force to enrol again")
     try:
@@ -124,6 +148,7 @@ def enroll(
             f"{hub_url}/api/agent/enroll",
             json={"code": code, "host": socket.gethostname()[:128]},
             timeout=timeout,
+            verify=_verify(hub_url, pin),
         )
     except httpx.HTTPError as e:
         raise EnrollError(f"cannot reach the hub at {hub_url}: {type(e).__name__}: {e}") from None
@@ -131,12 +156,15 @@ def enroll(
         raise EnrollError(f"the hub refused the enrolment code: HTTP {r.status_code}: {_detail(r)}")
     try:
         body = r.json()
+        reported = body.get("tls_fingerprint")
+        if pin is None and reported and hub_url.startswith("https://"):
+            pin = normalize_sha256(str(reported))  # over a connection the trust store verified
         state = AgentState(
             site=body["site"],
             credential_id=body["credential_id"],
             credential=body["credential"],
             hub_url=hub_url,
-            tls_fingerprint=body.get("tls_fingerprint"),
+            tls_fingerprint=pin,
             enrolled_at=datetime.now(UTC).isoformat(),
         )
     except (ValueError, KeyError, TypeError, ValidationError):
@@ -160,6 +188,7 @@ def fetch_config(state: AgentState, state_dir: Path, timeout: float = 15.0) -> t
         params={"site": state.site},
         headers={"Authorization": f"Bearer {state.credential}"},
         timeout=timeout,
+        verify=_verify(state.hub_url, state.tls_fingerprint),
     )
     if r.status_code in (401, 403):
         raise EnrollError(
@@ -242,11 +271,17 @@ def enroll_cli(argv: list[str]) -> int:
         help=f"where the agent keeps its credential (default: {default_state_dir()})",
     )
     ap.add_argument("--force", action="store_true", help="replace an existing enrolment")
+    ap.add_argument(
+        "--hub-cert-sha256",
+        help="the hub's HTTPS certificate SHA-256 (from its admin: evalwatch tls fingerprint hub.crt); "
+        "pinned for the enrolment and afterwards",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state_dir = args.state_dir or default_state_dir()
     try:
-        state = enroll(args.hub_url, args.code, state_dir, force=args.force)
+        state = enroll(args.hub_url, args.code, state_dir, force=args.force,
+                       hub_cert_sha256=args.hub_cert_sha256)
     except EnrollError as e:
         print(f"evalwatch agent enroll: {e}", file=sys.stderr)
         return 2

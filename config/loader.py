@@ -178,6 +178,12 @@ def _resolve_dirs(cfg: EvalwatchConfig, base: Path) -> None:
             st.database_url = prefix + str(cfg.resolve_path(rel, base))
     if cfg.detection.model_path:
         cfg.detection.model_path = str(cfg.resolve_path(cfg.detection.model_path, base))
+    if cfg.hub.tls_cert and cfg.hub.tls_key:
+        cfg.hub.tls_cert = str(cfg.resolve_path(cfg.hub.tls_cert, base))
+        cfg.hub.tls_key = str(cfg.resolve_path(cfg.hub.tls_key, base))
+    for site in cfg.sites:
+        if site.hub_ca_file:
+            site.hub_ca_file = str(cfg.resolve_path(site.hub_ca_file, base))
     for _site, _room, cam in cfg.cameras():
         if cam.source and "://" not in cam.source and not cam.source.startswith("device:"):
             cam.source = str(cfg.resolve_path(cam.source, base))

@@ -141,6 +141,22 @@ class SiteConfig(_Strict):
     # Edge sites: no analysis progress in the agent's heartbeats for this long while the camera's
     # video reaches the hub raises ``analysis_offline``.
     analysis_offline_seconds: Annotated[float, Field(gt=0)] = 15.0
+    # How this site's agent trusts the hub over HTTPS (capture/tls.py): the SHA-256 of the hub's
+    # certificate (pinned: exactly that certificate, e.g. a self-signed one; ``evalwatch tls
+    # fingerprint hub.crt`` prints it) and/or a CA file to verify it against.  Neither: the
+    # system's trust store.  ``evalwatch agent --hub-cert-sha256 / --hub-ca`` override them.
+    hub_cert_sha256: str | None = None
+    hub_ca_file: str | None = None
+
+    @field_validator("hub_cert_sha256")
+    @classmethod
+    def _fingerprint(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        h = v.strip().lower().removeprefix("sha256:").replace(":", "").replace(" ", "")
+        if not re.fullmatch(r"[0-9a-f]{64}", h):
+            raise ValueError(f"{v!r} is not a SHA-256 fingerprint (64 hex digits, colons allowed)")
+        return h
 
     @model_validator(mode="after")
     def _unique_rooms(self) -> SiteConfig:
@@ -195,9 +211,34 @@ class HubConfig(_Strict):
                 raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
         return v
 
+    # HTTPS: PEM certificate (chain) and private key the hub serves with (``evalwatch tls
+    # self-signed`` or ``evalwatch hub --self-signed`` makes a pair for a demo).  Both or neither.
+    # Behind a TLS-terminating reverse proxy leave them unset and set ``public_url: https://…``
+    # (docs/deploy.md, "TLS and reverse proxy").
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HubConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            raise ValueError(f"hub.tls_cert and hub.tls_key go together: {missing} is missing")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """The hub itself serves HTTPS."""
+        return self.tls_cert is not None
+
     @property
     def url(self) -> str:
-        return self.public_url or f"http://{self.listen_host}:{self.listen_port}"
+        scheme = "https" if self.tls else "http"
+        return self.public_url or f"{scheme}://{self.listen_host}:{self.listen_port}"
+
+    @property
+    def https(self) -> bool:
+        """Browsers reach the hub over HTTPS (its own TLS, or a proxy's: ``public_url``)."""
+        return self.url.startswith("https://")
 
 
 class EmbeddedS3Config(_Strict):
@@ -220,6 +261,12 @@ class S3Config(_Strict):
     bucket_segments: str = "evalwatch-segments"
     bucket_snapshots: str = "evalwatch-snapshots"
     bucket_exports: str = "evalwatch-exports"
+    # Object lock of the segments and snapshots buckets (and of every object the hub writes
+    # there).  ``governance``: whoever holds these keys can still delete a version with
+    # ``x-amz-bypass-governance-retention`` (the demo).  ``compliance``: nobody can, not even with
+    # these keys, until the retention (``storage.retention_days``) ends — production.
+    # docs/storage.md, "Object lock".
+    lock_mode: Literal["governance", "compliance"] = "governance"
     # Start and stop a local SeaweedFS server with the hub.
     embedded: bool = True
     embedded_server: EmbeddedS3Config = EmbeddedS3Config()
@@ -246,6 +293,14 @@ class StorageConfig(_Strict):
     disk_min_free_mb: Annotated[int, Field(ge=1)] = 1024
     disk_alert_ratio: Annotated[float, Field(gt=0, le=1)] = 0.95
     disk_check_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # Footage that reaches the hub after its session was sealed (a segment overlapping a closed
+    # session's window: the uplink was down, or the segment straddles the close).  "archive"
+    # (default): it is archived and chained like any footage -- nothing an agent recorded is lost
+    # -- but never counted as sealed: the replay badge says "added after the seal" and a
+    # camera-range export refuses the range.  "refuse": a 409, the agent sets it aside (no
+    # footage can be added to a sealed window even by a stolen agent token, at the price of
+    # losing honest late footage).  docs/security.md, finding 4.
+    late_sealed_footage: Literal["archive", "refuse"] = "archive"
 
     @field_validator("purge_cron")
     @classmethod

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dashboard import apidoc
 from dashboard.alerts import AlertHub
 from dashboard.dbutil import run_db
 from dashboard.defs import Health, media
@@ -53,6 +54,10 @@ CSP = (
     "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; object-src 'none'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+#: Sent on every answer when browsers reach the hub over HTTPS (``hub.tls_cert`` or an https
+#: ``hub.public_url`` behind a proxy): a year; no ``includeSubDomains`` (the hub's name may share
+#: a domain with sites that are not HTTPS).
+HSTS = "max-age=31536000"
 
 
 @cache
@@ -118,7 +123,7 @@ def create_app(services: Any) -> FastAPI:
         alerts=AlertHub(services.bus, getattr(services, "relay", None)),
         metrics=metrics,
         live=LiveManager(cfg, _on_live_end),
-        secure_cookies=cfg.hub.url.startswith("https://"),
+        secure_cookies=cfg.hub.https,
         trusted_proxies=[ipaddress.ip_network(n, strict=False) for n in cfg.hub.trusted_proxies],
     )
     state_holder["st"] = st
@@ -177,6 +182,8 @@ def create_app(services: Any) -> FastAPI:
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault("X-Frame-Options", "DENY")
             response.headers.setdefault("Referrer-Policy", "same-origin")
+            if st.secure_cookies:
+                response.headers.setdefault("Strict-Transport-Security", HSTS)
             if path.startswith("/api/") and "cache-control" not in response.headers:
                 response.headers["Cache-Control"] = "no-store"
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
@@ -189,6 +196,7 @@ def create_app(services: Any) -> FastAPI:
     for extra in getattr(services, "extra_routers", None) or []:
         app.include_router(extra)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    apidoc.install(app)  # 422 answers documented as they are (dashboard.errors), not FastAPI's
     return app
 
 

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "experts": ("evalwatch.experts", "expert register import and credit record exports"),
     "site": ("evalwatch.site", "agent enrolment codes and credentials of a site"),
     "storage": ("evalwatch.storage", "object storage: the retention purge, a local SeaweedFS cluster"),
+    "tls": ("evalwatch.tls", "self-signed HTTPS certificate for the hub, certificate fingerprints"),
 }
 
 

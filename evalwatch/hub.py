@@ -99,7 +99,6 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     from dashboard.notify import EventRelay
     from dashboard.services import Services
     from evalwatch.edgehub import EdgeHub, FrameRouter
-    from sessions.sealed import sealed_conflict
     from storage.agents import CredentialStore
     from storage.db import Database
     from storage.objects import ObjectStore
@@ -124,16 +123,18 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         await asyncio.to_thread(sync_inventory, db, cfg)
 
         objects = ObjectStore(cfg.storage.s3)
-        # Footage and snapshots are evidence: write-once buckets (object lock, GOVERNANCE mode)
-        # keeping every object for the retention period.  Exports are working files.
+        # Footage and snapshots are evidence: write-once buckets (object lock in
+        # storage.s3.lock_mode, governance or compliance) keeping every object for the retention
+        # period.  Exports are working files.
         s3c = cfg.storage.s3
         await objects.ensure_buckets(
-            [s3c.bucket_segments, s3c.bucket_snapshots], lock_days=cfg.storage.retention_days
+            [s3c.bucket_segments, s3c.bucket_snapshots], lock_days=cfg.storage.retention_days,
+            mode=s3c.lock_mode,
         )
         await objects.ensure_buckets([s3c.bucket_exports])
         segments = SegmentStore(
             objects, db, Path(cfg.storage.wal_dir), cfg.storage.s3.bucket_segments,
-            guard=sealed_conflict,  # footage of a sealed session cannot be added (#12 finding 4)
+            guard=segment_guard(cfg),
         )
         await segments.start()
         stack.push_async_callback(segments.stop)
@@ -212,6 +213,16 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         )
 
 
+def segment_guard(cfg: EvalwatchConfig) -> Any:
+    """The segment store's guard for ``storage.late_sealed_footage``: ``refuse`` refuses footage
+    overlapping a sealed session window (#12 finding 4); ``archive`` (default) has none -- such
+    footage is archived, and the replay badge and range exports show it as added after the seal
+    (``sessions.sealed.added_after_seal``)."""
+    from sessions.sealed import sealed_conflict
+
+    return sealed_conflict if cfg.storage.late_sealed_footage == "refuse" else None
+
+
 def uvicorn_config(cfg: EvalwatchConfig, app: Any) -> Any:
     """The hub's uvicorn settings.  ``proxy_headers=False``: uvicorn would otherwise believe
     X-Forwarded-For from 127.0.0.1 (its default ``forwarded_allow_ips``) and hand the dashboard a
@@ -224,7 +235,34 @@ def uvicorn_config(cfg: EvalwatchConfig, app: Any) -> Any:
         access_log=False, lifespan="on", proxy_headers=False,
         # Agents' long polls (up to 25 s) must not hold a stop: they retry.
         timeout_graceful_shutdown=5,
+        **tls_options(cfg),  # type: ignore[arg-type]
     )
+
+
+def tls_options(cfg: EvalwatchConfig) -> dict[str, str]:
+    """uvicorn's ``ssl_certfile``/``ssl_keyfile`` for ``hub.tls_cert``/``tls_key`` ({} without);
+    ValueError naming the problem when the pair cannot serve HTTPS."""
+    if not (cfg.hub.tls_cert and cfg.hub.tls_key):
+        return {}
+    from evalwatch.tls import check_pair
+
+    check_pair(cfg.hub.tls_cert, cfg.hub.tls_key)
+    return {"ssl_certfile": cfg.hub.tls_cert, "ssl_keyfile": cfg.hub.tls_key}
+
+
+def use_self_signed(cfg: EvalwatchConfig) -> str:
+    """``--self-signed``: the certificate in ``<storage.data_dir>/tls/`` (made on first use, then
+    kept: agents pin it) becomes ``hub.tls_cert``/``tls_key``.  Returns its SHA-256."""
+    from capture.tls import pretty_sha256
+    from evalwatch.tls import cert_sha256, default_hosts, ensure_self_signed
+
+    cert, key, created = ensure_self_signed(
+        Path(cfg.storage.data_dir) / "tls", default_hosts([cfg.hub.listen_host])
+    )
+    cfg.hub.tls_cert, cfg.hub.tls_key = str(cert), str(key)
+    fp = pretty_sha256(cert_sha256(cert))
+    log.info("self-signed certificate %s cert=%s sha256=%s", "created" if created else "reused", cert, fp)
+    return fp
 
 
 async def serve(cfg: EvalwatchConfig) -> None:
@@ -232,22 +270,38 @@ async def serve(cfg: EvalwatchConfig) -> None:
 
     from dashboard.app import create_app
 
+    tls = tls_options(cfg)  # before anything starts: a bad certificate is a clear start-up error
     async with running_hub(cfg) as hub:
         app = create_app(hub)
         server = uvicorn.Server(uvicorn_config(cfg, app))
-        log.info("hub listening url=%s", cfg.hub.url)
+        log.info("hub listening url=%s tls=%s", cfg.hub.url, bool(tls))
         await server.serve()
 
 
 def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="evalwatch hub", description=__doc__)
     parser.add_argument("--config", default="config/default.yaml", help="config file (YAML)")
+    parser.add_argument(
+        "--self-signed", action="store_true",
+        help="serve HTTPS with a self-signed certificate kept in <storage.data_dir>/tls/ (made on "
+        "first use; its SHA-256, which agents pin, is printed) unless hub.tls_cert is set",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     try:
         cfg = load_config(args.config)
     except ConfigError as e:
         print(f"evalwatch hub: configuration problems:\n{e}", file=sys.stderr)
+        return 2
+    try:
+        if args.self_signed and not cfg.hub.tls_cert:
+            fp = use_self_signed(cfg)
+            print(f"evalwatch hub: HTTPS with a self-signed certificate, sha256 {fp}\n"
+                  f"  agents: sites[].hub_cert_sha256 or evalwatch agent --hub-cert-sha256 {fp}",
+                  file=sys.stderr)
+        tls_options(cfg)
+    except (ValueError, OSError) as e:
+        print(f"evalwatch hub: {e}", file=sys.stderr)
         return 2
     try:
         asyncio.run(serve(cfg))

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("evalwatch.run")
 
@@ -59,8 +60,9 @@ def python_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "evalwatch", *args]
 
 
-def wait_http(url: str, timeout: float, child: Child | None = None) -> None:
-    """Poll ``url`` until it answers 2xx; raise ``RuntimeError`` naming what failed."""
+def wait_http(url: str, timeout: float, child: Child | None = None, verify: Any = True) -> None:
+    """Poll ``url`` until it answers 2xx; raise ``RuntimeError`` naming what failed.  ``verify``:
+    httpx's (an ``ssl.SSLContext`` pinning the hub's certificate: ``capture.tls.hub_ssl``)."""
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -69,7 +71,7 @@ def wait_http(url: str, timeout: float, child: Child | None = None) -> None:
         if child is not None and not child.alive():
             raise RuntimeError(f"{child.name} exited early; see {child.log_path}")
         try:
-            r = httpx.get(url, timeout=2.0)
+            r = httpx.get(url, timeout=2.0, verify=verify)
             if r.status_code < 300:
                 return
             last = f"HTTP {r.status_code}"

@@ -15,11 +15,24 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from config import ConfigError, load_config
+from capture.tls import hub_ssl
+from config import ConfigError, EvalwatchConfig, load_config
 from evalwatch.logs import setup_logging
 from evalwatch.procs import Child, python_cmd, wait_http
 
 log = logging.getLogger("evalwatch.run")
+
+
+def _hub_pin(cfg: EvalwatchConfig) -> str | None:
+    """SHA-256 of ``hub.tls_cert`` when the hub serves HTTPS itself, else None."""
+    if not cfg.hub.tls_cert:
+        return None
+    from evalwatch.tls import cert_sha256
+
+    try:
+        return cert_sha256(cfg.hub.tls_cert)
+    except ValueError as e:
+        raise RuntimeError(f"hub.tls_cert: {e}") from None
 
 
 def cli(argv: list[str]) -> int:
@@ -65,13 +78,18 @@ def cli(argv: list[str]) -> int:
         children.append(hub)
         print("starting hub ...", flush=True)
         hub.start()
-        wait_http(f"http://{cfg.hub.listen_host}:{cfg.hub.listen_port}/healthz", 120, hub)
+        # A hub serving HTTPS (hub.tls_cert): the local agents pin its certificate.
+        pin = _hub_pin(cfg)
+        scheme = "https" if pin else "http"
+        wait_http(f"{scheme}://{cfg.hub.listen_host}:{cfg.hub.listen_port}/healthz", 120, hub,
+                  verify=hub_ssl(cert_sha256=pin) if pin else True)
 
         if not args.no_agents:
             for site in cfg.sites:
+                pin_args = ["--hub-cert-sha256", pin] if pin and not site.hub_cert_sha256 else []
                 agent = Child(
                     f"agent:{site.id}",
-                    python_cmd("agent", "--config", args.config, "--site", site.id),
+                    python_cmd("agent", "--config", args.config, "--site", site.id, *pin_args),
                     logs_dir / f"agent-{site.id}.log",
                 )
                 children.append(agent)

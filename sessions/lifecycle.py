@@ -578,8 +578,10 @@ async def apply_retention(objects: Any, bucket: str, keys: list[str], until: dat
     """Retention of a session's objects, as recorded in the session.
 
     When the segments bucket has an object-lock configuration (``ObjectStore.bucket_lock_days``)
-    each object's retention is raised to ``until`` (GOVERNANCE); otherwise — or if the server
-    refuses — the result says ``enforced: false`` and why.  Never raises for storage errors.
+    each object's retention is raised to ``until`` in ``storage.s3.lock_mode`` (GOVERNANCE or
+    COMPLIANCE: a COMPLIANCE retention can be extended, never turned into GOVERNANCE);
+    otherwise — or if the server refuses — the result says ``enforced: false`` and why.  Never
+    raises for storage errors.
     """
     from storage.objects import StorageError
 
@@ -596,12 +598,12 @@ async def apply_retention(objects: Any, bucket: str, keys: list[str], until: dat
         }
     out["bucket_lock_days"] = days
     try:
-        from minio.commonconfig import GOVERNANCE
         from minio.retention import Retention
 
+        mode = str(getattr(getattr(objects, "cfg", None), "lock_mode", "governance")).upper()
         client = objects.client
         for k in keys:
-            await asyncio.to_thread(client.set_object_retention, bucket, k, Retention(GOVERNANCE, until))
+            await asyncio.to_thread(client.set_object_retention, bucket, k, Retention(mode, until))
     except Exception as e:  # server without per-object retention: the bucket default still applies
         return {
             **out,
@@ -612,7 +614,7 @@ async def apply_retention(objects: Any, bucket: str, keys: list[str], until: dat
                 f"bucket default of {days} days applies"
             ),
         }
-    return {**out, "enforced": True, "mode": "GOVERNANCE per object"}
+    return {**out, "enforced": True, "mode": f"{mode} per object"}
 
 
 async def close_session(

@@ -18,7 +18,7 @@ import io
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import urllib3
@@ -26,6 +26,7 @@ from minio import Minio
 from minio.commonconfig import COMPLIANCE, GOVERNANCE
 from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.objectlockconfig import DAYS, ObjectLockConfig
+from minio.retention import Retention
 
 from config.models import S3Config
 
@@ -35,6 +36,15 @@ T = TypeVar("T")
 
 _META = "x-amz-meta-"
 _MISSING_CODES = {"NoSuchKey", "NoSuchBucket", "NoSuchObject", "NoSuchVersion"}
+_NO_BUCKET_LOCK_CODES = ("ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration")
+
+
+def s3_lock_mode(mode: str) -> str:
+    """``governance``/``compliance`` (``storage.s3.lock_mode``, any case) as S3 spells it."""
+    m = mode.upper()
+    if m not in (GOVERNANCE, COMPLIANCE):
+        raise ValueError(f"object lock mode must be governance or compliance, got {mode!r}")
+    return m
 
 
 class StorageError(Exception):
@@ -126,6 +136,9 @@ class ObjectStore:
             http_client=http,
         )
 
+        #: bucket -> (S3 lock mode, days): every object put there carries that retention itself.
+        self.locks: dict[str, tuple[str, int]] = {}
+
     def __repr__(self) -> str:
         return f"ObjectStore(endpoint={self.cfg.endpoint!r}, secure={self.cfg.secure})"
 
@@ -157,27 +170,58 @@ class ObjectStore:
     # --- buckets --------------------------------------------------------------------------
 
     def ensure_bucket_sync(
-        self, bucket: str, *, lock_days: int | None = None, mode: str = "GOVERNANCE"
+        self, bucket: str, *, lock_days: int | None = None, mode: str | None = None
     ) -> None:
         """Create ``bucket`` if absent.  With ``lock_days`` the bucket is created with S3 Object
-        Lock and a default retention of that many days (WORM); an existing bucket keeps its
-        settings (object lock can only be chosen at creation)."""
+        Lock and a default retention of that many days in ``mode`` (``governance`` or
+        ``compliance``; default ``storage.s3.lock_mode``), and every object this store puts there
+        afterwards carries that retention itself (``x-amz-object-lock-mode`` /
+        ``retain-until-date``): the bucket's default can be changed or removed by anyone holding
+        the keys, an object's COMPLIANCE retention cannot (docs/storage.md, "Object lock").
+
+        An existing bucket keeps its settings (object lock can only be chosen at creation): one
+        without object lock is used unlocked (logged as an error), one whose default mode differs
+        is logged as a warning — the objects written from now on still get ``mode`` themselves.
+        """
+        lock_mode = s3_lock_mode(mode or str(getattr(self.cfg, "lock_mode", "governance")))
 
         def go() -> None:
-            if self.client.bucket_exists(bucket):
+            created = False
+            if not self.client.bucket_exists(bucket):
+                try:
+                    self.client.make_bucket(bucket, object_lock=lock_days is not None)
+                    created = True
+                except S3Error as e:
+                    if e.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+            if lock_days is None:
+                if created:
+                    log.info("created bucket %s (no object lock)", bucket)
                 return
-            try:
-                self.client.make_bucket(bucket, object_lock=lock_days is not None)
-            except S3Error as e:
-                if e.code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                    return
-                raise
-            if lock_days is not None:
+            if created:
                 self.client.set_object_lock_config(
-                    bucket,
-                    ObjectLockConfig(COMPLIANCE if mode == "COMPLIANCE" else GOVERNANCE, lock_days, DAYS),
+                    bucket, ObjectLockConfig(lock_mode, lock_days, DAYS)
                 )
-            log.info("created bucket %s object_lock_days=%s", bucket, lock_days)
+                log.info("created bucket %s object_lock=%s days=%s", bucket, lock_mode, lock_days)
+            else:
+                try:
+                    current = self.client.get_object_lock_config(bucket).mode
+                except S3Error as e:
+                    if e.code not in _NO_BUCKET_LOCK_CODES:
+                        raise
+                    log.error(
+                        "bucket %s exists without object lock: its objects can be deleted by anyone "
+                        "holding the S3 keys; object lock can only be chosen when a bucket is "
+                        "created — point storage.s3.bucket_* at new buckets", bucket,
+                    )
+                    return
+                if current != lock_mode:
+                    log.warning(
+                        "bucket %s: default object lock is %s, storage.s3.lock_mode asks %s; objects "
+                        "written from now on carry %s retention themselves", bucket, current,
+                        lock_mode, lock_mode,
+                    )
+            self.locks[bucket] = (lock_mode, lock_days)
 
         try:
             self._call(f"bucket {bucket}", go)
@@ -185,12 +229,16 @@ class ObjectStore:
             raise StorageError(f"bucket {bucket!r}: {e}") from None
 
     async def ensure_bucket(
-        self, bucket: str, *, lock_days: int | None = None, mode: str = "GOVERNANCE"
+        self, bucket: str, *, lock_days: int | None = None, mode: str | None = None
     ) -> None:
         await asyncio.to_thread(self.ensure_bucket_sync, bucket, lock_days=lock_days, mode=mode)
 
     async def ensure_buckets(
-        self, buckets: Iterable[str] | None = None, *, lock_days: int | None = None
+        self,
+        buckets: Iterable[str] | None = None,
+        *,
+        lock_days: int | None = None,
+        mode: str | None = None,
     ) -> None:
         """Create the given buckets (default: the three configured ones) if absent."""
         names = (
@@ -203,7 +251,15 @@ class ObjectStore:
             ]
         )
         for b in names:
-            await self.ensure_bucket(b, lock_days=lock_days)
+            await self.ensure_bucket(b, lock_days=lock_days, mode=mode)
+
+    def retention_for(self, bucket: str) -> Retention | None:
+        """The retention a new object in ``bucket`` gets (None: the bucket is not locked)."""
+        lock = self.locks.get(bucket)
+        if lock is None:
+            return None
+        mode, days = lock
+        return Retention(mode, datetime.now(UTC).replace(microsecond=0) + timedelta(days=days))
 
     async def bucket_lock_days(self, bucket: str) -> int | None:
         """Default retention (days) of ``bucket``'s object-lock config, or None if unlocked."""
@@ -212,7 +268,7 @@ class ObjectStore:
             try:
                 c = self.client.get_object_lock_config(bucket)
             except S3Error as e:
-                if e.code in ("ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration"):
+                if e.code in _NO_BUCKET_LOCK_CODES:
                     return None
                 raise
             if c.duration is None:
@@ -231,8 +287,10 @@ class ObjectStore:
         content_type: str = "application/octet-stream",
         metadata: dict[str, str] | None = None,
     ) -> str | None:
-        """Store ``data`` at ``bucket/key`` (overwrites).  Returns the ETag."""
+        """Store ``data`` at ``bucket/key`` (overwrites; on a locked bucket a new version, with
+        the bucket's retention — :meth:`retention_for`).  Returns the ETag."""
         meta = {k: str(v) for k, v in (metadata or {}).items()}
+        retention = self.retention_for(bucket)
 
         def go() -> str | None:
             r = self.client.put_object(
@@ -242,6 +300,7 @@ class ObjectStore:
                 len(data),
                 content_type=content_type,
                 metadata=meta,  # type: ignore[arg-type]
+                retention=retention,
             )
             return r.etag
 

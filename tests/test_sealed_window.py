@@ -165,3 +165,15 @@ async def test_ingest_refuses_sealed_overlap_and_a_wrong_declared_duration(tmp_p
         assert r.status_code == 200, r.text
         r = await c.put(url(now.replace(second=0), 2), content=clip, headers=headers)
         assert r.status_code == 409 and "sealed window of session ZB-9" in r.json()["detail"], r.text
+
+
+def test_late_sealed_footage_policy_of_the_hub() -> None:
+    """``storage.late_sealed_footage``: the hub archives late footage by default (nothing an
+    agent recorded is lost; the badge and range exports flag it, test above) and refuses it only
+    when configured to."""
+    from config.models import EvalwatchConfig
+    from evalwatch.hub import segment_guard
+
+    assert segment_guard(EvalwatchConfig()) is None
+    cfg = EvalwatchConfig.model_validate({"storage": {"late_sealed_footage": "refuse"}})
+    assert segment_guard(cfg) is sealed_conflict

@@ -152,8 +152,20 @@ async def enroll(st: State, body: EnrollCreate, request: Request) -> EnrollPubli
         credential_id=out.credential_id,
         credential=out.credential,
         hub_url=st.cfg.hub.url,
-        tls_fingerprint=None,
+        tls_fingerprint=_hub_fingerprint(st.cfg.hub.tls_cert),
     )
+
+
+def _hub_fingerprint(cert_file: str | None) -> str | None:
+    """SHA-256 of the certificate the hub serves itself (``hub.tls_cert``); None behind a proxy."""
+    if not cert_file:
+        return None
+    from capture.tls import pem_file_sha256
+
+    try:
+        return pem_file_sha256(cert_file)
+    except (OSError, ValueError):
+        return None
 
 
 def _credential(c: AgentCredential) -> AgentCredentialPublic:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from dashboard import audit
 from dashboard.dbutil import run_db
-from dashboard.defs import media
+from dashboard.defs import RowId, media
 from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
 from dashboard.experts import attach
@@ -79,7 +79,7 @@ async def list_events(
 async def get_event(
     auditor: Audit,
     st: State,
-    event_id: int, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+    event_id: RowId, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> EventItem:
     await auditor.observer("event_view", f"event:{event_id}")
 
@@ -101,7 +101,7 @@ async def get_event(
 async def snapshot(
     auditor: Audit,
     st: State,
-    event_id: int, me: Annotated[Principal, Depends(allow(*ANY_USER))]
+    event_id: RowId, me: Annotated[Principal, Depends(allow(*ANY_USER))]
 ) -> Response:
     """The event's JPEG snapshot, read from the snapshots bucket (404 when it has none)."""
     key = await run_db(
@@ -172,7 +172,7 @@ async def _transition(
 
 @router.post("/api/events/{event_id}/ack", response_model=EventItem)
 async def acknowledge(
-    event_id: int,
+    event_id: RowId,
     request: Request,
     me: Annotated[Principal, Depends(allow(*HANDLERS))],
     body: AckIn | None = None,
@@ -183,7 +183,7 @@ async def acknowledge(
 
 @router.post("/api/events/{event_id}/resolve", response_model=EventItem)
 async def resolve(
-    event_id: int, body: ResolveIn, request: Request, me: Annotated[Principal, Depends(allow(*HANDLERS))]
+    event_id: RowId, body: ResolveIn, request: Request, me: Annotated[Principal, Depends(allow(*HANDLERS))]
 ) -> EventItem:
     """acknowledged → resolved (a note is required), or new/acknowledged → false_alarm."""
     note = body.note.strip()

@@ -20,7 +20,7 @@ from starlette.background import BackgroundTask
 
 from dashboard import audit
 from dashboard.dbutil import run_db
-from dashboard.defs import ChainCheck, ReplayIndex, media
+from dashboard.defs import ChainCheck, ReplayIndex, RowId, media
 from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
 from dashboard.experts import attach
@@ -127,7 +127,7 @@ async def replay_index(
 @router.get("/api/segments/{segment_id}/video", **media("video/mp4"))
 async def segment_video(
     st: State,
-    segment_id: int, request: Request, me: Annotated[Principal, Depends(allow(*REPLAYERS))]
+    segment_id: RowId, request: Request, me: Annotated[Principal, Depends(allow(*REPLAYERS))]
 ) -> Response:
     """The segment's MP4 bytes; honours a single ``Range: bytes=a-b`` (206) — 416 when unsatisfiable."""
     seg = await run_db(st.db, lambda s: s.get(Segment, segment_id))

@@ -36,7 +36,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from starlette.background import BackgroundTask
 
-from dashboard.defs import HoldBody, HoldList, SealCheck, SessionList, media
+from dashboard.defs import HoldBody, HoldList, RowId, SealCheck, SessionList, media
 from dashboard.deps import Audit, State
 from dashboard.errors import ApiError
 from dashboard.policy import ROLES, Principal, allow
@@ -122,7 +122,7 @@ async def create(
 async def detail(
     auditor: Audit,
     st: State,
-    session_id: int, me: Annotated[Principal, Depends(allow(*ROLES))]
+    session_id: RowId, me: Annotated[Principal, Depends(allow(*ROLES))]
 ) -> SessionInfo:
     """One session: rooms/cameras, experts and seats, status, sealed heads."""
     await auditor.observer("session_view", f"session:{session_id}")
@@ -135,7 +135,7 @@ async def detail(
 @router.post("/api/sessions/{session_id}/start", response_model=SessionInfo)
 async def start(
     st: State,
-    session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
+    session_id: RowId, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
 ) -> SessionInfo:
     """``scheduled`` → ``running`` (409 otherwise, or when a room is in another running session)."""
     try:
@@ -147,7 +147,7 @@ async def start(
 @router.post("/api/sessions/{session_id}/close", response_model=SessionInfo)
 async def close(
     st: State,
-    session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
+    session_id: RowId, request: Request, me: Annotated[Principal, Depends(allow(*MANAGERS))]
 ) -> SessionInfo:
     """``running`` → ``closed``: records and signs every camera's chain head."""
     try:
@@ -162,7 +162,7 @@ async def close(
 @router.get("/api/sessions/{session_id}/seal", response_model=SealCheck)
 async def seal(
     st: State,
-    session_id: int, request: Request, me: Annotated[Principal, Depends(allow(*READERS))]
+    session_id: RowId, request: Request, me: Annotated[Principal, Depends(allow(*READERS))]
 ) -> SealCheck:
     """Whether the seal verifies with the hub's key or one of its rotated trusted keys (key
     files, never the DB): ``{ok, problems, key_id}``."""
@@ -182,7 +182,7 @@ async def seal(
 async def report(
     auditor: Audit,
     st: State,
-    session_id: int,
+    session_id: RowId,
     me: Annotated[Principal, Depends(allow(*READERS))],
     fmt: Annotated[str, Query(alias="format", pattern="^(html|pdf)$")] = "html",
     lang: Annotated[str, Query(pattern="^(zh|en)$")] = "zh",
@@ -212,7 +212,7 @@ async def report(
 @router.get("/api/sessions/{session_id}/export", **media("application/zip"))
 async def export(
     st: State,
-    session_id: int,
+    session_id: RowId,
     request: Request,
     me: Annotated[Principal, Depends(allow(*EXPORTERS))],
     start: datetime | None = None,
@@ -259,7 +259,7 @@ async def export(
 
 @router.post("/api/sessions/{session_id}/hold", response_model=hl.HoldInfo)
 async def hold(
-    st: State, session_id: int, body: HoldBody, me: Annotated[Principal, Depends(allow(*HOLDERS))]
+    st: State, session_id: RowId, body: HoldBody, me: Annotated[Principal, Depends(allow(*HOLDERS))]
 ) -> hl.HoldInfo:
     """Legal hold: the retention purge keeps the session's footage while it is open
     (audit ``legal_hold``).  422 without a reason, 409 when already held."""
@@ -273,7 +273,7 @@ async def hold(
 
 @router.post("/api/sessions/{session_id}/release", response_model=hl.HoldInfo)
 async def release(
-    st: State, session_id: int, body: HoldBody, me: Annotated[Principal, Depends(allow(*HOLDERS))]
+    st: State, session_id: RowId, body: HoldBody, me: Annotated[Principal, Depends(allow(*HOLDERS))]
 ) -> hl.HoldInfo:
     """Release the session's legal hold (audit ``legal_hold_release``); 409 when not held."""
     try:
@@ -284,7 +284,7 @@ async def release(
 
 @router.get("/api/sessions/{session_id}/holds", response_model=HoldList)
 async def holds(
-    st: State, session_id: int, me: Annotated[Principal, Depends(allow(*READERS))]
+    st: State, session_id: RowId, me: Annotated[Principal, Depends(allow(*READERS))]
 ) -> HoldList:
     """The session's legal holds, open (``released_at`` null) and released."""
     try:
