@@ -385,9 +385,10 @@ def real_agent(cfg_path: str, site: str, work: Path) -> int:
 
     def make(cfg: Any, site_id: str, rooms: Any) -> Any:
         ea = orig_make(cfg, site_id, rooms)
-        for key, st in ea.core.cameras.items():
-            for ci, r in enumerate(st.crops):
-                rects[id(r)] = f"{key}#{ci}"
+        for core in ea.cores:  # one per worker thread (detection.workers)
+            for key, st in core.cameras.items():
+                for ci, r in enumerate(st.crops):
+                    rects[id(r)] = f"{key}#{ci}"
         return ea
 
     orig_crop = core_mod._crop
