@@ -121,3 +121,42 @@ def test_dynamic_key_families_are_complete() -> None:
     for fam, names in families.items():
         for n in names:
             assert f"{fam}.{n}" in d, f"missing {fam}.{n}"
+
+
+def test_every_view_is_its_own_section_of_the_body() -> None:
+    """Each ``<section class="view">`` of the dashboard is a direct child of ``<body>`` (a view
+    left unclosed swallows the next one, which then never shows), and every element that is
+    opened is closed."""
+    void = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+            "track", "wbr"}
+
+    class Sections(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stack: list[str] = []
+            self.views: list[tuple[str, list[str]]] = []
+            self.errors: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            if tag == "section" and "view" in (a.get("class") or "").split():
+                self.views.append((a.get("id") or "?", list(self.stack)))
+            if tag not in void:
+                self.stack.append(tag)
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag in void:
+                return
+            if not self.stack or self.stack[-1] != tag:
+                self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else '-'}> "
+                                   f"at line {self.getpos()[0]}")
+                if tag in self.stack:
+                    while self.stack.pop() != tag:
+                        pass
+                return
+            self.stack.pop()
+
+    p = Sections()
+    p.feed((ROOT / "static" / "index.html").read_text(encoding="utf-8"))
+    assert not p.errors, p.errors
+    assert p.views and all(parents == ["html", "body"] for _, parents in p.views), p.views
