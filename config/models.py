@@ -120,6 +120,18 @@ class RoomConfig(_Strict):
         return [s for s in self.seats if s.camera == camera_id]
 
 
+#: Shortest ``hub.secret_key`` / ``sites[].agent_token`` accepted (#12 finding 12): generated
+#: ones (the secrets file) are 32 random bytes, URL-safe.
+MIN_SECRET_CHARS = 16
+
+
+def _long_secret(v: SecretStr | None, what: str) -> SecretStr | None:
+    if v is not None and len(v.get_secret_value()) < MIN_SECRET_CHARS:
+        raise ValueError(f"{what} must be at least {MIN_SECRET_CHARS} characters (leave it out of the "
+                         "YAML to have a random one generated into the secrets file)")
+    return v
+
+
 class SiteConfig(_Strict):
     """A remote evaluation site (one building / one agent credential)."""
 
@@ -128,6 +140,11 @@ class SiteConfig(_Strict):
     # Per-site agent credential.  Normally left out of the YAML and kept in the secrets file.
     agent_token: SecretStr | None = None
     rooms: list[RoomConfig] = []
+
+    @field_validator("agent_token")
+    @classmethod
+    def _token_length(cls, v: SecretStr | None) -> SecretStr | None:
+        return _long_secret(v, "agent_token")
     # Where this site's cameras are analysed: ``agent`` — the room PC runs the analysis on its own
     # decoded frames and sends incident updates (store-and-forward); the hub checks it on sampled
     # live frames.  ``hub`` — the hub analyses the live streams itself.
@@ -200,6 +217,11 @@ class HubConfig(_Strict):
     # API lets them do anything else (403 ``err.password_change_required``).  The demo config
     # sets false so that the logins ``make run`` prints keep working.
     force_password_change: bool = True
+
+    @field_validator("secret_key")
+    @classmethod
+    def _key_length(cls, v: SecretStr | None) -> SecretStr | None:
+        return _long_secret(v, "secret_key")
 
     @field_validator("trusted_proxies")
     @classmethod

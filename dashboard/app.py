@@ -51,7 +51,7 @@ PUBLIC_MOUNTS = ("/static",)
 
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-    "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 #: Sent on every answer when browsers reach the hub over HTTPS (``hub.tls_cert`` or an https

@@ -151,3 +151,33 @@ def test_rooms_included_from_room_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as ei:
         load_config(write(tmp_path, "sites:\n  - id: s1\n    rooms: [rooms/r2.room.yaml]\n", "b.yaml"))
     assert "r2.room.yaml:2 cameras: List should have at least 1 item" in str(ei.value)
+
+
+@pytest.mark.security
+def test_short_secrets_are_refused_with_the_field_named(tmp_path: Path) -> None:
+    """#12 finding 12: a hub key or agent token typed into the YAML must be long enough to resist
+    guessing (generated ones are 32 random bytes)."""
+    doc = """\
+    hub:
+      secret_key: short-key
+    sites:
+      - id: s01
+        agent_token: "1234"
+        rooms: []
+    """
+    with pytest.raises(ConfigError) as ei:
+        load_config(write(tmp_path, doc), load_secrets=False)
+    text = str(ei.value)
+    assert "rooms.yaml:2 hub.secret_key: secret_key must be at least 16 characters" in text, text
+    assert "rooms.yaml:5 sites[0].agent_token: agent_token must be at least 16 characters" in text, text
+    assert "short-key" not in text and "1234" not in text  # the secrets are not echoed
+
+
+@pytest.mark.security
+def test_csp_allows_websockets_to_this_hub_only() -> None:
+    """#12 finding 12: ``connect-src`` was ``'self' ws: wss:`` (any host); now only this hub
+    (CSP 3 ``'self'`` covers ws/wss to the same host; the browser tests use the alert socket)."""
+    from dashboard.app import CSP
+
+    directives = {d.split()[0]: d.split()[1:] for d in CSP.split("; ")}
+    assert directives["connect-src"] == ["'self'"]
