@@ -223,11 +223,12 @@ def segment_guard(cfg: EvalwatchConfig) -> Any:
     return sealed_conflict if cfg.storage.late_sealed_footage == "refuse" else None
 
 
-def uvicorn_config(cfg: EvalwatchConfig, app: Any) -> Any:
+def uvicorn_config(cfg: EvalwatchConfig, app: Any, tls: dict[str, str] | None = None) -> Any:
     """The hub's uvicorn settings.  ``proxy_headers=False``: uvicorn would otherwise believe
     X-Forwarded-For from 127.0.0.1 (its default ``forwarded_allow_ips``) and hand the dashboard a
     spoofed client address; the dashboard applies ``hub.trusted_proxies`` itself
-    (``dashboard.policy.client_ip``, finding 6 of issue #12)."""
+    (``dashboard.policy.client_ip``, finding 6 of issue #12).  ``tls``: :func:`tls_options`, checked
+    once by the caller."""
     import uvicorn
 
     return uvicorn.Config(
@@ -235,7 +236,7 @@ def uvicorn_config(cfg: EvalwatchConfig, app: Any) -> Any:
         access_log=False, lifespan="on", proxy_headers=False,
         # Agents' long polls (up to 25 s) must not hold a stop: they retry.
         timeout_graceful_shutdown=5,
-        **tls_options(cfg),  # type: ignore[arg-type]
+        **(tls or {}),  # type: ignore[arg-type]
     )
 
 
@@ -273,7 +274,7 @@ async def serve(cfg: EvalwatchConfig) -> None:
     tls = tls_options(cfg)  # before anything starts: a bad certificate is a clear start-up error
     async with running_hub(cfg) as hub:
         app = create_app(hub)
-        server = uvicorn.Server(uvicorn_config(cfg, app))
+        server = uvicorn.Server(uvicorn_config(cfg, app, tls))
         log.info("hub listening url=%s tls=%s", cfg.hub.url, bool(tls))
         await server.serve()
 
