@@ -271,7 +271,8 @@ def test_enrolled_agent_runs_without_config_and_reports_status(hub: Hub, tmp_pat
                 },
             )
             assert replay.status_code == 200, replay.text
-            if mine and replay.json()["segments"] and mine["cameras"][0]["frames"]:
+            # the status is the last heartbeat's: wait for one sent after a segment was spooled
+            if mine and replay.json()["segments"] and mine["cameras"][0]["frames"] and mine["spool_bytes"]:
                 break
             assert time.monotonic() < deadline, (
                 f"agent not seen with footage: {mine}\n"
