@@ -239,6 +239,9 @@ class CameraState:
     crop_phones: list[list[Any]] = field(default_factory=list)
     crop_people: list[list[Any]] = field(default_factory=list)
     crop_turn: int = 0
+    #: Per seat crop: time and 32x32 thumbnail of its last detection (the per-seat motion gate).
+    crop_det_t: list[float | None] = field(default_factory=list)
+    crop_thumbs: list[np.ndarray | None] = field(default_factory=list)
     #: The last whole-frame detection as the detector returned it (before seat-crop results are
     #: merged in): frames the motion gate passes reuse it with fresh seat crops.
     frame_boxes: list[Any] = field(default_factory=list)
@@ -259,6 +262,8 @@ class CoreStats:
     detector_calls: int = 0
     detector_seconds: float = 0.0
     crops: int = 0
+    #: Seat crops due but skipped by the per-seat motion gate (``detection.seat_motion_gate``).
+    crops_reused: int = 0
     tiles: int = 0
 
 
@@ -274,6 +279,16 @@ def next_due(next_t: float | None, t: float, interval: float) -> tuple[bool, flo
     if nxt <= t:
         nxt = t + interval
     return True, nxt
+
+
+def _crop_thumb(frame: np.ndarray, rect: Rect) -> np.ndarray:
+    """A 32x32 blurred grey thumbnail of the normalised ``rect`` of ``frame``."""
+    h, w = frame.shape[:2]
+    c = frame[int(rect[1] * h):max(int(rect[3] * h), int(rect[1] * h) + 1),
+              int(rect[0] * w):max(int(rect[2] * w), int(rect[0] * w) + 1)]
+    g = cv2.cvtColor(c, cv2.COLOR_BGR2GRAY) if c.ndim == 3 else c
+    g = cv2.resize(g, (32, 32), interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(g, (3, 3), 0)
 
 
 def _thumb(frame: np.ndarray) -> np.ndarray:
@@ -334,7 +349,8 @@ class AnalysisCore:
         crops = seat_crop_rects(room, camera) if self.split.crop is not None else []
         self.cameras[key] = CameraState(key, camera, room, rules, TamperDetector(self.tamper_cfg),
                                         crops=crops, crop_phones=[[] for _ in crops],
-                                        crop_people=[[] for _ in crops])
+                                        crop_people=[[] for _ in crops],
+                                        crop_det_t=[None for _ in crops], crop_thumbs=[None for _ in crops])
 
     def set_session(self, site: str | None, room: str, session: SessionView | None) -> list[EventUpdate]:
         """Arm the rules of every camera of ``site/room`` for ``session`` (None: no session
@@ -447,9 +463,19 @@ class AnalysisCore:
         assert self.split.crop is not None
         stride = self.crop_stride
         jobs: list[tuple[int, int]] = []
+        gate = self.detection_cfg.seat_motion_gate
         for j in need:
-            st = work[j][0]
-            jobs += [(j, ci) for ci in range(len(st.crops)) if (st.crop_turn + ci) % stride == 0]
+            st, t, frame = work[j][0], work[j][1], work[j][2]
+            for ci in range(len(st.crops)):
+                if (st.crop_turn + ci) % stride:
+                    continue
+                if gate:
+                    thumb = _crop_thumb(frame, st.crops[ci])
+                    if self._seat_unchanged(st, ci, t, thumb):
+                        self._count(crops_reused=1)
+                        continue
+                    st.crop_det_t[ci], st.crop_thumbs[ci] = t, thumb
+                jobs.append((j, ci))
             st.crop_turn += 1
         fresh_tiles = self._detect_tiles(work, need)
         fresh: dict[tuple[int, int], list[Any]] = {}
@@ -480,6 +506,15 @@ class AnalysisCore:
             frame_people = [b for b in base if b.label == PERSON]
             people = merge_crop_people(frame_people, [b for ps in st.crop_people for b in ps])
             results[j] = [b for b in base if b.label != PHONE] + phones + people
+
+    def _seat_unchanged(self, st: CameraState, ci: int, t: float, thumb: np.ndarray) -> bool:
+        """The per-seat motion gate: seat crop ``ci`` looks as at its last detection, which is
+        younger than ``recheck_seconds``."""
+        last_t, last = st.crop_det_t[ci], st.crop_thumbs[ci]
+        if last_t is None or last is None or t - last_t >= self.rules_cfg.recheck_seconds:
+            return False
+        diff = cv2.absdiff(thumb, last)
+        return float(np.count_nonzero(diff > MOTION_PIXEL)) / diff.size <= MOTION_FRACTION
 
     def _needs_detection(
         self, st: CameraState, t: float, frame: np.ndarray, tamper: dict[str, float]

@@ -141,6 +141,11 @@ def setups() -> dict[str, tuple[DetectionConfig, RulesConfig]]:
         # machine; float32 elsewhere) -- and "fast" run by OpenVINO.
         "openvino": (DetectionConfig(runtime="openvino"), RulesConfig()),
         "fast-openvino": (DetectionConfig(frame_input="384x288", runtime="openvino"), RulesConfig()),
+        # the per-seat motion gate (issue #11: a hub analysing many cameras itself): still seats
+        # re-detected every rules.recheck_seconds instead of every second
+        "gated": (DetectionConfig(seat_motion_gate=True), RulesConfig()),
+        "fast-openvino-gated": (
+            DetectionConfig(frame_input="384x288", runtime="openvino", seat_motion_gate=True), RulesConfig()),
         # phone tiles of the seat crops (only cut where a tile keeps >= 160 frame px, i.e. on
         # high-resolution footage: render it with `sample_videos.evalset.make --scale 2`)
         "tiles": (DetectionConfig(phone_tiles=2), RulesConfig()),

@@ -44,6 +44,7 @@ SETUPS: dict[str, dict[str, Any]] = {
     "fast": {"frame_input": "384x288", "crop_model": "int8", "runtime": "onnxruntime"},
     "openvino": {"runtime": "openvino"},
     "fast-openvino": {"frame_input": "384x288", "runtime": "openvino"},
+    "fast-openvino-gated": {"frame_input": "384x288", "runtime": "openvino", "seat_motion_gate": True},
 }
 
 

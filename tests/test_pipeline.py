@@ -303,6 +303,46 @@ def test_still_room_has_every_seat_rechecked_every_second_with_the_motion_gate_o
     assert [b.label for b in core.cameras["c"].boxes].count("person") == 1
 
 
+def test_seat_motion_gate_skips_still_seats_until_the_recheck_and_sees_a_change_at_once():
+    """``detection.seat_motion_gate`` (a hub analysing many cameras itself): a still seat's crop
+    is re-detected every ``recheck_seconds`` instead of every second, but a change on that seat
+    alone (a phone: ~1 % of the seat, 0.3 % of the frame) is detected on the seat's next turn."""
+    from analysis.detectors import OnnxDetector, Source
+
+    pm, om = _PersonModel(), _SmallObjectModel()
+    det = OnnxDetector([Source(pm, {"person": 0.4}), Source(om, {"cell phone": 0.3})])
+    core = AnalysisCore(det, RulesConfig(recheck_seconds=3.0),
+                        DetectionConfig(analysis_fps=2.0, seat_motion_gate=True),
+                        snapshots=False, motion_gate=True)
+    core.add_camera("c", _two_seat_room(), "cam1")
+    f = textured(3)
+    rng = np.random.default_rng(0)
+
+    def noisy(img: np.ndarray) -> np.ndarray:
+        return np.clip(img.astype(np.int16) + rng.integers(-2, 3, img.shape), 0, 255).astype(np.uint8)
+
+    for k in range(12):  # 6 s of a still room at 2 fps: L's turns at 0, 1, ... R's at 0.5, 1.5, ...
+        core.process([("c", k * 0.5, noisy(f))])
+    assert core.stats.crops == 4  # each seat at its first turn and at its 3 s re-check only
+    assert core.stats.crops_reused == 8
+    still = f.copy()
+    still[300:330, 480:510] = 255  # a phone at R, under the whole-frame motion gate
+    core.process([("c", 6.0, noisy(still))])  # L: re-check due (6.0 - 3.0)
+    core.process([("c", 6.5, noisy(still))])  # R: 3.0 s after its last detection, but changed
+    assert core.stats.crops == 6
+    assert [b.label for b in core.cameras["c"].boxes].count("cell phone") == 1
+    core.process([("c", 7.0, noisy(still))])  # L: unchanged since 6.0
+    core.process([("c", 7.5, noisy(still))])  # R: the phone still there, unchanged since 6.5
+    assert core.stats.crops == 6 and core.stats.crops_reused == 10
+    assert [b.label for b in core.cameras["c"].boxes].count("cell phone") == 1  # reused, not lost
+    moved = still.copy()
+    moved[300:330, 480:510] = 0  # the phone put away at R
+    core.process([("c", 8.0, noisy(moved))])  # L: unchanged, skipped
+    core.process([("c", 8.5, noisy(moved))])  # R: changed: detected, the phone is gone
+    assert core.stats.crops == 7 and core.stats.crops_reused == 11
+    assert [b.label for b in core.cameras["c"].boxes].count("cell phone") == 0
+
+
 def test_detectors_without_sources_are_used_whole_and_without_crops():
     det = ScriptedDetector()
     split = split_detector(det)

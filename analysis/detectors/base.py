@@ -274,7 +274,8 @@ class OpenVinoSession:
         req = getattr(self._local, "request", None)
         if req is None:
             req = self._local.request = self._compiled.create_infer_request()
-        res = req.infer(dict(feeds))
+        # sync call: the request reads the caller's arrays in place (no copy into its tensors)
+        res = req.infer(dict(feeds), share_inputs=True)
         names = [o.name for o in self._outputs] if output_names is None else list(output_names)
         by_name = {o.name: res[i] for i, o in enumerate(self._outputs)}
         return [np.asarray(by_name[n]) for n in names]

@@ -53,16 +53,20 @@ class NanoDetCocoModel:
                 raise ValueError(f"{self.path}: unexpected NanoDet outputs {shapes}")
             self._levels.append((stride, sc[0], bx[0]))
         self._proj = np.arange(self.reg_bins, dtype=np.float32)
+        self._blob = cv2.dnn.Image2BlobParams()
+        self._blob.scalefactor = (*(float(1.0 / s) for s in self.std), 0.0)
+        self._blob.mean = (*(float(m) for m in self.mean), 0.0)
+        self._blob.size = (self.input_size, self.input_size)
+        self._blob.swapRB = False
+        self._blob.ddepth = cv2.CV_32F
 
     def raw(self, frames: Sequence[np.ndarray], min_score: float) -> list[list[Box]]:
         n = self.input_size
         out: list[list[Box]] = []
         for f in frames:
-            x = cv2.resize(f, (n, n), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-            x = ((x - self.mean) / self.std).transpose(2, 0, 1)[None]
-            res = dict(
-                zip(self._names, self._sess.run(None, {self._input: np.ascontiguousarray(x)}), strict=True)
-            )
+            # resize + (x - mean) / std + HWC->NCHW in one native call (~0.2x the numpy way)
+            x = cv2.dnn.blobFromImageWithParams(f, self._blob)
+            res = dict(zip(self._names, self._sess.run(None, {self._input: x}), strict=True))
             found: list[Box] = []
             for stride, sc_name, bx_name in self._levels:
                 scores = res[sc_name][0]
