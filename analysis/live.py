@@ -10,6 +10,7 @@ running sessions, raises ``camera_offline`` when a camera's frames stop, and han
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -88,12 +89,12 @@ class AnalysisPipeline:
     Scheduling (latency-bounded; the work adapts to the CPU instead of queueing): ``submit``
     keeps only the newest frame per camera. The loop runs rounds back to back; a round takes the
     pending frames that are due (``analysis_fps`` grid), least recently analysed camera first,
-    and only as many as fit in ``ROUND_BUDGET_S`` at the measured cost per frame; the round's
-    frames are dealt among ``workers`` threads (``detection.workers``, default one per CPU), so
-    a hub analyses on every core. Its events are published as soon as the round ends. When the
-    cameras together send more than the CPU can analyse, each camera's effective rate drops
-    (round robin) but every analysed frame is the newest one, so the alert delay stays about one
-    round, not a queue.
+    and only as many as fit in ``ROUND_BUDGET_S`` at the measured cost per frame; ``workers``
+    threads (``detection.workers``, default one per CPU) pull the round's frames one at a time,
+    so a hub analyses on every core and no thread idles while another has a queue.  Its events
+    are published as soon as the round ends.  When the cameras together send more than the CPU
+    can analyse, each camera's effective rate drops (round robin) but every analysed frame is the
+    newest one, so the alert delay stays about one round, not a queue.
 
     ``sessions`` (optional; the hub injects ``evalwatch.hub.db_sessions``) is polled every
     ``session_poll_s`` by its own task, off the analysis loop; each room's rules are re-armed on
@@ -265,15 +266,14 @@ class AnalysisPipeline:
             self._last_round = len(batch)
             if batch:
                 t0 = time.perf_counter()
-                # Dealt among the workers (frames of one camera never in two chunks at once).
-                chunks = [batch[i::self.workers] for i in range(min(self.workers, len(batch)))]
-                results = await asyncio.gather(*(asyncio.to_thread(self._process, c) for c in chunks),
-                                               return_exceptions=True)
-                for chunk, res in zip(chunks, results, strict=True):
-                    if isinstance(res, BaseException):  # a detector failure must not kill live analysis
-                        log.error("analysis of %d frames failed", len(chunk), exc_info=res)
-                    else:
-                        updates += res
+                # The workers pull the round's frames one at a time (a round holds one frame per
+                # camera, so a camera is never analysed by two threads at once): a worker that
+                # drew cheap frames takes more instead of waiting for the slowest chunk.
+                todo = collections.deque(batch)
+                results = await asyncio.gather(
+                    *(asyncio.to_thread(self._drain, todo) for _ in range(min(self.workers, len(batch)))))
+                for res in results:
+                    updates += res
                 # wall time per frame: with several workers a frame costs the round less
                 cost = (time.perf_counter() - t0) / len(batch)
                 self.frame_cost_s += COST_EMA * (cost - self.frame_cost_s)
@@ -287,6 +287,21 @@ class AnalysisPipeline:
             for u in updates:
                 self._emit(u)
             return updates
+
+    def _drain(self, todo: collections.deque[tuple[str, float, Any]]) -> list[EventUpdate]:
+        """A worker's share of a round: analyse frames from ``todo`` until it is empty (worker
+        thread).  A frame whose analysis fails is logged and skipped: a detector failure must not
+        kill live analysis."""
+        out: list[EventUpdate] = []
+        while True:
+            try:
+                item = todo.popleft()  # atomic: the workers share the deque
+            except IndexError:
+                return out
+            try:
+                out += self._process([item])
+            except Exception:
+                log.exception("analysis of a frame of %s failed", item[0])
 
     def _process(self, batch: list[tuple[str, float, Any]]) -> list[EventUpdate]:
         """Convert the round's frames (the recorder hands over decoded ``av.VideoFrame``s) and

@@ -457,6 +457,34 @@ async def test_live_rounds_are_shared_by_the_workers():
     assert costs[2] < costs[1] * 0.75, costs
 
 
+class FailingDetector(ScriptedDetector):
+    """ScriptedDetector that raises on frames marked with 7 in their first pixel."""
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Box]]:
+        if any(f[0, 0, 0] == 7 for f in frames):
+            raise RuntimeError("inference failed")
+        return super().detect(frames)
+
+
+async def test_a_failing_frame_costs_only_itself_not_the_rest_of_the_round():
+    """A detector failure on one camera's frame is logged and skipped; the other frames of the
+    round (also those the same worker would have analysed next) are analysed as usual."""
+    pipe = AnalysisPipeline(FailingDetector(), [("site1", room(4))],
+                            detection_cfg=DetectionConfig(analysis_fps=2.0, workers=2))
+    pipe.core.motion_gate = False
+    pipe.frame_cost_s = 0.01  # a round takes all four frames
+    bad = textured()
+    bad[0, 0] = 7
+    for t in (1000.0, 1000.5):
+        for c in range(4):
+            pipe.submit(("site1", "r1", f"cam{c + 1}"), t, bad if c == 1 else textured())
+        await pipe.step()
+        boxes = {k.rsplit("/", 1)[1]: st.boxes for k, st in pipe.core.cameras.items()}
+        assert boxes["cam2"] == []
+        assert all(boxes[c] for c in ("cam1", "cam3", "cam4")), boxes
+    assert pipe.analysed_frames == 8
+
+
 def test_crop_people_are_added_only_when_not_already_seen() -> None:
     """Persons found on seat crops join the frame's persons unless they are a whole-frame
     person (or the same person on an overlapping crop)."""
