@@ -9,7 +9,8 @@ nobody watching, measures over ``--seconds``:
 * analysed frames per second per camera (the hub's ``evalwatch_analysis_frames_total``);
 * the live pipeline's measured cost per analysed frame (``frame_cost_seconds``, an EMA of wall
   time: it includes waiting for the CPU) and the age of the frames it analyses (``frame_lag``);
-* the hub process tree's CPU (% of one core).
+* the hub process tree's CPU (% of one core), and the simulated agents' (the farms run on the
+  same cores: on a real site they are the room PCs).
 
 Prints one row per set-up and the ratio of its frame cost and CPU to the first set-up's, which
 is the baseline measured in the same run.  Set-ups (``bench/accuracy.py``'s names):
@@ -74,6 +75,7 @@ def main() -> int:
             "analysed_fps_per_camera": a.get("fps_per_camera"),
             "frame_cost_ms": a.get("frame_cost_ms"), "frame_lag_s": a.get("frame_lag_s"),
             "hub_cpu_pct": res.get("hub_cpu_idle_wall_pct"),
+            "farms_cpu_pct": res.get("farms_cpu_idle_wall_pct"),
             "loadavg_before": res.get("loadavg_before"), "loadavg_after": res.get("loadavg_after"),
         })
     base = rows[0]
@@ -83,12 +85,12 @@ def main() -> int:
 
     print(f"\n{args.cameras} cameras, analysis_fps {args.fps}, {args.seconds:.0f} s each, "
           f"{os.cpu_count()} CPUs; ratios against '{base['setup']}' (same run)")
-    print(f"{'set-up':<15}{'online':>7}{'analysed fps/cam':>18}{'ms/frame':>10}{'ratio':>7}"
-          f"{'lag s':>7}{'hub CPU %':>11}{'ratio':>7}  load before -> after")
+    print(f"{'set-up':<21}{'online':>7}{'analysed fps/cam':>18}{'ms/frame':>10}{'ratio':>7}"
+          f"{'lag s':>7}{'hub CPU %':>11}{'ratio':>7}{'farms CPU %':>13}  load before -> after")
     for r in rows:
-        print(f"{r['setup']:<15}{r['cameras_online']!s:>7}{r['analysed_fps_per_camera']!s:>18}"
+        print(f"{r['setup']:<21}{r['cameras_online']!s:>7}{r['analysed_fps_per_camera']!s:>18}"
               f"{r['frame_cost_ms']!s:>10}{ratio(r, 'frame_cost_ms'):>7}{r['frame_lag_s']!s:>7}"
-              f"{r['hub_cpu_pct']!s:>11}{ratio(r, 'hub_cpu_pct'):>7}"
+              f"{r['hub_cpu_pct']!s:>11}{ratio(r, 'hub_cpu_pct'):>7}{r['farms_cpu_pct']!s:>13}"
               f"  {r['loadavg_before']} -> {r['loadavg_after']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": rows}, indent=2), encoding="utf-8")

@@ -237,7 +237,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             say(f"{online}/{len(sites)} cameras online after {res['cameras_online_after_s']} s")
             # the hub with every camera streaming and nobody watching
             await asyncio.sleep(args.settle_seconds)
-            h0, t0 = tree_cpu(tree(hub.pid)), time.monotonic()
+            farm_tree = [q for f in farms for q in tree(f.pid)]
+            h0, g0, t0 = tree_cpu(tree(hub.pid)), tree_cpu(farm_tree), time.monotonic()
             m0 = await analysis_metrics(url, mtok)
             lat = []
             for _ in range(max(1, round(args.idle_seconds))):
@@ -249,6 +250,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             m1 = await analysis_metrics(url, mtok)
             idle = time.monotonic() - t0
             res["hub_cpu_idle_wall_pct"] = round(100 * (tree_cpu(tree(hub.pid)) - h0) / idle, 1)
+            res["farms_cpu_idle_wall_pct"] = round(100 * (tree_cpu(farm_tree) - g0) / idle, 1)
             res["analysis_no_viewer"] = {
                 "fps_per_camera": round(
                     (m1.get("frames_total", 0) - m0.get("frames_total", 0)) / idle / max(1, args.cameras), 2
