@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -140,6 +141,8 @@ class AnalysisPipeline:
         self._last_round = 0
         #: Measured wall time per analysed frame (EMA), the scheduler's cost model.
         self.frame_cost_s = INITIAL_FRAME_COST_S
+        #: Measured wall time a worker spends on one frame (EMA): sizes the rounds.
+        self.worker_frame_s = INITIAL_FRAME_COST_S * self.workers
         #: Hub clock minus the frame time of the last analysed frame, when it was analysed.
         self.frame_lag_s = 0.0
         self.rounds = 0
@@ -245,8 +248,13 @@ class AnalysisPipeline:
     def _take_round(self) -> list[tuple[str, float, np.ndarray]]:
         """Pick this round's frames (see the class docstring): the newest pending frame of
         each camera that is due, least recently analysed camera first, as many as fit in
-        ``ROUND_BUDGET_S`` at the measured cost per frame (at least one)."""
-        n = max(1, min(MAX_BATCH * self.workers, int(ROUND_BUDGET_S / max(self.frame_cost_s, 1e-3))))
+        ``ROUND_BUDGET_S`` at the measured cost per frame, a multiple of the workers (at least
+        one per worker)."""
+        # The frames one worker analyses in the budget (at the measured time a worker spends on a
+        # frame), the same number for every worker: a round of 3 frames on 2 workers would keep
+        # one idle a third of the time.
+        per_worker = max(1, min(MAX_BATCH, math.ceil(ROUND_BUDGET_S / max(self.worker_frame_s, 1e-3))))
+        n = self.workers * per_worker
         with self._lock:
             due = [(self._analysed_at.get(k, 0.0), k) for k, (t, _f) in self._pending.items()
                    if self.core.due(k, t)]
@@ -272,8 +280,10 @@ class AnalysisPipeline:
                 todo = collections.deque(batch)
                 results = await asyncio.gather(
                     *(asyncio.to_thread(self._drain, todo) for _ in range(min(self.workers, len(batch)))))
-                for res in results:
+                for res, spent in results:
                     updates += res
+                    for d in spent:
+                        self.worker_frame_s += COST_EMA * (d - self.worker_frame_s)
                 # wall time per frame: with several workers a frame costs the round less
                 cost = (time.perf_counter() - t0) / len(batch)
                 self.frame_cost_s += COST_EMA * (cost - self.frame_cost_s)
@@ -288,20 +298,25 @@ class AnalysisPipeline:
                 self._emit(u)
             return updates
 
-    def _drain(self, todo: collections.deque[tuple[str, float, Any]]) -> list[EventUpdate]:
+    def _drain(
+        self, todo: collections.deque[tuple[str, float, Any]]
+    ) -> tuple[list[EventUpdate], list[float]]:
         """A worker's share of a round: analyse frames from ``todo`` until it is empty (worker
-        thread).  A frame whose analysis fails is logged and skipped: a detector failure must not
-        kill live analysis."""
+        thread); returns the updates and the wall time spent on each frame.  A frame whose
+        analysis fails is logged and skipped: a detector failure must not kill live analysis."""
         out: list[EventUpdate] = []
+        spent: list[float] = []
         while True:
             try:
                 item = todo.popleft()  # atomic: the workers share the deque
             except IndexError:
-                return out
+                return out, spent
+            t0 = time.perf_counter()
             try:
                 out += self._process([item])
             except Exception:
                 log.exception("analysis of a frame of %s failed", item[0])
+            spent.append(time.perf_counter() - t0)
 
     def _process(self, batch: list[tuple[str, float, Any]]) -> list[EventUpdate]:
         """Convert the round's frames (the recorder hands over decoded ``av.VideoFrame``s) and

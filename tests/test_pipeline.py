@@ -457,6 +457,28 @@ async def test_live_rounds_are_shared_by_the_workers():
     assert costs[2] < costs[1] * 0.75, costs
 
 
+async def test_rounds_give_every_worker_the_same_number_of_frames():
+    """A round holds the same number of frames for each worker (sized by the measured time a worker
+    spends on a frame), never e.g. 3 frames for 2 workers, which left one idle a third of every
+    round and, by inflating the measured cost, shrank the next rounds further."""
+    det = OverlapDetector(0.03)
+    pipe = AnalysisPipeline(det, [("site1", room(21))],
+                            detection_cfg=DetectionConfig(analysis_fps=2.0, workers=2))
+    pipe.core.motion_gate = False
+    sizes = []
+    t = 1000.0
+    for _ in range(12):
+        t += 0.5
+        for c in range(21):  # 21 cameras due every round: more than a round takes (<= 16)
+            pipe.submit(("site1", "r1", f"cam{c + 1}"), t, textured())
+        before = pipe.analysed_frames
+        await pipe.step()
+        sizes.append(pipe.analysed_frames - before)
+    assert all(n % 2 == 0 for n in sizes), sizes
+    assert 0.02 < pipe.worker_frame_s < 0.5  # measured from the 0.3 s prior toward ~0.03 s
+    assert max(sizes[-3:]) > 2, sizes  # rounds grew once the cost was measured
+
+
 class FailingDetector(ScriptedDetector):
     """ScriptedDetector that raises on frames marked with 7 in their first pixel."""
 
@@ -472,7 +494,7 @@ async def test_a_failing_frame_costs_only_itself_not_the_rest_of_the_round():
     pipe = AnalysisPipeline(FailingDetector(), [("site1", room(4))],
                             detection_cfg=DetectionConfig(analysis_fps=2.0, workers=2))
     pipe.core.motion_gate = False
-    pipe.frame_cost_s = 0.01  # a round takes all four frames
+    pipe.worker_frame_s = 0.01  # a round takes all four frames
     bad = textured()
     bad[0, 0] = 7
     for t in (1000.0, 1000.5):
