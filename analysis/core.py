@@ -57,10 +57,6 @@ CROP_PERSON_SAME_COVER = 0.6
 #: Crop persons whose box reaches this close (fraction of the crop width) to a crop side are cut
 #: by the crop edge (usually a neighbour) and are ignored.
 CROP_PERSON_EDGE = 0.01
-#: Each seat crop is re-detected about this often (seconds); in between its last phones are
-#: reused.  The seats of a camera take turns, so the crop work is spread evenly over frames.
-#: A phone in use lasts many seconds; this halves the crop cost at the default 2 fps.
-CROP_INTERVAL_S = 1.0
 PHONE = "cell phone"
 PERSON = "person"
 
@@ -390,7 +386,7 @@ class AnalysisCore:
             results.update(zip(idx, boxes, strict=True))
         detected = set(need)
         if self.split.crop is not None:
-            # Seat crops keep their own schedule (every seat about every CROP_INTERVAL_S) on every
+            # Seat crops keep their own schedule (every seat about every seat_check_s) on every
             # analysed frame, also when the motion gate lets the whole frame's people be reused:
             # a still room still has each seat re-checked every second.  Not while tampered.
             crop_frames = [j for j, w in enumerate(work) if j in detected or not w[3]]
@@ -411,7 +407,8 @@ class AnalysisCore:
     @property
     def crop_stride(self) -> int:
         """A seat crop is detected on every ``crop_stride``-th analysed frame of its camera."""
-        return max(1, round(CROP_INTERVAL_S * self.detection_cfg.analysis_fps))
+        dc = self.detection_cfg
+        return max(1, round(dc.seat_check_s * dc.analysis_fps))
 
     @property
     def tile_stride(self) -> int:
@@ -457,7 +454,7 @@ class AnalysisCore:
     def _detect_crops(self, work: Sequence[tuple[CameraState, float, np.ndarray, dict[str, float]]],
                       need: Sequence[int], detected: set[int], results: dict[int, list[Any]]) -> None:
         """Phones on seat crops (and their phone tiles) of the frames in ``need`` (each seat in
-        turn, see ``CROP_INTERVAL_S``); they replace the frames' whole-frame phones.  Frames in
+        turn, see ``detection.seat_check_s``); they replace the frames' whole-frame phones.  Frames in
         ``detected`` have a fresh whole-frame detection in ``results``; the others reuse their
         camera's last one (``CameraState.frame_boxes``) and get a result here."""
         assert self.split.crop is not None

@@ -141,6 +141,9 @@ def setups() -> dict[str, tuple[DetectionConfig, RulesConfig]]:
         # machine; float32 elsewhere) -- and "fast" run by OpenVINO.
         "openvino": (DetectionConfig(runtime="openvino"), RulesConfig()),
         "fast-openvino": (DetectionConfig(frame_input="384x288", runtime="openvino"), RulesConfig()),
+        # every seat re-detected on every analysed frame at 2 fps (0.5 s) instead of every other
+        "seat-0.5": (DetectionConfig(seat_check_s=0.5), RulesConfig()),
+        "onnxruntime-seat-0.5": (DetectionConfig(runtime="onnxruntime", seat_check_s=0.5), RulesConfig()),
         # the per-seat motion gate (issue #11: a hub analysing many cameras itself): still seats
         # re-detected every rules.recheck_seconds instead of every second
         "gated": (DetectionConfig(seat_motion_gate=True), RulesConfig()),

@@ -4,7 +4,7 @@
 
 * pipeline: exactly ``evalwatch analyze`` (frames thinned to ``analysis_fps`` before colour
   conversion, motion gate with re-check every ``recheck_seconds``, batched detector calls,
-  phones on seat crops with each seat re-detected every ``CROP_INTERVAL_S``);
+  phones on seat crops with each seat re-detected every ``detection.seat_check_s``);
 * naive: decode and convert every frame, run the same detector on every full frame (one call
   per frame, no seat crops), the same rules on every frame (``analysis_fps`` = the video rate,
   no gate).

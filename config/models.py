@@ -394,6 +394,10 @@ class DetectionConfig(_Strict):
     # phone model's floor on tiles (None = phone_threshold).  Off by default: on the dev half
     # rendered at 1280x960, phone_tiles: 2 found 3/11 phones (0/11 without) but added 2 false
     # alarms on phone-like things held at the face, at 2.3-3.6x the detector time per frame.
+    # Each seat crop is re-detected about every seat_check_s seconds (a whole number of analysed
+    # frames, at least one; the seats of a camera take turns); in between its last phones and
+    # people are reused.  1.0 = every other frame at analysis_fps 2.
+    seat_check_s: Annotated[float, Field(gt=0, le=10)] = 1.0
     # Per-seat motion gate (off by default): a seat crop due for re-detection is skipped while
     # that seat's part of the picture is unchanged since its last detection (the frame gate's
     # test on a 32x32 thumbnail of the crop) and that detection is younger than

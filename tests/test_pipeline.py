@@ -250,7 +250,7 @@ def test_split_detector_sends_phone_models_to_seat_crops_and_maps_boxes_back():
     assert core.cameras["c"].crops == seat_crop_rects(_two_seat_room(), "cam1")
     f = textured(3)
     f[300:330, 480:510] = 255  # 30x30 px: 0.3% of the frame, 0.9% of the crop of seat R
-    core.process([("c", 0.0, f)])  # seats take turns (CROP_INTERVAL_S = 2 frames at 2 fps): L
+    core.process([("c", 0.0, f)])  # seats take turns (seat_check_s 1.0 = 2 frames at 2 fps): L
     assert core.stats.crops == 1
     assert [b for b in core.cameras["c"].boxes if b.label == "cell phone"] == []
     core.process([("c", 0.5, f)])  # R's turn
@@ -301,6 +301,24 @@ def test_still_room_has_every_seat_rechecked_every_second_with_the_motion_gate_o
     assert core.stats.detected == 3
     assert [b.label for b in core.cameras["c"].boxes].count("cell phone") == 1
     assert [b.label for b in core.cameras["c"].boxes].count("person") == 1
+
+
+def test_seat_check_s_sets_how_often_each_seat_crop_is_re_detected():
+    """``detection.seat_check_s``: 1.0 (default) at 2 fps = each seat every other frame (the seats
+    take turns); 0.5 = every seat on every analysed frame."""
+    from analysis.detectors import OnnxDetector, Source
+
+    crops = {}
+    for check in (1.0, 0.5):
+        det = OnnxDetector([Source(_PersonModel(), {"person": 0.4}),
+                            Source(_SmallObjectModel(), {"cell phone": 0.3})])
+        core = AnalysisCore(det, RulesConfig(), DetectionConfig(analysis_fps=2.0, seat_check_s=check),
+                            snapshots=False, motion_gate=False)
+        core.add_camera("c", _two_seat_room(), "cam1")
+        for k in range(8):  # 4 s at 2 fps
+            core.process([("c", k * 0.5, textured(k))])
+        crops[check] = core.stats.crops
+    assert crops == {1.0: 8, 0.5: 16}
 
 
 def test_seat_motion_gate_skips_still_seats_until_the_recheck_and_sees_a_change_at_once():
