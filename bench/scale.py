@@ -82,7 +82,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.latency import CHROMIUM_ARGS, CLIPS, SUP_PW, loadavg, pct  # noqa: E402
-from bench.wall import analysis_metrics, tree, tree_cpu  # noqa: E402
+from bench.wall import _kv, analysis_metrics, tree, tree_cpu  # noqa: E402
 from testkit.hub import write_system_config  # noqa: E402
 
 SEG_S = 10.0  # bench/ingest.py's segment length; the hub's storage.segment_seconds here
@@ -110,9 +110,11 @@ LAG_JS = """
 """
 
 
-def write_config(tmp: Path, cameras: int, agent_rooms: list[str], check_fps: float | None = None) -> Path:
+def write_config(tmp: Path, cameras: int, agent_rooms: list[str], check_fps: float | None = None,
+                 detection: dict[str, Any] | None = None) -> Path:
     """``s001``… one sample room each (simulated), and ``edge`` with ``agent_rooms`` (real agent);
-    ``check_fps``: every site's ``analysis_check_fps`` (None: the default)."""
+    ``check_fps``: every site's ``analysis_check_fps`` (None: the default); ``detection``:
+    settings of the config's ``detection`` section (the real agent runs the hub's)."""
     import yaml
 
     sites = {f"s{i:03d}": [CLIPS[(i - 1) % len(CLIPS)]] for i in range(1, cameras + 1)}
@@ -124,10 +126,12 @@ def write_config(tmp: Path, cameras: int, agent_rooms: list[str], check_fps: flo
         users=[{"username": "sup", "role": "supervisor", "password": SUP_PW}],
         segment_seconds=SEG_S,
     )
-    if check_fps is not None:
+    if check_fps is not None or detection:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         for site in doc["sites"]:
-            site["analysis_check_fps"] = check_fps
+            if check_fps is not None:
+                site["analysis_check_fps"] = check_fps
+        doc.setdefault("detection", {}).update(detection or {})
         path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     return path
 
@@ -520,7 +524,7 @@ async def run(
     work.mkdir()
     for name in ("packets.pkl", "segments.json", "script.json"):
         os.symlink(shared[name], work / name)
-    cfg_path = write_config(tmp, sim, agent_rooms, args.check_fps)
+    cfg_path = write_config(tmp, sim, agent_rooms, args.check_fps, dict(args.detection))
     cfg = load_config(str(cfg_path))
     assert cfg.hub.secret_key is not None
     mtok = metrics_token(cfg.hub.secret_key.get_secret_value())
@@ -807,6 +811,8 @@ def main() -> int:
     ap.add_argument("--farms", type=int, default=0, help=f"farm processes (default: 1 per {CAMS_PER_FARM})")
     ap.add_argument("--check-fps", type=float, default=None,
                     help="every site's analysis_check_fps (default: the config default, 0.5)")
+    ap.add_argument("--detection", nargs="*", default=[], type=_kv, metavar="KEY=VALUE",
+                    help="detection settings, e.g. seat_check_s=0.5 runtime=onnxruntime")
     ap.add_argument("--json", default=None, help="also write {'runs': [...]} here")
     ap.add_argument("--farm", default=None, help=argparse.SUPPRESS)  # internal: simulated agents
     ap.add_argument("--real-agent", default=None, help=argparse.SUPPRESS)  # internal: probed agent
