@@ -396,8 +396,12 @@ class DetectionConfig(_Strict):
     # alarms on phone-like things held at the face, at 2.3-3.6x the detector time per frame.
     # Each seat crop is re-detected about every seat_check_s seconds (a whole number of analysed
     # frames, at least one; the seats of a camera take turns); in between its last phones and
-    # people are reused.  1.0 = every other frame at analysis_fps 2.
-    seat_check_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+    # people are reused.  0.5 = every analysed frame at analysis_fps 2, so each seat is
+    # re-detected at least once a second even when a frame comes late (issue #11: with 1.0, the
+    # default until 2026-12-07, 4 cameras on one agent gave p95 1.26-1.52 s between two checks
+    # of a seat; with 0.5, 0.92 s, at +1.4 points of a core per camera with OpenVINO; recall on
+    # the dev half unchanged, docs/analysis.md).
+    seat_check_s: Annotated[float, Field(gt=0, le=10)] = 0.5
     # Per-seat motion gate (off by default): a seat crop due for re-detection is skipped while
     # that seat's part of the picture is unchanged since its last detection (the frame gate's
     # test on a 32x32 thumbnail of the crop) and that detection is younger than

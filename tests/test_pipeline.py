@@ -244,8 +244,8 @@ def test_split_detector_sends_phone_models_to_seat_crops_and_maps_boxes_back():
     det = OnnxDetector([Source(pm, {"person": 0.4}), Source(om, {"cell phone": 0.3})])
     split = split_detector(det)
     assert split.crop is not None and split.crop is not det
-    core = AnalysisCore(det, RulesConfig(), DetectionConfig(analysis_fps=2.0), snapshots=False,
-                        motion_gate=False)
+    core = AnalysisCore(det, RulesConfig(), DetectionConfig(analysis_fps=2.0, seat_check_s=1.0),
+                        snapshots=False, motion_gate=False)
     core.add_camera("c", _two_seat_room(), "cam1")
     assert core.cameras["c"].crops == seat_crop_rects(_two_seat_room(), "cam1")
     f = textured(3)
@@ -281,8 +281,9 @@ def test_still_room_has_every_seat_rechecked_every_second_with_the_motion_gate_o
 
     pm, om = _PersonModel(), _SmallObjectModel()
     det = OnnxDetector([Source(pm, {"person": 0.4}), Source(om, {"cell phone": 0.3})])
-    core = AnalysisCore(det, RulesConfig(recheck_seconds=3.0), DetectionConfig(analysis_fps=2.0),
-                        snapshots=False, motion_gate=True)
+    core = AnalysisCore(det, RulesConfig(recheck_seconds=3.0),
+                        DetectionConfig(analysis_fps=2.0, seat_check_s=1.0), snapshots=False,
+                        motion_gate=True)
     core.add_camera("c", _two_seat_room(), "cam1")
     f = textured(3)
     rng = np.random.default_rng(0)
@@ -304,8 +305,8 @@ def test_still_room_has_every_seat_rechecked_every_second_with_the_motion_gate_o
 
 
 def test_seat_check_s_sets_how_often_each_seat_crop_is_re_detected():
-    """``detection.seat_check_s``: 1.0 (default) at 2 fps = each seat every other frame (the seats
-    take turns); 0.5 = every seat on every analysed frame."""
+    """``detection.seat_check_s``: 1.0 at 2 fps = each seat every other frame (the seats take
+    turns); 0.5 (the default) = every seat on every analysed frame."""
     from analysis.detectors import OnnxDetector, Source
 
     crops = {}
@@ -330,7 +331,7 @@ def test_seat_motion_gate_skips_still_seats_until_the_recheck_and_sees_a_change_
     pm, om = _PersonModel(), _SmallObjectModel()
     det = OnnxDetector([Source(pm, {"person": 0.4}), Source(om, {"cell phone": 0.3})])
     core = AnalysisCore(det, RulesConfig(recheck_seconds=3.0),
-                        DetectionConfig(analysis_fps=2.0, seat_motion_gate=True),
+                        DetectionConfig(analysis_fps=2.0, seat_check_s=1.0, seat_motion_gate=True),
                         snapshots=False, motion_gate=True)
     core.add_camera("c", _two_seat_room(), "cam1")
     f = textured(3)
