@@ -195,7 +195,10 @@ def expert_rule(s: Session, cfg: WarningsConfig, now: datetime) -> list[Candidat
                     message=f"expert {code} has {len(recs)} confirmed violations in {cfg.expert_days} days",
                     site=recs[-1].site if len({r.site for r in recs}) == 1 else None,
                     expert_codes=[code],
-                    details={"records": sorted(r.id for r in recs), "events": sorted(r.event_id for r in recs)},
+                    details={
+                        "records": sorted(r.id for r in recs),
+                        "events": sorted(r.event_id for r in recs),
+                    },
                 )
             )
     return out
@@ -289,7 +292,9 @@ def concurrent_rule(s: Session, cfg: WarningsConfig, now: datetime) -> list[Cand
     out = []
     for sess in sess_rows:
         seats = s.scalars(select(SessionSeat).where(SessionSeat.session_id == sess.id)).all()
-        who = {(x.site, x.room, x.seat): (x.expert_code or f"{x.site}/{x.room}/{x.seat}", x.bid) for x in seats}
+        who = {
+            (x.site, x.room, x.seat): (x.expert_code or f"{x.site}/{x.room}/{x.seat}", x.bid) for x in seats
+        }
         if not who:
             continue
         a = max(sess.started_at or since, since)
@@ -302,7 +307,7 @@ def concurrent_rule(s: Session, cfg: WarningsConfig, now: datetime) -> list[Cand
         ).all()
         by_bid: dict[str, list[tuple[datetime, str, str, int]]] = {}
         for eid, site, room, seat, at in evs:
-            hit = who.get((site, room, seat))
+            hit = who.get((site, room, seat or ""))
             if hit is not None:
                 by_bid.setdefault(hit[1], []).append((at, hit[0], f"{site}/{room}", int(eid)))
         for bid, flags in sorted(by_bid.items()):
@@ -399,7 +404,11 @@ def store(s: Session, found: list[Candidate], now: datetime) -> list[EarlyWarnin
         new.append(row)
         log.warning(
             "early warning raised kind=%s subject=%s site=%s value=%s threshold=%s",
-            c.kind, c.subject, c.site, c.value, c.threshold,
+            c.kind,
+            c.subject,
+            c.site,
+            c.value,
+            c.threshold,
         )
     return new
 
@@ -414,7 +423,9 @@ def names_of(s: Session, rows: list[EarlyWarning]) -> dict[str, str]:
     codes = {c for w in rows for c in (w.expert_codes or [])}
     if not codes:
         return {}
-    return {str(c): str(n) for c, n in s.execute(select(Expert.code, Expert.name).where(Expert.code.in_(codes)))}
+    return {
+        str(c): str(n) for c, n in s.execute(select(Expert.code, Expert.name).where(Expert.code.in_(codes)))
+    }
 
 
 def listing(

@@ -179,7 +179,11 @@ def incidents(s: Session, start: datetime, end: datetime, tz: str, site: str | N
         return [Count(key=k, count=c.get(k, 0)) for k in (keys if keys is not None else sorted(c))]
 
     return IncidentStats(
-        total=n, by_day=counts(days, all_days), by_site=counts(sites), by_room=counts(rooms), by_rule=counts(rules)
+        total=n,
+        by_day=counts(days, all_days),
+        by_site=counts(sites),
+        by_room=counts(rooms),
+        by_rule=counts(rules),
     )
 
 
@@ -235,7 +239,9 @@ def judgements(s: Session, start: datetime, end: datetime, site: str | None = No
     out = []
     for rule in sorted(set(conf) | set(dism)):
         c, x = conf[rule], dism[rule]
-        out.append(RuleJudgement(rule=rule, confirmed=c, dismissed=x, judged=c + x, false_alarm_rate=_pct(x, c + x)))
+        out.append(
+            RuleJudgement(rule=rule, confirmed=c, dismissed=x, judged=c + x, false_alarm_rate=_pct(x, c + x))
+        )
     return out
 
 
@@ -244,7 +250,7 @@ def judgements(s: Session, start: datetime, end: datetime, site: str | None = No
 
 def _p90(xs: list[float]) -> float:
     ys = sorted(xs)
-    k = max(0, min(len(ys) - 1, int(round(0.9 * (len(ys) - 1)))))
+    k = max(0, min(len(ys) - 1, round(0.9 * (len(ys) - 1))))
     return ys[k]
 
 
@@ -299,6 +305,8 @@ def session_windows(
     raw: dict[tuple[str, str, str], list[Interval]] = {}
     for sess, cam in s.execute(q):
         a = sess.started_at
+        if a is None:
+            continue
         b = sess.closed_at if sess.closed_at is not None else max(now, a)
         a, b = max(a, start), min(b, end)
         if b > a:
