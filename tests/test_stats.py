@@ -582,10 +582,13 @@ async def test_monthly_report_route(app: Any, services: Services) -> None:
 
 
 def _colour_pixels(png: bytes, hex_colour: str, tol: int = 18) -> int:
+    """Pixels of ``hex_colour`` in the plot area of a chart's canvas screenshot: the top 36 px
+    (the legend with its colour swatches, ``legend.top: 0``; the plot starts at 40) do not count,
+    so only drawn bars do."""
     import numpy as np
     from PIL import Image
 
-    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)[36:]
     want = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
     return int((np.abs(img - want).max(axis=2) <= tol).sum())
 
@@ -603,6 +606,8 @@ async def test_stats_page_draws_charts_in_chromium(tmp_path: Path, services: Ser
 
     from testkit.hub import CHROMIUM, CHROMIUM_ARGS
 
+    shots = tmp_path / "shots"  # the page and each chart, kept for a look when it fails
+    shots.mkdir()
     seed(services.db)
     with services.db.session() as s:
         evaluate(s, WCFG, T0 + timedelta(days=1))
@@ -660,10 +665,12 @@ async def test_stats_page_draws_charts_in_chromium(tmp_path: Path, services: Ser
                 )
 
             await show("supervisor")
+            await page.screenshot(path=str(shots / "page.png"), full_page=True)
             assert await page.locator("#nav button[data-view='stats']").is_visible()
             for chart, colours in want.items():
                 canvas = page.locator(f"#chart-{chart} canvas").first
                 png = await canvas.screenshot()
+                (shots / f"chart-{chart}.png").write_bytes(png)
                 for c in colours:
                     n = _colour_pixels(png, c)
                     assert n > 150, (chart, c, n)

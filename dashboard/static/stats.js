@@ -137,9 +137,10 @@ export const statsView = (function () {
       backgroundColor: "transparent",
       textStyle: { color: "#e6edf3" },
       tooltip: { trigger: "axis" },
-      legend: series.length > 1 ? { textStyle: { color: "#e6edf3" } } : undefined,
-      grid: { left: 48, right: 16, top: series.length > 1 ? 32 : 16, bottom: 56 },
-      xAxis: { type: "category", data: keys, axisLabel: { color: "#8b98a5", rotate: keys.length > 8 ? 40 : 0 } },
+      legend: series.length > 1 ? { top: 0, textStyle: { color: "#e6edf3" } } : undefined,
+      grid: { left: 48, right: 16, top: 40, bottom: 64 },
+      xAxis: { type: "category", data: keys,
+               axisLabel: { color: "#8b98a5", interval: 0, hideOverlap: true, rotate: keys.length > 4 ? 30 : 0 } },
       yAxis: { type: "value", max: opts.max, axisLabel: { color: "#8b98a5" }, splitLine: { lineStyle: { color: "#263241" } } },
       series: series.map((s) => ({ type: "bar", barMaxWidth: 36, ...s })),
     };
