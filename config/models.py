@@ -294,6 +294,15 @@ class S3Config(_Strict):
     embedded_server: EmbeddedS3Config = EmbeddedS3Config()
 
 
+def crontab_or_none(v: str | None) -> str | None:
+    """A crontab expression of 5 fields (minute hour day month weekday), or None."""
+    if v is not None and len(v.split()) != 5:
+        raise ValueError(
+            f"must be a crontab expression of 5 fields (minute hour day month weekday), got {v!r}"
+        )
+    return v
+
+
 class StorageConfig(_Strict):
     data_dir: str = "data"
     database_url: str = "sqlite:///data/evalwatch.db"
@@ -327,11 +336,7 @@ class StorageConfig(_Strict):
     @field_validator("purge_cron")
     @classmethod
     def _crontab(cls, v: str | None) -> str | None:
-        if v is not None and len(v.split()) != 5:
-            raise ValueError(
-                f"must be a crontab expression of 5 fields (minute hour day month weekday), got {v!r}"
-            )
-        return v
+        return crontab_or_none(v)
 
 
 class CaptureConfig(_Strict):
@@ -488,11 +493,7 @@ class WarningsConfig(_Strict):
     @field_validator("cron")
     @classmethod
     def _crontab(cls, v: str | None) -> str | None:
-        if v is not None and len(v.split()) != 5:
-            raise ValueError(
-                f"must be a crontab expression of 5 fields (minute hour day month weekday), got {v!r}"
-            )
-        return v
+        return crontab_or_none(v)
 
 
 class EvalwatchConfig(_Strict):
