@@ -698,3 +698,38 @@ async def test_stats_page_draws_charts_in_chromium(tmp_path: Path, services: Ser
         await task
     assert not errors, errors
     assert not [c for c in console if "Content Security Policy" in c], console
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+
+def test_stats_and_warnings_on_each_database(database: Any) -> None:
+    """The queries and the rules on SQLite and a real PostgreSQL (the ``database`` fixture runs
+    both): the seeded history gives the same numbers and the same four warnings, once."""
+    from sessions import stats
+
+    seed(database)
+    start, end = stats.day_range(DAY, DAY, "Asia/Shanghai")
+    with database.session() as s:
+        assert stats.incidents(s, start, end, "Asia/Shanghai").total == 12
+        cams = {c.camera: c for c in stats.camera_stats(s, start, end)}
+        room1 = cams["site1/room1/cam1"]
+        assert (room1.coverage_percent, room1.offline_s) == (75.0, 1800.0)
+        assert {j.rule: j.false_alarm_rate for j in stats.judgements(s, start, end)} == {
+            "phone": 0.0,
+            "seat_empty": 80.0,
+        }
+        assert [(e.code, e.violations) for e in stats.expert_violations(s, start, end, names=True)] == [
+            ("E0001", 3),
+            ("E0002", 1),
+        ]
+        raised = evaluate(s, WCFG, T0 + timedelta(days=1))
+        s.commit()
+        assert sorted(w.kind for w in raised) == [
+            "concurrent_flags",
+            "expert_violations",
+            "false_alarm_rate",
+            "site_offline",
+        ]
+        assert evaluate(s, WCFG, T0 + timedelta(days=1, minutes=10)) == []
+        s.commit()
