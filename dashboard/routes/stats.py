@@ -208,14 +208,13 @@ async def monthly_report(
     site: Annotated[str, Query(max_length=64)],
     month: Annotated[str, Query(description="YYYY-MM")],
     fmt: Annotated[str, Query(alias="format", pattern="^(html|pdf)$")] = "html",
-    lang: Annotated[str, Query(pattern="^(zh|en)$")] = "zh",
+    lang: Annotated[str, Query(pattern="^(" + "|".join(LANGS) + ")$")] = "zh",
 ) -> Response:
     """The monthly supervision report of a site as HTML or PDF."""
     try:
         data = await build_monthly(st.db, st.cfg, site, month)
     except MonthlyError as e:
         raise ApiError(400, e.code, str(e)) from None
-    assert lang in LANGS
     await auditor("monthly_report", target=f"site:{site}", details={"month": month, "format": fmt})
     name = f"evalwatch-monthly-{site}-{month}.{fmt}"
     if fmt == "pdf":

@@ -3,7 +3,7 @@
    from /api/stats/* for the chosen dates (hub time zone) and site.  Early warnings: the list from
    /api/warnings, new ones arrive on the alert WebSocket as {"type": "warning"} (alerts.js).
    Observers get expert codes only: the API sends them no names. */
-import { $, api, can, el, ev, fmtTime, guarded, me, ruleName, sitesDoc, toast } from "./core.js";
+import { $, api, can, el, ev, fmtTime, guarded, me, msToZoned, ruleName, sitesDoc, toast } from "./core.js";
 
 /* Series colours (tests look for these pixels in the canvases). */
 export const COLORS = { incidents: "#3b82f6", confirmed: "#ef4444", dismissed: "#22c55e", median: "#f59e0b",
@@ -31,15 +31,16 @@ export const statsView = (function () {
     return echartsReady;
   }
 
-  function isoDay(d) { return d.toISOString().slice(0, 10); }
+  /* The day (YYYY-MM-DD) of epoch ms in the hub's zone: the API's dates are the hub's days. */
+  function isoDay(ms) { return msToZoned(ms).slice(0, 10); }
 
   function fillForm() {
     if (filled) return;
     filled = true;
-    const today = new Date();
-    $("st-to").value = isoDay(today);
-    $("st-from").value = isoDay(new Date(today.getTime() - 29 * 86400e3));
-    $("st-month").value = isoDay(today).slice(0, 7);
+    const now = Date.now();
+    $("st-to").value = isoDay(now);
+    $("st-from").value = isoDay(now - 29 * 86400e3);
+    $("st-month").value = isoDay(now).slice(0, 7);
     const sel = $("st-site");
     for (const s of sitesDoc.sites) {
       const o = el("option", "", s.name ? s.id + " " + s.name : s.id);
