@@ -3,22 +3,61 @@
 ``WarningJob`` evaluates the rules on ``warnings.cron`` (crontab, in ``hub.timezone``) with
 APScheduler 3's ``AsyncIOScheduler`` in the hub's event loop, like the retention purge: one run
 at a time, missed runs coalesced.  Each newly raised warning is published through the alert hub
-(:meth:`dashboard.alerts.AlertHub.publish_warning`): every connected dashboard gets
-``{"type": "warning", "warning": WarningOut}`` on ``/ws/events``, and whatever else listens to
-the hub's fan-out (notifications) sees the same message.  The dashboard app starts the job in
+(:meth:`dashboard.alerts.AlertHub.publish_warning`): every connected dashboard gets a
+:class:`~sessions.earlywarning.WarningMessage` (``{"type": "warning", "id", "kind", "site", ...,
+"text"}``) on ``/ws/events``, and whatever else listens to the hub's fan-out (notifications)
+sees the same message.  The dashboard app starts the job in
 its lifespan; ``POST /api/warnings/run`` runs it once on demand.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from dashboard.alerts import AlertHub
 from dashboard.dbutil import run_db
-from sessions.earlywarning import WarningOut, evaluate
+from sessions.earlywarning import WarningMessage, WarningOut, evaluate
 
 log = logging.getLogger("evalwatch.warnings")
+I18N = Path(__file__).resolve().parent / "i18n"
+
+
+@cache
+def _strings(lang: str) -> dict[str, str]:
+    data: dict[str, str] = json.loads((I18N / f"{lang}.json").read_text(encoding="utf-8"))
+    return data
+
+
+def warning_text(w: WarningOut, lang: str = "zh-CN") -> str:
+    """``w`` as the sentence the UI shows (i18n ``warning.<kind>``; the same words as stats.js)."""
+    t = _strings(lang)
+
+    def num(v: float) -> str:
+        return f"{v:.1f}%" if w.unit == "percent" else f"{v:g}"
+
+    who = w.subject
+    if w.kind == "false_alarm_rate" and w.rule:
+        who = t.get("rule." + w.rule, w.rule)
+    elif w.kind in ("expert_violations", "concurrent_flags"):
+        who = " + ".join(w.expert_codes)
+        if w.bid:
+            who += f" ({t.get('sessions.bid', 'bid')} {w.bid})"
+    template = t.get("warning." + w.kind, w.message)
+    return (
+        template.replace("{who}", who)
+        .replace("{value}", num(w.value))
+        .replace("{threshold}", num(w.threshold))
+        .replace("{days}", str(w.window_days))
+    )
+
+
+def warning_message(w: WarningOut) -> WarningMessage:
+    """The push of ``w`` (fields at the top level, ``type: "warning"``, ``text`` in zh-CN)."""
+    return WarningMessage(**w.model_dump(), text=warning_text(w))
 
 
 class WarningJob:
@@ -42,7 +81,7 @@ class WarningJob:
         self.runs += 1
         self.last_error = None
         for w in raised:
-            self.hub.publish_warning(w)
+            self.hub.publish_warning(warning_message(w))
         if raised:
             log.info("early warnings raised n=%d kinds=%s", len(raised), sorted({w.kind for w in raised}))
         return raised

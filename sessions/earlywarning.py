@@ -117,11 +117,12 @@ class WarningOut(BaseModel):
     acknowledged_at: IsoTime | None
 
 
-class WarningMessage(BaseModel):
-    """The WebSocket / alert-hub message of a newly raised warning (``/ws/events``)."""
+class WarningMessage(WarningOut):
+    """The alert-hub / WebSocket message of a newly raised warning (``/ws/events``): the
+    warning's fields at the top level beside ``type`` and ``text`` (docs/statistics.md)."""
 
     type: Literal["warning"] = "warning"
-    warning: WarningOut
+    text: str = Field(description="the warning as one sentence in the UI's default language (zh-CN)")
 
 
 UNITS: dict[str, Literal["violations", "percent", "times"]] = {

@@ -430,9 +430,16 @@ async def test_warnings_pushed_listed_acknowledged(app: Any, services: Services)
     kinds = sorted(w["kind"] for w in r.json()["raised"])
     assert kinds == ["concurrent_flags", "expert_violations", "false_alarm_rate", "site_offline"]
     pushed = [watcher.queue.get_nowait() for _ in range(watcher.queue.qsize())]
-    assert sorted(m["warning"]["kind"] for m in pushed) == kinds
-    assert all(m["type"] == "warning" and m["warning"]["status"] == "open" for m in pushed)
+    assert sorted(m["kind"] for m in pushed) == kinds
+    assert all(m["type"] == "warning" and m["status"] == "open" and m["expert_names"] is None for m in pushed)
     assert "张三" not in json.dumps(pushed, ensure_ascii=False)
+    by_kind = {m["kind"]: m for m in pushed}  # the fields the notifications read, text in zh-CN
+    offline = by_kind["site_offline"]
+    assert offline["site"] == "site1" and offline["details"]["offline_s"] == 1800
+    assert by_kind["site_offline"]["text"] == "场地 site1：30 天内摄像头离线占评标时长 12.5%（阈值 10.0%）"
+    assert by_kind["expert_violations"]["text"] == "专家 E0001：90 天内确认违规 3 次（阈值 3）"
+    assert by_kind["false_alarm_rate"]["text"].startswith("规则 评标专家离席：")
+    assert by_kind["concurrent_flags"]["text"].startswith("专家 E0001 + E0002 (标段 B1)")
     # run again: nothing new, nothing pushed
     r = await sup.post("/api/warnings/run")
     assert r.json()["raised"] == [] and watcher.queue.qsize() == 0

@@ -162,9 +162,9 @@ export const alerts = (function () {
   function onMessage(msg) {
     if (msg.type === "resync") { load(); return; }
     if (msg.type === "warning") { // an early warning (sessions/earlywarning.py): the statistics page lists it
-      ev.warnings = [...(ev.warnings || []), msg.warning];
-      toast(t("warning_kind." + msg.warning.kind) + ": " + msg.warning.subject);
-      document.dispatchEvent(new CustomEvent("evalwatch-warning", { detail: msg.warning }));
+      ev.warnings = [...(ev.warnings || []), msg];
+      toast(t("warning_kind." + msg.kind) + ": " + msg.subject);
+      document.dispatchEvent(new CustomEvent("evalwatch-warning", { detail: msg }));
       return;
     }
     if (msg.type !== "event") return;
