@@ -294,6 +294,15 @@ class S3Config(_Strict):
     embedded_server: EmbeddedS3Config = EmbeddedS3Config()
 
 
+def crontab_or_none(v: str | None) -> str | None:
+    """A crontab expression of 5 fields (minute hour day month weekday), or None."""
+    if v is not None and len(v.split()) != 5:
+        raise ValueError(
+            f"must be a crontab expression of 5 fields (minute hour day month weekday), got {v!r}"
+        )
+    return v
+
+
 class StorageConfig(_Strict):
     data_dir: str = "data"
     database_url: str = "sqlite:///data/evalwatch.db"
@@ -327,11 +336,7 @@ class StorageConfig(_Strict):
     @field_validator("purge_cron")
     @classmethod
     def _crontab(cls, v: str | None) -> str | None:
-        if v is not None and len(v.split()) != 5:
-            raise ValueError(
-                f"must be a crontab expression of 5 fields (minute hour day month weekday), got {v!r}"
-            )
-        return v
+        return crontab_or_none(v)
 
 
 class CaptureConfig(_Strict):
@@ -475,6 +480,39 @@ class CreditConfig(_Strict):
         return self
 
 
+class WarningsConfig(_Strict):
+    """Early warnings (预警, docs/statistics.md): four rules evaluated on ``cron`` (crontab, in
+    ``hub.timezone``; null = never on its own) over the last ``*_days`` days.  A warning is
+    stored once per subject and new evidence (the same condition is not raised again every run)
+    and pushed to the dashboards as a ``{"type": "warning"}`` message."""
+
+    # When the rules run (minute hour day month weekday); null: only on demand.
+    cron: str | None = "*/10 * * * *"
+    # An expert with at least expert_violations confirmed violations within expert_days days.
+    expert_violations: Annotated[int, Field(ge=1)] = 3
+    expert_days: Annotated[int, Field(ge=1, le=3660)] = 90
+    # A site whose cameras were offline more than site_offline_percent % of the session time of
+    # its cameras (sessions overlapping the last site_offline_days days).
+    site_offline_percent: Annotated[float, Field(gt=0, le=100)] = 10.0
+    site_offline_days: Annotated[int, Field(ge=1, le=3660)] = 30
+    # A rule whose false-alarm rate (dismissed / judged incidents) is above false_alarm_percent %
+    # over the last false_alarm_days days, counted once at least false_alarm_min_judged of its
+    # incidents were judged (two dismissals of two are no trend).
+    false_alarm_percent: Annotated[float, Field(ge=0, lt=100)] = 50.0
+    false_alarm_days: Annotated[int, Field(ge=1, le=3660)] = 30
+    false_alarm_min_judged: Annotated[int, Field(ge=1)] = 5
+    # Two experts of the same bid flagged (an incident on their seats) in different rooms within
+    # concurrent_seconds of each other, at least concurrent_times times within concurrent_days.
+    concurrent_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    concurrent_times: Annotated[int, Field(ge=2)] = 2
+    concurrent_days: Annotated[int, Field(ge=1, le=3660)] = 30
+
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, v: str | None) -> str | None:
+        return crontab_or_none(v)
+
+
 class EvalwatchConfig(_Strict):
     """The whole configuration of one hub and its sites."""
 
@@ -484,6 +522,7 @@ class EvalwatchConfig(_Strict):
     detection: DetectionConfig = DetectionConfig()
     rules: RulesConfig = RulesConfig()
     credit: CreditConfig = CreditConfig()
+    warnings: WarningsConfig = WarningsConfig()
     users: list[UserConfig] = []
     sites: list[SiteConfig] = []
     # YAML file of generated secrets (hub key, S3 keys, agent tokens, demo passwords); created

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dashboard.services import EventBusLike
+from sessions.earlywarning import WarningMessage
 from storage.incident import EventLive, EventMessage, EventWorkflow
 
 if TYPE_CHECKING:
@@ -150,6 +151,12 @@ class AlertHub:
         """Tell every browser to reload the alert list (messages may have been missed)."""
         for c in list(self.clients):
             c.offer({"type": "resync"})
+
+    def publish_warning(self, msg: WarningMessage) -> None:
+        """A newly raised early warning (``sessions.earlywarning``): to every browser as
+        ``{"type": "warning", "id", "kind", "subject", "site", ..., "text"}`` (codes only, no
+        names: observers get it too), through :meth:`publish` like every alert."""
+        self.publish(msg.model_dump(mode="json"))
 
     def publish(self, msg: dict[str, Any]) -> None:
         self.pushed += 1

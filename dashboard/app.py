@@ -30,12 +30,13 @@ from dashboard import apidoc
 from dashboard.alerts import AlertHub
 from dashboard.dbutil import run_db
 from dashboard.defs import Health, media
+from dashboard.earlywarn import WarningJob
 from dashboard.errors import ApiError, error_body, install_error_handlers
 from dashboard.experts import ExpertTagger
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics
 from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principal, allow, page
-from dashboard.routes import admin, agents, auth, events, experts, live, replay, seating, sessions
+from dashboard.routes import admin, agents, auth, events, experts, live, replay, seating, sessions, stats
 from dashboard.security import SessionCodec
 from dashboard.state import DashState
 from dashboard.users import LoginSessions, UserCache, seed_users
@@ -128,6 +129,7 @@ def create_app(services: Any) -> FastAPI:
     )
     state_holder["st"] = st
     st.alerts.enrich = ExpertTagger(services.db)
+    st.warnings = WarningJob(cfg, services.db, st.alerts)
     metrics.attach(st)
 
     @asynccontextmanager
@@ -139,9 +141,11 @@ def create_app(services: Any) -> FastAPI:
         if created:
             log.info("dashboard: created users %s", ", ".join(created))
         await st.alerts.start()
+        st.warnings.start()  # early warnings on warnings.cron (dashboard.earlywarn)
         try:
             yield
         finally:
+            await st.warnings.stop()
             await st.alerts.stop()
             await st.live.close_all()
 
@@ -190,7 +194,7 @@ def create_app(services: Any) -> FastAPI:
         return response
 
     for r in (auth.router, events.router, live.router, replay.router, admin.router, seating.router,
-              sessions.router, agents.router, experts.router):
+              sessions.router, agents.router, experts.router, stats.router):
         app.include_router(r)
     app.include_router(_misc_router(st))
     for extra in getattr(services, "extra_routers", None) or []:

@@ -63,6 +63,11 @@ MESSAGES: dict[str, str] = {
     "err.too_many_enroll_attempts": "Too many failed enrolments from this address; try again later.",
     "err.credential_not_found": "No such agent credential of this site (or already revoked).",
     "err.conflict": "Conflicts with what is already stored.",
+    # statistics and early warnings (dashboard/routes/stats.py)
+    "err.bad_stats_range": "Invalid date range (to must not be before from, at most 366 days).",
+    "err.warning_not_found": "No such warning.",
+    "err.warning_not_open": "This warning has already been acknowledged.",
+    "err.warnings_failed": "The early-warning rules could not be evaluated; see the hub's log.",
     "err.password_change_required": "Choose a new password before using the dashboard.",
 }
 

@@ -32,6 +32,8 @@ class DashState:
     secure_cookies: bool = False
     #: ``hub.trusted_proxies`` parsed (``dashboard.policy.client_ip``).
     trusted_proxies: list[Any] = field(default_factory=list)
+    #: The scheduled early-warning run (``dashboard.earlywarn.WarningJob``), set by ``create_app``.
+    warnings: Any = None
 
     @property
     def cfg(self) -> Any:

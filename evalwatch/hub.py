@@ -14,7 +14,8 @@ Start-up order, top to bottom:
    sampled frames); the retention purge job (``evalwatch.retention``, APScheduler on
    ``storage.purge_cron``); the frame router (the recorder's sink);
 6. the recorder and its ingest routes; with PostgreSQL the cross-node alert relay
-   (``dashboard.notify``, started by the dashboard); the dashboard app; uvicorn.
+   (``dashboard.notify``, started by the dashboard); the dashboard app (its lifespan also starts the
+   early-warning job, ``dashboard.earlywarn``, on ``warnings.cron``); uvicorn.
 
 Shutdown runs the same list backwards.
 """

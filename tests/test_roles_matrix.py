@@ -92,6 +92,16 @@ EXPECTED: dict[str, set[str]] = {
     "GET /api/credit/feed": {"admin", "supervisor", "auditor"},
     "GET /api/credit/{record_id}": set(ROLES),
     "POST /api/credit/{record_id}/revise": {"admin", "supervisor"},
+    # statistics, early warnings, monthly report (dashboard.routes.stats, docs/statistics.md)
+    "GET /api/stats/incidents": set(ROLES),
+    "GET /api/stats/judgements": set(ROLES),
+    "GET /api/stats/ack": set(ROLES),
+    "GET /api/stats/cameras": set(ROLES),
+    "GET /api/stats/experts": set(ROLES),
+    "GET /api/warnings": set(ROLES),
+    "POST /api/warnings/run": {"admin", "supervisor"},
+    "POST /api/warnings/{warning_id}/ack": {"admin", "supervisor"},
+    "GET /api/reports/monthly": {"admin", "supervisor", "auditor"},
     # site agents (dashboard.routes.agents): enrolment is anonymous (the code is the credential)
     "POST /api/sites/{site}/enroll-codes": {"admin"},
     "POST /api/agent/enroll": {ANON, *ROLES},
@@ -110,6 +120,7 @@ PARAMS = {
     "session_id": "1",
     "code": "E0001",
     "record_id": "1",
+    "warning_id": "1",
 }
 QUERY = {"start": "2025-01-01T00:00:00Z", "end": "2025-01-01T00:01:00Z"}
 BODIES: dict[str, Any] = {

@@ -1,5 +1,5 @@
 /* evalwatch dashboard: the alert list and its workflow, fed by the WebSocket push. */
-import { $, api, camKey, cameras, can, current, el, ev, fmtTime, guarded, ruleName } from "./core.js";
+import { $, api, camKey, cameras, can, current, el, ev, fmtTime, guarded, ruleName, toast } from "./core.js";
 import { beep } from "./sound.js";
 import { wall } from "./wall.js";
 
@@ -161,6 +161,12 @@ export const alerts = (function () {
 
   function onMessage(msg) {
     if (msg.type === "resync") { load(); return; }
+    if (msg.type === "warning") { // an early warning (sessions/earlywarning.py): the statistics page lists it
+      ev.warnings = [...(ev.warnings || []), msg];
+      toast(t("warning_kind." + msg.kind) + ": " + msg.subject);
+      document.dispatchEvent(new CustomEvent("evalwatch-warning", { detail: msg }));
+      return;
+    }
     if (msg.type !== "event") return;
     const e = msg.event;
     if (e.started_at === undefined && !byId.has(e.id)) return;

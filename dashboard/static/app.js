@@ -12,8 +12,9 @@ import { agentsView } from "./agents.js";
 import { auditView } from "./audit.js";
 import { sessionsView } from "./sessions.js";
 import { expertsView } from "./experts.js";
+import { statsView } from "./stats.js";
 
-const views = ["wall", "alerts", "sessions", "experts", "replay", "users", "agents", "audit"];
+const views = ["wall", "alerts", "sessions", "experts", "stats", "replay", "users", "agents", "audit"];
 function show(view, arg) {
   const allowed = [...document.querySelectorAll("#nav button")].filter((b) => !b.hidden).map((b) => b.dataset.view);
   if (!allowed.includes(view)) view = allowed[0];
@@ -25,6 +26,7 @@ function show(view, arg) {
   if (view === "replay") replay.open(arg);
   if (view === "sessions") sessionsView.open(arg);
   if (view === "experts") expertsView.open(arg);
+  if (view === "stats") statsView.open(arg);
   if (view === "users") users.load();
   if (view === "agents") agentsView.load();
   if (view === "audit") auditView.load();
@@ -47,6 +49,7 @@ document.addEventListener("i18n-changed", () => {
   replay.relabel();
   sessionsView.relabel();
   if (current === "experts") expertsView.relabel();
+  if (current === "stats") statsView.relabel();
   if (current === "users") users.load();
   if (current === "agents") agentsView.load();
   if (current === "audit") auditView.load();
