@@ -55,7 +55,8 @@ def _code(fn: Any) -> str:
 
 
 def _versions(c: Minio, bucket: str, key: str) -> list[str]:
-    return [str(o.version_id) for o in c.list_objects(bucket, prefix=key, include_version=True) if o.object_name == key]
+    objs = c.list_objects(bucket, prefix=key, include_version=True)
+    return [str(o.version_id) for o in objs if o.object_name == key]
 
 
 def _purge_key(c: Minio, bucket: str, key: str) -> None:
@@ -69,10 +70,9 @@ async def _archive(segments: SegmentStore, site: str, camera: str, n: int, first
     for i in range(first, first + n):
         start = T0 + timedelta(seconds=10 * i)
         data = hashlib.sha256(f"{site}{camera}{i}".encode()).digest() * 64
-        rec = await segments.put(
-            SegmentMeta(site=site, room="room1", camera=camera, start=start, end=start + timedelta(seconds=10)),
-            data,
-        )
+        end = start + timedelta(seconds=10)
+        meta = SegmentMeta(site=site, room="room1", camera=camera, start=start, end=end)
+        rec = await segments.put(meta, data)
         assert rec.uploaded
 
 
@@ -81,7 +81,7 @@ async def _feed_file(db: Any, key: HubKey, path: Path) -> Path:
         generated_at="2026-03-01T03:00:00.000Z", key_id=key.key_id, public_key=key.public_pem(),
         anchors=await feed_records(db, limit=100),  # type: ignore[arg-type]
     )
-    path.write_text(feed.model_dump_json(), encoding="utf-8")
+    await asyncio.to_thread(path.write_text, feed.model_dump_json(), encoding="utf-8")
     return path
 
 
@@ -107,7 +107,7 @@ def _config(tmp: Path, s3: S3Config, bucket: str) -> Path:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_kept_feed_catches_a_consistent_rewrite_that_plain_verify_misses(
-    s3_server, database, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+    s3_server, database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bucket = f"anch-{uuid.uuid4().hex[:8]}"
     store = ObjectStore(s3_server.cfg.model_copy(update={"bucket_segments": bucket}))
@@ -173,7 +173,8 @@ async def test_kept_feed_catches_a_consistent_rewrite_that_plain_verify_misses(
     assert f"PROBLEM {cam1} seq 4: truncated: the chain has no link 4" in out, out
     assert f"OK {cam2}" in out and "anchors: PROBLEMS FOUND" in out
     # --camera narrows it down.
-    assert await _verify(["--config", str(cfg), "--anchors", str(feed), "--key", str(pem), "--camera", cam2]) == 0
+    args = ["--config", str(cfg), "--anchors", str(feed), "--key", str(pem)]
+    assert await _verify([*args, "--camera", cam2]) == 0
     capsys.readouterr()
 
     # A feed the attacker re-signs over the rewritten heads with their own key (and their key
@@ -202,7 +203,8 @@ async def test_bad_feed_input_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
     bad.write_text('{"type": "something-else"}', encoding="utf-8")
     assert await _verify(["--config", str(cfg), "--anchors", str(bad), "--key", str(pem)]) == 2
     assert "not an evalwatch anchor feed" in capsys.readouterr().err
-    assert await _verify(["--config", str(cfg), "--anchors", str(tmp_path / "nope.json"), "--key", str(pem)]) == 2
+    nope = str(tmp_path / "nope.json")
+    assert await _verify(["--config", str(cfg), "--anchors", nope, "--key", str(pem)]) == 2
     assert "nope.json" in capsys.readouterr().err
     # A record whose heads were edited after signing is a PROBLEM, not a crash.
     rec = sign_record(key, [{"camera": "s/r/c", "seq": 2, "head_hash": "a" * 64, "time": None}],
@@ -216,7 +218,7 @@ async def test_bad_feed_input_is_a_clear_error(tmp_path: Path, capsys: pytest.Ca
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_anchor_store_cannot_be_rewritten_with_the_hubs_keys(
-    database, tmp_path: Path  # type: ignore[no-untyped-def]
+    database, tmp_path: Path
 ) -> None:
     """The demo's anchor store: a second identity on the embedded SeaweedFS, allowed only the
     anchor bucket, locked COMPLIANCE; the hub's identity limited to its own buckets."""
@@ -282,7 +284,7 @@ def _bio(data: bytes) -> Any:
     return io.BytesIO(data)
 
 
-async def test_anchor_job_schedules_on_the_cron(database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_anchor_job_schedules_on_the_cron(database, tmp_path: Path) -> None:
     from config.models import EvalwatchConfig
     from evalwatch.anchors import AnchorJob
 
