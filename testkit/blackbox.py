@@ -88,6 +88,8 @@ class Hub:
         doc["storage"]["anchor"] = {"embedded": True, "retention_days": 1}
         doc["storage"]["retention_days"] = 1
         doc["sites"][0]["agent_token"] = AGENT_TOKEN
+        # The probes need no analysis: the lightest detector set-up, for a quicker start.
+        doc["detection"] = {"runtime": "onnxruntime", "frame_input": "384x288", "crop_model": "int8"}
         self.doc = doc
         self.cfg = tmp / "evalwatch.yaml"
         self.cfg.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
@@ -213,7 +215,7 @@ class Probes:
         spec = {"code": self.session_code, "project": "black box", "bids": ["B1"],
                 "planned_start": _iso(now), "planned_end": _iso(now + timedelta(hours=1)),
                 "rooms": [{"site": SITE, "room": ROOM, "cameras": [CAMERA]}],
-                "seats": [{"expert": "王专家", "expert_code": "E42", "bid": "B1", "room": ROOM,
+                "seats": [{"expert": "王专家", "bid": "B1", "room": ROOM,
                            "seat": "S1", "site": SITE}]}
         r = sup.post("/api/sessions", json=spec)
         assert r.status_code == 201, f"create session: {r.status_code} {r.text[:300]}"
@@ -532,6 +534,7 @@ class Probes:
             self.session_with_footage()
         except AssertionError as e:
             self.results.append(Result("setup", "FAIL", f"session with footage: {e}"))
+            print(self.results[-1], flush=True)
             return self.results
         self.check("1 verify zip", self.p1_verify_zip_without_key)
         self.check("10 manifest", self.p10_malformed_manifest)
