@@ -335,12 +335,17 @@ class Probes:
         return "chunked 2.6 MB body: 413, hub serving"
 
     def p9_metrics_methods(self) -> str:
+        # uvicorn's parser refuses invented method names itself; the WebDAV and other methods it
+        # knows reach the app, and each would have been a new label series.
+        methods = ("PROPFIND", "MKCOL", "PURGE", "SEARCH", "UNLOCK", "REPORT")
         with self.hub.client("127.0.0.10") as c:
-            for i in range(5):
-                c.request(f"BLACKBOX{i}", "/healthz")
+            for m in methods:
+                c.request(m, "/healthz")
         text = self.users["admin"].get("/metrics").text
-        assert "BLACKBOX" not in text, "client-chosen methods became metric labels"
-        return "unknown methods are not metric labels"
+        assert "evalwatch_http_requests" in text, "no request metrics at all"
+        labelled = [m for m in methods if f'method="{m}"' in text]
+        assert not labelled, f"client-chosen methods became metric labels: {labelled}"
+        return f"{', '.join(methods)} are not metric labels"
 
     def p11_config_view(self) -> str:
         r = self.users["admin"].get("/api/config")
@@ -519,16 +524,30 @@ class Probes:
                     time.sleep(0.05)
 
         def bad(i: int) -> int:
-            with self.hub.client("127.0.0.42") as c:
-                return c.post("/api/auth/login",
-                              json={"username": f"flood{i}", "password": "wrong-password-x"}).status_code
+            try:
+                return flood.post("/api/auth/login",
+                                  json={"username": f"flood{i}", "password": "wrong-password-x"}).status_code
+            except httpx.HTTPError as e:
+                return -len(type(e).__name__)  # counted as neither 401 nor 429
 
-        with concurrent.futures.ThreadPoolExecutor(61) as ex:
+        with self.hub.client("127.0.0.41") as c:  # the loaded machine's own latency, for the limit
+            base = []
+            for _ in range(5):
+                t0 = time.monotonic()
+                c.get("/healthz")
+                base.append(time.monotonic() - t0)
+        limit = max(2.0, 4 * max(base))
+        flood = httpx.Client(base_url=self.hub.url, timeout=120, transport=httpx.HTTPTransport(
+            local_address="127.0.0.42", limits=httpx.Limits(max_connections=60, max_keepalive_connections=60)))
+        with flood, concurrent.futures.ThreadPoolExecutor(61) as ex:
             poller = ex.submit(poll)
-            codes = list(ex.map(bad, range(60)))
-            stop = True
+            try:
+                codes = list(ex.map(bad, range(60)))
+            finally:
+                stop = True
             poller.result()
-        assert lat and max(lat) < 2.0, f"/healthz took up to {max(lat):.2f}s during the flood"
+        assert lat and max(lat) < limit, (
+            f"/healthz took up to {max(lat):.2f}s during the flood (limit {limit:.1f}s)")
         assert codes.count(429) >= 25, f"60 concurrent bad logins: {codes}"
         return f"60 concurrent bad logins: {codes.count(429)}x 429; /healthz max {max(lat):.2f}s"
 
