@@ -537,8 +537,9 @@ class Probes:
                 c.get("/healthz")
                 base.append(time.monotonic() - t0)
         limit = max(2.0, 4 * max(base))
-        flood = httpx.Client(base_url=self.hub.url, timeout=120, transport=httpx.HTTPTransport(
-            local_address="127.0.0.42", limits=httpx.Limits(max_connections=60, max_keepalive_connections=60)))
+        pool = httpx.Limits(max_connections=60, max_keepalive_connections=60)
+        flood = httpx.Client(base_url=self.hub.url, timeout=120,
+                             transport=httpx.HTTPTransport(local_address="127.0.0.42", limits=pool))
         with flood, concurrent.futures.ThreadPoolExecutor(61) as ex:
             poller = ex.submit(poll)
             try:
