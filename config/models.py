@@ -364,6 +364,15 @@ class StorageConfig(_Strict):
     # The anchor store outside the hub (AnchorStoreConfig); null = off (only the feed).
     anchor: AnchorStoreConfig | None = None
 
+    @model_validator(mode="after")
+    def _anchor_where(self) -> StorageConfig:
+        if self.anchor is not None and self.anchor.embedded and not self.s3.embedded:
+            raise ValueError(
+                "anchor.embedded: the demo's anchor store lives on the hub's embedded SeaweedFS, but "
+                "storage.s3.embedded is false; give anchor.endpoint and its keys instead"
+            )
+        return self
+
     @field_validator("purge_cron", "anchor_cron")
     @classmethod
     def _crontab(cls, v: str | None) -> str | None:

@@ -302,3 +302,27 @@ async def test_anchor_job_schedules_on_the_cron(database, tmp_path: Path) -> Non
         EvalwatchConfig.model_validate({"storage": {"anchor_cron": "hourly"}})
     with pytest.raises(ValueError, match="endpoint"):
         EvalwatchConfig.model_validate({"storage": {"anchor": {"bucket": "x-anchors"}}})
+
+
+def test_anchor_config_is_checked_with_the_field_named(tmp_path: Path) -> None:
+    from config.loader import ConfigError, load_config
+    from config.models import EvalwatchConfig
+
+    with pytest.raises(ValueError, match=r"anchor\.embedded"):
+        EvalwatchConfig.model_validate({"storage": {"s3": {"embedded": False}, "anchor": {"embedded": True}}})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "storage": {"data_dir": str(tmp_path), "anchor": {"endpoint": "anchors.example.org:9000"}},
+        "secrets_file": str(tmp_path / "secrets.yaml"),
+    }), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"storage\.anchor\.access_key: required"):
+        load_config(cfg)
+    # the demo's embedded store gets generated keys, kept in the secrets file
+    cfg.write_text(yaml.safe_dump({
+        "storage": {"data_dir": str(tmp_path), "anchor": {"embedded": True}},
+        "secrets_file": str(tmp_path / "secrets.yaml"),
+    }), encoding="utf-8")
+    a = load_config(cfg).storage.anchor
+    assert a is not None and a.access_key is not None and a.secret_key is not None
+    stored = yaml.safe_load((tmp_path / "secrets.yaml").read_text(encoding="utf-8"))
+    assert stored["anchor.secret_key"] == a.secret_key.get_secret_value()
