@@ -51,19 +51,12 @@ class AnchorJob:
         if expr is None:
             log.info("chain heads anchored only at session close (storage.anchor_cron is null)")
             return
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
-        from apscheduler.triggers.cron import CronTrigger
+        from evalwatch.retention import cron_scheduler
 
-        try:
-            trigger = CronTrigger.from_crontab(expr, timezone=self.cfg.hub.timezone)
-        except ValueError as e:
-            raise ValueError(f"storage.anchor_cron {expr!r}: {e}") from None
-        self.scheduler = AsyncIOScheduler(timezone=self.cfg.hub.timezone)
-        self.scheduler.add_job(
-            self.run_once, trigger, id="chain-anchor", name="chain anchor", max_instances=1,
-            coalesce=True, misfire_grace_time=3600,
+        self.scheduler = cron_scheduler(
+            self.run_once, expr, self.cfg.hub.timezone, field="storage.anchor_cron",
+            job_id="chain-anchor", name="chain anchor", grace_s=3600,
         )
-        self.scheduler.start()
         job = self.scheduler.get_job("chain-anchor")
         log.info(
             "chain anchor scheduled cron=%r next=%s",

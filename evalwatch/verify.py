@@ -32,10 +32,10 @@ UNPINNED = 3
 given: it is not called intact."""
 
 
-def _trusted_keys(args: argparse.Namespace) -> list[str] | int:
-    """The PEMs from ``--key``, ``--trusted`` and ``--config`` (the hub's own key and its rotated
-    keys); an exit code (2) after a message when one cannot be read."""
-    from sessions.signing import hub_trusted_pems, read_public_pems
+def _pinned_pems(args: argparse.Namespace) -> list[str] | int:
+    """The PEMs of ``--key`` and ``--trusted``; an exit code (2) after a message when one cannot
+    be read."""
+    from sessions.signing import read_public_pems
 
     pems: list[str] = []
     for opt, paths in (("--key", args.key or []), ("--trusted", args.trusted or [])):
@@ -45,6 +45,28 @@ def _trusted_keys(args: argparse.Namespace) -> list[str] | int:
             except ValueError as e:
                 print(f"evalwatch verify: {opt} {kp}: {e}", file=sys.stderr)
                 return 2
+    return pems
+
+
+def _load_cfg(path: str) -> Any:
+    """The config, or an exit code (2) after the problems."""
+    from config.loader import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        print(f"evalwatch verify: config error:\n{e}", file=sys.stderr)
+        return 2
+
+
+def _trusted_keys(args: argparse.Namespace) -> list[str] | int:
+    """The PEMs from ``--key``, ``--trusted`` and ``--config`` (the hub's own key and its rotated
+    keys); an exit code (2) after a message when one cannot be read."""
+    from sessions.signing import hub_trusted_pems
+
+    pems = _pinned_pems(args)
+    if isinstance(pems, int):
+        return pems
     if args.config:
         from config.loader import ConfigError, load_config
         from sessions.signing import HubKeyError
@@ -190,13 +212,9 @@ def cli(argv: list[str]) -> int:
     except ValueError as e:
         print(f"evalwatch verify: bad --from/--to: {e}", file=sys.stderr)
         return 2
-    from config.loader import ConfigError, load_config
-
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as e:
-        print(f"evalwatch verify: config error:\n{e}", file=sys.stderr)
-        return 2
+    cfg = _load_cfg(args.config)
+    if isinstance(cfg, int):
+        return cfg
     try:
         result = asyncio.run(verify_chain(ObjectStore(cfg.storage.s3), *cam.as_tuple(), start, end))
     except StorageError as e:
@@ -216,16 +234,10 @@ def _verify_anchors(args: argparse.Namespace) -> int:
     kept anchor feeds (:func:`sessions.anchors.check_archive`).  0 every anchored head is there,
     1 a PROBLEM (naming camera and seq), 2 bad input, 3 (:data:`UNPINNED`) no pinned key."""
     from sessions.anchors import check_archive, load_feed
-    from sessions.signing import read_public_pems
 
-    pems: list[str] = []
-    for opt, paths in (("--key", args.key or []), ("--trusted", args.trusted or [])):
-        for kp in paths:
-            try:
-                pems.extend(read_public_pems(kp))
-            except ValueError as e:
-                print(f"evalwatch verify: {opt} {kp}: {e}", file=sys.stderr)
-                return 2
+    pems = _pinned_pems(args)
+    if isinstance(pems, int):
+        return pems
     records: list[dict[str, Any]] = []
     for feed in args.anchors:
         try:
@@ -252,13 +264,9 @@ def _verify_anchors(args: argparse.Namespace) -> int:
             print(f"evalwatch verify: --camera must be site/room/camera, got {args.camera!r}",
                   file=sys.stderr)
             return 2
-    from config.loader import ConfigError, load_config
-
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as e:
-        print(f"evalwatch verify: config error:\n{e}", file=sys.stderr)
-        return 2
+    cfg = _load_cfg(args.config)
+    if isinstance(cfg, int):
+        return cfg
     try:
         check = asyncio.run(check_archive(ObjectStore(cfg.storage.s3), records, pems, camera=cam))
     except StorageError as e:
