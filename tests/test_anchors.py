@@ -326,3 +326,36 @@ def test_anchor_config_is_checked_with_the_field_named(tmp_path: Path) -> None:
     assert a is not None and a.access_key is not None and a.secret_key is not None
     stored = yaml.safe_load((tmp_path / "secrets.yaml").read_text(encoding="utf-8"))
     assert stored["anchor.secret_key"] == a.secret_key.get_secret_value()
+
+
+async def test_session_close_on_the_command_line_anchors_the_heads(
+    unique_site: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``evalwatch session close`` anchors too; an anchor store that cannot be reached is said
+    and kept in the row (``store_error``), and the close still succeeds."""
+    from test_sessions_support import cfg_dict, spec_dict, write_cfg
+
+    from evalwatch.session import cli as session_cli
+    from storage.db import Database
+
+    raw = cfg_dict(unique_site, tmp_path)
+    raw["storage"]["anchor"] = {"endpoint": "127.0.0.1:9", "access_key": "anchor-key-123456",
+                                "secret_key": "anchor-secret-123456"}
+    cfg = str(write_cfg(tmp_path / "evalwatch.yaml", raw))
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(spec_dict(unique_site)), encoding="utf-8")
+    for argv in (["create", "--config", cfg, str(spec)], ["start", "--config", cfg, "1"]):
+        assert await asyncio.to_thread(session_cli, argv) == 0
+    capsys.readouterr()
+    assert await asyncio.to_thread(session_cli, ["close", "--config", cfg, "1"]) == 0
+    out = capsys.readouterr().out
+    assert "chain heads anchored (anchor store: s3://evalwatch-anchors (COMPLIANCE" in out, out
+    assert "NOT written to the anchor store" in out and "127.0.0.1:9" in out, out
+    db = Database(raw["storage"]["database_url"])
+    try:
+        rows = await db.run(lambda s: list(s.scalars(select(ChainAnchor))))
+    finally:
+        db.dispose()
+    assert [r.reason for r in rows] == ["session_close:ZB-2026-001"]
+    assert rows[0].store_key is None and rows[0].store_error
+    assert json.loads(rows[0].document)["reason"] == "session_close:ZB-2026-001"
