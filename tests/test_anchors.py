@@ -359,3 +359,51 @@ async def test_session_close_on_the_command_line_anchors_the_heads(
     assert [r.reason for r in rows] == ["session_close:ZB-2026-001"]
     assert rows[0].store_key is None and rows[0].store_error
     assert json.loads(rows[0].document)["reason"] == "session_close:ZB-2026-001"
+
+
+async def test_feed_route_serves_signed_records_to_observers_and_audits(tmp_path: Path) -> None:
+    """``GET /api/anchors/feed``: the records as signed (a verifier's check passes on them), the
+    newest ``limit`` oldest first, ``since`` filters; every download audited; bad parameters are
+    the app's 422, never a 500."""
+    import httpx
+
+    from dashboard.app import create_app
+    from sessions.anchors import record_payload
+    from sessions.signing import verify_signature
+    from storage.models import AuditLog
+    from testkit.dashboard import ROLE_USERS, make_services, password_of
+
+    services = make_services(tmp_path)
+    key = HubKey.load_or_create(services.cfg.storage.data_dir)
+    anchorer = Anchorer(services.db, key)
+    services.anchors = anchorer
+    for i in range(3):
+        await anchorer.anchor(f"hourly-{i}", now=T0 + timedelta(hours=i))
+    app = create_app(services)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("10.3.3.3", 5)), base_url="http://testserver"
+    ) as c:
+        assert (await c.get("/api/anchors/feed")).status_code == 401
+        r = await c.post("/api/auth/login", json={"username": ROLE_USERS["observer"],
+                                                  "password": password_of("observer")})
+        assert r.status_code == 200
+        r = await c.get("/api/anchors/feed", params={"limit": 2})
+        assert r.status_code == 200, r.text
+        feed = r.json()
+        assert [a["reason"] for a in feed["anchors"]] == ["hourly-1", "hourly-2"]
+        assert feed["key_id"] == key.key_id and feed["anchor_store"] is None
+        for rec in feed["anchors"]:
+            assert verify_signature(key.public_pem(), record_payload(rec), rec["signature"])
+        since = _iso_z(T0 + timedelta(minutes=30))
+        r = await c.get("/api/anchors/feed", params={"since": since})
+        assert [a["reason"] for a in r.json()["anchors"]] == ["hourly-1", "hourly-2"]
+        for bad in ({"limit": 0}, {"limit": 100000}, {"since": "yesterday"}):
+            r = await c.get("/api/anchors/feed", params=bad)
+            assert r.status_code == 422 and "code" in r.json(), (bad, r.text)
+    with services.db.session() as s:
+        rows = list(s.scalars(select(AuditLog).where(AuditLog.action == "anchor_feed")))
+    assert len(rows) == 2 and rows[0].actor == ROLE_USERS["observer"]
+
+
+def _iso_z(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
