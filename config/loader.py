@@ -220,6 +220,23 @@ def apply_secrets(cfg: EvalwatchConfig, secrets_path: Path) -> None:
     cfg.hub.secret_key = take("hub.secret_key", cfg.hub.secret_key)
     cfg.storage.s3.access_key = take("s3.access_key", cfg.storage.s3.access_key)
     cfg.storage.s3.secret_key = take("s3.secret_key", cfg.storage.s3.secret_key)
+    anchor = cfg.storage.anchor
+    if anchor is not None:
+        if anchor.embedded:
+            anchor.access_key = take("anchor.access_key", anchor.access_key)
+            anchor.secret_key = take("anchor.secret_key", anchor.secret_key)
+        else:  # an external store's keys are given, never generated
+            missing = []
+            for field in ("access_key", "secret_key"):
+                if getattr(anchor, field) is None and f"anchor.{field}" in stored:
+                    setattr(anchor, field, SecretStr(str(stored[f"anchor.{field}"])))
+                if getattr(anchor, field) is None:
+                    missing.append(
+                        f"storage.anchor.{field}: required for an external anchor store (in the "
+                        f"config or the secrets file {secrets_path} as anchor.{field})"
+                    )
+            if missing:
+                raise ConfigError(missing)
     for site in cfg.sites:
         site.agent_token = take(f"sites.{site.id}.agent_token", site.agent_token)
     for user in cfg.users:

@@ -303,6 +303,40 @@ def crontab_or_none(v: str | None) -> str | None:
     return v
 
 
+class AnchorStoreConfig(_Strict):
+    """Where the signed chain heads are also written, outside the hub's reach (``storage.anchor``;
+    docs/security.md "Anchoring the chain outside the hub").
+
+    An S3 bucket with its **own** credentials, object-locked in ``lock_mode`` (``compliance``:
+    not even these credentials can delete or shorten an anchor before ``retention_days``).  The
+    hub's own S3 keys (``storage.s3``) must have no rights on it: run it on storage the hub's
+    operators do not administer.  ``embedded: true`` (the demo) puts it on the hub's embedded
+    SeaweedFS as a second identity limited to ``bucket``, with the hub's identity limited to its
+    three buckets; its keys are then generated into the secrets file (``anchor.access_key``,
+    ``anchor.secret_key``).  An external store needs ``endpoint`` and both keys (in the config or
+    the secrets file under those names)."""
+
+    embedded: bool = False
+    endpoint: str | None = None
+    secure: bool = False
+    region: str = "us-east-1"
+    bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")] = (
+        "evalwatch-anchors"
+    )
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    lock_mode: Literal["governance", "compliance"] = "compliance"
+    # How long each anchor object is locked; null = storage.retention_days.  Anchors are tiny:
+    # keeping them longer than the footage costs nothing.
+    retention_days: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _where(self) -> AnchorStoreConfig:
+        if not self.embedded and not self.endpoint:
+            raise ValueError("endpoint: required unless embedded is true (the demo's SeaweedFS)")
+        return self
+
+
 class StorageConfig(_Strict):
     data_dir: str = "data"
     database_url: str = "sqlite:///data/evalwatch.db"
@@ -332,8 +366,23 @@ class StorageConfig(_Strict):
     # footage can be added to a sealed window even by a stolen agent token, at the price of
     # losing honest late footage).  docs/security.md, finding 4.
     late_sealed_footage: Literal["archive", "refuse"] = "archive"
+    # The signed chain heads of every camera are anchored at each session close and on this
+    # crontab (hub.timezone; default hourly; null = only at session close): kept in the database
+    # for the feed observers download (GET /api/anchors/feed) and written to ``anchor`` when set.
+    anchor_cron: str | None = "0 * * * *"
+    # The anchor store outside the hub (AnchorStoreConfig); null = off (only the feed).
+    anchor: AnchorStoreConfig | None = None
 
-    @field_validator("purge_cron")
+    @model_validator(mode="after")
+    def _anchor_where(self) -> StorageConfig:
+        if self.anchor is not None and self.anchor.embedded and not self.s3.embedded:
+            raise ValueError(
+                "anchor.embedded: the demo's anchor store lives on the hub's embedded SeaweedFS, but "
+                "storage.s3.embedded is false; give anchor.endpoint and its keys instead"
+            )
+        return self
+
+    @field_validator("purge_cron", "anchor_cron")
     @classmethod
     def _crontab(cls, v: str | None) -> str | None:
         return crontab_or_none(v)

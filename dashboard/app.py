@@ -36,7 +36,19 @@ from dashboard.experts import ExpertTagger
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics
 from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principal, allow, page
-from dashboard.routes import admin, agents, auth, events, experts, live, replay, seating, sessions, stats
+from dashboard.routes import (
+    admin,
+    agents,
+    anchors,
+    auth,
+    events,
+    experts,
+    live,
+    replay,
+    seating,
+    sessions,
+    stats,
+)
 from dashboard.security import SessionCodec
 from dashboard.state import DashState
 from dashboard.users import LoginSessions, UserCache, seed_users
@@ -194,7 +206,7 @@ def create_app(services: Any) -> FastAPI:
         return response
 
     for r in (auth.router, events.router, live.router, replay.router, admin.router, seating.router,
-              sessions.router, agents.router, experts.router, stats.router):
+              sessions.router, agents.router, experts.router, stats.router, anchors.router):
         app.include_router(r)
     app.include_router(_misc_router(st))
     for extra in getattr(services, "extra_routers", None) or []:

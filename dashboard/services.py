@@ -20,6 +20,8 @@ are called, so a test may pass small fakes.
   own browsers.  ``None`` (SQLite, one node): local only.
 * ``agents`` — :class:`capture.agentstatus.AgentMonitor` (the agents' latest heartbeats) or
   ``None`` (``GET /api/agents`` lists credentials only).
+* ``anchors`` — optional :class:`sessions.anchors.Anchorer`: a session close also anchors the
+  chain heads (``GET /api/anchors/feed`` serves the records from the database either way).
 * ``extra_routers`` — routers included verbatim (the capture engineer's ``/api/ingest/*``
   routes, authenticated by per-site agent tokens; the dashboard's role policy lists them as
   agent-only).
@@ -109,4 +111,6 @@ class Services:
     agents: Any | None = None  # capture.agentstatus.AgentMonitor (GET /api/agents)
     disks: Any | None = None  # evalwatch.diskwatch.DiskWatch: readings() for the disk gauges
     relay: Any | None = None  # dashboard.notify.EventRelay: alerts across hub nodes (PostgreSQL)
+    # sessions.anchors.Anchorer: anchors the chain heads at each session close (None: not wired)
+    anchors: Any | None = None
     extra_routers: list[APIRouter] = field(default_factory=list)

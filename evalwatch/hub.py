@@ -12,7 +12,9 @@ Start-up order, top to bottom:
    :func:`db_sessions`); for the edge-analysed sites (``analysis: agent``) the edge hub
    (``evalwatch.edgehub``: sessions for the agents, their incidents, and the check pipeline on
    sampled frames); the retention purge job (``evalwatch.retention``, APScheduler on
-   ``storage.purge_cron``); the frame router (the recorder's sink);
+   ``storage.purge_cron``); the chain anchor job (``evalwatch.anchors``, APScheduler on
+   ``storage.anchor_cron``, and the anchor store of ``storage.anchor``); the frame router (the
+   recorder's sink);
 6. the recorder and its ingest routes; with PostgreSQL the cross-node alert relay
    (``dashboard.notify``, started by the dashboard); the dashboard app (its lifespan also starts the
    early-warning job, ``dashboard.earlywarn``, on ``warnings.cron``); uvicorn.
@@ -109,7 +111,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         if cfg.storage.s3.embedded:
             from storage.s3server import SeaweedServer
 
-            server = SeaweedServer.from_config(cfg.storage.s3)
+            server = SeaweedServer.from_config(cfg.storage.s3, anchor=cfg.storage.anchor)
             # Killed with the hub, even by SIGKILL (no orphaned server holding the ports and the
             # data dir, issue #17): the death signal follows the thread that starts it, so it is
             # started from this (the main) thread; the loop serves nothing yet.
@@ -189,6 +191,18 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         retention.start()
         stack.push_async_callback(retention.stop)
 
+        # The signed chain heads, anchored hourly and at each session close: the feed observers
+        # keep, and the anchor store outside the hub (storage.anchor) when configured.
+        from evalwatch.anchors import AnchorJob, anchorer_for
+        from sessions.signing import HubKey
+
+        anchorer = await anchorer_for(
+            cfg, db, await asyncio.to_thread(HubKey.load_or_create, cfg.storage.data_dir)
+        )
+        anchor_job = AnchorJob(cfg, anchorer)
+        anchor_job.start()
+        stack.push_async_callback(anchor_job.stop)
+
         recorder = Recorder(cfg, frame_sink=FrameRouter(pipeline, check, edge))
         await recorder.start()
         stack.push_async_callback(recorder.close)
@@ -210,7 +224,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
             extra_routers=[make_router(recorder, segments, cfg, edge=edge, disks=disks,
                                        agent_auth=credentials, monitor=monitor,
                                        live_credentials=live_credentials)],
-            relay=relay,
+            relay=relay, anchors=anchorer,
         )
 
 

@@ -46,6 +46,27 @@ async def run_purge(
     )
 
 
+def cron_scheduler(
+    fn: Any, expr: str, timezone: str, *, field: str, job_id: str, name: str, grace_s: int
+) -> Any:
+    """A started APScheduler 3 ``AsyncIOScheduler`` (needs the running loop) running ``fn`` on
+    crontab ``expr`` in ``timezone``: one run at a time, missed runs coalesced into one within
+    ``grace_s``.  ``ValueError`` naming ``field`` for a bad expression."""
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        trigger = CronTrigger.from_crontab(expr, timezone=timezone)
+    except ValueError as e:
+        raise ValueError(f"{field} {expr!r}: {e}") from None
+    scheduler = AsyncIOScheduler(timezone=timezone)
+    scheduler.add_job(
+        fn, trigger, id=job_id, name=name, max_instances=1, coalesce=True, misfire_grace_time=grace_s
+    )
+    scheduler.start()
+    return scheduler
+
+
 class RetentionJob:
     """The hub's scheduled purge (APScheduler 3, ``AsyncIOScheduler``)."""
 
@@ -74,24 +95,10 @@ class RetentionJob:
         if expr is None:
             log.info("retention purge not scheduled (storage.purge_cron is null)")
             return
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
-        from apscheduler.triggers.cron import CronTrigger
-
-        try:
-            trigger = CronTrigger.from_crontab(expr, timezone=self.cfg.hub.timezone)
-        except ValueError as e:
-            raise ValueError(f"storage.purge_cron {expr!r}: {e}") from None
-        self.scheduler = AsyncIOScheduler(timezone=self.cfg.hub.timezone)
-        self.scheduler.add_job(
-            self.run_once,
-            trigger,
-            id="retention-purge",
-            name="retention purge",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=6 * 3600,
+        self.scheduler = cron_scheduler(
+            self.run_once, expr, self.cfg.hub.timezone, field="storage.purge_cron",
+            job_id="retention-purge", name="retention purge", grace_s=6 * 3600,
         )
-        self.scheduler.start()
         job = self.scheduler.get_job("retention-purge")
         log.info(
             "retention purge scheduled cron=%r next=%s retention_days=%d",

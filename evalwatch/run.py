@@ -68,7 +68,7 @@ def cli(argv: list[str]) -> int:
         if cfg.storage.s3.embedded:
             from storage.s3server import SeaweedServer
 
-            s3 = SeaweedServer.from_config(cfg.storage.s3)
+            s3 = SeaweedServer.from_config(cfg.storage.s3, anchor=cfg.storage.anchor)
             s3.die_with_parent = True  # started from the main thread: gone with this process
             print(f"starting S3 server (SeaweedFS) on {s3.endpoint} ...", flush=True)
             s3.start()

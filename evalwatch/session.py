@@ -128,10 +128,18 @@ async def _main(args: argparse.Namespace) -> int:
             info = await lc.start_session(db, args.session, actor)
             print(f"session {info.id} {info.code} running since {_fmt(info.started_at, tz)}")
         elif args.cmd == "close":
-            info = await lc.close_session(
-                db, cfg, hub_key(cfg), args.session, actor, objects=open_objects(cfg)
-            )
+            key = hub_key(cfg)
+            info = await lc.close_session(db, cfg, key, args.session, actor, objects=open_objects(cfg))
             print(describe(info, tz))
+            from evalwatch.anchors import anchorer_for
+
+            anchorer = await anchorer_for(cfg, db, key)
+            await anchorer.anchor(f"session_close:{info.code}")
+            print(
+                "chain heads anchored"
+                + (f" (anchor store: {anchorer.store.describe()})" if anchorer.store else "")
+                + (f"; NOT written to the anchor store: {anchorer.last_error}" if anchorer.last_error else "")
+            )
         elif args.cmd in ("hold", "release"):
             from sessions import holds
 

@@ -9,6 +9,11 @@ arguments.  ``--session ID`` checks every camera of a session against its seal
 arguments, 3 consistent but no trusted key given (never "intact" on the strength of the keys
 inside the zip).  It lives in the wiring layer because it uses both the storage and the sessions
 stage.
+
+``--anchors FEED.json --key hub.pem`` (with ``--config``, optionally ``--camera``) checks the
+archive against a kept anchor feed (:mod:`sessions.anchors`): a chain rewritten or truncated
+after the feed was taken is a ``PROBLEM <camera> seq <N>: ...`` (exit 1); without a pinned key
+UNPINNED, exit 3.
 """
 
 from __future__ import annotations
@@ -27,10 +32,10 @@ UNPINNED = 3
 given: it is not called intact."""
 
 
-def _trusted_keys(args: argparse.Namespace) -> list[str] | int:
-    """The PEMs from ``--key``, ``--trusted`` and ``--config`` (the hub's own key and its rotated
-    keys); an exit code (2) after a message when one cannot be read."""
-    from sessions.signing import hub_trusted_pems, read_public_pems
+def _pinned_pems(args: argparse.Namespace) -> list[str] | int:
+    """The PEMs of ``--key`` and ``--trusted``; an exit code (2) after a message when one cannot
+    be read."""
+    from sessions.signing import read_public_pems
 
     pems: list[str] = []
     for opt, paths in (("--key", args.key or []), ("--trusted", args.trusted or [])):
@@ -40,6 +45,28 @@ def _trusted_keys(args: argparse.Namespace) -> list[str] | int:
             except ValueError as e:
                 print(f"evalwatch verify: {opt} {kp}: {e}", file=sys.stderr)
                 return 2
+    return pems
+
+
+def _load_cfg(path: str) -> Any:
+    """The config, or an exit code (2) after the problems."""
+    from config.loader import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        print(f"evalwatch verify: config error:\n{e}", file=sys.stderr)
+        return 2
+
+
+def _trusted_keys(args: argparse.Namespace) -> list[str] | int:
+    """The PEMs from ``--key``, ``--trusted`` and ``--config`` (the hub's own key and its rotated
+    keys); an exit code (2) after a message when one cannot be read."""
+    from sessions.signing import hub_trusted_pems
+
+    pems = _pinned_pems(args)
+    if isinstance(pems, int):
+        return pems
     if args.config:
         from config.loader import ConfigError, load_config
         from sessions.signing import HubKeyError
@@ -143,17 +170,37 @@ def cli(argv: list[str]) -> int:
         description="verify a camera's hash chain, a session's sealed archive, or an evidence zip",
     )
     p.add_argument("--config", required=True, help="evalwatch YAML config file")
-    what = p.add_mutually_exclusive_group(required=True)
+    what = p.add_mutually_exclusive_group()
     what.add_argument("--camera", help="site/room/camera")
     what.add_argument("--session", help="session id or code: every camera against its seal")
     p.add_argument("--from", dest="start", help="ISO-8601 start (with timezone)")
     p.add_argument("--to", dest="end", help="ISO-8601 end (with timezone)")
+    p.add_argument(
+        "--anchors",
+        action="append",
+        metavar="FEED.json",
+        help="a kept anchor feed (GET /api/anchors/feed): the archive must still hold every anchored "
+        "chain head; repeatable; needs --key or --trusted (never a key inside the feed)",
+    )
+    p.add_argument("--key", action="append", help="pinned hub public key (PEM file) for --anchors")
+    p.add_argument("--trusted", action="append", help="pinned hub public keys (file of PEMs or a directory)")
     try:
         args = p.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code else 0
+    if args.anchors:
+        if args.session:
+            print("evalwatch verify: --anchors checks cameras; use it without --session", file=sys.stderr)
+            return 2
+        return _verify_anchors(args)
+    if args.key or args.trusted:
+        print("evalwatch verify: --key/--trusted go with --anchors (or FILE.zip)", file=sys.stderr)
+        return 2
     if args.session:
         return _verify_session(args.config, args.session)
+    if not args.camera:
+        print("evalwatch verify: one of --camera, --session or --anchors is required", file=sys.stderr)
+        return 2
     try:
         cam = CameraId.parse(args.camera)
     except ValueError:
@@ -165,13 +212,9 @@ def cli(argv: list[str]) -> int:
     except ValueError as e:
         print(f"evalwatch verify: bad --from/--to: {e}", file=sys.stderr)
         return 2
-    from config.loader import ConfigError, load_config
-
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as e:
-        print(f"evalwatch verify: config error:\n{e}", file=sys.stderr)
-        return 2
+    cfg = _load_cfg(args.config)
+    if isinstance(cfg, int):
+        return cfg
     try:
         result = asyncio.run(verify_chain(ObjectStore(cfg.storage.s3), *cam.as_tuple(), start, end))
     except StorageError as e:
@@ -184,6 +227,57 @@ def cli(argv: list[str]) -> int:
             print(f"PROBLEM {cam.path}: altered: {missing}")
             return 1
     return 0 if result.ok else 1
+
+
+def _verify_anchors(args: argparse.Namespace) -> int:
+    """``--anchors FEED.json ... (--key PEM | --trusted PATH) [--camera C]``: the archive against
+    kept anchor feeds (:func:`sessions.anchors.check_archive`).  0 every anchored head is there,
+    1 a PROBLEM (naming camera and seq), 2 bad input, 3 (:data:`UNPINNED`) no pinned key."""
+    from sessions.anchors import check_archive, load_feed
+
+    pems = _pinned_pems(args)
+    if isinstance(pems, int):
+        return pems
+    records: list[dict[str, Any]] = []
+    for feed in args.anchors:
+        try:
+            with open(feed, "rb") as f:
+                records.extend(load_feed(f.read(), feed))
+        except OSError as e:
+            print(f"evalwatch verify: --anchors {feed}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        except ValueError as e:
+            print(f"evalwatch verify: --anchors {e}", file=sys.stderr)
+            return 2
+    if not pems:
+        print(
+            "UNPINNED: the anchor feed was not checked: no pinned key (the key inside a feed proves "
+            "nothing); pass --key hub.pem (obtained from the hub's operator) or --trusted DIR",
+            file=sys.stderr,
+        )
+        return UNPINNED
+    cam = None
+    if args.camera:
+        try:
+            cam = CameraId.parse(args.camera)
+        except ValueError:
+            print(f"evalwatch verify: --camera must be site/room/camera, got {args.camera!r}",
+                  file=sys.stderr)
+            return 2
+    cfg = _load_cfg(args.config)
+    if isinstance(cfg, int):
+        return cfg
+    try:
+        check = asyncio.run(check_archive(ObjectStore(cfg.storage.s3), records, pems, camera=cam))
+    except StorageError as e:
+        print(f"evalwatch verify: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(check.lines))
+    print(
+        f"anchors: {'OK' if check.ok else 'PROBLEMS FOUND'} ({check.records} anchor records, "
+        f"{check.cameras} cameras)"
+    )
+    return 0 if check.ok else 1
 
 
 def _purges_not_in_db(cfg: Any, cam: CameraId, ranges: list[tuple[int, int, str]]) -> str | None:

@@ -263,3 +263,23 @@ class PurgedRange(Base):
     segments: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(BigInteger)
     purged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChainAnchor(Base):
+    """One signed anchor of every camera's chain head (``sessions/anchors.py``): taken at each
+    session close and on ``storage.anchor_cron``.  ``document`` is the signed JSON record exactly
+    as served in the feed (``GET /api/anchors/feed``) and written to the anchor store
+    (``storage.anchor``) under ``store_key``; ``store_error`` says why that write failed.  The row
+    is only the hub's copy: a record's signature, not this table, is what a verifier trusts, and
+    the copies observers and the anchor store keep are what a rewritten table cannot change."""
+
+    __tablename__ = "chain_anchors"
+    __table_args__ = (Index("ix_chain_anchors_at", "anchored_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    anchored_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[str] = mapped_column(String(64))
+    cameras: Mapped[int] = mapped_column(Integer)
+    document: Mapped[str] = mapped_column(Text)
+    store_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    store_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from config.models import S3Config
+from config.models import AnchorStoreConfig, S3Config
 
 log = logging.getLogger("evalwatch.storage.s3server")
 
@@ -130,18 +130,69 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
-def write_identities(path: Path, access_key: str, secret_key: str) -> Path:
-    """The S3 gateway's ``-config`` file: one identity with the hub's keys, mode 0600 from the
-    start (written under a temporary name, then renamed)."""
-    doc = {
-        "identities": [
+@dataclass(frozen=True)
+class AnchorIdentity:
+    """The anchor store's identity on the embedded server (``storage.anchor.embedded``)."""
+
+    access_key: str
+    secret_key: str
+    bucket: str
+    hub_buckets: tuple[str, ...]
+
+    def __repr__(self) -> str:  # never shows the keys
+        return f"AnchorIdentity(bucket={self.bucket!r})"
+
+
+def anchor_identity(s3: S3Config, anchor: AnchorStoreConfig | None) -> AnchorIdentity | None:
+    """The embedded anchor identity for ``storage.anchor`` (None unless it is ``embedded``)."""
+    if anchor is None or not anchor.embedded:
+        return None
+    if anchor.access_key is None or anchor.secret_key is None:
+        raise S3ServerError("storage.anchor.embedded needs storage.anchor.access_key and secret_key")
+    return AnchorIdentity(
+        anchor.access_key.get_secret_value(),
+        anchor.secret_key.get_secret_value(),
+        anchor.bucket,
+        (s3.bucket_segments, s3.bucket_snapshots, s3.bucket_exports),
+    )
+
+
+def write_identities(
+    path: Path,
+    access_key: str,
+    secret_key: str,
+    *,
+    anchor: AnchorIdentity | None = None,
+) -> Path:
+    """The S3 gateway's ``-config`` file, mode 0600 from the start (written under a temporary
+    name, then renamed): one identity with the hub's keys, allowed everything.
+
+    With ``anchor`` (the demo's anchor store, ``storage.anchor.embedded``) a second identity
+    with the anchor keys is allowed only its bucket, and the hub's identity only its own buckets
+    (``anchor.hub_buckets``): the hub's keys get ``AccessDenied`` on the anchor bucket
+    (SeaweedFS's ``Action:bucket`` scoping, checked with 4.48 in ``tests/test_anchors.py``)."""
+    all_actions = ["Admin", "Read", "Write", "List", "Tagging"]
+    hub_actions = (
+        all_actions
+        if anchor is None
+        else [f"{a}:{b}" for b in anchor.hub_buckets for a in all_actions]
+    )
+    identities: list[dict[str, object]] = [
+        {
+            "name": "evalwatch",
+            "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+            "actions": hub_actions,
+        }
+    ]
+    if anchor is not None:
+        identities.append(
             {
-                "name": "evalwatch",
-                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                "name": "evalwatch-anchor",
+                "credentials": [{"accessKey": anchor.access_key, "secretKey": anchor.secret_key}],
+                "actions": [f"{a}:{anchor.bucket}" for a in ("Admin", "Read", "Write", "List")],
             }
-        ]
-    }
+        )
+    doc = {"identities": identities}
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -175,6 +226,7 @@ class SeaweedServer:
         grace_s: float = 5.0,
         volume_size_limit_mb: int = 256,
         die_with_parent: bool = False,
+        anchor: AnchorIdentity | None = None,
     ) -> None:
         if not access_key or not secret_key:
             raise S3ServerError("the embedded S3 server needs storage.s3.access_key and secret_key")
@@ -191,10 +243,15 @@ class SeaweedServer:
         self.die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: object | None = None
+        self.anchor = anchor
 
     @classmethod
-    def from_config(cls, cfg: S3Config, base_dir: str | Path | None = None) -> SeaweedServer:
-        """Build from ``storage.s3`` (endpoint port + ``embedded_server`` ports and dir)."""
+    def from_config(
+        cls, cfg: S3Config, base_dir: str | Path | None = None, *, anchor: AnchorStoreConfig | None = None
+    ) -> SeaweedServer:
+        """Build from ``storage.s3`` (endpoint port + ``embedded_server`` ports and dir).  With
+        ``anchor`` (``storage.anchor`` when it is ``embedded``) the server also serves the anchor
+        store's identity (:func:`write_identities`)."""
         host, _, port_s = cfg.endpoint.rpartition(":")
         if host not in ("127.0.0.1", "localhost") or not port_s.isdigit():
             raise S3ServerError(
@@ -210,6 +267,7 @@ class SeaweedServer:
             cfg.access_key.get_secret_value() if cfg.access_key else "",
             cfg.secret_key.get_secret_value() if cfg.secret_key else "",
             SeaweedPorts.standard(int(port_s), e.master_port, e.volume_port, e.filer_port),
+            anchor=anchor_identity(cfg, anchor),
         )
 
     # --- properties -----------------------------------------------------------------------
@@ -234,7 +292,9 @@ class SeaweedServer:
     # --- lifecycle ------------------------------------------------------------------------
 
     def _write_identities(self) -> Path:
-        return write_identities(self.data_dir / "identities.json", self._access_key, self._secret_key)
+        return write_identities(
+            self.data_dir / "identities.json", self._access_key, self._secret_key, anchor=self.anchor
+        )
 
     def _argv(self, weed: Path, identities: Path) -> list[str]:
         p = self.ports

@@ -107,6 +107,8 @@ EXPECTED: dict[str, set[str]] = {
     "POST /api/agent/enroll": {ANON, *ROLES},
     "GET /api/agents": {"admin"},
     "POST /api/sites/{site}/revoke-agent": {"admin"},
+    # the signed chain-heads feed (dashboard.routes.anchors, docs/security.md)
+    "GET /api/anchors/feed": set(ROLES),
 }
 
 PARAMS = {

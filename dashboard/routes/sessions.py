@@ -27,6 +27,7 @@ as ``session_view``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +46,8 @@ from sessions import holds as hl
 from sessions import lifecycle as lc
 from sessions.lifecycle import SessionInfo
 from storage.common import as_utc
+
+log = logging.getLogger("evalwatch.dashboard.sessions")
 
 router = APIRouter(tags=["sessions"])
 
@@ -156,6 +159,12 @@ async def close(
         )
     except lc.SessionError as e:
         raise _err(e) from None
+    anchors = getattr(st.services, "anchors", None)
+    if anchors is not None:  # the sealed heads also go outside the hub (sessions/anchors.py)
+        try:
+            await anchors.anchor(f"session_close:{info.code}")
+        except Exception:  # the session is closed and sealed; the hourly anchor follows
+            log.exception("anchoring the chain heads at the close of session %s failed", info.code)
     return info
 
 
