@@ -1,0 +1,145 @@
+"""Site leases and the one-writer-per-camera fence (storage/leases.py, issue #14 item 2), on a
+real SeaweedFS and both databases (SQLite: the one hub holds every lease; PostgreSQL: several
+nodes share the sites and take a dead node's after its lease expires)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from storage.db import Database
+from storage.leases import LeaseLost, LeaseManager
+from storage.models import Segment, SiteLease
+from storage.objects import ObjectStore
+from storage.segments import SegmentMeta, SegmentStore
+from storage.verify import verify_chain
+
+T0 = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
+
+
+def meta(site: str, i: int) -> SegmentMeta:
+    start = T0 + timedelta(seconds=10 * i)
+    return SegmentMeta(site=site, room="room1", camera="cam1", start=start, end=start + timedelta(seconds=10))
+
+
+def blob(i: int) -> bytes:
+    return (f"segment-{i}-".encode() * 400)[:4000]
+
+
+async def _until_holds(mgr: LeaseManager, site: str, timeout: float = 10.0) -> float:
+    """Renew ``mgr`` until it holds ``site``; seconds it took."""
+    t0 = time.monotonic()
+    while not (await mgr.renew()).get(site):
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"{mgr.node_id} did not get {site} within {timeout}s")
+        await asyncio.sleep(0.2)
+    return time.monotonic() - t0
+
+
+async def test_stale_node_cannot_append(
+    database: Database, object_store: ObjectStore, tmp_path: Path, unique_site: str
+) -> None:
+    """Node A archives, stops renewing (paused, partitioned); node B takes the site; A's next
+    append is refused by the database although A's store still 'believes' nothing changed, and
+    B continues the same chain linearly with a higher epoch."""
+    site, bucket = unique_site, object_store.cfg.bucket_segments
+    a = LeaseManager(database, "node-a", "http://127.0.0.1:1/", [site], ttl_s=2.0, renew_s=1.0)
+    b = LeaseManager(database, "node-b", "http://127.0.0.1:2", [site], ttl_s=2.0, renew_s=1.0)
+    assert (await a.renew()) == {site: 1}
+    store_a = SegmentStore(object_store, database, tmp_path / "wal-a", bucket, fence=a.fence)
+    store_b = SegmentStore(object_store, database, tmp_path / "wal-b", bucket, fence=b.fence)
+    async with store_a, store_b:
+        recs = [await store_a.put(meta(site, i), blob(i)) for i in range(3)]
+        assert [(r.seq, r.node_id, r.epoch) for r in recs] == [(1, "node-a", 1), (2, "node-a", 1),
+                                                              (3, "node-a", 1)]
+        # B is refused while A's lease runs (on PostgreSQL; SQLite's single hub takes every site).
+        if database.dialect == "postgresql":
+            with pytest.raises(LeaseLost, match=r"node-b does not hold the lease .*node-a \(http://127\.0\.0\.1:1\)"):
+                await store_b.put(meta(site, 3), blob(3))
+        # A stops renewing; B takes the site once A's lease expired (database clock).
+        waited = await _until_holds(b, site)
+        if database.dialect == "postgresql":
+            assert waited >= 1.0  # not before A's lease ran out
+        assert b.held()[site] == 2  # the fencing token moved on
+        # The stale writer: refused by the database, nothing archived, nothing in its WAL.
+        with pytest.raises(LeaseLost, match=r"node-a does not hold the lease .*node-b \(http://127\.0\.0\.1:2\)"):
+            await store_a.put(meta(site, 3), blob(3))
+        assert not list((tmp_path / "wal-a").rglob("*.seg"))
+        # B continues the chain.
+        r4 = await store_b.put(meta(site, 3), blob(3))
+        assert (r4.seq, r4.prev_hash, r4.node_id, r4.epoch) == (4, recs[-1].link_hash, "node-b", 2)
+        # A again, with a later segment: still refused (no fork of the chain).
+        with pytest.raises(LeaseLost):
+            await store_a.put(meta(site, 4), blob(4))
+        await store_b.wait_uploaded(20)
+    rows = await database.run(lambda s: list(s.scalars(select(Segment).where(Segment.site == site)
+                                                       .order_by(Segment.seq))))
+    assert [(r.seq, r.node_id, r.epoch) for r in rows] == [
+        (1, "node-a", 1), (2, "node-a", 1), (3, "node-a", 1), (4, "node-b", 2)]
+    res = await verify_chain(object_store, site, "room1", "cam1", bucket=bucket, expected_head=4)
+    assert res.ok, str(res)
+
+
+async def test_takeover_waits_for_an_append_in_flight(
+    database: Database, object_store: ObjectStore, tmp_path: Path, unique_site: str
+) -> None:
+    """The fence holds the lease row FOR SHARE: a takeover that starts while A's append
+    transaction is open (A's lease already expired meanwhile) waits for it, so A's link commits
+    before the site changes hands and B's chain continues after it."""
+    if database.dialect != "postgresql":
+        pytest.skip("row locks: PostgreSQL (SQLite has one hub)")
+    from storage.leases import fence
+
+    site = unique_site
+    a = LeaseManager(database, "node-a", "http://a", [site], ttl_s=2.0, renew_s=1.0)
+    b = LeaseManager(database, "node-b", "http://b", [site], ttl_s=2.0, renew_s=1.0)
+    await a.renew()
+    s = database.session()
+    tx = s.begin()
+    assert fence(s, site, "node-a") == 1  # A's append transaction: lease checked and locked
+    await asyncio.sleep(2.3)  # A's lease expires while its transaction is still open
+    take = asyncio.create_task(b.renew())
+    await asyncio.sleep(1.0)
+    assert not take.done()  # the takeover waits for A's append
+    tx.commit()
+    s.close()
+    held = await asyncio.wait_for(take, 10)
+    # B took it after A committed (or, if B's 'now' was read first, at the next renewal).
+    if not held:
+        await _until_holds(b, site)
+    row = await database.run(lambda s: s.get(SiteLease, site))
+    assert row is not None and (row.node_id, row.epoch) == ("node-b", 2)
+
+
+async def test_nodes_share_the_sites_and_take_a_dead_nodes(database: Database) -> None:
+    """Two nodes, four sites: the first node takes them all, hands half over when the second
+    appears; when the first stops renewing (killed) the second holds all four after the TTL.
+    SQLite: the one node always holds every site."""
+    sites = ["s1", "s2", "s3", "s4"]
+    a = LeaseManager(database, "node-a", "http://a", sites, ttl_s=2.0, renew_s=1.0)
+    b = LeaseManager(database, "node-b", "http://b", sites, ttl_s=2.0, renew_s=1.0)
+    assert set(await a.renew()) == set(sites)
+    if database.dialect != "postgresql":
+        assert a.holds("s1") and await a.holder_url("s3") == "http://a"
+        return
+    assert await b.renew() == {}  # nothing free yet
+    assert set(await a.renew()) == {"s1", "s2"}  # A sees two live nodes: releases its excess
+    assert set(await b.renew()) == {"s3", "s4"}
+    assert set(await a.renew()) == {"s1", "s2"} and set(await b.renew()) == {"s3", "s4"}  # stable
+    assert await a.holder_url("s4") == "http://b"
+    # A dies (no renewal): B holds everything once A's leases and its node row aged out.
+    t0 = time.monotonic()
+    while set((await b.renew())) != set(sites):
+        assert time.monotonic() - t0 < 6, "B did not take A's sites"
+        await asyncio.sleep(0.2)
+    assert time.monotonic() - t0 >= 1.0
+    epochs = {r.site_id: r.epoch for r in await database.run(lambda s: list(s.scalars(select(SiteLease))))}
+    assert epochs == {"s1": 2, "s2": 2, "s3": 2, "s4": 2}  # each: A, then B
+    # A graceful stop hands the sites over at once.
+    await b.stop()
+    assert set(await a.renew()) == {"s1", "s2", "s3", "s4"}
