@@ -90,7 +90,8 @@ def fence(s: Session, site: str, node_id: str) -> int:
         h = holder_of(s, site, now)
         who = f"node {h[0]} ({h[1]})" if h else "no node (it is being reassigned)"
         raise LeaseLost(
-            f"hub node {node_id} does not hold the lease of site {site!r}: {who} holds it", h[1] if h else None
+            f"hub node {node_id} does not hold the lease of site {site!r}: {who} holds it",
+            h[1] if h else None,
         )
     return int(epoch)
 
@@ -208,7 +209,8 @@ class LeaseManager:
                 .execution_options(synchronize_session=False)
             )
             del held[site]
-            log.info("lease released site=%s node=%s (above this node's share of %d)", site, self.node_id, quota)
+            log.info("lease released site=%s node=%s (above this node's share of %d)",
+                     site, self.node_id, quota)
         # Below my share: take free or expired sites (all of them on SQLite: one node).
         for site in self.sites:
             if len(held) >= quota:

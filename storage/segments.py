@@ -585,7 +585,7 @@ class SegmentStore:
     def _pending(self) -> Any:
         """Rows this store must upload: not uploaded and, with a fence, written by this node (or
         by no node): another live node's pending rows wait in its own WAL."""
-        cond = Segment.uploaded.is_(False)
+        cond: Any = Segment.uploaded.is_(False)
         if self.fence is not None:
             cond = cond & (Segment.node_id.is_(None) | (Segment.node_id == self.fence.node_id))
         return cond

@@ -31,12 +31,12 @@ def blob(i: int) -> bytes:
     return (f"segment-{i}-".encode() * 400)[:4000]
 
 
-async def _until_holds(mgr: LeaseManager, site: str, timeout: float = 10.0) -> float:
+async def _until_holds(mgr: LeaseManager, site: str, limit_s: float = 10.0) -> float:
     """Renew ``mgr`` until it holds ``site``; seconds it took."""
     t0 = time.monotonic()
     while not (await mgr.renew()).get(site):
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"{mgr.node_id} did not get {site} within {timeout}s")
+        if time.monotonic() - t0 > limit_s:
+            raise AssertionError(f"{mgr.node_id} did not get {site} within {limit_s}s")
         await asyncio.sleep(0.2)
     return time.monotonic() - t0
 
@@ -134,7 +134,7 @@ async def test_nodes_share_the_sites_and_take_a_dead_nodes(database: Database) -
     assert await a.holder_url("s4") == "http://b"
     # A dies (no renewal): B holds everything once A's leases and its node row aged out.
     t0 = time.monotonic()
-    while set((await b.renew())) != set(sites):
+    while set(await b.renew()) != set(sites):
         assert time.monotonic() - t0 < 6, "B did not take A's sites"
         await asyncio.sleep(0.2)
     assert time.monotonic() - t0 >= 1.0
