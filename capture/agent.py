@@ -895,7 +895,8 @@ class Agent:
             try:
                 # A short read timeout: during a silent cut a request on a pooled connection hangs
                 # until it; the heartbeat is what ends the backoffs once the link is back.
-                r = await self.call("POST", "/api/ingest/heartbeat", json=body, timeout=self.heartbeat_timeout)
+                r = await self.call("POST", "/api/ingest/heartbeat", json=body,
+                                    timeout=self.heartbeat_timeout)
                 if r.status_code != 200:
                     log.warning(
                         "heartbeat refused site=%s: HTTP %d %s", self.site_id, r.status_code, _detail(r)
