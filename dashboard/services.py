@@ -109,4 +109,5 @@ class Services:
     agents: Any | None = None  # capture.agentstatus.AgentMonitor (GET /api/agents)
     disks: Any | None = None  # evalwatch.diskwatch.DiskWatch: readings() for the disk gauges
     relay: Any | None = None  # dashboard.notify.EventRelay: alerts across hub nodes (PostgreSQL)
+    leases: Any | None = None  # storage.leases.LeaseManager: which node holds which site (live view)
     extra_routers: list[APIRouter] = field(default_factory=list)

@@ -220,7 +220,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
             extra_routers=[make_router(recorder, segments, cfg, edge=edge, disks=disks,
                                        agent_auth=credentials, monitor=monitor,
                                        live_credentials=live_credentials, leases=leases)],
-            relay=relay,
+            relay=relay, leases=leases,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -22,6 +23,7 @@ from storage.common import CameraId
 from storage.models import EventRow
 
 router = APIRouter(tags=["live"])
+log = logging.getLogger("evalwatch.dashboard.live")
 
 LIVE_VIEWERS = ("admin", "supervisor", "observer")
 
@@ -202,10 +204,55 @@ class OfferIn(BaseModel):
     quality: Literal["grid", "full"] = "grid"
 
 
+#: Marks an offer one hub node forwards to another (never forwarded twice).
+PROXIED_HEADER = "X-Evalwatch-Proxied"
+
+
+async def _offer_via_holder(
+    st: Any, request: Request, site: str, room: str, camera: str, body: OfferIn
+) -> dict[str, str] | None:
+    """Several hub nodes (issue #14): the camera's site is ingested by another node.  Forward the
+    browser's offer there (its session cookie and CSRF token: login sessions live in the shared
+    database and the cookie is signed with the shared ``hub.secret_key``) and return that node's
+    answer; the browser then exchanges media with the holder directly (its ICE candidates are
+    in the answer).  None: no other node holds the site."""
+    leases = st.services.leases
+    if leases is None or leases.holds(site) or request.headers.get(PROXIED_HEADER):
+        return None
+    holder = await leases.holder_url(site)
+    if not holder or holder.rstrip("/") == st.cfg.hub.url.rstrip("/"):
+        return None
+    headers = {PROXIED_HEADER: leases.node_id}
+    for name in ("cookie", "x-csrf-token", "user-agent"):
+        if name in request.headers:
+            headers[name] = request.headers[name]
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=15, trust_env=False) as c:
+            r = await c.post(f"{holder}/api/live/{site}/{room}/{camera}/offer",
+                             json=body.model_dump(), headers=headers)
+    except httpx.HTTPError as e:
+        log.warning("live offer for site=%s room=%s camera=%s: holder %s unreachable: %s",
+                    site, room, camera, holder, e)
+        raise ApiError(503, "err.live_unavailable") from None
+    if r.status_code == 200:
+        log.info("live offer site=%s room=%s camera=%s answered by the holder %s", site, room, camera, holder)
+        return {"sdp": str(r.json()["sdp"]), "type": str(r.json()["type"])}
+    log.warning("live offer site=%s room=%s camera=%s: holder %s answered HTTP %d",
+                site, room, camera, holder, r.status_code)
+    if r.status_code in (401, 403, 409, 422):
+        code = {401: "err.not_logged_in", 403: "err.forbidden", 409: "err.camera_offline",
+                422: "err.bad_sdp"}[r.status_code]
+        raise ApiError(r.status_code, code)
+    raise ApiError(503, "err.live_unavailable")
+
+
 @router.post("/api/live/{site}/{room}/{camera}/offer", response_model=SdpAnswer)
 async def live_offer(
     auditor: Audit,
     st: State,
+    request: Request,
     site: str,
     room: str,
     camera: str,
@@ -215,6 +262,8 @@ async def live_offer(
     """Answer a browser's WebRTC offer with the camera's live track (audit ``live_view``).
 
     404 unknown camera, 503 no recorder on this hub, 409 camera offline, 422 unusable offer.
+    A camera whose site another hub node holds: the offer is forwarded to it (the answer is
+    that node's; ``_offer_via_holder``).
     """
     if (site, room, camera) not in st.camera_status():
         raise ApiError(404, "err.unknown_camera")
@@ -226,6 +275,9 @@ async def live_offer(
     else:
         track = rec.live_track(site, room, camera)
     if track is None:
+        answer = await _offer_via_holder(st, request, site, room, camera, body)
+        if answer is not None:  # the holder audited the live_view
+            return answer
         raise ApiError(409, "err.camera_offline")
     target = CameraId(site, room, camera).path
     st.metrics.live_viewers.inc()  # decremented by on_live_end (or below on failure)
