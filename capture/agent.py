@@ -625,6 +625,7 @@ class Agent:
         self.http.base_url = httpx.URL(url)
         self.hub_switches += 1
         self._hub_switched = True  # the uploader asks the new node what it lacks (backfill)
+        self.sessions_version = -1  # versions are numbered per node: take the new node's as news
 
     def _next_hub(self, why: str) -> None:
         i = self.hub_urls.index(self.hub_url) if self.hub_url in self.hub_urls else -1

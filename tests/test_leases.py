@@ -5,9 +5,12 @@ nodes share the sites and take a dead node's after its lease expires)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -143,3 +146,94 @@ async def test_nodes_share_the_sites_and_take_a_dead_nodes(database: Database) -
     # A graceful stop hands the sites over at once.
     await b.stop()
     assert set(await a.renew()) == {"s1", "s2", "s3", "s4"}
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_agent_follows_the_holder_and_fails_over(db_url: str, s3_server: Any, tmp_path: Path) -> None:
+    """A real agent that knows two hub nodes (ingest API, real segment stores with the fence,
+    one PostgreSQL database, one S3 server) is pointed at the node that does not hold its
+    site: the 421 sends it to the holder.  The holder dies (its leases stop being renewed, its
+    server is gone): the other node takes the site after the TTL, the agent goes there and sends
+    what it spooled meanwhile.  Every spooled segment is archived once, the chain is linear
+    across the two writers and verifies."""
+    from capture.agent import Agent
+    from storage.s3server import free_port
+    from testkit.capture import build_app, make_clip, one_camera_config, serve_app
+
+    clip = make_clip(tmp_path / "room.mp4", seconds=3)
+    ports = {"a": free_port(), "b": free_port()}
+    urls = {n: f"http://127.0.0.1:{p}" for n, p in ports.items()}
+    cfg = one_camera_config(tmp_path, clip, ports["a"], capture={
+        "heartbeat_seconds": 0.5, "reconnect_min_seconds": 0.2, "reconnect_max_seconds": 1.0})
+    site = cfg.sites[0].model_copy(update={"hub_urls": [urls["a"], urls["b"]]})
+    cfg = cfg.model_copy(update={"sites": [site]})
+    Database(db_url).upgrade()
+    dbs = {n: Database(db_url) for n in urls}
+    mgrs = {n: LeaseManager(dbs[n], f"node-{n}", urls[n], ["s1"], ttl_s=3.0, renew_s=1.0) for n in urls}
+    await mgrs["b"].start()  # B holds s1
+    await mgrs["a"].start()
+    assert mgrs["b"].holds("s1") and not mgrs["a"].holds("s1")
+    objects = ObjectStore(s3_server.cfg)
+    stores = {n: SegmentStore(objects, dbs[n], tmp_path / f"wal-{n}", s3_server.cfg.bucket_segments,
+                              retry_min_s=0.2, retry_max_s=1.0, fence=mgrs[n].fence) for n in urls}
+    servers = {}
+    for n in urls:
+        app, _rec = build_app(cfg, stores[n], leases=mgrs[n])
+        servers[n] = await serve_app(app, ports[n])
+    agent = Agent(cfg, "s1", hub_url=urls["a"], live=False)  # pointed at the node without the site
+    stop = asyncio.Event()
+    run = asyncio.create_task(agent.run(stop))
+
+    def rows() -> list[Segment]:
+        with dbs["a"].session() as s:
+            return list(s.scalars(select(Segment).where(Segment.site == "s1").order_by(Segment.seq)))
+
+    async def until(pred: Any, what: str, within: float) -> float:
+        t0 = time.monotonic()
+        while not pred():
+            assert not run.done(), run
+            assert time.monotonic() - t0 < within, f"{what}: {[(r.seq, r.node_id) for r in rows()]}"
+            await asyncio.sleep(0.2)
+        return time.monotonic() - t0
+
+    try:
+        await until(lambda: sum(r.node_id == "node-b" for r in rows()) >= 3, "segments through B", 60)
+        assert agent.hub_url == urls["b"] and agent.hub_switches >= 1
+        # B dies: no more renewals, its server gone.
+        await mgrs["b"].stop(release=False)
+        servers["b"][0].should_exit = True
+        await servers["b"][1]
+        await stores["b"].stop()
+        killed = time.monotonic()
+        await until(lambda: any(r.node_id == "node-a" for r in rows()), "a segment through A", 40)
+        failover_s = time.monotonic() - killed
+        assert agent.hub_url == urls["a"]
+        before = len(rows())
+        await until(lambda: len(rows()) >= before + 2, "more segments through A", 30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, 40)
+        await stores["a"].wait_uploaded(30)
+        for server, task in servers.values():
+            if not task.done():
+                server.should_exit = True
+                await task
+        await mgrs["a"].stop()
+    got = rows()
+    spool = sorted((tmp_path / "spool" / "s1" / "r1" / "c1").glob("*.mp4"))
+    assert spool and all(p.with_name(p.name + ".done").exists() for p in spool), "segments left unsent"
+    shas = [r.sha256 for r in got]
+    lost = [p.name for p in spool if hashlib.sha256(p.read_bytes()).hexdigest() not in shas]
+    assert not lost and len(set(shas)) == len(shas) == len(spool)  # nothing lost, nothing twice
+    assert [r.seq for r in got] == list(range(1, len(got) + 1))
+    assert all(b.start >= a.end - timedelta(seconds=0.5) for a, b in itertools.pairwise(got))
+    writers = [(r.node_id, r.epoch) for r in got]
+    assert writers == sorted(writers, key=lambda w: w[1] or 0)  # B's links, then A's (a newer epoch)
+    assert {w[0] for w in writers} == {"node-a", "node-b"}
+    assert failover_s < 15, failover_s
+    res = await verify_chain(objects, "s1", "r1", "c1", expected_head=len(got))
+    assert res.ok, str(res)
+    for db in dbs.values():
+        db.dispose()

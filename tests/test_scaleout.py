@@ -201,6 +201,7 @@ async def test_kill_a_hub_its_sites_move_nothing_lost(db_url: str, tmp_path: Pat
                 c = browsers[n] = httpx.AsyncClient(base_url=urls[n], timeout=30)
                 r = await c.post("/api/auth/login", json={"username": "sup", "password": SUP_PW})
                 assert r.status_code == 200, r.text
+                c.headers["X-CSRF-Token"] = r.json()["csrf"]
             try:
                 st = (await browsers[n].get("/api/cameras/status")).json()["cameras"]
             except httpx.TimeoutException:
@@ -210,6 +211,62 @@ async def test_kill_a_hub_its_sites_move_nothing_lost(db_url: str, tmp_path: Pat
                        for x in st)
 
         await _wait(lambda: wall_live(victim, "s01"), "s01 live on its first hub", 60, procs)
+        await _wait(lambda: wall_live(survivor, "s02"), "s02 live on its first hub", 60, procs)
+
+        # Live view of a camera another node holds: a browser of the victim asks for s02's camera
+        # (held by the survivor); the offer is forwarded, the video comes from the survivor.
+        # Offer round trips direct and through the other node, alternating, 3 of each.
+        from aiortc import RTCPeerConnection, RTCSessionDescription
+
+        from capture.ice import configure_ice
+
+        configure_ice(["127.0.0.1"])
+
+        async def watch(n: str, site: str) -> float:
+            pc = RTCPeerConnection()
+            first: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+            @pc.on("track")
+            def _track(track: Any) -> None:
+                async def recv() -> None:
+                    await track.recv()
+                    if not first.done():
+                        first.set_result(True)
+
+                asyncio.ensure_future(recv())  # noqa: RUF006
+
+            try:
+                pc.addTransceiver("video", direction="recvonly")
+                await pc.setLocalDescription(await pc.createOffer())
+                room, cam = CAMS[site]
+                t0 = time.monotonic()
+                r = await browsers[n].post(f"/api/live/{site}/{room}/{cam}/offer",
+                                           json={"sdp": pc.localDescription.sdp, "type": "offer"})
+                took = time.monotonic() - t0
+                assert r.status_code == 200, r.text
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=r.json()["sdp"], type="answer"))
+                await asyncio.wait_for(first, 30)  # a decoded frame of the live stream
+                return took
+            finally:
+                await pc.close()
+
+        offer_s: dict[str, list[float]] = {"direct": [], "via_other_node": []}
+        for _ in range(3):
+            offer_s["direct"].append(await watch(survivor, "s02"))
+            offer_s["via_other_node"].append(await watch(victim, "s02"))
+        assert f"answered by the holder {urls[survivor]}" in procs.log(f"hub-{victim}")
+
+        # A session of s01's room (ingested by the victim) created and started on the survivor.
+        now = datetime.now(UTC)
+        spec = {"code": "SCALE-1", "project": "scale-out", "bids": ["B1"],
+                "planned_start": (now - timedelta(minutes=1)).isoformat(),
+                "planned_end": (now + timedelta(hours=1)).isoformat(),
+                "rooms": [{"site": "s01", "room": CAMS["s01"][0]}]}
+        r = await browsers[survivor].post("/api/sessions", json=spec)
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        r = await browsers[survivor].post(f"/api/sessions/{sid}/start")
+        assert r.status_code == 200, r.text
 
         # kill -9 the hub holding s01.
         killed_at = datetime.now(UTC)
@@ -242,6 +299,12 @@ async def test_kill_a_hub_its_sites_move_nothing_lost(db_url: str, tmp_path: Pat
             await _wait(lambda site=site: len(rows(site)) >= n_before[site] + 3,
                         f"{site} archiving after the volume server died", 60, procs)
 
+        # The session closes on the survivor: its seal covers the chain across the handover.
+        r = await browsers[survivor].post(f"/api/sessions/{sid}/close")
+        assert r.status_code == 200, r.text
+        r = await browsers[survivor].get(f"/api/sessions/{sid}/seal")
+        assert r.status_code == 200 and r.json()["ok"], r.text
+
         # Stop the agents (they send what is left), then check everything.
         for site in SITES:
             procs.procs[f"agent-{site}"].send_signal(signal.SIGTERM)
@@ -254,7 +317,9 @@ async def test_kill_a_hub_its_sites_move_nothing_lost(db_url: str, tmp_path: Pat
                     procs)
         figures: dict[str, Any] = {"victim": f"hub-{victim}", "lease_moved_s": round(lease_s, 1),
                                    "first_segment_on_survivor_s": round(segment_s, 1),
-                                   "live_on_survivor_wall_s": round(wall_s, 1), "volume_killed": vname}
+                                   "live_on_survivor_wall_s": round(wall_s, 1), "volume_killed": vname,
+                                   "live_offer_s": {k: sorted(round(x, 3) for x in v)
+                                                    for k, v in offer_s.items()}}
         for site in SITES:
             room, cam = CAMS[site]
             spool = tmp_path / f"spool-{site}" / site / room / cam
