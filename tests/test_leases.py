@@ -171,7 +171,7 @@ async def test_agent_follows_the_holder_and_fails_over(db_url: str, s3_server: A
     cfg = cfg.model_copy(update={"sites": [site]})
     Database(db_url).upgrade()
     dbs = {n: Database(db_url) for n in urls}
-    mgrs = {n: LeaseManager(dbs[n], f"node-{n}", urls[n], ["s1"], ttl_s=3.0, renew_s=1.0) for n in urls}
+    mgrs = {n: LeaseManager(dbs[n], f"node-{n}", urls[n], ["s1"], ttl_s=6.0, renew_s=1.5) for n in urls}
     await mgrs["b"].start()  # B holds s1
     await mgrs["a"].start()
     assert mgrs["b"].holds("s1") and not mgrs["a"].holds("s1")
