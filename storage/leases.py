@@ -23,7 +23,9 @@ Contract:
   timing of its own clock.
 * SQLite (the single-hub default): one node holds every lease — it takes each site whatever
   the row says (a restarted hub has a new node id and must not wait for its previous lease
-  to expire).  The fence still runs (the rows exist), so ``make run`` behaves as before.
+  to expire), and neither its belief nor the fence looks at the expiry (a renewal delayed by a
+  loaded machine must not stop the only hub's archive).  The fence still checks the node, so
+  ``make run`` behaves as before.
 * :meth:`LeaseManager.stop` releases the node's leases (a graceful stop hands the sites over at
   once; a killed node's expire after the TTL).
 """
@@ -81,11 +83,11 @@ def fence(s: Session, site: str, node_id: str) -> int:
     """In the caller's transaction: the epoch of ``node_id``'s unexpired lease of ``site``, the
     row locked ``FOR SHARE`` until the transaction ends; :class:`LeaseLost` otherwise."""
     now = db_now(s)
-    epoch = s.scalar(
-        select(SiteLease.epoch)
-        .where(SiteLease.site_id == site, SiteLease.node_id == node_id, SiteLease.expires_at > now)
-        .with_for_update(read=True)
-    )
+    cond = [SiteLease.site_id == site, SiteLease.node_id == node_id]
+    if s.get_bind().dialect.name == "postgresql":
+        # SQLite has one hub: a renewal delayed by a loaded machine must not stop its archive.
+        cond.append(SiteLease.expires_at > now)
+    epoch = s.scalar(select(SiteLease.epoch).where(*cond).with_for_update(read=True))
     if epoch is None:
         h = holder_of(s, site, now)
         who = f"node {h[0]} ({h[1]})" if h else "no node (it is being reassigned)"
@@ -138,11 +140,11 @@ class LeaseManager:
     # --- belief ---------------------------------------------------------------------------
 
     def holds(self, site: str) -> bool:
-        return site in self._held and time.monotonic() < self._valid_until
+        return site in self._held and (self.exclusive or time.monotonic() < self._valid_until)
 
     def held(self) -> dict[str, int]:
         """Site → epoch of the leases this node believes it holds now."""
-        return dict(self._held) if time.monotonic() < self._valid_until else {}
+        return dict(self._held) if self.exclusive or time.monotonic() < self._valid_until else {}
 
     async def holder_url(self, site: str) -> str | None:
         """URL of the node holding ``site`` now (None: nobody; being reassigned)."""

@@ -305,7 +305,15 @@ async def test_kill_a_hub_its_sites_move_nothing_lost(db_url: str, tmp_path: Pat
         r = await browsers[survivor].get(f"/api/sessions/{sid}/seal")
         assert r.status_code == 200 and r.json()["ok"], r.text
 
-        # Stop the agents (they send what is left), then check everything.
+        # Let the agents catch up with their backlog (a loaded machine: the survivor archives one
+        # segment per 1-2 s while it takes over), stop them (they send what is left), check.
+        def backlog(site: str) -> int:
+            room, cam = CAMS[site]
+            spool = tmp_path / f"spool-{site}" / site / room / cam
+            return sum(1 for p in spool.glob("*.mp4") if not p.with_name(p.name + ".done").exists())
+
+        for site in SITES:
+            await _wait(lambda site=site: backlog(site) <= 1, f"{site}'s agent catching up", 180, procs)
         for site in SITES:
             procs.procs[f"agent-{site}"].send_signal(signal.SIGTERM)
         for site in SITES:
