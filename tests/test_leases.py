@@ -237,3 +237,23 @@ async def test_agent_follows_the_holder_and_fails_over(db_url: str, s3_server: A
     assert res.ok, str(res)
     for db in dbs.values():
         db.dispose()
+
+
+def test_lease_and_hub_list_settings_are_checked() -> None:
+    """``hub.lease_*`` and ``sites[].hub_urls``: a wrong value names the field."""
+    from pydantic import ValidationError
+
+    from config.models import SiteConfig
+    from testkit.dashboard import make_config
+
+    assert make_config().hub.lease_ttl_seconds == 15 and make_config().hub.lease_renew_seconds == 5
+    with pytest.raises(ValidationError, match=r"hub.lease_renew_seconds \(8.0\) must be at most half"):
+        make_config(lease_ttl_seconds=15, lease_renew_seconds=8)
+    with pytest.raises(ValidationError, match=r"lease_ttl_seconds\n  Input should be greater than or equal"):
+        make_config(lease_ttl_seconds=0)
+    room = {"id": "r1", "cameras": [{"id": "c1", "source": "x.mp4"}]}
+    site = SiteConfig.model_validate({"id": "s1", "rooms": [room],
+                                      "hub_urls": ["https://hub1:8443/", "https://hub2:8443", "https://hub1:8443"]})
+    assert site.hub_urls == ["https://hub1:8443", "https://hub2:8443"]
+    with pytest.raises(ValidationError, match=r"hub_urls\n.*'ftp://hub1' is not an http\(s\):// URL"):
+        SiteConfig.model_validate({"id": "s1", "rooms": [room], "hub_urls": ["ftp://hub1"]})
