@@ -43,23 +43,14 @@ from config.models import S3Config
 from storage.db import Database
 from storage.models import Segment, SiteLease
 from storage.objects import ObjectStore
-from storage.s3server import port_is_free
 from storage.verify import verify_chain
-from testkit.hub import system_config
+from testkit.hub import cluster_base_port, system_config
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.postgres, pytest.mark.cluster, pytest.mark.slow]
 
 SITES = {"s01": "room_a", "s02": "room_b"}
 CAMS = {"s01": ("room-a", "cam1"), "s02": ("room-b", "cam1")}
 SUP_PW = "sup-scaleout-pw-12"
-
-
-def _base_port() -> int:
-    first = 21000 + os.getpid() % 400 * 20
-    for base in [*range(first, 30000, 20), *range(21000, first, 20)]:
-        if all(port_is_free(p) and port_is_free(p + 10000) for p in range(base, base + 6)):
-            return base
-    raise AssertionError("no free port range")
 
 
 class Procs:
@@ -145,7 +136,7 @@ async def test_kill_a_hub_its_sites_move_nothing_lost(db_url: str, tmp_path: Pat
     try:
         # The storage cluster: separate master / 3 volume servers / filer / S3 gateway processes.
         procs.start("cluster", "storage", "cluster", "--config", str(paths["a"]), "--dir",
-                    str(tmp_path / "cluster"), "--base-port", str(_base_port()), env=env)
+                    str(tmp_path / "cluster"), "--base-port", str(cluster_base_port()), env=env)
         await _wait(lambda: "S3 endpoint:" in procs.log("cluster"), "storage cluster", 60, procs)
         text = procs.log("cluster")
         parts = {name: (addr, int(pid)) for name, addr, pid in
