@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from storage.db import Database
-from storage.leases import LeaseLost, LeaseManager
+from storage.leases import LeaseLost, LeaseManager, db_now
 from storage.models import Segment, SiteLease
 from storage.objects import ObjectStore
 from storage.segments import SegmentMeta, SegmentStore
@@ -51,8 +51,8 @@ async def test_stale_node_cannot_append(
     append is refused by the database although A's store still 'believes' nothing changed, and
     B continues the same chain linearly with a higher epoch."""
     site, bucket = unique_site, object_store.cfg.bucket_segments
-    a = LeaseManager(database, "node-a", "http://127.0.0.1:1/", [site], ttl_s=2.0, renew_s=1.0)
-    b = LeaseManager(database, "node-b", "http://127.0.0.1:2", [site], ttl_s=2.0, renew_s=1.0)
+    a = LeaseManager(database, "node-a", "http://127.0.0.1:1/", [site], ttl_s=4.0, renew_s=2.0)
+    b = LeaseManager(database, "node-b", "http://127.0.0.1:2", [site], ttl_s=4.0, renew_s=2.0)
     assert (await a.renew()) == {site: 1}
     store_a = SegmentStore(object_store, database, tmp_path / "wal-a", bucket, fence=a.fence)
     store_b = SegmentStore(object_store, database, tmp_path / "wal-b", bucket, fence=b.fence)
@@ -65,9 +65,10 @@ async def test_stale_node_cannot_append(
             with pytest.raises(LeaseLost, match=r"node-b does not hold the lease .*node-a \(http://127\.0\.0\.1:1\)"):
                 await store_b.put(meta(site, 3), blob(3))
         # A stops renewing; B takes the site once A's lease expired (database clock).
-        waited = await _until_holds(b, site)
+        a_until = (await database.run(lambda s: s.get(SiteLease, site))).expires_at  # type: ignore[union-attr]
+        await _until_holds(b, site)
         if database.dialect == "postgresql":
-            assert waited >= 1.0  # not before A's lease ran out
+            assert await database.run(db_now) >= a_until  # not before A's lease ran out
         assert b.held()[site] == 2  # the fencing token moved on
         # The stale writer: refused by the database, nothing archived, nothing in its WAL.
         with pytest.raises(LeaseLost, match=r"node-a does not hold the lease .*node-b \(http://127\.0\.0\.1:2\)"):
@@ -99,13 +100,13 @@ async def test_takeover_waits_for_an_append_in_flight(
     from storage.leases import fence
 
     site = unique_site
-    a = LeaseManager(database, "node-a", "http://a", [site], ttl_s=2.0, renew_s=1.0)
-    b = LeaseManager(database, "node-b", "http://b", [site], ttl_s=2.0, renew_s=1.0)
+    a = LeaseManager(database, "node-a", "http://a", [site], ttl_s=4.0, renew_s=2.0)
+    b = LeaseManager(database, "node-b", "http://b", [site], ttl_s=4.0, renew_s=2.0)
     await a.renew()
     s = database.session()
     tx = s.begin()
     assert fence(s, site, "node-a") == 1  # A's append transaction: lease checked and locked
-    await asyncio.sleep(2.3)  # A's lease expires while its transaction is still open
+    await asyncio.sleep(4.3)  # A's lease expires while its transaction is still open
     take = asyncio.create_task(b.renew())
     await asyncio.sleep(1.0)
     assert not take.done()  # the takeover waits for A's append
@@ -124,8 +125,8 @@ async def test_nodes_share_the_sites_and_take_a_dead_nodes(database: Database) -
     appears; when the first stops renewing (killed) the second holds all four after the TTL.
     SQLite: the one node always holds every site."""
     sites = ["s1", "s2", "s3", "s4"]
-    a = LeaseManager(database, "node-a", "http://a", sites, ttl_s=2.0, renew_s=1.0)
-    b = LeaseManager(database, "node-b", "http://b", sites, ttl_s=2.0, renew_s=1.0)
+    a = LeaseManager(database, "node-a", "http://a", sites, ttl_s=4.0, renew_s=2.0)
+    b = LeaseManager(database, "node-b", "http://b", sites, ttl_s=4.0, renew_s=2.0)
     assert set(await a.renew()) == set(sites)
     if database.dialect != "postgresql":
         assert a.holds("s1") and await a.holder_url("s3") == "http://a"
@@ -136,11 +137,13 @@ async def test_nodes_share_the_sites_and_take_a_dead_nodes(database: Database) -
     assert set(await a.renew()) == {"s1", "s2"} and set(await b.renew()) == {"s3", "s4"}  # stable
     assert await a.holder_url("s4") == "http://b"
     # A dies (no renewal): B holds everything once A's leases and its node row aged out.
+    a_until = max(r.expires_at for r in await database.run(
+        lambda s: list(s.scalars(select(SiteLease).where(SiteLease.node_id == "node-a")))))
     t0 = time.monotonic()
     while set(await b.renew()) != set(sites):
-        assert time.monotonic() - t0 < 6, "B did not take A's sites"
+        assert time.monotonic() - t0 < 10, "B did not take A's sites"
         await asyncio.sleep(0.2)
-    assert time.monotonic() - t0 >= 1.0
+    assert await database.run(db_now) >= a_until  # not before A's leases ran out
     epochs = {r.site_id: r.epoch for r in await database.run(lambda s: list(s.scalars(select(SiteLease))))}
     assert epochs == {"s1": 2, "s2": 2, "s3": 2, "s4": 2}  # each: A, then B
     # A graceful stop hands the sites over at once.
