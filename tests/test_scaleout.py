@@ -203,6 +203,17 @@ async def test_kill_a_hub_its_sites_move_nothing_lost(db_url: str, tmp_path: Pat
 
         await _wait(lambda: wall_live(victim, "s01"), "s01 live on its first hub", 60, procs)
         await _wait(lambda: wall_live(survivor, "s02"), "s02 live on its first hub", 60, procs)
+        # Every node's wall shows every camera: the victim's shows s02, which the survivor ingests.
+        await _wait(lambda: wall_live(victim, "s02"), "s02 on the other node's wall", 30, procs)
+
+        async def tile(n: str, site: str) -> bool:
+            room, cam = CAMS[site]
+            target = f"{site}/{room}/{cam}"
+            r = await browsers[n].get("/api/live/thumbs", params={"c": f"{target}:0"})
+            assert r.status_code == 200, r.text
+            return target in r.json()["frames"]
+
+        await _wait(lambda: tile(victim, "s02"), "s02's wall tile on the other node", 30, procs)
 
         # Live view of a camera another node holds: a browser of the victim asks for s02's camera
         # (held by the survivor); the offer is forwarded, the video comes from the survivor.
