@@ -103,7 +103,7 @@ async def _wait(pred: Any, what: str, within: float, procs: Procs, step: float =
         await asyncio.sleep(step)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 async def test_kill_a_hub_its_sites_move_nothing_lost(db_url: str, tmp_path: Path) -> None:
     procs = Procs(tmp_path)
@@ -137,7 +137,7 @@ async def test_kill_a_hub_its_sites_move_nothing_lost(db_url: str, tmp_path: Pat
         # The storage cluster: separate master / 3 volume servers / filer / S3 gateway processes.
         procs.start("cluster", "storage", "cluster", "--config", str(paths["a"]), "--dir",
                     str(tmp_path / "cluster"), "--base-port", str(cluster_base_port()), env=env)
-        await _wait(lambda: "S3 endpoint:" in procs.log("cluster"), "storage cluster", 60, procs)
+        await _wait(lambda: "S3 endpoint:" in procs.log("cluster"), "storage cluster", 150, procs)
         text = procs.log("cluster")
         parts = {name: (addr, int(pid)) for name, addr, pid in
                  re.findall(r"^  (\w+)\s+(127\.0\.0\.1:\d+)\s+pid (\d+)", text, re.M)}
@@ -160,7 +160,7 @@ async def test_kill_a_hub_its_sites_move_nothing_lost(db_url: str, tmp_path: Pat
                 return False
 
         for n in docs:
-            await _wait(lambda n=n: up(n), f"hub {n}", 150, procs)
+            await _wait(lambda n=n: up(n), f"hub {n}", 240, procs)
 
         def leases() -> dict[str, tuple[str | None, int, datetime]]:
             with db.session() as s:
