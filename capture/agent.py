@@ -373,7 +373,9 @@ class CameraPipe:
                     "sdp": desc.sdp,
                     "type": desc.type,
                 }
-                r = await self.agent.http.post("/api/ingest/offer", json=body)
+                r = await self.agent.call("POST", "/api/ingest/offer", json=body)
+                if r.status_code == 421:  # no hub node holds the site right now (failover)
+                    raise ConnectionError(f"offer: HTTP 421: {_detail(r)}")
                 if r.status_code != 200:
                     raise HubRefused(f"hub refused offer: HTTP {r.status_code}: {_detail(r)}")
                 ans = r.json()
@@ -476,15 +478,22 @@ class Agent:
             token = site.agent_token.get_secret_value()
         self._token = token
         self.hub_url = (hub_url or cfg.hub.url).rstrip("/")
+        #: Every hub node this agent may talk to (several nodes, issue #14): the given one first,
+        #: then the site's ``hub_urls``.  ``call`` follows a 421's holder among them and tries the
+        #: next one when the current one cannot be reached.
+        self.hub_urls = [self.hub_url] + [u for u in site.hub_urls if u != self.hub_url]
+        self.hub_switches = 0
+        self._hub_switched = False
         # How the hub's certificate is trusted (capture/tls.py): the options, else the site's
         # config; ValueError naming the problem (a bad fingerprint, a missing CA file).
         pin = hub_cert_sha256 or site.hub_cert_sha256
         ca = hub_ca_file or site.hub_ca_file
-        if (pin or ca) and not self.hub_url.startswith("https://"):
-            raise ValueError(
-                f"a hub certificate is pinned or a hub CA file given for site {site_id!r}, but the hub "
-                f"URL {self.hub_url} is not https: the agent token would travel in clear"
-            )
+        for url in self.hub_urls:
+            if (pin or ca) and not url.startswith("https://"):
+                raise ValueError(
+                    f"a hub certificate is pinned or a hub CA file given for site {site_id!r}, but the hub "
+                    f"URL {url} is not https: the agent token would travel in clear"
+                )
         self.verify = hub_ssl(ca, pin)
         #: The last TLS refusal of the hub's certificate (wrong pin / failed verification), or None.
         self.tls_error: str | None = None
@@ -556,10 +565,11 @@ class Agent:
         )
         self.pipes = [CameraPipe(self, room, cam) for room in self.rooms for cam in room.cameras]
         log.info(
-            "agent starting site=%s cameras=%s hub=%s spool=%s",
+            "agent starting site=%s cameras=%s hub=%s hubs=%s spool=%s",
             self.site_id,
             [p.label for p in self.pipes],
             self.hub_url,
+            self.hub_urls,
             self.spool.root,
         )
         if self.analyser is not None:
@@ -605,13 +615,60 @@ class Agent:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.http.aclose()
 
+    # -- hubs ------------------------------------------------------------------------------------
+
+    def _use_hub(self, url: str, why: str) -> None:
+        if url == self.hub_url:
+            return
+        log.warning("agent switches hub site=%s from=%s to=%s: %s", self.site_id, self.hub_url, url, why)
+        self.hub_url = url
+        self.http.base_url = httpx.URL(url)
+        self.hub_switches += 1
+        self._hub_switched = True  # the uploader asks the new node what it lacks (backfill)
+        self.sessions_version = -1  # versions are numbered per node: take the new node's as news
+
+    def _next_hub(self, why: str) -> None:
+        i = self.hub_urls.index(self.hub_url) if self.hub_url in self.hub_urls else -1
+        self._use_hub(self.hub_urls[(i + 1) % len(self.hub_urls)], why)
+
+    async def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """One request to the hub node holding this site: a 421 from a node that does not hold
+        it sends the request to the holder it names (only a URL of ``hub_urls``: a node cannot
+        send the token elsewhere); an unreachable node, to the next one.  At most one attempt
+        per known hub; then the last answer (421) or error is the caller's."""
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                r = await self.http.request(method, path, **kw)
+            except httpx.TransportError as e:
+                if len(self.hub_urls) < 2 or attempts > len(self.hub_urls) or self._tls_refused(e):
+                    raise
+                self._next_hub(f"{type(e).__name__}: {e}")
+                continue
+            if r.status_code != 421 or attempts > len(self.hub_urls):
+                return r
+            holder = (r.headers.get("x-evalwatch-holder") or "").rstrip("/")
+            if holder and holder != self.hub_url and holder in self.hub_urls:
+                self._use_hub(holder, f"HTTP 421, the site is held by {holder}")
+            elif holder and holder not in self.hub_urls:
+                log.warning("hub %s names %s as the holder of site=%s, which is not in this agent's hub "
+                            "list; not following it", self.hub_url, holder, self.site_id)
+                if len(self.hub_urls) < 2:
+                    return r
+                self._next_hub("HTTP 421, unlisted holder")
+            elif len(self.hub_urls) > 1:
+                self._next_hub("HTTP 421, the site is being reassigned")
+            else:
+                return r
+
     # -- upload ----------------------------------------------------------------------------------
 
     async def _upload(self, seg: SpooledSegment, source: str) -> bool:
         """PUT one segment; True when the hub has it.  Raises ConnectionError to back off."""
         data = await asyncio.to_thread(seg.path.read_bytes)
-        r = await self.http.put(
-            f"/api/ingest/segments/{seg.site}/{seg.room}/{seg.camera}",
+        r = await self.call(
+            "PUT", f"/api/ingest/segments/{seg.site}/{seg.room}/{seg.camera}",
             params={"start": seg.start.isoformat(), "end": seg.end.isoformat(), "source": source},
             content=data,
             headers={"X-Content-SHA256": hashlib.sha256(data).hexdigest(), "Content-Type": "video/mp4"},
@@ -646,6 +703,9 @@ class Agent:
                         self.spool.mark_done(seg)
                         self.uploaded += 1
                     self._reachable(True)
+                if self._hub_switched:  # another node now: ask it what the archive lacks
+                    self._hub_switched = False
+                    need_backfill = True
                 if need_backfill or time.monotonic() - last_backfill > 60:
                     await self._backfill()
                     need_backfill = False
@@ -686,8 +746,8 @@ class Agent:
             segs = [s for s in self.spool.segments(p.site, p.room, p.camera) if s.done]
             if not segs:
                 continue
-            r = await self.http.get(
-                "/api/ingest/missing",
+            r = await self.call(
+                "GET", "/api/ingest/missing",
                 params={
                     "site": p.site,
                     "room": p.room,
@@ -723,13 +783,13 @@ class Agent:
         except (OSError, ValueError) as e:
             self.incidents.reject(path, f"unreadable spool file: {e}")
             return
-        r = await self.http.post("/api/ingest/incidents", json=doc)
+        r = await self.call("POST", "/api/ingest/incidents", json=doc)
         if r.status_code == 200:
             self.incidents.done(path)
             self.incidents_sent += 1
             return
         detail = _detail(r)
-        if 400 <= r.status_code < 500 and r.status_code not in (401, 408, 429):
+        if 400 <= r.status_code < 500 and r.status_code not in (401, 408, 421, 429):
             log.error(
                 "hub rejected incident update site=%s room=%s camera=%s uid=%s seq=%s: HTTP %d %s"
                 " (kept aside)",
@@ -783,8 +843,8 @@ class Agent:
         backoff = Backoff(c.reconnect_min_seconds, c.reconnect_max_seconds)
         while True:
             try:
-                r = await self.http.get(
-                    "/api/ingest/sessions",
+                r = await self.call(
+                    "GET", "/api/ingest/sessions",
                     params={"site": self.site_id, "after": self.sessions_version},
                     timeout=httpx.Timeout(40.0, connect=5.0),
                 )
@@ -836,7 +896,8 @@ class Agent:
             try:
                 # A short read timeout: during a silent cut a request on a pooled connection hangs
                 # until it; the heartbeat is what ends the backoffs once the link is back.
-                r = await self.http.post("/api/ingest/heartbeat", json=body, timeout=self.heartbeat_timeout)
+                r = await self.call("POST", "/api/ingest/heartbeat", json=body,
+                                    timeout=self.heartbeat_timeout)
                 if r.status_code != 200:
                     log.warning(
                         "heartbeat refused site=%s: HTTP %d %s", self.site_id, r.status_code, _detail(r)

@@ -22,9 +22,17 @@ on every request, so a revoked one is refused at once):
   and the hub's ICE servers, as an ``EvalwatchConfig`` document, and its ``version`` (a digest;
   every heartbeat answer repeats it, so the agent notices a change).
 
+Several hub nodes (``storage.leases``): ``offer``, ``segments``, ``heartbeat``, ``incidents`` and
+``sessions`` of a site are served only by the node holding the site's lease; another node answers
+**421** ``{"detail", "code": "err.not_holder", "holder": URL | null}`` (also in the header
+``X-Evalwatch-Holder``), and the agent goes there (``holder`` null: the site is being
+reassigned, ask again).  A segment whose append the database refuses because the lease moved
+meanwhile (``LeaseLost``) gets the same answer; nothing of it was archived.
+
 Errors are JSON ``{"detail": "..."}`` naming the problem: 401 bad/missing token, 403 another
 site's or an unknown camera, 400 malformed input (SDP, JSON, times, MP4), 413 body too large,
-503 storage unavailable, 507 the hub's write-ahead disk is full (the agent retries both).
+421 this node does not hold the site, 503 storage unavailable, 507 the hub's write-ahead disk is
+full (the agent retries both).
 Tokens are compared with ``hmac.compare_digest`` and never logged.
 """
 
@@ -51,11 +59,14 @@ from config.models import EvalwatchConfig
 from storage import common
 from storage.agents import CREDENTIAL_PREFIX
 from storage.common import CameraId
+from storage.leases import LeaseLost
 from storage.segments import SegmentConflict, SegmentMeta, SegmentRefused, WalFull
 
 log = logging.getLogger(__name__)
 
 SHA_HEADER = "x-content-sha256"
+#: The 421 answer's header naming the URL of the hub node holding the site (see module docstring).
+HOLDER_HEADER = "X-Evalwatch-Holder"
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_MISSING_WINDOW = timedelta(days=7)
 
@@ -66,6 +77,16 @@ class SegmentStoreLike(Protocol):
     async def missing_ranges(
         self, site: str, room: str, camera: str, start: datetime, end: datetime, tolerance_s: float = 0.5
     ) -> list[tuple[datetime, datetime]]: ...
+
+
+class LeasesLike(Protocol):
+    """This node's site leases (``storage.leases.LeaseManager``)."""
+
+    node_id: str
+
+    def holds(self, site: str) -> bool: ...
+
+    async def holder_url(self, site: str) -> str | None: ...
 
 
 class DiskWatchLike(Protocol):
@@ -308,6 +329,7 @@ def make_router(
     agent_auth: AgentAuthLike | None = None,
     monitor: AgentMonitor | None = None,
     live_credentials: LiveCredentials | None = None,
+    leases: LeasesLike | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix="/api/ingest", tags=["ingest"])
     json_limit = cfg.hub.max_body_bytes
@@ -352,6 +374,26 @@ def make_router(
             raise _bad(401, "invalid agent token")
         return matched
 
+    def not_holder(site: str, holder: str | None, why: str) -> HTTPException:
+        log.info("ingest: site=%s is not held by this node (%s); holder=%s", site, why, holder or "none")
+        return HTTPException(
+            status_code=421,
+            detail=f"this hub node does not hold site {site!r} ({why}); "
+            + (f"its holder is {holder}" if holder else "it is being reassigned, ask again"),
+            headers={HOLDER_HEADER: holder or ""},
+        )
+
+    async def require_lease(site: str) -> None:
+        """421 with the holder's URL unless this node holds the site's lease."""
+        if leases is None or leases.holds(site):
+            return
+        try:
+            holder = await leases.holder_url(site)
+        except Exception:
+            log.exception("ingest: lease holder lookup failed site=%s", site)
+            raise _bad(503, "lease table unavailable, retry later") from None
+        raise not_holder(site, holder, f"node {leases.node_id}")
+
     def authorize(site_of_token: str, ref: CameraId) -> None:
         if ref.site != site_of_token:
             log.warning("ingest: agent of site=%s tried to publish for %s", site_of_token, ref)
@@ -395,6 +437,7 @@ def make_router(
         body: OfferIn = parse_json(await read_body(request, json_limit), OfferIn)
         ref = CameraId(body.site, body.room, body.camera)
         authorize(site, ref)
+        await require_lease(site)
         try:
             answer = await recorder.handle_offer(ref, body.sdp, body.type)
         except OfferError as e:
@@ -411,6 +454,7 @@ def make_router(
         body: HeartbeatIn = parse_json(await read_body(request, json_limit), HeartbeatIn)
         if body.site != site:
             raise _bad(403, f"this agent token belongs to site {site!r}, not {body.site!r}")
+        await require_lease(site)
         cams = [c.model_dump() for c in body.cameras]
         recorder.heartbeat(site, cams)
         if monitor is not None:
@@ -452,6 +496,7 @@ def make_router(
         body: IncidentUpdateIn = parse_json(await read_body(request, INCIDENT_LIMIT), IncidentUpdateIn)
         ref = CameraId(body.site, body.room, body.camera)
         authorize(site, ref)
+        await require_lease(site)
         hub = edge_of(site)
         now = datetime.now(UTC)
         for name in ("started_at", "ended_at"):
@@ -481,6 +526,7 @@ def make_router(
         token_site = await authenticate(request)
         if site != token_site:
             raise _bad(403, f"this agent token belongs to site {token_site!r}, not {site!r}")
+        await require_lease(site)
         version, rooms = await edge_of(site).wait_sessions(site, after)
         return JSONResponse(SessionsOut(version=version, rooms=rooms).model_dump())
 
@@ -506,6 +552,7 @@ def make_router(
         token_site = await authenticate(request)
         ref = CameraId(site, room, camera)
         authorize(token_site, ref)
+        await require_lease(site)
         t0, t1 = parse_time(start, "start"), parse_time(end, "end")
         if t1 <= t0:
             raise _bad(400, f"segment end {t1.isoformat()} is not after start {t0.isoformat()}")
@@ -544,6 +591,8 @@ def make_router(
         try:
             record = await segment_store.put(meta, data)
         except Exception as e:
+            if isinstance(e, LeaseLost):  # the database refused the append: the site moved
+                raise not_holder(site, e.holder, "its lease moved to another node") from None
             if isinstance(e, SegmentRefused):  # a sealed session's window (audited by the store)
                 log.warning("ingest: refused segment site=%s room=%s camera=%s: %s", *_parts(ref), e)
                 raise _bad(409, str(e)) from None

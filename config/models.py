@@ -164,6 +164,22 @@ class SiteConfig(_Strict):
     # system's trust store.  ``evalwatch agent --hub-cert-sha256 / --hub-ca`` override them.
     hub_cert_sha256: str | None = None
     hub_ca_file: str | None = None
+    # Several hub nodes (docs/deploy.md, issue #14): every hub URL this site's agents may talk
+    # to.  The agent asks them in turn; a node that does not hold the site answers 421 with the
+    # holder's URL, which the agent follows.  Empty (default): the one hub (``hub.public_url`` /
+    # ``--hub-url``).
+    hub_urls: list[str] = []
+
+    @field_validator("hub_urls")
+    @classmethod
+    def _hub_urls(cls, v: list[str]) -> list[str]:
+        out: list[str] = []
+        for u in v:
+            if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", u.strip()):
+                raise ValueError(f"{u!r} is not an http(s):// URL")
+            if u.strip().rstrip("/") not in out:
+                out.append(u.strip().rstrip("/"))
+        return out
 
     @field_validator("hub_cert_sha256")
     @classmethod
@@ -239,12 +255,23 @@ class HubConfig(_Strict):
     # (docs/deploy.md, "TLS and reverse proxy").
     tls_cert: str | None = None
     tls_key: str | None = None
+    # Site leases (storage/leases.py, issue #14): every node renews the leases of the sites it
+    # ingests this often; a lease not renewed for ``lease_ttl_seconds`` (the database's clock)
+    # expires and a surviving node takes the site.  The renewal period must be at most half the
+    # TTL.  With SQLite the one hub holds every lease.
+    lease_ttl_seconds: Annotated[float, Field(ge=1, le=600)] = 15.0
+    lease_renew_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HubConfig:
         if (self.tls_cert is None) != (self.tls_key is None):
             missing = "tls_key" if self.tls_key is None else "tls_cert"
             raise ValueError(f"hub.tls_cert and hub.tls_key go together: {missing} is missing")
+        if self.lease_renew_seconds * 2 > self.lease_ttl_seconds:
+            raise ValueError(
+                f"hub.lease_renew_seconds ({self.lease_renew_seconds}) must be at most half of "
+                f"hub.lease_ttl_seconds ({self.lease_ttl_seconds})"
+            )
         return self
 
     @property

@@ -69,6 +69,7 @@ MESSAGES: dict[str, str] = {
     "err.warning_not_open": "This warning has already been acknowledged.",
     "err.warnings_failed": "The early-warning rules could not be evaluated; see the hub's log.",
     "err.password_change_required": "Choose a new password before using the dashboard.",
+    "err.not_holder": "This hub node does not hold this site; its agents go to the node that does.",
 }
 
 
@@ -124,12 +125,17 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {
             401: "err.not_logged_in", 403: "err.forbidden", 404: "err.not_found",
             405: "err.method_not_allowed", 409: "err.conflict", 413: "err.body_too_large",
-            503: "err.storage_unavailable", 507: "err.storage_unavailable",
+            421: "err.not_holder", 503: "err.storage_unavailable", 507: "err.storage_unavailable",
         }.get(exc.status_code, "err.invalid_input")
         # The agents' ingest API names the problem in its detail (capture.ingest): keep it.
         ingest = request.url.path.startswith("/api/ingest/")
         detail = exc.detail if ingest and isinstance(exc.detail, str) else None
-        return JSONResponse(error_body(code, detail), status_code=exc.status_code)
+        body = error_body(code, detail)
+        headers = None
+        if exc.status_code == 421 and exc.headers:  # another hub node holds the site (storage.leases)
+            headers = dict(exc.headers)
+            body["holder"] = headers.get("X-Evalwatch-Holder") or None
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> Response:

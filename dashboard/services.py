@@ -113,4 +113,5 @@ class Services:
     relay: Any | None = None  # dashboard.notify.EventRelay: alerts across hub nodes (PostgreSQL)
     # sessions.anchors.Anchorer: anchors the chain heads at each session close (None: not wired)
     anchors: Any | None = None
+    leases: Any | None = None  # storage.leases.LeaseManager: which node holds which site (live view)
     extra_routers: list[APIRouter] = field(default_factory=list)

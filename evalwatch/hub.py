@@ -5,7 +5,8 @@ Start-up order, top to bottom:
 1. config (secrets filled from the secrets file);
 2. the embedded S3 server, unless ``storage.s3.embedded`` is false or ``EVALWATCH_S3_ENDPOINT``
    points at one someone else runs (``evalwatch run`` does that);
-3. database migrations, then the config's sites/rooms/cameras/seats mirrored into the DB;
+3. database migrations, then the config's sites/rooms/cameras/seats mirrored into the DB; the
+   site leases (``storage.leases``: this node's share of the sites, all of them on SQLite);
 4. object store buckets, the segment store and its write-ahead uploader;
 5. event bus, detector, event persistence, the disk watch (``evalwatch.diskwatch``: ``disk_full``
    alerts), analysis pipeline of the hub-analysed sites (it reads the running sessions through
@@ -104,7 +105,9 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     from evalwatch.edgehub import EdgeHub, FrameRouter
     from storage.agents import CredentialStore
     from storage.db import Database
+    from storage.leases import LeaseManager
     from storage.objects import ObjectStore
+    from storage.pgnotify import default_node_id
     from storage.segments import SegmentStore
 
     async with contextlib.AsyncExitStack() as stack:
@@ -124,6 +127,14 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         stack.callback(db.dispose)
         await db.aupgrade()
         await asyncio.to_thread(sync_inventory, db, cfg)
+        # Which sites this node ingests (several nodes on PostgreSQL; SQLite: all of them).
+        # Before the segment store: its WAL recovery appends only under a held lease.
+        leases = LeaseManager(
+            db, cfg.hub.node_id or default_node_id(), cfg.hub.url, [site.id for site in cfg.sites],
+            ttl_s=cfg.hub.lease_ttl_seconds, renew_s=cfg.hub.lease_renew_seconds,
+        )
+        await leases.start()
+        stack.push_async_callback(leases.stop)
 
         objects = ObjectStore(cfg.storage.s3)
         # Footage and snapshots are evidence: write-once buckets (object lock in
@@ -137,7 +148,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         await objects.ensure_buckets([s3c.bucket_exports])
         segments = SegmentStore(
             objects, db, Path(cfg.storage.wal_dir), cfg.storage.s3.bucket_segments,
-            guard=segment_guard(cfg),
+            guard=segment_guard(cfg), fence=leases.fence,
         )
         await segments.start()
         stack.push_async_callback(segments.stop)
@@ -223,8 +234,8 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
             pipeline=pipeline if hub_rooms or check is None else check, agents=monitor, disks=disks,
             extra_routers=[make_router(recorder, segments, cfg, edge=edge, disks=disks,
                                        agent_auth=credentials, monitor=monitor,
-                                       live_credentials=live_credentials)],
-            relay=relay, anchors=anchorer,
+                                       live_credentials=live_credentials, leases=leases)],
+            relay=relay, anchors=anchorer, leases=leases,
         )
 
 

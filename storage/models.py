@@ -114,6 +114,30 @@ class Segment(Base):
     link_hash: Mapped[str] = mapped_column(String(64))
     uploaded: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The hub node that appended this link and the site lease epoch it held (``storage.leases``);
+    #: None for rows written before leases existed / by a store without a lease fence.
+    node_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    epoch: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class HubNode(Base):
+    """A running hub node: renewed with its leases (``seen_at`` is the database's clock)."""
+
+    __tablename__ = "hub_nodes"
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(512))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SiteLease(Base):
+    """Which node ingests a site until ``expires_at``; ``epoch`` grows by one each time the
+    site changes hands (the fencing token checked by every chain append)."""
+
+    __tablename__ = "site_leases"
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_id: Mapped[str | None] = mapped_column(String(64))
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class EventRow(Base):

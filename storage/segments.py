@@ -19,7 +19,15 @@ Times are truncated to milliseconds, so the key is a function of (camera, start)
    that already exists with the same sha256 counts as uploaded.  After both objects are stored
    the row is flagged ``uploaded`` and the WAL entry deleted.
 4. The same (camera, start) with identical bytes returns the existing record; with different
-   bytes raises :class:`SegmentConflict`.
+   bytes raises :class:`SegmentConflict`.  If that record is still waiting for its upload and
+   this node's WAL does not hold it (another hub node wrote the row and died before uploading,
+   issue #14), the re-sent bytes are written to this node's WAL and uploaded from here.
+5. With a ``fence`` (several hub nodes, ``storage.leases``): the insert's transaction first
+   checks that this node holds the site's lease (``FOR SHARE`` on the lease row) and records
+   the node and the lease epoch on the row; otherwise :class:`storage.leases.LeaseLost` is
+   raised and nothing is archived (one writer per camera, enforced by the database).  The
+   uploader only uploads this node's rows (and rows without a node): another live node's
+   pending rows are in *its* WAL.
 
 ``start()`` scans the WAL first (hub restart): complete entries already in the DB are queued;
 an entry whose DB insert never committed is inserted if it chains onto the camera's head (so a
@@ -50,6 +58,7 @@ from storage.common import CameraId
 from storage.db import Database
 from storage.disk import is_enospc
 from storage.files import write_atomic
+from storage.leases import Fence, LeaseLost
 from storage.models import AuditLog, Segment
 from storage.objects import ObjectMissing, ObjectStore, StorageError, StorageUnavailable
 
@@ -144,6 +153,8 @@ class SegmentRecord(BaseModel):
     link_hash: str
     uploaded: bool
     created_at: datetime
+    node_id: str | None = None
+    epoch: int | None = None
 
     @property
     def duration_s(self) -> float:
@@ -205,9 +216,11 @@ class SegmentStore:
         retry_min_s: float = 0.5,
         retry_max_s: float = 30.0,
         guard: SegmentGuard | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.objects = objects
         self.guard = guard
+        self.fence = fence
         self.db = db
         self.wal_dir = Path(wal_dir)
         self.bucket = bucket
@@ -296,8 +309,11 @@ class SegmentStore:
                 raise
             if old is not None:
                 if old.sha256 == sha and old.size == len(data):
+                    rec = SegmentRecord.model_validate(old)
+                    if not rec.uploaded and self.fence is not None and rec.node_id != self.fence.node_id:
+                        return await self._adopt(rec, data, where)
                     log.info("duplicate segment ignored %s seq=%s", where, old.seq)
-                    return SegmentRecord.model_validate(old)
+                    return rec
                 raise SegmentConflict(
                     f"segment {key} (seq {old.seq}) already archived with sha256 {old.sha256[:12]}…, "
                     f"got different bytes (sha256 {sha[:12]}…); refusing to replace archived footage"
@@ -332,6 +348,9 @@ class SegmentStore:
                 raise
 
             def insert(s: Session) -> Segment:
+                # One writer per camera: this node's lease of the site, checked (and locked
+                # against a takeover) in the very transaction that appends the link.
+                epoch = self.fence.epoch(s, meta.site) if self.fence is not None else None
                 if self.guard is not None:  # again in the insert's own transaction (a close meanwhile)
                     why = self.guard(s, meta.site, meta.room, meta.camera, meta.start, meta.end)
                     if why:
@@ -351,6 +370,8 @@ class SegmentStore:
                     prev_hash=prev,
                     link_hash=link_hash,
                     uploaded=False,
+                    node_id=self.fence.node_id if self.fence is not None else None,
+                    epoch=epoch,
                 )
                 s.add(row)
                 s.flush()
@@ -366,13 +387,43 @@ class SegmentStore:
                     ) from None
                 if isinstance(e, SegmentRefused):
                     await self._refused(meta, sha, str(e))
+                if isinstance(e, LeaseLost):
+                    log.warning("segment refused, this node does not hold the site's lease %s: %s", where, e)
                 raise
-            log.info("segment archived %s seq=%s size=%s", where, row.seq, row.size)
+            log.info("segment archived %s seq=%s size=%s epoch=%s", where, row.seq, row.size, row.epoch)
         rid = row.id
         if not self._s3_down:
             await self._drain()
         self._wake.set()
         return await self._record(rid)
+
+    async def _adopt(self, rec: SegmentRecord, data: bytes, where: str) -> SegmentRecord:
+        """A re-sent segment whose row another node committed but never uploaded (it died with
+        the bytes in its WAL): keep them in this node's WAL and upload them from here, under
+        this node's lease (the caller holds the camera lock)."""
+        seg_path, json_path = self._wal_paths(rec.site, rec.room, rec.camera, rec.seq)
+        fence = self.fence
+        assert fence is not None
+
+        def claim(s: Session) -> None:
+            epoch = fence.epoch(s, rec.site)
+            row = s.get(Segment, rec.id)
+            if row is not None and not row.uploaded:
+                row.node_id, row.epoch = fence.node_id, epoch
+
+        if not await asyncio.to_thread(seg_path.exists):
+            await asyncio.to_thread(self._wal_write, seg_path, json_path, data, link_bytes(rec.link_fields()))
+        try:
+            await self.db.run(claim)
+        except LeaseLost:
+            await asyncio.to_thread(self._wal_remove, seg_path, json_path)
+            raise
+        log.warning("segment archived by node %s but never uploaded; uploading the re-sent copy %s seq=%s",
+                    rec.node_id, where, rec.seq)
+        if not self._s3_down:
+            await self._drain()
+        self._wake.set()
+        return await self._record(rec.id)
 
     async def _refused(self, meta: SegmentMeta, sha: str, why: str) -> None:
         """Audit a refused segment (the agent of its site sent it; ingest checked the token)."""
@@ -417,10 +468,9 @@ class SegmentStore:
     async def _drain(self) -> bool:
         """Upload pending rows in append order.  False when S3 is unreachable."""
         async with self._upload_lock:
+            mine = self._pending()
             rows = await self.db.run(
-                lambda s: list(
-                    s.scalars(select(Segment).where(Segment.uploaded.is_(False)).order_by(Segment.id))
-                )
+                lambda s: list(s.scalars(select(Segment).where(mine).order_by(Segment.id)))
             )
             for row in rows:
                 rec = SegmentRecord.model_validate(row)
@@ -532,11 +582,19 @@ class SegmentStore:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
 
+    def _pending(self) -> Any:
+        """Rows this store must upload: not uploaded and, with a fence, written by this node (or
+        by no node): another live node's pending rows wait in its own WAL."""
+        cond: Any = Segment.uploaded.is_(False)
+        if self.fence is not None:
+            cond = cond & (Segment.node_id.is_(None) | (Segment.node_id == self.fence.node_id))
+        return cond
+
     async def pending_uploads(self) -> int:
-        """Segments archived but not yet in S3 (for metrics)."""
+        """Segments archived by this node but not yet in S3 (for metrics)."""
 
         def q(s: Session) -> int:
-            n = s.scalar(select(func.count()).select_from(Segment).where(Segment.uploaded.is_(False)))
+            n = s.scalar(select(func.count()).select_from(Segment).where(self._pending()))
             return int(n or 0)
 
         return await self.db.run(q)
@@ -601,10 +659,18 @@ class SegmentStore:
             if row is not None:
                 if row.link_hash != doc["link_hash"]:
                     return "conflict"
+                if not row.uploaded and self.fence is not None:
+                    row.node_id = self.fence.node_id  # its bytes are in this WAL: upload from here
                 return "done" if row.uploaded else "pending"
             head_seq, head_hash = _head(s, site, room, camera)
             if seq != head_seq + 1 or doc["prev_hash"] != head_hash:
                 return "unchained"
+            epoch = None
+            if self.fence is not None:
+                try:
+                    epoch = self.fence.epoch(s, site)
+                except LeaseLost:
+                    return "not leased"
             s.add(
                 Segment(
                     site=site,
@@ -621,6 +687,8 @@ class SegmentStore:
                     prev_hash=doc["prev_hash"],
                     link_hash=doc["link_hash"],
                     uploaded=False,
+                    node_id=self.fence.node_id if self.fence is not None else None,
+                    epoch=epoch,
                 )
             )
             return "inserted"

@@ -153,7 +153,7 @@ async def _baseline_recorders(recorder: Recorder, cfg: EvalwatchConfig, out: Pat
 
 
 def build_app(
-    cfg: EvalwatchConfig, store: Any, sink: Any = None, baseline_dir: Path | None = None
+    cfg: EvalwatchConfig, store: Any, sink: Any = None, baseline_dir: Path | None = None, leases: Any = None
 ) -> tuple[FastAPI, Recorder]:
     recorder = Recorder(cfg, sink)
 
@@ -179,7 +179,7 @@ def build_app(
                 db.dispose()
 
     app = FastAPI(lifespan=lifespan)
-    app.include_router(make_router(recorder, store, cfg))
+    app.include_router(make_router(recorder, store, cfg, leases=leases))
 
     @app.get("/test/status")
     async def status() -> JSONResponse:

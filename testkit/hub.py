@@ -48,6 +48,20 @@ def port_pair() -> int:
     raise RuntimeError("no free port pair in 20000..49999")
 
 
+def cluster_base_port() -> int:
+    """A base port for ``evalwatch storage cluster --base-port`` whose whole range (and the gRPC
+    ports, +10000) is free right now."""
+    import os
+
+    from storage.s3server import port_is_free
+
+    first = 21000 + os.getpid() % 400 * 20
+    for base in [*range(first, 30000, 20), *range(21000, first, 20)]:
+        if all(port_is_free(p) and port_is_free(p + 10000) for p in range(base, base + 6)):
+            return base
+    raise RuntimeError("no free port range for a storage cluster")
+
+
 def system_config(
     tmp: Path,
     sites: dict[str, list[str]],

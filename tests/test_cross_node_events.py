@@ -328,13 +328,28 @@ async def test_two_hub_processes_share_alerts(db_url: str, s3_server: Any, tmp_p
         logs = {n: (tmp_path / f"hub-{n}.log").read_text() for n in urls}
         assert "cross-node alerts over PostgreSQL channel=evalwatch_events node=hub-b" in logs["b"], logs["b"]
         assert s3_server.cfg.secret_key.get_secret_value() not in logs["a"] + logs["b"]
+        # s01 is ingested by the node holding its lease (storage.leases); the other one answers
+        # the agent 421.  The incident goes to the holder, the browser watches the other node.
+        from storage.models import SiteLease
 
-        async with httpx.AsyncClient(base_url=f"http://{urls['b']}") as c:
+        ldb = Database(db_url)
+        with ldb.session() as ls:
+            lease = ls.get(SiteLease, "s01")
+        ldb.dispose()
+        assert lease is not None and lease.node_id in ("hub-a", "hub-b")
+        ingest, watch = ("a", "b") if lease.node_id == "hub-a" else ("b", "a")
+        async with httpx.AsyncClient(base_url=f"http://{urls[watch]}") as c:
+            r = await c.post("/api/ingest/heartbeat", json={"site": "s01"},
+                             headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 421, r.text
+            assert r.json()["holder"] == f"http://{urls[ingest]}" and r.json()["code"] == "err.not_holder"
+
+        async with httpx.AsyncClient(base_url=f"http://{urls[watch]}") as c:
             r = await c.post("/api/auth/login", json={"username": "sup", "password": "sup-cross-node-pw-1"})
             assert r.status_code == 200, r.text
             cookie = f"evalwatch_session={c.cookies['evalwatch_session']}"
-        async with websockets.connect(f"ws://{urls['b']}/ws/events", additional_headers={"Cookie": cookie},
-                                      origin=f"http://{urls['b']}") as ws:
+        async with websockets.connect(f"ws://{urls[watch]}/ws/events", additional_headers={"Cookie": cookie},
+                                      origin=f"http://{urls[watch]}") as ws:
             wall = Wall(ws)
             await wall.wait(lambda: bool(wall.messages), "hello")
             uid = uuid.uuid4().hex
@@ -344,7 +359,7 @@ async def test_two_hub_processes_share_alerts(db_url: str, s3_server: Any, tmp_p
                 "started_at": datetime.now(UTC).isoformat(),
                 "snapshot_jpeg": base64.b64encode(b"\xff\xd8\xff\xe0 tiny \xff\xd9").decode(),
             }
-            async with httpx.AsyncClient(base_url=f"http://{urls['a']}") as c:
+            async with httpx.AsyncClient(base_url=f"http://{urls[ingest]}") as c:
                 r = await c.post("/api/ingest/incidents", json=incident,
                                  headers={"Authorization": f"Bearer {token}"})
                 assert r.status_code == 200, r.text

@@ -25,20 +25,11 @@ from pydantic import SecretStr
 
 from config.models import S3Config
 from storage.cluster import ClusterError, ClusterPorts, SeaweedCluster, check_replication
-from storage.s3server import port_is_free
+from testkit.hub import cluster_base_port
 
 pytestmark = pytest.mark.cluster
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
-
-
-def _base_port() -> int:
-    """A base port whose whole range (and the gRPC ports, +10000) is free right now."""
-    first = 21000 + os.getpid() % 400 * 20
-    for base in [*range(first, 30000, 20), *range(21000, first, 20)]:
-        if all(port_is_free(p) and port_is_free(p + 10000) for p in range(base, base + 6)):
-            return base
-    raise AssertionError("no free port range")
 
 
 def _config(tmp: Path) -> tuple[Path, str, str]:
@@ -124,7 +115,7 @@ async def test_cluster_keeps_every_segment_when_a_volume_server_dies(tmp_path: P
 
     cfg_path, access, secret = _config(tmp_path)
     data = tmp_path / "cluster"
-    cmd = ClusterCommand(cfg_path, data, _base_port())
+    cmd = ClusterCommand(cfg_path, data, cluster_base_port())
     try:
         cmd.wait_ready()
         assert set(cmd.parts) == {"master", "volume1", "volume2", "volume3", "filer", "s3"}, cmd.text()
@@ -208,7 +199,7 @@ async def test_cluster_keeps_every_segment_when_a_volume_server_dies(tmp_path: P
 
     # Restarted on the same data: the archive is there; SIGKILL of the command takes every
     # weed along (no orphan holding the ports and the data).
-    cmd = ClusterCommand(cfg_path, data, _base_port())
+    cmd = ClusterCommand(cfg_path, data, cluster_base_port())
     try:
         cmd.wait_ready()
         s3 = S3Config(endpoint=cmd.endpoint, access_key=SecretStr(access), secret_key=SecretStr(secret),
@@ -237,7 +228,7 @@ def test_cluster_refuses_what_it_cannot_do(tmp_path: Path) -> None:
 
     cfg_path, _access, _secret = _config(tmp_path)
     # A port of the range in use: a one-line error naming it, no traceback, exit 1.
-    base = _base_port()
+    base = cluster_base_port()
     with socket.socket() as busy:
         busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         busy.bind(("127.0.0.1", base + 2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -22,6 +23,7 @@ from storage.common import CameraId
 from storage.models import EventRow
 
 router = APIRouter(tags=["live"])
+log = logging.getLogger("evalwatch.dashboard.live")
 
 LIVE_VIEWERS = ("admin", "supervisor", "observer")
 
@@ -71,8 +73,11 @@ async def camera_status(
     """Status of every configured camera: online, fps, last frame age (s), open alerts by rule.
 
     Polled every ~2 s by the wall, so it is not audit-logged (the wall itself is, on load).
+    Several hub nodes: the cameras of sites another node holds come from that node
+    (``_status_from_holders``).
     """
     statuses = st.camera_status()
+    await _status_from_holders(st, request, statuses)
 
     def q(s: Session) -> list[tuple[str, str, str, str, int]]:
         rows = s.execute(
@@ -137,21 +142,23 @@ async def live_thumbs(
     the picture the tile shows, 0 for none).  Answers ``frames`` {camera: {seq, age, jpeg (base64)}}
     for cameras with a newer picture, ``offline`` [camera] for those without a picture newer than
     3 s; unknown cameras are ignored.  Same JPEGs, sharing and per-viewing audit as ``thumb.jpg``.
+    Several hub nodes: the tiles of sites another node holds are asked from it in one request
+    per holder (``_thumbs_from_holders``; it audits those viewings).
     """
     rec = st.services.recorder
     if rec is None:
         raise ApiError(503, "err.live_unavailable")
     known = {CameraId(s.id, r.id, cam.id).path for s, r, cam in st.cfg.cameras()}
     hub = st.live.thumbs(rec)
-    frames: dict[str, dict[str, Any]] = {}
-    offline: list[str] = []
     ip = client_ip(request)
     wanted: dict[str, str] = {}
     for item in c or []:
         target, _, have = item.rpartition(":")
-        if target not in known:
-            continue
-        wanted[target] = have
+        if target in known:
+            wanted[target] = have
+    # Several hub nodes: tiles of sites another node holds come from it (it audits the viewing).
+    frames, offline = await _thumbs_from_holders(st, request, wanted)
+    for target in wanted:
         await _thumb_viewed(st, me, target, ip)
     pictures = await hub.get_many([CameraId.parse(t).as_tuple() for t in wanted])
     for target, have in wanted.items():
@@ -202,10 +209,136 @@ class OfferIn(BaseModel):
     quality: Literal["grid", "full"] = "grid"
 
 
+async def _holders(st: Any, request: Request, sites: set[str]) -> dict[str, set[str]]:
+    """Holder URL → the ones of ``sites`` that another hub node holds (empty: one node, or a
+    request another node forwarded here)."""
+    leases = st.services.leases
+    if leases is None or request.headers.get(PROXIED_HEADER):
+        return {}
+    out: dict[str, set[str]] = {}
+    for site in sites:
+        if leases.holds(site):
+            continue
+        url = await leases.holder_url(site)
+        if url and url.rstrip("/") != st.cfg.hub.url.rstrip("/"):
+            out.setdefault(url, set()).add(site)
+    return out
+
+
+def _forward_headers(st: Any, request: Request) -> dict[str, str]:
+    headers = {PROXIED_HEADER: st.services.leases.node_id}
+    for name in ("cookie", "x-csrf-token", "user-agent"):
+        if name in request.headers:
+            headers[name] = request.headers[name]
+    return headers
+
+
+async def _thumbs_from_holders(
+    st: Any, request: Request, wanted: dict[str, str]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The tiles of ``wanted`` whose sites other nodes hold, asked from them (removed from
+    ``wanted``): their ``frames`` and ``offline``; a holder that does not answer: offline."""
+    holders = await _holders(st, request, {CameraId.parse(t).site for t in wanted})
+    frames: dict[str, dict[str, Any]] = {}
+    offline: list[str] = []
+    if not holders:
+        return frames, offline
+    import httpx
+
+    async with httpx.AsyncClient(timeout=3.0, trust_env=False) as c:
+        for url, sites in holders.items():
+            mine = {t: have for t, have in wanted.items() if CameraId.parse(t).site in sites}
+            for t in mine:
+                del wanted[t]
+            try:
+                r = await c.get(f"{url}/api/live/thumbs", params=[("c", f"{t}:{h}") for t, h in mine.items()],
+                                headers=_forward_headers(st, request))
+                r.raise_for_status()
+                doc = r.json()
+                frames.update({t: v for t, v in doc["frames"].items() if t in mine})
+                offline += [t for t in doc["offline"] if t in mine]
+            except (httpx.HTTPError, ValueError, KeyError) as e:
+                log.warning("thumbnails from holder %s failed: %s", url, e)
+                offline += list(mine)
+    return frames, offline
+
+
+async def _status_from_holders(st: Any, request: Request, statuses: dict[Any, dict[str, Any]]) -> None:
+    """Several hub nodes (issue #14): a camera's status is its ingesting node's memory, so the
+    cameras of sites another node holds are asked from that node (``GET /api/cameras/status``
+    with the browser's session cookie, 2 s timeout, one request per holder); a holder that does
+    not answer leaves its cameras offline here."""
+    holders = await _holders(st, request, {site for site, _room, _cam in statuses})
+    if not holders:
+        return
+    import asyncio
+
+    import httpx
+
+    headers = _forward_headers(st, request)
+
+    async def ask(c: httpx.AsyncClient, url: str) -> tuple[str, list[dict[str, Any]]]:
+        try:
+            r = await c.get(f"{url}/api/cameras/status", headers=headers)
+            r.raise_for_status()
+            return url, list(r.json()["cameras"])
+        except (httpx.HTTPError, ValueError, KeyError) as e:
+            log.warning("camera status from holder %s failed: %s", url, e)
+            return url, []
+
+    async with httpx.AsyncClient(timeout=2.0, trust_env=False) as c:
+        answers = await asyncio.gather(*(ask(c, url) for url in holders))
+    for url, cams in answers:
+        for d in cams:
+            key = (d.get("site"), d.get("room"), d.get("camera"))
+            if key in statuses and key[0] in holders[url]:
+                statuses[key] = {k: v for k, v in d.items() if k != "alerts"}
+
+
+#: Marks an offer one hub node forwards to another (never forwarded twice).
+PROXIED_HEADER = "X-Evalwatch-Proxied"
+
+
+async def _offer_via_holder(
+    st: Any, request: Request, site: str, room: str, camera: str, body: OfferIn
+) -> dict[str, str] | None:
+    """Several hub nodes (issue #14): the camera's site is ingested by another node.  Forward the
+    browser's offer there (its session cookie and CSRF token: login sessions live in the shared
+    database and the cookie is signed with the shared ``hub.secret_key``) and return that node's
+    answer; the browser then exchanges media with the holder directly (its ICE candidates are
+    in the answer).  None: no other node holds the site."""
+    holders = await _holders(st, request, {site})
+    if not holders:
+        return None
+    holder = next(iter(holders))
+    headers = _forward_headers(st, request)
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=15, trust_env=False) as c:
+            r = await c.post(f"{holder}/api/live/{site}/{room}/{camera}/offer",
+                             json=body.model_dump(), headers=headers)
+    except httpx.HTTPError as e:
+        log.warning("live offer for site=%s room=%s camera=%s: holder %s unreachable: %s",
+                    site, room, camera, holder, e)
+        raise ApiError(503, "err.live_unavailable") from None
+    if r.status_code == 200:
+        log.info("live offer site=%s room=%s camera=%s answered by the holder %s", site, room, camera, holder)
+        return {"sdp": str(r.json()["sdp"]), "type": str(r.json()["type"])}
+    log.warning("live offer site=%s room=%s camera=%s: holder %s answered HTTP %d",
+                site, room, camera, holder, r.status_code)
+    if r.status_code in (401, 403, 409, 422):
+        code = {401: "err.not_logged_in", 403: "err.forbidden", 409: "err.camera_offline",
+                422: "err.bad_sdp"}[r.status_code]
+        raise ApiError(r.status_code, code)
+    raise ApiError(503, "err.live_unavailable")
+
+
 @router.post("/api/live/{site}/{room}/{camera}/offer", response_model=SdpAnswer)
 async def live_offer(
     auditor: Audit,
     st: State,
+    request: Request,
     site: str,
     room: str,
     camera: str,
@@ -215,6 +348,8 @@ async def live_offer(
     """Answer a browser's WebRTC offer with the camera's live track (audit ``live_view``).
 
     404 unknown camera, 503 no recorder on this hub, 409 camera offline, 422 unusable offer.
+    A camera whose site another hub node holds: the offer is forwarded to it (the answer is
+    that node's; ``_offer_via_holder``).
     """
     if (site, room, camera) not in st.camera_status():
         raise ApiError(404, "err.unknown_camera")
@@ -226,6 +361,9 @@ async def live_offer(
     else:
         track = rec.live_track(site, room, camera)
     if track is None:
+        answer = await _offer_via_holder(st, request, site, room, camera, body)
+        if answer is not None:  # the holder audited the live_view
+            return answer
         raise ApiError(409, "err.camera_offline")
     target = CameraId(site, room, camera).path
     st.metrics.live_viewers.inc()  # decremented by on_live_end (or below on failure)
