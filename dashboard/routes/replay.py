@@ -159,18 +159,23 @@ async def segment_video(
 async def _verify(
     st: DashState, site: str, room: str, camera: str, start: datetime, end: datetime
 ) -> dict[str, Any]:
-    """``storage.verify.verify_chain`` over the range, as ``{ok, segments, links, problem, message}``.
+    """:func:`sessions.verify.verify_replay_window` over the range, as ``{ok, segments, links,
+    problem, message, notes}``.
 
-    The chain is verified from object storage alone (the DB is not trusted); 502 when S3 is down.
+    The window's links and segments in object storage are checked against the database's link
+    hashes, and those against the nearest closed session's seal (signature checked with the hub's
+    key files): neither a consistent rewrite in object storage nor one in the database verifies,
+    and the object-storage cost is bounded by the window (finding 8 of #12).  502 when S3 is down.
     """
-    from storage.verify import verify_chain
+    from sessions.verify import verify_replay_window
 
     objects = st.services.objects
     if objects is None:
         raise ApiError(503, "err.storage_unavailable")
     try:
-        res = await verify_chain(
-            objects, site, room, camera, start, end, bucket=st.cfg.storage.s3.bucket_segments
+        res = await verify_replay_window(
+            st.db, objects, st.cfg.storage.data_dir, site, room, camera, start, end,
+            bucket=st.cfg.storage.s3.bucket_segments,
         )
     except Exception as e:
         st.metrics.s3_errors.labels(op="verify").inc()
@@ -181,6 +186,7 @@ async def _verify(
         "links": res.links_checked,
         "problem": res.problem,
         "message": res.message,
+        "notes": list(res.notes),
     }
     if res.ok:
         # A segment overlapping a closed session's sealed window but not in its seal was added
