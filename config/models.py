@@ -192,6 +192,9 @@ def _no_duplicates(ids: list[str], what: str) -> None:
 # --- services ------------------------------------------------------------------------------
 
 
+_HOST_PATTERN = re.compile(r"\.?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")
+
+
 class HubConfig(_Strict):
     listen_host: str = "127.0.0.1"
     listen_port: Annotated[int, Field(ge=1, le=65535)] = 8800
@@ -217,6 +220,27 @@ class HubConfig(_Strict):
     # API lets them do anything else (403 ``err.password_change_required``).  The demo config
     # sets false so that the logins ``make run`` prints keep working.
     force_password_change: bool = True
+    # Host names the hub answers to (finding 12 of #12, DNS rebinding; dashboard/hosts.py).  Any
+    # other ``Host`` header is a 400 ``err.bad_host``, also on WebSocket upgrades.  IP literals
+    # are always allowed (they cannot be rebound).  Unset (default): ``localhost``/``*.localhost``,
+    # the host of ``public_url``, ``listen_host`` when it is a name, and this machine's host name
+    # and FQDN.  Entries: exact names, ``.example.org`` (the domain and its subdomains), or ``*``
+    # (no check: only behind a proxy that checks Host itself).
+    allowed_hosts: list[str] | None = None
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("an empty list would refuse every request; leave it unset for the default")
+        for item in v:
+            if item != "*" and not _HOST_PATTERN.fullmatch(item):
+                raise ValueError(
+                    f"{item!r} is not a host name, a '.domain' pattern or '*' (no scheme, port or path)"
+                )
+        return v
 
     @field_validator("secret_key")
     @classmethod

@@ -32,6 +32,7 @@ from dashboard.dbutil import run_db
 from dashboard.defs import Health, media
 from dashboard.errors import ApiError, error_body, install_error_handlers
 from dashboard.experts import ExpertTagger
+from dashboard.hosts import HostAllowList, HostGuard, default_hosts
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics
 from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principal, allow, page
@@ -197,6 +198,9 @@ def create_app(services: Any) -> FastAPI:
         app.include_router(extra)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     apidoc.install(app)  # 422 answers documented as they are (dashboard.errors), not FastAPI's
+    # outermost: a foreign Host never reaches a route, a cookie check or the body (finding 12)
+    hosts = HostAllowList(cfg.hub.allowed_hosts or default_hosts(cfg.hub.listen_host, cfg.hub.public_url))
+    app.add_middleware(HostGuard, allowed=hosts)
     return app
 
 

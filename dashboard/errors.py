@@ -22,6 +22,7 @@ MESSAGES: dict[str, str] = {
     "err.forbidden": "Your role is not allowed to do this.",
     "err.csrf": "Missing or wrong CSRF token; reload the page.",
     "err.bad_origin": "Request from a foreign origin refused.",
+    "err.bad_host": "This hub does not answer to that host name.",
     "err.bad_credentials": "Wrong username or password.",
     "err.locked": "Too many failed logins; try again later.",
     "err.too_many_attempts": "Too many failed logins from this address; try again later.",
