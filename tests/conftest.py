@@ -34,7 +34,6 @@ from config.models import S3Config
 from storage.s3server import SeaweedPorts, SeaweedServer, free_ports
 from storage.s3server import free_port as _free_port
 
-
 # In-process clients (httpx.ASGITransport, Starlette's TestClient) send ``Host: testserver``: the
 # suite allows that name besides the hub's derived defaults (dashboard/hosts.py; production
 # leaves EXTRA_DEFAULT_HOSTS empty).  Hubs started as processes are reached by 127.0.0.1 or

@@ -68,7 +68,7 @@ async def test_a_second_put_with_other_bytes_never_replaces_the_archived_version
                             end=T0 + timedelta(minutes=5, seconds=10))
         db3 = make_database(tmp_path / "three.db")
         third = SegmentStore(objects, db3, tmp_path / "wal3", bucket)
-        with pytest.raises(SegmentConflict, match="chain/00000001.json"):
+        with pytest.raises(SegmentConflict, match=r"chain/00000001\.json"):
             await third.put(later, b"later footage " * 40)
         assert await objects.get_bytes(bucket, link_key) == link_before
         db3.dispose()

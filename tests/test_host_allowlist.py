@@ -116,7 +116,8 @@ async def test_configured_allowed_hosts_replace_the_derived_names(tmp_path: Path
     services.cfg.hub.allowed_hosts = ["hub.example.org"]
     app = create_app(services)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.example.org") as c:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub.example.org") as c:
             assert (await c.get("/healthz")).status_code == 200
             r = await c.get("/healthz", headers={"Host": "localhost"})
             assert r.status_code == 400 and r.json()["code"] == "err.bad_host"
