@@ -227,6 +227,11 @@ class HubConfig(_Strict):
     # and FQDN.  Entries: exact names, ``.example.org`` (the domain and its subdomains), or ``*``
     # (no check: only behind a proxy that checks Host itself).
     allowed_hosts: list[str] | None = None
+    # Per-user caps (finding 13 of #12): open alert WebSockets (``/ws/events``, one per tab) and
+    # live WebRTC streams (the wall's enlarged camera; grid tiles are JPEG thumbnails).  One more
+    # is refused with 429 ``err.too_many_connections`` naming the cap.
+    max_ws_per_user: Annotated[int, Field(ge=1, le=10_000)] = 16
+    max_live_per_user: Annotated[int, Field(ge=1, le=10_000)] = 8
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -334,6 +339,11 @@ class StorageConfig(_Strict):
     # An export in progress keeps its footage from the purge at most this long (a crashed export
     # must not hold footage forever).
     export_hold_hours: Annotated[float, Field(gt=0)] = 12.0
+    # Largest evidence export the dashboard writes (finding 13 of #12), counted as the footage's
+    # bytes before anything is written (the zip lands in a temporary folder of the hub's disk):
+    # past it the export is a 413 ``err.export_too_large`` naming this setting.  8 GiB ≈ 18 h of
+    # one 1 Mbit/s camera; the ``evalwatch session export`` command is not capped.
+    export_max_bytes: Annotated[int, Field(ge=1_000_000)] = 8 * 1024**3
     # Disk alerts (docs/storage.md "Full disks"): the WAL directory's and the database's disk
     # raise ``disk_full`` when less than this is free or the disk is filled above the ratio.
     disk_min_free_mb: Annotated[int, Field(ge=1)] = 1024

@@ -23,6 +23,8 @@ MESSAGES: dict[str, str] = {
     "err.csrf": "Missing or wrong CSRF token; reload the page.",
     "err.bad_origin": "Request from a foreign origin refused.",
     "err.bad_host": "This hub does not answer to that host name.",
+    "err.too_many_connections": "Too many open connections for this account; close some first.",
+    "err.export_too_large": "This export is too large; export a shorter range or fewer cameras.",
     "err.bad_credentials": "Wrong username or password.",
     "err.locked": "Too many failed logins; try again later.",
     "err.too_many_attempts": "Too many failed logins from this address; try again later.",

@@ -32,6 +32,10 @@ class DashState:
     secure_cookies: bool = False
     #: ``hub.trusted_proxies`` parsed (``dashboard.policy.client_ip``).
     trusted_proxies: list[Any] = field(default_factory=list)
+    #: Open alert WebSockets per username (``hub.max_ws_per_user``, finding 13 of #12).
+    ws_per_user: dict[str, int] = field(default_factory=dict)
+    #: Last audit of a segment fetch per (username, segment id), monotonic seconds.
+    segment_audit: dict[tuple[str, int], float] = field(default_factory=dict)
 
     @property
     def cfg(self) -> Any:

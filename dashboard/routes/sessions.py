@@ -220,7 +220,7 @@ async def export(
     camera: Annotated[list[str] | None, Query()] = None,
 ) -> FileResponse:
     """The evidence zip of a closed session (optionally a time range and some cameras)."""
-    from sessions.export import export_session
+    from sessions.export import ExportTooLarge, export_session
 
     if st.services.objects is None:
         raise ApiError(503, "err.storage_unavailable")
@@ -244,10 +244,14 @@ async def export(
             cameras=camera,
             actor=me.username,
             progress=False,
+            max_bytes=st.cfg.storage.export_max_bytes,
         )
     except lc.SessionError as e:
         await asyncio.to_thread(cleanup)
         raise _err(e, 422 if not isinstance(e, lc.SessionNotFound) else 404) from None
+    except ExportTooLarge as e:  # finding 13 of #12
+        await asyncio.to_thread(cleanup)
+        raise ApiError(413, "err.export_too_large", str(e)) from None
     except BaseException:
         await asyncio.to_thread(cleanup)
         raise
