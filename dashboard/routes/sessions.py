@@ -206,7 +206,27 @@ async def report(
     if fmt == "pdf":
         pdf = await asyncio.to_thread(render_pdf, data, lang)
         return Response(pdf, media_type="application/pdf", headers=disp)
-    return Response(render_html(data, lang), media_type="text/html; charset=utf-8", headers=disp)
+    html = render_html(data, lang)
+    return Response(html, media_type="text/html; charset=utf-8",
+                    headers={**disp, "Content-Security-Policy": report_csp(html)})
+
+
+def report_csp(html: str) -> str:
+    """The dashboard's CSP with the SHA-256 of each of the report's inline ``<style>`` blocks
+    allowed (finding 15 of #12: ``style-src 'self'`` blocked the report's styling).  The report
+    stays one self-contained file (it is downloaded and kept), so its style stays inline; nothing
+    else inline is allowed (scripts stay ``'self'`` only)."""
+    import base64
+    import hashlib
+    import re
+
+    from dashboard.app import CSP
+
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(block.encode('utf-8')).digest()).decode()}'"
+        for block in re.findall(r"<style>(.*?)</style>", html, flags=re.S)
+    )
+    return CSP.replace("style-src 'self'", f"style-src 'self' {hashes}".rstrip())
 
 
 @router.get("/api/sessions/{session_id}/export", **media("application/zip"))
