@@ -200,7 +200,7 @@ def create_app(services: Any) -> FastAPI:
     apidoc.install(app)  # 422 answers documented as they are (dashboard.errors), not FastAPI's
     # outermost: a foreign Host never reaches a route, a cookie check or the body (finding 12)
     hosts = HostAllowList(cfg.hub.allowed_hosts or default_hosts(cfg.hub.listen_host, cfg.hub.public_url))
-    app.add_middleware(HostGuard, allowed=hosts)
+    app.add_middleware(HostGuard, allowed=hosts, exempt=AGENT_PREFIXES)
     return app
 
 

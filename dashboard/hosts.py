@@ -18,7 +18,10 @@ Allowed (``allowed_hosts`` = ``hub.allowed_hosts`` or, unset, the derived defaul
   and its subdomains, or ``*`` for any (turns the check off; only behind a proxy that checks
   Host itself).
 
-A request without a ``Host`` header (HTTP/1.0 probes) passes: no browser sends one.
+A request without a ``Host`` header (HTTP/1.0 probes) passes: no browser sends one.  So does
+the agents' ingest API (``exempt``: ``dashboard.policy.AGENT_PREFIXES``): it takes a bearer token,
+never a cookie, so a rebound page gains nothing there, and agents keep working whatever name
+their ``hub_url`` uses.
 """
 
 from __future__ import annotations
@@ -101,11 +104,11 @@ class HostGuard:
     ``Host`` is not allowed (a WebSocket gets the 400 as its denial response where the server
     supports it — uvicorn does — else a close before accept)."""
 
-    def __init__(self, app: ASGIApp, allowed: HostAllowList) -> None:
-        self.app, self.allowed = app, allowed
+    def __init__(self, app: ASGIApp, allowed: HostAllowList, exempt: tuple[str, ...] = ()) -> None:
+        self.app, self.allowed, self.exempt = app, allowed, exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket") or str(scope.get("path", "")).startswith(self.exempt):
             await self.app(scope, receive, send)
             return
         raw = next((v for k, v in scope.get("headers", []) if k == b"host"), None)

@@ -77,6 +77,9 @@ async def test_forged_host_is_refused_on_http_and_websocket(hub: tuple[str, Serv
         assert r.status_code == 400 and r.json()["code"] == "err.bad_host"
         r = await c.get("/api/auth/me", headers={"Host": "127.0.0.1.evil.example"})
         assert r.status_code == 400
+        # the agents' token API is exempt (no cookie to ride on): not a bad_host answer
+        r = await c.post("/api/ingest/heartbeat", json={}, headers={"Host": "agent-alias.example"})
+        assert r.status_code != 400 or r.json()["code"] != "err.bad_host", r.text
         # the hub's own names and any address still work
         for host in (addr, f"localhost:{port}", "LOCALHOST", f"[::1]:{port}", "10.9.8.7",
                      socket.gethostname()):
