@@ -16,7 +16,6 @@ never see expert names.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 from collections.abc import AsyncIterator
@@ -26,7 +25,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from sqlalchemy import select
 from test_sessions_support import archive, cfg_dict
@@ -37,9 +35,18 @@ from dashboard.services import Services
 from sessions.lifecycle import close_session, create_session, parse_spec, start_session
 from sessions.signing import HubKey
 from storage.models import AuditLog, Segment
-from storage.s3server import free_port
 from storage.segments import SegmentStore
-from testkit.dashboard import ROLE_USERS, add_event, make_config, make_database, make_services, password_of
+from testkit.dashboard import (
+    ROLE_USERS,
+    add_event,
+    make_config,
+    make_database,
+    make_services,
+    password_of,
+    raw_request,
+    serving,
+    ws_upgrade,
+)
 
 pytestmark = pytest.mark.security
 BASE = "http://testserver"
@@ -54,31 +61,8 @@ async def _login(c: httpx.AsyncClient, role: str) -> None:
 @pytest.fixture
 async def capped(tmp_path: Path) -> AsyncIterator[tuple[str, Services]]:
     services = make_services(tmp_path, cfg=make_config(max_ws_per_user=2, max_live_per_user=1))
-    app = create_app(services)
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(srv.serve())
-    while not srv.started:  # noqa: ASYNC110
-        await asyncio.sleep(0.02)
-    yield f"127.0.0.1:{port}", services
-    srv.should_exit = True
-    await task
-
-
-async def _upgrade(addr: str, cookie: str) -> tuple[int, dict[str, Any] | None]:
-    host, port = addr.split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write((f"GET /ws/events HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                  f"Cookie: {cookie}\r\n\r\n").encode())
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    status = int(head.split(b" ", 2)[1])
-    length = next((int(x.split(b":")[1]) for x in head.split(b"\r\n")
-                   if x.lower().startswith(b"content-length:")), 0)
-    body = await asyncio.wait_for(reader.readexactly(length), 5) if length else b""
-    writer.close()
-    return status, (json.loads(body) if body else None)
+    async with serving(create_app(services)) as addr:
+        yield addr, services
 
 
 async def test_websockets_and_live_streams_per_user_are_capped(capped: tuple[str, Services]) -> None:
@@ -95,7 +79,7 @@ async def test_websockets_and_live_streams_per_user_are_capped(capped: tuple[str
         assert json.loads(await w1.recv())["type"] == "hello"
         async with websockets.connect(f"ws://{addr}/ws/events", additional_headers=hdr) as w2:
             assert json.loads(await w2.recv())["type"] == "hello"
-            status, body = await _upgrade(addr, cookies["observer"])
+            status, body = await raw_request(addr, ws_upgrade(addr, addr, cookies["observer"]))
             assert status == 429 and body is not None, (status, body)
             assert body["code"] == "err.too_many_connections" and "hub.max_ws_per_user = 2" in body["detail"]
             # another user is not affected
@@ -104,7 +88,7 @@ async def test_websockets_and_live_streams_per_user_are_capped(capped: tuple[str
                 assert json.loads(await w3.recv())["type"] == "hello"
         # one closed: a new one is accepted again
         for _ in range(50):
-            if (await _upgrade(addr, cookies["observer"]))[0] == 101:
+            if (await raw_request(addr, ws_upgrade(addr, addr, cookies["observer"])))[0] == 101:
                 break
             await asyncio.sleep(0.1)
         else:
@@ -200,6 +184,13 @@ async def test_observers_never_receive_expert_names_on_any_surface(tmp_path: Pat
     """Every GET route an observer may call (walked from the app's own routes), the alert
     WebSocket on a real socket, and the XLSX credit export (compressed: parsed) carry no expert
     name; reports, evidence exports, photos and the signed credit feed are refused (403)."""
+    services = make_services(tmp_path, cfg=make_config(sites=1, rooms=2))
+    app = create_app(services)
+    async with serving(app) as addr:
+        await _no_names_for_observers(app, services, addr)
+
+
+async def _no_names_for_observers(app: Any, services: Services, addr: str) -> None:
     import io
 
     import openpyxl
@@ -207,102 +198,90 @@ async def test_observers_never_receive_expert_names_on_any_surface(tmp_path: Pat
 
     from dashboard.policy import iter_routes
 
-    services = make_services(tmp_path, cfg=make_config(sites=1, rooms=2))
-    app = create_app(services)
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(srv.serve())
-    while not srv.started:  # noqa: ASYNC110
-        await asyncio.sleep(0.02)
-    addr = f"127.0.0.1:{port}"
     names = ("张三丰", "王五郎")
-    try:
-        clients = {}
-        for role in ("admin", "supervisor", "observer"):
-            clients[role] = httpx.AsyncClient(base_url=f"http://{addr}", timeout=30)
-            await _login(clients[role], role)
-        admin, sup, obs = clients["admin"], clients["supervisor"], clients["observer"]
-        r = await admin.post("/api/experts", json={"code": "E0001", "name": names[0], "phone": "13800000001"})
-        assert r.status_code == 201, r.text
-        t0 = datetime.now(UTC) - timedelta(minutes=1)
-        r = await sup.post("/api/sessions", json={
-            "code": "ZB-OBS-1", "project": "观察", "bids": ["B1"], "planned_start": t0.isoformat(),
-            "planned_end": (t0 + timedelta(hours=2)).isoformat(),
-            "rooms": [{"site": "site1", "room": "room1"}, {"site": "site1", "room": "room2"}],
-            "seats": [{"expert_code": "E0001", "bid": "B1", "room": "site1/room1", "seat": "s1"},
-                      {"expert": names[1], "bid": "B1", "room": "site1/room2", "seat": "s1"}]})
-        assert r.status_code == 201, r.text
-        sid = r.json()["id"]
-        assert (await sup.post(f"/api/sessions/{sid}/start")).status_code == 200
-        eid = add_event(services.db)
-        eid2 = add_event(services.db, room="room2")
-        judge = {"decision": "violation", "category": "使用手机"}
-        r = await sup.post(f"/api/events/{eid}/credit", json=judge)
-        assert r.status_code == 200 and r.json()["expert_name"] == names[0], r.text
-        rid = r.json()["id"]
-        # the names are there for a supervisor (so the observer checks below can fail)
-        assert names[0] in (await sup.get(f"/api/events/{eid}")).text
-        assert names[1] in (await sup.get(f"/api/events/{eid2}")).text
-        assert names[1] in (await sup.get(f"/api/sessions/{sid}")).text
+    clients = {}
+    for role in ("admin", "supervisor", "observer"):
+        clients[role] = httpx.AsyncClient(base_url=f"http://{addr}", timeout=30)
+        await _login(clients[role], role)
+    admin, sup, obs = clients["admin"], clients["supervisor"], clients["observer"]
+    r = await admin.post("/api/experts", json={"code": "E0001", "name": names[0], "phone": "13800000001"})
+    assert r.status_code == 201, r.text
+    t0 = datetime.now(UTC) - timedelta(minutes=1)
+    r = await sup.post("/api/sessions", json={
+        "code": "ZB-OBS-1", "project": "观察", "bids": ["B1"], "planned_start": t0.isoformat(),
+        "planned_end": (t0 + timedelta(hours=2)).isoformat(),
+        "rooms": [{"site": "site1", "room": "room1"}, {"site": "site1", "room": "room2"}],
+        "seats": [{"expert_code": "E0001", "bid": "B1", "room": "site1/room1", "seat": "s1"},
+                  {"expert": names[1], "bid": "B1", "room": "site1/room2", "seat": "s1"}]})
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    assert (await sup.post(f"/api/sessions/{sid}/start")).status_code == 200
+    eid = add_event(services.db)
+    eid2 = add_event(services.db, room="room2")
+    judge = {"decision": "violation", "category": "使用手机"}
+    r = await sup.post(f"/api/events/{eid}/credit", json=judge)
+    assert r.status_code == 200 and r.json()["expert_name"] == names[0], r.text
+    rid = r.json()["id"]
+    # the names are there for a supervisor (so the observer checks below can fail)
+    assert names[0] in (await sup.get(f"/api/events/{eid}")).text
+    assert names[1] in (await sup.get(f"/api/events/{eid2}")).text
+    assert names[1] in (await sup.get(f"/api/sessions/{sid}")).text
 
-        params = {"session_id": sid, "event_id": eid, "code": "E0001", "record_id": rid, "site": "site1",
-                  "room": "room1", "camera": "cam1", "lang": "en", "segment_id": 1, "username": "obs"}
-        query = {"/api/credit/export": {"format": "csv"}, "/api/replay/{site}/{room}/{camera}": {
-            "start": t0.isoformat(), "end": (t0 + timedelta(hours=1)).isoformat()},
-            "/api/export/{site}/{room}/{camera}": {"start": t0.isoformat(),
-                                                  "end": (t0 + timedelta(minutes=10)).isoformat()},
-            "/api/replay/{site}/{room}/{camera}/verify": {"start": t0.isoformat(),
-                                                         "end": (t0 + timedelta(hours=1)).isoformat()}}
-        seen, refused = [], []
-        for route, orig in iter_routes(app.routes):
-            if not isinstance(orig, APIRoute) or "GET" not in (getattr(route, "methods", None) or ()):
-                continue
-            url = route.path.format(**{k: v for k, v in params.items() if "{" + k + "}" in route.path})
-            if route.path in ("/api/live/{site}/{room}/{camera}/thumb.jpg", "/api/live/thumbs"):
-                continue  # live camera pictures (they wait for frames); no text in them
-            r = await obs.get(url, params=query.get(route.path, {}))
-            assert r.status_code < 500, (route.path, r.status_code, r.text[:200])
-            if r.status_code == 403:
-                refused.append(route.path)
-                continue
-            seen.append(route.path)
-            text = r.content.decode("utf-8", "replace")
-            for n in names:
-                assert n not in text, (route.path, n)
-        assert {"/api/sessions", "/api/sessions/{session_id}", "/api/events", "/api/events/{event_id}",
-                "/api/experts", "/api/experts/{code}", "/api/credit", "/api/credit/{record_id}",
-                "/api/credit/export"} <= set(seen), seen
-        assert {"/api/sessions/{session_id}/report", "/api/sessions/{session_id}/export",
-                "/api/export/{site}/{room}/{camera}", "/api/credit/feed",
-                "/api/experts/{code}/photo", "/api/audit"} <= set(refused), refused
-        r = await obs.get("/api/credit/export", params={"format": "xlsx"})
-        assert r.status_code == 200
-        sheet = openpyxl.load_workbook(io.BytesIO(r.content)).worksheets[0]
-        cells = [str(c.value) for row in sheet.iter_rows() for c in row]
-        assert "E0001" in cells and not any(n in c for c in cells for n in names)
+    params = {"session_id": sid, "event_id": eid, "code": "E0001", "record_id": rid, "site": "site1",
+              "room": "room1", "camera": "cam1", "lang": "en", "segment_id": 1, "username": "obs"}
+    query = {"/api/credit/export": {"format": "csv"}, "/api/replay/{site}/{room}/{camera}": {
+        "start": t0.isoformat(), "end": (t0 + timedelta(hours=1)).isoformat()},
+        "/api/export/{site}/{room}/{camera}": {"start": t0.isoformat(),
+                                              "end": (t0 + timedelta(minutes=10)).isoformat()},
+        "/api/replay/{site}/{room}/{camera}/verify": {"start": t0.isoformat(),
+                                                     "end": (t0 + timedelta(hours=1)).isoformat()}}
+    seen, refused = [], []
+    for route, orig in iter_routes(app.routes):
+        if not isinstance(orig, APIRoute) or "GET" not in (getattr(route, "methods", None) or ()):
+            continue
+        url = route.path.format(**{k: v for k, v in params.items() if "{" + k + "}" in route.path})
+        if route.path in ("/api/live/{site}/{room}/{camera}/thumb.jpg", "/api/live/thumbs"):
+            continue  # live camera pictures (they wait for frames); no text in them
+        r = await obs.get(url, params=query.get(route.path, {}))
+        assert r.status_code < 500, (route.path, r.status_code, r.text[:200])
+        if r.status_code == 403:
+            refused.append(route.path)
+            continue
+        seen.append(route.path)
+        text = r.content.decode("utf-8", "replace")
+        for n in names:
+            assert n not in text, (route.path, n)
+    assert {"/api/sessions", "/api/sessions/{session_id}", "/api/events", "/api/events/{event_id}",
+            "/api/experts", "/api/experts/{code}", "/api/credit", "/api/credit/{record_id}",
+            "/api/credit/export"} <= set(seen), seen
+    assert {"/api/sessions/{session_id}/report", "/api/sessions/{session_id}/export",
+            "/api/export/{site}/{room}/{camera}", "/api/credit/feed",
+            "/api/experts/{code}/photo", "/api/audit"} <= set(refused), refused
+    r = await obs.get("/api/credit/export", params={"format": "xlsx"})
+    assert r.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(r.content)).worksheets[0]
+    cells = [str(c.value) for row in sheet.iter_rows() for c in row]
+    assert "E0001" in cells and not any(n in c for c in cells for n in names)
 
-        # the alert WebSocket: the live update names the expert for a supervisor, not an observer
-        got = {}
-        for role in ("observer", "supervisor"):
-            cookie = f"evalwatch_session={clients[role].cookies['evalwatch_session']}"
-            got[role] = await websockets.connect(f"ws://{addr}/ws/events",
-                                                 additional_headers={"Cookie": cookie})
-            assert json.loads(await got[role].recv())["type"] == "hello"
-        r = await sup.post(f"/api/events/{eid}/ack")
-        assert r.status_code == 200, r.text
-        msgs = {}
-        for role, ws in got.items():
-            while True:
-                m = json.loads(await asyncio.wait_for(ws.recv(), 5))
-                if m.get("type") == "event":
-                    msgs[role] = m
-                    break
-            await ws.close()
-        assert msgs["supervisor"]["event"].get("expert_name") == names[0], msgs
-        assert msgs["observer"]["event"]["expert_code"] == "E0001"
-        assert not any(n in json.dumps(msgs["observer"], ensure_ascii=False) for n in names)
-        for c in clients.values():
-            await c.aclose()
-    finally:
-        srv.should_exit = True
-        await task
+    # the alert WebSocket: the live update names the expert for a supervisor, not an observer
+    got = {}
+    for role in ("observer", "supervisor"):
+        cookie = f"evalwatch_session={clients[role].cookies['evalwatch_session']}"
+        got[role] = await websockets.connect(f"ws://{addr}/ws/events",
+                                             additional_headers={"Cookie": cookie})
+        assert json.loads(await got[role].recv())["type"] == "hello"
+    r = await sup.post(f"/api/events/{eid}/ack")
+    assert r.status_code == 200, r.text
+    msgs = {}
+    for role, ws in got.items():
+        while True:
+            m = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            if m.get("type") == "event":
+                msgs[role] = m
+                break
+        await ws.close()
+    assert msgs["supervisor"]["event"].get("expert_name") == names[0], msgs
+    assert msgs["observer"]["event"]["expert_code"] == "E0001"
+    assert not any(n in json.dumps(msgs["observer"], ensure_ascii=False) for n in names)
+    for c in clients.values():
+        await c.aclose()

@@ -8,26 +8,20 @@ on a real uvicorn socket.
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import json
-import os
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import ValidationError
 
 from config.models import EvalwatchConfig, HubConfig
 from dashboard.app import create_app
 from dashboard.hosts import HostAllowList, default_hosts
 from dashboard.services import Services
-from storage.s3server import free_port
-from testkit.dashboard import ROLE_USERS, make_services, password_of
+from testkit.dashboard import ROLE_USERS, make_services, password_of, raw_request, serving, ws_upgrade
 
 pytestmark = pytest.mark.security
 
@@ -35,30 +29,8 @@ pytestmark = pytest.mark.security
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[tuple[str, Services]]:
     services = make_services(tmp_path)
-    app = create_app(services)
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(srv.serve())
-    while not srv.started:  # noqa: ASYNC110
-        await asyncio.sleep(0.02)
-    yield f"127.0.0.1:{port}", services
-    srv.should_exit = True
-    await task
-
-
-async def _raw(addr: str, request: str) -> tuple[int, dict[str, Any] | None]:
-    """Send one raw HTTP/1.1 request (any Host) and read the status and JSON body."""
-    host, port = addr.split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(request.encode("latin-1"))
-    await writer.drain()
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    status = int(head.split(b" ", 2)[1])
-    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)
-    body = await asyncio.wait_for(reader.readexactly(length), 5) if length else b""
-    writer.close()
-    return status, (json.loads(body) if body else None)
+    async with serving(create_app(services)) as addr:
+        yield addr, services
 
 
 async def test_forged_host_is_refused_on_http_and_websocket(hub: tuple[str, Services]) -> None:
@@ -89,13 +61,9 @@ async def test_forged_host_is_refused_on_http_and_websocket(hub: tuple[str, Serv
                          headers={"Content-Type": "application/json", "Origin": f"http://{addr}"})
         assert r.status_code == 200, r.text
         cookie = f"evalwatch_session={r.cookies['evalwatch_session']}"
-    key = base64.b64encode(os.urandom(16)).decode()
-    upgrade = ("GET /ws/events HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{{host}}\r\n"
-               f"Cookie: {cookie}\r\n\r\n")
-    status, body = await _raw(addr, upgrade.format(host="evil.example"))
+    status, body = await raw_request(addr, ws_upgrade(addr, "evil.example", cookie))
     assert status == 400 and body is not None and body["code"] == "err.bad_host", (status, body)
-    status, _ = await _raw(addr, upgrade.format(host=addr))
+    status, _ = await raw_request(addr, ws_upgrade(addr, addr, cookie))
     assert status == 101  # the same upgrade by the hub's address is accepted
 
 
