@@ -35,7 +35,7 @@ from dashboard.experts import ExpertTagger
 from dashboard.hosts import HostAllowList, HostGuard, default_hosts
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics
-from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principal, allow, page
+from dashboard.policy import AGENT_PREFIXES, ANY_USER, CSP, METRICS, PUBLIC, Principal, allow, page
 from dashboard.routes import admin, agents, auth, events, experts, live, replay, seating, sessions
 from dashboard.security import SessionCodec
 from dashboard.state import DashState
@@ -50,11 +50,6 @@ LANGS = ("zh-CN", "en")
 DEFAULT_LANG = "zh-CN"
 PUBLIC_MOUNTS = ("/static",)
 
-CSP = (
-    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-    "connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
 #: Sent on every answer when browsers reach the hub over HTTPS (``hub.tls_cert`` or an https
 #: ``hub.public_url`` behind a proxy): a year; no ``includeSubDomains`` (the hub's name may share
 #: a domain with sites that are not HTTPS).

@@ -220,7 +220,7 @@ def report_csp(html: str) -> str:
     import hashlib
     import re
 
-    from dashboard.app import CSP
+    from dashboard.policy import CSP
 
     hashes = " ".join(
         f"'sha256-{base64.b64encode(hashlib.sha256(block.encode('utf-8')).digest()).decode()}'"
