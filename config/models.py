@@ -208,6 +208,9 @@ def _no_duplicates(ids: list[str], what: str) -> None:
 # --- services ------------------------------------------------------------------------------
 
 
+_HOST_PATTERN = re.compile(r"\.?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")
+
+
 class HubConfig(_Strict):
     listen_host: str = "127.0.0.1"
     listen_port: Annotated[int, Field(ge=1, le=65535)] = 8800
@@ -233,6 +236,32 @@ class HubConfig(_Strict):
     # API lets them do anything else (403 ``err.password_change_required``).  The demo config
     # sets false so that the logins ``make run`` prints keep working.
     force_password_change: bool = True
+    # Host names the hub answers to (finding 12 of #12, DNS rebinding; dashboard/hosts.py).  Any
+    # other ``Host`` header is a 400 ``err.bad_host``, also on WebSocket upgrades.  IP literals
+    # are always allowed (they cannot be rebound).  Unset (default): ``localhost``/``*.localhost``,
+    # the host of ``public_url``, ``listen_host`` when it is a name, and this machine's host name
+    # and FQDN.  Entries: exact names, ``.example.org`` (the domain and its subdomains), or ``*``
+    # (no check: only behind a proxy that checks Host itself).
+    allowed_hosts: list[str] | None = None
+    # Per-user caps (finding 13 of #12): open alert WebSockets (``/ws/events``, one per tab) and
+    # live WebRTC streams (the wall's enlarged camera; grid tiles are JPEG thumbnails).  One more
+    # is refused with 429 ``err.too_many_connections`` naming the cap.
+    max_ws_per_user: Annotated[int, Field(ge=1, le=10_000)] = 16
+    max_live_per_user: Annotated[int, Field(ge=1, le=10_000)] = 8
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("an empty list would refuse every request; leave it unset for the default")
+        for item in v:
+            if item != "*" and not _HOST_PATTERN.fullmatch(item):
+                raise ValueError(
+                    f"{item!r} is not a host name, a '.domain' pattern or '*' (no scheme, port or path)"
+                )
+        return v
 
     @field_validator("secret_key")
     @classmethod
@@ -380,6 +409,11 @@ class StorageConfig(_Strict):
     # An export in progress keeps its footage from the purge at most this long (a crashed export
     # must not hold footage forever).
     export_hold_hours: Annotated[float, Field(gt=0)] = 12.0
+    # Largest evidence export the dashboard writes (finding 13 of #12), counted as the footage's
+    # bytes before anything is written (the zip lands in a temporary folder of the hub's disk):
+    # past it the export is a 413 ``err.export_too_large`` naming this setting.  8 GiB ≈ 18 h of
+    # one 1 Mbit/s camera; the ``evalwatch session export`` command is not capped.
+    export_max_bytes: Annotated[int, Field(ge=1_000_000)] = 8 * 1024**3
     # Disk alerts (docs/storage.md "Full disks"): the WAL directory's and the database's disk
     # raise ``disk_full`` when less than this is free or the disk is filled above the ratio.
     disk_min_free_mb: Annotated[int, Field(ge=1)] = 1024

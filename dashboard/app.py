@@ -33,9 +33,10 @@ from dashboard.defs import Health, media
 from dashboard.earlywarn import WarningJob
 from dashboard.errors import ApiError, error_body, install_error_handlers
 from dashboard.experts import ExpertTagger
+from dashboard.hosts import HostAllowList, HostGuard, default_hosts
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics
-from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principal, allow, page
+from dashboard.policy import AGENT_PREFIXES, ANY_USER, CSP, METRICS, PUBLIC, Principal, allow, page
 from dashboard.routes import (
     admin,
     agents,
@@ -62,11 +63,6 @@ LANGS = ("zh-CN", "en")
 DEFAULT_LANG = "zh-CN"
 PUBLIC_MOUNTS = ("/static",)
 
-CSP = (
-    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-    "connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
 #: Sent on every answer when browsers reach the hub over HTTPS (``hub.tls_cert`` or an https
 #: ``hub.public_url`` behind a proxy): a year; no ``includeSubDomains`` (the hub's name may share
 #: a domain with sites that are not HTTPS).
@@ -213,6 +209,9 @@ def create_app(services: Any) -> FastAPI:
         app.include_router(extra)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     apidoc.install(app)  # 422 answers documented as they are (dashboard.errors), not FastAPI's
+    # outermost: a foreign Host never reaches a route, a cookie check or the body (finding 12)
+    hosts = HostAllowList(cfg.hub.allowed_hosts or default_hosts(cfg.hub.listen_host, cfg.hub.public_url))
+    app.add_middleware(HostGuard, allowed=hosts, exempt=AGENT_PREFIXES)
     return app
 
 

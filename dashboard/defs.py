@@ -176,13 +176,15 @@ class ReplayIndex(BaseModel):
 
 
 class ChainCheck(BaseModel):
-    """``storage.verify.verify_chain`` over a range."""
+    """The replay badge over a range (``sessions.verify.verify_replay_window``): ``notes`` says
+    what anchors it (a session's seal, or the database's links only)."""
 
     ok: bool
     segments: int
     links: int
     problem: str | None
     message: str
+    notes: list[str] = []
 
 
 # -- sessions ---------------------------------------------------------------------------------

@@ -260,6 +260,7 @@ async def _export_camera_range(
             actor=actor,
             notes=notes,
             progress=False,
+            max_bytes=cfg.storage.export_max_bytes,
         )
     except EvidenceMissing as e:
         remove_export(out)

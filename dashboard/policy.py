@@ -28,6 +28,14 @@ ROLES: tuple[str, ...] = ("admin", "supervisor", "auditor", "observer")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 AGENT_PREFIXES: tuple[str, ...] = ("/api/ingest",)
 
+#: The Content-Security-Policy of every dashboard answer (``dashboard.app``); the session report
+#: adds the hashes of its own inline style (``dashboard.routes.sessions.report_csp``).
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+    "connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
 
 @dataclass(frozen=True)
 class Principal:

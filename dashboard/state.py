@@ -34,6 +34,10 @@ class DashState:
     trusted_proxies: list[Any] = field(default_factory=list)
     #: The scheduled early-warning run (``dashboard.earlywarn.WarningJob``), set by ``create_app``.
     warnings: Any = None
+    #: Open alert WebSockets per username (``hub.max_ws_per_user``, finding 13 of #12).
+    ws_per_user: dict[str, int] = field(default_factory=dict)
+    #: Last audit of a segment fetch per (username, segment id), monotonic seconds.
+    segment_audit: dict[tuple[str, int], float] = field(default_factory=dict)
 
     @property
     def cfg(self) -> Any:

@@ -81,6 +81,11 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
 
 
+class ExportTooLarge(Exception):
+    """The export would hold more footage than ``max_bytes`` (``storage.export_max_bytes`` for the
+    dashboard's exports, finding 13 of #12); the message names the sizes and the setting."""
+
+
 class EvidenceMissing(Exception):
     """A chain link or segment that belongs in the zip is missing from object storage.
 
@@ -133,6 +138,7 @@ async def write_evidence(
     stitch: bool = False,
     progress: bool | None = False,
     desc: str = "export",
+    max_bytes: int | None = None,
 ) -> ExportResult:
     """Write one evidence zip (layout in the module docstring) to ``out``, atomically.
 
@@ -150,6 +156,8 @@ async def write_evidence(
       gets ``snapshot`` (zip path, or ``None``, with a note when the snapshot is missing from
       storage).  ``notes`` are copied to the manifest, followed by the writer's own.
     * ``stitch``: one MP4 per camera via ffmpeg (a note instead when it fails).
+    * ``max_bytes``: :class:`ExportTooLarge` before anything is written when the segments' bytes
+      exceed it (the dashboard passes ``storage.export_max_bytes``; the CLI none).
 
     Raises :class:`EvidenceMissing` when an uploaded chain link or a segment is missing from
     object storage (links still in the hub's WAL are rebuilt from the DB row); other storage
@@ -157,6 +165,12 @@ async def write_evidence(
     """
     from storage.segments import SegmentRecord, SegmentStore
 
+    footage = sum(int(r.size) for c in cameras for r in c.segments)
+    if max_bytes is not None and footage > max_bytes:
+        raise ExportTooLarge(
+            f"the export would hold {footage} bytes of footage, more than storage.export_max_bytes "
+            f"({max_bytes}); export a shorter range or fewer cameras"
+        )
     bucket = cfg.storage.s3.bucket_segments
     seal_kid = key_id(seal_public_pem)
     out = Path(out)
@@ -303,6 +317,7 @@ async def export_session(
     stitch: bool = False,
     actor: str = "system",
     progress: bool | None = None,
+    max_bytes: int | None = None,
 ) -> ExportResult:
     """:func:`_export_session` while an export hold (``sessions.holds.export_hold``) keeps the
     session's footage from the retention purge."""
@@ -314,7 +329,7 @@ async def export_session(
                            what=f"export of session {info.code}"):
         return await _export_session(
             db, objects, cfg, key, ident, out, start=start, end=end, cameras=cameras, stitch=stitch,
-            actor=actor, progress=progress,
+            actor=actor, progress=progress, max_bytes=max_bytes,
         )
 
 
@@ -332,6 +347,7 @@ async def _export_session(
     stitch: bool = False,
     actor: str = "system",
     progress: bool | None = None,
+    max_bytes: int | None = None,
 ) -> ExportResult:
     """Write the evidence zip of the sealed session ``ident`` to ``out`` (see module docstring).
 
@@ -430,6 +446,7 @@ async def _export_session(
             stitch=stitch,
             progress=progress,
             desc=f"export {info.code}",
+            max_bytes=max_bytes,
         )
     except EvidenceMissing as e:
         raise SessionError(f"{e}; run: evalwatch verify --camera {e.camera}") from None

@@ -13,14 +13,23 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from config.models import EvalwatchConfig
 from sessions.lifecycle import SessionInfo, get_session, verify_seal
-from sessions.signing import hub_trusted_pems
+from sessions.models import EvalSession, SessionHead
+from sessions.signing import hub_trusted_pems, verify_signature
 from storage.chain import chain_key
+from storage.common import CameraId
 from storage.db import Database
+from storage.models import Segment
 from storage.objects import ObjectMissing, ObjectStore
-from storage.verify import verify_chain
+from storage.segments import SegmentRecord
+from storage.verify import DbLink, SignedHead, VerifyResult, verify_chain, verify_window
 
 
 @dataclass
@@ -91,3 +100,90 @@ async def verify_session_archive(cfg: EvalwatchConfig, ident: int | str) -> Sess
                 continue
         verdict.lines.append(f"OK {result}")
     return verdict
+
+
+#: At most this many database links are hashed between a replayed window and the signed head
+#: that anchors it (~11.5 days of 10-s segments; no S3 call, a few seconds of hashing at most);
+#: a window further from any seal is checked against the database's links alone, with a note.
+MAX_ANCHOR_LINKS = 100_000
+
+
+@dataclass(frozen=True)
+class _Seal:
+    label: str
+    seq: int
+    payload: str
+    signature: str
+
+
+def _window_links(
+    s: Session, site: str, room: str, camera: str, start: datetime, end: datetime
+) -> tuple[list[DbLink], set[int], _Seal | None]:
+    """The DB links from the window's first segment to the nearest sealed head at or after its
+    last one, the window's seqs and that seal (signature NOT yet checked)."""
+    cam = (Segment.site == site) & (Segment.room == room) & (Segment.camera == camera)
+    seqs = list(s.scalars(
+        select(Segment.seq).where(cam, Segment.start < end, Segment.end > start).order_by(Segment.seq)
+    ))
+    if not seqs:
+        return [], set(), None
+    first, last = seqs[0], seqs[-1]
+    row = s.execute(
+        select(EvalSession.code, SessionHead)
+        .join(SessionHead, SessionHead.session_id == EvalSession.id)
+        .where(SessionHead.site == site, SessionHead.room == room, SessionHead.camera == camera)
+        .where(EvalSession.status == "closed", SessionHead.head_seq >= last)
+        .where(SessionHead.head_seq - first < MAX_ANCHOR_LINKS)
+        .order_by(SessionHead.head_seq, EvalSession.id)
+        .limit(1)
+    ).first()
+    seal: _Seal | None = None
+    upto = last
+    if row is not None:
+        code, head = row
+        seal = _Seal(f"the seal of session {code}", head.head_seq, head.payload, head.signature)
+        upto = head.head_seq
+    links = [
+        DbLink(SegmentRecord.model_validate(g).link_fields(), g.link_hash)
+        for g in s.scalars(select(Segment).where(cam, Segment.seq >= first, Segment.seq <= upto)
+                           .order_by(Segment.seq))
+    ]
+    return links, set(seqs), seal
+
+
+async def verify_replay_window(
+    db: Database,
+    objects: ObjectStore,
+    data_dir: str | Path,
+    site: str,
+    room: str,
+    camera: str,
+    start: datetime,
+    end: datetime,
+    *,
+    bucket: str | None = None,
+) -> VerifyResult:
+    """The replay badge (finding 8 of issue #12): :func:`storage.verify.verify_window` over
+    ``[start, end)`` against the database's links and the nearest closed session's seal at or
+    after the window, whose signature is checked against the hub's key files (never the DB's
+    public key) and whose *signed* payload gives the head's seq and hash."""
+    links, seqs, head = await db.run(lambda s: _window_links(s, site, room, camera, start, end))
+    anchor: SignedHead | None = None
+    cam_path = CameraId(site, room, camera).path
+    if head is not None:
+        trusted = await asyncio.to_thread(hub_trusted_pems, data_dir)
+        ok = any(verify_signature(p, head.payload.encode("utf-8"), head.signature) for p in trusted)
+        try:
+            doc = json.loads(head.payload)
+            seq, lh = int(doc["head_seq"]), str(doc["head_hash"])
+            ok = ok and doc.get("camera") == cam_path and seq == head.seq
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            return VerifyResult(
+                ok=False, camera=cam_path, problem="altered", seq=head.seq,
+                message=f"{head.label} for {cam_path} does not verify against the hub's trusted keys",
+            )
+        anchor = SignedHead(seq, lh, head.label)
+    return await verify_window(objects, site, room, camera, start, end, links, seqs,
+                               anchor=anchor, bucket=bucket)

@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -321,6 +322,32 @@ class SeaweedServer:
             f"-s3.config={identities}",
         ]
 
+    @staticmethod
+    def _security_env() -> dict[str, str]:
+        """SeaweedFS's ``security.toml`` settings as environment variables (its documented
+        ``WEED_<KEY>`` form: nothing on disk, and another OS user cannot read a process's
+        environment).  Finding 14 of issue #12: the volume and filer HTTP APIs on 127.0.0.1 were
+        open to every local user, around the S3 keys and the object lock.  With these:
+
+        * ``jwt.signing`` (+ ``.read``): the volume server refuses writes, deletes and reads of a
+          file id without a JWT signed by the master (10 s);
+        * ``jwt.filer_signing`` (+ ``.read``): the filer's HTTP API refuses every request without a
+          JWT; the S3 gateway talks to the filer over gRPC and is not affected;
+        * the volume UI and the filer's directory listings are off.
+
+        Fresh random keys at every start (the tokens live 10 s; nothing needs them across a
+        restart).  What stays open to local users is documented in docs/security.md (the
+        master's HTTP API hands out write tokens for new file ids; the gRPC ports have no TLS).
+        """
+        env = {
+            name: secrets.token_urlsafe(32)
+            for name in ("WEED_JWT_SIGNING_KEY", "WEED_JWT_SIGNING_READ_KEY",
+                         "WEED_JWT_FILER_SIGNING_KEY", "WEED_JWT_FILER_SIGNING_READ_KEY")
+        }
+        env["WEED_ACCESS_UI"] = "false"
+        env["WEED_FILER_EXPOSE_DIRECTORY_METADATA_ENABLED"] = "false"
+        return env
+
     def start(self) -> None:
         """Start the server and wait until S3 answers.  No-op if already running."""
         if self.running:
@@ -346,6 +373,7 @@ class SeaweedServer:
         )
         self._proc = subprocess.Popen(
             self._argv(weed, identities),
+            env={**os.environ, **self._security_env()},
             stdout=log_f,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -16,8 +16,12 @@ Times are truncated to milliseconds, so the key is a function of (camera, start)
 3. Upload is attempted at once unless S3 is known to be down.  If S3 is unreachable
    (``StorageUnavailable``) the entry stays in the WAL and the background uploader (``start()``)
    retries with exponential backoff, strictly in append order.  Upload is idempotent: an object
-   that already exists with the same sha256 counts as uploaded.  After both objects are stored
-   the row is flagged ``uploaded`` and the WAL entry deleted.
+   that already exists with the same sha256 counts as uploaded; one that exists with other
+   content is **never replaced** (finding 14 of issue #12: a hub whose database was reset, or a
+   second hub on the same bucket, would otherwise write over archived footage and chain links):
+   the upload fails with :class:`SegmentConflict`, the entry stays in the WAL and ``put`` raises
+   it (the ingest answers 409).  After both objects are stored the row is flagged ``uploaded``
+   and the WAL entry deleted.
 4. The same (camera, start) with identical bytes returns the existing record; with different
    bytes raises :class:`SegmentConflict`.  If that record is still waiting for its upload and
    this node's WAL does not hold it (another hub node wrote the row and died before uploading,
@@ -233,6 +237,7 @@ class SegmentStore:
         self._s3_down = False
         self._stopping = False
         self._reported_lost: set[int] = set()
+        self._conflicts: dict[int, str] = {}
         self.wal_full_errors = 0
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -395,6 +400,8 @@ class SegmentStore:
         if not self._s3_down:
             await self._drain()
         self._wake.set()
+        if rid in self._conflicts:
+            raise SegmentConflict(self._conflicts.pop(rid))
         return await self._record(rid)
 
     async def _adopt(self, rec: SegmentRecord, data: bytes, where: str) -> SegmentRecord:
@@ -489,6 +496,8 @@ class SegmentStore:
                     self._s3_down = True
                     return False
                 except (StorageError, OSError) as e:
+                    if isinstance(e, SegmentConflict):
+                        self._conflicts[rec.id] = str(e)
                     if rec.id not in self._reported_lost:
                         self._reported_lost.add(rec.id)
                         log.error(
@@ -510,12 +519,23 @@ class SegmentStore:
     ) -> None:
         try:
             info = await self.objects.stat(self.bucket, key)
-            if info.metadata.get("sha256") == sha and info.size == len(data):
-                return  # idempotent: already there
-            log.warning("object %s exists with other content; uploading the WAL copy over it", key)
         except ObjectMissing:
-            pass
-        await self.objects.put_bytes(self.bucket, key, data, content_type, {**meta, "sha256": sha})
+            await self.objects.put_bytes(self.bucket, key, data, content_type, {**meta, "sha256": sha})
+            return
+        stored = info.metadata.get("sha256")
+        if stored is None and info.size == len(data):
+            # no checksum recorded with it (copied in by hand?): compare the bytes themselves
+            stored = hashlib.sha256(await self.objects.get_bytes(self.bucket, key)).hexdigest()
+        if stored == sha and info.size == len(data):
+            return  # idempotent: already there
+        # Never replace what is archived under this key (finding 14 of #12): on a versioned
+        # bucket the new version would become the one every reader gets.  The entry stays in
+        # the WAL, the row un-uploaded, and the conflict is logged until an operator acts.
+        raise SegmentConflict(
+            f"object {self.bucket}/{key} already holds other content (sha256 "
+            f"{(stored or 'unknown')[:12]}…, {info.size} bytes; ours {sha[:12]}…, {len(data)} bytes); "
+            "refusing to replace archived footage (the hub keeps its copy in the WAL)"
+        )
 
     async def _upload_one(self, rec: SegmentRecord) -> None:
         seg_path, json_path = self._wal_paths(rec.site, rec.room, rec.camera, rec.seq)

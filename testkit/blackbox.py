@@ -54,18 +54,16 @@ NEW_PW = {r: f"chosen-{r}-password-2" for r in USERS}
 
 #: Probes of findings fixed on another branch: while they fail they are SKIP naming the branch.
 #: The integrator removes an entry once that branch is merged.
-PENDING: dict[str, str] = {
-    "12 host": "branch sec12 (hub.allowed_hosts)",
-    "13 segment audit": "branch sec12 (finding 13)",
-    "15 report CSP": "branch sec12 (finding 15)",
-}
+PENDING: dict[str, str] = {}
 
 #: Findings that cannot be seen from the public surface, and the tests that cover them.
 NOT_BLACK_BOX: dict[str, str] = {
     "2 seal in DB": "needs database write access (not the public surface): "
                     "tests/test_session_verify.py::test_seal_re_signed_in_the_db_is_not_trusted",
-    "8 replay badge": "needs S3 write access and the DB link hashes: tests of branch sec12",
-    "14 seaweed ports": "local-user access to SeaweedFS's own ports, not the hub's surface",
+    "8 replay badge": "needs S3 write access and the DB link hashes: "
+                      "tests/test_replay_badge.py::test_replay_badge_checks_the_db_links_and_the_seal_within_the_window",
+    "14 seaweed ports": "local-user access to SeaweedFS's own ports, not the hub's surface: "
+                        "tests/test_seaweed_ports.py, tests/test_archive_overwrite.py",
 }
 
 

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -214,3 +216,56 @@ async def wait_for(pred: Any, within: float = 5.0, interval: float = 0.05) -> bo
             return True
         await asyncio.sleep(interval)
     return bool(pred())
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with a real uvicorn on a free 127.0.0.1 port (lifespan on); yields
+    ``"127.0.0.1:<port>"`` and stops the server on exit."""
+    import uvicorn
+
+    from storage.s3server import free_port
+
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
+                                        lifespan="on"))
+    task = asyncio.create_task(srv.serve())
+    try:
+        while not srv.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        yield f"127.0.0.1:{srv.config.port}"
+    finally:
+        srv.should_exit = True
+        await task
+
+
+async def raw_request(addr: str, request: str) -> tuple[int, dict[str, Any] | None]:
+    """Send one raw HTTP/1.1 request to ``addr`` (any ``Host``, any upgrade) and read the status
+    line and the JSON body (None when empty)."""
+    import json
+
+    host, port = addr.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request.encode("latin-1"))
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        status = int(head.split(b" ", 2)[1])
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
+    finally:
+        writer.close()
+    return status, (json.loads(body) if body else None)
+
+
+def ws_upgrade(addr: str, host: str, cookie: str, path: str = "/ws/events") -> str:
+    """A raw WebSocket upgrade request for :func:`raw_request`."""
+    import base64
+    import os
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{host}\r\n"
+            f"Cookie: {cookie}\r\n\r\n")

@@ -34,6 +34,17 @@ from config.models import S3Config
 from storage.s3server import SeaweedPorts, SeaweedServer, free_ports
 from storage.s3server import free_port as _free_port
 
+# In-process clients (httpx.ASGITransport, Starlette's TestClient) send ``Host: testserver``: the
+# suite allows that name besides the hub's derived defaults (dashboard/hosts.py; production
+# leaves EXTRA_DEFAULT_HOSTS empty).  Hubs started as processes are reached by 127.0.0.1 or
+# localhost like in production; tests/test_host_allowlist.py checks forged names are refused.
+try:
+    from dashboard import hosts as _hosts
+
+    _hosts.EXTRA_DEFAULT_HOSTS.append("testserver")
+except ImportError:  # an agent-only install: no dashboard
+    pass
+
 
 def free_port() -> int:
     """A TCP port that is free on 127.0.0.1 right now."""

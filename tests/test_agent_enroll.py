@@ -461,7 +461,7 @@ async def test_enrolment_is_throttled_per_address(tmp_path: Path) -> None:
     app.state.dash.enroll_throttle = LoginThrottle(max_failures=3, window=300)
     with services.db.session() as s, s.begin():
         good = agents.issue_code(s, "site1", "adm", timedelta(hours=1))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
         for _ in range(3):
             r = await c.post("/api/agent/enroll", json={"code": "ABCDE-FGHJK-MNPQR-STUVW"})
             assert r.status_code == 401 and r.json()["code"] == "err.enroll_code_invalid", r.text

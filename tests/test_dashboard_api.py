@@ -486,14 +486,19 @@ async def test_replay_index_ranges_and_export(app: Any, services: Services) -> N
         assert r.status_code == 404 and r.json()["code"] == "err.unknown_camera"
         r = await c.get("/api/replay/site1/room1/cam1", params={"start": "yesterday", "end": "now"})
         assert r.status_code == 422
+        # these rows are not real chain links: the badge checks them (#12 finding 8)
         r = await c.get("/api/replay/site1/room1/cam1/verify", params=q)
-        assert r.status_code == 200 and r.json()["ok"] is True  # nothing under the camera prefix yet
-        stray = "site1/room1/cam1/2025/01/01/080005_000.mp4"  # an object no chain link names
+        assert r.status_code == 200 and r.json()["ok"] is False and r.json()["problem"] == "altered"
+        assert "the database's link seq 1" in r.json()["message"]
+        later = {"start": (t0 + timedelta(hours=1)).isoformat(), "end": (t0 + timedelta(hours=2)).isoformat()}
+        r = await c.get("/api/replay/site1/room1/cam1/verify", params=later)
+        assert r.status_code == 200 and r.json()["ok"] is True  # nothing archived in that hour
+        stray = "site1/room1/cam1/2025/01/01/090005_000.mp4"  # an object no chain link names
         await services.objects.put_bytes(services.cfg.storage.s3.bucket_segments, stray, b"forged")
-        r = await c.get("/api/replay/site1/room1/cam1/verify", params=q)
+        r = await c.get("/api/replay/site1/room1/cam1/verify", params=later)
         assert r.status_code == 200 and r.json()["ok"] is False and r.json()["problem"] == "inserted"
         services.objects.fail = True
-        r = await c.get("/api/replay/site1/room1/cam1/verify", params=q)
+        r = await c.get("/api/replay/site1/room1/cam1/verify", params=later)
         assert r.status_code == 502 and r.json()["code"] == "err.storage_unavailable"
         services.objects.fail = False
         # these rows have no chain links in storage: the export refuses with the missing piece

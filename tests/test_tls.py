@@ -132,7 +132,7 @@ async def test_dashboard_over_https_secure_cookie_and_hsts(pair: Pair, tmp_path:
     # The same app over plain HTTP: no HSTS, no Secure (the contrast that makes the above mean it).
     plain = create_app(make_services(tmp_path / "plain", cfg=make_config()))
     async with plain.router.lifespan_context(plain), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=plain), base_url="http://hub"
+        transport=httpx.ASGITransport(app=plain), base_url="http://localhost"
     ) as c:
         r = await c.post("/api/auth/login", json={"username": "admin", "password": password_of("admin")})
         assert r.status_code == 200 and "secure" not in r.headers["set-cookie"].lower()

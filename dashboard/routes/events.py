@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,16 +18,17 @@ from dashboard import audit
 from dashboard.dbutil import run_db
 from dashboard.defs import RowId, media
 from dashboard.deps import Audit, State
-from dashboard.errors import ApiError
+from dashboard.errors import ApiError, error_body
 from dashboard.experts import attach
 from dashboard.policy import ANY_USER, Principal, WsRefusal, allow, authenticate, client_ip, ws_allow
 from dashboard.routes.common import fetch_object
-from dashboard.state import get_state
+from dashboard.state import DashState, get_state
 from storage.common import as_utc, utcnow
 from storage.incident import EventItem, EventWorkflow, Status
 from storage.models import EventRow
 
 router = APIRouter(tags=["alerts"])
+log = logging.getLogger("evalwatch.dashboard")
 
 HANDLERS = ("admin", "supervisor")
 OPEN_STATES = ("new", "acknowledged")
@@ -210,6 +212,35 @@ async def ws_events(
         await websocket.accept()
         await websocket.close(code=me.code, reason=me.reason)
         return
+    cap = st.cfg.hub.max_ws_per_user
+    if st.ws_per_user.get(me.username, 0) >= cap:  # finding 13 of #12
+        log.warning("ws refused: user=%s has %s alert sockets open (hub.max_ws_per_user)", me.username, cap)
+        await deny_ws(websocket, 429, error_body(
+            "err.too_many_connections",
+            f"{me.username} already has {cap} alert connections open (hub.max_ws_per_user = {cap})"))
+        return
+    st.ws_per_user[me.username] = st.ws_per_user.get(me.username, 0) + 1
+    try:
+        await _ws_session(st, websocket, me)
+    finally:
+        left = st.ws_per_user.get(me.username, 1) - 1
+        if left > 0:
+            st.ws_per_user[me.username] = left
+        else:
+            st.ws_per_user.pop(me.username, None)
+
+
+async def deny_ws(websocket: WebSocket, status: int, body: dict[str, Any]) -> None:
+    """Refuse a WebSocket upgrade with an HTTP ``status`` and the app's JSON error ``body`` (the
+    denial response uvicorn supports); else accept and close with ``4000 + status``."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse(body, status_code=status))
+        return
+    await websocket.accept()
+    await websocket.close(code=4000 + status, reason=str(body["detail"])[:120])
+
+
+async def _ws_session(st: DashState, websocket: WebSocket, me: Principal) -> None:
     await websocket.accept()
     client = st.alerts.connect(me.username, me.role)
     st.metrics.ws_clients.inc()

@@ -347,7 +347,8 @@ async def live_offer(
 ) -> dict[str, str]:
     """Answer a browser's WebRTC offer with the camera's live track (audit ``live_view``).
 
-    404 unknown camera, 503 no recorder on this hub, 409 camera offline, 422 unusable offer.
+    404 unknown camera, 503 no recorder on this hub, 409 camera offline, 422 unusable offer,
+    429 when the user already has ``hub.max_live_per_user`` streams open.
     A camera whose site another hub node holds: the offer is forwarded to it (the answer is
     that node's; ``_offer_via_holder``).
     """
@@ -356,6 +357,10 @@ async def live_offer(
     rec = st.services.recorder
     if rec is None:
         raise ApiError(503, "err.live_unavailable")
+    cap = st.cfg.hub.max_live_per_user
+    if sum(1 for v in st.live.sessions if v.username == me.username) >= cap:  # finding 13 of #12
+        raise ApiError(429, "err.too_many_connections",
+                       f"{me.username} already watches {cap} live streams (hub.max_live_per_user = {cap})")
     if body.quality == "grid":
         track = rec.live_track(site, room, camera, width=GRID_WIDTH, fps=GRID_FPS)
     else:

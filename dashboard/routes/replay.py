@@ -9,6 +9,7 @@ the segments bucket through :func:`segment_video` (HTTP ``Range`` supported, so 
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -37,6 +38,8 @@ REPLAYERS = ("admin", "supervisor", "auditor")
 EXPORTERS = ("admin", "auditor")
 MAX_RANGE = timedelta(hours=24)
 MAX_EXPORT = timedelta(minutes=30)
+#: A user's fetches of one segment within this many seconds are one audited ``segment_view``.
+SEGMENT_AUDIT_GAP = 600.0
 # At most 18 digits (a segment is far below 10**18 bytes): a number of thousands of digits used
 # to reach int() and fail with a 500 (issue #12, finding 10); now it is a 416 like any bad range.
 _RANGE_RE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
@@ -126,13 +129,28 @@ async def replay_index(
 
 @router.get("/api/segments/{segment_id}/video", **media("video/mp4"))
 async def segment_video(
+    auditor: Audit,
     st: State,
     segment_id: RowId, request: Request, me: Annotated[Principal, Depends(allow(*REPLAYERS))]
 ) -> Response:
-    """The segment's MP4 bytes; honours a single ``Range: bytes=a-b`` (206) — 416 when unsatisfiable."""
+    """The segment's MP4 bytes; honours a single ``Range: bytes=a-b`` (206) — 416 when unsatisfiable.
+
+    Audit ``segment_view`` (camera, segment id, key, start) at the first fetch of a segment by a
+    user and again after ``SEGMENT_AUDIT_GAP`` seconds: a ``<video>`` element's many range
+    requests of one viewing make one row, a fetch by id outside the replay view is logged too
+    (finding 13 of #12)."""
     seg = await run_db(st.db, lambda s: s.get(Segment, segment_id))
     if seg is None:
         raise ApiError(404, "err.segment_not_found")
+    now = time.monotonic()
+    seen = st.segment_audit.get((me.username, segment_id))
+    if seen is None or now - seen > SEGMENT_AUDIT_GAP:
+        if len(st.segment_audit) > 10_000:  # forget the old ones
+            for k in [k for k, t in st.segment_audit.items() if now - t > SEGMENT_AUDIT_GAP]:
+                del st.segment_audit[k]
+        st.segment_audit[(me.username, segment_id)] = now
+        await auditor("segment_view", target=CameraId(seg.site, seg.room, seg.camera).path, details={
+            "segment_id": segment_id, "key": seg.key, "start": seg.start.isoformat(), "seq": seg.seq})
     size = int(seg.size)
     rng = request.headers.get("range")
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=86400"}
@@ -159,18 +177,23 @@ async def segment_video(
 async def _verify(
     st: DashState, site: str, room: str, camera: str, start: datetime, end: datetime
 ) -> dict[str, Any]:
-    """``storage.verify.verify_chain`` over the range, as ``{ok, segments, links, problem, message}``.
+    """:func:`sessions.verify.verify_replay_window` over the range, as ``{ok, segments, links,
+    problem, message, notes}``.
 
-    The chain is verified from object storage alone (the DB is not trusted); 502 when S3 is down.
+    The window's links and segments in object storage are checked against the database's link
+    hashes, and those against the nearest closed session's seal (signature checked with the hub's
+    key files): neither a consistent rewrite in object storage nor one in the database verifies,
+    and the object-storage cost is bounded by the window (finding 8 of #12).  502 when S3 is down.
     """
-    from storage.verify import verify_chain
+    from sessions.verify import verify_replay_window
 
     objects = st.services.objects
     if objects is None:
         raise ApiError(503, "err.storage_unavailable")
     try:
-        res = await verify_chain(
-            objects, site, room, camera, start, end, bucket=st.cfg.storage.s3.bucket_segments
+        res = await verify_replay_window(
+            st.db, objects, st.cfg.storage.data_dir, site, room, camera, start, end,
+            bucket=st.cfg.storage.s3.bucket_segments,
         )
     except Exception as e:
         st.metrics.s3_errors.labels(op="verify").inc()
@@ -181,6 +204,7 @@ async def _verify(
         "links": res.links_checked,
         "problem": res.problem,
         "message": res.message,
+        "notes": list(res.notes),
     }
     if res.ok:
         # A segment overlapping a closed session's sealed window but not in its seal was added
@@ -239,6 +263,7 @@ async def export_evidence(
         export_camera_range,
         remove_export,
     )
+    from sessions.export import ExportTooLarge
 
     start, end = _check_range(st, site, room, camera, start, end, MAX_EXPORT)
     if st.services.objects is None:
@@ -249,6 +274,8 @@ async def export_evidence(
         raise ApiError(422, "err.no_footage", str(e)) from None
     except SealNotTrusted as e:
         raise ApiError(409, "err.conflict", str(e)) from None
+    except ExportTooLarge as e:  # finding 13 of #12
+        raise ApiError(413, "err.export_too_large", str(e)) from None
     except EvidenceError as e:
         raise ApiError(502, "err.storage_unavailable", str(e)) from None
     except OSError as e:

@@ -215,7 +215,27 @@ async def report(
     if fmt == "pdf":
         pdf = await asyncio.to_thread(render_pdf, data, lang)
         return Response(pdf, media_type="application/pdf", headers=disp)
-    return Response(render_html(data, lang), media_type="text/html; charset=utf-8", headers=disp)
+    html = render_html(data, lang)
+    return Response(html, media_type="text/html; charset=utf-8",
+                    headers={**disp, "Content-Security-Policy": report_csp(html)})
+
+
+def report_csp(html: str) -> str:
+    """The dashboard's CSP with the SHA-256 of each of the report's inline ``<style>`` blocks
+    allowed (finding 15 of #12: ``style-src 'self'`` blocked the report's styling).  The report
+    stays one self-contained file (it is downloaded and kept), so its style stays inline; nothing
+    else inline is allowed (scripts stay ``'self'`` only)."""
+    import base64
+    import hashlib
+    import re
+
+    from dashboard.policy import CSP
+
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(block.encode('utf-8')).digest()).decode()}'"
+        for block in re.findall(r"<style>(.*?)</style>", html, flags=re.S)
+    )
+    return CSP.replace("style-src 'self'", f"style-src 'self' {hashes}".rstrip())
 
 
 @router.get("/api/sessions/{session_id}/export", **media("application/zip"))
@@ -229,7 +249,7 @@ async def export(
     camera: Annotated[list[str] | None, Query()] = None,
 ) -> FileResponse:
     """The evidence zip of a closed session (optionally a time range and some cameras)."""
-    from sessions.export import export_session
+    from sessions.export import ExportTooLarge, export_session
 
     if st.services.objects is None:
         raise ApiError(503, "err.storage_unavailable")
@@ -253,10 +273,14 @@ async def export(
             cameras=camera,
             actor=me.username,
             progress=False,
+            max_bytes=st.cfg.storage.export_max_bytes,
         )
     except lc.SessionError as e:
         await asyncio.to_thread(cleanup)
         raise _err(e, 422 if not isinstance(e, lc.SessionNotFound) else 404) from None
+    except ExportTooLarge as e:  # finding 13 of #12
+        await asyncio.to_thread(cleanup)
+        raise ApiError(413, "err.export_too_large", str(e)) from None
     except BaseException:
         await asyncio.to_thread(cleanup)
         raise

@@ -105,6 +105,7 @@ export const replay = (function () {
     b.className = "badge " + (v.ok ? "ok" : "");
     b.textContent = v.ok ? t("replay.verify_ok") + " (" + v.segments + ")" : t("replay.verify_fail") + ": " + (v.message || "");
     b.dataset.ok = String(v.ok);
+    b.title = (v.notes || []).join("\n"); // what anchors the check (a session seal, or the database only)
   }
   async function verify(q) {
     S.verify = { pending: true };
