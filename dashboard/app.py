@@ -34,8 +34,20 @@ from dashboard.errors import ApiError, error_body, install_error_handlers
 from dashboard.experts import ExpertTagger
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics
+from dashboard.notifications import Notifier
 from dashboard.policy import AGENT_PREFIXES, ANY_USER, METRICS, PUBLIC, Principal, allow, page
-from dashboard.routes import admin, agents, auth, events, experts, live, replay, seating, sessions
+from dashboard.routes import (
+    admin,
+    agents,
+    auth,
+    events,
+    experts,
+    live,
+    notifications,
+    replay,
+    seating,
+    sessions,
+)
 from dashboard.security import SessionCodec
 from dashboard.state import DashState
 from dashboard.users import LoginSessions, UserCache, seed_users
@@ -128,6 +140,10 @@ def create_app(services: Any) -> FastAPI:
     )
     state_holder["st"] = st
     st.alerts.enrich = ExpertTagger(services.db)
+    st.notifier = Notifier(cfg, services.db)
+    st.alerts.listeners.append(st.notifier.offer)
+    if getattr(services, "notices", None) is not None:  # a room notice's status, to every dashboard
+        services.notices.on_change = st.alerts.publish
     metrics.attach(st)
 
     @asynccontextmanager
@@ -138,11 +154,14 @@ def create_app(services: Any) -> FastAPI:
             created = await run_db(services.db, lambda s: seed_users(s, cfg))
         if created:
             log.info("dashboard: created users %s", ", ".join(created))
+        assert st.notifier is not None
+        await st.notifier.start()  # sends what is pending from before a restart
         await st.alerts.start()
         try:
             yield
         finally:
             await st.alerts.stop()
+            await st.notifier.stop()
             await st.live.close_all()
 
     app = FastAPI(
@@ -190,7 +209,7 @@ def create_app(services: Any) -> FastAPI:
         return response
 
     for r in (auth.router, events.router, live.router, replay.router, admin.router, seating.router,
-              sessions.router, agents.router, experts.router):
+              sessions.router, agents.router, experts.router, notifications.router):
         app.include_router(r)
     app.include_router(_misc_router(st))
     for extra in getattr(services, "extra_routers", None) or []:

@@ -20,6 +20,8 @@ are called, so a test may pass small fakes.
   own browsers.  ``None`` (SQLite, one node): local only.
 * ``agents`` — :class:`capture.agentstatus.AgentMonitor` (the agents' latest heartbeats) or
   ``None`` (``GET /api/agents`` lists credentials only).
+* ``notices`` — :class:`capture.notices.RoomNotices` (notices shown in a room by its agent) or
+  ``None`` (``POST /api/rooms/{site}/{room}/notices`` answers 503).
 * ``extra_routers`` — routers included verbatim (the capture engineer's ``/api/ingest/*``
   routes, authenticated by per-site agent tokens; the dashboard's role policy lists them as
   agent-only).
@@ -109,4 +111,5 @@ class Services:
     agents: Any | None = None  # capture.agentstatus.AgentMonitor (GET /api/agents)
     disks: Any | None = None  # evalwatch.diskwatch.DiskWatch: readings() for the disk gauges
     relay: Any | None = None  # dashboard.notify.EventRelay: alerts across hub nodes (PostgreSQL)
+    notices: Any | None = None  # capture.notices.RoomNotices: notices shown in a room (None: no route)
     extra_routers: list[APIRouter] = field(default_factory=list)
