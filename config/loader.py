@@ -181,6 +181,9 @@ def _resolve_dirs(cfg: EvalwatchConfig, base: Path) -> None:
     if cfg.hub.tls_cert and cfg.hub.tls_key:
         cfg.hub.tls_cert = str(cfg.resolve_path(cfg.hub.tls_cert, base))
         cfg.hub.tls_key = str(cfg.resolve_path(cfg.hub.tls_key, base))
+    smtp = cfg.notifications.smtp
+    if smtp is not None and smtp.ca_file:
+        smtp.ca_file = str(cfg.resolve_path(smtp.ca_file, base))
     for site in cfg.sites:
         if site.hub_ca_file:
             site.hub_ca_file = str(cfg.resolve_path(site.hub_ca_file, base))

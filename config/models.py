@@ -532,6 +532,9 @@ class SmtpConfig(_Strict):
     # Normally left out of the YAML: read from the secrets file (``notifications.smtp.password``).
     password: SecretStr | None = None
     sender: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")] = "evalwatch@localhost"
+    # PEM file of the CA (or the self-signed certificate) the server's TLS certificate is checked
+    # against; unset: the system's trust store.
+    ca_file: str | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 15.0
 
     @model_validator(mode="after")

@@ -41,6 +41,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import smtplib
 import ssl
 import time
@@ -113,6 +114,26 @@ def mask_url(url: str) -> str:
 def _mask_address(addr: str) -> str:
     local, _, domain = addr.partition("@")
     return f"{local[:2]}***@{domain}"
+
+
+class _MaskQuery(logging.Filter):
+    """httpx logs every request's URL (INFO ``HTTP Request: POST <url>``): robot URLs carry their
+    token in the query, so the values of query strings are masked in its records."""
+
+    _rx = re.compile(r"([?&][^=&\s\"']+=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = None
+        record.msg = self._rx.sub(r"\1***", str(record.msg))
+        return True
+
+
+def _mask_httpx_urls() -> None:
+    lg = logging.getLogger("httpx")
+    if not any(isinstance(f, _MaskQuery) for f in lg.filters):
+        lg.addFilter(_MaskQuery())
 
 
 # -- what a message is about ------------------------------------------------------------------
@@ -293,6 +314,7 @@ class Notifier:
         self.offered = 0
         self.dropped = 0
         self.sent = 0
+        _mask_httpx_urls()
 
     @property
     def enabled(self) -> bool:
@@ -547,7 +569,7 @@ def _check_http(r: httpx.Response) -> None:
 
 def _smtp_send(smtp: Any, msg: EmailMessage) -> None:
     """Send ``msg`` through ``notifications.smtp`` (a worker thread)."""
-    ctx = ssl.create_default_context()
+    ctx = ssl.create_default_context(cafile=smtp.ca_file)
     cls = smtplib.SMTP_SSL if smtp.ssl else smtplib.SMTP
     kwargs: dict[str, Any] = {"timeout": smtp.timeout_seconds}
     if smtp.ssl:
