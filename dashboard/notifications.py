@@ -310,6 +310,7 @@ class Notifier:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
+        self._leased: set[int] = set()  # deliveries this node holds (released at stop)
         self._client: httpx.AsyncClient | None = None
         self.offered = 0
         self.dropped = 0
@@ -367,6 +368,16 @@ class Notifier:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks, self._inflight, self._queue = [], set(), None
+        if self._leased:  # sends cut short: the next start (or another node) takes them at once
+            held = list(self._leased)
+
+            def release(s: Session) -> None:
+                s.execute(update(NotificationDelivery).where(NotificationDelivery.id.in_(held))
+                          .values(lease_until=None))
+
+            with contextlib.suppress(Exception):
+                await run_db(self.db, release)
+            self._leased.clear()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -423,24 +434,29 @@ class Notifier:
 
     async def _dispatcher(self) -> None:
         while True:
+            self._wake.clear()  # before looking: a wake-up while we look is not lost
             try:
                 due = await self._claim_due()
             except Exception:
                 log.exception("reading due notifications failed")
                 due = []
             for d in due:
+                self._leased.add(d["id"])
                 task = asyncio.create_task(self._deliver(d), name=f"notify-{d['id']}")
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
-            wait = await self._next_wait() if not due else 0.05
-            self._wake.clear()
+            wait = await self._next_wait() if len(self._inflight) < self.ncfg.concurrency else POLL_SECONDS
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
     async def _next_wait(self) -> float:
+        """Seconds until the next pending delivery nobody holds is due (at most ``POLL_SECONDS``)."""
+
         def q(s: Session) -> datetime | None:
+            now = utcnow()
+            free = or_(NotificationDelivery.lease_until.is_(None), NotificationDelivery.lease_until < now)
             return s.scalar(select(NotificationDelivery.next_at)
-                            .where(NotificationDelivery.status == "pending")
+                            .where(NotificationDelivery.status == "pending", free)
                             .order_by(NotificationDelivery.next_at).limit(1))
 
         try:
@@ -523,6 +539,7 @@ class Notifier:
 
         try:
             await run_db(self.db, record)
+            self._leased.discard(d["id"])
         except Exception:
             log.exception("recording notification attempt id=%s failed", d["id"])
         if status == "sent":
