@@ -306,3 +306,42 @@ def test_display_and_speech_per_platform() -> None:
     win = tts_command("it's 请勿", platform="win32", which=which({"powershell"}))
     assert win is not None and win[0] == "/usr/bin/powershell" and "System.Speech" in win[-1]
     assert "'it''s 请勿'" in win[-1]  # quoted for PowerShell
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium not installed")
+def test_supervisor_sends_a_notice_from_the_enlarged_camera(hub: Hub, tmp_path: Path) -> None:
+    """In Chromium: the supervisor enlarges the room's camera, picks a preset, sends it; the
+    room's notice list shows what the agent reported; the notifications view lists deliveries."""
+    from playwright.sync_api import sync_playwright
+
+    from testkit.hub import CHROMIUM, CHROMIUM_ARGS
+
+    admin = hub.client("adm")
+    with agent_process(hub, tmp_path, _env()) as proc, sync_playwright() as p:
+        wait_live(hub, admin, proc, tmp_path)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(hub.url + "/login")
+        page.fill("#username", "sup")
+        page.fill("#password", PASSWORDS["sup"])
+        page.click("#login-submit")
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        page.click(".tile[data-camera='s01/room-a/cam1']")
+        page.wait_for_selector("#notice-box", state="visible")
+        page.wait_for_function("() => document.querySelectorAll('#notice-preset option').length > 1")
+        page.select_option("#notice-preset", "stay_seated")
+        page.click("#notice-send")
+        item = page.wait_for_selector("#notice-list li[data-status='not_shown']", timeout=30_000)
+        text = item.text_content() or ""
+        assert "请回到座位，保持安静" in text and "未能显示" in text and "no display" in text, text
+        page.click("#enlarged-close")
+        page.click("#nav button[data-view='notifications']")
+        page.wait_for_selector("#view-notifications:not([hidden]) table.notify-log")
+        assert page.text_content("#view-notifications th") == "时间"
+        browser.close()
+    assert errors == []
+    rows = admin.get("/api/audit", params={"action": "room_notice"}).json()["entries"]
+    assert any(e["details"]["preset"] == "stay_seated" for e in rows)
