@@ -171,7 +171,6 @@ def make_services(
     recorder: Any | None = "fake",
 ) -> Services:
     from analysis.bus import EventBus
-
     from capture.notices import RoomNotices
 
     cfg = cfg or make_config()

@@ -80,7 +80,7 @@ class _Handler:
     def __init__(self) -> None:
         self.messages: list[tuple[EmailMessage, dict[str, Any]]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd API
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(msg, EmailMessage)
         self.messages.append((msg, {

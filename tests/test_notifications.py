@@ -44,7 +44,9 @@ WECOM_KEY = "wecom-key-9f8e7d"
 DING_TOKEN = "ding-token-1a2b3c"
 
 
-def _cfg(base: EvalwatchConfig, notify: dict[str, list[dict[str, Any]]], **notifications: Any) -> EvalwatchConfig:
+def _cfg(
+    base: EvalwatchConfig, notify: dict[str, list[dict[str, Any]]], **notifications: Any
+) -> EvalwatchConfig:
     doc = base.model_dump(mode="json")
     doc["hub"]["secret_key"] = "test-secret-key-0123456789"
     for u, src in zip(doc["users"], base.users, strict=True):
@@ -76,7 +78,8 @@ class Hub:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://testserver")
 
     async def login(self, c: httpx.AsyncClient, role: str) -> None:
-        r = await c.post("/api/auth/login", json={"username": ROLE_USERS[role], "password": password_of(role)})
+        body = {"username": ROLE_USERS[role], "password": password_of(role)}
+        r = await c.post("/api/auth/login", json=body)
         assert r.status_code == 200, r.text
         c.headers["X-CSRF-Token"] = r.json()["csrf"]
 
@@ -135,7 +138,8 @@ async def test_incident_reaches_webhook_wecom_dingtalk_and_mail(
                 {"id": "seats-only", "channel": "webhook", "url": f"{rx.url}/seats", "secret": HOOK_SECRET,
                  "rules": ["seat_empty"]},
             ],
-            "site2": [{"channel": "webhook", "url": f"{rx.url}/site2", "secret": HOOK_SECRET, "rules": ["*"]}],
+            "site2": [{"channel": "webhook", "url": f"{rx.url}/site2", "secret": HOOK_SECRET,
+                       "rules": ["*"]}],
         }, smtp={"host": "127.0.0.1", "port": smtp.port, "starttls": True, "username": "evalwatch",
                  "password": SMTP_PASSWORD, "sender": "evalwatch@hub.example", "ca_file": str(tls_pair[0])})
         db = make_database(tmp_path / "hub.db")
@@ -242,7 +246,8 @@ async def test_warning_on_the_alert_path_reaches_targets_with_warnings(tmp_path:
         async with running(cfg, db, tmp_path) as hub:
             alerts = hub.app.state.dash.alerts
             alerts.publish({"type": "warning", "id": "w-17", "kind": "expert_repeat", "site": "site1",
-                            "text": "专家 E0042 30 天内 3 次违规", "details": {"expert_code": "E0042", "count": 3}})
+                            "text": "专家 E0042 30 天内 3 次违规",
+                            "details": {"expert_code": "E0042", "count": 3}})
             await until(lambda: rx.at("/w1"), "the site's warning target")
             alerts.publish({"type": "warning", "id": "w-18", "kind": "false_alarm_rate", "site": None,
                             "text": "规则 phone 误报率 42%", "details": {"rule": "phone"}})
@@ -272,7 +277,8 @@ async def test_failing_receiver_is_retried_and_the_log_shows_both_attempts(tmp_p
     rx.script["/robot"] = [(200, {"errcode": 130101, "errmsg": "send too fast"})]
     try:
         cfg = _cfg(make_config(), {"site1": [
-            {"id": "flaky", "channel": "webhook", "url": f"{rx.url}/flaky", "secret": HOOK_SECRET, "rules": ["*"]},
+            {"id": "flaky", "channel": "webhook", "url": f"{rx.url}/flaky", "secret": HOOK_SECRET,
+             "rules": ["*"]},
             {"id": "robot", "channel": "dingtalk", "url": f"{rx.url}/robot?access_token=x", "rules": ["*"]},
         ]})
         db = make_database(tmp_path / "hub.db")
@@ -290,7 +296,8 @@ async def test_failing_receiver_is_retried_and_the_log_shows_both_attempts(tmp_p
         assert b.headers["x-evalwatch-delivery"] == a.headers["x-evalwatch-delivery"]
         assert waited >= 0.2  # the backoff
         flaky = sorted((e for e in entries if e["target_id"] == "flaky"), key=lambda e: e["attempt"])
-        assert [(e["attempt"], e["status"], e["http_status"]) for e in flaky] == [(1, "retry", 500), (2, "sent", 200)]
+        got = [(e["attempt"], e["status"], e["http_status"]) for e in flaky]
+        assert got == [(1, "retry", 500), (2, "sent", 200)]
         assert "HTTP 500" in flaky[0]["error"] and flaky[1]["error"] is None
         robot = sorted((e for e in entries if e["target_id"] == "robot"), key=lambda e: e["attempt"])
         assert [(e["attempt"], e["status"]) for e in robot] == [(1, "retry"), (2, "sent")]
@@ -326,7 +333,8 @@ async def test_pending_delivery_survives_a_hub_restart(tmp_path: Path) -> None:
     receiver comes up; the restarted hub (a new app and notifier on the same database) sends it."""
     rx = HttpReceiver()  # not started: connections are refused
     cfg = _cfg(make_config(), {"site1": [
-        {"id": "later", "channel": "webhook", "url": f"{rx.url}/later", "secret": HOOK_SECRET, "rules": ["phone"]}]},
+        {"id": "later", "channel": "webhook", "url": f"{rx.url}/later", "secret": HOOK_SECRET,
+         "rules": ["phone"]}]},
         max_attempts=50, backoff_seconds=0.2, backoff_max_seconds=0.5)
     db = make_database(tmp_path / "hub.db")
     async with running(cfg, db, tmp_path) as hub:
@@ -371,7 +379,8 @@ def test_config_validation_names_the_field(tmp_path: Path) -> None:
     assert "sites[0].notify[0]" in p and "http:// or https://" in p
     p = problems([{"channel": "wecom", "url": "https://x/w?key=1", "secret": "s" * 20}])
     assert "takes no 'secret'" in p
-    p = problems([{"channel": "webhook", "url": "http://x/h", "id": "a"}, {"channel": "wecom", "url": "http://x/w", "id": "a"}])
+    p = problems([{"channel": "webhook", "url": "http://x/h", "id": "a"},
+                  {"channel": "wecom", "url": "http://x/w", "id": "a"}])
     assert "duplicate notify id 'a'" in p
     p = problems([{"channel": "email", "to": ["not-an-address"]}],
                  notifications={"smtp": {"host": "m", "ssl": True, "starttls": True}})
@@ -404,7 +413,8 @@ def test_secrets_come_from_the_secrets_file(tmp_path: Path) -> None:
     assert ding.secret is not None and ding.secret.get_secret_value() == DING_SECRET
     assert ding2.secret is None and "sites.s1.notify.ding2.secret" not in stored
     smtp = cfg.notifications.smtp
-    assert smtp is not None and smtp.password is not None and smtp.password.get_secret_value() == SMTP_PASSWORD
+    assert smtp is not None and smtp.password is not None
+    assert smtp.password.get_secret_value() == SMTP_PASSWORD
     assert smtp.ca_file == str(tmp_path / "ca.pem")
     assert load_config(path).sites[0].notify[0].secret == hook.secret  # stable across starts
 
@@ -413,9 +423,11 @@ def test_dingtalk_signature_matches_the_documented_example_form() -> None:
     """``sign`` = urlencode(base64(HMAC-SHA256(secret, "<timestamp>\\n<secret>")))."""
     from dashboard.notifications import dingtalk_url
 
-    url = dingtalk_url("https://oapi.dingtalk.com/robot/send?access_token=abc", "SECxyz", now_ms=1552920546388)
+    robot = "https://oapi.dingtalk.com/robot/send?access_token=abc"
+    url = dingtalk_url(robot, "SECxyz", now_ms=1552920546388)
     q = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
     digest = hmac.new(b"SECxyz", b"1552920546388\nSECxyz", hashlib.sha256).digest()
-    assert q == {"access_token": ["abc"], "timestamp": ["1552920546388"], "sign": [base64.b64encode(digest).decode()]}
+    sign = base64.b64encode(digest).decode()
+    assert q == {"access_token": ["abc"], "timestamp": ["1552920546388"], "sign": [sign]}
     assert "%" in url.split("sign=")[1] or "+" not in base64.b64encode(digest).decode()
     assert dingtalk_url("https://x/robot?access_token=a", None) == "https://x/robot?access_token=a"

@@ -155,7 +155,8 @@ def test_headless_agent_reports_the_notice_not_shown_and_the_hub_audits_it(hub: 
     assert len(mine) == 1 and mine[0]["actor"] == "agent:s01" and mine[0]["details"]["shown"] is False, rows
 
 
-@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed (make system-deps installs it)")
+@pytest.mark.skipif(shutil.which("Xvfb") is None,
+                    reason="Xvfb is not installed (make system-deps installs it)")
 def test_agent_with_a_display_shows_the_notice_full_screen(hub: Hub, tmp_path: Path) -> None:
     display = f":{free_port() % 500 + 100}"
     xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
@@ -170,7 +171,8 @@ def test_agent_with_a_display_shows_the_notice_full_screen(hub: Hub, tmp_path: P
         with agent_process(hub, tmp_path, _env(DISPLAY=display)) as proc:
             wait_live(hub, admin, proc, tmp_path)
             t0 = time.time()
-            r = sup.post("/api/rooms/s01/room-a/notices", json={"text": "请保持安静，评标进行中", "seconds": 4})
+            body = {"text": "请保持安静，评标进行中", "seconds": 4}
+            r = sup.post("/api/rooms/s01/room-a/notices", json=body)
             assert r.status_code == 200, r.text
             got = wait_reported(sup, r.json()["id"])
             assert got["status"] == "shown" and got["reason"] is None, got
@@ -230,12 +232,13 @@ async def test_agent_without_control_channel_gets_the_notice_in_a_heartbeat(
 ) -> None:
     """An agent whose live connection has no control channel: the heartbeat answer carries the
     notice; the agent shows it once (not again on the next heartbeats) and reports it."""
+    from fastapi import FastAPI
+
     import capture.agent as agent_mod
     from capture.agent import Agent
     from capture.ingest import make_router
     from capture.notices import RoomNotices
     from capture.recorder import BufferedFrameSink, Recorder
-    from fastapi import FastAPI
     from storage.models import AuditLog, RoomNotice
     from testkit.capture import DirSegmentStore, one_camera_config, serve_app
     from testkit.dashboard import make_database
@@ -279,7 +282,8 @@ async def test_agent_without_control_channel_gets_the_notice_in_a_heartbeat(
         await task
         await recorder.close()
     n = changes[0]["notice"]
-    assert n["id"] == doc["id"] and n["status"] == "not_shown" and n["via"] == "heartbeat" and len(changes) == 1
+    assert n["id"] == doc["id"] and n["status"] == "not_shown" and n["via"] == "heartbeat"
+    assert len(changes) == 1
     assert list(agent.notices) == [doc["id"]]
     with db.session() as s:
         row = s.get(RoomNotice, doc["id"])
@@ -290,7 +294,8 @@ async def test_agent_without_control_channel_gets_the_notice_in_a_heartbeat(
 
 
 def test_display_and_speech_per_platform() -> None:
-    assert has_display(platform="linux", environ={}) == (False, "no display (DISPLAY and WAYLAND_DISPLAY are unset)")
+    headless = (False, "no display (DISPLAY and WAYLAND_DISPLAY are unset)")
+    assert has_display(platform="linux", environ={}) == headless
     assert has_display(platform="linux", environ={"DISPLAY": ":0"}) == (True, "")
     assert has_display(platform="linux", environ={"WAYLAND_DISPLAY": "wayland-0"})[0]
     assert has_display(platform="win32", environ={}, session_id=1) == (True, "")
