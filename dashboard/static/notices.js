@@ -19,7 +19,7 @@ export const roomNotices = (function () {
       li.dataset.status = n.status;
       li.appendChild(el("span", "when", fmtTime(n.created_at)));
       li.appendChild(el("span", "text", n.text));
-      let status = t("notice.status." + n.status);
+      let status = t("noticestate." + n.status);
       if (n.status === "shown") status += " " + fmtTime(n.shown_at);
       if (n.status === "not_shown" && n.reason) status += ": " + n.reason;
       li.appendChild(el("span", "badge notice-" + n.status, status));
