@@ -48,6 +48,15 @@ class Hub:
         return (self.tmp / "hub.log").read_text(errors="replace")[-3000:]
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     tmp = tmp_path_factory.mktemp("notice")
@@ -77,12 +86,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             time.sleep(0.3)
         yield Hub(url, cfg_path, tmp)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 @contextlib.contextmanager
@@ -96,12 +100,7 @@ def agent_process(hub: Hub, tmp: Path, env: dict[str, str]) -> Iterator[subproce
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 def wait_live(hub: Hub, admin: httpx.Client, proc: subprocess.Popen[bytes], tmp: Path) -> None:
