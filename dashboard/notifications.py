@@ -350,7 +350,9 @@ class Notifier:
     # -- lifecycle --
 
     async def start(self) -> None:
-        if self._tasks:
+        """Start the writer and the dispatcher (which sends what is pending from before a
+        restart first); nothing runs when no site has a target."""
+        if self._tasks or not self.enabled:
             return
         self._queue = asyncio.Queue(maxsize=QUEUE_MAX)
         self._client = httpx.AsyncClient(timeout=self.ncfg.timeout_seconds, follow_redirects=False)

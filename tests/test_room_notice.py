@@ -338,9 +338,11 @@ def test_supervisor_sends_a_notice_from_the_enlarged_camera(hub: Hub, tmp_path: 
         page.wait_for_function("() => document.querySelectorAll('#notice-preset option').length > 1")
         page.select_option("#notice-preset", "stay_seated")
         page.click("#notice-send")
-        item = page.wait_for_selector("#notice-list li[data-status='not_shown']", timeout=30_000)
-        text = item.text_content() or ""
-        assert "请回到座位，保持安静" in text and "未能显示" in text and "no display" in text, text
+        page.wait_for_function(
+            "() => [...document.querySelectorAll(\"#notice-list li[data-status='not_shown']\")]"
+            ".some((li) => li.textContent.includes('请回到座位，保持安静'))", timeout=30_000)
+        text = next(t for t in page.locator("#notice-list li").all_text_contents() if "请回到座位" in t)
+        assert "未能显示" in text and "no display" in text, text
         page.click("#enlarged-close")
         page.click("#nav button[data-view='notifications']")
         page.wait_for_selector("#view-notifications:not([hidden]) table.notify-log")
