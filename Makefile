@@ -32,13 +32,15 @@ $(STAMP): pyproject.toml
 # Debian packages the tests need: a PostgreSQL server, Chromium for the browser tests,
 # systemd for `systemd-analyze verify` of the agent's unit (~3 MB; it does not become PID 1:
 # that is systemd-sysv, not installed here), and poppler-utils for `pdffonts` (< 1 MB: the
-# report's fonts must all be embedded).
+# report's fonts must all be embedded), and xvfb (a virtual display: the room notice shown
+# full-screen by a real agent, tests/test_room_notice.py).
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v pdffonts >/dev/null || missing="$$missing poppler-utils"; \
+	command -v Xvfb >/dev/null || missing="$$missing xvfb"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \

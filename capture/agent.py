@@ -284,9 +284,14 @@ class CameraPipe:
             self.writer.request_keyframe()
 
     def _on_control(self, message: str | bytes) -> None:
-        """A message from the hub on the control channel: ``{"full_rate": bool}``."""
+        """A message from the hub on the control channel: ``{"full_rate": bool}``, or a notice
+        for the room's display ``{"notice": {id, room, text, seconds}}`` (capture/notices.py)."""
         try:
-            full = json.loads(message)["full_rate"]
+            doc = json.loads(message)
+            if isinstance(doc, dict) and "notice" in doc:
+                self.agent.notice(doc["notice"], via="control")
+                return
+            full = doc["full_rate"]
             if not isinstance(full, bool):
                 raise TypeError(f"full_rate must be true or false, got {full!r}")
         except (ValueError, KeyError, TypeError) as e:
@@ -529,6 +534,65 @@ class Agent:
         self.config_version: str | None = None
         self.config_changed = False
         self._stop: asyncio.Event | None = None
+        #: Room notices (capture/notice_display.py): id → the report once made (None while the
+        #: notice is being shown); reports the hub has not taken yet are re-sent when a heartbeat
+        #: answer still lists the notice.
+        self.notices: dict[int, dict[str, Any] | None] = {}
+        self._notice_unreported: set[int] = set()
+        self._notice_tasks: set[asyncio.Task[None]] = set()
+
+    def notice(self, doc: Any, via: str) -> None:  # event-loop thread
+        """A notice for one of this agent's rooms: shown (and spoken) once per id, then reported."""
+        try:
+            nid, room, text = int(doc["id"]), str(doc["room"]), str(doc["text"])
+            seconds = float(doc.get("seconds", 15))
+        except (KeyError, TypeError, ValueError) as e:
+            log.warning("ignored notice site=%s: %s", self.site_id, e)
+            return
+        if room not in {r.id for r in self.rooms}:
+            return
+        if nid in self.notices:
+            report = self.notices[nid]
+            if report is not None and nid in self._notice_unreported:
+                self._spawn(self._report_notice(nid, report))
+            return
+        self.notices[nid] = None
+        log.info("room notice id=%s site=%s room=%s via=%s: showing %r", nid, self.site_id, room, via, text)
+        self._spawn(self._show_notice(nid, room, text, seconds, via))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._notice_tasks.add(task)
+        task.add_done_callback(self._notice_tasks.discard)
+
+    async def _show_notice(self, nid: int, room: str, text: str, seconds: float, via: str) -> None:
+        from capture.notice_display import show_notice
+
+        try:
+            result = await show_notice(text, seconds)
+        except Exception as e:  # never lose the report
+            log.exception("showing room notice id=%s failed", nid)
+            result = {"shown": False, "shown_at": None, "reason": f"error: {e}"[:200], "spoken": False}
+        report = {"site": self.site_id, "room": room, **result, "via": via, "host": self._facts.get("host")}
+        self.notices[nid] = report
+        log.info("room notice id=%s site=%s room=%s shown=%s reason=%s spoken=%s", nid, self.site_id, room,
+                 result["shown"], result["reason"], result["spoken"])
+        await self._report_notice(nid, report)
+
+    async def _report_notice(self, nid: int, report: dict[str, Any]) -> None:
+        for attempt in range(3):
+            try:
+                r = await self.http.post(f"/api/ingest/notices/{nid}", json=report,
+                                         timeout=self.heartbeat_timeout)
+                if r.status_code == 200 or 400 <= r.status_code < 500:
+                    if r.status_code != 200:
+                        log.warning("notice report refused id=%s: HTTP %d %s", nid, r.status_code, _detail(r))
+                    self._notice_unreported.discard(nid)
+                    return
+            except httpx.HTTPError as e:
+                log.debug("notice report failed id=%s: %s", nid, e)
+            await asyncio.sleep(1.0 + attempt)
+        self._notice_unreported.add(nid)  # the next heartbeat answer listing it retries
 
     def incident_ready(self, doc: dict[str, Any]) -> None:  # analysis thread
         """Spool one incident update (durably) and wake the incident uploader."""
@@ -610,9 +674,9 @@ class Agent:
                 time.monotonic() < deadline
             ):
                 await asyncio.sleep(0.2)
-            for t in tasks:
+            for t in [*tasks, *self._notice_tasks]:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._notice_tasks, return_exceptions=True)
             await self.http.aclose()
 
     # -- hubs ------------------------------------------------------------------------------------
@@ -919,6 +983,8 @@ class Agent:
                     sessions = answer.get("sessions")
                     if isinstance(sessions, dict) and "version" in sessions:
                         self._apply_sessions(int(sessions["version"]), sessions.get("rooms", {}))
+                    for n in answer.get("notices") or []:
+                        self.notice(n, via="heartbeat")
                     live = answer.get("live", {})
                     full_rate = set(answer.get("full_rate", []))
                     for p in self.pipes:

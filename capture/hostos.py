@@ -11,6 +11,13 @@
 * :func:`capture_api` — the OpenCV capture backend for ``device:N`` sources: DirectShow
   (``cv2.CAP_DSHOW``) on Windows, OpenCV's default elsewhere (V4L2 on Linux).
 
+* :func:`has_display` — whether the agent can open a window on the room's display: ``DISPLAY``
+  or ``WAYLAND_DISPLAY`` on Linux; on Windows a desktop session (a service runs in session 0,
+  which has none the room can see).
+* :func:`tts_command` — the system's text-to-speech for a room notice: ``espeak-ng`` / ``espeak``
+  / ``spd-say`` on Linux, SAPI through PowerShell (``System.Speech``) on Windows; ``None`` when
+  there is none.
+
 Every function takes the platform as an argument (default: this machine's), so the Windows
 paths are exercised by the tests on Linux.
 """
@@ -136,3 +143,54 @@ def stop_all() -> int:
             loop.call_soon_threadsafe(stop)
             n += 1
     return n
+
+
+def has_display(*, platform: str | None = None, environ: Mapping[str, str] | None = None,
+                session_id: int | None = None) -> tuple[bool, str]:
+    """Whether a window opened by the agent is seen on the room's display, and if not, why."""
+    env = os.environ if environ is None else environ
+    if is_windows(platform):
+        if session_id is None:
+            session_id = _windows_session_id()
+        if session_id == 0:
+            return False, "no display (running as a Windows service, session 0)"
+        return True, ""
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+        return True, ""
+    return False, "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
+
+
+def _windows_session_id() -> int | None:
+    try:
+        import ctypes
+
+        sid = ctypes.c_ulong()
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        if kernel32.ProcessIdToSessionId(os.getpid(), ctypes.byref(sid)):
+            return int(sid.value)
+    except (AttributeError, OSError):
+        pass
+    return None
+
+
+def tts_command(text: str, *, platform: str | None = None,
+                which: Callable[[str], str | None] | None = None) -> list[str] | None:
+    """The command that speaks ``text`` (Chinese voice where the engine has one), or ``None``."""
+    import shutil
+
+    find = which or shutil.which
+    if is_windows(platform):
+        ps = find("powershell") or find("powershell.exe")
+        if ps is None:
+            return None
+        quoted = text.replace("'", "''")
+        script = ("Add-Type -AssemblyName System.Speech; "
+                  "$s = New-Object System.Speech.Synthesis.SpeechSynthesizer; "
+                  f"$s.Speak('{quoted}')")
+        return [ps, "-NoProfile", "-NonInteractive", "-Command", script]
+    engines = (("espeak-ng", ["-v", "cmn"]), ("espeak", ["-v", "zh"]), ("spd-say", ["-w", "-l", "zh"]))
+    for name, args in engines:
+        exe = find(name)
+        if exe is not None:
+            return [exe, *args, text]
+    return None

@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from capture.agentstatus import CLOCK_FLAG_S, AgentMonitor
 from capture.incidents import IncidentStored, IncidentUpdateIn
+from capture.notices import NoticeOut, NoticeReportIn, RoomNotices
 from capture.recorder import OfferError, Recorder
 from config.models import EvalwatchConfig
 from storage import common
@@ -193,6 +194,14 @@ class HeartbeatOut(BaseModel):
     full_rate: list[str] = Field(description="room/camera to send at full rate (watched enlarged)")
     sessions: SessionsOut | None = Field(default=None, description="edge-analysed sites only")
     config_version: str = Field(default="", description="digest of GET /api/ingest/config's answer")
+    notices: list[NoticeOut] = Field(
+        default_factory=list, description="notices for the site's rooms not reported yet (capture/notices.py)"
+    )
+
+
+class NoticeReported(BaseModel):
+    id: int
+    status: str = Field(description="shown | not_shown")
 
 
 class AgentConfigOut(BaseModel):
@@ -330,6 +339,7 @@ def make_router(
     monitor: AgentMonitor | None = None,
     live_credentials: LiveCredentials | None = None,
     leases: LeasesLike | None = None,
+    notices: RoomNotices | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix="/api/ingest", tags=["ingest"])
     json_limit = cfg.hub.max_body_bytes
@@ -479,11 +489,26 @@ def make_router(
             edge.analysis_beat(site, body.analysis)
             version, rooms = edge.sessions(site)
             sessions = SessionsOut(version=version, rooms=rooms)
+        pending = await notices.pending(site) if notices is not None else []
         out = HeartbeatOut(
             ok=True, server_time=datetime.now(UTC).isoformat(), live=live, full_rate=full_rate,
-            sessions=sessions, config_version=configs[site].version,
+            sessions=sessions, config_version=configs[site].version, notices=pending,
         )
         return JSONResponse(out.model_dump())
+
+    @router.post("/notices/{notice_id}", response_model=NoticeReported)
+    async def notice_report(request: Request, notice_id: int) -> JSONResponse:
+        """The agent showed (or could not show) a notice in the room (capture/notices.py)."""
+        site = await authenticate(request)
+        body: NoticeReportIn = parse_json(await read_body(request, json_limit), NoticeReportIn)
+        if body.site != site:
+            raise _bad(403, f"this agent token belongs to site {site!r}, not {body.site!r}")
+        if notices is None:
+            raise _bad(404, "this hub takes no room notices")
+        doc = await notices.report(site, notice_id, body)
+        if doc is None:
+            raise _bad(404, f"no notice {notice_id} for room {body.room!r} of site {site!r}")
+        return JSONResponse(NoticeReported(id=notice_id, status=doc["status"]).model_dump())
 
     def edge_of(site: str) -> EdgeHubLike:
         if edge is None or not edge.edge_site(site):

@@ -337,6 +337,20 @@ class Recorder:
         except Exception as e:  # the heartbeat answer carries the same request
             log.info("control message failed camera=%s: %s", cam.ref, e)
 
+    def send_room_control(self, site: str, room: str, message: dict[str, Any]) -> bool:
+        """Send ``message`` over the control channel of one of the room's cameras (the first
+        open one); False when none is open (the heartbeat answer carries it then)."""
+        for ref, cam in self._cams.items():
+            ch = cam.control
+            if ref.site != site or ref.room != room or ch is None or ch.readyState != "open":
+                continue
+            try:
+                ch.send(json.dumps(message, ensure_ascii=False))
+                return True
+            except Exception as e:
+                log.info("control message failed camera=%s: %s", cam.ref, e)
+        return False
+
     # -- agent reports ------------------------------------------------------------------------
 
     def heartbeat(self, site: str, cameras: list[dict[str, Any]]) -> None:

@@ -181,6 +181,9 @@ def _resolve_dirs(cfg: EvalwatchConfig, base: Path) -> None:
     if cfg.hub.tls_cert and cfg.hub.tls_key:
         cfg.hub.tls_cert = str(cfg.resolve_path(cfg.hub.tls_cert, base))
         cfg.hub.tls_key = str(cfg.resolve_path(cfg.hub.tls_key, base))
+    smtp = cfg.notifications.smtp
+    if smtp is not None and smtp.ca_file:
+        smtp.ca_file = str(cfg.resolve_path(smtp.ca_file, base))
     for site in cfg.sites:
         if site.hub_ca_file:
             site.hub_ca_file = str(cfg.resolve_path(site.hub_ca_file, base))
@@ -241,6 +244,16 @@ def apply_secrets(cfg: EvalwatchConfig, secrets_path: Path) -> None:
         site.agent_token = take(f"sites.{site.id}.agent_token", site.agent_token)
     for user in cfg.users:
         user.password = take(f"users.{user.username}.password", user.password)
+    for site in cfg.sites:  # notification secrets (docs/notifications.md)
+        for target in site.notify:
+            name = f"sites.{site.id}.notify.{target.id}.secret"
+            if target.channel == "webhook":  # always signed: a key is generated when missing
+                target.secret = take(name, target.secret)
+            elif target.channel == "dingtalk" and target.secret is None and name in stored:
+                target.secret = SecretStr(str(stored[name]))  # the robot's own secret, never made up
+    smtp = cfg.notifications.smtp
+    if smtp is not None and smtp.password is None and "notifications.smtp.password" in stored:
+        smtp.password = SecretStr(str(stored["notifications.smtp.password"]))
     if changed:
         secrets_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = secrets_path.with_suffix(".tmp")

@@ -132,6 +132,62 @@ def _long_secret(v: SecretStr | None, what: str) -> SecretStr | None:
     return v
 
 
+#: The incident rules a notification target may name (``analysis.events.RULES`` and the hub's own
+#: checks); ``"*"`` names every rule.
+NOTIFY_RULES = (
+    "extra_person", "phone", "seat_empty", "camera_tamper", "camera_offline",
+    "analysis_mismatch", "analysis_offline", "disk_full",
+)
+
+
+class NotifyTargetConfig(_Strict):
+    """One way to reach the people of a site (docs/notifications.md): a generic webhook (JSON,
+    HMAC-SHA256 signed), a WeCom or DingTalk group robot, or e-mail through ``notifications.smtp``.
+
+    ``rules`` are the incident rules it is told about (``"*"``: all; empty: none) — when an
+    incident of one opens; ``warnings`` adds the early warnings of its site (and the hub-wide
+    ones).  ``secret``: the webhook's HMAC key (generated into the secrets file as
+    ``sites.<site>.notify.<id>.secret`` when left out), or a DingTalk robot's signing secret
+    ("加签", ``SEC...``; read from the secrets file under the same name when left out).
+    """
+
+    #: Name in the delivery log and the secrets file; default ``<channel>-<n>`` (n from 1, in order).
+    id: Slug | None = None
+    channel: Literal["webhook", "wecom", "dingtalk", "email"]
+    #: webhook / wecom / dingtalk: the http(s) URL to POST to (the robots' URLs carry their token:
+    #: masked in the delivery log and in /api/config).
+    url: str | None = None
+    #: email: the recipients.
+    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = []
+    secret: SecretStr | None = None
+    rules: list[str] = []
+    warnings: bool = False
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, v: list[str]) -> list[str]:
+        for r in v:
+            if r != "*" and r not in NOTIFY_RULES:
+                raise ValueError(f"unknown rule {r!r}; one of {', '.join(NOTIFY_RULES)} or '*'")
+        return v
+
+    @model_validator(mode="after")
+    def _fields_of_channel(self) -> NotifyTargetConfig:
+        if self.channel == "email":
+            if not self.to:
+                raise ValueError("channel email needs 'to' (one or more addresses)")
+            if self.url is not None:
+                raise ValueError("channel email takes 'to', not 'url'")
+        else:
+            if not self.url or not re.match(r"^https?://[^/\s]+", self.url):
+                raise ValueError(f"channel {self.channel} needs 'url': an http:// or https:// URL")
+            if self.to:
+                raise ValueError(f"channel {self.channel} takes 'url', not 'to'")
+        if self.secret is not None and self.channel in ("wecom", "email"):
+            raise ValueError(f"channel {self.channel} takes no 'secret'")
+        return self
+
+
 class SiteConfig(_Strict):
     """A remote evaluation site (one building / one agent credential)."""
 
@@ -181,6 +237,9 @@ class SiteConfig(_Strict):
                 out.append(u.strip().rstrip("/"))
         return out
 
+    # Who at the site is told about its incidents and warnings, and how (docs/notifications.md).
+    notify: list[NotifyTargetConfig] = []
+
     @field_validator("hub_cert_sha256")
     @classmethod
     def _fingerprint(cls, v: str | None) -> str | None:
@@ -194,6 +253,10 @@ class SiteConfig(_Strict):
     @model_validator(mode="after")
     def _unique_rooms(self) -> SiteConfig:
         _no_duplicates([r.id for r in self.rooms], "room")
+        for i, target in enumerate(self.notify):
+            if target.id is None:
+                target.id = f"{target.channel}-{i + 1}"
+        _no_duplicates([t.id or "" for t in self.notify], "notify")
         return self
 
 
@@ -623,6 +686,46 @@ class WarningsConfig(_Strict):
         return crontab_or_none(v)
 
 
+class SmtpConfig(_Strict):
+    """The mail server e-mail notifications go through (``notifications.smtp``)."""
+
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    # Upgrade the connection with STARTTLS (port 587); ``ssl``: TLS from the start (port 465).
+    starttls: bool = True
+    ssl: bool = False
+    username: str | None = None
+    # Normally left out of the YAML: read from the secrets file (``notifications.smtp.password``).
+    password: SecretStr | None = None
+    sender: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")] = "evalwatch@localhost"
+    # PEM file of the CA (or the self-signed certificate) the server's TLS certificate is checked
+    # against; unset: the system's trust store.
+    ca_file: str | None = None
+    timeout_seconds: Annotated[float, Field(gt=0)] = 15.0
+
+    @model_validator(mode="after")
+    def _one_tls(self) -> SmtpConfig:
+        if self.ssl and self.starttls:
+            raise ValueError("ssl and starttls exclude each other (ssl: TLS from the start, port 465)")
+        return self
+
+
+class NotificationsConfig(_Strict):
+    """How the hub delivers notifications (docs/notifications.md): per-site targets are in
+    ``sites[].notify``.  A failed delivery is retried after ``backoff_seconds``, doubling up to
+    ``backoff_max_seconds``, at most ``max_attempts`` times; pending deliveries are in the database
+    and survive a restart of the hub."""
+
+    smtp: SmtpConfig | None = None
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    backoff_seconds: Annotated[float, Field(gt=0)] = 5.0
+    backoff_max_seconds: Annotated[float, Field(gt=0)] = 600.0
+    # One HTTP request / SMTP conversation.
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # Deliveries in flight at once.
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+
+
 class EvalwatchConfig(_Strict):
     """The whole configuration of one hub and its sites."""
 
@@ -633,6 +736,7 @@ class EvalwatchConfig(_Strict):
     rules: RulesConfig = RulesConfig()
     credit: CreditConfig = CreditConfig()
     warnings: WarningsConfig = WarningsConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
     users: list[UserConfig] = []
     sites: list[SiteConfig] = []
     # YAML file of generated secrets (hub key, S3 keys, agent tokens, demo passwords); created
@@ -643,6 +747,12 @@ class EvalwatchConfig(_Strict):
     def _unique_ids(self) -> EvalwatchConfig:
         _no_duplicates([s.id for s in self.sites], "site")
         _no_duplicates([u.username for u in self.users], "user")
+        if self.notifications.smtp is None:
+            for s in self.sites:
+                for t in s.notify:
+                    if t.channel == "email":
+                        raise ValueError(f"sites[{s.id}].notify[{t.id}]: channel email needs "
+                                         "notifications.smtp (the mail server)")
         return self
 
     def site(self, site_id: str) -> SiteConfig:

@@ -92,6 +92,10 @@ class AlertHub:
         self._relay_started = False
         #: Called on every bus update before the fan-out (the app sets the expert tagger).
         self.enrich: Callable[[EventLive], Awaitable[None]] | None = None
+        #: Called with every message this node publishes (not other nodes' nor ``resync``): the
+        #: notifications to people on site (``dashboard.notifications.Notifier.offer``).  A
+        #: listener must return at once; one that raises is logged and skipped.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     @property
     def bus_queue_depth(self) -> int:
@@ -145,7 +149,7 @@ class AlertHub:
     def publish_remote(self, ev: EventLive | EventWorkflow) -> None:
         """An update another node made: to this node's browsers only."""
         self.remote += 1
-        self.publish(event_message(ev))
+        self.publish(event_message(ev), local=False)
 
     def resync(self) -> None:
         """Tell every browser to reload the alert list (messages may have been missed)."""
@@ -158,10 +162,19 @@ class AlertHub:
         names: observers get it too), through :meth:`publish` like every alert."""
         self.publish(msg.model_dump(mode="json"))
 
-    def publish(self, msg: dict[str, Any]) -> None:
+    def publish(self, msg: dict[str, Any], *, local: bool = True) -> None:
+        """Push ``msg`` to every browser: an incident update (``type: "event"``), an early
+        warning (``{"type": "warning", "kind", "site", "text", "details", ...}``) or a room
+        notice's status (``type: "notice"``).  ``local``: made on this node (the listeners get it)."""
         self.pushed += 1
         for c in list(self.clients):
             c.offer(msg)
+        if local:
+            for fn in self.listeners:
+                try:
+                    fn(msg)
+                except Exception:  # a listener must never hold the push back
+                    log.exception("alert listener failed")
 
     def connect(self, username: str, role: str | None = None) -> Client:
         c = Client(username, role)

@@ -36,6 +36,7 @@ from dashboard.experts import ExpertTagger
 from dashboard.hosts import HostAllowList, HostGuard, default_hosts
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics
+from dashboard.notifications import Notifier
 from dashboard.policy import AGENT_PREFIXES, ANY_USER, CSP, METRICS, PUBLIC, Principal, allow, page
 from dashboard.routes import (
     admin,
@@ -45,6 +46,7 @@ from dashboard.routes import (
     events,
     experts,
     live,
+    notifications,
     replay,
     seating,
     sessions,
@@ -138,6 +140,10 @@ def create_app(services: Any) -> FastAPI:
     state_holder["st"] = st
     st.alerts.enrich = ExpertTagger(services.db)
     st.warnings = WarningJob(cfg, services.db, st.alerts)
+    st.notifier = Notifier(cfg, services.db)
+    st.alerts.listeners.append(st.notifier.offer)
+    if getattr(services, "notices", None) is not None:  # a room notice's status, to every dashboard
+        services.notices.on_change = st.alerts.publish
     metrics.attach(st)
 
     @asynccontextmanager
@@ -148,6 +154,8 @@ def create_app(services: Any) -> FastAPI:
             created = await run_db(services.db, lambda s: seed_users(s, cfg))
         if created:
             log.info("dashboard: created users %s", ", ".join(created))
+        assert st.notifier is not None
+        await st.notifier.start()  # sends what is pending from before a restart
         await st.alerts.start()
         st.warnings.start()  # early warnings on warnings.cron (dashboard.earlywarn)
         try:
@@ -155,6 +163,7 @@ def create_app(services: Any) -> FastAPI:
         finally:
             await st.warnings.stop()
             await st.alerts.stop()
+            await st.notifier.stop()
             await st.live.close_all()
 
     app = FastAPI(
@@ -202,7 +211,8 @@ def create_app(services: Any) -> FastAPI:
         return response
 
     for r in (auth.router, events.router, live.router, replay.router, admin.router, seating.router,
-              sessions.router, agents.router, experts.router, stats.router, anchors.router):
+              sessions.router, agents.router, experts.router, stats.router, anchors.router,
+              notifications.router):
         app.include_router(r)
     app.include_router(_misc_router(st))
     for extra in getattr(services, "extra_routers", None) or []:

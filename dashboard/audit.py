@@ -6,7 +6,9 @@ camera), ``live_view_end`` (with seconds watched), ``replay`` (camera + range li
 ``snapshot_view``, ``alert_ack``, ``alert_resolve``, ``alert_false_alarm``, ``user_create``,
 ``user_update``, ``audit_view``, ``event_list`` (observers' views); site agents
 (``dashboard.routes.agents``, ``evalwatch site``): ``enroll_code_issue``, ``enroll_code_use``,
-``enroll_code_refused``, ``agent_revoke``.
+``enroll_code_refused``, ``agent_revoke``; notices in the room (``dashboard.routes.notifications``,
+``capture.notices``): ``room_notice`` (sent, by a supervisor), ``room_notice_shown`` (the agent's
+report, actor ``agent:<site>``: shown or not and why, spoken, via).
 """
 
 from __future__ import annotations

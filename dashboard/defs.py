@@ -93,6 +93,7 @@ class ConfigView(BaseModel):
     users: list[dict[str, Any]]
     sites: list[dict[str, Any]]
     secrets_file: str | None
+    notifications: dict[str, Any] = Field(default_factory=dict, description="the SMTP password masked")
 
 
 # -- live wall --------------------------------------------------------------------------------
@@ -399,3 +400,66 @@ class AgentRevokeCreate(BaseModel):
 class AgentRevokePublic(BaseModel):
     site: str
     revoked: list[str]
+
+
+# -- notifications to people on site, notices in the room (docs/notifications.md) --------------
+
+
+class NotificationLogEntry(BaseModel):
+    """One try of one notification (``status``: sent | retry | failed), or one not tried yet
+    (``pending``, ``attempt`` 0)."""
+
+    at: IsoTime
+    delivery_id: int
+    site: str
+    target_id: str = Field(description="the target's id in sites[].notify")
+    channel: Literal["webhook", "wecom", "dingtalk", "email"]
+    target: str = Field(description="URL without its query values / recipients, masked")
+    source: Literal["event", "warning"]
+    ref: str = Field(description="the event id or the warning id")
+    attempt: int
+    status: Literal["pending", "sent", "retry", "failed"]
+    http_status: int | None
+    error: str | None
+    seconds: float | None
+    delivery_status: Literal["pending", "sent", "failed"]
+    next_at: IsoTime | None = Field(description="pending deliveries: the next try")
+
+
+class NotificationLog(BaseModel):
+    entries: list[NotificationLogEntry]
+
+
+class RoomNoticeCreate(BaseModel):
+    """``POST /api/rooms/{site}/{room}/notices``: free ``text`` or a ``preset`` (its text)."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = Field(default=None, min_length=1, max_length=200)
+    preset: str | None = Field(default=None, max_length=64)
+    seconds: float = Field(default=15.0, ge=3, le=300, description="how long the room's display shows it")
+
+
+class RoomNoticePublic(BaseModel):
+    id: int
+    site: str
+    room: str
+    text: str
+    preset: str | None
+    seconds: float
+    created_at: IsoTime
+    created_by: str
+    status: Literal["pending", "shown", "not_shown"]
+    via: str | None = Field(description="control (data channel) | heartbeat")
+    reported_at: IsoTime | None
+    shown_at: IsoTime | None
+    reason: str | None = Field(description="not shown: why (e.g. no display)")
+    spoken: bool | None
+    agent_host: str | None
+    control_sent: bool | None = Field(
+        default=None, description="POST only: sent over the control channel at once"
+    )
+
+
+class RoomNoticeList(BaseModel):
+    notices: list[RoomNoticePublic]
+    presets: dict[str, str] = Field(description="preset id → text")

@@ -22,6 +22,8 @@ are called, so a test may pass small fakes.
   ``None`` (``GET /api/agents`` lists credentials only).
 * ``anchors`` — optional :class:`sessions.anchors.Anchorer`: a session close also anchors the
   chain heads (``GET /api/anchors/feed`` serves the records from the database either way).
+* ``notices`` — :class:`capture.notices.RoomNotices` (notices shown in a room by its agent) or
+  ``None`` (``POST /api/rooms/{site}/{room}/notices`` answers 503).
 * ``extra_routers`` — routers included verbatim (the capture engineer's ``/api/ingest/*``
   routes, authenticated by per-site agent tokens; the dashboard's role policy lists them as
   agent-only).
@@ -114,4 +116,5 @@ class Services:
     # sessions.anchors.Anchorer: anchors the chain heads at each session close (None: not wired)
     anchors: Any | None = None
     leases: Any | None = None  # storage.leases.LeaseManager: which node holds which site (live view)
+    notices: Any | None = None  # capture.notices.RoomNotices: notices shown in a room (None: no route)
     extra_routers: list[APIRouter] = field(default_factory=list)

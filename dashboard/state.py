@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 from dashboard.alerts import AlertHub
 from dashboard.live import LiveManager
 from dashboard.metrics import DashMetrics, status_dict
+from dashboard.notifications import Notifier
 from dashboard.security import LoginThrottle, SessionCodec
 from dashboard.users import LoginSessions, UserCache
 
@@ -25,6 +26,8 @@ class DashState:
     metrics: DashMetrics
     live: LiveManager
     logins: LoginSessions
+    #: Notifications to people on site (``dashboard.notifications``), fed by ``alerts``.
+    notifier: Notifier | None = None
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     #: Failed agent enrolments per address (``POST /api/agent/enroll``), counted like logins (the
     #: "account" is the enrolment itself).

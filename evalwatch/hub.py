@@ -99,6 +99,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     from analysis.store import EventStore
     from capture.agentstatus import AgentMonitor
     from capture.ingest import LiveCredentials, make_router
+    from capture.notices import RoomNotices
     from capture.recorder import Recorder
     from dashboard.notify import EventRelay
     from dashboard.services import Services
@@ -229,13 +230,15 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         live_credentials = LiveCredentials()
         sweeper = asyncio.create_task(live_credentials.run(credentials, recorder), name="live-credentials")
         stack.callback(sweeper.cancel)
+        notices = RoomNotices(db, recorder)  # notices in the room: to the agents, their reports
         yield Services(
             cfg=cfg, db=db, objects=objects, segments=segments, bus=bus, recorder=recorder,
             pipeline=pipeline if hub_rooms or check is None else check, agents=monitor, disks=disks,
             extra_routers=[make_router(recorder, segments, cfg, edge=edge, disks=disks,
                                        agent_auth=credentials, monitor=monitor,
-                                       live_credentials=live_credentials, leases=leases)],
-            relay=relay, anchors=anchorer, leases=leases,
+                                       live_credentials=live_credentials, leases=leases,
+                                       notices=notices)],
+            relay=relay, anchors=anchorer, leases=leases, notices=notices,
         )
 
 

@@ -307,3 +307,77 @@ class ChainAnchor(Base):
     document: Mapped[str] = mapped_column(Text)
     store_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
     store_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class NotificationDelivery(Base):
+    """One notification to one target of a site (``sites[].notify``): an incident that opened
+    or an early warning, rendered for the target's channel when sent (``dashboard/notifications.py``).
+
+    ``dedupe`` (``<site>/<target>/<source>:<ref>``) makes a second offer of the same thing — the
+    same incident seen twice, two hub nodes — a no-op.  ``status``: ``pending`` (waiting for
+    ``next_at``), ``sent``, ``failed`` (``max_attempts`` used up, or the target left the config).
+    ``lease_until``: a node sending it holds it until then (several hub nodes on one database).
+    Pending rows survive a restart of the hub: the next start sends them.
+    """
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (Index("ix_notify_due", "status", "next_at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    site: Mapped[str] = mapped_column(String(64))
+    target_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(512))  # masked URL / recipients
+    source: Mapped[str] = mapped_column(String(16))  # event | warning
+    ref: Mapped[str] = mapped_column(String(128))  # the event id / the warning's id
+    dedupe: Mapped[str] = mapped_column(String(400), unique=True)
+    payload: Mapped[dict[str, object]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class NotificationAttempt(Base):
+    """One try of a :class:`NotificationDelivery` (the delivery log): when, which attempt, the
+    outcome (``sent`` / ``retry`` / ``failed``), the receiver's HTTP status and the error."""
+
+    __tablename__ = "notification_attempts"
+    __table_args__ = (Index("ix_notify_attempt_time", "at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("notification_deliveries.id"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class RoomNotice(Base):
+    """A notice a supervisor sent to a room ("请勿使用手机"): shown full-screen and spoken by the
+    room PC's agent (``capture/notices.py``).  ``status``: ``pending`` (not yet reported by the
+    agent), ``shown``, ``not_shown`` (``reason``: no display, ...).  ``via``: how it reached the
+    agent (``control``: the WebRTC control channel, ``heartbeat``: a heartbeat answer)."""
+
+    __tablename__ = "room_notices"
+    __table_args__ = (Index("ix_room_notice_room", "site", "room", "created_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    room: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(String(500))
+    preset: Mapped[str | None] = mapped_column(String(64))
+    seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    via: Mapped[str | None] = mapped_column(String(16))
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    shown_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(String(200))
+    spoken: Mapped[bool | None] = mapped_column(Boolean)
+    agent_host: Mapped[str | None] = mapped_column(String(128))

@@ -173,15 +173,18 @@ def make_services(
     recorder: Any | None = "fake",
 ) -> Services:
     from analysis.bus import EventBus
+    from capture.notices import RoomNotices
 
     cfg = cfg or make_config()
+    db = make_database(tmp_path / "dash.db")
     return Services(
         cfg=cfg,
-        db=make_database(tmp_path / "dash.db"),
+        db=db,
         objects=MemoryObjects(cfg.storage.s3),
         segments=None,
         bus=bus if bus is not None else EventBus(),
         recorder=FakeRecorder(cfg) if recorder == "fake" else recorder,
+        notices=RoomNotices(db),  # no recorder: notices wait for a heartbeat answer
     )
 
 

@@ -117,6 +117,11 @@ def test_dynamic_key_families_are_complete() -> None:
         "role": ("admin", "supervisor", "auditor", "observer"),
         "kind": ("covered", "defocused", "moved", "frozen"),
         "agentflag": ("ok", "clock", "spool", "silent"),  # capture.agentstatus flags (agents.js)
+        # notices in the room and the notifications' delivery log (notices.js)
+        "noticestate": ("pending", "shown", "not_shown"),
+        "nstatus": ("pending", "sent", "retry", "failed"),
+        "nsource": ("event", "warning"),
+        "channel": ("webhook", "wecom", "dingtalk", "email"),
     }
     for fam, names in families.items():
         for n in names:

@@ -109,6 +109,10 @@ EXPECTED: dict[str, set[str]] = {
     "POST /api/sites/{site}/revoke-agent": {"admin"},
     # the signed chain-heads feed (dashboard.routes.anchors, docs/security.md)
     "GET /api/anchors/feed": set(ROLES),
+    # notifications to people on site, notices in the room (dashboard.routes.notifications)
+    "GET /api/notifications/log": {"admin", "supervisor", "auditor"},
+    "POST /api/rooms/{site}/{room}/notices": {"admin", "supervisor"},
+    "GET /api/rooms/{site}/{room}/notices": {"admin", "supervisor", "auditor"},
 }
 
 PARAMS = {
@@ -123,6 +127,7 @@ PARAMS = {
     "code": "E0001",
     "record_id": "1",
     "warning_id": "1",
+    "notice_id": "1",
 }
 QUERY = {"start": "2025-01-01T00:00:00Z", "end": "2025-01-01T00:01:00Z"}
 BODIES: dict[str, Any] = {
@@ -135,6 +140,7 @@ BODIES: dict[str, Any] = {
     "POST /api/sessions": {"code": "", "rooms": []},
     "POST /api/agent/enroll": {"code": "AAAAA-BBBBB-CCCCC-DDDDD"},
     "POST /api/sites/{site}/revoke-agent": {"id": "nope"},
+    "POST /api/rooms/{site}/{room}/notices": {"preset": "no_phone"},
     "POST /api/sessions/{session_id}/hold": {"reason": "dispute 1"},
     "POST /api/sessions/{session_id}/release": {"reason": ""},
     "POST /api/seats/assign": {

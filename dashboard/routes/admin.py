@@ -16,6 +16,7 @@ from dashboard.dbutil import run_db
 from dashboard.defs import AuditEntry, AuditList, ConfigView, UserList, UserOut
 from dashboard.deps import State
 from dashboard.errors import ApiError
+from dashboard.notifications import mask_url
 from dashboard.policy import Principal, allow, client_ip
 from dashboard.security import hash_password_async, validate_new_password
 from storage.db import masked
@@ -219,6 +220,10 @@ async def config_view(
     hub = data.get("hub", {})
     for k in ("stun_urls", "turn_urls"):
         hub[k] = [_mask_userinfo(u) for u in hub.get(k) or []]
+    for site in data.get("sites", []):  # robot URLs carry their token in the query
+        for target in site.get("notify") or []:
+            if isinstance(target.get("url"), str):
+                target["url"] = mask_url(target["url"])
     return data
 
 

@@ -13,8 +13,9 @@ import { auditView } from "./audit.js";
 import { sessionsView } from "./sessions.js";
 import { expertsView } from "./experts.js";
 import { statsView } from "./stats.js";
+import { notificationLog } from "./notices.js";
 
-const views = ["wall", "alerts", "sessions", "experts", "stats", "replay", "users", "agents", "audit"];
+const views = ["wall", "alerts", "sessions", "experts", "stats", "replay", "users", "agents", "audit", "notifications"];
 function show(view, arg) {
   const allowed = [...document.querySelectorAll("#nav button")].filter((b) => !b.hidden).map((b) => b.dataset.view);
   if (!allowed.includes(view)) view = allowed[0];
@@ -30,6 +31,7 @@ function show(view, arg) {
   if (view === "users") users.load();
   if (view === "agents") agentsView.load();
   if (view === "audit") auditView.load();
+  if (view === "notifications") notificationLog.load();
 }
 document.querySelectorAll("#nav button").forEach((b) =>
   b.addEventListener("click", () => { location.hash = b.dataset.view; }));
@@ -53,6 +55,7 @@ document.addEventListener("i18n-changed", () => {
   if (current === "users") users.load();
   if (current === "agents") agentsView.load();
   if (current === "audit") auditView.load();
+  if (current === "notifications") notificationLog.load();
 });
 route();
 document.body.dataset.ready = "1";

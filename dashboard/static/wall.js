@@ -1,5 +1,6 @@
 /* evalwatch dashboard: the live wall (WebRTC tiles, camera status, enlarge). */
-import { $, api, camKey, cameras, can, el, ruleName, sitesDoc, toast } from "./core.js";
+import { $, api, camKey, cameras, can, el, me, ruleName, sitesDoc, toast } from "./core.js";
+import { roomNotices } from "./notices.js";
 
 export const wall = (function () {
   const tiles = new Map();
@@ -227,9 +228,14 @@ export const wall = (function () {
     $("enlarged").hidden = false;
     $("enlarged-title").textContent = cam.siteName + " / " + cam.roomName + " / " + (cam.name || cam.camera);
     closeBig();
+    if (["admin", "supervisor"].includes(me.role)) roomNotices.open(cam.site, cam.room);
     try { bigPc = await openStream(cam, "full", $("enlarged-video")); } catch (e) { toast(e.message); }
   }
-  function closeBig() { if (bigPc) { bigPc.close(); bigPc = null; } $("enlarged-video").srcObject = null; }
+  function closeBig() {
+    if (bigPc) { bigPc.close(); bigPc = null; }
+    $("enlarged-video").srcObject = null;
+    roomNotices.close();
+  }
   $("enlarged-close").addEventListener("click", () => { closeBig(); $("enlarged").hidden = true; });
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && !$("enlarged").hidden) { closeBig(); $("enlarged").hidden = true; }
