@@ -287,6 +287,10 @@ def cli(argv: list[str]) -> int:
         help="serve HTTPS with a self-signed certificate kept in <storage.data_dir>/tls/ (made on "
         "first use; its SHA-256, which agents pin, is printed) unless hub.tls_cert is set",
     )
+    parser.add_argument(
+        "--log-file", default=None, metavar="FILE",
+        help="log to FILE, rotated by size (hub.log_max_mb, hub.log_backups); overrides hub.log_file",
+    )
     # Diagnostic (issue #17): tracemalloc diffs in the log every MINUTES (evalwatch.memtrace).
     parser.add_argument("--trace-memory", type=float, default=None, metavar="MINUTES",
                         help=argparse.SUPPRESS)
@@ -297,6 +301,16 @@ def cli(argv: list[str]) -> int:
     except ConfigError as e:
         print(f"evalwatch hub: configuration problems:\n{e}", file=sys.stderr)
         return 2
+    if args.log_file:
+        cfg.hub.log_file = args.log_file
+    if cfg.hub.log_file:  # rotated by size (hub.log_max_mb, hub.log_backups)
+        from evalwatch.logs import log_to_file
+
+        try:
+            log_to_file(cfg.hub.log_file, cfg.hub.log_max_mb, cfg.hub.log_backups)
+        except OSError as e:
+            print(f"evalwatch hub: hub.log_file {cfg.hub.log_file}: {e}", file=sys.stderr)
+            return 2
     from evalwatch.memtrace import from_env
 
     try:
