@@ -23,7 +23,6 @@ import logging
 import os
 import threading
 import tracemalloc
-from collections.abc import Iterable
 
 log = logging.getLogger("evalwatch.memtrace")
 
@@ -83,11 +82,25 @@ def subsystem(filename: str) -> str:
     return "other"
 
 
-def _by_subsystem(snap: tracemalloc.Snapshot) -> dict[str, int]:
+#: (file, line) -> (bytes, blocks) of one snapshot: what is kept between snapshots (not the
+#: snapshots themselves, which hold every traced block and would inflate the process).
+Sizes = dict[tuple[str, int], tuple[int, int]]
+
+
+def _sizes() -> Sizes:
+    """The allocations alive now, grouped by allocating line (one snapshot, then dropped)."""
+    snap = tracemalloc.take_snapshot()
+    out = {(st.traceback[0].filename, st.traceback[0].lineno): (st.size, st.count)
+           for st in snap.statistics("lineno")}
+    del snap
+    return out
+
+
+def _by_subsystem(sizes: Sizes) -> dict[str, int]:
     out: dict[str, int] = {}
-    for st in snap.statistics("filename"):
-        name = subsystem(st.traceback[0].filename)
-        out[name] = out.get(name, 0) + st.size
+    for (filename, _line), (size, _n) in sizes.items():
+        name = subsystem(filename)
+        out[name] = out.get(name, 0) + size
     return out
 
 
@@ -99,15 +112,6 @@ def _rss_kib() -> int:
         return -1
 
 
-def _ignore() -> list[tracemalloc.Filter]:
-    return [
-        tracemalloc.Filter(False, tracemalloc.__file__),
-        tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
-        tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
-        tracemalloc.Filter(False, "<unknown>"),
-    ]
-
-
 class MemoryTracer:
     """Snapshots every ``interval`` seconds on a daemon thread, diffs logged (module docstring)."""
 
@@ -117,8 +121,8 @@ class MemoryTracer:
         self.interval, self.warmup, self.top, self.frames = interval, warmup, top, frames
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.baseline: tracemalloc.Snapshot | None = None
-        self.previous: tracemalloc.Snapshot | None = None
+        self.baseline: Sizes | None = None
+        self.previous: Sizes | None = None
         self.reports = 0
 
     def start(self) -> None:
@@ -136,42 +140,40 @@ class MemoryTracer:
     def _run(self) -> None:
         if self._stop.wait(self.warmup):
             return
-        self.baseline = self.previous = tracemalloc.take_snapshot().filter_traces(_ignore())
+        self.baseline = self.previous = _sizes()
         log.info("memtrace baseline rss_kib=%d traced_kib=%d", _rss_kib(),
                  tracemalloc.get_traced_memory()[0] // 1024)
         while not self._stop.wait(self.interval):
             self.report()
 
     def report(self) -> list[str]:
-        """Take a snapshot and log it against the baseline and the previous one; returns the
-        logged lines (tests read them)."""
-        snap = tracemalloc.take_snapshot().filter_traces(_ignore())
-        base = self.baseline or snap
-        prev = self.previous or snap
+        """Group what is allocated now by line and log it against the baseline and the previous
+        report; returns the logged lines (tests read them)."""
+        now = _sizes()
+        base = self.baseline if self.baseline is not None else now
+        prev = self.previous if self.previous is not None else now
         self.reports += 1
         lines = [f"memtrace report={self.reports} rss_kib={_rss_kib()} "
                  f"traced_kib={tracemalloc.get_traced_memory()[0] // 1024}"]
-        now, b, p = _by_subsystem(snap), _by_subsystem(base), _by_subsystem(prev)
-        for name in sorted(now, key=lambda n: now[n] - b.get(n, 0), reverse=True):
+        sub, b, p = _by_subsystem(now), _by_subsystem(base), _by_subsystem(prev)
+        for name in sorted(sub, key=lambda n: sub[n] - b.get(n, 0), reverse=True):
             lines.append(
-                f"memtrace subsystem={name!r} kib={now[name] // 1024} "
-                f"growth_kib={(now[name] - p.get(name, 0)) // 1024} "
-                f"growth_since_warmup_kib={(now[name] - b.get(name, 0)) // 1024}"
+                f"memtrace subsystem={name!r} kib={sub[name] // 1024} "
+                f"growth_kib={(sub[name] - p.get(name, 0)) // 1024} "
+                f"growth_since_warmup_kib={(sub[name] - b.get(name, 0)) // 1024}"
             )
-        lines += list(self._top(snap.compare_to(base, "lineno")))
+        grown = sorted(((size - base.get(k, (0, 0))[0], n - base.get(k, (0, 0))[1], size, k)
+                        for k, (size, n) in now.items()), reverse=True)
+        for i, (dsize, dn, size, (filename, line)) in enumerate(grown[: self.top]):
+            if dsize <= 0:
+                break
+            lines.append(f"memtrace top={i + 1} site={filename}:{line} subsystem={subsystem(filename)!r} "
+                         f"growth_kib={dsize // 1024} kib={size // 1024} count_growth={dn} "
+                         f"growth_since_last_kib={(size - prev.get((filename, line), (0, 0))[0]) // 1024}")
         for ln in lines:
             log.info("%s", ln)
-        self.previous = snap
+        self.previous = now
         return lines
-
-    def _top(self, stats: Iterable[tracemalloc.StatisticDiff]) -> Iterable[str]:
-        for i, st in enumerate(x for x in stats if x.size_diff > 0):
-            if i >= self.top:
-                break
-            fr = st.traceback[0]
-            yield (f"memtrace top={i + 1} site={fr.filename}:{fr.lineno} "
-                   f"subsystem={subsystem(fr.filename)!r} growth_kib={st.size_diff // 1024} "
-                   f"kib={st.size // 1024} count_growth={st.count_diff}")
 
 
 def from_env(minutes: float | None = None) -> MemoryTracer | None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
@@ -59,14 +59,41 @@ def _check_range(
     return start, end
 
 
-def _segments(s: Session, site: str, room: str, camera: str, start: datetime, end: datetime) -> list[Segment]:
-    stmt = (
+#: No segment is longer: ingest refuses one above 1.5 x storage.segment_seconds + 1 s and
+#: segment_seconds is at most 600.  The replay's segment query starts its index range this far
+#: before ``start`` instead of at the camera's first segment (a year of rows: issue #17).
+MAX_SEGMENT = timedelta(hours=1)
+
+
+def segments_query(
+    site: str, room: str, camera: str, start: datetime, end: datetime
+) -> Select[tuple[Segment]]:
+    """A camera's segments overlapping ``[start, end)``, oldest first: one bounded range of
+    ``ix_segments_camera_time`` (``bench/dbgrowth.py``, tests/test_db_growth.py)."""
+    return (
         select(Segment)
         .where(Segment.site == site, Segment.room == room, Segment.camera == camera)
-        .where(Segment.start < end, Segment.end > start)
+        .where(Segment.start < end, Segment.start > start - MAX_SEGMENT, Segment.end > start)
         .order_by(Segment.start)
     )
-    return list(s.scalars(stmt))
+
+
+def events_query(
+    site: str, room: str, camera: str, start: datetime, end: datetime
+) -> Select[tuple[EventRow]]:
+    """A camera's events overlapping ``[start, end)`` (the replay's timeline markers)."""
+    return (
+        select(EventRow)
+        .where(EventRow.site == site, EventRow.room == room, EventRow.camera == camera)
+        .where(EventRow.started_at < end)
+        .where((EventRow.ended_at.is_(None)) | (EventRow.ended_at > start))
+        .order_by(EventRow.started_at)
+        .limit(2000)
+    )
+
+
+def _segments(s: Session, site: str, room: str, camera: str, start: datetime, end: datetime) -> list[Segment]:
+    return list(s.scalars(segments_query(site, room, camera, start, end)))
 
 
 def _seg_dict(g: Segment) -> dict[str, Any]:
@@ -99,14 +126,7 @@ async def replay_index(
 
     def q(s: Session) -> dict[str, Any]:
         segs = [_seg_dict(g) for g in _segments(s, site, room, camera, start, end)]
-        evs = s.scalars(
-            select(EventRow)
-            .where(EventRow.site == site, EventRow.room == room, EventRow.camera == camera)
-            .where(EventRow.started_at < end)
-            .where((EventRow.ended_at.is_(None)) | (EventRow.ended_at > start))
-            .order_by(EventRow.started_at)
-            .limit(2000)
-        )
+        evs = s.scalars(events_query(site, room, camera, start, end))
         audit.add(
             s,
             me.username,
