@@ -14,7 +14,7 @@ writes them, half with a snapshot key, most resolved) — then reports:
   index) and the median time of ``--repeat`` runs.
 
 The statements are the routes' own (``dashboard.routes.events.events_query``,
-``dashboard.routes.replay.segments_query`` / ``events_query``).
+``dashboard.routes.replay.segments_query`` / ``events_queries``).
 
 Usage: ``python bench/dbgrowth.py [--cameras 20] [--days 365] [--hours 8] [--events 40]
 [--json out.json]``.  Rows for 20 cameras x 365 days x 8 h at 10 s: 21 million segments (a few
@@ -115,10 +115,12 @@ def fill(db: Any, cameras: int, days: int, hours: float, seg_s: float, events: i
 def queries(end: datetime) -> dict[str, Any]:
     """The dashboard's statements, for the camera ``s01/room_a/cam1`` and the hour before ``end``."""
     from dashboard.routes.events import events_query
-    from dashboard.routes.replay import events_query as replay_events
-    from dashboard.routes.replay import segments_query
+    from dashboard.routes.replay import events_queries, segments_query
 
     start = end - timedelta(hours=1)
+    mid = end - timedelta(days=182)
+    ended, still_open = events_queries("s01", "room_a", "cam1", start, end)
+    ended_mid, _ = events_queries("s01", "room_a", "cam1", mid - timedelta(hours=1), mid)
     return {
         "events list, newest 200": events_query(limit=200),
         "events list, open (new/acknowledged), newest 100": events_query(status=["new", "acknowledged"],
@@ -127,7 +129,11 @@ def queries(end: datetime) -> dict[str, Any]:
                                                             limit=200),
         "events list, one day": events_query(since=end - timedelta(days=1), until=end, limit=200),
         "replay index: segments of one camera, 1 hour": segments_query("s01", "room_a", "cam1", start, end),
-        "replay index: events of one camera, 1 hour": replay_events("s01", "room_a", "cam1", start, end),
+        "replay index: segments, 1 hour half a year ago": segments_query(
+            "s01", "room_a", "cam1", mid - timedelta(hours=1), mid),
+        "replay index: events that ended, 1 hour": ended,
+        "replay index: events that ended, 1 hour half a year ago": ended_mid,
+        "replay index: events still open": still_open,
     }
 
 

@@ -170,8 +170,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "minutes": args.minutes, "cameras": len(cams), "warmup_minutes": args.warmup,
         "interval_s": args.interval, "analysis": args.analysis, "analysis_fps": args.fps,
         "segment_seconds": args.segment_seconds, "cpus": os.cpu_count(), "loadavg_before": loadavg(),
+        "hub_env": dict(args.hub_env),
     }
-    env = {"EVALWATCH_TRACE_MEMORY": str(args.trace_memory)} if args.trace_memory else {}
+    env = dict(args.hub_env)
+    if args.trace_memory:
+        env["EVALWATCH_TRACE_MEMORY"] = str(args.trace_memory)
     if args.trace_memory:
         env["EVALWATCH_TRACE_MEMORY_WARMUP"] = str(args.warmup * 60)
     hub = start_hub(cfg_path, logs / "hub.log", env=env)
@@ -288,6 +291,13 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(f"{a.ljust(w)}  {b}" for a, b in rows)
 
 
+def _kv(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def positive(kind: type) -> Any:
     def parse(text: str) -> Any:
         try:
@@ -313,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--farms", type=positive(int), default=2)
     ap.add_argument("--trace-memory", type=positive(float), default=None, metavar="MINUTES",
                     help="hub with tracemalloc diffs in its log every MINUTES (evalwatch.memtrace)")
+    ap.add_argument("--hub-env", nargs="*", default=[], type=_kv, metavar="KEY=VALUE",
+                    help="extra environment of the hub process (e.g. MALLOC_ARENA_MAX=2)")
     ap.add_argument("--hub-log", default=None, help="copy the hub's log here at the end")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--json", default=None, help="write the result here")

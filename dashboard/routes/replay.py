@@ -78,18 +78,28 @@ def segments_query(
     )
 
 
-def events_query(
+def events_queries(
     site: str, room: str, camera: str, start: datetime, end: datetime
-) -> Select[tuple[EventRow]]:
-    """A camera's events overlapping ``[start, end)`` (the replay's timeline markers)."""
-    return (
-        select(EventRow)
-        .where(EventRow.site == site, EventRow.room == room, EventRow.camera == camera)
-        .where(EventRow.started_at < end)
-        .where((EventRow.ended_at.is_(None)) | (EventRow.ended_at > start))
-        .order_by(EventRow.started_at)
-        .limit(2000)
-    )
+) -> tuple[Select[tuple[EventRow]], Select[tuple[EventRow]]]:
+    """The replay's timeline markers as two index ranges (a year of rows, issue #17): the
+    camera's events that ended after ``start`` and began before ``end`` (``ix_events_camera_end``:
+    the rows ending after ``start``, filtered inside the index), and its events still open
+    (``ended_at`` null: one equality range).  One statement with ``ended_at IS NULL OR ...`` made
+    SQLite walk the camera's whole history before ``end`` instead."""
+    cam = (EventRow.site == site, EventRow.room == room, EventRow.camera == camera)
+    ended = select(EventRow).where(*cam, EventRow.ended_at > start, EventRow.started_at < end)
+    still_open = select(EventRow).where(*cam, EventRow.ended_at.is_(None))
+    return ended, still_open
+
+
+def replay_events(
+    s: Session, site: str, room: str, camera: str, start: datetime, end: datetime, limit: int = 2000
+) -> list[EventRow]:
+    """A camera's events overlapping ``[start, end)``, oldest first, at most ``limit``."""
+    ended, still_open = events_queries(site, room, camera, start, end)
+    rows = list(s.scalars(ended)) + [e for e in s.scalars(still_open) if as_utc(e.started_at) < end]
+    rows.sort(key=lambda e: (as_utc(e.started_at), e.id))
+    return rows[:limit]
 
 
 def _segments(s: Session, site: str, room: str, camera: str, start: datetime, end: datetime) -> list[Segment]:
@@ -126,7 +136,7 @@ async def replay_index(
 
     def q(s: Session) -> dict[str, Any]:
         segs = [_seg_dict(g) for g in _segments(s, site, room, camera, start, end)]
-        evs = s.scalars(events_query(site, room, camera, start, end))
+        evs = replay_events(s, site, room, camera, start, end)
         audit.add(
             s,
             me.username,

@@ -19,7 +19,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_index("ix_events_started_at", "events", ["started_at", "id"])
     op.create_index("ix_events_status_time", "events", ["status", "started_at"])
-    op.create_index("ix_events_camera_end", "events", ["site", "room", "camera", "ended_at"])
+    op.create_index("ix_events_camera_end", "events", ["site", "room", "camera", "ended_at", "started_at"])
 
 
 def downgrade() -> None:
