@@ -182,7 +182,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     known: set[int] = {hub.pid}
     samples: list[dict[str, Any]] = []
     try:
-        await wait_healthy(cfg.hub.url, hub, timeout=180)
+        await wait_healthy(cfg.hub.url, hub, timeout=600)
         weed = find_weed(hub.pid)
         say(f"hub up pid={hub.pid} seaweedfs pid={weed.pid if weed else None}")
         site_ids = list(sites)
