@@ -63,7 +63,8 @@ def test_replay_markers_are_the_events_overlapping_the_range(year: Database) -> 
         ev.ended_at, ev.started_at = None, start - timedelta(days=30)  # open for a month
         s.commit()
         got = replay_events(s, "s01", "room_a", "cam1", start, end)
-        want = [e for e in s.scalars(select(EventRow).where(EventRow.site == "s01", EventRow.room == "room_a"))
+        cam = select(EventRow).where(EventRow.site == "s01", EventRow.room == "room_a")
+        want = [e for e in s.scalars(cam)
                 if as_utc(e.started_at) < end and (e.ended_at is None or as_utc(e.ended_at) > start)]
     assert [e.id for e in got] == [e.id for e in sorted(want, key=lambda e: (as_utc(e.started_at), e.id))]
     assert ev.id in [e.id for e in got] and len(got) > 1

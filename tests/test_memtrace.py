@@ -47,7 +47,7 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_hub_cli_exits_2_on_a_bad_trace_memory_value(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = tmp_path / "c.yaml"
     cfg.write_text("sites: []\n", encoding="utf-8")
-    r = subprocess.run([sys.executable, "-m", "evalwatch", "hub", "--config", str(cfg), "--trace-memory", "-1"],
-                       capture_output=True, text=True, timeout=120)
+    argv = [sys.executable, "-m", "evalwatch", "hub", "--config", str(cfg), "--trace-memory", "-1"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert "must be > 0 minutes" in r.stderr and "Traceback" not in r.stderr
