@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import json
 import logging
 import queue
@@ -148,6 +149,10 @@ class OfferError(ValueError):
     """The offer cannot be answered; the message names the problem (becomes a 400)."""
 
 
+#: Seconds after a live connection is dropped before a full garbage collection frees it
+#: (drops within that time share one collection).
+GC_AFTER_DROP_S = 5.0
+
 #: Encoded frames waiting for a receiver's decoder thread, at most (~2-6 s of live video).
 MAX_ENCODED_BACKLOG = 30
 #: Decoded frames waiting for the event loop, at most (the newest kept).
@@ -260,6 +265,8 @@ class Recorder:
             ref = CameraId(site.id, room.id, cam.id)
             self._cams[ref] = _Cam(ref)
         self._closing = False
+        self._gc_handle: asyncio.TimerHandle | None = None
+        self.gc_runs = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -269,6 +276,9 @@ class Recorder:
     async def close(self) -> None:
         self._closing = True
         await asyncio.gather(*(self._drop(c, "hub shutting down") for c in self._cams.values()))
+        if self._gc_handle is not None:
+            self._gc_handle.cancel()
+            self._gc_handle = None
 
     def known(self, ref: CameraId) -> bool:
         return ref in self._cams
@@ -389,6 +399,26 @@ class Recorder:
         if pc is not None:
             with contextlib.suppress(Exception):
                 await pc.close()
+            self._collect_soon()
+
+    def _collect_soon(self) -> None:
+        """A closed ``RTCPeerConnection`` is a web of reference cycles (event emitters, transports,
+        receivers): only the cyclic collector frees it — with its decoder, frame pool and jitter
+        buffers — and a full collection is rare in a hub holding millions of long-lived objects,
+        so every reconnection kept its connection's memory for a long time (issue #17).  One full
+        collection :data:`GC_AFTER_DROP_S` after a drop frees it (a burst of drops: one)."""
+        if self._gc_handle is not None:
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to schedule on
+            self._gc_handle = asyncio.get_running_loop().call_later(GC_AFTER_DROP_S, self._collect)
+
+    def _collect(self) -> None:
+        self._gc_handle = None
+        t0 = time.perf_counter()
+        freed = gc.collect()
+        self.gc_runs += 1
+        log.debug("gc after dropped live connections: %d objects freed in %.0f ms",
+                  freed, (time.perf_counter() - t0) * 1000)
 
     def live_track(
         self,
