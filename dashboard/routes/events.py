@@ -48,7 +48,7 @@ def events_query(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 200,
-) -> Select[tuple[EventRow]]:
+) -> Select[EventRow]:
     """The events list's statement: newest first, filtered.  Served by an index on a year of
     rows (``ix_events_started_at``, ``ix_events_status_time``, ``ix_events_camera_time``;
     ``bench/dbgrowth.py``, tests/test_db_growth.py)."""

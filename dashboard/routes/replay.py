@@ -67,7 +67,7 @@ MAX_SEGMENT = timedelta(hours=1)
 
 def segments_query(
     site: str, room: str, camera: str, start: datetime, end: datetime
-) -> Select[tuple[Segment]]:
+) -> Select[Segment]:
     """A camera's segments overlapping ``[start, end)``, oldest first: one bounded range of
     ``ix_segments_camera_time`` (``bench/dbgrowth.py``, tests/test_db_growth.py)."""
     return (
@@ -80,7 +80,7 @@ def segments_query(
 
 def events_queries(
     site: str, room: str, camera: str, start: datetime, end: datetime
-) -> tuple[Select[tuple[EventRow]], Select[tuple[EventRow]]]:
+) -> tuple[Select[EventRow], Select[EventRow]]:
     """The replay's timeline markers as two index ranges (a year of rows, issue #17): the
     camera's events that ended after ``start`` and began before ``end`` (``ix_events_camera_end``:
     the rows ending after ``start``, filtered inside the index), and its events still open
