@@ -87,11 +87,15 @@ def subsystem(filename: str) -> str:
 Sizes = dict[tuple[str, int], tuple[int, int]]
 
 
+#: The tracer's own allocations (its per-line totals, tracemalloc's snapshot) are not reported.
+_OWN = frozenset({__file__, tracemalloc.__file__})
+
+
 def _sizes() -> Sizes:
     """The allocations alive now, grouped by allocating line (one snapshot, then dropped)."""
     snap = tracemalloc.take_snapshot()
     out = {(st.traceback[0].filename, st.traceback[0].lineno): (st.size, st.count)
-           for st in snap.statistics("lineno")}
+           for st in snap.statistics("lineno") if st.traceback[0].filename not in _OWN}
     del snap
     return out
 
