@@ -44,6 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.hubproc import run_farm, spawn_farm, start_hub, stop_all, wait_healthy  # noqa: E402
 from bench.latency import CHROMIUM_ARGS, SUP_PW, loadavg, pct, write_config  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
@@ -126,26 +127,6 @@ def tree_cpu(pids: list[int]) -> float:
     return sum(proc_cpu(p) for p in pids)
 
 
-def spawn_farm(cfg_path: Path, sites: list[str], seconds: float, log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as fh:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "bench" / "wall.py"),
-                "--farm",
-                str(cfg_path),
-                "--sites",
-                ",".join(sites),
-                "--seconds",
-                str(seconds),
-            ],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=ROOT,
-        )
-
-
 async def analysis_metrics(url: str, token: str) -> dict[str, float]:
     """The hub's ``evalwatch_analysis_*`` metrics (``/metrics`` with the metrics token)."""
     import httpx
@@ -195,23 +176,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     logs = tmp / "logs"
     logs.mkdir()
     res["loadavg_before"] = loadavg()
-    with open(logs / "hub.log", "wb") as fh:  # noqa: ASYNC230
-        hub = subprocess.Popen(  # noqa: ASYNC220
-            [sys.executable, "-m", "evalwatch", "hub", "--config", str(cfg_path)],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=ROOT,
-        )
+    hub = start_hub(cfg_path, logs / "hub.log")
     farms: list[subprocess.Popen[bytes]] = []
     url = cfg.hub.url
     try:
+        await wait_healthy(url, hub)
         async with httpx.AsyncClient(base_url=url, timeout=30) as c:
-            for _ in range(240):
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await c.get("/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.5)
             say("hub up")
             sites = [s.id for s in cfg.sites]
             victim, others = sites[-1], sites[:-1]
@@ -407,15 +377,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await ctx.close()
         res["loadavg_after"] = loadavg()
     finally:
-        for f in [*farms, hub]:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(f.pid, signal.SIGINT)
-        for f in [*farms, hub]:
-            try:
-                f.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(f.pid, signal.SIGKILL)
+        stop_all([*farms, hub])
     return res
 
 
@@ -468,19 +430,6 @@ def table(res: dict[str, Any]) -> str:
     ]
     w = max(len(a) for a, _ in rows)
     return "\n".join(f"{a.ljust(w)}  {b}" for a, b in rows)
-
-
-def run_farm(cfg_path: str, sites: list[str], seconds: float) -> None:
-    """``bench/latency.py``'s simulated agents, tolerating camera-source options it does not know."""
-    import bench.latency as lat
-
-    class Source(lat.PacketSource):
-        def __init__(self, source: str, **kw: Any) -> None:
-            known = ("width", "height", "fps", "loop", "on_frame", "label")
-            super().__init__(source, **{k: v for k, v in kw.items() if k in known})
-
-    lat.PacketSource = Source  # type: ignore[misc]
-    lat.farm(cfg_path, sites, seconds)
 
 
 def _kv(text: str) -> tuple[str, Any]:

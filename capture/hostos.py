@@ -113,16 +113,23 @@ LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 5
 
 
-def log_handler(log_file: str | os.PathLike[str] | None) -> logging.Handler:
+def log_handler(
+    log_file: str | os.PathLike[str] | None, max_bytes: int | None = None, backups: int | None = None
+) -> logging.Handler:
     """stderr without a file (journald / the console take it); else a rotating file handler
-    (``logging.handlers.RotatingFileHandler``; its folder is created)."""
+    (``logging.handlers.RotatingFileHandler``; its folder is created) of ``max_bytes`` per file
+    and ``backups`` old files (default: the agent's :data:`LOG_MAX_BYTES`, :data:`LOG_BACKUPS`).
+    The agent's ``--log-file`` and the hub's ``hub.log_file`` both use it."""
     if not log_file:
         return logging.StreamHandler(sys.stderr)
     from logging.handlers import RotatingFileHandler
 
     path = Path(log_file)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return RotatingFileHandler(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
+    return RotatingFileHandler(
+        path, maxBytes=LOG_MAX_BYTES if max_bytes is None else max_bytes,
+        backupCount=LOG_BACKUPS if backups is None else backups, encoding="utf-8",
+    )
 
 
 #: (loop, stop) of every running agent in this process: a Windows service's stop request

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import json
 import logging
+import queue
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -98,6 +100,8 @@ class CameraStatus:
     last_error: str | None
     agent: dict[str, Any] = field(default_factory=dict)  # last heartbeat entry for this camera
     agent_seen_at: datetime | None = None
+    # live frames dropped because the hub fell behind decoding / handling them (bounded queues)
+    backlog_dropped: int = 0
 
 
 class _Cam:
@@ -121,6 +125,9 @@ class _Cam:
         self.full_viewers: list[MediaStreamTrack] = []  # unreduced live subscriptions
         self.control: Any = None  # the agent's "evalwatch-control" data channel, if it opened one
         self.full_rate_sent: bool | None = None  # last full_rate told over that channel
+        # the live connection's bounded receive queues (encoded, decoded): frames they dropped
+        self.backlog: list[tuple[DecodeBacklog, LatestFrames]] = []
+        self.backlog_dropped = 0  # of earlier connections
 
 
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -142,6 +149,104 @@ class OfferError(ValueError):
     """The offer cannot be answered; the message names the problem (becomes a 400)."""
 
 
+#: Seconds after a live connection is dropped before a full garbage collection frees it
+#: (drops within that time share one collection).
+GC_AFTER_DROP_S = 5.0
+
+#: Encoded frames waiting for a receiver's decoder thread, at most (~2-6 s of live video).
+MAX_ENCODED_BACKLOG = 30
+#: Decoded frames waiting for the event loop, at most (the newest kept).
+MAX_DECODED_BACKLOG = 4
+
+
+def is_keyframe(codec: str, data: bytes) -> bool:
+    """Whether an encoded frame starts a picture the decoder can decode alone: H.264 with an
+    IDR slice or SPS (Annex B, as aiortc depacketizes it), a VP8 key frame; other codecs: True."""
+    name = codec.lower()
+    if name == "h264":
+        i = data.find(b"\x00\x00\x01")
+        while i >= 0 and i + 3 < len(data):
+            if data[i + 3] & 0x1F in (5, 7):
+                return True
+            i = data.find(b"\x00\x00\x01", i + 3)
+        return False
+    if name == "vp8":
+        return bool(data) and not data[0] & 0x01
+    return True
+
+
+class DecodeBacklog(queue.Queue):
+    """A receiver's decoder input (aiortc's ``RTCRtpReceiver`` decodes in its own thread from an
+    unbounded ``queue.Queue``), bounded: with ``limit`` frames waiting the backlog is dropped and
+    the frames up to the next keyframe are skipped (a later frame cannot be decoded without the
+    ones it references; agents send a keyframe every 2 s).  On a hub short of CPU the decoder
+    thread fell behind and that queue — and the decoded frames behind it — grew without bound:
+    the hub's memory grew by MBs a minute (issue #17)."""
+
+    def __init__(self, limit: int = MAX_ENCODED_BACKLOG) -> None:
+        super().__init__()
+        self.limit = limit
+        self.dropped = 0
+        self._want_key = False
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is not None:  # None: aiortc's end-of-stream marker, always delivered
+            codec, frame = item
+            key = is_keyframe(getattr(codec, "name", ""), bytes(getattr(frame, "data", b"")))
+            with self.mutex:
+                if key:
+                    self._want_key = False
+                elif self._want_key:
+                    self.dropped += 1
+                    return
+                if len(self.queue) >= self.limit:
+                    self.dropped += len(self.queue)
+                    self.queue.clear()
+                    if not key:
+                        self._want_key = True
+                        self.dropped += 1
+                        return
+        super().put(item, block, timeout)
+
+
+class LatestFrames(asyncio.Queue):
+    """A receiver's decoded frames waiting for the event loop: the newest ``limit`` (older ones
+    dropped), not aiortc's unbounded ``asyncio.Queue``.  ``None`` (the track ended) always goes."""
+
+    def __init__(self, limit: int = MAX_DECODED_BACKLOG) -> None:
+        super().__init__()
+        self.limit = limit
+        self.dropped = 0
+
+    def put_nowait(self, item: Any) -> None:
+        while item is not None and self.qsize() >= self.limit:
+            self.get_nowait()
+            self.dropped += 1
+        super().put_nowait(item)
+
+    async def put(self, item: Any) -> None:
+        self.put_nowait(item)
+
+
+def bound_receive_queues(pc: RTCPeerConnection) -> list[tuple[DecodeBacklog, LatestFrames]]:
+    """Give each video receiver of ``pc`` a :class:`DecodeBacklog` and :class:`LatestFrames` in
+    place of aiortc's unbounded queues.  Call before the connection starts (the receiver's decoder
+    thread takes them when it starts, once DTLS is up).  Relies on aiortc's private attribute
+    names (checked: aiortc 1.9-1.16; ``tests/test_recorder_backlog.py`` fails when they change)."""
+    out = []
+    for r in pc.getReceivers():
+        if r.track is None or r.track.kind != "video":
+            continue
+        if not hasattr(r, "_RTCRtpReceiver__decoder_queue") or not hasattr(r.track, "_queue"):
+            log.warning("aiortc receiver without the expected queues: live backlog unbounded")
+            continue
+        enc, dec = DecodeBacklog(), LatestFrames()
+        r._RTCRtpReceiver__decoder_queue = enc
+        r.track._queue = dec
+        out.append((enc, dec))
+    return out
+
+
 class Recorder:
     def __init__(
         self,
@@ -160,6 +265,8 @@ class Recorder:
             ref = CameraId(site.id, room.id, cam.id)
             self._cams[ref] = _Cam(ref)
         self._closing = False
+        self._gc_handle: asyncio.TimerHandle | None = None
+        self.gc_runs = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -169,6 +276,9 @@ class Recorder:
     async def close(self) -> None:
         self._closing = True
         await asyncio.gather(*(self._drop(c, "hub shutting down") for c in self._cams.values()))
+        if self._gc_handle is not None:
+            self._gc_handle.cancel()
+            self._gc_handle = None
 
     def known(self, ref: CameraId) -> bool:
         return ref in self._cams
@@ -205,6 +315,7 @@ class Recorder:
                 raise OfferError("malformed SDP: the video section carries no track")
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
+            backlog = bound_receive_queues(pc)  # bounded live backlog (issue #17)
         except OfferError:
             await pc.close()
             raise
@@ -214,6 +325,7 @@ class Recorder:
 
         await self._drop(cam, None)
         cam.pc = pc
+        cam.backlog = backlog
         cam.track = got_track[0]
         cam.last_error = None
         cam.consumer = asyncio.create_task(self._consume(cam, pc, got_track[0]), name=f"rec-{ref}")
@@ -274,6 +386,8 @@ class Recorder:
 
     async def _drop(self, cam: _Cam, error: str | None) -> None:
         pc, task = cam.pc, cam.consumer
+        cam.backlog_dropped += sum(e.dropped + d.dropped for e, d in cam.backlog)
+        cam.backlog = []
         cam.pc, cam.track, cam.consumer = None, None, None
         cam.control, cam.full_rate_sent = None, None
         if error:
@@ -285,6 +399,26 @@ class Recorder:
         if pc is not None:
             with contextlib.suppress(Exception):
                 await pc.close()
+            self._collect_soon()
+
+    def _collect_soon(self) -> None:
+        """A closed ``RTCPeerConnection`` is a web of reference cycles (event emitters, transports,
+        receivers): only the cyclic collector frees it — with its decoder, frame pool and jitter
+        buffers — and a full collection is rare in a hub holding millions of long-lived objects,
+        so every reconnection kept its connection's memory for a long time (issue #17).  One full
+        collection :data:`GC_AFTER_DROP_S` after a drop frees it (a burst of drops: one)."""
+        if self._gc_handle is not None:
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to schedule on
+            self._gc_handle = asyncio.get_running_loop().call_later(GC_AFTER_DROP_S, self._collect)
+
+    def _collect(self) -> None:
+        self._gc_handle = None
+        t0 = time.perf_counter()
+        freed = gc.collect()
+        self.gc_runs += 1
+        log.debug("gc after dropped live connections: %d objects freed in %.0f ms",
+                  freed, (time.perf_counter() - t0) * 1000)
 
     def live_track(
         self,
@@ -401,6 +535,7 @@ class Recorder:
                     last_frame_at=cam.last_frame_at,
                     frames=cam.frames,
                     dropped_frames=cam.dropped,
+                    backlog_dropped=cam.backlog_dropped + sum(e.dropped + d.dropped for e, d in cam.backlog),
                     segments=cam.segments,
                     last_segment_end=cam.last_segment_end,
                     last_error=cam.last_error or cam.agent.get("last_error"),

@@ -178,6 +178,8 @@ def _resolve_dirs(cfg: EvalwatchConfig, base: Path) -> None:
             st.database_url = prefix + str(cfg.resolve_path(rel, base))
     if cfg.detection.model_path:
         cfg.detection.model_path = str(cfg.resolve_path(cfg.detection.model_path, base))
+    if cfg.hub.log_file:
+        cfg.hub.log_file = str(cfg.resolve_path(cfg.hub.log_file, base))
     if cfg.hub.tls_cert and cfg.hub.tls_key:
         cfg.hub.tls_cert = str(cfg.resolve_path(cfg.hub.tls_cert, base))
         cfg.hub.tls_key = str(cfg.resolve_path(cfg.hub.tls_key, base))

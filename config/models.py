@@ -353,6 +353,14 @@ class HubConfig(_Strict):
     # TTL.  With SQLite the one hub holds every lease.
     lease_ttl_seconds: Annotated[float, Field(ge=1, le=600)] = 15.0
     lease_renew_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
+    # The hub's log file (relative: to the config file), rotated by size: ``log_max_mb`` per
+    # file, ``log_backups`` old files kept (``hub.log.1`` ...), so a hub running for months keeps
+    # at most (1 + log_backups) x log_max_mb of logs.  Unset: stderr (the journal / the console;
+    # ``evalwatch run`` sets ``<storage.data_dir>/logs/hub.log``).  The agent's ``--log-file``
+    # rotates the same way (``capture.hostos.log_handler``).
+    log_file: str | None = None
+    log_max_mb: Annotated[float, Field(gt=0, le=10_000)] = 10.0
+    log_backups: Annotated[int, Field(ge=1, le=1000)] = 5
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HubConfig:
@@ -389,6 +397,12 @@ class EmbeddedS3Config(_Strict):
     volume_port: int = 8080
     filer_port: int = 8888
     dir: str = "data/seaweedfs"
+    # SeaweedFS's own logs (glog) go to ``<dir>/logs`` (``weed -logdir``), rotated by size: files
+    # of at most ``log_max_mb`` (``-log_max_size_mb``), ``log_files`` kept per severity
+    # (``-log_max_files``: INFO, WARNING, ERROR).  ``<dir>/weed.log`` keeps only what the server
+    # prints outside glog (errors, a crash); it is rotated at start once above ``log_max_mb``.
+    log_max_mb: Annotated[int, Field(ge=1, le=10_000)] = 10
+    log_files: Annotated[int, Field(ge=1, le=1000)] = 5
 
 
 class S3Config(_Strict):

@@ -316,12 +316,36 @@ def cli(argv: list[str]) -> int:
         help="serve HTTPS with a self-signed certificate kept in <storage.data_dir>/tls/ (made on "
         "first use; its SHA-256, which agents pin, is printed) unless hub.tls_cert is set",
     )
+    parser.add_argument(
+        "--log-file", default=None, metavar="FILE",
+        help="log to FILE, rotated by size (hub.log_max_mb, hub.log_backups); overrides hub.log_file",
+    )
+    # Diagnostic (issue #17): tracemalloc diffs in the log every MINUTES (evalwatch.memtrace).
+    parser.add_argument("--trace-memory", type=float, default=None, metavar="MINUTES",
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     setup_logging()
     try:
         cfg = load_config(args.config)
     except ConfigError as e:
         print(f"evalwatch hub: configuration problems:\n{e}", file=sys.stderr)
+        return 2
+    if args.log_file:
+        cfg.hub.log_file = args.log_file
+    if cfg.hub.log_file:  # rotated by size (hub.log_max_mb, hub.log_backups)
+        from evalwatch.logs import log_to_file
+
+        try:
+            log_to_file(cfg.hub.log_file, cfg.hub.log_max_mb, cfg.hub.log_backups)
+        except OSError as e:
+            print(f"evalwatch hub: hub.log_file {cfg.hub.log_file}: {e}", file=sys.stderr)
+            return 2
+    from evalwatch.memtrace import from_env
+
+    try:
+        tracer = from_env(args.trace_memory)
+    except ValueError as e:
+        print(f"evalwatch hub: {e}", file=sys.stderr)
         return 2
     try:
         if args.self_signed and not cfg.hub.tls_cert:
@@ -341,4 +365,7 @@ def cli(argv: list[str]) -> int:
         log.exception("hub failed")
         print(f"evalwatch hub: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    finally:
+        if tracer is not None:
+            tracer.stop()
     return 0

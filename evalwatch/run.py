@@ -74,7 +74,11 @@ def cli(argv: list[str]) -> int:
             s3.start()
             hub_env["EVALWATCH_S3_ENDPOINT"] = s3.endpoint
 
-        hub = Child("hub", python_cmd("hub", "--config", args.config), logs_dir / "hub.log", hub_env)
+        # The hub's and the agents' logs rotate by size (hub.log_max_mb / the agent's default);
+        # the .out files keep only what is printed outside logging (a crash's traceback).
+        hub_log = cfg.hub.log_file or str(logs_dir / "hub.log")
+        hub = Child("hub", python_cmd("hub", "--config", args.config, "--log-file", hub_log),
+                    logs_dir / "hub.out", hub_env)
         children.append(hub)
         print("starting hub ...", flush=True)
         hub.start()
@@ -89,8 +93,9 @@ def cli(argv: list[str]) -> int:
                 pin_args = ["--hub-cert-sha256", pin] if pin and not site.hub_cert_sha256 else []
                 agent = Child(
                     f"agent:{site.id}",
-                    python_cmd("agent", "--config", args.config, "--site", site.id, *pin_args),
-                    logs_dir / f"agent-{site.id}.log",
+                    python_cmd("agent", "--config", args.config, "--site", site.id, *pin_args,
+                               "--log-file", str(logs_dir / f"agent-{site.id}.log")),
+                    logs_dir / f"agent-{site.id}.out",
                 )
                 children.append(agent)
                 agent.start()

@@ -146,6 +146,11 @@ class EventRow(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_camera_time", "site", "room", "camera", "started_at"),
+        # a year of rows (issue #17, migration 0009): the events list newest first / open ones,
+        # the replay's markers of one camera (events still open or ending after the range start)
+        Index("ix_events_started_at", "started_at", "id"),
+        Index("ix_events_status_time", "status", "started_at"),
+        Index("ix_events_camera_end", "site", "room", "camera", "ended_at", "started_at"),
         UniqueConstraint("uid", name="uq_events_uid"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -228,6 +228,8 @@ class SeaweedServer:
         volume_size_limit_mb: int = 256,
         die_with_parent: bool = False,
         anchor: AnchorIdentity | None = None,
+        log_max_mb: int = 10,
+        log_files: int = 5,
     ) -> None:
         if not access_key or not secret_key:
             raise S3ServerError("the embedded S3 server needs storage.s3.access_key and secret_key")
@@ -242,6 +244,8 @@ class SeaweedServer:
         # Linux: SIGKILL the server when the thread that started it dies (tests: no orphans
         # if pytest is killed).  Call start() from a long-lived thread when this is set.
         self.die_with_parent = die_with_parent
+        # glog's files in log_dir: at most log_max_mb each, log_files per severity (issue #17).
+        self.log_max_mb, self.log_files = log_max_mb, log_files
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: object | None = None
         self.anchor = anchor
@@ -269,6 +273,8 @@ class SeaweedServer:
             cfg.secret_key.get_secret_value() if cfg.secret_key else "",
             SeaweedPorts.standard(int(port_s), e.master_port, e.volume_port, e.filer_port),
             anchor=anchor_identity(cfg, anchor),
+            log_max_mb=e.log_max_mb,
+            log_files=e.log_files,
         )
 
     # --- properties -----------------------------------------------------------------------
@@ -288,7 +294,33 @@ class SeaweedServer:
 
     @property
     def log_path(self) -> Path:
+        """The server's stdout/stderr: only what glog sends to stderr (ERROR and above) and
+        anything printed outside glog."""
         return self.data_dir / "weed.log"
+
+    @property
+    def log_dir(self) -> Path:
+        """glog's rotated files (``weed -logdir``): ``weed.<host>.<user>.log.<SEVERITY>.<time>.<pid>``."""
+        return self.data_dir / "logs"
+
+    def _log_options(self) -> list[str]:
+        """weed's global logging options (before the command): glog files in :attr:`log_dir`,
+        rotated at ``log_max_mb``, ``log_files`` kept per severity, not copied to stderr."""
+        return [
+            f"-logdir={self.log_dir}",
+            f"-log_max_size_mb={self.log_max_mb}",
+            f"-log_max_files={self.log_files}",
+            "-logtostderr=false",
+            "-alsologtostderr=false",
+        ]
+
+    def _rotate_stdout_log(self) -> None:
+        """``weed.log`` → ``weed.log.1`` at start once it is above ``log_max_mb`` (one old kept)."""
+        try:
+            if self.log_path.stat().st_size > self.log_max_mb * 1024 * 1024:
+                os.replace(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
+        except FileNotFoundError:
+            pass
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -301,6 +333,7 @@ class SeaweedServer:
         p = self.ports
         return [
             str(weed),
+            *self._log_options(),
             "server",
             f"-ip={self.HOST}",
             f"-ip.bind={self.HOST}",
@@ -363,6 +396,8 @@ class SeaweedServer:
             )
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
         identities = self._write_identities()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._rotate_stdout_log()
         log_f = open(self.log_path, "ab")
         self._log_file = log_f
         log.info(

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
@@ -62,14 +62,51 @@ def _check_range(
     return start, end
 
 
-def _segments(s: Session, site: str, room: str, camera: str, start: datetime, end: datetime) -> list[Segment]:
-    stmt = (
+#: No segment is longer: ingest refuses one above 1.5 x storage.segment_seconds + 1 s and
+#: segment_seconds is at most 600.  The replay's segment query starts its index range this far
+#: before ``start`` instead of at the camera's first segment (a year of rows: issue #17).
+MAX_SEGMENT = timedelta(hours=1)
+
+
+def segments_query(
+    site: str, room: str, camera: str, start: datetime, end: datetime
+) -> Select[Segment]:
+    """A camera's segments overlapping ``[start, end)``, oldest first: one bounded range of
+    ``ix_segments_camera_time`` (``bench/dbgrowth.py``, tests/test_db_growth.py)."""
+    return (
         select(Segment)
         .where(Segment.site == site, Segment.room == room, Segment.camera == camera)
-        .where(Segment.start < end, Segment.end > start)
+        .where(Segment.start < end, Segment.start > start - MAX_SEGMENT, Segment.end > start)
         .order_by(Segment.start)
     )
-    return list(s.scalars(stmt))
+
+
+def events_queries(
+    site: str, room: str, camera: str, start: datetime, end: datetime
+) -> tuple[Select[EventRow], Select[EventRow]]:
+    """The replay's timeline markers as two index ranges (a year of rows, issue #17): the
+    camera's events that ended after ``start`` and began before ``end`` (``ix_events_camera_end``:
+    the rows ending after ``start``, filtered inside the index), and its events still open
+    (``ended_at`` null: one equality range).  One statement with ``ended_at IS NULL OR ...`` made
+    SQLite walk the camera's whole history before ``end`` instead."""
+    cam = (EventRow.site == site, EventRow.room == room, EventRow.camera == camera)
+    ended = select(EventRow).where(*cam, EventRow.ended_at > start, EventRow.started_at < end)
+    still_open = select(EventRow).where(*cam, EventRow.ended_at.is_(None))
+    return ended, still_open
+
+
+def replay_events(
+    s: Session, site: str, room: str, camera: str, start: datetime, end: datetime, limit: int = 2000
+) -> list[EventRow]:
+    """A camera's events overlapping ``[start, end)``, oldest first, at most ``limit``."""
+    ended, still_open = events_queries(site, room, camera, start, end)
+    rows = list(s.scalars(ended)) + [e for e in s.scalars(still_open) if as_utc(e.started_at) < end]
+    rows.sort(key=lambda e: (as_utc(e.started_at), e.id))
+    return rows[:limit]
+
+
+def _segments(s: Session, site: str, room: str, camera: str, start: datetime, end: datetime) -> list[Segment]:
+    return list(s.scalars(segments_query(site, room, camera, start, end)))
 
 
 def _seg_dict(g: Segment) -> dict[str, Any]:
@@ -102,14 +139,7 @@ async def replay_index(
 
     def q(s: Session) -> dict[str, Any]:
         segs = [_seg_dict(g) for g in _segments(s, site, room, camera, start, end)]
-        evs = s.scalars(
-            select(EventRow)
-            .where(EventRow.site == site, EventRow.room == room, EventRow.camera == camera)
-            .where(EventRow.started_at < end)
-            .where((EventRow.ended_at.is_(None)) | (EventRow.ended_at > start))
-            .order_by(EventRow.started_at)
-            .limit(2000)
-        )
+        evs = replay_events(s, site, room, camera, start, end)
         audit.add(
             s,
             me.username,

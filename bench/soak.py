@@ -1,0 +1,344 @@
+"""Soak benchmark (issue #17): is the hub's memory flat over hours, and does it lose anything?
+
+Starts the real hub (``python -m evalwatch hub``: embedded SeaweedFS, database, recorder,
+analysis, dashboard; ``bench/hubproc.py``) with ``--cameras`` cameras, one site each, streamed by
+simulated agents (real :class:`capture.agent.Agent` objects in ``--farms`` processes: live
+WebRTC from the sample clips' pre-encoded packets, and a pre-encoded archive segment PUT per
+camera every ``--segment-seconds``) with analysis on (``--analysis hub``: the hub's own
+pipeline analyses every camera at ``--fps``; ``agent``: edge sites, the hub runs its check
+pipeline).  For ``--minutes`` it samples every ``--interval`` seconds (psutil) the resident
+memory (RSS), open file descriptors and threads of the hub process and of its SeaweedFS server.
+
+Reports:
+
+* ``hub_rss_slope_mb_per_min``: least-squares slope of the hub's RSS over the samples after
+  ``--warmup`` minutes (also the SeaweedFS server's, and the fd/thread slopes);
+* ``lost_segments``: per camera, the segment windows missing between its first and its last
+  stored segment (``round((last.end - first.start) / segment_seconds) - rows``), summed, plus
+  the windows of cameras that stored nothing;
+* ``events``: incidents stored; ``segments``: segment rows stored;
+* ``orphans``: every process of the run (hub, SeaweedFS, farms and their children, anything
+  whose command line names the run's temporary directory) still alive 15 s after the bench
+  stopped them.  The temporary directory is removed at the end (``--keep`` keeps it).
+
+``--trace-memory MINUTES`` runs the hub with ``evalwatch.memtrace`` (tracemalloc diffs per
+subsystem in the hub's log, which is then copied to ``--hub-log``).
+
+Usage: ``python bench/soak.py [--cameras 20] [--minutes 120] [--warmup 10] [--json out.json]``.
+Target (issue #17): slope after a 10-minute warm-up <= 0.1 MB/min, fds flat, 0 lost, 0 orphans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.hubproc import spawn_farm, start_hub, stop_all, wait_healthy  # noqa: E402
+from bench.latency import CLIPS, SUP_PW, loadavg  # noqa: E402
+from testkit.hub import write_system_config  # noqa: E402
+
+
+def slope(ts: list[float], ys: list[float]) -> float | None:
+    """Least-squares slope of ``ys`` over ``ts`` (None with fewer than 2 points)."""
+    n = len(ts)
+    if n < 2:
+        return None
+    mt, my = sum(ts) / n, sum(ys) / n
+    var = sum((t - mt) ** 2 for t in ts)
+    if var == 0:
+        return None
+    return sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True)) / var
+
+
+def proc_sample(p: Any) -> dict[str, float] | None:
+    """RSS (MB), open fds and threads of a psutil process; None when it is gone."""
+    import psutil
+
+    try:
+        with p.oneshot():
+            return {"rss_mb": p.memory_info().rss / 2**20, "fds": p.num_fds(), "threads": p.num_threads()}
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def find_weed(hub_pid: int) -> Any:
+    """The hub's SeaweedFS server (a ``weed`` child process), or None."""
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for c in psutil.Process(hub_pid).children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if "weed" in c.name() or any("weed" in a for a in c.cmdline()[:1]):
+                    return c
+    return None
+
+
+def descendants(pids: list[int]) -> set[int]:
+    import psutil
+
+    out: set[int] = set()
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            out.add(pid)
+            out |= {c.pid for c in psutil.Process(pid).children(recursive=True)}
+    return out
+
+
+def orphans(known: set[int], marker: str) -> list[dict[str, Any]]:
+    """Processes of the run still alive: a known pid, or a command line naming ``marker``."""
+    import psutil
+
+    me = os.getpid()
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline", "status"]):
+        if p.pid == me or p.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        cmd = " ".join(p.info["cmdline"] or [])
+        if p.pid in known or marker in cmd:
+            out.append({"pid": p.pid, "cmdline": cmd[:200]})
+    return out
+
+
+def archive_counts(db_path: Path, seg_s: float, cameras: list[str], t0: float) -> dict[str, int]:
+    """Segments, lost windows and events from the hub's SQLite database (module docstring)."""
+    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT site, room, camera, start, end FROM segments ORDER BY start").fetchall()
+        events = con.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    finally:
+        con.close()
+
+    def ts(v: str) -> float:
+        return datetime.fromisoformat(v).timestamp()
+
+    per: dict[str, list[tuple[float, float]]] = {}
+    for site, room, cam, start, end in rows:
+        per.setdefault(f"{site}/{room}/{cam}", []).append((ts(start), ts(end)))
+    lost = 0
+    for cam in cameras:
+        segs = per.get(cam)
+        if not segs:
+            lost += max(0, int((time.time() - t0) // seg_s) - 1)
+            continue
+        span = max(e for _, e in segs) - min(s for s, _ in segs)
+        lost += max(0, round(span / seg_s) - len({s for s, _ in segs}))
+    return {"segments": len(rows), "lost_segments": lost, "events": int(events)}
+
+
+def say(msg: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+    import psutil
+
+    from config import load_config
+
+    tmp = Path(tempfile.mkdtemp(prefix="evalwatch-soak-"))
+    sites = {f"s{i:02d}": [CLIPS[i % len(CLIPS)]] for i in range(1, args.cameras + 1)}
+    cfg_path = write_system_config(
+        tmp, sites, users=[{"username": "sup", "role": "supervisor", "password": SUP_PW}],
+        segment_seconds=args.segment_seconds, detection={"analysis_fps": args.fps},
+    )
+    if args.analysis == "hub":
+        import yaml
+
+        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+        for site in raw["sites"]:
+            site["analysis"] = "hub"
+        cfg_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    cfg = load_config(str(cfg_path))
+    cams = [f"{s.id}/{r.id}/{c.id}" for s, r, c in cfg.cameras()]
+    logs = tmp / "logs"
+    logs.mkdir()
+    res: dict[str, Any] = {
+        "minutes": args.minutes, "cameras": len(cams), "warmup_minutes": args.warmup,
+        "interval_s": args.interval, "analysis": args.analysis, "analysis_fps": args.fps,
+        "segment_seconds": args.segment_seconds, "cpus": os.cpu_count(), "loadavg_before": loadavg(),
+        "hub_env": dict(args.hub_env),
+    }
+    env = dict(args.hub_env)
+    if args.trace_memory:
+        env["EVALWATCH_TRACE_MEMORY"] = str(args.trace_memory)
+    if args.trace_memory:
+        env["EVALWATCH_TRACE_MEMORY_WARMUP"] = str(args.warmup * 60)
+    hub = start_hub(cfg_path, logs / "hub.log", env=env)
+    farms: list[Any] = []
+    known: set[int] = {hub.pid}
+    samples: list[dict[str, Any]] = []
+    try:
+        await wait_healthy(cfg.hub.url, hub, timeout=600)
+        weed = find_weed(hub.pid)
+        say(f"hub up pid={hub.pid} seaweedfs pid={weed.pid if weed else None}")
+        site_ids = list(sites)
+        nf = max(1, min(args.farms, len(site_ids)))
+        life = args.minutes * 60 + 600
+        farms = [spawn_farm(cfg_path, site_ids[k::nf], life, logs / f"farm-{k}.log", segments=True)
+                 for k in range(nf)]
+        async with httpx.AsyncClient(base_url=cfg.hub.url, timeout=30) as c:
+            (await c.post("/api/auth/login", json={"username": "sup", "password": SUP_PW})).raise_for_status()
+            online = 0
+            for _ in range(240):
+                with contextlib.suppress(httpx.HTTPError):
+                    status = (await c.get("/api/cameras/status")).json()["cameras"]
+                    online = sum(1 for x in status if x["online"])
+                if online >= len(cams):
+                    break
+                await asyncio.sleep(1)
+            res["cameras_online"] = online
+            say(f"{online}/{len(cams)} cameras online; sampling every {args.interval:.0f} s "
+                f"for {args.minutes} min")
+            hub_p = psutil.Process(hub.pid)
+            t0 = time.monotonic()
+            res_t0 = time.time()
+            t_end = t0 + args.minutes * 60
+            while True:
+                known |= descendants([hub.pid, *(f.pid for f in farms)])
+                if weed is None:
+                    weed = find_weed(hub.pid)
+                h, w = proc_sample(hub_p), proc_sample(weed) if weed else None
+                if h is None:
+                    raise RuntimeError("the hub process died during the soak")
+                s = {"t_min": round((time.monotonic() - t0) / 60, 3), "hub": h, "seaweedfs": w,
+                     "load": loadavg()[0]}
+                with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+                    status = (await c.get("/api/cameras/status")).json()["cameras"]
+                    s["online"] = sum(1 for x in status if x["online"])
+                samples.append(s)
+                weed_txt = f" | seaweedfs rss {w['rss_mb']:.1f} MB fds {w['fds']}" if w else ""
+                say(f"t={s['t_min']:6.2f} min hub rss {h['rss_mb']:.1f} MB fds {h['fds']} "
+                    f"threads {h['threads']}{weed_txt} | online {s.get('online')} load {s['load']}")
+                if time.monotonic() >= t_end:
+                    break
+                await asyncio.sleep(min(args.interval, max(0.0, t_end - time.monotonic())))
+        res["loadavg_after"] = loadavg()
+        # the agents stop first; their last segments reach the hub before it stops
+        stop_all(farms)
+        await asyncio.sleep(args.segment_seconds + 5)
+        res.update(archive_counts(Path(cfg.storage.data_dir) / "evalwatch.db", args.segment_seconds,
+                                  cams, res_t0))
+    finally:
+        with contextlib.suppress(Exception):
+            known |= descendants([hub.pid, *(f.pid for f in farms)])
+        stop_all([*farms, hub])
+        if args.hub_log:
+            with contextlib.suppress(OSError):
+                shutil.copy(logs / "hub.log", args.hub_log)
+        time.sleep(15)  # noqa: ASYNC251 - give stragglers time to exit before counting them
+        res["orphans"] = orphans(known, str(tmp))
+        if args.keep:
+            res["tmp"] = str(tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    warm = [s for s in samples if s["t_min"] >= args.warmup]
+
+    def fit(key: str, field: str) -> float | None:
+        pts = [(s["t_min"], s[key][field]) for s in warm if s.get(key)]
+        v = slope([p[0] for p in pts], [p[1] for p in pts])
+        return round(v, 4) if v is not None else None
+
+    res["hub_rss_slope_mb_per_min"] = fit("hub", "rss_mb")
+    res["hub_fds_slope_per_min"] = fit("hub", "fds")
+    res["hub_threads_slope_per_min"] = fit("hub", "threads")
+    res["seaweedfs_rss_slope_mb_per_min"] = fit("seaweedfs", "rss_mb")
+    res["seaweedfs_fds_slope_per_min"] = fit("seaweedfs", "fds")
+    res["hub_rss_mb_start_end"] = (
+        [round(samples[0]["hub"]["rss_mb"], 1), round(samples[-1]["hub"]["rss_mb"], 1)] if samples else None
+    )
+    res["hub_fds_start"] = samples[0]["hub"]["fds"] if samples else None
+    res["hub_fds_end"] = samples[-1]["hub"]["fds"] if samples else None
+    res["hub_threads_end"] = samples[-1]["hub"]["threads"] if samples else None
+    res["samples_after_warmup"] = len(warm)
+    res["samples"] = samples
+    return res
+
+
+def table(res: dict[str, Any]) -> str:
+    rows = [
+        ("cameras (online) / minutes / warm-up", f"{res['cameras']} ({res.get('cameras_online')}) / "
+         f"{res['minutes']} / {res['warmup_minutes']}"),
+        ("analysis / fps", f"{res['analysis']} / {res['analysis_fps']}"),
+        ("hub RSS start -> end (MB)", str(res.get("hub_rss_mb_start_end"))),
+        ("hub RSS slope after warm-up (MB/min)", str(res.get("hub_rss_slope_mb_per_min"))),
+        ("hub fds start / end / slope per min", f"{res.get('hub_fds_start')} / {res.get('hub_fds_end')} / "
+         f"{res.get('hub_fds_slope_per_min')}"),
+        ("hub threads end / slope per min",
+         f"{res.get('hub_threads_end')} / {res.get('hub_threads_slope_per_min')}"),
+        ("SeaweedFS RSS / fds slope per min", f"{res.get('seaweedfs_rss_slope_mb_per_min')} / "
+         f"{res.get('seaweedfs_fds_slope_per_min')}"),
+        ("segments stored / lost", f"{res.get('segments')} / {res.get('lost_segments')}"),
+        ("events", str(res.get("events"))),
+        ("orphans", str(len(res.get("orphans", [])))),
+        ("load avg before / after (CPUs)", f"{res.get('loadavg_before')} / {res.get('loadavg_after')} "
+         f"({res.get('cpus')})"),
+    ]
+    w = max(len(a) for a, _ in rows)
+    return "\n".join(f"{a.ljust(w)}  {b}" for a, b in rows)
+
+
+def _kv(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return v
+
+    return parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--cameras", type=positive(int), default=20)
+    ap.add_argument("--minutes", type=positive(float), default=120)
+    ap.add_argument("--warmup", type=float, default=10, help="minutes left out of the slope")
+    ap.add_argument("--interval", type=positive(float), default=30, help="seconds between samples")
+    ap.add_argument("--analysis", choices=["hub", "agent"], default="hub")
+    ap.add_argument("--fps", type=positive(float), default=1.0, help="detection.analysis_fps")
+    ap.add_argument("--segment-seconds", type=positive(float), default=10)
+    ap.add_argument("--farms", type=positive(int), default=2)
+    ap.add_argument("--trace-memory", type=positive(float), default=None, metavar="MINUTES",
+                    help="hub with tracemalloc diffs in its log every MINUTES (evalwatch.memtrace)")
+    ap.add_argument("--hub-env", nargs="*", default=[], type=_kv, metavar="KEY=VALUE",
+                    help="extra environment of the hub process (e.g. MALLOC_ARENA_MAX=2)")
+    ap.add_argument("--hub-log", default=None, help="copy the hub's log here at the end")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--json", default=None, help="write the result here")
+    args = ap.parse_args(argv)
+    if args.warmup < 0 or args.warmup >= args.minutes:
+        ap.error(f"--warmup must be >= 0 and below --minutes ({args.minutes}), got {args.warmup}")
+    res = asyncio.run(run(args))
+    print(table(res))
+    if args.json:
+        keys = ("minutes", "cameras", "hub_rss_slope_mb_per_min", "hub_fds_end", "lost_segments", "orphans")
+        out = {k: res.get(k) for k in keys} | {"detail": res}
+        Path(args.json).write_text(json.dumps(out, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
