@@ -512,6 +512,14 @@ def test_openvino_finds_the_sample_phones_and_is_safe_across_threads() -> None:
     for t in threads:
         t.join()
     assert len(got) == 10 and all(g == single for g in got)
+    # one execution stream per CPU: the requests of one stream run one after the other, so the
+    # analysis workers (one per CPU) would take turns on one core
+    from analysis.detectors.base import OpenVinoSession
+
+    sessions = [src.model._sess for src in phones.sources
+                if isinstance(getattr(src.model, "_sess", None), OpenVinoSession)]
+    assert sessions and all(int(x._compiled.get_property("NUM_STREAMS")) == (os.cpu_count() or 1)
+                            for x in sessions)
 
 
 def test_openvino_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
