@@ -139,7 +139,7 @@ class TamperDetector:
             d = cv2.absdiff(small, self._prev)
             st.diff = float(d.mean())
             if c.frozen_amp is not None and st.diff <= c.frozen_blip:
-                recoded = np.count_nonzero(d > c.frozen_amp) <= c.frozen_amp_frac * d.size
+                recoded = bool(np.count_nonzero(d > c.frozen_amp) <= c.frozen_amp_frac * d.size)
         self._prev = small
         if st.diff <= c.frozen_diff or recoded:
             self._frozen_blips = 0
