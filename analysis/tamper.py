@@ -23,8 +23,13 @@ then follows the scene slowly while no tamper is seen.
   reference features still match (the view changed) while the picture is neither covered nor
   blurred.  The top and bottom 10% rows (burned-in clock and camera name) are ignored.
 * ``frozen``: consecutive frames identical (mean absolute difference of the 160x120 grey
-  thumbnails below ``frozen_diff`` grey levels; one isolated difference below ``frozen_blip``
-  is tolerated — an encoder key frame re-coding a frozen picture) for ``frozen_seconds``.
+  thumbnails below ``frozen_diff`` grey levels) for ``frozen_seconds``.  Up to
+  ``frozen_max_blips`` consecutive differences below ``frozen_blip`` are tolerated (an encoder
+  key frame re-coding a frozen picture, and the frame after it: at the archive's 200 kbps in a
+  dim room every 2 s key frame of a freeze changed the picture by 0.8-1.5 on average) as long
+  as at least ``frozen_quiet_frac`` of the run's frames repeat the one before (live video
+  never has such repeats: dev half, every live frame changed by >= 5 grey levels at the
+  99.5th percentile).
   A frame also repeats the one before when it changed by at most ``frozen_amp`` grey levels
   in all but ``frozen_amp_frac`` of the thumbnail's pixels (and its mean difference stays below
   ``frozen_blip``): an encoder refining a still picture over the first seconds of a freeze
@@ -60,7 +65,9 @@ class TamperConfig:
     moved_shift: float = 0.03
     moved_min_inliers: float = 0.08
     frozen_diff: float = 0.1
-    frozen_blip: float = 1.0
+    frozen_blip: float = 2.0  # 1.0 before 2026-12-07
+    frozen_max_blips: int = 2  # 1 before 2026-12-07
+    frozen_quiet_frac: float = 0.5  # 0 before 2026-12-07
     frozen_amp: float | None = 3.0  # None: the mean difference alone (before 2026-12-07)
     frozen_amp_frac: float = 0.005
     sharp_osd_rows: float = OSD_ROWS  # 0: sharpness of the whole thumbnail (before 2026-12-07)
@@ -110,6 +117,8 @@ class TamperDetector:
         self._prev: np.ndarray | None = None
         self._frozen_since: float | None = None
         self._frozen_blips = 0
+        self._frozen_frames = 0  # analysed frames of the current frozen run ...
+        self._frozen_quiet = 0  # ... of which repeated the frame before (not blips)
         self._orb = cv2.ORB.create(nfeatures=500)
         self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
         self.last: FrameStats | None = None
@@ -158,10 +167,15 @@ class TamperDetector:
             self._frozen_blips = 0
             if self._frozen_since is None:
                 self._frozen_since = t  # the first frame known to repeat the one before
-        elif self._frozen_since is not None and st.diff <= c.frozen_blip and self._frozen_blips < 1:
-            # one small difference inside a frozen run: an encoder key frame re-coding the
-            # same picture, not a live camera
+                self._frozen_frames = self._frozen_quiet = 0
+            self._frozen_frames += 1
+            self._frozen_quiet += 1
+        elif (self._frozen_since is not None and st.diff <= c.frozen_blip
+              and self._frozen_blips < c.frozen_max_blips):
+            # a small difference inside a frozen run: an encoder key frame re-coding the
+            # same picture (and the frame after it), not a live camera
             self._frozen_blips += 1
+            self._frozen_frames += 1
         else:
             self._frozen_since = None
         self.last = st
@@ -185,7 +199,8 @@ class TamperDetector:
                 )
                 self._set_ref(t, frame)
             return {}
-        frozen = self._frozen_since is not None and t - self._frozen_since >= c.frozen_seconds
+        frozen = (self._frozen_since is not None and t - self._frozen_since >= c.frozen_seconds
+                  and self._frozen_quiet >= c.frozen_quiet_frac * self._frozen_frames)
         if frozen and not c.defocus_first:
             return {"frozen": 1.0}
         sharp = st.sharpness / max(b.sharpness, 1e-6)

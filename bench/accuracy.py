@@ -157,7 +157,8 @@ SETUPS = tuple(setups())
 # normalised by the contrast, frozen = mean difference only, frozen checked before defocused); the
 # rules' frozen_seconds as in each set-up.
 LEGACY_TAMPER = {"frozen_amp": None, "sharp_osd_rows": 0.0, "defocus_first": False,
-                 "defocus_contrast_norm": False}
+                 "defocus_contrast_norm": False, "frozen_blip": 1.0, "frozen_max_blips": 1,
+                 "frozen_quiet_frac": 0.0}
 TAMPER = {"before": TamperConfig(frozen_seconds=5.0, **LEGACY_TAMPER),  # type: ignore[arg-type]
           "default-1206": TamperConfig(frozen_seconds=3.0, **LEGACY_TAMPER)}  # type: ignore[arg-type]
 
