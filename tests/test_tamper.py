@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -152,21 +153,41 @@ def run_held(frames, per_frame):
     return kinds
 
 
-def test_freeze_re_coded_by_the_encoder_is_frozen(frames):
+def converging(f: np.ndarray, i: int) -> np.ndarray:
+    """A freeze as a CRF encoder codes it: the first frames re-code the still picture (mean
+    difference ~0.9), then it settles (identical frames), re-coded once every 5 frames."""
+    return recoded(f, i if i < ONSET + 4 else 1000 + i // 5)
+
+
+def test_freeze_re_coded_by_the_encoder_is_dated_from_the_first_re_code(frames):
     # dev_04 of the evaluation set: the first 1.5 s of a 6 s freeze differed by 0.1-0.8 grey
-    # levels on average (the encoder converging), which delayed the report by that much; a
-    # freeze whose re-coding never settles was never reported
+    # levels on average (the encoder converging), which delayed the report by that much
     det = TamperDetector()
     thumbs = [cv2.resize(cv2.cvtColor(recoded(frames[ONSET][1], i), cv2.COLOR_BGR2GRAY), det.SMALL,
                          interpolation=cv2.INTER_AREA) for i in (1, 2)]
     assert cv2.absdiff(*thumbs).mean() > TamperConfig().frozen_diff * 3  # not identical frames
-    kinds = run_held(frames, recoded)
-    assert all(k == {} for k in kinds[:ONSET + 1])
-    first = next(i for i, (t, _) in enumerate(frames) if t - frames[ONSET + 1][0] >= 3.0 - 1e-6)
-    assert [i for i, k in enumerate(kinds) if k == {"frozen": 1.0}] == list(range(first, len(kinds)))
-    old = TamperDetector(LEGACY)  # before: the mean difference only
-    assert not any("frozen" in old.update(t, recoded(frames[ONSET][1], i) if i >= ONSET else f)
-                   for i, (t, f) in enumerate(frames))
+
+    def first_report(cfg: TamperConfig) -> tuple[int, float]:
+        d = TamperDetector(cfg)
+        for i, (t, f) in enumerate(frames):
+            if "frozen" in d.update(t, converging(frames[ONSET][1], i) if i >= ONSET else f):
+                return i, d.onsets()["frozen"]
+        raise AssertionError("never frozen")
+
+    i_new, onset_new = first_report(TamperConfig(frozen_seconds=3.0))
+    i_old, onset_old = first_report(dataclasses.replace(LEGACY, frozen_seconds=3.0))
+    assert onset_new == pytest.approx(frames[ONSET + 1][0], abs=0.01)  # the first re-coded repeat
+    assert onset_old > onset_new + 1.0  # before: the first identical frame, 1.5 s later
+    assert i_new < i_old
+    kinds = run_held(frames, converging)
+    assert all(k in ({}, {"frozen": 1.0}) for k in kinds)
+    assert all(k == {"frozen": 1.0} for k in kinds[i_new:])
+
+
+def test_re_codes_alone_are_no_freeze(frames):
+    # every frame re-coded, none identical: a perfectly still room with sensor noise looks the
+    # same, so it stays live
+    assert all(k == {} for k in run_held(frames, recoded))
 
 
 def test_small_motion_on_a_still_picture_is_live(frames):
