@@ -557,6 +557,7 @@ def analyze_frames(
     on_update: Callable[[EventUpdate], None] | None = None,
     stats: CoreStats | None = None,
     session: SessionView | None = None,
+    tamper_cfg: TamperConfig | None = None,
 ) -> list[Event]:
     """Analyse a finite stream of frames of ``room`` and return its incidents, by start time.
 
@@ -569,10 +570,11 @@ def analyze_frames(
     ``batch`` consecutive frames are analysed with one detector call.  Events still open at the
     end are closed at their last positive frame.  ``on_update`` sees every update as it
     happens; ``stats`` (if given) receives the core's counters.  ``seat_crops=False`` runs the
-    whole detector on whole frames only (no phone crops; for comparison).
+    whole detector on whole frames only (no phone crops; for comparison); ``tamper_cfg``
+    replaces the tamper thresholds (default: ``TamperConfig(frozen_seconds=rules.frozen_seconds)``).
     """
     core = AnalysisCore(detector, rules_cfg, detection_cfg, motion_gate=motion_gate, snapshots=snapshots,
-                        seat_crops=seat_crops)
+                        seat_crops=seat_crops, tamper_cfg=tamper_cfg)
     default_cam = camera or room.cameras[0].id
     for c in room.cameras:
         core.add_camera(c.id, room, c.id)

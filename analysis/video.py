@@ -15,6 +15,7 @@ import numpy as np
 from analysis.core import CoreStats, DetectorLike, analyze_frames, next_due
 from analysis.events import Event
 from analysis.rules import SessionView
+from analysis.tamper import TamperConfig
 from config.models import DetectionConfig, RoomConfig, RulesConfig
 
 
@@ -91,6 +92,7 @@ def analyze_video(
     snapshots_dir: str | Path | None = None,
     stats: CoreStats | None = None,
     session: SessionView | None = None,
+    tamper_cfg: TamperConfig | None = None,
 ) -> list[Event]:
     """Analyse ``video`` as camera ``camera`` of ``room`` → incidents (times from video start).
 
@@ -101,7 +103,7 @@ def analyze_video(
     frames = iter_video_frames(video, dcfg.analysis_fps)
     events = analyze_frames(frames, room, detector, rules_cfg, dcfg, camera=camera,
                             motion_gate=motion_gate, snapshots=snapshots_dir is not None,
-                            stats=stats, session=session)
+                            stats=stats, session=session, tamper_cfg=tamper_cfg)
     if snapshots_dir is not None:
         out = Path(snapshots_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,9 @@ of the evaluation set in ``sample_videos/evalset/`` (tune on dev, report test; s
 ``docs/analysis.md``).  Set-ups (:data:`SETUPS`): ``default`` = the shipped configuration
 (``detection.runtime: auto``: OpenVINO where installed, as in the project venv), ``onnxruntime``
 = the same models run by onnxruntime (a room PC's base install), ``openvino`` = run by OpenVINO,
-``before`` = the detector set-up before the evaluation set existed (commit aeb50c6), ``fast`` =
+``before`` = the detector set-up before the evaluation set existed (commit aeb50c6),
+``default-1206`` = the shipped defaults up to 2026-12-06 (the tamper detector before the
+OSD-free sharpness and the re-coded-freeze rule), ``fast`` =
 CenterNet at 384x288 and int8 NanoDet by onnxruntime (issue #11's faster runtime),
 ``fast-openvino`` = CenterNet at 384x288 by OpenVINO, ``tiles`` = phone tiles on
 (high-resolution footage, see ``--dir``), all run
@@ -39,6 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.events import Event
+from analysis.tamper import TamperConfig
 from analysis.video import analyze_video
 from config import DetectionConfig, RulesConfig, load_room
 
@@ -141,14 +144,18 @@ def setups() -> dict[str, tuple[DetectionConfig, RulesConfig]]:
         # machine; float32 elsewhere) -- and "fast" run by OpenVINO.
         "openvino": (DetectionConfig(runtime="openvino"), RulesConfig()),
         "fast-openvino": (DetectionConfig(frame_input="384x288", runtime="openvino"), RulesConfig()),
-        # every seat re-detected on every analysed frame at 2 fps (0.5 s) instead of every other
+        # each seat re-detected on every analysed frame at 2 fps (0.5 s, the default since
+        # 2026-12-07) / every other frame (1.0 s, before)
         "seat-0.5": (DetectionConfig(seat_check_s=0.5), RulesConfig()),
+        "seat-1.0": (DetectionConfig(seat_check_s=1.0), RulesConfig()),
         "onnxruntime-seat-0.5": (DetectionConfig(runtime="onnxruntime", seat_check_s=0.5), RulesConfig()),
         # the per-seat motion gate (issue #11: a hub analysing many cameras itself): still seats
         # re-detected every rules.recheck_seconds instead of every second
         "gated": (DetectionConfig(seat_motion_gate=True), RulesConfig()),
         "fast-openvino-gated": (
             DetectionConfig(frame_input="384x288", runtime="openvino", seat_motion_gate=True), RulesConfig()),
+        # the shipped configuration up to 2026-12-06 (its tamper detector: TAMPER below)
+        "default-1206": (DetectionConfig(seat_check_s=1.0), RulesConfig()),
         # phone tiles of the seat crops (only cut where a tile keeps >= 160 frame px, i.e. on
         # high-resolution footage: render it with `sample_videos.evalset.make --scale 2`)
         "tiles": (DetectionConfig(phone_tiles=2), RulesConfig()),
@@ -156,6 +163,14 @@ def setups() -> dict[str, tuple[DetectionConfig, RulesConfig]]:
 
 
 SETUPS = tuple(setups())
+# The tamper detector before 2026-12-07 (sharpness measured with the burned-in OSD rows and not
+# normalised by the contrast, frozen = mean difference only, frozen checked before defocused); the
+# rules' frozen_seconds as in each set-up.
+LEGACY_TAMPER = {"frozen_amp": None, "sharp_osd_rows": 0.0, "defocus_first": False,
+                 "defocus_contrast_norm": False, "frozen_blip": 1.0, "frozen_max_blips": 1,
+                 "frozen_quiet_frac": 0.0}
+TAMPER = {"before": TamperConfig(frozen_seconds=5.0, **LEGACY_TAMPER),  # type: ignore[arg-type]
+          "default-1206": TamperConfig(frozen_seconds=3.0, **LEGACY_TAMPER)}  # type: ignore[arg-type]
 
 
 def _tags(v: Any) -> list[str]:
@@ -163,7 +178,7 @@ def _tags(v: Any) -> list[str]:
 
 
 def run_set(paths: list[Path], dcfg: DetectionConfig, rcfg: RulesConfig, detector: Any,
-            slack: float, log: bool) -> dict[str, Any]:
+            slack: float, log: bool, tamper_cfg: TamperConfig | None = None) -> dict[str, Any]:
     """Analyse ``paths`` with one set-up; per-rule and per-variation counts and detector cost."""
     from analysis.core import CoreStats
 
@@ -180,7 +195,8 @@ def run_set(paths: list[Path], dcfg: DetectionConfig, rcfg: RulesConfig, detecto
         hours += float(doc["duration_s"]) / 3600.0
         room = load_room(mp4.with_suffix(".room.yaml"))
         stats = CoreStats()
-        events = analyze_video(mp4, room, detector, detection_cfg=dcfg, rules_cfg=rcfg, stats=stats)
+        events = analyze_video(mp4, room, detector, detection_cfg=dcfg, rules_cfg=rcfg, stats=stats,
+                               tamper_cfg=tamper_cfg)
         frames += stats.frames
         det_s += stats.detector_seconds
         sc = score_clip(events, truth, slack)
@@ -280,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, paths in todo.items():
             if not args.quiet:
                 print(f"{name} / {setup}:", flush=True)
-            results[name][setup] = run_set(paths, dcfg, rcfg, detector, args.slack, not args.quiet)
+            results[name][setup] = run_set(paths, dcfg, rcfg, detector, args.slack, not args.quiet,
+                                           TAMPER.get(setup))
     for name in todo:
         for setup in args.setups:
             print_table(name, setup, results[name][setup])
