@@ -511,7 +511,7 @@ def run_once(
         res["archive_mb_per_cam_hour"] = round(mb / (secs / 3600), 1) if secs else None
         res["recorded_streams"] = len(files)
     else:
-        from capture.spool import fmt_time, parse_time
+        from capture.spool import fmt_stamp, parse_stamp
 
         lost = ok = produced = 0
         mb = secs = 0.0
@@ -520,7 +520,7 @@ def run_once(
                 continue
             d = tmp / "store" / s["site"] / "r" / "c"
             stored = {p.name.split("_")[0] for p in d.glob("*.mp4")}
-            exp = {fmt_time(datetime.fromisoformat(a)) for a in s["produced"]}
+            exp = {fmt_stamp(datetime.fromisoformat(a)) for a in s["produced"]}
             produced += len(exp)
             miss = exp - stored
             lost += len(miss)
@@ -528,7 +528,7 @@ def run_once(
             for p in d.glob("*.mp4"):
                 mb += p.stat().st_size / 1e6
                 a, b = p.stem.split("_")
-                secs += (parse_time(b) - parse_time(a)).total_seconds()
+                secs += (parse_stamp(b) - parse_stamp(a)).total_seconds()
         res["segments_produced"] = produced
         res["segments_lost"] = lost + sum(1 for s in sims if "error" in s)
         res["streams_archived_0_lost"] = ok

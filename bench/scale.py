@@ -463,14 +463,14 @@ def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
 
 def produced_segments(spool_root: Path) -> dict[str, tuple[str, str, str, datetime]]:
     """Every complete segment in the agents' spools → its object key (``SegmentMeta.key``)."""
-    from capture.spool import parse_time
+    from capture.spool import parse_stamp
     from storage.segments import SegmentMeta
 
     out = {}
     for p in spool_root.rglob("*.mp4"):
         cam, room, site = p.parent.name, p.parent.parent.name, p.parent.parent.parent.name
         a, b = p.stem.split("_")
-        meta = SegmentMeta(site=site, room=room, camera=cam, start=parse_time(a), end=parse_time(b))
+        meta = SegmentMeta(site=site, room=room, camera=cam, start=parse_stamp(a), end=parse_stamp(b))
         out[meta.key()] = (site, room, cam, meta.start)
     return out
 

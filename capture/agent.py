@@ -54,7 +54,7 @@ from capture.incidents import IncidentSpool
 from capture.live_encoder import CONTROL_CHANNEL, LiveEncoder
 from capture.segmenter import EncoderThread, SegmentWriter
 from capture.source import CameraSource
-from capture.spool import Spool, SpooledSegment, fmt_time
+from capture.spool import Spool, SpooledSegment, fmt_stamp
 from capture.tls import HubCertMismatch, hub_ssl
 from config.models import CameraConfig, EvalwatchConfig, RoomConfig
 from storage.common import CameraId
@@ -746,7 +746,7 @@ class Agent:
                 seg.site,
                 seg.room,
                 seg.camera,
-                fmt_time(seg.start),
+                fmt_stamp(seg.start),
                 r.status_code,
                 detail,
             )

@@ -36,7 +36,7 @@ import av
 from av.video.frame import PictureType
 
 from capture.live_encoder import x264_options
-from capture.spool import Spool, SpooledSegment, fmt_time
+from capture.spool import Spool, SpooledSegment, fmt_stamp
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class SegmentWriter:
         start = boundary if self._prev_end is not None and abs(self._prev_end - boundary) < 1e-3 else ts
         cam_dir = self.spool.camera_dir(self.site, self.room, self.camera)
         cam_dir.mkdir(parents=True, exist_ok=True)
-        tmp = str(cam_dir / f".{fmt_time(utc(start))}.mp4.part")
+        tmp = str(cam_dir / f".{fmt_stamp(utc(start))}.mp4.part")
         container = av.open(tmp, mode="w", format="mp4", options={"movflags": "+faststart"})
         gop = max(1, round(self.fps * min(self.seconds, self.keyframe_seconds)))
         kbps = self.bitrate_kbps
@@ -229,8 +229,8 @@ class SegmentWriter:
             self.site,
             self.room,
             self.camera,
-            fmt_time(seg.start),
-            fmt_time(seg.end),
+            fmt_stamp(seg.start),
+            fmt_stamp(seg.end),
             cur.frames,
             seg.size,
         )

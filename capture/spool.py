@@ -32,12 +32,16 @@ log = logging.getLogger(__name__)
 TIME_FMT = "%Y%m%dT%H%M%S"
 
 
-def fmt_time(t: datetime) -> str:
+def fmt_stamp(t: datetime) -> str:
+    """The spool's file-name time stamp (``20240506T070809.123Z``: UTC, milliseconds), not an
+    ISO 8601 string: file names must sort and must not hold ``:`` (Windows)."""
     t = t.astimezone(UTC)
     return t.strftime(TIME_FMT) + f".{t.microsecond // 1000:03d}Z"
 
 
-def parse_time(s: str) -> datetime:
+def parse_stamp(s: str) -> datetime:
+    """The UTC time of a :func:`fmt_stamp` stamp (``ValueError`` when it is not one).  Times the
+    API and the command line read are ISO 8601: ``storage.common.parse_time``."""
     base, _, frac = s.removesuffix("Z").partition(".")
     t = datetime.strptime(base, TIME_FMT).replace(tzinfo=UTC)
     return t.replace(microsecond=int((frac or "0").ljust(3, "0")[:3]) * 1000)
@@ -96,7 +100,7 @@ class Spool:
         return self.root / site / room / camera
 
     def path_for(self, site: str, room: str, camera: str, start: datetime, end: datetime) -> Path:
-        return self.camera_dir(site, room, camera) / f"{fmt_time(start)}_{fmt_time(end)}.mp4"
+        return self.camera_dir(site, room, camera) / f"{fmt_stamp(start)}_{fmt_stamp(end)}.mp4"
 
     def segments(
         self, site: str | None = None, room: str | None = None, camera: str | None = None
@@ -112,7 +116,7 @@ class Spool:
                 continue
             try:
                 a, b = p.stem.split("_")
-                seg = SpooledSegment(s, r, c, parse_time(a), parse_time(b), p)
+                seg = SpooledSegment(s, r, c, parse_stamp(a), parse_stamp(b), p)
             except ValueError:
                 log.warning("spool: ignoring unexpected file %s", p)
                 continue
@@ -182,7 +186,7 @@ class Spool:
                         seg.site,
                         seg.room,
                         seg.camera,
-                        fmt_time(seg.start),
+                        fmt_stamp(seg.start),
                     )
                 else:
                     self.dropped_unsent += 1
@@ -194,8 +198,8 @@ class Spool:
                         seg.site,
                         seg.room,
                         seg.camera,
-                        fmt_time(seg.start),
-                        fmt_time(seg.end),
+                        fmt_stamp(seg.start),
+                        fmt_stamp(seg.end),
                     )
 
     def remove(self, seg: SpooledSegment) -> None:

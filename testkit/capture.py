@@ -35,7 +35,7 @@ from fastapi.responses import JSONResponse
 
 from capture.ingest import make_router
 from capture.recorder import BufferedFrameSink, Recorder
-from capture.spool import fmt_time, parse_time
+from capture.spool import fmt_stamp, parse_stamp
 from config.models import EvalwatchConfig
 from storage.segments import SegmentConflict, SegmentMeta, SegmentRecord
 
@@ -77,12 +77,12 @@ class DirSegmentStore:
         d = self._dir(meta.site, meta.room, meta.camera)
         d.mkdir(parents=True, exist_ok=True)
         sha = hashlib.sha256(data).hexdigest()
-        for old in d.glob(f"{fmt_time(meta.start)}_*.mp4"):
+        for old in d.glob(f"{fmt_stamp(meta.start)}_*.mp4"):
             if hashlib.sha256(old.read_bytes()).hexdigest() == sha:
                 self.duplicates += 1
                 return self._record(meta, old.stem, sha, len(data))
             raise SegmentConflict(f"a different segment is already stored at {meta.camera} {meta.start}")
-        name = f"{fmt_time(meta.start)}_{fmt_time(meta.end)}"
+        name = f"{fmt_stamp(meta.start)}_{fmt_stamp(meta.end)}"
         tmp = d / f".{name}.tmp"
         with open(tmp, "wb") as f:
             f.write(data)
@@ -97,7 +97,7 @@ class DirSegmentStore:
         out = []
         for p in self._dir(site, room, camera).glob("*.mp4"):
             a, b = p.stem.split("_")
-            out.append((parse_time(a), parse_time(b), p))
+            out.append((parse_stamp(a), parse_stamp(b), p))
         return sorted(out)
 
     async def missing_ranges(

@@ -19,7 +19,7 @@ from capture.agent import Agent, Backoff
 from capture.ice import configure_ice, rtc_configuration
 from capture.recorder import BufferedFrameSink
 from capture.segmenter import SegmentWriter
-from capture.spool import Spool, fmt_time, parse_time
+from capture.spool import Spool, fmt_stamp, parse_stamp
 from config import load_config
 from storage.s3server import free_port
 from testkit.capture import (
@@ -54,8 +54,8 @@ def _decode(path: Path) -> tuple[int, float, bool]:
 
 def test_time_format_round_trip() -> None:
     t = datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
-    assert fmt_time(t) == "20240506T070809.123Z"
-    assert parse_time(fmt_time(t)) == t
+    assert fmt_stamp(t) == "20240506T070809.123Z"
+    assert parse_stamp(fmt_stamp(t)) == t
 
 
 def test_segments_align_to_wall_clock_and_play(tmp_path: Path) -> None:

@@ -229,11 +229,11 @@ async def test_agent_follows_the_holder_and_fails_over(db_url: str, s3_server: A
     assert spool and all(p.with_name(p.name + ".done").exists() for p in spool), "segments left unsent"
     # every spooled file is the row of its start time (the clip loops: two segments can hold the
     # same bytes, so the start, unique per camera, is what tells them apart), and no other row
-    from capture.spool import parse_time
+    from capture.spool import parse_stamp
 
     by_start = {r.start.astimezone(UTC): r.sha256 for r in got}
     lost = [p.name for p in spool
-            if by_start.get(parse_time(p.stem.split("_")[0])) != hashlib.sha256(p.read_bytes()).hexdigest()]
+            if by_start.get(parse_stamp(p.stem.split("_")[0])) != hashlib.sha256(p.read_bytes()).hexdigest()]
     assert not lost and len(got) == len(by_start) == len(spool)  # nothing lost, nothing twice
     assert [r.seq for r in got] == list(range(1, len(got) + 1))
     assert all(b.start >= a.end - timedelta(seconds=0.5) for a, b in itertools.pairwise(got))
