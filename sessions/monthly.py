@@ -16,7 +16,6 @@ ReportLab and embeds a subset of the same TrueType font as the session report
 from __future__ import annotations
 
 import html
-import io
 import json
 import re
 from collections import Counter
@@ -33,7 +32,7 @@ from config.models import EvalwatchConfig
 from sessions import stats
 from sessions.credit_models import CreditRevision
 from sessions.models import EvalSession, SessionCamera
-from sessions.report import TEMPLATES, report_font
+from sessions.report import TEMPLATES, build_pdf, report_font
 from storage.models import EventRow
 
 LANGS = ("zh", "en")
@@ -214,10 +213,9 @@ def _pct(v: float | None) -> str:
 def render_monthly_pdf(r: MonthlyData, lang: str = "zh") -> bytes:
     """The monthly report as a PDF with the report font's used glyphs embedded."""
     from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
-    from reportlab.platypus import Paragraph, SimpleDocTemplate, Table, TableStyle
+    from reportlab.platypus import Paragraph, Table, TableStyle
 
     font = report_font()
     t = strings(lang)
@@ -328,24 +326,5 @@ def render_monthly_pdf(r: MonthlyData, lang: str = "zh") -> bytes:
         )
         story.append(table(rows))
 
-    def footer(canvas: Any, doc: Any) -> None:
-        canvas.saveState()
-        canvas.setFont(font, 8)
-        canvas.drawString(15 * mm, 10 * mm, f"{t['title']} · {r.site} · {r.month}")
-        canvas.drawRightString(195 * mm, 10 * mm, t["page"].format(n=doc.page))
-        canvas.restoreState()
-
-    buf = io.BytesIO()
-    doc = SimpleDocTemplate(
-        buf,
-        pagesize=A4,
-        leftMargin=15 * mm,
-        rightMargin=15 * mm,
-        topMargin=15 * mm,
-        bottomMargin=18 * mm,
-        title=f"{t['title']} {r.site} {r.month}",
-        author="evalwatch",
-        initialFontName=font,
-    )
-    doc.build(story, onFirstPage=footer, onLaterPages=footer)
-    return buf.getvalue()
+    return build_pdf(story, font, title=f"{t['title']} {r.site} {r.month}",
+                     footer=f"{t['title']} · {r.site} · {r.month}", page=t["page"])

@@ -309,10 +309,9 @@ def report_font() -> str:
 def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
     """The report as a PDF (ReportLab; the font's used glyphs embedded, :func:`report_font`)."""
     from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
-    from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    from reportlab.platypus import Image, Paragraph, Spacer, Table, TableStyle
 
     font = report_font()
     t = strings(lang)
@@ -470,11 +469,23 @@ def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
         )
     )
 
-    def footer(canvas: Any, doc: Any) -> None:
+    return build_pdf(story, font, title=f"{t['title']} {s.code}", footer=f"{t['title']} · {s.code}",
+                     page=t["page"])
+
+
+def build_pdf(story: list[Any], font: str, *, title: str, footer: str, page: str) -> bytes:
+    """An A4 PDF of ``story`` in ``font`` (the embedded CJK font), each page footed with
+    ``footer`` on the left and ``page`` (a ``{n}`` format) on the right: the session report's
+    and the monthly report's layout."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.platypus import SimpleDocTemplate
+
+    def foot(canvas: Any, doc: Any) -> None:
         canvas.saveState()
         canvas.setFont(font, 8)
-        canvas.drawString(15 * mm, 10 * mm, f"{t['title']} · {s.code}")
-        canvas.drawRightString(195 * mm, 10 * mm, t["page"].format(n=doc.page))
+        canvas.drawString(15 * mm, 10 * mm, footer)
+        canvas.drawRightString(195 * mm, 10 * mm, page.format(n=doc.page))
         canvas.restoreState()
 
     buf = io.BytesIO()
@@ -485,9 +496,9 @@ def render_pdf(r: ReportData, lang: str = "zh") -> bytes:
         rightMargin=15 * mm,
         topMargin=15 * mm,
         bottomMargin=18 * mm,
-        title=f"{t['title']} {s.code}",
+        title=title,
         author="evalwatch",
         initialFontName=font,  # else every page starts in the (not embedded) Helvetica
     )
-    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    doc.build(story, onFirstPage=foot, onLaterPages=foot)
     return buf.getvalue()
