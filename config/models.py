@@ -563,11 +563,11 @@ class DetectionConfig(_Strict):
     # Weights of the seat-crop model (NanoDet): "int8" = its convolutions quantised (calibrated on
     # the evaluation set's dev half), ~0.7x the time (docs/analysis.md, "Faster runtime").
     crop_model: Literal["fp32", "int8"] = "fp32"
-    # The engine that runs the ONNX models: "openvino" (in the hub extra; pip install
-    # 'evalwatch[openvino]' elsewhere) runs them in bfloat16 on CPUs with AMX / AVX-512 BF16
-    # (server Xeons) at ~0.6x onnxruntime's CPU per camera, in float32 elsewhere; "auto" =
-    # openvino when installed, else onnxruntime (docs/analysis.md, "Faster runtime").
-    runtime: Literal["auto", "onnxruntime", "openvino"] = "auto"
+    # The engine that runs the ONNX models: "openvino" (in the base install) runs them in
+    # bfloat16 on CPUs with AMX / AVX-512 BF16 (server Xeons) at ~0.6x onnxruntime's CPU per
+    # camera, in float32 elsewhere; "openvino-f32" holds it at float32 (a room PC's CPU);
+    # "auto" = openvino when installed, else onnxruntime (docs/analysis.md, "Faster runtime").
+    runtime: Literal["auto", "onnxruntime", "openvino", "openvino-f32"] = "auto"
     # Analysis worker threads, the cameras dealt among them (None = one per CPU, at most one per
     # camera): the agent's edge analysis and the hub's live pipeline (each round's frames are
     # analysed by this many threads at once).  ``threads`` is per inference on top.

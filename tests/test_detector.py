@@ -442,7 +442,7 @@ def test_phone_found_on_seat_crops_of_sample_clips(
 
 needs_openvino = pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None and not os.environ.get("EVALWATCH_REQUIRE_OPENVINO"),
-    reason="openvino not installed (pip install 'evalwatch[openvino]')")
+    reason="openvino not installed (an agent installed before openvino joined the base install)")
 
 
 @pytest.fixture(scope="module")
@@ -520,6 +520,26 @@ def test_openvino_finds_the_sample_phones_and_is_safe_across_threads() -> None:
                 if isinstance(getattr(src.model, "_sess", None), OpenVinoSession)]
     assert sessions and all(int(x._compiled.get_property("NUM_STREAMS")) == (os.cpu_count() or 1)
                             for x in sessions)
+
+
+@needs_openvino
+def test_openvino_f32_runs_at_float32_and_finds_the_same_people(
+    detector: OnnxDetector, zidane: np.ndarray
+) -> None:
+    """``detection.runtime: openvino-f32``: OpenVINO held at float32, the path of a room PC whose
+    CPU has no AMX / AVX-512 BF16; every model reports f32 and finds onnxruntime's people with
+    (float32 both) near-identical scores."""
+    from analysis.detectors.base import OpenVinoSession
+
+    det = load_detector("onnx", None, person_threshold=0.4, phone_threshold=0.3, runtime="openvino-f32")
+    assert isinstance(det, OnnxDetector) and det.runtime == "openvino-f32"
+    sessions = [s.model._sess for s in det.sources]  # type: ignore[attr-defined]
+    assert sessions and all(isinstance(x, OpenVinoSession) and x.precision == "f32" for x in sessions)
+    f32_people = _people(det.detect([zidane])[0])
+    for b in _people(detector.detect([zidane])[0]):
+        if b.score >= 0.5:
+            twin = max(f32_people, key=lambda o: o.iou(b))
+            assert twin.iou(b) >= 0.95 and abs(twin.score - b.score) < 0.01, (b, twin)
 
 
 def test_openvino_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

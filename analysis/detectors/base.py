@@ -197,12 +197,14 @@ def nms(boxes: Iterable[Box], iou: float = DEFAULT_NMS_IOU) -> list[Box]:
 
 #: ``DetectionConfig.runtime`` values: the inference engine that runs the ONNX files ("auto":
 #: OpenVINO when it is installed, else onnxruntime -- see :func:`resolve_runtime`).
-RUNTIMES: tuple[str, ...] = ("auto", "onnxruntime", "openvino")
+#: ``"openvino-f32"`` is OpenVINO held at float32: what a CPU without AMX / AVX-512 BF16 (a
+#: room PC's Core i5) runs, so this machine can measure that path too.
+RUNTIMES: tuple[str, ...] = ("auto", "onnxruntime", "openvino", "openvino-f32")
 
 
 def resolve_runtime(runtime: str) -> str:
     """The engine ``runtime`` means here: ``"auto"`` is ``"openvino"`` when the package is
-    installed (the hub's extra installs it; a room PC's base install does not), else
+    installed (the base install has it since 2026-12-07; an older agent install may not), else
     ``"onnxruntime"``.  Both run the same ONNX files; on the evaluation set's dev half they
     found the same incidents (docs/analysis.md, "Faster runtime")."""
     if runtime not in RUNTIMES:
@@ -236,7 +238,7 @@ class OpenVinoSession:
 
     _core: Any = None
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, precision: str | None = None) -> None:
         try:
             import openvino as ov
         except ImportError as e:  # pragma: no cover - depends on the install
@@ -256,7 +258,9 @@ class OpenVinoSession:
         self._compiled = core.compile_model(
             core.read_model(str(path)), "CPU",
             {"INFERENCE_NUM_THREADS": self.streams * max(1, int(threads)), "NUM_STREAMS": self.streams,
-             "PERFORMANCE_HINT": "LATENCY"})
+             "PERFORMANCE_HINT": "LATENCY",
+             # None: OpenVINO's own choice (bf16 with AMX / AVX-512 BF16, else f32)
+             **({"INFERENCE_PRECISION_HINT": precision} if precision else {})})
         self._local = threading.local()
 
         def port(p: Any) -> _Port:
@@ -269,7 +273,8 @@ class OpenVinoSession:
     @property
     def precision(self) -> str:
         """The precision OpenVINO runs at on this CPU (``bf16`` or ``f32``)."""
-        return str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        return str(hint.to_string() if hasattr(hint, "to_string") else hint)
 
     def get_inputs(self) -> list[_Port]:
         return list(self._inputs)
@@ -295,6 +300,8 @@ def _session(path: Path, threads: int, what: str, runtime: str = "onnxruntime") 
     runtime = resolve_runtime(runtime)
     if runtime == "openvino":
         return OpenVinoSession(path, threads)
+    if runtime == "openvino-f32":
+        return OpenVinoSession(path, threads, precision="f32")
     import onnxruntime as ort
 
     so = ort.SessionOptions()
