@@ -922,7 +922,8 @@ def hubs_table(rows: list[dict[str, Any]]) -> list[str]:
     1-hub run's (the first run of the sweep when there is no 1-hub run)."""
     out = [
         "| streams | hubs | load before/after | sites per hub | 0-lost streams "
-        "| lost/produced segs | dup | hub CPU % each | hub CPU % total | hub CPU %/stream | vs 1 hub | sims CPU % | hub fps/stream |",
+        "| lost/produced segs | dup | hub CPU % each | hub CPU % total | hub CPU %/stream | vs 1 hub "
+        "| sims CPU % | hub fps/stream |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
