@@ -752,7 +752,7 @@ def run_hubs(
             raise RuntimeError(f"the lease table did not split {n} sites over {hubs} nodes: {h}")
         time.sleep(0.5)
     split_s = time.monotonic() - t_split
-    leases = held()
+    leases = dict(sorted(held().items()))
     warm = 10.0
     total_s = warm + window + 2
     farms, groups = _start_farms(urls, sites, tokens, prep, packets_file(prep, live_fps), total_s, True, tmp,
