@@ -144,7 +144,7 @@ def create_app(services: Any) -> FastAPI:
         relay.on_revoked = st.logins.remote_revoked
         relay.on_resync = st.logins.recheck
     st.alerts.enrich = ExpertTagger(services.db)
-    st.warnings = WarningJob(cfg, services.db, st.alerts)
+    st.warnings = WarningJob(cfg, services.db, st.alerts, getattr(services, "jobs", None))
     st.notifier = Notifier(cfg, services.db)
     st.alerts.listeners.append(st.notifier.offer)
     if getattr(services, "notices", None) is not None:  # a room notice's status, to every dashboard
