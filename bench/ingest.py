@@ -49,9 +49,11 @@ cameras start; every simulated agent knows all the nodes' URLs (``sites[].hub_ur
 the first and follows the 421s to its site's holder, like ``capture.agent``.  Reported per run:
 streams, hubs, the sites each node held, streams archived with 0 lost segments (a database row
 for every segment start the simulators produced), lost / produced / duplicated segments, CPU of
-each hub process, total and per stream, the simulators' CPU and the 1-minute load before and
-after; then a table with each run's total hub CPU per stream over the 1-hub run's.  Exit 1 if
-any segment was lost.  ``--json FILE`` writes the runs' results (any mode).
+each hub process, total and per stream, and per live frame the hubs decoded (``hub CPU
+ms/frame``: what stays comparable when a loaded machine starves the hubs and they decode fewer
+frames), the simulators' CPU and the 1-minute load before and after; then a table with each
+run's total hub CPU per stream over the 1-hub run's.  Exit 1 if any segment was lost.
+``--json FILE`` writes the runs' results (any mode).
 
 ``--agent-cpu N`` instead runs one real ``evalwatch agent`` process with N cameras against the
 bench hub, once per ``--live-fps`` value (written as ``capture.live_fps`` into its config, ``0`` →
@@ -827,6 +829,10 @@ def run_hubs(
         "sims_cpu_pct": round(100 * (a1 - a0) / el, 1),
         # every hub decodes only the live tracks of the sites it holds: summed over the nodes
         "hub_fps_per_stream": round(frames / el / n, 2) if not unresponsive else 0.0,
+        # CPU per live frame the hubs decoded: comparable when a loaded machine starves the hubs
+        "hub_cpu_ms_per_frame": round(1000 * sum(b - a for a, b in zip(h0, h1, strict=True)) / frames, 2)
+        if frames and not unresponsive
+        else None,
         "online": sum(1 for st in st1 for c in st.get("cameras", []) if c["online"]),
         "hub_unresponsive": unresponsive,
         "segments_produced": produced,
@@ -923,8 +929,8 @@ def hubs_table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
         "| streams | hubs | load before/after | sites per hub | 0-lost streams "
         "| lost/produced segs | dup | hub CPU % each | hub CPU % total | hub CPU %/stream | vs 1 hub "
-        "| sims CPU % | hub fps/stream |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| sims CPU % | hub fps/stream | hub CPU ms/frame |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ref = next((x for x in rows if x["streams"] == r["streams"] and x["hubs"] == 1), None)
@@ -939,7 +945,8 @@ def hubs_table(rows: list[dict[str, Any]]) -> list[str]:
             f"{'/'.join(str(v) for v in r['sites_per_hub'].values())} | {r['streams_archived_0_lost']} | "
             f"{r['segments_lost']}/{r['segments_produced']} | {r['segments_duplicated']} | "
             f"{' + '.join(str(c) for c in r['hub_cpu_pct_each'])} | {r['hub_cpu_pct']} | "
-            f"{r['hub_cpu_pct_per_stream']} | {ratio} | {r['sims_cpu_pct']} | {r['hub_fps_per_stream']} |"
+            f"{r['hub_cpu_pct_per_stream']} | {ratio} | {r['sims_cpu_pct']} | {r['hub_fps_per_stream']} | "
+            f"{r['hub_cpu_ms_per_frame']} |"
         )
     return out
 
