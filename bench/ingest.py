@@ -428,6 +428,38 @@ def _mp4_seconds(p: Path) -> float:
         return 0.0
 
 
+def bench_config(
+    path: Path,
+    port: int,
+    sites: dict[str, Any],
+    tokens: dict[str, str],
+    tmp: Path,
+    live_fps: float | None,
+    storage: dict[str, Any] | None = None,
+) -> Path:
+    """The bench hub's config (the simulated cameras' size, rate and segments; ``storage``
+    settings added for the ``--hubs`` nodes)."""
+    extra: dict[str, Any] = {
+        "capture": {"heartbeat_seconds": 5.0, "live_fps": live_fps},
+        "rules": {"offline_seconds": 5.0},
+    }
+    if storage:
+        extra["storage"] = storage
+    return write_config(
+        path,
+        port=port,
+        sites=sites,
+        tokens=tokens,
+        spool_dir=tmp / "spool",
+        segment_seconds=SEG_S,
+        width=W,
+        height=H,
+        fps=FPS,
+        bitrate_kbps=BITRATE_KBPS,
+        extra=extra,
+    )
+
+
 def _start_farms(
     urls: list[str],
     sites: dict[str, Any],
@@ -495,22 +527,7 @@ def run_once(
     port = free_port()
     sites = {f"b{i:03d}": {"r": [("c", str(clip))]} for i in range(n)}
     tokens = {s: f"bench-token-{s}-0123456789" for s in sites}
-    cfg_path = write_config(
-        tmp / "cfg.yaml",
-        port=port,
-        sites=sites,
-        tokens=tokens,
-        spool_dir=tmp / "spool",
-        segment_seconds=SEG_S,
-        width=W,
-        height=H,
-        fps=FPS,
-        bitrate_kbps=BITRATE_KBPS,
-        extra={
-            "capture": {"heartbeat_seconds": 5.0, "live_fps": live_fps},
-            "rules": {"offline_seconds": 5.0},
-        },
-    )
+    cfg_path = bench_config(tmp / "cfg.yaml", port, sites, tokens, tmp, live_fps)
     argv = [sys.executable, "-m", "testkit.capture", "--config", str(cfg_path), "--port", str(port)]
     argv += ["--store", f"dir:{tmp / 'store'}", "--log-level", "WARNING"]
     if baseline:
@@ -708,23 +725,8 @@ def run_hubs(
     procs: list[subprocess.Popen[bytes]] = []
     load = os.getloadavg()[0]
     for k, port in enumerate(ports):
-        cfg_path = write_config(
-            tmp / f"hub{k}.yaml",
-            port=port,
-            sites=sites,
-            tokens=tokens,
-            spool_dir=tmp / "spool",
-            segment_seconds=SEG_S,
-            width=W,
-            height=H,
-            fps=FPS,
-            bitrate_kbps=BITRATE_KBPS,
-            extra={
-                "capture": {"heartbeat_seconds": 5.0, "live_fps": live_fps},
-                "rules": {"offline_seconds": 5.0},
-                "storage": {"database_url": db_url, "wal_dir": str(tmp / f"wal{k}"), "s3": infra.s3_config()},
-            },
-        )
+        storage = {"database_url": db_url, "wal_dir": str(tmp / f"wal{k}"), "s3": infra.s3_config()}
+        cfg_path = bench_config(tmp / f"hub{k}.yaml", port, sites, tokens, tmp, live_fps, storage)
         argv = [sys.executable, "-m", "testkit.capture", "--config", str(cfg_path), "--port", str(port),
                 "--store", "s3", "--node-id", f"hub-{k}", "--public-url", urls[k],
                 "--log-level", "WARNING"]  # fmt: skip
