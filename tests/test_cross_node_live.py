@@ -185,3 +185,40 @@ async def test_logout_on_one_node_closes_the_stream_another_serves(nodes: dict[s
             await _until(lambda: streams_of_sup() == 0, "B closes the stream (password changed)")
         finally:
             await pc.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_revocation_missed_while_the_channel_was_down_is_caught_up(
+    nodes: dict[str, Node], db_url: str
+) -> None:
+    """B's listener was down when the session was revoked (the notification is lost): once it
+    listens again, B asks the database about the sessions it serves streams for and closes the
+    revoked one's."""
+    import psycopg
+
+    from storage.models import LoginSession
+    from storage.pgnotify import pg_conninfo
+
+    live_b = nodes["b"].app.state.dash.live
+    relay_b = nodes["b"].services.relay
+    async with httpx.AsyncClient(base_url=nodes["a"].url, timeout=30) as c:
+        await _login(c)
+        pc = await _watch_via_a(c)
+        try:
+            assert sum(1 for v in live_b.sessions if v.username == "sup") == 1
+            # Revoked behind the nodes' back (no notification at all), then B's listener drops.
+            with nodes["a"].services.db.session() as s:
+                for row in s.scalars(select(LoginSession).where(LoginSession.revoked_at.is_(None))):
+                    row.revoked_at = row.created_at
+                s.commit()
+            await asyncio.sleep(1.0)
+            assert sum(1 for v in live_b.sessions if v.username == "sup") == 1  # nothing told B yet
+            pid = relay_b.channel.listener_pid
+            conninfo = pg_conninfo(db_url) or ""
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            await _until(lambda: relay_b.channel.reconnects >= 1, "B's listener reconnects")
+            await _until(lambda: not any(v.username == "sup" for v in live_b.sessions),
+                         "B closes the stream of the session revoked meanwhile")
+        finally:
+            await pc.close()
