@@ -28,7 +28,7 @@ from dashboard.services import Services
 from storage.db import Database
 from storage.leases import LeaseManager
 from storage.models import AuditLog
-from testkit.dashboard import FakeRecorder, MemoryObjects, make_config, password_of, serving
+from testkit.dashboard import FakeRecorder, MemoryObjects, make_config, open_live_view, password_of, serving
 
 pytestmark = [pytest.mark.postgres]
 
@@ -113,31 +113,8 @@ async def test_thumbnail_of_a_camera_another_node_holds(nodes: dict[str, Node], 
 async def _watch_via_a(c: httpx.AsyncClient) -> Any:
     """Open a live stream of ``CAM`` on node A (served by B); the peer connection once a frame
     arrived."""
-    from aiortc import RTCPeerConnection, RTCSessionDescription
-
-    from capture.ice import configure_ice
-
-    configure_ice(["127.0.0.1"])
-    pc = RTCPeerConnection()
-    first: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-
-    @pc.on("track")
-    def _track(track: Any) -> None:
-        async def recv() -> None:
-            await track.recv()
-            if not first.done():
-                first.set_result(True)
-
-        asyncio.ensure_future(recv())  # noqa: RUF006
-
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
     site, room, cam = CAM
-    r = await c.post(f"/api/live/{site}/{room}/{cam}/offer",
-                     json={"sdp": pc.localDescription.sdp, "type": "offer"})
-    assert r.status_code == 200, r.text
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=r.json()["sdp"], type="answer"))
-    await asyncio.wait_for(first, 30)
+    pc, _took = await open_live_view(c, f"/api/live/{site}/{room}/{cam}/offer")
     return pc
 
 
