@@ -2,7 +2,7 @@
 
 Two nodes on one PostgreSQL database, each with the real early-warning job (``warnings.cron``)
 and the real retention purge (``storage.purge_cron``) scheduled by APScheduler; their fire
-times are moved to "now" on both nodes at once, the way a cron minute fires on every node.
+times are moved to "now" on both nodes at once, the way a cron time fires on every node.
 Only the node holding the jobs lock runs them; when that node's database session dies, one node
 (never both) runs the next fire time; when it stops, the other takes over.  SQLite (one node):
 every scheduled run runs, as before.
@@ -25,12 +25,15 @@ from storage.db import Database
 from storage.joblock import JobLeader
 from testkit.dashboard import MemoryObjects, make_config
 
+#: A fire time that never comes during a test (the test fires the jobs itself: ``_fire``).
+YEARLY = "0 3 1 1 *"
+
 
 def _cfg(**hub: Any) -> Any:
     cfg = make_config(**hub)
     return cfg.model_copy(update={
-        "warnings": cfg.warnings.model_copy(update={"cron": "* * * * *"}),
-        "storage": cfg.storage.model_copy(update={"purge_cron": "* * * * *"}),
+        "warnings": cfg.warnings.model_copy(update={"cron": YEARLY}),
+        "storage": cfg.storage.model_copy(update={"purge_cron": YEARLY}),
     })
 
 
