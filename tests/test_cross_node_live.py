@@ -118,7 +118,7 @@ async def _watch_via_a(c: httpx.AsyncClient) -> Any:
     return pc
 
 
-async def _until(pred: Any, what: str, within: float = 10) -> float:
+async def _until(pred: Any, what: str, within: float = 20) -> float:
     t0 = time.monotonic()
     while not pred():
         assert time.monotonic() - t0 < within, what
