@@ -650,6 +650,7 @@ class SharedInfra:
             self.pg = PgCluster(bindir)
             self.pg.start()
             self.pg_url = self.pg.server_url
+        self.root = root
         self.access, self.secret = "bench", "bench-secret-" + uuid.uuid4().hex
         self.s3 = SeaweedServer(root / "seaweed", self.access, self.secret, SeaweedPorts(*free_ports(8)),
                                 grace_s=3.0, die_with_parent=True)  # fmt: skip
@@ -667,9 +668,12 @@ class SharedInfra:
                 "secret_key": self.secret}  # fmt: skip
 
     def close(self) -> None:
+        import shutil
+
         self.s3.stop()
         if self.pg is not None:
             self.pg.stop()
+        shutil.rmtree(self.root, ignore_errors=True)  # the S3 server's data: throwaway
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> None:
