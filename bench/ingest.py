@@ -1,10 +1,11 @@
-"""Ingest benchmark: N concurrent camera streams (640x480 @ 15 fps) into one hub on this machine.
+"""Ingest benchmark: N concurrent camera streams (640x480 @ 15 fps) into one hub (or several) on this machine.
 
     python bench/ingest.py                              # 10,20,40 streams, 30 s window, + baseline
     python bench/ingest.py --streams 40 --window 60 --no-baseline
     python bench/ingest.py --streams 40 --live-fps 5,0 --no-baseline   # new and old live rate
     python bench/ingest.py --agent-cpu 3                # real agent process: CPU per camera
     python bench/ingest.py --agent-cpu 1 --live-fps 5,0 # ... with and without the live encoder
+    python bench/ingest.py --streams 10 --window 60 --hubs 1,2 --json out.json  # 1 hub, then 2 hubs
 
 What is measured is the **hub** (``python -m testkit.capture``: the real Recorder + ingest router
 + a directory segment store, one process).  The agents are *simulated* so that they do not starve
@@ -36,6 +37,23 @@ objects in the hub's store after a drain), hub CPU (utime+stime of the hub proce
 decoded, archive MB per camera-hour, the live rate used (``live_fps``: the agents' config value,
 null = archive packets; ``live_stream_fps``: the rate actually sent) and the 1-minute load average
 before the run.
+
+``--hubs 1,2`` (issue #14) runs, for each stream count, the same simulated cameras into 1 hub
+node, then into 2, on a shared PostgreSQL (``testkit.postgres``: a throwaway server, a fresh
+database per run; or the server of ``EVALWATCH_TEST_PG_URL``) and one shared SeaweedFS S3
+server.  Each node is ``python -m testkit.capture --store s3 --node-id hub-K``: the capture stage
+with the real ``SegmentStore`` (database rows + hash chains, S3 objects, appends fenced by the
+site's lease) and a ``storage.leases.LeaseManager`` (default TTL/renewal) — no analysis, no
+dashboard, like the single-hub runs.  The lease table splits the sites over the nodes before the
+cameras start; every simulated agent knows all the nodes' URLs (``sites[].hub_urls``), starts at
+the first and follows the 421s to its site's holder, like ``capture.agent``.  Reported per run:
+streams, hubs, the sites each node held, streams archived with 0 lost segments (a database row
+for every segment start the simulators produced), lost / produced / duplicated segments, CPU of
+each hub process, total and per stream, and per live frame the hubs decoded (``hub CPU
+ms/frame``: what stays comparable when a loaded machine starves the hubs and they decode fewer
+frames), the simulators' CPU and the 1-minute load before and after; then a table with each
+run's total hub CPU per stream over the 1-hub run's.  Exit 1 if any segment was lost.
+``--json FILE`` writes the runs' results (any mode).
 
 ``--agent-cpu N`` instead runs one real ``evalwatch agent`` process with N cameras against the
 bench hub, once per ``--live-fps`` value (written as ``capture.live_fps`` into its config, ``0`` →
@@ -218,8 +236,35 @@ def prepare(clip: Path, out: Path, live_rates: list[float | None], seconds: floa
 # -- 2. simulated agents (separate processes) ----------------------------------------------------
 
 
+class HubList:
+    """The hub nodes a simulated agent knows (``sites[].hub_urls``): requests go to the current
+    one; a 421 names the holder (``X-Evalwatch-Holder``), which becomes the current one, and the
+    request is sent again there — the agent's rule (``capture.agent``).  A 421 without a holder
+    (the site is being reassigned) tries the next node after a short pause."""
+
+    def __init__(self, http: Any, urls: list[str]) -> None:
+        self.http = http
+        self.urls = urls
+        self.url = urls[0]
+        self.switches = 0
+
+    async def call(self, method: str, path: str, **kw: Any) -> Any:
+        for attempt in range(2 * len(self.urls) + 2):
+            r = await self.http.request(method, self.url + path, **kw)
+            if r.status_code != 421:
+                return r
+            holder = (r.headers.get("x-evalwatch-holder") or "").rstrip("/")
+            if holder and holder in self.urls and holder != self.url:
+                self.url = holder
+            else:
+                self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
+                await asyncio.sleep(0.5 * (attempt + 1))
+            self.switches += 1
+        return r
+
+
 async def _sim_camera(
-    http: Any,
+    hubs: HubList,
     site: str,
     prep: Path,
     packets: list[tuple[bytes, float, bool]],
@@ -242,7 +287,7 @@ async def _sim_camera(
     )
     await pc.setLocalDescription(await pc.createOffer())
     body = {"site": site, "room": "r", "camera": "c", "sdp": pc.localDescription.sdp, "type": "offer"}
-    r = await http.post("/api/ingest/offer", json=body)
+    r = await hubs.call("POST", "/api/ingest/offer", json=body)
     r.raise_for_status()
     await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
 
@@ -267,7 +312,8 @@ async def _sim_camera(
         delay = 0.5
         for _ in range(30):
             try:
-                rr = await http.put(
+                rr = await hubs.call(
+                    "PUT",
                     f"/api/ingest/segments/{site}/r/c",
                     params={"start": a, "end": b, "source": "live"},
                     content=data,
@@ -307,7 +353,9 @@ async def _sim_camera(
     async def heartbeat() -> None:
         while not stop.is_set():
             with contextlib.suppress(Exception):
-                await http.post("/api/ingest/heartbeat", json={"site": site, "agent": {}, "cameras": []})
+                await hubs.call(
+                    "POST", "/api/ingest/heartbeat", json={"site": site, "agent": {}, "cameras": []}
+                )
             await asyncio.sleep(5)
 
     tasks = [asyncio.create_task(live()), asyncio.create_task(heartbeat())]
@@ -320,13 +368,14 @@ async def _sim_camera(
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     res["live_packets"] = track.sent_packets
+    res["hub"], res["hub_switches"] = hubs.url, hubs.switches
     track.stop()
     await pc.close()
     return res
 
 
 def sim_farm(
-    hub_url: str,
+    hub_urls: list[str],
     sites_tokens: list[tuple[str, str]],
     prep: Path,
     packets_path: Path,
@@ -347,12 +396,12 @@ def sim_farm(
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         asyncio.get_running_loop().call_later(seconds, stop.set)
         clients = [
-            httpx.AsyncClient(base_url=hub_url, headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+            httpx.AsyncClient(headers={"Authorization": f"Bearer {tok}"}, timeout=30)
             for _, tok in sites_tokens
         ]
         results = await asyncio.gather(
             *(
-                _sim_camera(c, s, prep, packets, period, stop, upload)
+                _sim_camera(HubList(c, hub_urls), s, prep, packets, period, stop, upload)
                 for c, (s, _) in zip(clients, sites_tokens, strict=True)
             ),
             return_exceptions=True,
@@ -379,6 +428,85 @@ def _mp4_seconds(p: Path) -> float:
         return 0.0
 
 
+def bench_config(
+    path: Path,
+    port: int,
+    sites: dict[str, Any],
+    tokens: dict[str, str],
+    tmp: Path,
+    live_fps: float | None,
+    storage: dict[str, Any] | None = None,
+) -> Path:
+    """The bench hub's config (the simulated cameras' size, rate and segments; ``storage``
+    settings added for the ``--hubs`` nodes)."""
+    extra: dict[str, Any] = {
+        "capture": {"heartbeat_seconds": 5.0, "live_fps": live_fps},
+        "rules": {"offline_seconds": 5.0},
+    }
+    if storage:
+        extra["storage"] = storage
+    return write_config(
+        path,
+        port=port,
+        sites=sites,
+        tokens=tokens,
+        spool_dir=tmp / "spool",
+        segment_seconds=SEG_S,
+        width=W,
+        height=H,
+        fps=FPS,
+        bitrate_kbps=BITRATE_KBPS,
+        extra=extra,
+    )
+
+
+def _start_farms(
+    urls: list[str],
+    sites: dict[str, Any],
+    tokens: dict[str, str],
+    prep: Path,
+    packets_path: Path,
+    total_s: float,
+    upload: bool,
+    tmp: Path,
+    per_proc: int,
+) -> tuple[list[subprocess.Popen[bytes]], list[list[str]]]:
+    """The simulator processes (``per_proc`` cameras each, one per site), knowing hub ``urls``."""
+    names = list(sites)
+    groups = [names[i : i + per_proc] for i in range(0, len(names), per_proc)]
+    farms = []
+    for i, g in enumerate(groups):
+        spec = ",".join(f"{s}:{tokens[s]}" for s in g)
+        farms.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--_sim",
+                    ",".join(urls),
+                    spec,
+                    str(prep),
+                    str(packets_path),
+                    str(total_s),
+                    "1" if upload else "0",
+                    str(tmp / f"sim{i}.json"),
+                ],
+                cwd=ROOT,
+                stdout=open(tmp / f"sim{i}.log", "wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+    return farms, groups
+
+
+def _collect_sims(tmp: Path, n_groups: int) -> list[dict[str, Any]]:
+    sims: list[dict[str, Any]] = []
+    for i in range(n_groups):
+        p = tmp / f"sim{i}.json"
+        sims += json.loads(p.read_text()) if p.exists() else [{"error": "simulator wrote no result"}]
+    return sims
+
+
 def run_once(
     n: int,
     prep: Path,
@@ -399,22 +527,7 @@ def run_once(
     port = free_port()
     sites = {f"b{i:03d}": {"r": [("c", str(clip))]} for i in range(n)}
     tokens = {s: f"bench-token-{s}-0123456789" for s in sites}
-    cfg_path = write_config(
-        tmp / "cfg.yaml",
-        port=port,
-        sites=sites,
-        tokens=tokens,
-        spool_dir=tmp / "spool",
-        segment_seconds=SEG_S,
-        width=W,
-        height=H,
-        fps=FPS,
-        bitrate_kbps=BITRATE_KBPS,
-        extra={
-            "capture": {"heartbeat_seconds": 5.0, "live_fps": live_fps},
-            "rules": {"offline_seconds": 5.0},
-        },
-    )
+    cfg_path = bench_config(tmp / "cfg.yaml", port, sites, tokens, tmp, live_fps)
     argv = [sys.executable, "-m", "testkit.capture", "--config", str(cfg_path), "--port", str(port)]
     argv += ["--store", f"dir:{tmp / 'store'}", "--log-level", "WARNING"]
     if baseline:
@@ -430,30 +543,9 @@ def run_once(
             time.sleep(0.2)
     warm = 10.0
     total_s = warm + window + 2
-    names = list(sites)
-    groups = [names[i : i + per_proc] for i in range(0, n, per_proc)]
-    farms = []
-    for i, g in enumerate(groups):
-        spec = ",".join(f"{s}:{tokens[s]}" for s in g)
-        farms.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    __file__,
-                    "--_sim",
-                    url,
-                    spec,
-                    str(prep),
-                    str(packets_file(prep, live_fps)),
-                    str(total_s),
-                    "0" if baseline else "1",
-                    str(tmp / f"sim{i}.json"),
-                ],
-                cwd=ROOT,
-                stdout=open(tmp / f"sim{i}.log", "wb"),
-                stderr=subprocess.STDOUT,
-            )
-        )
+    farms, groups = _start_farms(
+        [url], sites, tokens, prep, packets_file(prep, live_fps), total_s, not baseline, tmp, per_proc
+    )
 
     def status() -> dict[str, Any]:
         try:
@@ -499,10 +591,7 @@ def run_once(
         "online": sum(1 for c in st1["cameras"] if c["online"]),
         "hub_unresponsive": unresponsive,
     }
-    sims: list[dict[str, Any]] = []
-    for i in range(len(groups)):
-        p = tmp / f"sim{i}.json"
-        sims += json.loads(p.read_text()) if p.exists() else [{"error": "simulator wrote no result"}]
+    sims = _collect_sims(tmp, len(groups))
     res["sim_errors"] = sum(1 for s in sims if "error" in s) + sum(len(s.get("errors", [])) for s in sims)
     if baseline:
         files = list((tmp / "baseline").glob("*.mp4"))
@@ -535,6 +624,235 @@ def run_once(
         res["archive_mb_per_cam_hour"] = round(mb / (secs / 3600), 1) if secs else None
     res["tmp"] = str(tmp)
     return res
+
+
+# -- several hub nodes: shared PostgreSQL + S3, site leases (issue #14) -----------------------------
+
+
+class SharedInfra:
+    """What the hub nodes share for ``--hubs``: one throwaway PostgreSQL server
+    (``testkit.postgres``, the tests' own) with a fresh database per run, and one SeaweedFS S3
+    server (``storage.s3server.SeaweedServer``, the hub's embedded one) with fresh site names
+    per run."""
+
+    def __init__(self, root: Path) -> None:
+        import uuid
+
+        from storage.s3server import SeaweedPorts, SeaweedServer, free_ports
+        from testkit.postgres import PG_INSTALL_HINT, PgCluster, pg_bindir
+
+        self.pg_url = os.environ.get("EVALWATCH_TEST_PG_URL")
+        self.pg: Any = None
+        if not self.pg_url:
+            bindir = pg_bindir()
+            if bindir is None:
+                raise SystemExit(f"--hubs needs PostgreSQL: {PG_INSTALL_HINT}")
+            self.pg = PgCluster(bindir)
+            self.pg.start()
+            self.pg_url = self.pg.server_url
+        self.root = root
+        self.access, self.secret = "bench", "bench-secret-" + uuid.uuid4().hex
+        self.s3 = SeaweedServer(root / "seaweed", self.access, self.secret, SeaweedPorts(*free_ports(8)),
+                                grace_s=3.0, die_with_parent=True)  # fmt: skip
+        self.s3.start()
+        self.runs = 0
+
+    def database(self) -> str:
+        from testkit.postgres import create_database
+
+        assert self.pg_url
+        return create_database(self.pg_url)
+
+    def s3_config(self) -> dict[str, Any]:
+        return {"endpoint": self.s3.endpoint, "embedded": False, "access_key": self.access,
+                "secret_key": self.secret}  # fmt: skip
+
+    def close(self) -> None:
+        import shutil
+
+        self.s3.stop()
+        if self.pg is not None:
+            self.pg.stop()
+        shutil.rmtree(self.root, ignore_errors=True)  # the S3 server's data: throwaway
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> None:
+    import httpx
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"hub {url} exited ({proc.returncode}):\n{log.read_text(errors='replace')[-3000:]}"
+            )
+        try:
+            httpx.get(f"{url}/test/status", timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise RuntimeError(f"hub {url} did not answer within {timeout}s")
+
+
+def run_hubs(
+    n: int,
+    hubs: int,
+    prep: Path,
+    clip: Path,
+    window: float,
+    per_proc: int,
+    infra: SharedInfra,
+    live_fps: float | None = DEFAULT_LIVE_FPS,
+) -> dict[str, Any]:
+    """``n`` simulated cameras (one per site) into ``hubs`` hub nodes — ``python -m
+    testkit.capture --store s3 --node-id hub-K``: the capture stage with the real SegmentStore
+    (PostgreSQL rows + hash chain, S3 objects, fenced appends) and a ``LeaseManager`` — sharing
+    one fresh PostgreSQL database and the S3 server.  The lease table splits the sites; every
+    simulated agent knows all the hubs' URLs, starts at the first and follows the 421s to its
+    site's holder.  Lost = segments the simulators produced without a row of that start."""
+    import httpx
+    from sqlalchemy import select
+
+    from storage.db import Database
+    from storage.leases import db_now
+    from storage.models import Segment, SiteLease
+
+    infra.runs += 1
+    tag = f"x{infra.runs}"
+    tmp = Path(tempfile.mkdtemp(prefix=f"evalwatch-bench-{n}-hubs{hubs}-"))
+    db_url = infra.database()
+    db = Database(db_url)
+    db.upgrade()  # once, before the nodes start (they would race to create the schema)
+    sites = {f"{tag}-b{i:03d}": {"r": [("c", str(clip))]} for i in range(n)}
+    tokens = {s: f"bench-token-{s}-0123456789" for s in sites}
+    ports = [free_port() for _ in range(hubs)]
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    procs: list[subprocess.Popen[bytes]] = []
+    load = os.getloadavg()[0]
+    for k, port in enumerate(ports):
+        storage = {"database_url": db_url, "wal_dir": str(tmp / f"wal{k}"), "s3": infra.s3_config()}
+        cfg_path = bench_config(tmp / f"hub{k}.yaml", port, sites, tokens, tmp, live_fps, storage)
+        argv = [sys.executable, "-m", "testkit.capture", "--config", str(cfg_path), "--port", str(port),
+                "--store", "s3", "--node-id", f"hub-{k}", "--public-url", urls[k],
+                "--log-level", "WARNING"]  # fmt: skip
+        procs.append(subprocess.Popen(argv, cwd=ROOT, stdout=open(tmp / f"hub{k}.log", "wb"),
+                                      stderr=subprocess.STDOUT))  # fmt: skip
+    for k, url in enumerate(urls):
+        _wait_http(url, procs[k], tmp / f"hub{k}.log")
+
+    def held() -> dict[str, int]:
+        with db.session() as s:
+            rows = s.execute(select(SiteLease.node_id, SiteLease.site_id).where(
+                SiteLease.site_id.in_(list(sites)), SiteLease.expires_at > db_now(s)))  # fmt: skip
+            out: dict[str, int] = {}
+            for node, _site in rows:
+                out[str(node)] = out.get(str(node), 0) + 1
+            return out
+
+    # The lease table splits the sites (the first node up takes them all, then hands over the
+    # others' share at its next renewal, hub.lease_renew_seconds).
+    share = math.ceil(n / hubs)
+    t_split = time.monotonic()
+    while True:
+        h = held()
+        if len(h) == hubs and all(v <= share for v in h.values()) and sum(h.values()) == n:
+            break
+        if time.monotonic() - t_split > 90:
+            raise RuntimeError(f"the lease table did not split {n} sites over {hubs} nodes: {h}")
+        time.sleep(0.5)
+    split_s = time.monotonic() - t_split
+    leases = dict(sorted(held().items()))
+    warm = 10.0
+    total_s = warm + window + 2
+    farms, groups = _start_farms(urls, sites, tokens, prep, packets_file(prep, live_fps), total_s, True, tmp,
+                                 per_proc)  # fmt: skip
+
+    def status(url: str) -> dict[str, Any]:
+        try:
+            return dict(httpx.get(f"{url}/test/status", timeout=30).json())
+        except httpx.HTTPError:
+            return {"cameras": [], "unresponsive": True}
+
+    time.sleep(warm)
+    st0 = [status(u) for u in urls]
+    h0, a0, t0 = [cpu_seconds([p.pid]) for p in procs], cpu_seconds([f.pid for f in farms]), time.monotonic()
+    time.sleep(window)
+    h1, a1, t1 = [cpu_seconds([p.pid]) for p in procs], cpu_seconds([f.pid for f in farms]), time.monotonic()
+    st1 = [status(u) for u in urls]
+    for f in farms:
+        try:
+            f.wait(total_s + 90)
+        except subprocess.TimeoutExpired:
+            f.kill()
+    for p in procs:
+        p.send_signal(signal.SIGTERM)  # the store drains its WAL to S3, the node releases its leases
+    for p in procs:
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    el = t1 - t0
+    sims = _collect_sims(tmp, len(groups))
+    with db.session() as s:
+        rows = list(s.scalars(select(Segment).where(Segment.site.in_(list(sites)))))
+    db.dispose()
+    from capture.spool import fmt_stamp
+
+    by_site: dict[str, list[Segment]] = {}
+    for r in rows:
+        by_site.setdefault(r.site, []).append(r)
+    lost = ok = produced = dup = 0
+    for sim in sims:
+        if "error" in sim:
+            continue
+        got = by_site.get(sim["site"], [])
+        starts = [fmt_stamp(r.start.astimezone(UTC)) for r in got]
+        dup += len(starts) - len(set(starts))
+        exp = {fmt_stamp(datetime.fromisoformat(a)) for a in sim["produced"]}
+        produced += len(exp)
+        miss = exp - set(starts)
+        lost += len(miss)
+        ok += bool(exp) and not miss
+    unresponsive = any(x.get("unresponsive") for x in st0 + st1)
+    frames = 0.0
+    if not unresponsive:
+        for a, b in zip(st0, st1, strict=True):
+            frames += sum(y["frames"] - x["frames"] for x, y in zip(a["cameras"], b["cameras"], strict=True))
+    cpu = [round(100 * (b - a) / el, 1) for a, b in zip(h0, h1, strict=True)]
+    return {
+        "mode": "hubs",
+        "streams": n,
+        "hubs": hubs,
+        "live_fps": live_fps,
+        "live_stream_fps": live_stream_fps(live_fps),
+        "load_before": round(load, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+        "lease_split_s": round(split_s, 1),
+        "sites_per_hub": leases,
+        "hub_cpu_pct_each": cpu,
+        "hub_cpu_pct": round(sum(cpu), 1),
+        "hub_cpu_pct_per_stream": round(sum(cpu) / n, 2),
+        "sims_cpu_pct": round(100 * (a1 - a0) / el, 1),
+        # every hub decodes only the live tracks of the sites it holds: summed over the nodes
+        "hub_fps_per_stream": round(frames / el / n, 2) if not unresponsive else 0.0,
+        # CPU per live frame the hubs decoded: comparable when a loaded machine starves the hubs
+        "hub_cpu_ms_per_frame": round(1000 * sum(b - a for a, b in zip(h0, h1, strict=True)) / frames, 2)
+        if frames and not unresponsive
+        else None,
+        "online": sum(1 for st in st1 for c in st.get("cameras", []) if c["online"]),
+        "hub_unresponsive": unresponsive,
+        "segments_produced": produced,
+        "segments_lost": lost + sum(1 for x in sims if "error" in x),
+        "segments_duplicated": dup,
+        "segments_not_in_s3": sum(1 for r in rows if not r.uploaded),
+        "streams_archived_0_lost": ok,
+        "rows_per_node": {
+            str(k): sum(1 for r in rows if r.node_id == k) for k in sorted({r.node_id for r in rows}, key=str)
+        },
+        "hub_switches": sum(int(x.get("hub_switches", 0)) for x in sims),
+        "sim_errors": sum(1 for x in sims if "error" in x) + sum(len(x.get("errors", [])) for x in sims),
+        "tmp": str(tmp),
+    }
 
 
 # -- agent CPU (real agent process, one camera or several) -------------------------------------------
@@ -600,11 +918,73 @@ def agent_cpu(
     }
 
 
+def parse_hubs(spec: str) -> list[int]:
+    """``"1,2"`` → [1, 2]: hub nodes per run."""
+    try:
+        out = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hubs {spec!r}: a comma list of node counts, e.g. 1,2") from None
+    if not out or not all(1 <= h <= 8 for h in out):
+        raise argparse.ArgumentTypeError(f"--hubs {spec!r}: each node count must be 1..8")
+    return list(dict.fromkeys(out))
+
+
+def hubs_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The ``--hubs`` table and, per stream count, each run's total hub CPU per stream over the
+    1-hub run's (the first run of the sweep when there is no 1-hub run)."""
+    out = [
+        "| streams | hubs | load before/after | sites per hub | 0-lost streams "
+        "| lost/produced segs | dup | hub CPU % each | hub CPU % total | hub CPU %/stream | vs 1 hub "
+        "| sims CPU % | hub fps/stream | hub CPU ms/frame |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ref = next((x for x in rows if x["streams"] == r["streams"] and x["hubs"] == 1), None)
+        ref = ref or next(x for x in rows if x["streams"] == r["streams"])
+        ratio = (
+            f"{r['hub_cpu_pct_per_stream'] / ref['hub_cpu_pct_per_stream']:.2f}x"
+            if ref["hub_cpu_pct_per_stream"]
+            else "n/a"
+        )
+        out.append(
+            f"| {r['streams']} | {r['hubs']} | {r['load_before']}/{r['load_after']} | "
+            f"{'/'.join(str(v) for v in r['sites_per_hub'].values())} | {r['streams_archived_0_lost']} | "
+            f"{r['segments_lost']}/{r['segments_produced']} | {r['segments_duplicated']} | "
+            f"{' + '.join(str(c) for c in r['hub_cpu_pct_each'])} | {r['hub_cpu_pct']} | "
+            f"{r['hub_cpu_pct_per_stream']} | {ratio} | {r['sims_cpu_pct']} | {r['hub_fps_per_stream']} | "
+            f"{r['hub_cpu_ms_per_frame']} |"
+        )
+    return out
+
+
+def main_hubs(args: argparse.Namespace, prep: Path, clip: Path, live_rates: list[float | None]) -> int:
+    """``--hubs``: per stream count, one run per node count, same clip, same infrastructure."""
+    infra = SharedInfra(Path(tempfile.mkdtemp(prefix="evalwatch-bench-infra-")))
+    rows: list[dict[str, Any]] = []
+    try:
+        for n in [int(x) for x in args.streams.split(",")]:
+            for lf in live_rates:
+                for h in args.hubs:
+                    r = run_hubs(n, h, prep, clip, args.window, args.cams_per_process, infra, lf)
+                    print(json.dumps(r), flush=True)
+                    rows.append(r)
+                    if args.json:
+                        args.json.write_text(json.dumps(rows, indent=1))
+    finally:
+        infra.close()
+    print()
+    for line in hubs_table(rows):
+        print(line)
+    lost = sum(r["segments_lost"] for r in rows)
+    print(f"segments lost over all runs: {lost}; duplicated: {sum(r['segments_duplicated'] for r in rows)}")
+    return 0 if lost == 0 else 1
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--_sim":
         _, _, url, spec, prep, pkts, secs, upload, out = sys.argv
         st = [tuple(x.split(":", 1)) for x in spec.split(",")]
-        sim_farm(url, st, Path(prep), Path(pkts), float(secs), upload == "1", Path(out))  # type: ignore[arg-type]
+        sim_farm(url.split(","), st, Path(prep), Path(pkts), float(secs), upload == "1", Path(out))  # type: ignore[arg-type]
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--streams", default="10,20,40", help="comma-separated sweep")
@@ -621,6 +1001,14 @@ def main() -> int:
         help=f"agents' capture.live_fps (default {DEFAULT_LIVE_FPS}, the config default); 0 or none ="
         " no live encoder: the archive's packets live at the camera rate; comma list = one run each",
     )
+    ap.add_argument(
+        "--hubs",
+        type=parse_hubs,
+        metavar="H[,H...]",
+        help="hub nodes per run, e.g. 1,2: for each stream count, one run per value, each on a shared"
+        " PostgreSQL + S3 with site leases (no baseline runs)",
+    )
+    ap.add_argument("--json", type=Path, metavar="FILE", help="also write every run's result here")
     args = ap.parse_args()
     live_rates: list[float | None] = list(dict.fromkeys(args.live_fps))  # dedupe, keep order
     clip = Path(args.source) if args.source else ROOT / "sample_videos" / "room_a.mp4"
@@ -655,6 +1043,8 @@ def main() -> int:
         d = pickle.loads(packets_file(prep_dir, lf).read_bytes())
         kb = sum(len(p[0]) for p in d["packets"]) * 8 / 1000 / d["period"]
         print(f"  live {fmt_live(lf)}: {len(d['packets'])} packets, {kb:.0f} kbit/s", flush=True)
+    if args.hubs:
+        return main_hubs(args, prep_dir, clip, live_rates)
     rows = []
     for n in [int(x) for x in args.streams.split(",")]:
         for lf in live_rates:
@@ -665,6 +1055,8 @@ def main() -> int:
             r = run_once(n, prep_dir, clip, args.window, True, args.cams_per_process)
             print(json.dumps(r), flush=True)
             rows.append(r)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
     print(
         "\n| streams | mode | live fps | load before | 0-lost streams | lost/produced segs | hub CPU % "
         "| hub CPU %/stream | sims CPU % | hub fps/stream (min) | MB per cam-hour |"

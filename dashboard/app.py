@@ -138,8 +138,13 @@ def create_app(services: Any) -> FastAPI:
         trusted_proxies=[ipaddress.ip_network(n, strict=False) for n in cfg.hub.trusted_proxies],
     )
     state_holder["st"] = st
+    relay = getattr(services, "relay", None)
+    if relay is not None:  # several hub nodes: a logout on one closes the streams another serves
+        st.logins.relay = relay
+        relay.on_revoked = st.logins.remote_revoked
+        relay.on_resync = st.logins.recheck
     st.alerts.enrich = ExpertTagger(services.db)
-    st.warnings = WarningJob(cfg, services.db, st.alerts)
+    st.warnings = WarningJob(cfg, services.db, st.alerts, getattr(services, "jobs", None))
     st.notifier = Notifier(cfg, services.db)
     st.alerts.listeners.append(st.notifier.offer)
     if getattr(services, "notices", None) is not None:  # a room notice's status, to every dashboard

@@ -7,7 +7,9 @@ at a time, missed runs coalesced.  Each newly raised warning is published throug
 :class:`~sessions.earlywarning.WarningMessage` (``{"type": "warning", "id", "kind", "site", ...,
 "text"}``) on ``/ws/events``, and whatever else listens to the hub's fan-out (notifications)
 sees the same message.  The dashboard app starts the job in
-its lifespan; ``POST /api/warnings/run`` runs it once on demand.
+its lifespan; ``POST /api/warnings/run`` runs it once on demand.  Several hub nodes: a scheduled
+run happens only on the node holding the jobs lock (``storage.joblock.JobLeader``), so each
+warning is raised and pushed once; an on-demand run runs where it is asked.
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ def warning_message(w: WarningOut) -> WarningMessage:
 
 
 class WarningJob:
-    def __init__(self, cfg: Any, db: Any, hub: AlertHub) -> None:
+    def __init__(self, cfg: Any, db: Any, hub: AlertHub, jobs: Any = None) -> None:
         self.cfg, self.db, self.hub = cfg, db, hub
+        self.jobs = jobs  # storage.joblock.JobLeader: scheduled runs on one hub node only
         self.scheduler: Any = None
         self.runs = 0
         self.last_error: str | None = None
@@ -86,6 +89,12 @@ class WarningJob:
             log.info("early warnings raised n=%d kinds=%s", len(raised), sorted({w.kind for w in raised}))
         return raised
 
+    async def scheduled(self) -> list[WarningOut] | None:
+        """What the scheduler runs: :meth:`run_once`, on the jobs node only (None elsewhere)."""
+        if self.jobs is None:
+            return await self.run_once()
+        return await self.jobs.run("early-warnings", self.run_once)
+
     def start(self) -> None:
         """Schedule the job (needs the running loop); a no-op when ``warnings.cron`` is null."""
         expr = self.cfg.warnings.cron
@@ -101,7 +110,7 @@ class WarningJob:
             raise ValueError(f"warnings.cron {expr!r}: {e}") from None
         self.scheduler = AsyncIOScheduler(timezone=self.cfg.hub.timezone)
         self.scheduler.add_job(
-            self.run_once,
+            self.scheduled,
             trigger,
             id="early-warnings",
             name="early warnings",

@@ -19,6 +19,13 @@ browser gets each message once.  When the listener's connection dropped and came
 node sends its browsers ``{"type": "resync"}``: they reload the alert list over REST, which
 covers whatever was notified meanwhile.
 
+The same channel carries ``revoked`` — ``{"v": 1, "kind": "revoked", "sessions": [digest],
+"user_id": id | null}``: login sessions revoked on a node (logout, password change,
+deactivation; ``dashboard.users.LoginSessions``), so that the other nodes close the connections
+they serve for them (a live stream forwarded to the node ingesting the camera).  Sessions go as
+``dashboard.users.session_digest`` (a hash; never the key), at most ``REVOKED_PER_MESSAGE`` per
+notification.  After a reconnect, ``on_resync`` (``LoginSessions.recheck``) asks the database.
+
 SQLite has no such channel: :meth:`EventRelay.for_config` returns ``None`` and a single node
 runs as before.
 """
@@ -26,6 +33,7 @@ runs as before.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
@@ -38,6 +46,8 @@ log = logging.getLogger("evalwatch.dashboard.notify")
 
 CHANNEL = "evalwatch_events"
 VERSION = 1
+#: Session digests per ``revoked`` notification (32 hex characters each: well under the limit).
+REVOKED_PER_MESSAGE = 100
 
 Kind = Literal["live", "workflow"]
 
@@ -67,6 +77,10 @@ class EventRelay:
         self._sink: RelaySink | None = None
         self.compact_sent = 0
         self.rows_loaded = 0
+        #: Login sessions revoked on another node: ``(digests, user_id)`` (``LoginSessions.remote_revoked``).
+        self.on_revoked: Callable[[list[str], int | None], Awaitable[object]] | None = None
+        #: After a reconnect (``LoginSessions.recheck``).
+        self.on_resync: Callable[[], Awaitable[object]] | None = None
 
     @classmethod
     def for_config(cls, cfg: Any, db: Any, **channel_options: Any) -> EventRelay | None:
@@ -96,16 +110,41 @@ class EventRelay:
             self.compact_sent += 1
             self.channel.send({"v": VERSION, "kind": kind, "id": ev.id, "phase": ev.phase})
 
+    def send_revoked(self, digests: list[str], user_id: int | None) -> None:
+        """Tell the other nodes these login sessions (``session_digest``s) — or every session of
+        ``user_id`` — were revoked (never blocks)."""
+        for i in range(0, max(1, len(digests)), REVOKED_PER_MESSAGE):
+            self.channel.send({"v": VERSION, "kind": "revoked",
+                               "sessions": digests[i : i + REVOKED_PER_MESSAGE], "user_id": user_id})
+
     # -- in --
 
     async def _on_message(self, doc: dict[str, Any]) -> None:
+        if doc.get("kind") == "revoked" and doc.get("v") == VERSION:
+            await self._revoked(doc)
+            return
         ev = await self.event_of(doc)
         if ev is not None and self._sink is not None:
             self._sink.publish_remote(ev)
 
+    async def _revoked(self, doc: dict[str, Any]) -> None:
+        sessions, uid = doc.get("sessions"), doc.get("user_id")
+        if not isinstance(sessions, list) or not all(isinstance(x, str) for x in sessions) or not (
+            uid is None or (isinstance(uid, int) and not isinstance(uid, bool))
+        ):
+            log.warning("ignored a malformed 'revoked' notification from node=%s", doc.get("node"))
+            return
+        if self.on_revoked is not None:
+            await self.on_revoked(sessions, uid)
+
     async def _on_reconnect(self) -> None:
         if self._sink is not None:
             self._sink.resync()
+        if self.on_resync is not None:
+            try:
+                await self.on_resync()
+            except Exception:
+                log.exception("re-checking the watched login sessions after a reconnect failed")
 
     async def event_of(self, doc: dict[str, Any]) -> EventLive | EventWorkflow | None:
         """The message a notification stands for (``None``, logged, when it makes no sense)."""

@@ -116,5 +116,6 @@ class Services:
     # sessions.anchors.Anchorer: anchors the chain heads at each session close (None: not wired)
     anchors: Any | None = None
     leases: Any | None = None  # storage.leases.LeaseManager: which node holds which site (live view)
+    jobs: Any | None = None  # storage.joblock.JobLeader: the node that runs the scheduled jobs
     notices: Any | None = None  # capture.notices.RoomNotices: notices shown in a room (None: no route)
     extra_routers: list[APIRouter] = field(default_factory=list)

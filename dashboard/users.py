@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -71,6 +72,12 @@ class UserCache:
 Revoked = Callable[[], Awaitable[object] | None]
 
 
+def session_digest(key: str) -> str:
+    """What other hub nodes are told about a revoked login session: a hash of its key (the key
+    is a bearer credential; it never leaves the node in a notification)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
 class LoginSessions:
     """Server-side dashboard sessions (``storage.models.LoginSession``; finding 5 of issue #12).
 
@@ -78,6 +85,14 @@ class LoginSessions:
     the cache entry goes at once when this process revokes the row).  Open connections that
     outlive a request — the alert WebSocket, live WebRTC streams — ``watch(key, user_id, cb)``:
     ``cb`` runs as soon as the session is revoked here (logout, password change, deactivation).
+
+    Several hub nodes (issue #14): a connection can be served by another node than the one the
+    user logs out on (a live stream forwarded to the node ingesting the camera).  With a
+    ``relay`` (``dashboard.notify.EventRelay``, PostgreSQL ``LISTEN``/``NOTIFY``) each revocation
+    is told to the other nodes — the sessions as :func:`session_digest` (never the keys
+    themselves), and the user id for "every session of the user" — and they run their watchers
+    (:meth:`remote_revoked`).  After the channel reconnected (notifications may have been missed)
+    :meth:`recheck` asks the database about every watched session.
     """
 
     def __init__(self, db: Any, ttl: float = 2.0) -> None:
@@ -85,6 +100,7 @@ class LoginSessions:
         self.ttl = ttl
         self._valid: dict[str, float] = {}
         self._watchers: dict[str, tuple[int, set[Revoked]]] = {}
+        self.relay: Any | None = None
 
     async def create(self, key: str, user_id: int, ip: str | None, max_age: float) -> None:
         now = utcnow()
@@ -133,6 +149,7 @@ class LoginSessions:
         self._valid.pop(key, None)
         await run_db(self.db, go)
         await self._notify([key])
+        self._tell_others([key], None)
 
     async def revoke_user(self, user_id: int) -> None:
         """End every session of a user (password change, deactivation, password reset)."""
@@ -153,6 +170,46 @@ class LoginSessions:
         for k in keys:
             self._valid.pop(k, None)
         await self._notify(keys)
+        self._tell_others(keys, user_id)
+
+    def _tell_others(self, keys: list[str], user_id: int | None) -> None:
+        if self.relay is not None:
+            self.relay.send_revoked([session_digest(k) for k in dict.fromkeys(keys)], user_id)
+
+    async def remote_revoked(self, digests: list[str], user_id: int | None) -> int:
+        """Another node revoked these sessions (or every session of ``user_id``): forget them
+        and close their connections here.  The number of sessions closed."""
+        wanted = set(digests)
+        keys = [k for k, (uid, _cbs) in self._watchers.items()
+                if session_digest(k) in wanted or (user_id is not None and uid == user_id)]
+        for k in [k for k in self._valid if session_digest(k) in wanted]:
+            self._valid.pop(k, None)
+        if user_id is not None:
+            self._valid.clear()  # a cache: the next request asks the database
+        if keys:
+            log.info("closing the connections of %d session(s) revoked on another node", len(keys))
+        await self._notify(keys)
+        return len(keys)
+
+    async def recheck(self) -> int:
+        """Close the watched sessions the database no longer accepts (revoked or expired, maybe
+        on another node while the cross-node channel was down).  The number closed."""
+        watched = {k: uid for k, (uid, _cbs) in self._watchers.items()}
+        if not watched:
+            return 0
+        now = utcnow()
+
+        def q(s: Session) -> set[str]:
+            rows = s.scalars(select(LoginSession).where(LoginSession.id.in_(list(watched))))
+            return {r.id for r in rows if watched.get(r.id) == r.user_id and r.revoked_at is None
+                    and r.expires_at > now}
+
+        alive = await run_db(self.db, q)
+        gone = [k for k in watched if k not in alive]
+        for k in gone:
+            self._valid.pop(k, None)
+        await self._notify(gone)
+        return len(gone)
 
     def watch(self, key: str, user_id: int, cb: Revoked) -> Callable[[], None]:
         """Call ``cb`` when session ``key`` is revoked; returns the function that stops watching."""

@@ -34,8 +34,9 @@ async def anchorer_for(cfg: EvalwatchConfig, db: Any, key: Any) -> Any:
 class AnchorJob:
     """The hub's hourly anchor (``storage.anchor_cron``, ``AsyncIOScheduler``)."""
 
-    def __init__(self, cfg: EvalwatchConfig, anchorer: Any) -> None:
+    def __init__(self, cfg: EvalwatchConfig, anchorer: Any, jobs: Any = None) -> None:
         self.cfg, self.anchorer = cfg, anchorer
+        self.jobs = jobs  # storage.joblock.JobLeader: scheduled runs on one hub node only
         self.scheduler: Any = None
 
     async def run_once(self, reason: str = "hourly") -> Any:
@@ -55,7 +56,7 @@ class AnchorJob:
 
         self.scheduler = cron_scheduler(
             self.run_once, expr, self.cfg.hub.timezone, field="storage.anchor_cron",
-            job_id="chain-anchor", name="chain anchor", grace_s=3600,
+            job_id="chain-anchor", name="chain anchor", grace_s=3600, jobs=self.jobs,
         )
         job = self.scheduler.get_job("chain-anchor")
         log.info(

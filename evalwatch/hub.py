@@ -196,10 +196,18 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
             stack.push_async_callback(edge.stop)
             log.info("edge analysis sites=%s check_fps=%.2f", [s.id for s in edge_sites], check_fps)
 
+        # Scheduled jobs (purge, anchor, early warnings) run on one node of several: the one
+        # holding the jobs lock (PostgreSQL advisory lock; SQLite: this node).
+        from storage.joblock import JobLeader
+
+        jobs = JobLeader(cfg.storage.database_url, leases.node_id)
+        await jobs.start()
+        stack.push_async_callback(jobs.stop)
+
         # The retention purge (storage/retention.py), on storage.purge_cron.
         from evalwatch.retention import RetentionJob
 
-        retention = RetentionJob(cfg, db, objects)
+        retention = RetentionJob(cfg, db, objects, jobs)
         retention.start()
         stack.push_async_callback(retention.stop)
 
@@ -211,7 +219,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         anchorer = await anchorer_for(
             cfg, db, await asyncio.to_thread(HubKey.load_or_create, cfg.storage.data_dir)
         )
-        anchor_job = AnchorJob(cfg, anchorer)
+        anchor_job = AnchorJob(cfg, anchorer, jobs)
         anchor_job.start()
         stack.push_async_callback(anchor_job.stop)
 
@@ -238,7 +246,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
                                        agent_auth=credentials, monitor=monitor,
                                        live_credentials=live_credentials, leases=leases,
                                        notices=notices)],
-            relay=relay, anchors=anchorer, leases=leases, notices=notices,
+            relay=relay, anchors=anchorer, leases=leases, notices=notices, jobs=jobs,
         )
 
 

@@ -47,13 +47,22 @@ async def run_purge(
 
 
 def cron_scheduler(
-    fn: Any, expr: str, timezone: str, *, field: str, job_id: str, name: str, grace_s: int
+    fn: Any, expr: str, timezone: str, *, field: str, job_id: str, name: str, grace_s: int,
+    jobs: Any = None,
 ) -> Any:
     """A started APScheduler 3 ``AsyncIOScheduler`` (needs the running loop) running ``fn`` on
     crontab ``expr`` in ``timezone``: one run at a time, missed runs coalesced into one within
-    ``grace_s``.  ``ValueError`` naming ``field`` for a bad expression."""
+    ``grace_s``.  With ``jobs`` (a ``storage.joblock.JobLeader``) a run happens only on the node
+    that holds the jobs lock (several hub nodes: one runs it).  ``ValueError`` naming ``field``
+    for a bad expression."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from apscheduler.triggers.cron import CronTrigger
+
+    if jobs is not None:
+        run = fn
+
+        async def fn() -> Any:
+            return await jobs.run(job_id, run)
 
     try:
         trigger = CronTrigger.from_crontab(expr, timezone=timezone)
@@ -70,8 +79,9 @@ def cron_scheduler(
 class RetentionJob:
     """The hub's scheduled purge (APScheduler 3, ``AsyncIOScheduler``)."""
 
-    def __init__(self, cfg: EvalwatchConfig, db: Any, objects: Any) -> None:
+    def __init__(self, cfg: EvalwatchConfig, db: Any, objects: Any, jobs: Any = None) -> None:
         self.cfg, self.db, self.objects = cfg, db, objects
+        self.jobs = jobs  # storage.joblock.JobLeader: scheduled runs on one hub node only
         self.scheduler: Any = None
         self.last_report: Any = None
         self.last_error: str | None = None
@@ -97,7 +107,7 @@ class RetentionJob:
             return
         self.scheduler = cron_scheduler(
             self.run_once, expr, self.cfg.hub.timezone, field="storage.purge_cron",
-            job_id="retention-purge", name="retention purge", grace_s=6 * 3600,
+            job_id="retention-purge", name="retention purge", grace_s=6 * 3600, jobs=self.jobs,
         )
         job = self.scheduler.get_job("retention-purge")
         log.info(

@@ -6,7 +6,11 @@ elsewhere too) with uvicorn — just the capture stage, without analysis or the 
 (``evalwatch hub`` composes the real thing).  ``--store`` picks the
 segment store: ``dir:PATH`` (:class:`DirSegmentStore`, a durable file-per-segment store with the
 same interface as ``storage.segments.SegmentStore``) or ``s3`` (the real SegmentStore on
-``storage.s3``, ``storage.database_url`` and ``storage.wal_dir``).
+``storage.s3``, ``storage.database_url`` and ``storage.wal_dir``).  With ``--store s3 --node-id
+ID`` it is one hub node of several sharing that database and S3 (``bench/ingest.py --hubs``): a
+``storage.leases.LeaseManager`` (``hub.lease_*``) takes its share of the config's sites, the
+ingest API answers 421 + the holder for the others, and every append is fenced, like
+``evalwatch hub`` does.
 """
 
 from __future__ import annotations
@@ -153,8 +157,16 @@ async def _baseline_recorders(recorder: Recorder, cfg: EvalwatchConfig, out: Pat
 
 
 def build_app(
-    cfg: EvalwatchConfig, store: Any, sink: Any = None, baseline_dir: Path | None = None, leases: Any = None
+    cfg: EvalwatchConfig,
+    store: Any,
+    sink: Any = None,
+    baseline_dir: Path | None = None,
+    leases: Any = None,
+    own_leases: bool = False,
 ) -> tuple[FastAPI, Recorder]:
+    """The app; ``leases`` (a ``LeaseManager``) answers which sites this node serves — with
+    ``own_leases`` the app starts it (after the migration, before the store's WAL recovery) and
+    stops it (releasing the sites) on shutdown."""
     recorder = Recorder(cfg, sink)
 
     @contextlib.asynccontextmanager
@@ -163,6 +175,8 @@ def build_app(
         if db is not None:  # the real SegmentStore: migrate, buckets, WAL recovery
             await asyncio.to_thread(db.upgrade)
             await store.objects.ensure_buckets()
+            if own_leases:
+                await leases.start()
             await store.start()
         await recorder.start()
         base = asyncio.create_task(_baseline_recorders(recorder, cfg, baseline_dir)) if baseline_dir else None
@@ -176,6 +190,8 @@ def build_app(
             await recorder.close()
             if db is not None:
                 await (getattr(store, "close", None) or store.stop)()
+                if own_leases:
+                    await leases.stop()
                 db.dispose()
 
     app = FastAPI(lifespan=lifespan)
@@ -206,7 +222,7 @@ def build_app(
     return app, recorder
 
 
-def make_store(spec: str, cfg: EvalwatchConfig) -> Any:
+def make_store(spec: str, cfg: EvalwatchConfig, fence: Any = None) -> Any:
     if spec.startswith("dir:"):
         return DirSegmentStore(spec[4:])
     if spec == "s3":
@@ -221,6 +237,7 @@ def make_store(spec: str, cfg: EvalwatchConfig) -> Any:
             Path(st.wal_dir),
             st.s3.bucket_segments,
             retry_max_s=2.0,
+            fence=fence,
         )
     raise SystemExit(f"unknown --store {spec!r} (dir:PATH or s3)")
 
@@ -237,7 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", action="append", help="listen address (repeatable; default 127.0.0.1)")
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--baseline-dir", help="bench: also re-encode every track with MediaRecorder here")
+    ap.add_argument("--node-id", help="with --store s3: one hub node of several (site leases, 421)")
+    ap.add_argument("--public-url", help="with --node-id: this node's URL (default http://127.0.0.1:PORT)")
     args = ap.parse_args(argv)
+    if args.node_id and args.store != "s3":
+        ap.error("--node-id needs --store s3 (the leases live in storage.database_url)")
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -245,7 +266,19 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = load_config(args.config)
     base = Path(args.baseline_dir) if args.baseline_dir else None
-    app, _rec = build_app(cfg, make_store(args.store, cfg), BufferedFrameSink(256), base)
+    leases = None
+    if args.node_id:
+        from storage.db import Database
+        from storage.leases import LeaseManager
+
+        url = args.public_url or f"http://127.0.0.1:{args.port}"
+        leases = LeaseManager(Database(cfg.storage.database_url), args.node_id, url,
+                              [site.id for site in cfg.sites], ttl_s=cfg.hub.lease_ttl_seconds,
+                              renew_s=cfg.hub.lease_renew_seconds)  # fmt: skip
+    store = make_store(args.store, cfg, leases.fence if leases else None)
+    app, _rec = build_app(
+        cfg, store, BufferedFrameSink(256), base, leases=leases, own_leases=leases is not None
+    )
     hosts = args.host or ["127.0.0.1"]
     if len(hosts) == 1:
         uvicorn.run(app, host=hosts[0], port=args.port, log_level="warning", access_log=False)

@@ -272,3 +272,42 @@ def ws_upgrade(addr: str, host: str, cookie: str, path: str = "/ws/events") -> s
     return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{host}\r\n"
             f"Cookie: {cookie}\r\n\r\n")
+
+
+async def open_live_view(client: Any, path: str, timeout_s: float = 30.0) -> tuple[Any, float]:
+    """A browser's live view: a recvonly aiortc peer connection whose offer is POSTed to ``path``
+    (``/api/live/<site>/<room>/<camera>/offer``) with ``client`` (logged in, CSRF header set);
+    returns it once a frame was decoded, and the seconds the offer's answer took.  The caller
+    closes it."""
+    import time
+
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from capture.ice import configure_ice
+
+    configure_ice(["127.0.0.1"])
+    pc = RTCPeerConnection()
+    first: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    @pc.on("track")
+    def _track(track: Any) -> None:
+        async def recv() -> None:
+            await track.recv()
+            if not first.done():
+                first.set_result(True)
+
+        asyncio.ensure_future(recv())  # noqa: RUF006
+
+    try:
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        t0 = time.monotonic()
+        r = await client.post(path, json={"sdp": pc.localDescription.sdp, "type": "offer"})
+        took = time.monotonic() - t0
+        assert r.status_code == 200, r.text
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=r.json()["sdp"], type="answer"))
+        await asyncio.wait_for(first, timeout_s)  # a decoded frame of the live stream
+    except BaseException:
+        await pc.close()
+        raise
+    return pc, took

@@ -16,12 +16,7 @@
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +28,7 @@ from pydantic import SecretStr
 from config.models import S3Config
 from storage.s3server import SeaweedPorts, SeaweedServer, free_ports
 from storage.s3server import free_port as _free_port
+from testkit.postgres import PG_INSTALL_HINT, PgCluster, create_database, pg_bindir
 
 # In-process clients (httpx.ASGITransport, Starlette's TestClient) send ``Host: testserver``: the
 # suite allows that name besides the hub's derived defaults (dashboard/hosts.py; production
@@ -114,61 +110,6 @@ def unique_site() -> str:
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
-PG_INSTALL_HINT = (
-    "PostgreSQL server binaries (initdb/pg_ctl) not found; `make test` installs them "
-    "(apt-get install -y postgresql), or set EVALWATCH_TEST_PG_URL"
-)
-
-
-def _pg_bindir() -> Path | None:
-    for cand in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        if Path(cand, "initdb").exists() and Path(cand, "pg_ctl").exists():
-            return Path(cand)
-    initdb = shutil.which("initdb")
-    if initdb and shutil.which("pg_ctl"):
-        return Path(os.path.realpath(initdb)).parent
-    return None
-
-
-class _PgCluster:
-    """A throwaway cluster in a tmp dir, trust auth, listening on 127.0.0.1:<free port> only."""
-
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="evalwatch-pg-"))
-        self.port = free_port()
-        self.as_root = os.geteuid() == 0
-        if self.as_root:
-            shutil.chown(self.root, "postgres", "postgres")
-        self.data = self.root / "data"
-        self.user = "postgres" if self.as_root else os.environ.get("USER", "postgres")
-
-    def _run(self, *argv: str) -> None:
-        cmd = [str(self.bindir / argv[0]), *argv[1:]]
-        if self.as_root:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=self.root)
-        if r.returncode != 0:
-            raise RuntimeError(f"{argv[0]} failed ({r.returncode}): {r.stdout}\n{r.stderr}")
-
-    def start(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8", "--no-sync")
-        opts = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "pg.log"), "-w", "start")
-
-    def stop(self) -> None:
-        try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    @property
-    def server_url(self) -> str:
-        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/postgres"
-
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
@@ -177,10 +118,10 @@ def pg_server_url() -> Iterator[str]:
     if env:
         yield env
         return
-    bindir = _pg_bindir()
+    bindir = pg_bindir()
     if bindir is None:
         pytest.skip(PG_INSTALL_HINT)
-    cluster = _PgCluster(bindir)
+    cluster = PgCluster(bindir)
     cluster.start()
     try:
         yield cluster.server_url
@@ -188,32 +129,12 @@ def pg_server_url() -> Iterator[str]:
         cluster.stop()
 
 
-def _create_pg_database(server_url: str) -> str:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    u = make_url(server_url)
-    name = "evalwatch_t_" + uuid.uuid4().hex[:12]
-    conninfo = u.set(drivername="postgresql").render_as_string(hide_password=False)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            with psycopg.connect(conninfo, autocommit=True) as c:
-                c.execute(f'CREATE DATABASE "{name}"')
-            break
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-    return u.set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'evalwatch.db'}"
     server_url: str = request.getfixturevalue("pg_server_url")
-    return _create_pg_database(server_url)
+    return create_database(server_url)
 
 
 @pytest.fixture

@@ -110,12 +110,17 @@ async def live_thumb(
     received it.  404 unknown camera, 503 no recorder, 409 no picture newer than 3 s (offline).
     Audited per viewing: ``live_view`` (``quality: thumb``) when a user starts watching the camera
     and ``live_view_end`` (seconds) after 15 s without a request from them.
+    Several hub nodes: a camera whose site another node holds is asked from that node
+    (``_thumb_via_holder``; it audits the viewing).
     """
     if not any((s.id, r.id, cam.id) == (site, room, camera) for s, r, cam in st.cfg.cameras()):
         raise ApiError(404, "err.unknown_camera")
     rec = st.services.recorder
     if rec is None:
         raise ApiError(503, "err.live_unavailable")
+    forwarded = await _thumb_via_holder(st, request, site, room, camera)
+    if forwarded is not None:
+        return forwarded
     await _thumb_viewed(st, me, CameraId(site, room, camera).path, client_ip(request))
     st.live.sweep_thumb_viewings(lambda v: _thumb_view_end(st, v))
     got = await st.live.thumbs(rec).get(site, room, camera)
@@ -261,6 +266,40 @@ async def _thumbs_from_holders(
                 log.warning("thumbnails from holder %s failed: %s", url, e)
                 offline += list(mine)
     return frames, offline
+
+
+async def _thumb_via_holder(st: Any, request: Request, site: str, room: str, camera: str) -> Response | None:
+    """Several hub nodes (issue #14): the picture of a camera whose site another node holds is
+    that node's (``GET …/thumb.jpg`` there, with the browser's session cookie and
+    ``If-None-Match``, 3 s timeout); its 200 / 304 / 409 are passed on with their ``ETag`` and
+    ``X-Frame-Age``.  None: no other node holds the site.  A holder that does not answer: 409
+    (offline, like the wall's batch)."""
+    holders = await _holders(st, request, {site})
+    if not holders:
+        return None
+    holder = next(iter(holders))
+    headers = _forward_headers(st, request)
+    if "if-none-match" in request.headers:
+        headers["if-none-match"] = request.headers["if-none-match"]
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=3.0, trust_env=False) as c:
+            r = await c.get(f"{holder}/api/live/{site}/{room}/{camera}/thumb.jpg", headers=headers)
+    except httpx.HTTPError as e:
+        log.warning("thumbnail site=%s room=%s camera=%s: holder %s unreachable: %s",
+                    site, room, camera, holder, e)
+        raise ApiError(409, "err.camera_offline") from None
+    passed = {k: r.headers[k] for k in ("etag", "x-frame-age") if k in r.headers}
+    if r.status_code == 200:
+        return Response(r.content, media_type="image/jpeg", headers={**passed, "Cache-Control": "no-store"})
+    if r.status_code == 304:
+        return Response(status_code=304, headers={**passed, "Cache-Control": "no-store"})
+    log.warning("thumbnail site=%s room=%s camera=%s: holder %s answered HTTP %d",
+                site, room, camera, holder, r.status_code)
+    if r.status_code in (401, 403):
+        raise ApiError(r.status_code, {401: "err.not_logged_in", 403: "err.forbidden"}[r.status_code])
+    raise ApiError(409, "err.camera_offline")
 
 
 async def _status_from_holders(st: Any, request: Request, statuses: dict[Any, dict[str, Any]]) -> None:
