@@ -21,6 +21,15 @@ Reports:
   whose command line names the run's temporary directory) still alive 15 s after the bench
   stopped them.  The temporary directory is removed at the end (``--keep`` keeps it).
 
+Per mapping: every sample also groups the hub's and SeaweedFS's ``/proc/PID/smaps`` by kind
+(:func:`smaps_groups`: glibc's main heap, its thread arenas, other anonymous memory, shared
+libraries, other files), and ``hub_smaps_slope_mb_per_min`` / ``seaweedfs_smaps_slope_mb_per_min``
+say which kind grows after the warm-up — native growth that tracemalloc cannot see.
+
+``--hub-env K=V`` sets the hub's environment (inherited by its SeaweedFS: ``GOGC``,
+``GOMEMLIMIT``), ``--hub-config KEY=VALUE`` one of its config settings (e.g.
+``hub.malloc_trim_seconds=0``): run two soaks side by side to compare.
+
 ``--trace-memory MINUTES`` runs the hub with ``evalwatch.memtrace`` (tracemalloc diffs per
 subsystem in the hub's log, which is then copied to ``--hub-log``).
 
@@ -262,6 +271,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for site in raw["sites"]:
             site["analysis"] = "hub"
         cfg_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    if args.hub_config:
+        import yaml
+
+        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+        for key, value in args.hub_config:
+            node = raw
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = yaml.safe_load(value)
+        cfg_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     cfg = load_config(str(cfg_path))
     cams = [f"{s.id}/{r.id}/{c.id}" for s, r, c in cfg.cameras()]
     logs = tmp / "logs"
@@ -270,7 +290,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "minutes": args.minutes, "cameras": len(cams), "warmup_minutes": args.warmup,
         "interval_s": args.interval, "analysis": args.analysis, "analysis_fps": args.fps,
         "segment_seconds": args.segment_seconds, "cpus": os.cpu_count(), "loadavg_before": loadavg(),
-        "hub_env": dict(args.hub_env),
+        "hub_env": dict(args.hub_env), "hub_config": dict(args.hub_config),
     }
     env = dict(args.hub_env)
     if args.trace_memory:
@@ -467,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="hub with tracemalloc diffs in its log every MINUTES (evalwatch.memtrace)")
     ap.add_argument("--hub-env", nargs="*", default=[], type=_kv, metavar="KEY=VALUE",
                     help="extra environment of the hub process (e.g. MALLOC_ARENA_MAX=2)")
+    ap.add_argument("--hub-config", nargs="*", default=[], type=_kv, metavar="KEY=VALUE",
+                    help="set a hub config setting (dotted path, YAML value), e.g. "
+                         "hub.malloc_trim_seconds=0")
     ap.add_argument("--hub-log", default=None, help="copy the hub's log here at the end")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--json", default=None, help="write the result here")

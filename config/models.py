@@ -361,6 +361,11 @@ class HubConfig(_Strict):
     log_file: str | None = None
     log_max_mb: Annotated[float, Field(gt=0, le=10_000)] = 10.0
     log_backups: Annotated[int, Field(ge=1, le=1000)] = 5
+    # Every this many seconds the hub gives the native memory its threads freed back to the
+    # system (glibc ``malloc_trim(0)``, ``evalwatch.memtrim``): without it the allocator's
+    # arenas keep what FFmpeg / onnxruntime / aiortc freed and RSS creeps up (issue #17).
+    # 0: off.  Linux/glibc only; elsewhere ignored.
+    malloc_trim_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HubConfig:

@@ -219,6 +219,13 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         await recorder.start()
         stack.push_async_callback(recorder.close)
 
+        # Native memory freed by FFmpeg / onnxruntime / aiortc threads back to the system.
+        from evalwatch.memtrim import MallocTrim
+
+        trim = MallocTrim(cfg.hub.malloc_trim_seconds)
+        trim.start()
+        stack.push_async_callback(trim.stop)
+
         # Several hub nodes on one PostgreSQL database: alerts cross nodes over LISTEN/NOTIFY
         # (started and stopped with the dashboard's alert fan-out).  SQLite: one node, no relay.
         relay = EventRelay.for_config(cfg, db)

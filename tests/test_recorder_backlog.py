@@ -204,7 +204,8 @@ def test_frames_dropped_by_a_slow_hub_are_counted_in_metrics(
     async def scrape(app: Any) -> dict[str, float]:
         assert cfg.hub.secret_key is not None
         tok = metrics_token(cfg.hub.secret_key.get_secret_value())
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             r = await c.get("/metrics", headers={"Authorization": f"Bearer {tok}"})
             assert r.status_code == 200, r.text
         out = {}
