@@ -74,12 +74,15 @@ def slope(ts: list[float], ys: list[float]) -> float | None:
 
 
 def proc_sample(p: Any) -> dict[str, float] | None:
-    """RSS (MB), open fds and threads of a psutil process; None when it is gone."""
+    """RSS (MB), open fds, threads and CPU time (s, user + system) of a psutil process; None
+    when it is gone."""
     import psutil
 
     try:
         with p.oneshot():
-            return {"rss_mb": p.memory_info().rss / 2**20, "fds": p.num_fds(), "threads": p.num_threads()}
+            cpu = p.cpu_times()
+            return {"rss_mb": p.memory_info().rss / 2**20, "fds": p.num_fds(), "threads": p.num_threads(),
+                    "cpu_s": round(cpu.user + cpu.system, 2)}
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
 
@@ -134,7 +137,9 @@ def smaps_groups(maps: list[dict[str, Any]]) -> dict[str, Any]:
     * ``files`` — other file mappings (model weights read with mmap, SQLite's shm, /dev/shm);
     * ``other`` — ``[stack]``, ``[vdso]``, ``[vvar]``...
 
-    Also ``anon_maps``: the number of anonymous mappings (glibc's mmapped chunks and arenas)."""
+    Also ``anon_maps``: the number of anonymous mappings (glibc's mmapped chunks and arenas),
+    and ``arenas``: the number of glibc thread-arena heaps (64 MiB reservations; an arena grows by
+    chaining more of them)."""
     kb: dict[str, int] = {"heap": 0, "anon_arena": 0, "anon_other": 0, "libs": 0, "files": 0, "other": 0}
     libs: dict[str, int] = {}
     anon_maps = 0
@@ -378,6 +383,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     res["hub_threads_slope_per_min"] = fit("hub", "threads")
     res["seaweedfs_rss_slope_mb_per_min"] = fit("seaweedfs", "rss_mb")
     res["seaweedfs_fds_slope_per_min"] = fit("seaweedfs", "fds")
+    for who in ("hub", "seaweedfs"):  # what a fix costs: CPU seconds per minute after warm-up
+        res[f"{who}_cpu_s_per_min"] = fit(who, "cpu_s")
     res["hub_rss_mb_start_end"] = (
         [round(samples[0]["hub"]["rss_mb"], 1), round(samples[-1]["hub"]["rss_mb"], 1)] if samples else None
     )
@@ -432,6 +439,8 @@ def table(res: dict[str, Any]) -> str:
          f"{res.get('hub_fds_slope_per_min')}"),
         ("hub threads end / slope per min",
          f"{res.get('hub_threads_end')} / {res.get('hub_threads_slope_per_min')}"),
+        ("hub / SeaweedFS CPU s per min", f"{res.get('hub_cpu_s_per_min')} / "
+         f"{res.get('seaweedfs_cpu_s_per_min')}"),
         ("SeaweedFS RSS / fds slope per min", f"{res.get('seaweedfs_rss_slope_mb_per_min')} / "
          f"{res.get('seaweedfs_fds_slope_per_min')}"),
         ("hub RSS slope per mapping group (MB/min)", _groups(res.get("hub_smaps_slope_mb_per_min"))),
