@@ -366,6 +366,11 @@ class HubConfig(_Strict):
     # arenas keep what FFmpeg / onnxruntime / aiortc freed and RSS creeps up (issue #17).
     # 0: off.  Linux/glibc only; elsewhere ignored.
     malloc_trim_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    # Native allocations of this many KiB or more (decoded frames, detector tensors) get their
+    # own mapping, returned to the system when freed, instead of growing glibc's thread arenas
+    # (``mallopt`` M_MMAP_THRESHOLD and M_TRIM_THRESHOLD, set at the hub's start; issue #17).
+    # 0: glibc's default (a threshold that rises to 32 MiB).  Linux/glibc only.
+    malloc_mmap_threshold_kb: Annotated[int, Field(ge=0, le=32 * 1024)] = 128
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HubConfig:

@@ -1,5 +1,5 @@
-"""Give the hub's freed native memory back to the system: periodic glibc ``malloc_trim(0)``
-(issue #17).
+"""Give the hub's freed native memory back to the system: glibc's malloc thresholds and a
+periodic ``malloc_trim(0)`` (issue #17).
 
 The hub's native allocations (FFmpeg frames and decoder pools, onnxruntime/OpenVINO tensors,
 aiortc's packets) come and go in many threads; glibc keeps what they free in its arenas and only
@@ -9,7 +9,9 @@ every arena and returns all whole free pages (``MADV_DONTNEED``), wherever they 
 
 :class:`MallocTrim` runs it every ``hub.malloc_trim_seconds`` in a worker thread (it holds each
 arena's lock while it walks it: the event loop keeps running) and logs what it returned and how
-long it took.  Not glibc (musl, macOS, Windows): nothing to do, it stays off.
+long it took.  :func:`tune_malloc` (``hub.malloc_mmap_threshold_kb``, at start) keeps large
+blocks out of the arenas altogether.  Not glibc (musl, macOS, Windows): nothing to do, both
+stay off.
 """
 
 from __future__ import annotations
@@ -38,6 +40,37 @@ def _libc_trim() -> Any | None:
     fn.argtypes = [ctypes.c_size_t]
     fn.restype = ctypes.c_int
     return fn
+
+
+#: ``mallopt`` parameters (glibc's ``malloc.h``).
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def tune_malloc(mmap_threshold_kb: int) -> bool:
+    """Allocations of ``mmap_threshold_kb`` KiB or more get their own mapping, returned to the
+    system when freed, and an arena's free top above that size is given back too
+    (``mallopt(M_MMAP_THRESHOLD)`` and ``M_TRIM_THRESHOLD``: what ``MALLOC_MMAP_THRESHOLD_`` /
+    ``MALLOC_TRIM_THRESHOLD_`` do).  glibc's default raises the mmap threshold up to 32 MiB as
+    soon as a large block is freed, so decoded frames (~460 KB at 640x480) and detector tensors
+    end up in the thread arenas, which grow with every backlog and keep the memory.  0: glibc's
+    default.  False where there is no glibc or it refused."""
+    if mmap_threshold_kb <= 0:
+        return False
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    size = mmap_threshold_kb * 1024
+    ok = bool(mallopt(M_MMAP_THRESHOLD, size)) and bool(mallopt(M_TRIM_THRESHOLD, size))
+    log.info("malloc thresholds mmap_threshold_kb=%d trim_threshold_kb=%d applied=%s",
+             mmap_threshold_kb, mmap_threshold_kb, ok)
+    return ok
 
 
 def rss_bytes() -> int:
