@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from config.models import HubConfig
-from evalwatch.memtrim import MallocTrim
+from evalwatch.memtrim import MallocTrim, tune_malloc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,3 +97,59 @@ def test_the_setting_is_validated() -> None:
     assert HubConfig(malloc_trim_seconds=0).malloc_trim_seconds == 0
     with pytest.raises(ValidationError, match="malloc_trim_seconds"):
         HubConfig(malloc_trim_seconds=-1)
+
+
+#: Decoded frames the way the hub's decoder threads make them: 460 KB blocks, one in ten still
+#: held (the newest frames of each camera) when the others are freed.
+FRAMES = textwrap.dedent(
+    """
+    import ctypes, json, sys, threading
+    sys.path.insert(0, sys.argv[1])
+    from evalwatch.memtrim import rss_bytes, tune_malloc
+    applied = tune_malloc(int(sys.argv[2]))
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.free(libc.malloc(460_000))  # glibc's default: the mmap threshold rises above a frame
+    keep = []
+    def decode():
+        frames = [libc.malloc(460_000) for _ in range(200)]
+        for f in frames:
+            ctypes.memset(f, 1, 460_000)
+        for i, f in enumerate(frames):
+            (keep.append if i % 10 == 0 else libc.free)(f)
+    base = rss_bytes()
+    t = threading.Thread(target=decode)
+    t.start()
+    t.join()
+    print(json.dumps({"applied": applied, "kept_mb": (rss_bytes() - base) / 2**20}))
+    """
+)
+
+
+def frames_kept(threshold_kb: int) -> dict[str, float]:
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-c", FRAMES, str(ROOT), str(threshold_kb)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_large_blocks_stay_out_of_the_arenas() -> None:
+    """92 MB of frames, 9 MB still held: glibc's default keeps nearly all of it resident in the
+    thread's arena; with the hub's threshold the freed frames go back to the system."""
+    default = frames_kept(0)
+    tuned = frames_kept(128)
+    assert not default["applied"] and tuned["applied"]
+    assert default["kept_mb"] >= 60, default
+    assert tuned["kept_mb"] <= 20, tuned
+    assert tune_malloc(0) is False
+
+
+def test_threshold_setting_is_validated() -> None:
+    assert HubConfig().malloc_mmap_threshold_kb == 128
+    with pytest.raises(ValidationError, match="malloc_mmap_threshold_kb"):
+        HubConfig(malloc_mmap_threshold_kb=-5)
