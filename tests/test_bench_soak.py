@@ -57,11 +57,11 @@ SMAPS = """\
 55d0c0000000-55d0c0400000 rw-p 00000000 00:00 0                          [heap]
 Rss:                4096 kB
 Anonymous:          4096 kB
-7f1c00000000-7f1c02000000 rw-p 00000000 00:00 0 
+7f1c00000000-7f1c02000000 rw-p 00000000 00:00 0
 Rss:               30720 kB
-7f1c02000000-7f1c04000000 ---p 00000000 00:00 0 
+7f1c02000000-7f1c04000000 ---p 00000000 00:00 0
 Rss:                   0 kB
-7f1c10000000-7f1c10800000 rw-p 00000000 00:00 0 
+7f1c10000000-7f1c10800000 rw-p 00000000 00:00 0
 Rss:                2048 kB
 7f1c20000000-7f1c20100000 r-xp 00000000 08:01 123   /usr/lib/x86_64-linux-gnu/libavcodec.so.59.37.100
 Rss:                1536 kB
@@ -96,7 +96,9 @@ def test_a_live_process_arena_growth_is_seen() -> None:
         "t = threading.Thread(target=work); t.start(); t.join()\n"
         "print('ready', flush=True); sys.stdin.read()\n"
     )
-    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
         g = soak.smaps_sample(p.pid)
