@@ -413,6 +413,11 @@ class EmbeddedS3Config(_Strict):
     # prints outside glog (errors, a crash); it is rotated at start once above ``log_max_mb``.
     log_max_mb: Annotated[int, Field(ge=1, le=10_000)] = 10
     log_files: Annotated[int, Field(ge=1, le=1000)] = 5
+    # Go's soft memory limit for the server (``GOMEMLIMIT``, MiB; 0: none).  Without one its Go
+    # heap grew ~6 MB/min in the soak (issue #17); near the limit Go collects more often and
+    # returns memory (it costs CPU then: docs/benchmarks.md "Soak").  A ``GOMEMLIMIT`` in the
+    # hub's environment wins.
+    go_memory_limit_mb: Annotated[int, Field(ge=0, le=1_000_000)] = 384
 
 
 class S3Config(_Strict):
