@@ -153,3 +153,35 @@ def test_threshold_setting_is_validated() -> None:
     assert HubConfig().malloc_mmap_threshold_kb == 128
     with pytest.raises(ValidationError, match="malloc_mmap_threshold_kb"):
         HubConfig(malloc_mmap_threshold_kb=-5)
+
+
+def test_seaweedfs_runs_with_the_go_memory_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real ``weed``: the configured ``go_memory_limit_mb`` (384 by default, what
+    ``SeaweedServer.from_config`` passes on) is its ``GOMEMLIMIT``; 0 sets none; a ``GOMEMLIMIT``
+    the operator put in the hub's environment wins."""
+    from pydantic import SecretStr
+
+    from config.models import S3Config
+    from storage.s3server import SeaweedPorts, SeaweedServer, free_ports
+
+    def environ_of(limit: int, sub: str) -> dict[str, str]:
+        server = SeaweedServer(tmp_path / sub, "soak-access", "soak-secret-0123456789",
+                               SeaweedPorts(*free_ports(8)), grace_s=3.0, die_with_parent=True,
+                               go_memory_limit_mb=limit)
+        server.start()
+        try:
+            assert server._proc is not None
+            raw = Path(f"/proc/{server._proc.pid}/environ").read_bytes()
+        finally:
+            server.stop()
+        return dict(kv.split("=", 1) for kv in raw.decode(errors="replace").split("\0") if "=" in kv)
+
+    cfg = S3Config(access_key=SecretStr("soak-access"), secret_key=SecretStr("soak-secret-0123456789"))
+    assert SeaweedServer.from_config(cfg, tmp_path).go_memory_limit_mb == 384  # the default
+    monkeypatch.delenv("GOMEMLIMIT", raising=False)
+    assert environ_of(384, "a").get("GOMEMLIMIT") == "384MiB"
+    assert "GOMEMLIMIT" not in environ_of(0, "b")
+    monkeypatch.setenv("GOMEMLIMIT", "1GiB")
+    assert environ_of(300, "c")["GOMEMLIMIT"] == "1GiB"
+    with pytest.raises(ValidationError, match="go_memory_limit_mb"):
+        S3Config.model_validate({"embedded_server": {"go_memory_limit_mb": -1}})
