@@ -28,18 +28,23 @@ from typing import Any
 log = logging.getLogger("evalwatch.memtrim")
 
 
-def _libc_trim() -> Any | None:
-    """glibc's ``malloc_trim``, or None where there is none."""
+def _glibc(symbol: str, argtypes: list[Any]) -> Any | None:
+    """A glibc function returning int (``malloc_trim``, ``mallopt``), or None where there is none."""
     name = ctypes.util.find_library("c")
     if not name:
         return None
     try:
-        fn = ctypes.CDLL(name).malloc_trim
+        fn = getattr(ctypes.CDLL(name), symbol)
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_size_t]
+    fn.argtypes = argtypes
     fn.restype = ctypes.c_int
     return fn
+
+
+def _libc_trim() -> Any | None:
+    """glibc's ``malloc_trim``, or None where there is none."""
+    return _glibc("malloc_trim", [ctypes.c_size_t])
 
 
 #: ``mallopt`` parameters (glibc's ``malloc.h``).
@@ -57,15 +62,9 @@ def tune_malloc(mmap_threshold_kb: int) -> bool:
     default.  False where there is no glibc or it refused."""
     if mmap_threshold_kb <= 0:
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
+    mallopt = _glibc("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is None:
         return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     size = mmap_threshold_kb * 1024
     ok = bool(mallopt(M_MMAP_THRESHOLD, size)) and bool(mallopt(M_TRIM_THRESHOLD, size))
     log.info("malloc thresholds mmap_threshold_kb=%d trim_threshold_kb=%d applied=%s",

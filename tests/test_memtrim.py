@@ -51,14 +51,19 @@ FRAGMENT = textwrap.dedent(
 )
 
 
-def run_fragmenter(period: float) -> dict[str, float]:
+def run_script(code: str, arg: float) -> dict[str, float]:
+    """``code`` in a fresh interpreter (its own allocator state); its last line of JSON."""
     import json
 
     out = subprocess.run(
-        [sys.executable, "-c", FRAGMENT, str(ROOT), str(period)],
+        [sys.executable, "-c", code, str(ROOT), str(arg)],
         capture_output=True, text=True, timeout=120, check=True,
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def run_fragmenter(period: float) -> dict[str, float]:
+    return run_script(FRAGMENT, period)
 
 
 def test_trim_returns_what_threads_freed() -> None:
@@ -129,13 +134,7 @@ FRAMES = textwrap.dedent(
 
 
 def frames_kept(threshold_kb: int) -> dict[str, float]:
-    import json
-
-    out = subprocess.run(
-        [sys.executable, "-c", FRAMES, str(ROOT), str(threshold_kb)],
-        capture_output=True, text=True, timeout=120, check=True,
-    )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return run_script(FRAMES, threshold_kb)
 
 
 def test_large_blocks_stay_out_of_the_arenas() -> None:
