@@ -21,6 +21,15 @@ Reports:
   whose command line names the run's temporary directory) still alive 15 s after the bench
   stopped them.  The temporary directory is removed at the end (``--keep`` keeps it).
 
+Per mapping: every sample also groups the hub's and SeaweedFS's ``/proc/PID/smaps`` by kind
+(:func:`smaps_groups`: glibc's main heap, its thread arenas, other anonymous memory, shared
+libraries, other files), and ``hub_smaps_slope_mb_per_min`` / ``seaweedfs_smaps_slope_mb_per_min``
+say which kind grows after the warm-up — native growth that tracemalloc cannot see.
+
+``--hub-env K=V`` sets the hub's environment (inherited by its SeaweedFS: ``GOGC``,
+``GOMEMLIMIT``), ``--hub-config KEY=VALUE`` one of its config settings (e.g.
+``hub.malloc_trim_seconds=0``): run two soaks side by side to compare.
+
 ``--trace-memory MINUTES`` runs the hub with ``evalwatch.memtrace`` (tracemalloc diffs per
 subsystem in the hub's log, which is then copied to ``--hub-log``).
 
@@ -65,14 +74,119 @@ def slope(ts: list[float], ys: list[float]) -> float | None:
 
 
 def proc_sample(p: Any) -> dict[str, float] | None:
-    """RSS (MB), open fds and threads of a psutil process; None when it is gone."""
+    """RSS (MB), open fds, threads and CPU time (s, user + system) of a psutil process; None
+    when it is gone."""
     import psutil
 
     try:
         with p.oneshot():
-            return {"rss_mb": p.memory_info().rss / 2**20, "fds": p.num_fds(), "threads": p.num_threads()}
+            cpu = p.cpu_times()
+            return {"rss_mb": p.memory_info().rss / 2**20, "fds": p.num_fds(), "threads": p.num_threads(),
+                    "cpu_s": round(cpu.user + cpu.system, 2)}
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
+
+
+#: glibc's non-main malloc arenas are mmapped as 64 MiB-aligned 64 MiB reservations
+#: (``HEAP_MAX_SIZE`` = 2 x the 32 MiB maximum mmap threshold on 64-bit), the used part rw-p and
+#: the rest ``---p``: that is how :func:`smaps_groups` tells them from other anonymous memory.
+ARENA_BYTES = 64 * 2**20
+
+
+def parse_smaps(text: str) -> list[dict[str, Any]]:
+    """``/proc/PID/smaps`` as a list of mappings: ``start``, ``end``, ``perms``, ``path`` and
+    the ``kB`` fields (``Rss``, ``Anonymous``, ``Private_Dirty``, ``Swap``...) in kB."""
+    maps: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        head, _, rest = line.partition(" ")
+        if head.endswith(":") and rest.rstrip().endswith("kB"):
+            if maps:
+                with contextlib.suppress(ValueError):
+                    maps[-1][head[:-1]] = int(rest.split()[0])
+            continue
+        if "-" in head and all(c in "0123456789abcdef-" for c in head):
+            parts = line.split(None, 5)
+            lo, hi = head.split("-")
+            maps.append({"start": int(lo, 16), "end": int(hi, 16), "perms": parts[1],
+                         "path": parts[5].strip() if len(parts) > 5 else ""})
+    return maps
+
+
+def lib_name(path: str) -> str | None:
+    """``libavcodec.so.59`` for ``/usr/lib/.../libavcodec.so.59.37.100`` (a shared object: its
+    code, data and relocations), None for other files."""
+    base = os.path.basename(path.removesuffix(" (deleted)"))
+    i = base.find(".so")
+    if i <= 0 or (len(base) > i + 3 and base[i + 3] != "."):
+        return None
+    ver = base[i + 3:].lstrip(".").split(".")[0]
+    return base[: i + 3] + (f".{ver}" if ver else "")
+
+
+def smaps_groups(maps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Resident memory (MB) of a process per kind of mapping:
+
+    * ``heap`` — the ``[heap]`` (brk) segment: glibc's main arena;
+    * ``anon_arena`` — anonymous mappings inside glibc's 64 MiB thread-arena reservations
+      (:data:`ARENA_BYTES`): what ``malloc`` from threads (decoder threads, onnxruntime/OpenVINO
+      workers, the executor) holds;
+    * ``anon_other`` — all other anonymous memory: mallocs above the mmap threshold (large frames,
+      tensors), allocators of their own (TBB's, Go's), thread stacks' touched pages;
+    * ``libs`` — shared objects' own mappings (code, data, relocations), per library in
+      ``lib`` (those of 1 MB or more);
+    * ``files`` — other file mappings (model weights read with mmap, SQLite's shm, /dev/shm);
+    * ``other`` — ``[stack]``, ``[vdso]``, ``[vvar]``...
+
+    Also ``anon_maps``: the number of anonymous mappings (glibc's mmapped chunks and arenas),
+    and ``arenas``: the number of glibc thread-arena heaps (64 MiB reservations; an arena grows by
+    chaining more of them)."""
+    kb: dict[str, int] = {"heap": 0, "anon_arena": 0, "anon_other": 0, "libs": 0, "files": 0, "other": 0}
+    libs: dict[str, int] = {}
+    anon_maps = 0
+    anon = [m for m in maps if not m["path"] or m["path"].startswith("[anon")]
+    arena_bases: set[int] = set()
+    for m in anon:  # a 64 MiB-aligned start and the reservation ends inside anonymous mappings
+        if m["start"] % ARENA_BYTES == 0 and m["end"] - m["start"] <= ARENA_BYTES:
+            arena_bases.add(m["start"])
+    anon_ranges = sorted((m["start"], m["end"]) for m in anon)
+    covered: set[int] = set()
+    for base in arena_bases:
+        pos = base
+        for lo, hi in anon_ranges:
+            if lo == pos and hi <= base + ARENA_BYTES:
+                pos = hi
+        if pos == base + ARENA_BYTES:
+            covered.add(base)
+    for m in maps:
+        rss = int(m.get("Rss", 0))
+        path = m["path"]
+        if path == "[heap]":
+            kb["heap"] += rss
+        elif not path or path.startswith("[anon"):
+            anon_maps += 1
+            base = m["start"] - m["start"] % ARENA_BYTES
+            kb["anon_arena" if base in covered else "anon_other"] += rss
+        elif path.startswith("["):
+            kb["other"] += rss
+        elif (name := lib_name(path)) is not None:
+            kb["libs"] += rss
+            libs[name] = libs.get(name, 0) + rss
+        else:
+            kb["files"] += rss
+    out: dict[str, Any] = {k: round(v / 1024, 2) for k, v in kb.items()}
+    out["anon_maps"] = anon_maps
+    out["arenas"] = len(covered)
+    out["lib"] = {k: round(v / 1024, 2) for k, v in sorted(libs.items()) if v >= 1024}
+    return out
+
+
+def smaps_sample(pid: int) -> dict[str, Any] | None:
+    """:func:`smaps_groups` of a live process; None when it is gone or not readable."""
+    try:
+        text = Path(f"/proc/{pid}/smaps").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return smaps_groups(parse_smaps(text)) if text else None
 
 
 def find_weed(hub_pid: int) -> Any:
@@ -162,6 +276,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for site in raw["sites"]:
             site["analysis"] = "hub"
         cfg_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    if args.hub_config:
+        import yaml
+
+        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+        for key, value in args.hub_config:
+            node = raw
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = yaml.safe_load(value)
+        cfg_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     cfg = load_config(str(cfg_path))
     cams = [f"{s.id}/{r.id}/{c.id}" for s, r, c in cfg.cameras()]
     logs = tmp / "logs"
@@ -170,7 +295,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "minutes": args.minutes, "cameras": len(cams), "warmup_minutes": args.warmup,
         "interval_s": args.interval, "analysis": args.analysis, "analysis_fps": args.fps,
         "segment_seconds": args.segment_seconds, "cpus": os.cpu_count(), "loadavg_before": loadavg(),
-        "hub_env": dict(args.hub_env),
+        "hub_env": dict(args.hub_env), "hub_config": dict(args.hub_config),
     }
     env = dict(args.hub_env)
     if args.trace_memory:
@@ -215,7 +340,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if h is None:
                     raise RuntimeError("the hub process died during the soak")
                 s = {"t_min": round((time.monotonic() - t0) / 60, 3), "hub": h, "seaweedfs": w,
-                     "load": loadavg()[0]}
+                     "load": loadavg()[0], "hub_smaps": smaps_sample(hub.pid),
+                     "seaweedfs_smaps": smaps_sample(weed.pid) if weed else None}
                 with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
                     status = (await c.get("/api/cameras/status")).json()["cameras"]
                     s["online"] = sum(1 for x in status if x["online"])
@@ -257,15 +383,49 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     res["hub_threads_slope_per_min"] = fit("hub", "threads")
     res["seaweedfs_rss_slope_mb_per_min"] = fit("seaweedfs", "rss_mb")
     res["seaweedfs_fds_slope_per_min"] = fit("seaweedfs", "fds")
+    for who in ("hub", "seaweedfs"):  # what a fix costs: CPU seconds per minute after warm-up
+        res[f"{who}_cpu_s_per_min"] = fit(who, "cpu_s")
     res["hub_rss_mb_start_end"] = (
         [round(samples[0]["hub"]["rss_mb"], 1), round(samples[-1]["hub"]["rss_mb"], 1)] if samples else None
     )
     res["hub_fds_start"] = samples[0]["hub"]["fds"] if samples else None
     res["hub_fds_end"] = samples[-1]["hub"]["fds"] if samples else None
     res["hub_threads_end"] = samples[-1]["hub"]["threads"] if samples else None
+    for who in ("hub", "seaweedfs"):
+        res[f"{who}_smaps_slope_mb_per_min"], res[f"{who}_smaps_start_end_mb"] = smaps_summary(
+            warm, f"{who}_smaps")
     res["samples_after_warmup"] = len(warm)
     res["samples"] = samples
     return res
+
+
+SMAPS_GROUPS = ("heap", "anon_arena", "anon_other", "libs", "files", "other")
+
+
+def smaps_summary(
+    warm: list[dict[str, Any]], key: str
+) -> tuple[dict[str, float | None], dict[str, list[float]]]:
+    """Per :func:`smaps_groups` group (and per library that changed): the least-squares slope in
+    MB/min over the samples after the warm-up, and the first / last value."""
+    pts = [(s["t_min"], s[key]) for s in warm if s.get(key)]
+    if not pts:
+        return {}, {}
+    ts = [t for t, _ in pts]
+    slopes: dict[str, float | None] = {}
+    ends: dict[str, list[float]] = {}
+
+    def put(name: str, ys: list[float]) -> None:
+        v = slope(ts, ys)
+        slopes[name] = round(v, 4) if v is not None else None
+        ends[name] = [ys[0], ys[-1]]
+
+    for g in (*SMAPS_GROUPS, "anon_maps", "arenas"):
+        put(g, [float(g_[g]) for _, g_ in pts])
+    for lib in sorted({k for _, g_ in pts for k in g_["lib"]}):
+        ys = [float(g_["lib"].get(lib, 0.0)) for _, g_ in pts]
+        if max(ys) - min(ys) >= 0.5:  # libraries whose own mappings moved (relocated data, bss)
+            put(f"lib:{lib}", ys)
+    return slopes, ends
 
 
 def table(res: dict[str, Any]) -> str:
@@ -279,8 +439,12 @@ def table(res: dict[str, Any]) -> str:
          f"{res.get('hub_fds_slope_per_min')}"),
         ("hub threads end / slope per min",
          f"{res.get('hub_threads_end')} / {res.get('hub_threads_slope_per_min')}"),
+        ("hub / SeaweedFS CPU s per min", f"{res.get('hub_cpu_s_per_min')} / "
+         f"{res.get('seaweedfs_cpu_s_per_min')}"),
         ("SeaweedFS RSS / fds slope per min", f"{res.get('seaweedfs_rss_slope_mb_per_min')} / "
          f"{res.get('seaweedfs_fds_slope_per_min')}"),
+        ("hub RSS slope per mapping group (MB/min)", _groups(res.get("hub_smaps_slope_mb_per_min"))),
+        ("SeaweedFS slope per mapping group", _groups(res.get("seaweedfs_smaps_slope_mb_per_min"))),
         ("segments stored / lost", f"{res.get('segments')} / {res.get('lost_segments')}"),
         ("events", str(res.get("events"))),
         ("orphans", str(len(res.get("orphans", [])))),
@@ -289,6 +453,13 @@ def table(res: dict[str, Any]) -> str:
     ]
     w = max(len(a) for a, _ in rows)
     return "\n".join(f"{a.ljust(w)}  {b}" for a, b in rows)
+
+
+def _groups(slopes: dict[str, float | None] | None) -> str:
+    if not slopes:
+        return "None"
+    return ", ".join(f"{k} {v:+.2f}" for k, v in slopes.items()
+                     if v is not None and (k in SMAPS_GROUPS or abs(v) >= 0.05))
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -325,6 +496,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="hub with tracemalloc diffs in its log every MINUTES (evalwatch.memtrace)")
     ap.add_argument("--hub-env", nargs="*", default=[], type=_kv, metavar="KEY=VALUE",
                     help="extra environment of the hub process (e.g. MALLOC_ARENA_MAX=2)")
+    ap.add_argument("--hub-config", nargs="*", default=[], type=_kv, metavar="KEY=VALUE",
+                    help="set a hub config setting (dotted path, YAML value), e.g. "
+                         "hub.malloc_trim_seconds=0")
     ap.add_argument("--hub-log", default=None, help="copy the hub's log here at the end")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--json", default=None, help="write the result here")

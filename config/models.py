@@ -361,6 +361,16 @@ class HubConfig(_Strict):
     log_file: str | None = None
     log_max_mb: Annotated[float, Field(gt=0, le=10_000)] = 10.0
     log_backups: Annotated[int, Field(ge=1, le=1000)] = 5
+    # Every this many seconds the hub gives the native memory its threads freed back to the
+    # system (glibc ``malloc_trim(0)``, ``evalwatch.memtrim``): without it the allocator's
+    # arenas keep what FFmpeg / onnxruntime / aiortc freed and RSS creeps up (issue #17).
+    # 0: off.  Linux/glibc only; elsewhere ignored.
+    malloc_trim_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    # Native allocations of this many KiB or more (decoded frames, detector tensors) get their
+    # own mapping, returned to the system when freed, instead of growing glibc's thread arenas
+    # (``mallopt`` M_MMAP_THRESHOLD and M_TRIM_THRESHOLD, set at the hub's start; issue #17).
+    # 0: glibc's default (a threshold that rises to 32 MiB).  Linux/glibc only.
+    malloc_mmap_threshold_kb: Annotated[int, Field(ge=0, le=32 * 1024)] = 128
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HubConfig:
@@ -403,6 +413,11 @@ class EmbeddedS3Config(_Strict):
     # prints outside glog (errors, a crash); it is rotated at start once above ``log_max_mb``.
     log_max_mb: Annotated[int, Field(ge=1, le=10_000)] = 10
     log_files: Annotated[int, Field(ge=1, le=1000)] = 5
+    # Go's soft memory limit for the server (``GOMEMLIMIT``, MiB; 0: none).  Without one its Go
+    # heap grew ~6 MB/min in the soak (issue #17); near the limit Go collects more often and
+    # returns memory (it costs CPU then: docs/benchmarks.md "Soak").  A ``GOMEMLIMIT`` in the
+    # hub's environment wins.
+    go_memory_limit_mb: Annotated[int, Field(ge=0, le=1_000_000)] = 384
 
 
 class S3Config(_Strict):

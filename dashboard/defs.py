@@ -132,6 +132,9 @@ class CameraStatus(BaseModel):
     fps: float
     last_frame_age: float | None = Field(description="seconds since the last frame")
     last_error: str | None = None
+    backlog_dropped: int = Field(
+        0, description="live frames dropped because the hub's receive path fell behind (since start)"
+    )
     alerts: dict[str, int] = Field(default_factory=dict, description="open alerts by rule")
 
 

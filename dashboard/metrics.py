@@ -10,7 +10,10 @@ Exposed on ``/metrics`` (admin session or ``Authorization: Bearer <metrics token
 * ``evalwatch_queue_depth{queue}`` — ``bus`` (dashboard subscription backlog), ``ws`` (sum of client
   queues); ``evalwatch_bus_dropped_total`` — messages the bus dropped for the dashboard
 * ``evalwatch_camera_online{site,room,camera}``, ``evalwatch_camera_fps{...}``,
-  ``evalwatch_camera_frame_age_seconds{...}`` — from ``recorder.status()`` at scrape time
+  ``evalwatch_camera_frame_age_seconds{...}``,
+  ``evalwatch_camera_backlog_dropped_total{...}`` — live frames the hub's receive path dropped
+  because it fell behind (``capture.recorder``: the bounded decoder backlog and decoded-frame
+  queue; the camera status's ``backlog_dropped``) — from ``recorder.status()`` at scrape time
 * ``evalwatch_s3_errors_total{op}`` — object-store failures seen by the dashboard
 * ``evalwatch_analysis_frames_total`` — frames analysed; ``evalwatch_analysis_superseded_frames_total``
   — frames replaced by a newer one before analysis (normal: analysis takes the newest);
@@ -104,15 +107,22 @@ class _StateCollector(Collector):
             "Seconds since last frame",
             labels=["site", "room", "camera"],
         )
+        backlog = CounterMetricFamily(
+            "evalwatch_camera_backlog_dropped",
+            "Live frames dropped because the hub's receive path fell behind",
+            labels=["site", "room", "camera"],
+        )
         for s in st.camera_status().values():
             labels = [s["site"], s["room"], s["camera"]]
             online.add_metric(labels, 1.0 if s["online"] else 0.0)
             fps.add_metric(labels, float(s["fps"] or 0.0))
             if s["last_frame_age"] is not None:
                 age.add_metric(labels, float(s["last_frame_age"]))
+            backlog.add_metric(labels, float(s.get("backlog_dropped") or 0))
         yield online
         yield fps
         yield age
+        yield backlog
         pipeline = getattr(st.services, "pipeline", None)
         if pipeline is not None:
             yield from _analysis_metrics(pipeline)
@@ -205,4 +215,5 @@ def status_dict(st: Any) -> dict[str, Any]:
         "fps": float(g("fps", 0.0) or 0.0),
         "last_frame_age": round(float(age), 2) if age is not None else None,
         "last_error": g("last_error", None),
+        "backlog_dropped": int(g("backlog_dropped", 0) or 0),
     }

@@ -62,6 +62,7 @@ class DashState:
                 "fps": 0.0,
                 "last_frame_age": None,
                 "last_error": None,
+                "backlog_dropped": 0,
             }
         rec = self.services.recorder
         if rec is not None:

@@ -104,6 +104,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     from dashboard.notify import EventRelay
     from dashboard.services import Services
     from evalwatch.edgehub import EdgeHub, FrameRouter
+    from evalwatch.memtrim import MallocTrim, tune_malloc
     from storage.agents import CredentialStore
     from storage.db import Database
     from storage.leases import LeaseManager
@@ -111,6 +112,8 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
     from storage.pgnotify import default_node_id
     from storage.segments import SegmentStore
 
+    # Before the decoders and the detector allocate: large blocks outside the arenas (#17).
+    tune_malloc(cfg.hub.malloc_mmap_threshold_kb)
     async with contextlib.AsyncExitStack() as stack:
         if cfg.storage.s3.embedded:
             from storage.s3server import SeaweedServer
@@ -226,6 +229,11 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
         recorder = Recorder(cfg, frame_sink=FrameRouter(pipeline, check, edge))
         await recorder.start()
         stack.push_async_callback(recorder.close)
+
+        # Native memory freed by FFmpeg / onnxruntime / aiortc threads back to the system.
+        trim = MallocTrim(cfg.hub.malloc_trim_seconds)
+        trim.start()
+        stack.push_async_callback(trim.stop)
 
         # Several hub nodes on one PostgreSQL database: alerts cross nodes over LISTEN/NOTIFY
         # (started and stopped with the dashboard's alert fan-out).  SQLite: one node, no relay.

@@ -230,6 +230,7 @@ class SeaweedServer:
         anchor: AnchorIdentity | None = None,
         log_max_mb: int = 10,
         log_files: int = 5,
+        go_memory_limit_mb: int = 0,
     ) -> None:
         if not access_key or not secret_key:
             raise S3ServerError("the embedded S3 server needs storage.s3.access_key and secret_key")
@@ -246,6 +247,8 @@ class SeaweedServer:
         self.die_with_parent = die_with_parent
         # glog's files in log_dir: at most log_max_mb each, log_files per severity (issue #17).
         self.log_max_mb, self.log_files = log_max_mb, log_files
+        # Go's soft memory limit for the server (GOMEMLIMIT; 0: none), issue #17.
+        self.go_memory_limit_mb = go_memory_limit_mb
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: object | None = None
         self.anchor = anchor
@@ -275,6 +278,7 @@ class SeaweedServer:
             anchor=anchor_identity(cfg, anchor),
             log_max_mb=e.log_max_mb,
             log_files=e.log_files,
+            go_memory_limit_mb=e.go_memory_limit_mb,
         )
 
     # --- properties -----------------------------------------------------------------------
@@ -381,6 +385,14 @@ class SeaweedServer:
         env["WEED_FILER_EXPOSE_DIRECTORY_METADATA_ENABLED"] = "false"
         return env
 
+    def _go_env(self) -> dict[str, str]:
+        """``GOMEMLIMIT`` from ``go_memory_limit_mb`` (issue #17: without it the server's Go heap
+        grew ~6 MB/min in the soak; a soft limit makes Go collect and return memory as it nears
+        the limit).  A ``GOMEMLIMIT`` already in the hub's environment wins."""
+        if self.go_memory_limit_mb <= 0 or "GOMEMLIMIT" in os.environ:
+            return {}
+        return {"GOMEMLIMIT": f"{self.go_memory_limit_mb}MiB"}
+
     def start(self) -> None:
         """Start the server and wait until S3 answers.  No-op if already running."""
         if self.running:
@@ -408,7 +420,7 @@ class SeaweedServer:
         )
         self._proc = subprocess.Popen(
             self._argv(weed, identities),
-            env={**os.environ, **self._security_env()},
+            env={**os.environ, **self._go_env(), **self._security_env()},
             stdout=log_f,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -46,10 +46,80 @@ def test_lost_segments_counts_the_gaps_of_each_camera(tmp_path: Path) -> None:
 
 
 def test_bad_arguments_exit_2() -> None:
-    for argv in (["--cameras", "0"], ["--minutes", "5", "--warmup", "5"], ["--hub-env", "NOEQUALS"]):
+    for argv in (["--cameras", "0"], ["--minutes", "5", "--warmup", "5"], ["--hub-env", "NOEQUALS"],
+                 ["--hub-config", "hub.malloc_trim_seconds"]):
         with pytest.raises(SystemExit) as e:
             soak.main(argv)
         assert e.value.code == 2
+
+
+SMAPS = """\
+55d0c0000000-55d0c0400000 rw-p 00000000 00:00 0                          [heap]
+Rss:                4096 kB
+Anonymous:          4096 kB
+7f1c00000000-7f1c02000000 rw-p 00000000 00:00 0
+Rss:               30720 kB
+7f1c02000000-7f1c04000000 ---p 00000000 00:00 0
+Rss:                   0 kB
+7f1c10000000-7f1c10800000 rw-p 00000000 00:00 0
+Rss:                2048 kB
+7f1c20000000-7f1c20100000 r-xp 00000000 08:01 123   /usr/lib/x86_64-linux-gnu/libavcodec.so.59.37.100
+Rss:                1536 kB
+7f1c20100000-7f1c20200000 rw-p 00100000 08:01 123   /usr/lib/x86_64-linux-gnu/libavcodec.so.59.37.100
+Rss:                 512 kB
+7f1c30000000-7f1c30100000 r--s 00000000 08:01 124   /data/model.bin
+Rss:                1024 kB
+7ffd00000000-7ffd00100000 rw-p 00000000 00:00 0                          [stack]
+Rss:                 128 kB
+VmFlags: rd wr mr mw me gd ac
+"""
+
+
+def test_smaps_groups_tell_arenas_heap_libraries_and_files_apart() -> None:
+    g = soak.smaps_groups(soak.parse_smaps(SMAPS))
+    # the 64 MiB-aligned rw-p + ---p pair filling 64 MiB is a glibc thread arena; the 8 MiB
+    # mapping at an aligned address that is not followed by its reservation is not
+    assert (g["heap"], g["anon_arena"], g["anon_other"]) == (4.0, 30.0, 2.0)
+    assert (g["libs"], g["files"], g["other"]) == (2.0, 1.0, 0.12)
+    assert g["lib"] == {"libavcodec.so.59": 2.0} and g["arenas"] == 1 and g["anon_maps"] == 3
+
+
+def test_a_live_process_arena_growth_is_seen() -> None:
+    """A real process whose thread mallocs 64 MB: its ``/proc/PID/smaps`` shows it in the arenas."""
+    code = (
+        "import ctypes, sys, threading\n"
+        "libc = ctypes.CDLL('libc.so.6'); libc.malloc.restype = ctypes.c_void_p\n"
+        "keep = []\n"
+        "def work():\n"
+        "    for _ in range(64_000):\n"
+        "        p = libc.malloc(1000); ctypes.memset(p, 1, 1000); keep.append(p)\n"
+        "t = threading.Thread(target=work); t.start(); t.join()\n"
+        "print('ready', flush=True); sys.stdin.read()\n"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        g = soak.smaps_sample(p.pid)
+        assert g is not None
+        assert g["anon_arena"] >= 55 and g["arenas"] >= 1, g
+        assert "libc.so.6" in g["lib"] or g["libs"] > 0
+    finally:
+        p.kill()
+        p.wait()
+    assert soak.smaps_sample(p.pid) is None
+
+
+def test_smaps_summary_names_the_growing_group() -> None:
+    def sample(t: float, arena: float) -> dict[str, object]:
+        g = {"heap": 10.0, "anon_arena": arena, "anon_other": 5.0, "libs": 200.0, "files": 0.0,
+             "other": 0.1, "anon_maps": 10, "arenas": 4, "lib": {"libx.so.1": 2.0}}
+        return {"t_min": t, "hub_smaps": g}
+
+    slopes, ends = soak.smaps_summary([sample(t, 100 + 2 * t) for t in range(4, 12)], "hub_smaps")
+    assert slopes["anon_arena"] == 2.0 and slopes["heap"] == 0.0 and "lib:libx.so.1" not in slopes
+    assert ends["anon_arena"] == [108.0, 122.0]
 
 
 @pytest.mark.slow
@@ -73,4 +143,6 @@ def test_soak_ten_minutes(tmp_path: Path) -> None:
     assert res["orphans"] == [], res["orphans"]
     assert d["segments"] > 0 and d["samples_after_warmup"] >= 10
     assert res["hub_fds_end"] <= d["hub_fds_start"] + 20, d["samples"]
+    assert set(d["hub_smaps_slope_mb_per_min"]) >= set(soak.SMAPS_GROUPS), d
+    assert d["hub_cpu_s_per_min"] > 0
     assert res["hub_rss_slope_mb_per_min"] <= float(os.environ.get("SOAK_MAX_SLOPE", "0.5")), d["samples"]

@@ -169,3 +169,76 @@ def test_a_dropped_connection_is_freed_soon_after(tmp_path: Path, monkeypatch: p
     finally:
         if enabled:
             gc.enable()
+
+
+def test_frames_dropped_by_a_slow_hub_are_counted_in_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub whose decoder cannot keep up (each frame takes 0.3 s here, as on an overloaded
+    machine) drops live frames in its bounded receive backlog; the operator sees how many in the
+    camera status and in ``/metrics`` (``evalwatch_camera_backlog_dropped_total``), scraped the
+    way Prometheus does (metrics bearer token) from the real app over the real recorder."""
+    import time
+
+    import httpx
+    from aiortc.codecs import h264, vpx
+
+    from dashboard.app import create_app
+    from dashboard.security import metrics_token
+    from dashboard.services import Services
+    from storage.db import Database
+
+    for cls in (vpx.Vp8Decoder, h264.H264Decoder):
+        real = cls.decode
+
+        def slow(self: Any, encoded: Any, real: Any = real) -> Any:
+            time.sleep(0.3)  # the decoder thread, starved of CPU
+            return real(self, encoded)
+
+        monkeypatch.setattr(cls, "decode", slow)
+    cfg = one_camera_config(tmp_path, tmp_path / "none.mp4", 18995)
+    ref = CameraId("s1", "r1", "c1")
+    db = Database(f"sqlite:///{tmp_path / 'hub.db'}")
+    db.upgrade()
+
+    async def scrape(app: Any) -> dict[str, float]:
+        assert cfg.hub.secret_key is not None
+        tok = metrics_token(cfg.hub.secret_key.get_secret_value())
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            r = await c.get("/metrics", headers={"Authorization": f"Bearer {tok}"})
+            assert r.status_code == 200, r.text
+        out = {}
+        for line in r.text.splitlines():
+            if line.startswith("evalwatch_camera_backlog_dropped_total{"):
+                labels, value = line.rsplit(" ", 1)
+                out[labels] = float(value)
+        return out
+
+    async def main() -> None:
+        rec = Recorder(cfg)
+        await rec.start()
+        app = create_app(Services(cfg=cfg, db=db, recorder=rec))
+        key = 'evalwatch_camera_backlog_dropped_total{camera="c1",room="r1",site="s1"}'
+        pc = RTCPeerConnection()
+        pc.addTrack(Moving())
+        try:
+            async with app.router.lifespan_context(app):
+                assert await scrape(app) == {key: 0.0}  # configured, not connected yet
+                await pc.setLocalDescription(await pc.createOffer())
+                assert pc.localDescription is not None
+                answer = await rec.handle_offer(ref, pc.localDescription.sdp, "offer")
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type=answer.type))
+                for _ in range(300):
+                    if rec.status()[0].backlog_dropped > 0:
+                        break
+                    await asyncio.sleep(0.1)
+                dropped = rec.status()[0].backlog_dropped
+                assert dropped >= MAX_ENCODED_BACKLOG, dropped
+                got = await scrape(app)
+                assert got[key] >= dropped
+        finally:
+            await pc.close()
+            await rec.close()
+
+    asyncio.run(main())
