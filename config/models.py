@@ -403,6 +403,14 @@ class EmbeddedS3Config(_Strict):
     # prints outside glog (errors, a crash); it is rotated at start once above ``log_max_mb``.
     log_max_mb: Annotated[int, Field(ge=1, le=10_000)] = 10
     log_files: Annotated[int, Field(ge=1, le=1000)] = 5
+    # How long a stop waits for the server to exit by itself after SIGTERM before it is killed
+    # (issue #17).  ``weed server`` 4.48 cannot exit sooner than ~15 s: its filer waits that long
+    # (hard-coded) for the gRPC metadata subscriptions the server holds to itself (its S3 gateway's
+    # and the filer's own) before it closes its store and the volume server syncs and closes its
+    # volumes; the default lets it finish that way.  Lower it for quicker stops at the price of a
+    # SIGKILL (what SeaweedFS acknowledged is in the OS's page cache already: a kill loses no
+    # object, but skips the store's close and the volumes' final fsync).
+    stop_grace_s: Annotated[float, Field(gt=0, le=600)] = 20.0
 
 
 class S3Config(_Strict):

@@ -90,6 +90,9 @@ def system_config(
                     "master_port": ports[2],
                     "volume_port": ports[3],
                     "filer_port": ports[4],
+                    # Tests' hubs stop quickly: weed server needs ~15 s to exit on SIGTERM, the
+                    # hub's default grace waits for that (tests/test_s3server_stop.py).
+                    "stop_grace_s": 3,
                 },
             },
         },
