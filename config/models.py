@@ -311,6 +311,11 @@ class HubConfig(_Strict):
     # is refused with 429 ``err.too_many_connections`` naming the cap.
     max_ws_per_user: Annotated[int, Field(ge=1, le=10_000)] = 16
     max_live_per_user: Annotated[int, Field(ge=1, le=10_000)] = 8
+    # A stop (SIGTERM, Ctrl-C) waits at most this long for open requests to finish before it
+    # cancels them (uvicorn's ``timeout_graceful_shutdown``).  The hub's own long-lived answers
+    # do not count against it: alert WebSockets are closed (1012) and agents' session long polls
+    # answered at once when the stop begins (issue #17).
+    shutdown_grace_s: Annotated[int, Field(ge=1, le=300)] = 5
 
     @field_validator("allowed_hosts")
     @classmethod

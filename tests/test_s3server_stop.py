@@ -28,18 +28,18 @@ def _alive(pid: int) -> bool:
 
 def test_config_grace_outlasts_weed_servers_own_stop() -> None:
     """The hub's server (built from the config) waits longer than weed server needs."""
-    cfg = S3Config(access_key="k" * 8, secret_key="s" * 16, endpoint="127.0.0.1:18333")
-    server = SeaweedServer.from_config(cfg)
+    keys = {"access_key": "k" * 8, "secret_key": "s" * 16, "endpoint": "127.0.0.1:18333"}
+    server = SeaweedServer.from_config(S3Config.model_validate(keys))
     assert server.grace_s == EmbeddedS3Config().stop_grace_s > WEED_SERVER_STOP_S + 2
-    short = S3Config(access_key="k" * 8, secret_key="s" * 16, endpoint="127.0.0.1:18333",
-                     embedded_server=EmbeddedS3Config(stop_grace_s=2))
+    short = S3Config.model_validate({**keys, "embedded_server": {"stop_grace_s": 2}})
     assert SeaweedServer.from_config(short).grace_s == 2
 
 
 def test_weed_server_exits_by_itself_on_sigterm(tmp_path: Path) -> None:
     access, secret = "stop-test", secrets.token_hex(16)
     ports = SeaweedPorts(*free_ports(8))
-    cfg = S3Config(access_key=access, secret_key=secret, endpoint=f"127.0.0.1:{ports.s3}")
+    cfg = S3Config.model_validate({"access_key": access, "secret_key": secret,
+                                   "endpoint": f"127.0.0.1:{ports.s3}"})
     server = SeaweedServer(tmp_path / "s3", access, secret, ports, die_with_parent=True,
                            grace_s=SeaweedServer.from_config(cfg).grace_s)  # the hub's grace
     server.start()
@@ -54,7 +54,7 @@ def test_weed_server_exits_by_itself_on_sigterm(tmp_path: Path) -> None:
         server.stop()
         took = time.monotonic() - t0
         assert server.exit_code == 0, (
-            f"SeaweedFS was killed (exit {server.exit_code}) after {took:.1f} s instead of exiting on SIGTERM")
+            f"SeaweedFS killed (exit {server.exit_code}) after {took:.1f} s instead of exiting on SIGTERM")
         assert took < server.grace_s, took
         assert not _alive(pid), "weed still running after stop()"
         assert all(port_is_free(p) for p in ports.named().values()), ports.named()
