@@ -91,8 +91,9 @@ def system_config(
                     "volume_port": ports[3],
                     "filer_port": ports[4],
                     # Tests' hubs stop quickly: weed server needs ~15 s to exit on SIGTERM, the
-                    # hub's default grace waits for that (tests/test_s3server_stop.py).
-                    "stop_grace_s": 3,
+                    # hub's default grace waits for that (tests/test_s3server_stop.py); here it
+                    # is killed after 1 s, as fast as the parent-death signal did before.
+                    "stop_grace_s": 1,
                 },
             },
         },
