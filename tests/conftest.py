@@ -7,8 +7,8 @@
   restart it without disturbing the shared one); stopped at teardown.
 * ``object_store`` — an ``ObjectStore`` on the shared server with the three configured buckets.
 * ``db_url`` — parametrised: ``sqlite`` (tmp file) and ``postgres`` (marker ``postgres``): a fresh
-  database per test in a throwaway cluster started by this file with ``initdb``/``pg_ctl``
-  (run as the ``postgres`` OS user when we are root), or under ``EVALWATCH_TEST_PG_URL``
+  database per test in a throwaway cluster (``testkit.pg.PgCluster``: a child of this process
+  that dies with it, run as the ``postgres`` OS user when we are root), or under ``EVALWATCH_TEST_PG_URL``
   (a server URL; a fresh database is created in it per test).
 * ``database`` — a migrated ``storage.db.Database`` on ``db_url``.
 * ``unique_site`` — a fresh site slug, so tests sharing the S3 server never see each other's keys.
@@ -16,11 +16,7 @@
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +29,8 @@ from pydantic import SecretStr
 from config.models import S3Config
 from storage.s3server import SeaweedPorts, SeaweedServer, free_ports
 from storage.s3server import free_port as _free_port
+from testkit.pg import INSTALL_HINT as PG_INSTALL_HINT
+from testkit.pg import PgCluster, pg_bindir
 
 # In-process clients (httpx.ASGITransport, Starlette's TestClient) send ``Host: testserver``: the
 # suite allows that name besides the hub's derived defaults (dashboard/hosts.py; production
@@ -114,62 +112,6 @@ def unique_site() -> str:
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
-PG_INSTALL_HINT = (
-    "PostgreSQL server binaries (initdb/pg_ctl) not found; `make test` installs them "
-    "(apt-get install -y postgresql), or set EVALWATCH_TEST_PG_URL"
-)
-
-
-def _pg_bindir() -> Path | None:
-    for cand in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        if Path(cand, "initdb").exists() and Path(cand, "pg_ctl").exists():
-            return Path(cand)
-    initdb = shutil.which("initdb")
-    if initdb and shutil.which("pg_ctl"):
-        return Path(os.path.realpath(initdb)).parent
-    return None
-
-
-class _PgCluster:
-    """A throwaway cluster in a tmp dir, trust auth, listening on 127.0.0.1:<free port> only."""
-
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="evalwatch-pg-"))
-        self.port = free_port()
-        self.as_root = os.geteuid() == 0
-        if self.as_root:
-            shutil.chown(self.root, "postgres", "postgres")
-        self.data = self.root / "data"
-        self.user = "postgres" if self.as_root else os.environ.get("USER", "postgres")
-
-    def _run(self, *argv: str) -> None:
-        cmd = [str(self.bindir / argv[0]), *argv[1:]]
-        if self.as_root:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=self.root)
-        if r.returncode != 0:
-            raise RuntimeError(f"{argv[0]} failed ({r.returncode}): {r.stdout}\n{r.stderr}")
-
-    def start(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8", "--no-sync")
-        opts = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "pg.log"), "-w", "start")
-
-    def stop(self) -> None:
-        try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    @property
-    def server_url(self) -> str:
-        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/postgres"
-
-
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """URL of a PostgreSQL server (maintenance db) the tests may create databases in."""
@@ -177,10 +119,10 @@ def pg_server_url() -> Iterator[str]:
     if env:
         yield env
         return
-    bindir = _pg_bindir()
+    bindir = pg_bindir()
     if bindir is None:
         pytest.skip(PG_INSTALL_HINT)
-    cluster = _PgCluster(bindir)
+    cluster = PgCluster(bindir)  # dies with this process, even on SIGKILL (testkit/pg.py)
     cluster.start()
     try:
         yield cluster.server_url
