@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,7 +21,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 from websockets.typing import Origin
 
-from testkit.hub import system_config
+from testkit.hub import start_hub_process, system_config
+from testkit.procs import children, command, still_alive_after
 
 TOKEN = "tok-hub-process-0123456789"
 
@@ -35,53 +35,17 @@ def _start(tmp: Path, *, default_s3_grace: bool = False) -> tuple[subprocess.Pop
         del doc["storage"]["s3"]["embedded_server"]["stop_grace_s"]
     cfg = tmp / "evalwatch.yaml"
     cfg.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    url = f"http://127.0.0.1:{doc['hub']['listen_port']}"
-    with open(tmp / "hub.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "evalwatch", "hub", "--config", str(cfg)],
-                                cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while True:
-        assert proc.poll() is None, (tmp / "hub.log").read_text(errors="replace")[-3000:]
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        assert time.monotonic() < deadline, "hub did not come up"
-        time.sleep(0.3)
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            with contextlib.suppress(OSError):
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid:
-                    out.append(int(d.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    return start_hub_process(cfg, cwd=tmp)
 
 
 def _weed_of(hub: int) -> int:
-    weeds = [p for p in _children(hub)
-             if "weed" in Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")]
-    assert len(weeds) == 1, _children(hub)
+    weeds = [p for p in children(hub) if "weed" in command(p).split(" ")[0]]
+    assert len(weeds) == 1, [command(p) for p in children(hub)]
     return weeds[0]
 
 
 def _gone_within(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.1)
-    return not _alive(pid)
+    return not still_alive_after([pid], seconds)
 
 
 def test_hub_killed_takes_its_s3_server_along(tmp_path: Path) -> None:

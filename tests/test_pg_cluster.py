@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from testkit.pg import PgCluster, pg_bindir, sweep_stale
+from testkit.procs import alive, children, still_alive_after
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,30 +36,6 @@ c.start()
 print(c.root, c.pid, c.port, flush=True)
 time.sleep(600)
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(d.name))
-    return out
-
-
-def _gone_within(pids: list[int], seconds: float) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while (left := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
 
 
 @pytest.fixture
@@ -93,17 +70,17 @@ def _cluster_in_child(base: Path, die_with_parent: bool) -> Iterator[Started]:
         if child.poll() is None:
             child.kill()
         child.wait()
-        if postmaster and _alive(postmaster):
+        if postmaster and alive(postmaster):
             os.kill(postmaster, signal.SIGKILL)
 
 
 def test_postgres_dies_with_a_killed_test_run_and_the_next_start_sweeps_its_dir(base: Path) -> None:
     with _cluster_in_child(base, die_with_parent=True) as (child, root, postmaster, _port):
-        backends = _children(postmaster)
+        backends = children(postmaster)
         assert backends, "a running postmaster has its background processes"
         child.send_signal(signal.SIGKILL)
         child.wait()
-        left = _gone_within([postmaster, *backends], 10)
+        left = still_alive_after([postmaster, *backends], 10)
         assert not left, f"PostgreSQL outlived the killed test run: pids {left}"
         assert root.is_dir()  # its directory stays until the next start sweeps it
     assert sweep_stale(base) == [root]
@@ -121,11 +98,11 @@ def test_a_surviving_cluster_is_stopped_by_the_next_start_but_a_live_runs_cluste
             child.send_signal(signal.SIGKILL)
             child.wait()
             time.sleep(0.5)
-            assert _alive(postmaster), "without the death signal the postmaster survives (the old case)"
+            assert alive(postmaster), "without the death signal the postmaster survives (the old case)"
             other = PgCluster(bindir, base=base)  # the next start
             try:
                 other.start()
-                assert not _alive(postmaster) and not root.exists(), "the stale cluster was not swept"
+                assert not alive(postmaster) and not root.exists(), "the stale cluster was not swept"
                 assert mine.proc is not None and mine.proc.poll() is None and mine.root.is_dir()
             finally:
                 other.stop()

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import yaml
 from minio import Minio
 from minio.error import S3Error
 
-from testkit.hub import write_system_config
+from testkit.hub import start_run_process, stop_run_process, write_system_config
+from testkit.procs import alive, command, descendants, still_alive_after
 
 
 def write_config(tmp: Path, rooms: dict[str, list[str]], database_url: str | None = None) -> Path:
@@ -33,24 +33,9 @@ def write_config(tmp: Path, rooms: dict[str, list[str]], database_url: str | Non
 def test_run_brings_up_the_system_and_stops_cleanly(tmp_path: Path, db_url: str) -> None:
     """On SQLite (the default) and on a real PostgreSQL given by URL."""
     cfg_path = write_config(tmp_path, {"s01": ["room_a"], "s02": ["room_c"]}, database_url=db_url)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "evalwatch", "run", "--config", str(cfg_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-        start_new_session=True,
-    )
-    out_lines: list[str] = []
+    proc, url, out_lines = start_run_process(cfg_path, cwd=tmp_path)
     try:
-        url = None
-        deadline = time.monotonic() + 120
         assert proc.stdout is not None
-        while url is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            out_lines.append(line)
-            if m := re.search(r"dashboard:\s+(http://\S+)/", line):
-                url = m.group(1)
-        assert url, "no dashboard URL printed:\n" + "".join(out_lines)
         # The banner lists the demo logins; grab the supervisor's.
         while not any(re.search(r"supervisor\s+sup\s+\S+", ln) for ln in out_lines):
             out_lines.append(proc.stdout.readline())
@@ -105,13 +90,7 @@ def test_run_brings_up_the_system_and_stops_cleanly(tmp_path: Path, db_url: str)
         assert 0 < metric["evalwatch_analysis_frame_cost_seconds"] < 5
         assert proc.poll() is None, "evalwatch run exited early"
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-        try:
-            rest, _ = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            rest, _ = proc.communicate()
-        out_lines.append(rest or "")
+        out_lines.append(stop_run_process(proc))  # what Ctrl-C in the terminal does
     assert proc.returncode == 0, "".join(out_lines)
     # Nothing left behind: no process of the session is still alive.
     time.sleep(1)
@@ -120,86 +99,36 @@ def test_run_brings_up_the_system_and_stops_cleanly(tmp_path: Path, db_url: str)
     assert str(tmp_path / "data" / "seaweedfs") not in ps, ps
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc), children first."""
-    parents: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
-def _start_run(cfg_path: Path, cwd: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "evalwatch", "run", "--config", str(cfg_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
-                            start_new_session=True)
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if m := re.search(r"dashboard:\s+(http://\S+)/", line):
-            return proc, m.group(1)
-    proc.kill()
-    raise AssertionError("no dashboard URL printed:\n" + "".join(lines))
-
-
 @pytest.mark.timeout(240)
 def test_run_killed_with_sigkill_leaves_nothing_and_starts_again(tmp_path: Path) -> None:
     """SIGKILL of ``evalwatch run`` (issue #17): its hub and agents get SIGTERM from the kernel
     (parent-death signal) and stop, its SeaweedFS is killed; nothing keeps a port or the data
     dir, and the demo starts again on the same config."""
     cfg_path = write_config(tmp_path, {"s01": ["room_a"]})
-    proc, url = _start_run(cfg_path, tmp_path)
+    proc, url, _ = start_run_process(cfg_path, cwd=tmp_path)
     below: list[int] = []
     try:
-        below = _descendants(proc.pid)
-        names = {p: Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode() for p in below}
+        below = descendants(proc.pid)
+        names = {p: command(p) for p in below}
         assert any(" hub " in n for n in names.values()) and any(" agent " in n for n in names.values()) \
             and any("weed" in n.split(" ")[0] for n in names.values()), names
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        deadline = time.monotonic() + 30
-        while (left := [p for p in below if _alive(p)]) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        left = still_alive_after(below, 30)
         assert not left, f"left running after the demo was killed: {[names[p] for p in left]}"
     finally:
         if proc.poll() is None:
             proc.kill()
         for p in below:  # whatever outlived it (the old code: the hub and the agents)
-            if _alive(p):
+            if alive(p):
                 os.kill(p, signal.SIGKILL)
         if proc.stdout is not None:
             proc.stdout.close()
 
-    again, url2 = _start_run(cfg_path, tmp_path)
+    again, url2, _ = start_run_process(cfg_path, cwd=tmp_path)
     try:
         assert url2 == url
         assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
     finally:
-        os.killpg(again.pid, signal.SIGINT)
-        try:
-            again.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(again.pid, signal.SIGKILL)
-            again.communicate()
-    assert again.returncode == 0
+        out = stop_run_process(again)
+    assert again.returncode == 0, out[-3000:]

@@ -16,14 +16,7 @@ from minio import Minio
 
 from config.models import EmbeddedS3Config, S3Config
 from storage.s3server import WEED_SERVER_STOP_S, SeaweedPorts, SeaweedServer, free_ports, port_is_free
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+from testkit.procs import alive
 
 
 def test_config_grace_outlasts_weed_servers_own_stop() -> None:
@@ -56,7 +49,7 @@ def test_weed_server_exits_by_itself_on_sigterm(tmp_path: Path) -> None:
         assert server.exit_code == 0, (
             f"SeaweedFS killed (exit {server.exit_code}) after {took:.1f} s instead of exiting on SIGTERM")
         assert took < server.grace_s, took
-        assert not _alive(pid), "weed still running after stop()"
+        assert not alive(pid), "weed still running after stop()"
         assert all(port_is_free(p) for p in ports.named().values()), ports.named()
 
         server.start()  # same data: what was acknowledged before the stop is there
