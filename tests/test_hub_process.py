@@ -87,8 +87,10 @@ def test_hub_stops_cleanly_with_a_websocket_and_a_long_poll_open(tmp_path: Path)
         except (httpx.HTTPError, ValueError) as e:
             ended["poll"] = (time.monotonic(), e)
 
-    ws = ws_connect(f"ws://{url.removeprefix('http://')}/ws/events",
-                    additional_headers={"Cookie": cookie}, origin=Origin(url), open_timeout=10)
+    sockets = contextlib.ExitStack()
+    ws = sockets.enter_context(ws_connect(f"ws://{url.removeprefix('http://')}/ws/events",
+                                          additional_headers={"Cookie": cookie}, origin=Origin(url),
+                                          open_timeout=10))
     assert json.loads(ws.recv(timeout=10))["type"] == "hello"
 
     def watch() -> None:  # a dashboard tab: reads until the hub closes the socket
@@ -124,7 +126,7 @@ def test_hub_stops_cleanly_with_a_websocket_and_a_long_poll_open(tmp_path: Path)
         assert took < 5 + 20 + 5, f"hub took {took:.1f} s to stop"
         assert _gone_within(weed, 5)
     finally:
-        ws.close()
+        sockets.close()
         if hub.poll() is None:
             hub.kill()
         with contextlib.suppress(ProcessLookupError):
