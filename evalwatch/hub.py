@@ -342,7 +342,6 @@ def use_self_signed(cfg: EvalwatchConfig) -> str:
 
 
 async def serve(cfg: EvalwatchConfig) -> None:
-
     from dashboard.app import create_app
 
     tls = tls_options(cfg)  # before anything starts: a bad certificate is a clear start-up error

@@ -121,10 +121,10 @@ def cli(argv: list[str]) -> int:
         print("stopping ...", flush=True)
         for c in reversed(children):
             c.stop()
-        if s3 is not None and s3.running:
-            # weed server exits cleanly ~15 s after SIGTERM (storage.s3server.WEED_SERVER_STOP_S).
-            print(f"stopping S3 server (SeaweedFS closes its store and volumes, up to "
-                  f"{s3.grace_s:.0f} s) ...", flush=True)
+        if s3 is not None:
+            if s3.running:  # weed server exits ~15 s after SIGTERM (s3server.WEED_SERVER_STOP_S)
+                print(f"stopping S3 server (SeaweedFS closes its store and volumes, up to "
+                      f"{s3.grace_s:.0f} s) ...", flush=True)
             s3.stop()
 
 
