@@ -35,7 +35,7 @@ def _start(tmp: Path, *, default_s3_grace: bool = False) -> tuple[subprocess.Pop
         del doc["storage"]["s3"]["embedded_server"]["stop_grace_s"]
     cfg = tmp / "evalwatch.yaml"
     cfg.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    return start_hub_process(cfg, cwd=tmp)
+    return start_hub_process(cfg, cwd=tmp, ready_timeout=150)  # a loaded machine: OpenVINO compiles slowly
 
 
 def _weed_of(hub: int) -> int:
