@@ -39,7 +39,7 @@ null = archive packets; ``live_stream_fps``: the rate actually sent) and the 1-m
 before the run.
 
 ``--hubs 1,2`` (issue #14) runs, for each stream count, the same simulated cameras into 1 hub
-node, then into 2, on a shared PostgreSQL (``testkit.postgres``: a throwaway server, a fresh
+node, then into 2, on a shared PostgreSQL (``testkit.pg``: a throwaway server, a fresh
 database per run; or the server of ``EVALWATCH_TEST_PG_URL``) and one shared SeaweedFS S3
 server.  Each node is ``python -m testkit.capture --store s3 --node-id hub-K``: the capture stage
 with the real ``SegmentStore`` (database rows + hash chains, S3 objects, appends fenced by the
@@ -631,7 +631,7 @@ def run_once(
 
 class SharedInfra:
     """What the hub nodes share for ``--hubs``: one throwaway PostgreSQL server
-    (``testkit.postgres``, the tests' own) with a fresh database per run, and one SeaweedFS S3
+    (``testkit.pg``, the tests' own) with a fresh database per run, and one SeaweedFS S3
     server (``storage.s3server.SeaweedServer``, the hub's embedded one) with fresh site names
     per run."""
 
@@ -639,7 +639,8 @@ class SharedInfra:
         import uuid
 
         from storage.s3server import SeaweedPorts, SeaweedServer, free_ports
-        from testkit.postgres import PG_INSTALL_HINT, PgCluster, pg_bindir
+        from testkit.pg import INSTALL_HINT as PG_INSTALL_HINT
+        from testkit.pg import PgCluster, pg_bindir
 
         self.pg_url = os.environ.get("EVALWATCH_TEST_PG_URL")
         self.pg: Any = None
@@ -658,7 +659,7 @@ class SharedInfra:
         self.runs = 0
 
     def database(self) -> str:
-        from testkit.postgres import create_database
+        from testkit.pg import create_database
 
         assert self.pg_url
         return create_database(self.pg_url)

@@ -311,6 +311,11 @@ class HubConfig(_Strict):
     # is refused with 429 ``err.too_many_connections`` naming the cap.
     max_ws_per_user: Annotated[int, Field(ge=1, le=10_000)] = 16
     max_live_per_user: Annotated[int, Field(ge=1, le=10_000)] = 8
+    # A stop (SIGTERM, Ctrl-C) waits at most this long for open requests to finish before it
+    # cancels them (uvicorn's ``timeout_graceful_shutdown``).  The hub's own long-lived answers
+    # do not count against it: alert WebSockets are closed (1012) and agents' session long polls
+    # answered at once when the stop begins (issue #17).
+    shutdown_grace_s: Annotated[int, Field(ge=1, le=300)] = 5
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -418,6 +423,14 @@ class EmbeddedS3Config(_Strict):
     # returns memory (it costs CPU then: docs/benchmarks.md "Soak").  A ``GOMEMLIMIT`` in the
     # hub's environment wins.
     go_memory_limit_mb: Annotated[int, Field(ge=0, le=1_000_000)] = 384
+    # How long a stop waits for the server to exit by itself after SIGTERM before it is killed
+    # (issue #17).  ``weed server`` 4.48 cannot exit sooner than ~15 s: its filer waits that long
+    # (hard-coded) for the gRPC metadata subscriptions the server holds to itself (its S3 gateway's
+    # and the filer's own) before it closes its store and the volume server syncs and closes its
+    # volumes; the default lets it finish that way.  Lower it for quicker stops at the price of a
+    # SIGKILL (what SeaweedFS acknowledged is in the OS's page cache already: a kill loses no
+    # object, but skips the store's close and the volumes' final fsync).
+    stop_grace_s: Annotated[float, Field(gt=0, le=600)] = 20.0
 
 
 class S3Config(_Strict):

@@ -31,7 +31,7 @@ are called, so a test may pass small fakes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -119,3 +119,6 @@ class Services:
     jobs: Any | None = None  # storage.joblock.JobLeader: the node that runs the scheduled jobs
     notices: Any | None = None  # capture.notices.RoomNotices: notices shown in a room (None: no route)
     extra_routers: list[APIRouter] = field(default_factory=list)
+    # Called when the web server begins to stop, before it waits for open requests: they end
+    # the hub's long-lived answers (agents' session long polls) so a stop is not held by them.
+    on_stopping: list[Callable[[], None]] = field(default_factory=list)

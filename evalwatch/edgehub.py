@@ -114,6 +114,7 @@ class EdgeHub:
         self._offline: dict[str, Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.mismatches = 0
+        self._stopping = False
 
     def edge_site(self, site: str) -> bool:
         return site in self.sites
@@ -186,10 +187,19 @@ class EdgeHub:
         """``(version, room → {"session_id", "seats"} | None)`` for an edge site."""
         return self._version.get(site, 0), dict(self._rooms.get(site, {}))
 
+    def wake_pollers(self) -> None:
+        """The hub is stopping: answer every waiting session long poll now (with the version the
+        agent has: nothing changed, it polls again later) and every new one at once, so that no
+        poll holds the web server's graceful stop (issue #17)."""
+        self._stopping = True
+        for site, ev in list(self._changed.items()):
+            ev.set()
+            self._changed[site] = asyncio.Event()
+
     async def wait_sessions(self, site: str, after: int) -> tuple[int, dict[str, Any]]:
         """Answer at once when the version differs from ``after``, else on the next change or
-        after ``LONG_POLL_S``."""
-        if self._version.get(site, 0) == after and site in self._changed:
+        after ``LONG_POLL_S`` (at once too while the hub stops: :meth:`wake_pollers`)."""
+        if self._version.get(site, 0) == after and site in self._changed and not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed[site].wait(), LONG_POLL_S)
         return self.sessions(site)

@@ -29,8 +29,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -255,6 +256,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
                                        live_credentials=live_credentials, leases=leases,
                                        notices=notices)],
             relay=relay, anchors=anchorer, leases=leases, notices=notices, jobs=jobs,
+            on_stopping=[edge.wake_pollers],
         )
 
 
@@ -279,10 +281,54 @@ def uvicorn_config(cfg: EvalwatchConfig, app: Any, tls: dict[str, str] | None = 
     return uvicorn.Config(
         app, host=cfg.hub.listen_host, port=cfg.hub.listen_port, log_config=None,
         access_log=False, lifespan="on", proxy_headers=False,
-        # Agents' long polls (up to 25 s) must not hold a stop: they retry.
-        timeout_graceful_shutdown=5,
+        # What a stop waits for open requests (hub.shutdown_grace_s).  Agents' long polls (up to
+        # 25 s) are answered when the stop begins (HubServer); alert WebSockets uvicorn closes.
+        timeout_graceful_shutdown=cfg.hub.shutdown_grace_s,
         **(tls or {}),  # type: ignore[arg-type]
     )
+
+
+def hub_server(config: Any, on_stopping: list[Callable[[], None]]) -> Any:
+    """A ``uvicorn.Server`` for the hub (issue #17):
+
+    * it calls ``on_stopping`` when its stop begins (SIGTERM, Ctrl-C), before it waits up to
+      ``timeout_graceful_shutdown`` for open connections: the hub's long-lived answers end at
+      once instead of holding the stop;
+    * ``serve()`` returns after a SIGTERM/SIGINT instead of re-raising it: uvicorn's own
+      ``capture_signals`` raises the signal again once the web server has stopped, and a
+      re-raised SIGTERM killed the process there, before :func:`running_hub` had stopped the
+      recorder, the analysis and the embedded SeaweedFS (which the parent-death signal then
+      SIGKILLed).  A second signal during that clean-up acts at once (the handlers are restored).
+    """
+    import signal
+    import threading
+
+    import uvicorn
+    from uvicorn.server import HANDLED_SIGNALS
+
+    class HubServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+            log.info("web server stopped; stopping the hub's services")
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for fn in on_stopping:
+                try:
+                    fn()
+                except Exception:  # one failing hook must not keep the others from running
+                    log.exception("stop hook %r failed", fn)
+            await super().shutdown(sockets)
+
+    return HubServer(config)
 
 
 def tls_options(cfg: EvalwatchConfig) -> dict[str, str]:
@@ -312,14 +358,12 @@ def use_self_signed(cfg: EvalwatchConfig) -> str:
 
 
 async def serve(cfg: EvalwatchConfig) -> None:
-    import uvicorn
-
     from dashboard.app import create_app
 
     tls = tls_options(cfg)  # before anything starts: a bad certificate is a clear start-up error
     async with running_hub(cfg) as hub:
         app = create_app(hub)
-        server = uvicorn.Server(uvicorn_config(cfg, app, tls))
+        server = hub_server(uvicorn_config(cfg, app, tls), hub.on_stopping)
         log.info("hub listening url=%s tls=%s", cfg.hub.url, bool(tls))
         await server.serve()
 

@@ -8,12 +8,27 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("evalwatch.run")
+
+
+def parent_death_signal(sig: signal.Signals) -> Callable[[], None]:
+    """A ``preexec_fn`` that has the child receive ``sig`` when the thread that forked it dies
+    (Linux ``PR_SET_PDEATHSIG``; the child keeps its own process group).  libc is loaded here,
+    before the fork: the child only makes the call."""
+    import ctypes
+
+    prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def set_signal() -> None:
+        prctl(pr_set_pdeathsig, int(sig))
+
+    return set_signal
 
 
 @dataclass
@@ -31,7 +46,10 @@ class Child:
         out = open(self.log_path, "ab")
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            list(self.argv), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            list(self.argv), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            # Linux: SIGTERM (a clean stop) when the thread that starts it (``evalwatch run``'s
+            # main thread) dies, also by SIGKILL: no hub or agent outlives the demo (issue #17).
+            preexec_fn=parent_death_signal(signal.SIGTERM) if sys.platform == "linux" else None,
         )
         out.close()
         log.info("started %s pid=%s log=%s", self.name, self.proc.pid, self.log_path)

@@ -122,6 +122,9 @@ def cli(argv: list[str]) -> int:
         for c in reversed(children):
             c.stop()
         if s3 is not None:
+            if s3.running:  # weed server exits ~15 s after SIGTERM (s3server.WEED_SERVER_STOP_S)
+                print(f"stopping S3 server (SeaweedFS closes its store and volumes, up to "
+                      f"{s3.grace_s:.0f} s) ...", flush=True)
             s3.stop()
 
 

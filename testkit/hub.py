@@ -1,13 +1,20 @@
 """Helpers for system tests and benchmarks that run the whole hub on this machine.
 
-One place for: a config with free ports in a temp folder (``write_system_config``), and how
+One place for: a config with free ports in a temp folder (``write_system_config``), an
+``evalwatch hub`` process started and waited for (``start_hub_process``, ``hub_process``), and how
 headless Chromium is started here (``CHROMIUM``, ``CHROMIUM_ARGS``).  Not used at run time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +97,10 @@ def system_config(
                     "master_port": ports[2],
                     "volume_port": ports[3],
                     "filer_port": ports[4],
+                    # Tests' hubs stop quickly: weed server needs ~15 s to exit on SIGTERM, the
+                    # hub's default grace waits for that (tests/test_s3server_stop.py); here it
+                    # is killed after 1 s, as fast as the parent-death signal did before.
+                    "stop_grace_s": 1,
                 },
             },
         },
@@ -109,3 +120,110 @@ def write_system_config(tmp: Path, sites: dict[str, list[str]], **kw: Any) -> Pa
     path = tmp / "evalwatch.yaml"
     path.write_text(yaml.safe_dump(system_config(tmp, sites, **kw), allow_unicode=True), encoding="utf-8")
     return path
+
+
+def hub_url(cfg_path: Path) -> str:
+    """``http://127.0.0.1:<hub.listen_port>`` of a config written by :func:`write_system_config`."""
+    doc = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    return f"http://127.0.0.1:{doc['hub']['listen_port']}"
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30, sig: int = signal.SIGTERM) -> None:
+    """``sig`` (SIGTERM), wait up to ``timeout``, then SIGKILL."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start_hub_process(
+    cfg_path: Path, *, cwd: Path, log: Path | None = None, ready_timeout: float = 90
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``evalwatch hub --config cfg_path`` in ``cwd``, its output in ``log`` (``cwd/hub.log``);
+    returns once ``/healthz`` answers 200.  Fails with the log's tail when the hub exits first or
+    is not up within ``ready_timeout`` (and stops it)."""
+    import httpx
+
+    log = log or cwd / "hub.log"
+    url = hub_url(cfg_path)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "evalwatch", "hub", "--config", str(cfg_path)],
+                                cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    return proc, url
+            assert time.monotonic() < deadline, "hub did not come up"
+            time.sleep(0.3)
+    except BaseException:
+        stop_process(proc, 5)
+        raise
+
+
+@contextlib.contextmanager
+def hub_process(
+    cfg_path: Path, *, cwd: Path, log: Path | None = None, ready_timeout: float = 90, stop_timeout: float = 30
+) -> Iterator[str]:
+    """:func:`start_hub_process` as a context: yields the hub's URL, stops it (SIGTERM, SIGKILL
+    after ``stop_timeout``) on exit."""
+    proc, url = start_hub_process(cfg_path, cwd=cwd, log=log, ready_timeout=ready_timeout)
+    try:
+        yield url
+    finally:
+        stop_process(proc, stop_timeout)
+
+
+def start_run_process(
+    cfg_path: Path, *, cwd: Path, ready_timeout: float = 120
+) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """``evalwatch run --config cfg_path`` in its own process group (as a terminal runs it);
+    returns it, the dashboard URL of its banner and the lines it printed up to there.  Fails
+    with that output (after stopping it) when no URL is printed within ``ready_timeout``.  Its
+    output stays a pipe: read it on (or drain it) while it runs."""
+    import re
+
+    proc = subprocess.Popen([sys.executable, "-m", "evalwatch", "run", "--config", str(cfg_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+                            start_new_session=True)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if m := re.search(r"dashboard:\s+(http://\S+)/", line):
+            return proc, m.group(1), lines
+    stop_run_process(proc)
+    raise AssertionError("evalwatch run printed no dashboard URL:\n" + "".join(lines))
+
+
+def stop_run_process(proc: subprocess.Popen[str], timeout: float = 60, *, drained: bool = False) -> str:
+    """Ctrl-C as a terminal sends it (SIGINT to the process group), SIGKILL to the group after
+    ``timeout``; returns what it printed meanwhile ("" when ``drained``: a thread of the caller's
+    reads its output)."""
+    import os
+
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+    try:
+        if drained:
+            proc.wait(timeout)
+            return ""
+        rest, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if drained:
+            proc.wait()
+            return ""
+        rest, _ = proc.communicate()
+    return rest or ""

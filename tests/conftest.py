@@ -7,8 +7,8 @@
   restart it without disturbing the shared one); stopped at teardown.
 * ``object_store`` — an ``ObjectStore`` on the shared server with the three configured buckets.
 * ``db_url`` — parametrised: ``sqlite`` (tmp file) and ``postgres`` (marker ``postgres``): a fresh
-  database per test in a throwaway cluster started by this file with ``initdb``/``pg_ctl``
-  (run as the ``postgres`` OS user when we are root), or under ``EVALWATCH_TEST_PG_URL``
+  database per test in a throwaway cluster (``testkit.pg.PgCluster``: a child of this process
+  that dies with it, run as the ``postgres`` OS user when we are root), or under ``EVALWATCH_TEST_PG_URL``
   (a server URL; a fresh database is created in it per test).
 * ``database`` — a migrated ``storage.db.Database`` on ``db_url``.
 * ``unique_site`` — a fresh site slug, so tests sharing the S3 server never see each other's keys.
@@ -28,7 +28,8 @@ from pydantic import SecretStr
 from config.models import S3Config
 from storage.s3server import SeaweedPorts, SeaweedServer, free_ports
 from storage.s3server import free_port as _free_port
-from testkit.postgres import PG_INSTALL_HINT, PgCluster, create_database, pg_bindir
+from testkit.pg import INSTALL_HINT as PG_INSTALL_HINT
+from testkit.pg import PgCluster, create_database, pg_bindir
 
 # In-process clients (httpx.ASGITransport, Starlette's TestClient) send ``Host: testserver``: the
 # suite allows that name besides the hub's derived defaults (dashboard/hosts.py; production
@@ -110,7 +111,6 @@ def unique_site() -> str:
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
-
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """URL of a PostgreSQL server (maintenance db) the tests may create databases in."""
@@ -121,12 +121,14 @@ def pg_server_url() -> Iterator[str]:
     bindir = pg_bindir()
     if bindir is None:
         pytest.skip(PG_INSTALL_HINT)
-    cluster = PgCluster(bindir)
+    cluster = PgCluster(bindir)  # dies with this process, even on SIGKILL (testkit/pg.py)
     cluster.start()
     try:
         yield cluster.server_url
     finally:
         cluster.stop()
+
+
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import stat
@@ -40,7 +39,7 @@ from capture.agent import Agent
 from capture.enroll import EnrollError, enroll, enrolled_config, load_state, write_private
 from storage.s3server import free_port
 from testkit.capture import make_clip
-from testkit.hub import CHROMIUM, CHROMIUM_ARGS, ROOT, system_config
+from testkit.hub import CHROMIUM, CHROMIUM_ARGS, ROOT, hub_process, system_config
 
 pytestmark = [pytest.mark.agent, pytest.mark.timeout(180)]
 
@@ -99,31 +98,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     doc["sites"] = [{"id": s, "agent_token": TOKENS[s], "rooms": [room]} for s in TOKENS]
     cfg_path = tmp / "evalwatch.yaml"
     cfg_path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    url = f"http://127.0.0.1:{doc['hub']['listen_port']}"
-    with open(tmp / "hub.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "evalwatch", "hub", "--config", str(cfg_path)],
-            cwd=tmp,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (tmp / "hub.log").read_text(errors="replace")[-3000:]
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "hub did not come up"
-            time.sleep(0.3)
+    with hub_process(cfg_path, cwd=tmp) as url:
         yield Hub(url, cfg_path, tmp)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def agent_calls(url: str, credential: str, site: str = "s01") -> dict[str, int]:

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -21,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from testkit.hub import CHROMIUM, CHROMIUM_ARGS, write_system_config
+from testkit.hub import CHROMIUM, CHROMIUM_ARGS, start_run_process, stop_run_process, write_system_config
 
 SUP_PW = "sup-browser-pw-1"
 AUD_PW = "aud-browser-pw-1"
@@ -45,31 +42,12 @@ def write_config(tmp: Path, sites: dict[str, list[str]]) -> Path:
 
 def start_system(tmp: Path, sites: dict[str, list[str]]) -> tuple[subprocess.Popen[str], str]:
     """`evalwatch run` in its own process group; returns it and the dashboard URL."""
-    cfg_path = write_config(tmp, sites)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "evalwatch", "run", "--config", str(cfg_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp,
-        start_new_session=True,
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if m := re.search(r"dashboard:\s+(http://\S+)/", line):
-            # keep draining the output (a full pipe would block the hub's logging) into a file
-            log_path = tmp / "evalwatch-run.log"
-            threading.Thread(target=_drain, args=(proc, log_path, lines), daemon=True).start()
-            print(f"evalwatch run log: {log_path}")
-            return proc, m.group(1)
-    stop_system(proc)
-    raise AssertionError("evalwatch run printed no dashboard URL:\n" + "".join(lines))
+    proc, url, lines = start_run_process(write_config(tmp, sites), cwd=tmp)
+    # keep draining the output (a full pipe would block the hub's logging) into a file
+    log_path = tmp / "evalwatch-run.log"
+    threading.Thread(target=_drain, args=(proc, log_path, lines), daemon=True).start()
+    print(f"evalwatch run log: {log_path}")
+    return proc, url
 
 
 def _drain(proc: subprocess.Popen[str], path: Path, head: list[str]) -> None:
@@ -82,13 +60,7 @@ def _drain(proc: subprocess.Popen[str], path: Path, head: list[str]) -> None:
 
 
 def stop_system(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_run_process(proc, drained=True)
 
 
 @pytest.fixture(scope="module")

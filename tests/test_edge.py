@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from config import load_config
 from evalwatch.edge import EdgeAnalyser
 from storage.s3server import free_port
 from testkit.capture import TcpProxy, make_clip
-from testkit.hub import ROOT, system_config
+from testkit.hub import ROOT, hub_process, system_config
 
 SUP_PW = "sup-edge-pw-1"
 TOKENS = {"s01": "tok-edge-site-one-0123456789", "s02": "tok-edge-site-two-0123456789"}
@@ -61,33 +61,6 @@ def write_hub_config(tmp: Path, sites: dict[str, tuple[str, dict[str, Any]]]) ->
     path = tmp / "evalwatch.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     return path
-
-
-@contextlib.contextmanager
-def running_hub(cfg_path: Path, tmp: Path) -> Iterator[str]:
-    doc = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
-    url = f"http://127.0.0.1:{doc['hub']['listen_port']}"
-    log = open(tmp / "hub.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "evalwatch", "hub", "--config", str(cfg_path)],
-                            cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (tmp / "hub.log").read_text(errors="replace")[-3000:]
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "hub did not come up"
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def start_agent(tmp: Path, cfg_path: Path, site: str, *extra: str) -> subprocess.Popen[bytes]:
@@ -149,7 +122,7 @@ async def test_edge_incident_reaches_dashboard_once_across_link_cut(tmp_path: Pa
     sites = {"s01": (str(clip), {}), "s02": (str(clip), {"analysis": "hub"})}
     cfg_path = write_hub_config(tmp_path, sites)
     cfg = load_config(cfg_path, load_secrets=False)
-    with running_hub(cfg_path, tmp_path) as url:
+    with hub_process(cfg_path, cwd=tmp_path) as url:
         c = await session(url)
         cookie = f"evalwatch_session={c.cookies['evalwatch_session']}"
         ws_msgs: list[dict[str, Any]] = []
@@ -260,7 +233,7 @@ async def test_hub_checks_agents_with_the_real_detector(tmp_path: Path) -> None:
     clip = str(ROOT / "sample_videos" / "room_a.mp4")  # extra_person 10.9-24.2 s
     check = {"analysis_check_fps": 1.0, "analysis_offline_seconds": 10}
     cfg_path = write_hub_config(tmp_path, {"s01": (clip, check), "s02": (clip, check)})
-    with running_hub(cfg_path, tmp_path) as url:
+    with hub_process(cfg_path, cwd=tmp_path) as url:
         c = await session(url)
         agents = [start_agent(tmp_path, cfg_path, "s01"),
                   start_agent(tmp_path, cfg_path, "s02", "--no-analysis")]

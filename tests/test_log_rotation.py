@@ -4,13 +4,8 @@ bounded however long they run.  The agent's ``--log-file`` is tested in test_age
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import logging.handlers
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,7 +14,7 @@ import yaml
 
 from config import ConfigError, load_config
 from storage.s3server import SeaweedPorts, SeaweedServer, free_ports
-from testkit.hub import system_config
+from testkit.hub import hub_process, system_config
 
 
 def test_hub_log_to_file_rotates_at_the_configured_size(tmp_path: Path) -> None:
@@ -79,26 +74,9 @@ def test_hub_process_logs_to_its_rotated_file(tmp_path: Path) -> None:
     doc["hub"].update(log_file="logs/hub.log", log_max_mb=2 / 1024, log_backups=2)
     cfg = tmp_path / "evalwatch.yaml"
     cfg.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    url = f"http://127.0.0.1:{doc['hub']['listen_port']}"
-    with open(tmp_path / "hub.out", "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "evalwatch", "hub", "--config", str(cfg)],
-                                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     logs = tmp_path / "logs"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "hub.out").read_text(errors="replace")[-3000:]
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "hub did not come up"
-            time.sleep(0.3)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with hub_process(cfg, cwd=tmp_path, log=tmp_path / "hub.out", ready_timeout=120):
+        pass
     names = sorted(p.name for p in logs.iterdir())
     assert names == ["hub.log", "hub.log.1", "hub.log.2"], names
     assert all(p.stat().st_size <= 2048 for p in logs.iterdir()), [p.stat().st_size for p in logs.iterdir()]

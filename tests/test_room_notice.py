@@ -25,7 +25,7 @@ import yaml
 from capture.hostos import has_display, tts_command
 from storage.s3server import free_port
 from testkit.capture import make_clip
-from testkit.hub import ROOT, system_config
+from testkit.hub import ROOT, hub_process, stop_process, system_config
 
 pytestmark = [pytest.mark.credit, pytest.mark.timeout(240)]
 
@@ -48,15 +48,6 @@ class Hub:
         return (self.tmp / "hub.log").read_text(errors="replace")[-3000:]
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     tmp = tmp_path_factory.mktemp("notice")
@@ -71,22 +62,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     doc["sites"] = [{"id": "s01", "agent_token": TOKEN, "rooms": [room]}]
     cfg_path = tmp / "evalwatch.yaml"
     cfg_path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    url = f"http://127.0.0.1:{doc['hub']['listen_port']}"
-    with open(tmp / "hub.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "evalwatch", "hub", "--config", str(cfg_path)],
-                                cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp / "hub.log").read_text(errors="replace")[-3000:]
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "hub did not come up"
-            time.sleep(0.3)
+    with hub_process(cfg_path, cwd=tmp, ready_timeout=120) as url:
         yield Hub(url, cfg_path, tmp)
-    finally:
-        _stop(proc)
 
 
 @contextlib.contextmanager
@@ -100,7 +77,7 @@ def agent_process(hub: Hub, tmp: Path, env: dict[str, str]) -> Iterator[subproce
     try:
         yield proc
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def wait_live(hub: Hub, admin: httpx.Client, proc: subprocess.Popen[bytes], tmp: Path) -> None:

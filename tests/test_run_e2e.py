@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import yaml
 from minio import Minio
 from minio.error import S3Error
 
-from testkit.hub import write_system_config
+from testkit.hub import start_run_process, stop_run_process, write_system_config
+from testkit.procs import alive, command, descendants, still_alive_after
 
 
 def write_config(tmp: Path, rooms: dict[str, list[str]], database_url: str | None = None) -> Path:
@@ -33,24 +33,9 @@ def write_config(tmp: Path, rooms: dict[str, list[str]], database_url: str | Non
 def test_run_brings_up_the_system_and_stops_cleanly(tmp_path: Path, db_url: str) -> None:
     """On SQLite (the default) and on a real PostgreSQL given by URL."""
     cfg_path = write_config(tmp_path, {"s01": ["room_a"], "s02": ["room_c"]}, database_url=db_url)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "evalwatch", "run", "--config", str(cfg_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-        start_new_session=True,
-    )
-    out_lines: list[str] = []
+    proc, url, out_lines = start_run_process(cfg_path, cwd=tmp_path)
     try:
-        url = None
-        deadline = time.monotonic() + 120
         assert proc.stdout is not None
-        while url is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            out_lines.append(line)
-            if m := re.search(r"dashboard:\s+(http://\S+)/", line):
-                url = m.group(1)
-        assert url, "no dashboard URL printed:\n" + "".join(out_lines)
         # The banner lists the demo logins; grab the supervisor's.
         while not any(re.search(r"supervisor\s+sup\s+\S+", ln) for ln in out_lines):
             out_lines.append(proc.stdout.readline())
@@ -105,16 +90,45 @@ def test_run_brings_up_the_system_and_stops_cleanly(tmp_path: Path, db_url: str)
         assert 0 < metric["evalwatch_analysis_frame_cost_seconds"] < 5
         assert proc.poll() is None, "evalwatch run exited early"
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-        try:
-            rest, _ = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            rest, _ = proc.communicate()
-        out_lines.append(rest or "")
+        out_lines.append(stop_run_process(proc))  # what Ctrl-C in the terminal does
     assert proc.returncode == 0, "".join(out_lines)
     # Nothing left behind: no process of the session is still alive.
     time.sleep(1)
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     assert str(cfg_path) not in ps, ps
     assert str(tmp_path / "data" / "seaweedfs") not in ps, ps
+
+
+@pytest.mark.timeout(240)
+def test_run_killed_with_sigkill_leaves_nothing_and_starts_again(tmp_path: Path) -> None:
+    """SIGKILL of ``evalwatch run`` (issue #17): its hub and agents get SIGTERM from the kernel
+    (parent-death signal) and stop, its SeaweedFS is killed; nothing keeps a port or the data
+    dir, and the demo starts again on the same config."""
+    cfg_path = write_config(tmp_path, {"s01": ["room_a"]})
+    proc, url, _ = start_run_process(cfg_path, cwd=tmp_path)
+    below: list[int] = []
+    try:
+        below = descendants(proc.pid)
+        names = {p: command(p) for p in below}
+        assert any(" hub " in n for n in names.values()) and any(" agent " in n for n in names.values()) \
+            and any("weed" in n.split(" ")[0] for n in names.values()), names
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        left = still_alive_after(below, 30)
+        assert not left, f"left running after the demo was killed: {[names[p] for p in left]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in below:  # whatever outlived it (the old code: the hub and the agents)
+            if alive(p):
+                os.kill(p, signal.SIGKILL)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    again, url2, _ = start_run_process(cfg_path, cwd=tmp_path)
+    try:
+        assert url2 == url
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+    finally:
+        out = stop_run_process(again)
+    assert again.returncode == 0, out[-3000:]

@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from config.models import S3Config
 from storage.cluster import ClusterError, ClusterPorts, SeaweedCluster, check_replication
 from testkit.hub import cluster_base_port
+from testkit.procs import still_alive_after
 
 pytestmark = pytest.mark.cluster
 
@@ -81,21 +82,6 @@ class ClusterCommand:
             self.proc.kill()
             self.proc.wait()
         self.out.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _all_gone(pids: list[int], seconds: float) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.1)
-    return [p for p in pids if _alive(p)]
 
 
 def _files_on(address: str) -> int:
@@ -161,7 +147,7 @@ async def test_cluster_keeps_every_segment_when_a_volume_server_dies(tmp_path: P
         victim = max(counts, key=lambda n: counts[n])
         assert counts[victim] > 0, counts
         os.kill(cmd.parts[victim][1], signal.SIGKILL)
-        assert not _all_gone([cmd.parts[victim][1]], 5)
+        assert not still_alive_after([cmd.parts[victim][1]], 5)
 
         for rec in recs:
             assert await store.read(rec) == written[rec.id], rec.key
@@ -193,7 +179,7 @@ async def test_cluster_keeps_every_segment_when_a_volume_server_dies(tmp_path: P
         pids = [pid for _addr, pid in cmd.parts.values()]
         cmd.proc.send_signal(signal.SIGTERM)
         assert cmd.proc.wait(timeout=20) == 0, cmd.text()[-2000:]
-        assert _all_gone(pids, 5) == [], cmd.text()[-2000:]
+        assert still_alive_after(pids, 5) == [], cmd.text()[-2000:]
     finally:
         cmd.close()
 
@@ -209,7 +195,7 @@ async def test_cluster_keeps_every_segment_when_a_volume_server_dies(tmp_path: P
         pids = [pid for _addr, pid in cmd.parts.values()]
         cmd.proc.kill()
         cmd.proc.wait()
-        assert _all_gone(pids, 5) == []
+        assert still_alive_after(pids, 5) == []
     finally:
         cmd.close()
 
