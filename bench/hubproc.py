@@ -77,8 +77,9 @@ def spawn_farm(
         )
 
 
-def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 20) -> None:
-    """SIGINT every process group, wait, SIGKILL the groups still there."""
+def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 40) -> None:
+    """SIGINT every process group, wait, SIGKILL the groups still there.  ``timeout`` outlasts a
+    hub's clean stop with the embedded SeaweedFS (~15 s for weed alone, storage.s3)."""
     for p in procs:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGINT)
