@@ -49,7 +49,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +227,7 @@ def orphans(known: set[int], marker: str) -> list[dict[str, Any]]:
     return out
 
 
-def archive_counts(db_path: Path, seg_s: float, cameras: list[str], t0: float) -> dict[str, int]:
+def archive_counts(db_path: Path, seg_s: float, cameras: list[str], t0: float) -> dict[str, Any]:
     """Segments, lost windows and events from the hub's SQLite database (module docstring)."""
     con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
@@ -243,14 +243,45 @@ def archive_counts(db_path: Path, seg_s: float, cameras: list[str], t0: float) -
     for site, room, cam, start, end in rows:
         per.setdefault(f"{site}/{room}/{cam}", []).append((ts(start), ts(end)))
     lost = 0
+    gaps: list[dict[str, Any]] = []
     for cam in cameras:
         segs = per.get(cam)
         if not segs:
             lost += max(0, int((time.time() - t0) // seg_s) - 1)
+            gaps.append({"camera": cam, "after": None, "missing_s": None})
             continue
         span = max(e for _, e in segs) - min(s for s, _ in segs)
         lost += max(0, round(span / seg_s) - len({s for s, _ in segs}))
-    return {"segments": len(rows), "lost_segments": lost, "events": int(events)}
+        prev_end = None
+        for start, end in sorted(segs):
+            if prev_end is not None and start - prev_end >= seg_s / 2:
+                gaps.append({"camera": cam, "after": datetime.fromtimestamp(prev_end, UTC).isoformat(),
+                             "missing_s": round(start - prev_end, 1)})
+            prev_end = end if prev_end is None else max(prev_end, end)
+    return {"segments": len(rows), "lost_segments": lost, "events": int(events), "gaps": gaps}
+
+
+#: Log lines that say a segment did not reach the archive (the agents' and the hub's logs).
+LOSS_MARKERS = ("hub rejected segment", "dropped", "evicted", "Traceback", "level=ERROR")
+
+
+def log_findings(logs: Path) -> dict[str, Any]:
+    """Per log file, how many lines carry each of :data:`LOSS_MARKERS`, and the first few: what a
+    lost segment left behind (``lost_segments`` says how many, this says where to look)."""
+    out: dict[str, Any] = {}
+    for f in sorted(logs.glob("*.log")):
+        counts: dict[str, int] = {}
+        first: list[str] = []
+        with contextlib.suppress(OSError), open(f, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                hit = [m for m in LOSS_MARKERS if m in line]
+                for m in hit:
+                    counts[m] = counts.get(m, 0) + 1
+                if hit and len(first) < 5:
+                    first.append(line.strip()[:300])
+        if counts:
+            out[f.name] = {"counts": counts, "first": first}
+    return out
 
 
 def say(msg: str) -> None:
@@ -362,6 +393,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         with contextlib.suppress(Exception):
             known |= descendants([hub.pid, *(f.pid for f in farms)])
         stop_all([*farms, hub])
+        res["log_findings"] = log_findings(logs)
         if args.hub_log:
             with contextlib.suppress(OSError):
                 shutil.copy(logs / "hub.log", args.hub_log)

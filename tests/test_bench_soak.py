@@ -42,7 +42,25 @@ def test_lost_segments_counts_the_gaps_of_each_camera(tmp_path: Path) -> None:
     con.commit()
     con.close()
     got = soak.archive_counts(db, 10.0, ["s01/r/c", "s02/r/c", "s03/r/c"], time.time() - 60)
+    gaps = got.pop("gaps")
     assert got == {"segments": 18, "lost_segments": 2 + 5, "events": 2}  # s03 stored nothing for 60 s
+    # where: s01's two windows after 10:00:30, s03 never stored anything
+    after = (t0 + timedelta(seconds=30)).isoformat()
+    assert gaps == [{"camera": "s01/r/c", "after": after, "missing_s": 20.0},
+                    {"camera": "s03/r/c", "after": None, "missing_s": None}]
+
+
+def test_log_findings_names_the_lines_about_lost_segments(tmp_path: Path) -> None:
+    (tmp_path / "farm-0.log").write_text(
+        "agent starting site=s01\n"
+        "12:00Z level=ERROR logger=capture.agent hub rejected segment site=s01 room=r camera=c "
+        "start=x: HTTP 409 (kept aside)\n"
+        "segment upload failed site=s01: ConnectError (3 pending, retry in 1.0s)\n", encoding="utf-8")
+    (tmp_path / "hub.log").write_text("all fine\n", encoding="utf-8")
+    got = soak.log_findings(tmp_path)
+    assert list(got) == ["farm-0.log"]
+    assert got["farm-0.log"]["counts"] == {"hub rejected segment": 1, "level=ERROR": 1}
+    assert "HTTP 409" in got["farm-0.log"]["first"][0]
 
 
 def test_bad_arguments_exit_2() -> None:
