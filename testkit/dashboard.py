@@ -212,6 +212,29 @@ def add_event(db: Any, **kw: Any) -> int:
         return int(e.id)
 
 
+@contextlib.asynccontextmanager
+async def running_app(services: Services) -> AsyncIterator[Any]:
+    """The dashboard app over ``services`` with its lifespan entered (the ``app`` fixture of the
+    ASGI tests, ``tests/conftest.py``)."""
+    from dashboard.app import create_app
+
+    app = create_app(services)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def asgi_login(app: Any, role: str, client: tuple[str, int] = ("10.1.2.3", 5555)) -> Any:
+    """An ``httpx.AsyncClient`` on ``app`` (in process, from ``client``'s address) logged in as
+    ``role``'s user, its CSRF header set."""
+    import httpx
+
+    c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=client), base_url="http://testserver")
+    r = await c.post("/api/auth/login", json={"username": ROLE_USERS[role], "password": password_of(role)})
+    assert r.status_code == 200, r.text
+    c.headers["X-CSRF-Token"] = r.json()["csrf"]
+    return c
+
+
 async def wait_for(pred: Any, within: float = 5.0, interval: float = 0.05) -> bool:
     end = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < end:

@@ -165,3 +165,12 @@ async def segment_store(object_store, database, tmp_path: Path, s3_server: S3Env
     await store.start()
     yield store
     await store.stop()
+
+
+@pytest.fixture
+async def app(services):  # type: ignore[no-untyped-def]
+    """The dashboard app over the test module's ``services`` fixture, lifespan entered."""
+    from testkit.dashboard import running_app
+
+    async with running_app(services) as a:
+        yield a

@@ -5,17 +5,16 @@ statement, appeal), their CSV/XLSX/signed-JSON exports, and the report PDF's emb
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -27,7 +26,15 @@ from sessions.credit_models import CreditRevision, Expert
 from sessions.experts import id_matches, import_experts, normalise_id_number, parse_file
 from storage.incident import EventLive
 from storage.models import AuditLog, Segment
-from testkit.dashboard import ROLE_USERS, add_event, make_config, make_services, password_of
+from testkit.dashboard import (
+    ROLE_USERS,
+    add_event,
+    asgi_login,
+    make_config,
+    make_services,
+    password_of,
+    serving,
+)
 
 pytestmark = pytest.mark.credit
 
@@ -147,19 +154,7 @@ def services(tmp_path: Path) -> Services:
     return make_services(tmp_path, cfg=cfg)
 
 
-@pytest.fixture
-async def app(services: Services) -> AsyncIterator[Any]:
-    a = create_app(services)
-    async with a.router.lifespan_context(a):
-        yield a
-
-
-async def login(app: Any, role: str) -> httpx.AsyncClient:
-    c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.1.2.3", 5555)), base_url=BASE)
-    r = await c.post("/api/auth/login", json={"username": ROLE_USERS[role], "password": password_of(role)})
-    assert r.status_code == 200, r.text
-    c.headers["X-CSRF-Token"] = r.json()["csrf"]
-    return c
+login = asgi_login  # a client of the in-process app, logged in as a role
 
 
 def live(eid: int, seat: str = "s1") -> EventLive:
@@ -527,23 +522,14 @@ def test_report_pdf_embeds_its_font_and_lists_violations(tmp_path: Path) -> None
 async def test_experts_page_in_chromium(tmp_path: Path, services: Services) -> None:
     """Admin imports a CSV on the page; a supervisor confirms an alert from the alert list; the
     expert page shows the record; an observer's page shows codes, not names."""
-    import socket
     import tempfile
 
-    import uvicorn
     from playwright.async_api import async_playwright
 
     from testkit.hub import CHROMIUM, CHROMIUM_ARGS
 
-    app = create_app(services)
-    with socket.socket() as so:
-        so.bind(("127.0.0.1", 0))
-        port = so.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(srv.serve())
-    while not srv.started:  # noqa: ASYNC110
-        await asyncio.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
+    server = contextlib.AsyncExitStack()  # the dashboard on a real port, stopped at the end
+    url = "http://" + await server.enter_async_context(serving(create_app(services)))
     csv_file = tmp_path / "drawn.csv"
     csv_file.write_bytes(
         csv_bytes([HEADER, ["E0001", "张三", id_number(1), "13800000001"], ["E0002", "", "", ""]])
@@ -631,8 +617,7 @@ async def test_experts_page_in_chromium(tmp_path: Path, services: Services) -> N
             assert "张三" not in await page.inner_text("#ex-panel")
             await ctx.close()
     finally:
-        srv.should_exit = True
-        await task
+        await server.aclose()
     assert not errors, errors
 
 

@@ -30,13 +30,6 @@ def services(tmp_path: Path) -> Services:
     return make_services(tmp_path)
 
 
-@pytest.fixture
-async def app(services: Services) -> AsyncIterator[Any]:
-    a = create_app(services)
-    async with a.router.lifespan_context(a):
-        yield a
-
-
 def client(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.1.2.3", 5555)), base_url=BASE)
 

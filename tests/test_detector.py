@@ -542,6 +542,51 @@ def test_openvino_f32_runs_at_float32_and_finds_the_same_people(
             assert twin.iou(b) >= 0.95 and abs(twin.score - b.score) < 0.01, (b, twin)
 
 
+#: Four threads make the first inference of a fresh OpenVINO session at the same moment, while
+#: the main thread makes calls that give the GIL up (as an import does): what the agent's two
+#: analysis workers and its event loop did when the agent hung at start.
+FIRST_CALLS = """
+import os, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from pathlib import Path
+from analysis.detectors.base import OpenVinoSession
+s = OpenVinoSession(Path(sys.argv[1]) / "analysis/models/centernet_coco.onnx", 1, precision="f32")
+port = s.get_inputs()[0]
+bar = threading.Barrier(5)
+done = []
+def work():
+    x = np.zeros([d or 1 for d in port.shape], np.float32)
+    bar.wait()
+    s.run(None, {port.name: x})
+    done.append(1)
+for _ in range(4):
+    threading.Thread(target=work, daemon=True).start()
+bar.wait()
+while len(done) < 4:
+    os.path.exists(sys.argv[1] + "/no-such-file.py")
+print("ok", flush=True)
+"""
+
+
+@needs_openvino
+def test_openvino_first_inferences_from_several_threads_do_not_deadlock() -> None:
+    """Before the fix 6 of 15 such runs hung for good (OpenVINO fills a static on the first
+    inference and gives the GIL up while doing it); ``OpenVinoSession`` now makes its first
+    inference itself, under a lock, before any caller's thread can."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    for run in range(6):
+        try:
+            out = subprocess.run([sys.executable, "-c", FIRST_CALLS, str(root)], capture_output=True,
+                                 text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"run {run + 1}: four threads' first OpenVINO inferences hung (deadlock)")
+        assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_openvino_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from dashboard.app import create_app
 from dashboard.live import THUMB_STALE
 from dashboard.services import Services
 from storage.models import AuditLog
@@ -64,13 +62,6 @@ def services(tmp_path: Path) -> Services:
     s = make_services(tmp_path, recorder=None)
     s.recorder = RelayRecorder(s.cfg)
     return s
-
-
-@pytest.fixture
-async def app(services: Services) -> AsyncIterator[Any]:
-    a = create_app(services)
-    async with a.router.lifespan_context(a):
-        yield a
 
 
 async def login(c: httpx.AsyncClient, role: str) -> None:

@@ -4,12 +4,11 @@ rules (fire on seeded history, once; pushed through the alert hub), the monthly 
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import io
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from sessions.credit_models import Expert
 from sessions.earlywarning import EarlyWarning, acknowledge, evaluate
 from sessions.models import EvalSession, SessionCamera, SessionSeat
 from storage.models import EventRow, Segment
-from testkit.dashboard import ROLE_USERS, make_config, make_services, password_of
+from testkit.dashboard import ROLE_USERS, asgi_login, make_config, make_services, password_of, serving
 
 pytestmark = pytest.mark.credit
 
@@ -300,19 +299,7 @@ def services(tmp_path: Path) -> Services:
     return make_services(tmp_path, cfg=cfg)
 
 
-@pytest.fixture
-async def app(services: Services) -> AsyncIterator[Any]:
-    a = create_app(services)
-    async with a.router.lifespan_context(a):
-        yield a
-
-
-async def login(app: Any, role: str) -> httpx.AsyncClient:
-    c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.1.2.3", 5555)), base_url=BASE)
-    r = await c.post("/api/auth/login", json={"username": ROLE_USERS[role], "password": password_of(role)})
-    assert r.status_code == 200, r.text
-    c.headers["X-CSRF-Token"] = r.json()["csrf"]
-    return c
+login = asgi_login  # a client of the in-process app, logged in as a role
 
 
 RANGE = {"from": (DAY - timedelta(days=1)).isoformat(), "to": (DAY + timedelta(days=1)).isoformat()}
@@ -605,10 +592,8 @@ def _colour_pixels(png: bytes, hex_colour: str, tol: int = 18) -> int:
 async def test_stats_page_draws_charts_in_chromium(tmp_path: Path, services: Services) -> None:
     """The statistics page of a seeded database: every chart's canvas holds pixels of its series
     colours (ECharts drew the data, not just the DOM); observers see codes, not names."""
-    import socket
     import tempfile
 
-    import uvicorn
     from playwright.async_api import async_playwright
 
     from testkit.hub import CHROMIUM, CHROMIUM_ARGS
@@ -619,15 +604,8 @@ async def test_stats_page_draws_charts_in_chromium(tmp_path: Path, services: Ser
     with services.db.session() as s:
         evaluate(s, WCFG, T0 + timedelta(days=1))
         s.commit()
-    app = create_app(services)
-    with socket.socket() as so:
-        so.bind(("127.0.0.1", 0))
-        port = so.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(srv.serve())
-    while not srv.started:  # noqa: ASYNC110
-        await asyncio.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
+    server = contextlib.AsyncExitStack()  # the dashboard on a real port, stopped at the end
+    url = "http://" + await server.enter_async_context(serving(create_app(services)))
     errors: list[str] = []
     console: list[str] = []
     want = {  # chart -> series colours that must show
@@ -701,8 +679,7 @@ async def test_stats_page_draws_charts_in_chromium(tmp_path: Path, services: Ser
             assert await page.locator("#st-run").is_hidden() and await page.locator("#st-report").is_hidden()
             await ctx.close()
     finally:
-        srv.should_exit = True
-        await task
+        await server.aclose()
     assert not errors, errors
     assert not [c for c in console if "Content Security Policy" in c], console
 

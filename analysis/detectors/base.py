@@ -4,6 +4,7 @@ thresholds and model files, input checks, crops and NMS."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,7 +246,6 @@ class OpenVinoSession:
             raise RuntimeNotInstalledError(
                 "detection.runtime 'openvino' needs the openvino package: pip install 'evalwatch[openvino]'"
             ) from e
-        import threading
 
         if OpenVinoSession._core is None:
             OpenVinoSession._core = ov.Core()
@@ -269,6 +269,28 @@ class OpenVinoSession:
 
         self._inputs = [port(p) for p in self._compiled.inputs]
         self._outputs = [port(p) for p in self._compiled.outputs]
+        self._warm_up()
+
+    #: Held while a session makes its first inference (:meth:`_warm_up`).
+    _first_call = threading.Lock()
+
+    def _warm_up(self) -> None:
+        """One inference on zeros, one thread at a time, before any caller's thread runs one.
+
+        OpenVINO's Python binding fills function-local statics on its first inference (the
+        element type → numpy dtype of ``Type.to_dtype``, seen in ``data_dispatcher``) while the
+        thread holds the GIL, and that initialisation itself gives the GIL up: two analysis
+        workers making their first inference at once deadlocked the agent for good (one waited
+        for the static with the GIL, the other for the GIL inside the static; all of its
+        threads stopped, seen with py-spy, issue #11).  Reproduced here in 2 of 6 runs of four
+        threads calling a fresh session at once; ``tests/test_detector.py`` checks it no longer
+        hangs.  The zeros inference also takes the compile's lazy work out of the first frame."""
+        with OpenVinoSession._first_call:
+            feeds = {
+                port.name: np.zeros([d or 1 for d in port.shape], ov_port.get_element_type().to_dtype())
+                for port, ov_port in zip(self._inputs, self._compiled.inputs, strict=True)
+            }
+            self._compiled.create_infer_request().infer(feeds)
 
     @property
     def precision(self) -> str:
