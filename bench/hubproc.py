@@ -77,9 +77,14 @@ def spawn_farm(
         )
 
 
-def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 40) -> None:
+def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 40, *, reap: bool = False) -> None:
     """SIGINT every process group, wait, SIGKILL the groups still there.  ``timeout`` outlasts a
-    hub's clean stop with the embedded SeaweedFS (~15 s for weed alone, storage.s3)."""
+    hub's clean stop with the embedded SeaweedFS (~15 s for weed alone, storage.s3).  ``reap``:
+    then also SIGTERM (5 s later SIGKILL) every descendant that outlived its parent — a bench
+    that only wants the machine clean; the soak leaves them, it counts them as orphans."""
+    from testkit.procs import alive, descendants
+
+    kids = {q for p in procs for q in descendants(p.pid)} if reap else set()
     for p in procs:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGINT)
@@ -90,6 +95,13 @@ def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 40) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait(timeout=10)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        left = [q for q in kids if alive(q)]
+        for q in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(q, sig)
+        if left and sig == signal.SIGTERM:
+            time.sleep(5)
 
 
 #: (clip, width, height, fps, seconds) -> the bytes of one pre-encoded archive segment.

@@ -81,6 +81,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.hubproc import stop_all  # noqa: E402
 from bench.latency import CHROMIUM_ARGS, CLIPS, SUP_PW, loadavg, pct  # noqa: E402
 from bench.wall import _kv, analysis_metrics, tree, tree_cpu  # noqa: E402
 from testkit.hub import write_system_config  # noqa: E402
@@ -438,29 +439,6 @@ def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
 
 
-def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
-    """SIGINT, then SIGKILL after ``timeout``; also every descendant that outlives its parent
-    (the hub's SeaweedFS server runs in its own session: a killed hub would orphan it)."""
-    kids = {q for p in procs for q in tree(p.pid) if q != p.pid}
-    for p in procs:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, signal.SIGINT)
-    for p in procs:
-        try:
-            p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        alive = [q for q in kids if Path(f"/proc/{q}").exists()]
-        for q in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(q, sig)
-        if alive and sig == signal.SIGTERM:
-            time.sleep(5)
-
-
 def produced_segments(spool_root: Path) -> dict[str, tuple[str, str, str, datetime]]:
     """Every complete segment in the agents' spools → its object key (``SegmentMeta.key``)."""
     from capture.spool import parse_stamp
@@ -651,7 +629,7 @@ async def run(
                 # drain: no new segments, the agents' last ones uploaded, the alerts still coming
                 (work / "stop-producing").touch()
                 if agent is not None:
-                    _stop([agent], 60)  # the agent uploads what its spool holds (10 s) and exits
+                    stop_all([agent], 60, reap=True)  # the agent uploads what its spool holds, exits
                 produced = produced_segments(Path(cfg.capture.spool_dir))
                 missing = set(produced)
                 # Late is not lost (the agents' spools hold them): wait while the backlog shrinks,
@@ -738,7 +716,7 @@ async def run(
         res["error"] = repr(e)[:300]
         res["loadavg_after"] = loadavg()
     finally:
-        _stop([*farms, *([agent] if agent else []), hub])
+        stop_all([*farms, *([agent] if agent else []), hub], reap=True)
     return res
 
 
