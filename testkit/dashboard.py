@@ -235,6 +235,29 @@ async def asgi_login(app: Any, role: str, client: tuple[str, int] = ("10.1.2.3",
     return c
 
 
+async def chromium_context(p: Any, width: int = 1400, height: int = 900) -> Any:
+    """A headless Debian Chromium context (Playwright's async API ``p``) with its own profile."""
+    import tempfile
+
+    from testkit.hub import CHROMIUM, CHROMIUM_ARGS
+
+    return await p.chromium.launch_persistent_context(
+        tempfile.mkdtemp(prefix="evalwatch-chromium-"), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+        headless=True, viewport={"width": width, "height": height},
+    )
+
+
+async def ui_login(page: Any, url: str, role: str) -> None:
+    """Log ``page`` in as ``role``'s user through the login page (cookies of an earlier login
+    cleared first) and wait until the dashboard is ready."""
+    await page.context.clear_cookies()
+    await page.goto(url + "/login")
+    await page.fill("#username", ROLE_USERS[role])
+    await page.fill("#password", password_of(role))
+    await page.click("#login-submit")
+    await page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+
+
 async def wait_for(pred: Any, within: float = 5.0, interval: float = 0.05) -> bool:
     end = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < end:

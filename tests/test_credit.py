@@ -27,13 +27,13 @@ from sessions.experts import id_matches, import_experts, normalise_id_number, pa
 from storage.incident import EventLive
 from storage.models import AuditLog, Segment
 from testkit.dashboard import (
-    ROLE_USERS,
     add_event,
     asgi_login,
+    chromium_context,
     make_config,
     make_services,
-    password_of,
     serving,
+    ui_login,
 )
 
 pytestmark = pytest.mark.credit
@@ -522,11 +522,7 @@ def test_report_pdf_embeds_its_font_and_lists_violations(tmp_path: Path) -> None
 async def test_experts_page_in_chromium(tmp_path: Path, services: Services) -> None:
     """Admin imports a CSV on the page; a supervisor confirms an alert from the alert list; the
     expert page shows the record; an observer's page shows codes, not names."""
-    import tempfile
-
     from playwright.async_api import async_playwright
-
-    from testkit.hub import CHROMIUM, CHROMIUM_ARGS
 
     server = contextlib.AsyncExitStack()  # the dashboard on a real port, stopped at the end
     url = "http://" + await server.enter_async_context(serving(create_app(services)))
@@ -537,23 +533,12 @@ async def test_experts_page_in_chromium(tmp_path: Path, services: Services) -> N
     errors: list[str] = []
     try:
         async with async_playwright() as p:
-            ctx = await p.chromium.launch_persistent_context(
-                tempfile.mkdtemp(prefix="evalwatch-chromium-"),
-                executable_path=CHROMIUM,
-                args=CHROMIUM_ARGS,
-                headless=True,
-                viewport={"width": 1300, "height": 900},
-            )
+            ctx = await chromium_context(p, 1300, 900)
             page = ctx.pages[0] if ctx.pages else await ctx.new_page()
             page.on("pageerror", lambda e: errors.append(str(e)))
 
             async def login(role: str) -> None:
-                await ctx.clear_cookies()
-                await page.goto(url + "/login")
-                await page.fill("#username", ROLE_USERS[role])
-                await page.fill("#password", password_of(role))
-                await page.click("#login-submit")
-                await page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+                await ui_login(page, url, role)
 
             await login("admin")
             await page.goto(url + "/#experts")

@@ -25,7 +25,14 @@ from sessions.credit_models import Expert
 from sessions.earlywarning import EarlyWarning, acknowledge, evaluate
 from sessions.models import EvalSession, SessionCamera, SessionSeat
 from storage.models import EventRow, Segment
-from testkit.dashboard import ROLE_USERS, asgi_login, make_config, make_services, password_of, serving
+from testkit.dashboard import (
+    asgi_login,
+    chromium_context,
+    make_config,
+    make_services,
+    serving,
+    ui_login,
+)
 
 pytestmark = pytest.mark.credit
 
@@ -592,11 +599,7 @@ def _colour_pixels(png: bytes, hex_colour: str, tol: int = 18) -> int:
 async def test_stats_page_draws_charts_in_chromium(tmp_path: Path, services: Services) -> None:
     """The statistics page of a seeded database: every chart's canvas holds pixels of its series
     colours (ECharts drew the data, not just the DOM); observers see codes, not names."""
-    import tempfile
-
     from playwright.async_api import async_playwright
-
-    from testkit.hub import CHROMIUM, CHROMIUM_ARGS
 
     shots = tmp_path / "shots"  # the page and each chart, kept for a look when it fails
     shots.mkdir()
@@ -620,24 +623,13 @@ async def test_stats_page_draws_charts_in_chromium(tmp_path: Path, services: Ser
     }
     try:
         async with async_playwright() as p:
-            ctx = await p.chromium.launch_persistent_context(
-                tempfile.mkdtemp(prefix="evalwatch-chromium-"),
-                executable_path=CHROMIUM,
-                args=CHROMIUM_ARGS,
-                headless=True,
-                viewport={"width": 1400, "height": 1000},
-            )
+            ctx = await chromium_context(p, 1400, 1000)
             page = ctx.pages[0] if ctx.pages else await ctx.new_page()
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
 
             async def show(role: str) -> None:
-                await ctx.clear_cookies()
-                await page.goto(url + "/login")
-                await page.fill("#username", ROLE_USERS[role])
-                await page.fill("#password", password_of(role))
-                await page.click("#login-submit")
-                await page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+                await ui_login(page, url, role)
                 await page.goto(url + "/#stats")
                 await page.wait_for_function(
                     "() => (window.evalwatch.stats?.rendered || 0) >= 1", timeout=20_000
