@@ -18,12 +18,11 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
-from test_sessions_support import archive, cfg_dict
+from test_sessions_support import archive, one_camera_session, users_cfg
 
-from config.models import EvalwatchConfig
 from dashboard.app import create_app
 from dashboard.services import Services
-from sessions.lifecycle import close_session, create_session, parse_spec, start_session
+from sessions.lifecycle import close_session
 from sessions.models import SessionHead
 from sessions.signing import HubKey
 from storage.chain import chain_key, compute_link_hash, link_bytes
@@ -35,13 +34,6 @@ from testkit.dashboard import ROLE_USERS, make_database, password_of
 BASE = "http://testserver"
 T0 = datetime(2026, 3, 5, 1, 0, tzinfo=UTC)
 N = 60  # links in the chain; the window holds 3
-
-
-def _cfg(site: str, tmp_path: Path, s3: Any) -> EvalwatchConfig:
-    raw = cfg_dict(site, tmp_path, s3)
-    raw["hub"] = {"secret_key": "test-secret-key-0123456789", "force_password_change": False}
-    raw["users"] = [{"username": u, "role": r, "password": password_of(r)} for r, u in ROLE_USERS.items()]
-    return EvalwatchConfig.model_validate(raw)
 
 
 class Counting(ObjectStore):
@@ -69,22 +61,16 @@ async def test_replay_badge_checks_the_db_links_and_the_seal_within_the_window(
     object_store: Any, s3_server: Any, unique_site: str, tmp_path: Path
 ) -> None:
     site = unique_site
-    cfg = _cfg(site, tmp_path, s3_server.cfg)
+    cfg = users_cfg(site, tmp_path, s3_server.cfg)
     bucket = cfg.storage.s3.bucket_segments
     db = make_database(tmp_path / "b.db")
     store = SegmentStore(object_store, db, cfg.storage.wal_dir, bucket)
     await store.start()
     counting = Counting(s3_server.cfg)
     app = create_app(Services(cfg=cfg, db=db, objects=counting))
-    spec = {
-        "code": "ZB-BADGE-1", "project": "徽章", "bids": ["B1"],
-        "planned_start": T0.isoformat(), "planned_end": (T0 + timedelta(hours=1)).isoformat(),
-        "rooms": [{"site": site, "room": "r1", "cameras": ["cam1"]}],
-    }
     try:
         key = HubKey.load_or_create(cfg.storage.data_dir)
-        info = await create_session(db, cfg, parse_spec(spec), "sup")
-        await start_session(db, info.id, "sup", now=T0)
+        info = await one_camera_session(db, cfg, site, "ZB-BADGE-1", "徽章", T0)
         await archive(store, site, "r1", "cam1", T0, [(10, f"seg {i} ".encode() * 30) for i in range(N)])
         await store.wait_uploaded(60)
         await close_session(db, cfg, key, info.id, "sup", objects=object_store,

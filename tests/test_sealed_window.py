@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
-from test_sessions_support import archive, cfg_dict
+from test_sessions_support import archive, one_camera_session, users_cfg
 
 from config.models import EvalwatchConfig
 from dashboard.app import create_app
 from dashboard.services import Services
-from sessions.lifecycle import close_session, create_session, parse_spec, start_session
+from sessions.lifecycle import close_session
 from sessions.sealed import sealed_conflict
 from sessions.signing import HubKey
 from storage.models import AuditLog
@@ -30,13 +30,6 @@ from testkit.dashboard import ROLE_USERS, make_database, password_of
 
 BASE = "http://testserver"
 T0 = datetime(2026, 3, 4, 1, 0, tzinfo=UTC)
-
-
-def _cfg(site: str, tmp_path: Path, s3: Any) -> EvalwatchConfig:
-    raw = cfg_dict(site, tmp_path, s3)
-    raw["hub"] = {"secret_key": "test-secret-key-0123456789", "force_password_change": False}
-    raw["users"] = [{"username": u, "role": r, "password": password_of(r)} for r, u in ROLE_USERS.items()]
-    return EvalwatchConfig.model_validate(raw)
 
 
 @pytest.mark.security
@@ -48,7 +41,7 @@ async def test_footage_cannot_be_added_to_a_sealed_window(
     ``segment_refused``); one that got in around the guard turns the badge NOT OK (``inserted``)
     and the export is refused (409)."""
     site = unique_site
-    cfg = _cfg(site, tmp_path, s3_server.cfg)
+    cfg = users_cfg(site, tmp_path, s3_server.cfg)
     db = make_database(tmp_path / "w.db")
     store = SegmentStore(
         object_store, db, cfg.storage.wal_dir, cfg.storage.s3.bucket_segments, guard=sealed_conflict
@@ -56,15 +49,9 @@ async def test_footage_cannot_be_added_to_a_sealed_window(
     bare = SegmentStore(object_store, db, cfg.storage.wal_dir, cfg.storage.s3.bucket_segments)
     await store.start()
     app = create_app(Services(cfg=cfg, db=db, objects=object_store))
-    spec = {
-        "code": "ZB-SEAL-1", "project": "补录", "bids": ["B1"],
-        "planned_start": T0.isoformat(), "planned_end": (T0 + timedelta(hours=1)).isoformat(),
-        "rooms": [{"site": site, "room": "r1", "cameras": ["cam1"]}],
-    }
     try:
         key = HubKey.load_or_create(cfg.storage.data_dir)
-        info = await create_session(db, cfg, parse_spec(spec), "sup")
-        await start_session(db, info.id, "sup", now=T0)
+        info = await one_camera_session(db, cfg, site, "ZB-SEAL-1", "补录", T0)
         await archive(store, site, "r1", "cam1", T0, [(10, b"a" * 300), (10, b"b" * 300)])
         closed = T0 + timedelta(seconds=30)
         await close_session(db, cfg, key, info.id, "sup", objects=object_store, now=closed)
@@ -171,7 +158,6 @@ def test_late_sealed_footage_policy_of_the_hub() -> None:
     """``storage.late_sealed_footage``: the hub archives late footage by default (nothing an
     agent recorded is lost; the badge and range exports flag it, test above) and refuses it only
     when configured to."""
-    from config.models import EvalwatchConfig
     from evalwatch.hub import segment_guard
 
     assert segment_guard(EvalwatchConfig()) is None

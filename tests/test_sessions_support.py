@@ -88,6 +88,33 @@ def spec_dict(site: str, code: str = "ZB-2026-001", **over: Any) -> dict[str, An
     return d
 
 
+def users_cfg(site: str, tmp_path: Path, s3: S3Config | None = None) -> EvalwatchConfig:
+    """:func:`cfg_dict` with one user per role (testkit's passwords) and a fixed secret key: a
+    config the dashboard can log people into."""
+    from testkit.dashboard import ROLE_USERS, password_of
+
+    raw = cfg_dict(site, tmp_path, s3)
+    raw["hub"] = {"secret_key": "test-secret-key-0123456789", "force_password_change": False}
+    raw["users"] = [{"username": u, "role": r, "password": password_of(r)} for r, u in ROLE_USERS.items()]
+    return EvalwatchConfig.model_validate(raw)
+
+
+async def one_camera_session(db: Any, cfg: EvalwatchConfig, site: str, code: str, project: str,
+                             t0: datetime) -> Any:
+    """A session of room ``r1`` / ``cam1`` of ``site``, planned for an hour from ``t0`` and
+    started at ``t0`` by ``sup``; its :class:`~sessions.lifecycle` info."""
+    from sessions.lifecycle import create_session, parse_spec, start_session
+
+    spec = {
+        "code": code, "project": project, "bids": ["B1"],
+        "planned_start": t0.isoformat(), "planned_end": (t0 + timedelta(hours=1)).isoformat(),
+        "rooms": [{"site": site, "room": "r1", "cameras": ["cam1"]}],
+    }
+    info = await create_session(db, cfg, parse_spec(spec), "sup")
+    await start_session(db, info.id, "sup", now=t0)
+    return info
+
+
 async def archive(
     store: Any, site: str, room: str, camera: str, start: datetime, chunks: list[tuple[float, bytes]]
 ) -> list[Any]:
