@@ -284,6 +284,22 @@ def log_findings(logs: Path) -> dict[str, Any]:
     return out
 
 
+#: ``/metrics`` gauges each sample records (MB): SQLite's own heap inside the hub.
+GAUGES = {"evalwatch_sqlite_memory_bytes": "sqlite_mb"}
+
+
+async def hub_gauges(client: Any, token: str) -> dict[str, float]:
+    """:data:`GAUGES` from the hub's ``/metrics`` (the scraper's bearer token), in MB."""
+    r = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    r.raise_for_status()
+    out = {}
+    for line in r.text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in GAUGES:
+            out[GAUGES[name]] = round(float(value) / 2**20, 2)
+    return out
+
+
 def say(msg: str) -> None:
     print(f"  [{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -293,6 +309,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     import psutil
 
     from config import load_config
+    from dashboard.security import metrics_token
 
     tmp = Path(tempfile.mkdtemp(prefix="evalwatch-soak-"))
     sites = {f"s{i:02d}": [CLIPS[i % len(CLIPS)]] for i in range(1, args.cameras + 1)}
@@ -360,6 +377,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             say(f"{online}/{len(cams)} cameras online; sampling every {args.interval:.0f} s "
                 f"for {args.minutes} min")
             hub_p = psutil.Process(hub.pid)
+            secret = cfg.hub.secret_key.get_secret_value() if cfg.hub.secret_key else ""
+            token = metrics_token(secret)
             t0 = time.monotonic()
             res_t0 = time.time()
             t_end = t0 + args.minutes * 60
@@ -376,6 +395,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
                     status = (await c.get("/api/cameras/status")).json()["cameras"]
                     s["online"] = sum(1 for x in status if x["online"])
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    s["hub_gauges"] = await hub_gauges(c, token)
                 samples.append(s)
                 weed_txt = f" | seaweedfs rss {w['rss_mb']:.1f} MB fds {w['fds']}" if w else ""
                 say(f"t={s['t_min']:6.2f} min hub rss {h['rss_mb']:.1f} MB fds {h['fds']} "
@@ -411,6 +432,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return round(v, 4) if v is not None else None
 
     res["hub_rss_slope_mb_per_min"] = fit("hub", "rss_mb")
+    # SQLite's page caches fill as the database grows (bounded: ~2 MiB per open connection);
+    # the hub's RSS without them says whether anything else grows
+    res["hub_sqlite_slope_mb_per_min"] = fit("hub_gauges", "sqlite_mb")
+    pts = [(x["t_min"], x["hub"]["rss_mb"] - x["hub_gauges"]["sqlite_mb"]) for x in warm
+           if x.get("hub_gauges", {}).get("sqlite_mb") is not None]
+    rest = slope([t for t, _ in pts], [y for _, y in pts])
+    res["hub_rss_without_sqlite_slope_mb_per_min"] = round(rest, 4) if rest is not None else None
+    res["hub_sqlite_mb_start_end"] = (
+        [x.get("hub_gauges", {}).get("sqlite_mb") for x in (samples[0], samples[-1])] if samples else None
+    )
     res["hub_fds_slope_per_min"] = fit("hub", "fds")
     res["hub_threads_slope_per_min"] = fit("hub", "threads")
     res["seaweedfs_rss_slope_mb_per_min"] = fit("seaweedfs", "rss_mb")
@@ -467,6 +498,8 @@ def table(res: dict[str, Any]) -> str:
         ("analysis / fps", f"{res['analysis']} / {res['analysis_fps']}"),
         ("hub RSS start -> end (MB)", str(res.get("hub_rss_mb_start_end"))),
         ("hub RSS slope after warm-up (MB/min)", str(res.get("hub_rss_slope_mb_per_min"))),
+        ("  of it SQLite's page caches / the rest (MB/min)",
+         f"{res.get('hub_sqlite_slope_mb_per_min')} / {res.get('hub_rss_without_sqlite_slope_mb_per_min')}"),
         ("hub fds start / end / slope per min", f"{res.get('hub_fds_start')} / {res.get('hub_fds_end')} / "
          f"{res.get('hub_fds_slope_per_min')}"),
         ("hub threads end / slope per min",

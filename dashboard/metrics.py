@@ -28,6 +28,9 @@ Exposed on ``/metrics`` (admin session or ``Authorization: Bearer <metrics token
   (sent / received from other nodes), ``evalwatch_node_notification_errors_total{reason}``
   (send_failed, queue_full, bad_message), ``evalwatch_node_listener_reconnects_total``,
   ``evalwatch_node_listening`` (1 while the listener is subscribed)
+* ``evalwatch_process_resident_bytes`` — the hub's RSS; ``evalwatch_sqlite_memory_bytes`` —
+  SQLite's own heap in it (``evalwatch.memtrim.sqlite_memory``: each open connection's page
+  cache, up to 2 MiB): the bounded part of the hub's growth while its database grows (issue #17)
 """
 
 from __future__ import annotations
@@ -132,6 +135,21 @@ class _StateCollector(Collector):
         relay = getattr(st.alerts, "relay", None)
         if relay is not None:
             yield from _relay_metrics(relay)
+        yield from _memory_metrics()
+
+
+def _memory_metrics() -> Iterator[Metric]:
+    from evalwatch.memtrim import rss_bytes, sqlite_memory
+
+    rss = GaugeMetricFamily("evalwatch_process_resident_bytes", "Resident memory of this hub process")
+    rss.add_metric([], float(rss_bytes()))
+    yield rss
+    used = sqlite_memory()
+    if used is not None:
+        g = GaugeMetricFamily("evalwatch_sqlite_memory_bytes",
+                              "SQLite's own heap (page caches of the open connections, schemas)")
+        g.add_metric([], float(used[0]))
+        yield g
 
 
 def _disk_metrics(readings: list[Any]) -> Iterator[Metric]:

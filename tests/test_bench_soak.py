@@ -164,3 +164,19 @@ def test_soak_ten_minutes(tmp_path: Path) -> None:
     assert set(d["hub_smaps_slope_mb_per_min"]) >= set(soak.SMAPS_GROUPS), d
     assert d["hub_cpu_s_per_min"] > 0
     assert res["hub_rss_slope_mb_per_min"] <= float(os.environ.get("SOAK_MAX_SLOPE", "0.5")), d["samples"]
+
+
+async def test_hub_gauges_reads_sqlite_memory_from_metrics() -> None:
+    """The soak's per-sample gauge: SQLite's heap in MB, from the scraper's view of /metrics."""
+    import httpx
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.headers.get("authorization") != "Bearer tok":
+            return httpx.Response(401)
+        return httpx.Response(200, text="# HELP x\nevalwatch_process_resident_bytes 6.5e+08\n"
+                                        "evalwatch_sqlite_memory_bytes 1.2582912e+07\n")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://hub") as c:
+        assert await soak.hub_gauges(c, "tok") == {"sqlite_mb": 12.0}
+        with pytest.raises(httpx.HTTPStatusError):
+            await soak.hub_gauges(c, "wrong")

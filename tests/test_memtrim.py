@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import textwrap
@@ -184,3 +185,52 @@ def test_seaweedfs_runs_with_the_go_memory_limit(tmp_path: Path, monkeypatch: py
     assert environ_of(300, "c")["GOMEMLIMIT"] == "1GiB"
     with pytest.raises(ValidationError, match="go_memory_limit_mb"):
         S3Config.model_validate({"embedded_server": {"go_memory_limit_mb": -1}})
+
+
+#: Seven threads, each with its own SQLite connection (the hub's worker threads each hold one),
+#: read a 12 MB database; each connection's page cache fills up to its ``cache_size``.
+SQLITE_CACHES = textwrap.dedent(
+    """
+    import json, sqlite3, sys, threading
+    sys.path.insert(0, sys.argv[1])
+    from evalwatch.memtrim import sqlite_memory
+    db, cache_kb = sys.argv[3], int(sys.argv[2])
+    c = sqlite3.connect(db)
+    c.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
+    if not c.execute("SELECT COUNT(*) FROM t").fetchone()[0]:
+        c.executemany("INSERT INTO t (v) VALUES (?)", [("x" * 200,) for _ in range(60000)])
+        c.commit()
+    c.close()
+    before = sqlite_memory()[0]
+    ready, done = threading.Barrier(8), threading.Event()
+    def reader():
+        con = sqlite3.connect(db, check_same_thread=False)
+        if cache_kb:
+            con.execute(f"PRAGMA cache_size=-{cache_kb}")
+        con.execute("SELECT SUM(LENGTH(v)) FROM t").fetchall()
+        ready.wait()
+        done.wait()
+    ts = [threading.Thread(target=reader) for _ in range(7)]
+    for t in ts:
+        t.start()
+    ready.wait()
+    grown = (sqlite_memory()[0] - before) / 2**20
+    done.set()
+    print(json.dumps({"grown_mb": grown}))
+    """
+)
+
+
+def test_sqlite_memory_counts_each_connections_page_cache(tmp_path: Path) -> None:
+    """What the hub's ``evalwatch_sqlite_memory_bytes`` reports: SQLite's page caches, ~2 MiB
+    per open connection at the default ``cache_size``, bounded by it (the growth a SQLite hub
+    shows while its database grows past 2 MiB, issue #17)."""
+    def grown(cache_kb: int) -> float:
+        cmd = [sys.executable, "-c", SQLITE_CACHES, str(ROOT), str(cache_kb), str(tmp_path / "t.db")]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+        return float(json.loads(out.stdout.strip().splitlines()[-1])["grown_mb"])
+
+    default = grown(0)
+    small = grown(256)
+    assert 7 * 1.5 <= default <= 7 * 2.5, default  # 7 connections x ~2 MiB
+    assert small <= 7 * 0.5, small  # bounded by cache_size
