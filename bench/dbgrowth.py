@@ -152,8 +152,10 @@ def measure(db: Any, end: datetime, repeat: int = 5) -> dict[str, dict[str, Any]
                 t0 = time.perf_counter()
                 rows = len(conn.execute(stmt).all())
                 times.append((time.perf_counter() - t0) * 1000)
+            first = times[0]
             times.sort()
-            out[name] = {"plan": plan, "ms_median": round(times[len(times) // 2], 2), "rows": rows}
+            out[name] = {"plan": plan, "ms_median": round(times[len(times) // 2], 2),
+                         "ms_first": round(first, 2), "rows": rows}
     return out
 
 
@@ -209,6 +211,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "tables": per, "queries": measure(db, end, args.repeat),
             "loadavg": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
         }
+        # the same queries on fresh connections with each page-cache size (storage.sqlite_cache_kb)
+        by_cache = {}
+        for kb in args.sqlite_cache_kb:
+            other = Database(f"sqlite:///{db_path}", sqlite_cache_kb=kb)
+            try:
+                by_cache[str(kb)] = measure(other, end, args.repeat)
+            finally:
+                other.dispose()
+        res["queries_by_sqlite_cache_kb"] = by_cache
     finally:
         db.dispose()
         if not args.keep:
@@ -226,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segment-seconds", type=float, default=10.0)
     ap.add_argument("--events", type=int, default=40, help="incidents per camera-day")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--sqlite-cache-kb", type=int, nargs="*", default=[],
+                    help="also run the queries with each of these page-cache sizes (KiB per connection)")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -242,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
           f"(segments {res['segment_bytes_per_camera_day']}, events {res['event_bytes_per_camera_day']})")
     for name, q in res["queries"].items():
         print(f"  {name:<50} {q['ms_median']:>8} ms  {q['rows']:>5} rows  plan: {' | '.join(q['plan'])}")
+    for kb, qs in res["queries_by_sqlite_cache_kb"].items():
+        print(f"with cache_size {kb} KiB per connection (median / first run, ms):")
+        for name, q in qs.items():
+            print(f"  {name:<50} {q['ms_median']:>8} / {q['ms_first']:>8}")
     print(f"load average {res['loadavg']} on {res['cpus']} CPUs")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2, default=str), encoding="utf-8")

@@ -501,6 +501,12 @@ class AnchorStoreConfig(_Strict):
 class StorageConfig(_Strict):
     data_dir: str = "data"
     database_url: str = "sqlite:///data/evalwatch.db"
+    # SQLite only: each open connection's page cache, KiB (``PRAGMA cache_size``; SQLite's own
+    # default is 2000).  The hub keeps one connection per busy worker thread (~6) and their caches
+    # fill as the database grows — 12+ MB of slow growth at 2000 (issue #17).  The dashboard's
+    # queries on a year of rows take the same time at 2000, 512 and 256 (the OS caches the file;
+    # docs/storage.md "Database growth").
+    sqlite_cache_kb: Annotated[int, Field(ge=64, le=1024 * 1024)] = 512
     s3: S3Config = S3Config()
     # Segments wait here while the S3 server is unreachable, then upload in order.
     wal_dir: str = "data/wal"

@@ -128,7 +128,7 @@ async def running_hub(cfg: EvalwatchConfig) -> AsyncIterator[Services]:
             stack.push_async_callback(server.astop)
             log.info("embedded S3 server ready endpoint=%s", server.endpoint)
 
-        db = Database(cfg.storage.database_url)
+        db = Database(cfg.storage.database_url, sqlite_cache_kb=cfg.storage.sqlite_cache_kb)
         stack.callback(db.dispose)
         await db.aupgrade()
         await asyncio.to_thread(sync_inventory, db, cfg)

@@ -7,8 +7,8 @@ and run in the default thread pool, so the event loop never blocks.
 Contract:
 
 * ``Database(url)`` creates the engine (SQLite: parent directory created, WAL journal,
-  ``busy_timeout``, foreign keys on).  A malformed URL raises :class:`DatabaseError` naming it
-  (password masked).
+  ``busy_timeout``, foreign keys on, ``sqlite_cache_kb``: each connection's page cache).  A
+  malformed URL raises :class:`DatabaseError` naming it (password masked).
 * ``upgrade()`` runs the Alembic migrations shipped in ``storage/migrations`` up to head
   (works from an installed wheel: no ``alembic.ini`` needed).
 * ``session()`` returns a new ORM session; ``await db.run(fn)`` calls ``fn(session)`` in a
@@ -52,7 +52,7 @@ def masked(url: str) -> str:
 class Database:
     """Engine + session factory for one database URL."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, sqlite_cache_kb: int | None = None) -> None:
         try:
             u = make_url(url)
         except ArgumentError:
@@ -80,7 +80,12 @@ class Database:
         except Exception as e:  # missing driver etc.
             raise DatabaseError(f"cannot open {masked(url)}: {e}") from None
         if self.dialect == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            cache_kb = sqlite_cache_kb
+
+            def pragmas(dbapi_conn: Any, _record: Any) -> None:
+                _sqlite_pragmas(dbapi_conn, cache_kb)
+
+            event.listen(self.engine, "connect", pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def __repr__(self) -> str:
@@ -154,10 +159,12 @@ def _private_file(path: Path) -> None:
         log.warning("cannot restrict the permissions of %s: %s", path, e)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, cache_kb: int | None) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA busy_timeout=30000")
+    if cache_kb:  # each connection's page cache (SQLite's default: 2000 KiB), storage.sqlite_cache_kb
+        cur.execute(f"PRAGMA cache_size=-{int(cache_kb)}")
     cur.close()

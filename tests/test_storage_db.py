@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -111,3 +112,23 @@ def test_db_cli_unreachable_postgres_no_secret_in_message(capsys) -> None:  # ty
     assert db_cli(["upgrade", "--url", "postgresql+psycopg://u:hunter2@127.0.0.1:1/x"]) == 1
     err = capsys.readouterr().err
     assert "hunter2" not in err and "127.0.0.1" in err
+
+
+def test_sqlite_page_cache_follows_the_setting(tmp_path: Path) -> None:
+    """``storage.sqlite_cache_kb`` (512 by default) is every new connection's ``cache_size``
+    (KiB: negative in SQLite's terms); without it SQLite's own default (2000 KiB) stays."""
+    from sqlalchemy import text
+
+    from config.models import StorageConfig
+
+    assert StorageConfig().sqlite_cache_kb == 512
+    with pytest.raises(ValueError, match="sqlite_cache_kb"):
+        StorageConfig(sqlite_cache_kb=0)
+    for kb, want in ((512, -512), (4096, -4096), (None, -2000)):
+        db = Database(f"sqlite:///{tmp_path / f'c{kb}.db'}", sqlite_cache_kb=kb)
+        try:
+            with db.engine.connect() as a, db.engine.connect() as b:  # two pooled connections
+                got = [c.execute(text("PRAGMA cache_size")).scalar() for c in (a, b)]
+            assert got == [want, want], (kb, got)
+        finally:
+            db.dispose()
