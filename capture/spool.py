@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,18 @@ from storage.disk import DiskUsage, disk_usage
 log = logging.getLogger(__name__)
 
 TIME_FMT = "%Y%m%dT%H%M%S"
+
+#: One eviction at a time per spool folder (:meth:`Spool.enforce_quota`): every camera's writer
+#: enforces the quota at the same segment boundary, and the demo's and the benches' agents
+#: share one folder through several :class:`Spool` objects.
+_EVICTING: dict[Path, threading.Lock] = {}
+_EVICTING_GUARD = threading.Lock()
+
+
+def _eviction_lock(root: Path) -> threading.Lock:
+    key = root.resolve()
+    with _EVICTING_GUARD:
+        return _EVICTING.setdefault(key, threading.Lock())
 
 
 def fmt_stamp(t: datetime) -> str:
@@ -153,6 +166,14 @@ class Spool:
         return total
 
     def enforce_quota(self) -> None:
+        """Evict until the spool fits its quota and the disk minimum: uploaded segments first,
+        oldest first, then the oldest not yet uploaded (with a warning).  One caller at a time
+        per spool folder; a segment another caller already removed is skipped, not counted (the
+        writers of several cameras used to race here and drop pending footage, issue #17)."""
+        with _eviction_lock(self.root):
+            self._enforce_quota()
+
+    def _enforce_quota(self) -> None:
         total = self.total_bytes()
         disk = self._disk() if self.min_free_bytes else None
         free = disk.free if disk is not None else None
@@ -172,8 +193,8 @@ class Spool:
             for seg in segs:
                 if fits():
                     return
-                if seg.done != want_done:
-                    continue
+                if not seg.path.exists() or seg.done != want_done:
+                    continue  # gone (the uploader's re-send check, a rejected move) or the other pass
                 size = seg.size
                 self.remove(seg)
                 total -= size

@@ -121,6 +121,57 @@ def test_spool_quota_drops_uploaded_first_then_oldest_with_warning(
     assert "camera=c" in warnings[0].getMessage()
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["one-spool-object", "one-per-agent"])
+def test_spool_quota_at_one_boundary_from_many_cameras_drops_only_what_it_must(
+    tmp_path: Path, shared: bool
+) -> None:
+    """Every camera's writer enforces the quota at the same segment boundary, on a spool at its
+    quota (its normal state: uploaded segments stay for re-sends).  They used to race: a thread
+    that found the oldest uploaded segments already removed by another read them as "not
+    uploaded, 0 bytes", went on to delete the *pending* ones and logged "dropped
+    NOT-YET-UPLOADED" (678 of them in one millisecond in the 20-camera soak, 3 windows lost).
+    Now one eviction at a time per spool folder (the demo's and the benches' agents share one),
+    and a segment that vanished is nobody's drop."""
+    import threading
+
+    root = tmp_path / "spool"
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    first = Spool(root, 10)
+    cams = [f"c{i}" for i in range(10)]
+    for k in range(30):  # 300 uploaded segments of 1000 bytes, 10 cameras
+        for cam in cams:
+            w0 = t + timedelta(seconds=10 * k)
+            p = first.path_for("s", "r", cam, w0, w0 + timedelta(seconds=10))
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(b"x" * 1000)
+            (p.with_name(p.name + ".done")).touch()
+    pending = []
+    for cam in cams:  # the newest window of every camera is not uploaded yet
+        p = first.path_for("s", "r", cam, t + timedelta(seconds=300), t + timedelta(seconds=310))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x" * 1000)
+        pending.append(p)
+    spools = [first] * len(cams) if shared else [Spool(root, 10) for _ in cams]
+    for sp in spools:
+        sp.max_bytes = first.total_bytes() - 5500  # over by five and a half segments
+    start = threading.Barrier(len(cams))
+
+    def boundary(sp: Spool) -> None:
+        start.wait()
+        sp.enforce_quota()
+
+    threads = [threading.Thread(target=boundary, args=(sp,)) for sp in spools]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert all(p.exists() for p in pending), "a not-yet-uploaded segment was dropped"
+    objs = {id(sp): sp for sp in spools}.values()
+    assert sum(sp.dropped_unsent for sp in objs) == 0
+    assert sum(sp.dropped_sent for sp in objs) == 6  # exactly what the quota needs
+    assert len(first.segments()) == 310 - 6
+
+
 def test_gaps() -> None:
     t = datetime(2024, 1, 1, tzinfo=UTC)
 
