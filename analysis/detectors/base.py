@@ -3,6 +3,7 @@ thresholds and model files, input checks, crops and NMS."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 PERSON_MODEL = "ssdlite_person.onnx"
@@ -255,6 +258,7 @@ class OpenVinoSession:
         # NanoDet, 2 threads calling: 134 inferences/s with 1 stream at ~94 % CPU, 279/s with 2
         # at ~180 %; one caller: the same either way).
         self.streams = max(1, os.cpu_count() or 1)
+        self._name = Path(path).name
         self._compiled = core.compile_model(
             core.read_model(str(path)), "CPU",
             {"INFERENCE_NUM_THREADS": self.streams * max(1, int(threads)), "NUM_STREAMS": self.streams,
@@ -282,15 +286,20 @@ class OpenVinoSession:
         thread holds the GIL, and that initialisation itself gives the GIL up: two analysis
         workers making their first inference at once deadlocked the agent for good (one waited
         for the static with the GIL, the other for the GIL inside the static; all of its
-        threads stopped, seen with py-spy, issue #11).  Reproduced here in 2 of 6 runs of four
+        threads stopped, seen with py-spy, issue #11).  Reproduced here in 6 of 15 runs of four
         threads calling a fresh session at once; ``tests/test_detector.py`` checks it no longer
         hangs.  The zeros inference also takes the compile's lazy work out of the first frame."""
         with OpenVinoSession._first_call:
-            feeds = {
-                port.name: np.zeros([d or 1 for d in port.shape], ov_port.get_element_type().to_dtype())
-                for port, ov_port in zip(self._inputs, self._compiled.inputs, strict=True)
-            }
-            self._compiled.create_infer_request().infer(feeds)
+            try:
+                feeds = {
+                    port.name: np.zeros([d or 1 for d in port.shape], ov_port.get_element_type().to_dtype())
+                    for port, ov_port in zip(self._inputs, self._compiled.inputs, strict=True)
+                }
+                self._compiled.create_infer_request().infer(feeds)
+            except Exception as e:  # a model a zeros tensor of this shape does not suit
+                # (dynamic sizes read as 1): no warm-up; each thread's first inference still
+                # runs under the lock (run)
+                log.debug("OpenVINO warm-up of %s skipped: %s", self._name, e)
 
     @property
     def precision(self) -> str:
@@ -306,10 +315,13 @@ class OpenVinoSession:
 
     def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         req = getattr(self._local, "request", None)
-        if req is None:
+        if req is None:  # this thread's first inference: one at a time (_warm_up says why)
             req = self._local.request = self._compiled.create_infer_request()
-        # sync call: the request reads the caller's arrays in place (no copy into its tensors)
-        res = req.infer(dict(feeds), share_inputs=True)
+            with OpenVinoSession._first_call:
+                res = req.infer(dict(feeds), share_inputs=True)
+        else:
+            # sync call: the request reads the caller's arrays in place (no copy into its tensors)
+            res = req.infer(dict(feeds), share_inputs=True)
         names = [o.name for o in self._outputs] if output_names is None else list(output_names)
         by_name = {o.name: res[i] for i, o in enumerate(self._outputs)}
         return [np.asarray(by_name[n]) for n in names]
