@@ -28,8 +28,9 @@ Exposed on ``/metrics`` (admin session or ``Authorization: Bearer <metrics token
   (sent / received from other nodes), ``evalwatch_node_notification_errors_total{reason}``
   (send_failed, queue_full, bad_message), ``evalwatch_node_listener_reconnects_total``,
   ``evalwatch_node_listening`` (1 while the listener is subscribed)
-* ``evalwatch_process_resident_bytes`` — the hub's RSS; ``evalwatch_sqlite_memory_bytes`` —
-  SQLite's own heap in it (``evalwatch.memtrim.sqlite_memory``: each open connection's page
+* ``process_resident_memory_bytes`` (and the other ``process_*`` of prometheus_client) — the
+  hub's RSS; ``evalwatch_sqlite_memory_bytes`` —
+  SQLite's own heap in it (``storage.db.sqlite_memory``: each open connection's page
   cache, up to 2 MiB): the bounded part of the hub's growth while its database grows (issue #17)
 """
 
@@ -38,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -80,6 +81,7 @@ class DashMetrics:
             "evalwatch_events", "Events from the bus", ["rule", "phase"], registry=self.registry
         )
         self.s3_errors = Counter("evalwatch_s3_errors", "Object store errors", ["op"], registry=self.registry)
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, open fds, CPU
 
     def attach(self, state: StateLike) -> None:
         self.registry.register(_StateCollector(state))
@@ -139,11 +141,8 @@ class _StateCollector(Collector):
 
 
 def _memory_metrics() -> Iterator[Metric]:
-    from evalwatch.memtrim import rss_bytes, sqlite_memory
+    from storage.db import sqlite_memory
 
-    rss = GaugeMetricFamily("evalwatch_process_resident_bytes", "Resident memory of this hub process")
-    rss.add_metric([], float(rss_bytes()))
-    yield rss
     used = sqlite_memory()
     if used is not None:
         g = GaugeMetricFamily("evalwatch_sqlite_memory_bytes",

@@ -19,6 +19,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 from collections.abc import Callable
@@ -168,3 +169,41 @@ def _sqlite_pragmas(dbapi_conn: Any, cache_kb: int | None) -> None:
     if cache_kb:  # each connection's page cache (SQLite's default: 2000 KiB), storage.sqlite_cache_kb
         cur.execute(f"PRAGMA cache_size=-{int(cache_kb)}")
     cur.close()
+
+
+def _mapped_sqlite() -> Any | None:
+    """The SQLite library this process has loaded (the one Python's ``sqlite3`` uses), or None."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            path = next((ln.split()[-1] for ln in fh if "/libsqlite3.so" in ln), None)
+    except OSError:
+        return None
+    if path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(path)  # already loaded: the same handle, the same counters
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        lib.sqlite3_memory_highwater.restype = ctypes.c_int64
+        lib.sqlite3_memory_highwater.argtypes = [ctypes.c_int]
+    except (OSError, AttributeError):
+        return None
+    return lib
+
+
+_SQLITE: list[Any] = []
+
+
+def sqlite_memory() -> tuple[int, int] | None:
+    """SQLite's own heap in this process (``sqlite3_memory_used`` / ``_highwater``): the page
+    caches of every open connection (up to ``cache_size``, 2 MiB by default, each), schemas and
+    statements.  A hub on SQLite holds one connection per busy worker thread; their caches fill
+    as the database grows past 2 MiB — bounded growth glibc's arenas show (issue #17).  None
+    where the library is not found (not Linux, SQLite linked statically)."""
+    if not _SQLITE:
+        import sqlite3  # noqa: F401 - loads the library
+
+        _SQLITE.append(_mapped_sqlite())
+    lib = _SQLITE[0]
+    if lib is None:
+        return None
+    return int(lib.sqlite3_memory_used()), int(lib.sqlite3_memory_highwater(0))

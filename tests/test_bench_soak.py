@@ -173,7 +173,7 @@ async def test_hub_gauges_reads_sqlite_memory_from_metrics() -> None:
     def handler(req: httpx.Request) -> httpx.Response:
         if req.headers.get("authorization") != "Bearer tok":
             return httpx.Response(401)
-        return httpx.Response(200, text="# HELP x\nevalwatch_process_resident_bytes 6.5e+08\n"
+        return httpx.Response(200, text="# HELP x\nprocess_resident_memory_bytes 6.5e+08\n"
                                         "evalwatch_sqlite_memory_bytes 1.2582912e+07\n")
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://hub") as c:

@@ -555,9 +555,9 @@ async def test_health_metrics_i18n_docs(app: Any) -> None:
         assert 'evalwatch_camera_fps{camera="cam1",room="room1",site="site1"} 15.0' in r.text
         # memory: the hub's RSS and SQLite's own heap (the app's database is SQLite, in use)
         gauges = {ln.split()[0]: float(ln.split()[1]) for ln in r.text.splitlines()
-                  if ln.startswith(("evalwatch_process_resident_bytes", "evalwatch_sqlite_memory_bytes"))}
-        assert gauges["evalwatch_process_resident_bytes"] > 10 * 2**20
-        assert 0 < gauges["evalwatch_sqlite_memory_bytes"] < gauges["evalwatch_process_resident_bytes"]
+                  if ln.startswith(("process_resident_memory_bytes", "evalwatch_sqlite_memory_bytes"))}
+        assert gauges["process_resident_memory_bytes"] > 10 * 2**20
+        assert 0 < gauges["evalwatch_sqlite_memory_bytes"] < gauges["process_resident_memory_bytes"]
         await login(c, "observer")
         assert (await c.get("/metrics")).status_code == 403
         spec = (await c.get("/api/openapi.json")).json()

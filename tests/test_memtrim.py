@@ -193,7 +193,7 @@ SQLITE_CACHES = textwrap.dedent(
     """
     import json, sqlite3, sys, threading
     sys.path.insert(0, sys.argv[1])
-    from evalwatch.memtrim import sqlite_memory
+    from storage.db import sqlite_memory
     db, cache_kb = sys.argv[3], int(sys.argv[2])
     c = sqlite3.connect(db)
     c.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
