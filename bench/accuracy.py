@@ -219,7 +219,7 @@ def run_set(paths: list[Path], dcfg: DetectionConfig, rcfg: RulesConfig, detecto
         if log:
             print(f"  {mp4.stem}: {len(events)} events, {len(truth)} truth; "
                   f"missed {_brief(sc['missed'])}; false alarms {_brief(sc['false_alarms'])}", flush=True)
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for rule in RULES:
         c = totals.get(rule, {})
         tr, rec, det, ok = c.get("truth", 0), c.get("recalled", 0), c.get("detected", 0), c.get("correct", 0)

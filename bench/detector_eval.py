@@ -27,10 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis.detectors import (  # noqa: E402
-    COCO_MODEL,
     DEFAULT_MODEL_DIR,
-    NANODET_MODEL,
-    PERSON_MODEL,
     CenterNetCocoModel,
     NanoDetCocoModel,
     OnnxDetector,
@@ -39,6 +36,7 @@ from analysis.detectors import (  # noqa: E402
     crop_frame,
     load_detector,
 )
+from analysis.detectors.base import COCO_MODEL, NANODET_MODEL, PERSON_MODEL  # noqa: E402
 from sample_videos.script import CLIPS, HEIGHT, WIDTH, frame_states  # noqa: E402
 
 

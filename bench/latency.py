@@ -212,6 +212,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     agents: list[subprocess.Popen[bytes]] = []
     result: dict[str, Any] = {"agents": args.agents, "seconds": args.seconds}
     async with running_hub(cfg) as hub:
+        assert hub.pipeline is not None and hub.recorder is not None, "needs the hub's pipeline and recorder"
+        recorder = hub.recorder
         core = hub.pipeline.core
         orig = core.process
 
@@ -304,7 +306,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await page.evaluate("location.hash = 'alerts'")
                 online = 0
                 for _ in range(120):  # wait until every camera streams (at most 2 min)
-                    online = sum(1 for c in hub.recorder.status() if c.online)
+                    online = sum(1 for c in recorder.status() if c.online)
                     if online >= len(cfg.sites):
                         break
                     await asyncio.sleep(1)
@@ -321,7 +323,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         flush=True,
                     )
                 result["loadavg_during_max"] = max(during, key=lambda x: x[0]) if during else None
-                result["cameras_online_end"] = sum(1 for c in hub.recorder.status() if c.online)
+                result["cameras_online_end"] = sum(1 for c in recorder.status() if c.online)
                 received = await page.evaluate(
                     "window.evalwatch.received.map(r => ({uid: r.event.uid, at: r.at, hub: r.hub_sent_at}))"
                 )
