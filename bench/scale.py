@@ -84,6 +84,7 @@ sys.path.insert(0, str(ROOT))
 from bench.hubproc import stop_all  # noqa: E402
 from bench.latency import CHROMIUM_ARGS, CLIPS, SUP_PW, loadavg, pct  # noqa: E402
 from bench.wall import _kv, analysis_metrics, tree, tree_cpu  # noqa: E402
+from testkit.dashboard import tempdir_removed_at_exit  # noqa: E402
 from testkit.hub import write_system_config  # noqa: E402
 
 SEG_S = 10.0  # bench/ingest.py's segment length; the hub's storage.segment_seconds here
@@ -554,7 +555,7 @@ async def run(
 
             async with async_playwright() as p:
                 ctx = await p.chromium.launch_persistent_context(
-                    tempfile.mkdtemp(prefix="evalwatch-scalebench-chromium-"),
+                    tempdir_removed_at_exit("evalwatch-scalebench-chromium-"),
                     executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True,
                 )
                 page = await ctx.new_page()
@@ -726,7 +727,7 @@ def prepare_shared(args: argparse.Namespace, clips: list[str]) -> dict[str, Any]
     import bench.latency as lat
     from config import load_config
 
-    shared = Path(tempfile.mkdtemp(prefix="evalwatch-scalebench-shared-"))
+    shared = Path(tempdir_removed_at_exit("evalwatch-scalebench-shared-"))
     script = incident_script(clips)
     (shared / "script.json").write_text(json.dumps(script))
     for clip, s in script.items():

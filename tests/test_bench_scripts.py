@@ -38,3 +38,18 @@ def test_bench_script_imports_and_parses_its_options(script: Path) -> None:
     )
     assert r.returncode == 0, f"{script.name} --help failed:\n{r.stderr[-2000:]}"
     assert "usage:" in r.stdout, r.stdout[:500]
+
+
+def test_tempdir_removed_at_exit_is_gone_when_the_process_ends() -> None:
+    """The Chromium profiles of the browser tests and ``bench/scale.py`` (and its shared
+    folder) use it: #17 asks that tests and benches leave no temporary directories behind."""
+    code = (
+        "from pathlib import Path; from testkit.dashboard import tempdir_removed_at_exit; "
+        "d = Path(tempdir_removed_at_exit('evalwatch-exit-test-')); (d / 'sub').mkdir(); "
+        "(d / 'sub' / 'f').write_text('x'); print(d)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = Path(r.stdout.strip())
+    assert d.name.startswith("evalwatch-exit-test-")
+    assert not d.exists(), f"{d} was left behind"

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from testkit.dashboard import tempdir_removed_at_exit
 from testkit.hub import CHROMIUM, CHROMIUM_ARGS, start_run_process, stop_run_process, write_system_config
 
 SUP_PW = "sup-browser-pw-1"
@@ -74,7 +75,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def launch(p: Any, **kw: Any) -> Any:
     return p.chromium.launch_persistent_context(
-        tempfile.mkdtemp(prefix="evalwatch-chromium-"),
+        tempdir_removed_at_exit(),
         executable_path=CHROMIUM,
         args=CHROMIUM_ARGS,
         headless=True,
