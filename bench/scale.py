@@ -66,6 +66,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -718,6 +719,9 @@ async def run(
         res["loadavg_after"] = loadavg()
     finally:
         stop_all([*farms, *([agent] if agent else []), hub], reap=True)
+        if not getattr(args, "keep", False):
+            shutil.rmtree(tmp, ignore_errors=True)
+            res["tmp"] = None  # removed; --keep keeps the hub's and agents' logs
     return res
 
 
@@ -793,6 +797,7 @@ def main() -> int:
     ap.add_argument("--detection", nargs="*", default=[], type=_kv, metavar="KEY=VALUE",
                     help="detection settings, e.g. seat_check_s=0.5 runtime=onnxruntime")
     ap.add_argument("--json", default=None, help="also write {'runs': [...]} here")
+    ap.add_argument("--keep", action="store_true", help="keep each run's temporary directory (logs)")
     ap.add_argument("--farm", default=None, help=argparse.SUPPRESS)  # internal: simulated agents
     ap.add_argument("--real-agent", default=None, help=argparse.SUPPRESS)  # internal: probed agent
     ap.add_argument("--sites", default="", help=argparse.SUPPRESS)
