@@ -170,7 +170,10 @@ async def test_edge_incident_reaches_dashboard_once_across_link_cut(tmp_path: Pa
             assert len(got) == 1, got
             ev = got[0]
             assert ev["origin"] == "agent" and ev["site"] == "s01" and ev["camera"] == "cam1", ev
-            assert not agent.incidents.pending()
+
+            async def drained() -> bool:  # the agent deletes an update once the hub's answer is in
+                return not agent.incidents.pending()
+            await wait_until(drained, 15, "the agent's incident spool drained", tmp_path)
 
             async def snapshot_url() -> Any:
                 return [e for e in await events(c) if e["id"] == ev["id"] and e["snapshot_url"]]
