@@ -65,7 +65,7 @@ def main() -> int:
         wargs = argparse.Namespace(
             cameras=args.cameras, seconds=args.seconds, fill_timeout=60, farms=args.farms,
             enlarged_seconds=0, idle_seconds=args.seconds, settle_seconds=args.settle, no_wall=True,
-            hub_analysis=True, detection=list(det.items()), json=None)
+            hub_analysis=True, detection=list(det.items()), json=None, keep=False)
         print(f"== {name}: {det}", flush=True)
         res = asyncio.run(run(wargs))
         a = res.get("analysis_no_viewer") or {}

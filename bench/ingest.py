@@ -74,7 +74,6 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -87,6 +86,15 @@ sys.path.insert(0, str(ROOT))
 from config.models import CaptureConfig  # noqa: E402
 from storage.s3server import free_port  # noqa: E402
 from testkit.capture import make_clip, write_config  # noqa: E402
+from testkit.procs import tempdir_removed_at_exit  # noqa: E402
+
+#: ``--keep``: leave the runs' work folders (configs, logs, SeaweedFS data) in /tmp.
+KEEP_WORK = False
+
+
+def workdir(prefix: str) -> Path:
+    """A run's work folder, removed when the bench exits unless ``--keep``."""
+    return Path(tempdir_removed_at_exit(prefix, keep=KEEP_WORK))
 
 TICK = os.sysconf("SC_CLK_TCK")
 W, H, FPS = 640, 480, 15.0
@@ -523,7 +531,7 @@ def run_once(
     if baseline:
         live_fps = None
     tag = "base" if baseline else f"ew-live{live_stream_fps(live_fps):g}"
-    tmp = Path(tempfile.mkdtemp(prefix=f"evalwatch-bench-{n}-{tag}-"))
+    tmp = workdir(f"evalwatch-bench-{n}-{tag}-")
     port = free_port()
     sites = {f"b{i:03d}": {"r": [("c", str(clip))]} for i in range(n)}
     tokens = {s: f"bench-token-{s}-0123456789" for s in sites}
@@ -719,7 +727,7 @@ def run_hubs(
 
     infra.runs += 1
     tag = f"x{infra.runs}"
-    tmp = Path(tempfile.mkdtemp(prefix=f"evalwatch-bench-{n}-hubs{hubs}-"))
+    tmp = workdir(f"evalwatch-bench-{n}-hubs{hubs}-")
     db_url = infra.database()
     db = Database(db_url)
     db.upgrade()  # once, before the nodes start (they would race to create the schema)
@@ -866,7 +874,7 @@ def agent_cpu(
     config with ``capture.live_fps: live_fps`` (None = null: no second, live encoder)."""
     import httpx
 
-    tmp = Path(tempfile.mkdtemp(prefix="evalwatch-agentcpu-"))
+    tmp = workdir("evalwatch-agentcpu-")
     port = free_port()
     cfg = write_config(
         tmp / "cfg.yaml",
@@ -960,7 +968,7 @@ def hubs_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def main_hubs(args: argparse.Namespace, prep: Path, clip: Path, live_rates: list[float | None]) -> int:
     """``--hubs``: per stream count, one run per node count, same clip, same infrastructure."""
-    infra = SharedInfra(Path(tempfile.mkdtemp(prefix="evalwatch-bench-infra-")))
+    infra = SharedInfra(workdir("evalwatch-bench-infra-"))
     rows: list[dict[str, Any]] = []
     try:
         for n in [int(x) for x in args.streams.split(",")]:
@@ -1010,11 +1018,14 @@ def main() -> int:
         " PostgreSQL + S3 with site leases (no baseline runs)",
     )
     ap.add_argument("--json", type=Path, metavar="FILE", help="also write every run's result here")
+    ap.add_argument("--keep", action="store_true", help="keep the runs' work folders (logs)")
     args = ap.parse_args()
+    global KEEP_WORK
+    KEEP_WORK = args.keep
     live_rates: list[float | None] = list(dict.fromkeys(args.live_fps))  # dedupe, keep order
     clip = Path(args.source) if args.source else ROOT / "sample_videos" / "room_a.mp4"
     if not clip.exists():
-        clip = make_clip(Path(tempfile.mkdtemp()) / "bench.mp4", 10, W, H, int(FPS))
+        clip = make_clip(workdir("evalwatch-bench-clip-") / "bench.mp4", 10, W, H, int(FPS))
     print(f"source: {clip}  machine: {os.cpu_count()} cores, load {os.getloadavg()}", flush=True)
     if args.agent_cpu:
         res = []
@@ -1035,7 +1046,7 @@ def main() -> int:
                     f"{a['agent_cpu_pct_per_camera']} vs {ref['agent_cpu_pct_per_camera']} = {ratio}"
                 )
         return 0
-    prep_dir = prepare(clip, Path(tempfile.mkdtemp(prefix="evalwatch-bench-prep-")), live_rates)
+    prep_dir = prepare(clip, workdir("evalwatch-bench-prep-"), live_rates)
     print(
         f"pre-encoded: {len(list(prep_dir.glob('seg*.mp4')))} segments of {SEG_S:.0f} s in {prep_dir}",
         flush=True,

@@ -38,7 +38,6 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from testkit.hub import CHROMIUM_ARGS, write_system_config  # noqa: E402
+from testkit.procs import tempdir_removed_at_exit  # noqa: E402
 
 CLIPS = ["room_a", "room_b", "room_c", "room_d", "room_f"]
 SUP_PW = "bench-sup-password"
@@ -205,7 +205,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from dashboard.app import create_app
     from evalwatch.hub import running_hub
 
-    tmp = Path(tempfile.mkdtemp(prefix="evalwatch-bench-"))
+    # the work folder (config, SeaweedFS data, agents' logs) goes at exit unless --keep
+    tmp = Path(tempdir_removed_at_exit("evalwatch-bench-", keep=args.keep))
     cfg_path = write_config(tmp, args.agents)
     cfg = load_config(str(cfg_path))
     frame_ts: dict[str, float] = {}
@@ -292,7 +293,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             async with async_playwright() as p:
                 ctx = await p.chromium.launch_persistent_context(
-                    tempfile.mkdtemp(prefix="evalwatch-bench-chromium-"),
+                    tempdir_removed_at_exit("evalwatch-bench-chromium-"),
                     executable_path="/usr/bin/chromium",
                     args=CHROMIUM_ARGS,
                     headless=True,
@@ -385,6 +386,7 @@ def main() -> int:
     ap.add_argument("--real-agents", type=int, default=1, help="real agent processes (the rest simulated)")
     ap.add_argument("--farms", type=int, default=2, help="processes running the simulated agents")
     ap.add_argument("--json", default=None, help="also write the result here")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (agents' logs)")
     ap.add_argument("--farm", default=None, help=argparse.SUPPRESS)  # internal: run simulated agents
     ap.add_argument("--sites", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()

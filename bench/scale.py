@@ -85,8 +85,8 @@ sys.path.insert(0, str(ROOT))
 from bench.hubproc import stop_all  # noqa: E402
 from bench.latency import CHROMIUM_ARGS, CLIPS, SUP_PW, loadavg, pct  # noqa: E402
 from bench.wall import _kv, analysis_metrics, tree, tree_cpu  # noqa: E402
-from testkit.dashboard import tempdir_removed_at_exit  # noqa: E402
 from testkit.hub import write_system_config  # noqa: E402
+from testkit.procs import tempdir_removed_at_exit  # noqa: E402
 
 SEG_S = 10.0  # bench/ingest.py's segment length; the hub's storage.segment_seconds here
 TIME_FIELDS = ("started_at", "ended_at", "footage_start", "footage_end")

@@ -36,7 +36,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.hubproc import run_farm, spawn_farm, start_hub, stop_all, wait_healthy  # noqa: E402
 from bench.latency import CHROMIUM_ARGS, SUP_PW, loadavg, pct, write_config  # noqa: E402
+from testkit.procs import tempdir_removed_at_exit  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -156,7 +156,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from config import load_config
 
-    tmp = Path(tempfile.mkdtemp(prefix="evalwatch-wallbench-"))
+    # the work folder (config, SeaweedFS data, logs) goes at exit unless --keep
+    tmp = Path(tempdir_removed_at_exit("evalwatch-wallbench-", keep=args.keep))
+    if args.keep:
+        say(f"work folder (kept): {tmp}")
     cfg_path = write_config(tmp, args.cameras)
     if args.hub_analysis or args.detection:
         import yaml
@@ -240,7 +243,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         async with async_playwright() as p:
             ctx = await p.chromium.launch_persistent_context(
-                tempfile.mkdtemp(prefix="evalwatch-wallbench-chromium-"),
+                tempdir_removed_at_exit("evalwatch-wallbench-chromium-"),
                 executable_path="/usr/bin/chromium",
                 args=CHROMIUM_ARGS,
                 headless=True,
@@ -454,6 +457,7 @@ def main() -> int:
     ap.add_argument("--hub-analysis", action="store_true", help="every site 'analysis: hub'")
     ap.add_argument("--detection", nargs="*", default=[], type=_kv, metavar="KEY=VALUE",
                     help="detection settings, e.g. analysis_fps=1 runtime=openvino")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (hub and farm logs)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--farm", default=None, help=argparse.SUPPRESS)  # internal: simulated cameras
     ap.add_argument("--sites", default="", help=argparse.SUPPRESS)

@@ -235,21 +235,10 @@ async def asgi_login(app: Any, role: str, client: tuple[str, int] = ("10.1.2.3",
     return c
 
 
-def tempdir_removed_at_exit(prefix: str = "evalwatch-chromium-") -> str:
-    """A fresh temporary directory (e.g. a Chromium profile: a persistent context needs one),
-    removed when this process exits; without it every browser test left one in /tmp."""
-    import atexit
-    import shutil
-    import tempfile
-
-    d = tempfile.mkdtemp(prefix=prefix)
-    atexit.register(shutil.rmtree, d, True)
-    return d
-
-
 async def chromium_context(p: Any, width: int = 1400, height: int = 900) -> Any:
     """A headless Debian Chromium context (Playwright's async API ``p``) with its own profile."""
     from testkit.hub import CHROMIUM, CHROMIUM_ARGS
+    from testkit.procs import tempdir_removed_at_exit
 
     return await p.chromium.launch_persistent_context(
         tempdir_removed_at_exit(), executable_path=CHROMIUM, args=CHROMIUM_ARGS,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,3 +60,13 @@ def still_alive_after(pids: list[int], seconds: float) -> list[int]:
     while (left := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
+
+
+def tempdir_removed_at_exit(prefix: str = "evalwatch-chromium-", *, keep: bool = False) -> str:
+    """A fresh temporary directory (a Chromium profile, a bench's work folder), removed when this
+    process exits (normally or by Ctrl-C; not on SIGKILL); ``keep`` leaves it (a bench's
+    ``--keep``, for its logs).  Without it every browser test and bench run left folders in /tmp."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    if not keep:
+        atexit.register(shutil.rmtree, d, True)
+    return d

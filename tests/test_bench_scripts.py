@@ -8,6 +8,7 @@ The helpers the Makefile skips (``hubproc``, ``accuracy_merge``) are imported by
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,16 +41,26 @@ def test_bench_script_imports_and_parses_its_options(script: Path) -> None:
     assert "usage:" in r.stdout, r.stdout[:500]
 
 
-def test_tempdir_removed_at_exit_is_gone_when_the_process_ends() -> None:
-    """The Chromium profiles of the browser tests and ``bench/scale.py`` (and its shared
-    folder) use it: #17 asks that tests and benches leave no temporary directories behind."""
+@pytest.mark.parametrize("keep, ending", [
+    (False, "pass"), (False, "raise KeyboardInterrupt"), (True, "pass"),
+])
+def test_tempdir_removed_at_exit_is_gone_when_the_process_ends(keep: bool, ending: str) -> None:
+    """The Chromium profiles of the browser tests and the benches' work folders use it: #17 asks
+    that tests and benches leave no temporary directories behind — also when the user stops a
+    bench with Ctrl-C; ``--keep`` (``keep=True``) leaves the folder for its logs."""
     code = (
-        "from pathlib import Path; from testkit.dashboard import tempdir_removed_at_exit; "
-        "d = Path(tempdir_removed_at_exit('evalwatch-exit-test-')); (d / 'sub').mkdir(); "
-        "(d / 'sub' / 'f').write_text('x'); print(d)"
+        "from pathlib import Path; from testkit.procs import tempdir_removed_at_exit; "
+        f"d = Path(tempdir_removed_at_exit('evalwatch-exit-test-', keep={keep})); (d / 'sub').mkdir(); "
+        f"(d / 'sub' / 'f').write_text('x'); print(d, flush=True); {ending}"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert (r.returncode == 0) == (ending == "pass"), r.stderr[-2000:]
     d = Path(r.stdout.strip())
     assert d.name.startswith("evalwatch-exit-test-")
-    assert not d.exists(), f"{d} was left behind"
+    try:
+        if keep:
+            assert (d / "sub" / "f").read_text() == "x", "keep=True removed the folder"
+        else:
+            assert not d.exists(), f"{d} was left behind"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

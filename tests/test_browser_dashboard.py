@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from testkit.dashboard import tempdir_removed_at_exit
+from testkit.procs import tempdir_removed_at_exit
 from testkit.hub import CHROMIUM, CHROMIUM_ARGS, start_run_process, stop_run_process, write_system_config
 
 SUP_PW = "sup-browser-pw-1"
