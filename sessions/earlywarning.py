@@ -205,20 +205,20 @@ def expert_rule(s: Session, cfg: WarningsConfig, now: datetime) -> list[Candidat
     return out
 
 
+def _ran_within(since: datetime, now: datetime) -> tuple[Any, ...]:
+    """``where`` conditions: sessions that were running at some time in ``[since, now)``."""
+    return (
+        EvalSession.status.in_(("running", "closed")),
+        EvalSession.started_at.is_not(None),
+        EvalSession.started_at < now,
+        EvalSession.closed_at.is_(None) | (EvalSession.closed_at > since),
+    )
+
+
 def site_offline_rule(s: Session, cfg: WarningsConfig, now: datetime) -> list[Candidate]:
     since = now - timedelta(days=cfg.site_offline_days)
     cams = stats.camera_stats(s, since, now, now=now)
-    sessions = {
-        int(x)
-        for x in s.scalars(
-            select(EvalSession.id).where(
-                EvalSession.status.in_(("running", "closed")),
-                EvalSession.started_at.is_not(None),
-                EvalSession.started_at < now,
-                EvalSession.closed_at.is_(None) | (EvalSession.closed_at > since),
-            )
-        )
-    }
+    sessions = {int(x) for x in s.scalars(select(EvalSession.id).where(*_ran_within(since, now)))}
     out = []
     for site in sorted({c.site for c in cams}):
         mine = [c for c in cams if c.site == site]
@@ -281,14 +281,7 @@ def false_alarm_rule(s: Session, cfg: WarningsConfig, now: datetime) -> list[Can
 
 def concurrent_rule(s: Session, cfg: WarningsConfig, now: datetime) -> list[Candidate]:
     since = now - timedelta(days=cfg.concurrent_days)
-    sess_rows = s.scalars(
-        select(EvalSession).where(
-            EvalSession.status.in_(("running", "closed")),
-            EvalSession.started_at.is_not(None),
-            EvalSession.started_at < now,
-            EvalSession.closed_at.is_(None) | (EvalSession.closed_at > since),
-        )
-    ).all()
+    sess_rows = s.scalars(select(EvalSession).where(*_ran_within(since, now))).all()
     gap = cfg.concurrent_seconds
     out = []
     for sess in sess_rows:
