@@ -21,6 +21,11 @@ Reports:
   whose command line names the run's temporary directory) still alive 15 s after the bench
   stopped them.  The temporary directory is removed at the end (``--keep`` keeps it).
 
+Also ``hub_rss_slope_halves_mb_per_min``: the same fit over each half of that window (memory that
+settles, an allocator reaching its working size, makes the first half steeper than the second; a
+leak keeps them alike).  Ctrl-C ends the sampling early: the bench still stops everything and
+reports what it sampled (``stopped_early_at_min``); a second Ctrl-C abandons the report.
+
 Per mapping: every sample also groups the hub's and SeaweedFS's ``/proc/PID/smaps`` by kind
 (:func:`smaps_groups`: glibc's main heap, its thread arenas, other anonymous memory, shared
 libraries, other files), and ``hub_smaps_slope_mb_per_min`` / ``seaweedfs_smaps_slope_mb_per_min``
@@ -45,6 +50,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -382,6 +388,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.monotonic()
             res_t0 = time.time()
             t_end = t0 + args.minutes * 60
+            # Ctrl-C ends the sampling early and still reports (a second one stops at once)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+
+            def _stop_sampling() -> None:
+                say("Ctrl-C: sampling stops now; the bench stops the hub and reports "
+                    "(Ctrl-C again to abandon)")
+                stop.set()
+                loop.remove_signal_handler(signal.SIGINT)
+
+            loop.add_signal_handler(signal.SIGINT, _stop_sampling)
             while True:
                 known |= descendants([hub.pid, *(f.pid for f in farms)])
                 if weed is None:
@@ -401,9 +418,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 weed_txt = f" | seaweedfs rss {w['rss_mb']:.1f} MB fds {w['fds']}" if w else ""
                 say(f"t={s['t_min']:6.2f} min hub rss {h['rss_mb']:.1f} MB fds {h['fds']} "
                     f"threads {h['threads']}{weed_txt} | online {s.get('online')} load {s['load']}")
-                if time.monotonic() >= t_end:
+                if time.monotonic() >= t_end or stop.is_set():
                     break
-                await asyncio.sleep(min(args.interval, max(0.0, t_end - time.monotonic())))
+                with contextlib.suppress(TimeoutError):
+                    left = max(0.0, t_end - time.monotonic())
+                    await asyncio.wait_for(stop.wait(), min(args.interval, left))
+            if stop.is_set():
+                res["stopped_early_at_min"] = samples[-1]["t_min"] if samples else 0.0
+            else:
+                loop.remove_signal_handler(signal.SIGINT)
         res["loadavg_after"] = loadavg()
         # the agents stop first; their last segments reach the hub before it stops
         stop_all(farms)
@@ -432,6 +455,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return round(v, 4) if v is not None else None
 
     res["hub_rss_slope_mb_per_min"] = fit("hub", "rss_mb")
+    # the same over each half of the window: settling memory (an allocator reaching its working
+    # size) shows as a first half steeper than the second; a leak keeps both alike
+    if warm:
+        mid = round((warm[0]["t_min"] + warm[-1]["t_min"]) / 2, 1)
+        halves: dict[str, float | None] = {"split_min": mid}
+        for name, part in (("first", [x for x in warm if x["t_min"] <= mid]),
+                           ("second", [x for x in warm if x["t_min"] >= mid])):
+            v = slope([x["t_min"] for x in part], [x["hub"]["rss_mb"] for x in part])
+            halves[name] = round(v, 4) if v is not None else None
+        res["hub_rss_slope_halves_mb_per_min"] = halves
     # SQLite's page caches fill as the database grows (bounded: ~2 MiB per open connection);
     # the hub's RSS without them says whether anything else grows
     res["hub_sqlite_slope_mb_per_min"] = fit("hub_gauges", "sqlite_mb")
@@ -494,10 +527,13 @@ def smaps_summary(
 def table(res: dict[str, Any]) -> str:
     rows = [
         ("cameras (online) / minutes / warm-up", f"{res['cameras']} ({res.get('cameras_online')}) / "
-         f"{res['minutes']} / {res['warmup_minutes']}"),
+         f"{res['minutes']} / {res['warmup_minutes']}"
+         + (f" (stopped by Ctrl-C at {res['stopped_early_at_min']} min)"
+            if "stopped_early_at_min" in res else "")),
         ("analysis / fps", f"{res['analysis']} / {res['analysis_fps']}"),
         ("hub RSS start -> end (MB)", str(res.get("hub_rss_mb_start_end"))),
         ("hub RSS slope after warm-up (MB/min)", str(res.get("hub_rss_slope_mb_per_min"))),
+        ("  before / after the window's middle", _halves(res.get("hub_rss_slope_halves_mb_per_min"))),
         ("  of it SQLite's page caches / the rest (MB/min)",
          f"{res.get('hub_sqlite_slope_mb_per_min')} / {res.get('hub_rss_without_sqlite_slope_mb_per_min')}"),
         ("hub fds start / end / slope per min", f"{res.get('hub_fds_start')} / {res.get('hub_fds_end')} / "
@@ -518,6 +554,10 @@ def table(res: dict[str, Any]) -> str:
     ]
     w = max(len(a) for a, _ in rows)
     return "\n".join(f"{a.ljust(w)}  {b}" for a, b in rows)
+
+
+def _halves(h: dict[str, float | None] | None) -> str:
+    return f"{h.get('first')} / {h.get('second')} (split at {h.get('split_min')})" if h else "None"
 
 
 def _groups(slopes: dict[str, float | None] | None) -> str:

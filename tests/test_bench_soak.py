@@ -166,6 +166,47 @@ def test_soak_ten_minutes(tmp_path: Path) -> None:
     assert res["hub_rss_slope_mb_per_min"] <= float(os.environ.get("SOAK_MAX_SLOPE", "0.5")), d["samples"]
 
 
+@pytest.mark.timeout(300)
+def test_ctrl_c_ends_the_soak_early_and_it_still_reports(tmp_path: Path) -> None:
+    """A user who stops a long soak with Ctrl-C (SIGINT to the terminal's process group) gets
+    the report of what was sampled — JSON and table — and nothing left running, not a
+    traceback.  1 camera, a 30-minute run stopped after a few samples."""
+    import signal
+
+    out = tmp_path / "soak.json"
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "soak.py"), "--cameras", "1", "--minutes", "30",
+         "--warmup", "0", "--interval", "2", "--json", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert p.stdout is not None
+        for line in p.stdout:
+            lines.append(line)
+            if "t=" in line and " min hub rss " in line and sum(" min hub rss " in x for x in lines) >= 6:
+                break
+        else:
+            pytest.fail("the soak never sampled:\n" + "".join(lines[-40:]))
+        os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        rest, _ = p.communicate(timeout=200)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    text = "".join(lines) + rest
+    assert p.returncode == 0, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    assert "stopped by Ctrl-C at" in text, text[-3000:]
+    res = json.loads(out.read_text())
+    d = res["detail"]
+    assert 0 < d["stopped_early_at_min"] < 5 and len(d["samples"]) >= 3
+    assert res["orphans"] == [], res["orphans"]
+    assert d["cameras_online"] == 1 and res["lost_segments"] is not None, d
+    assert res["hub_rss_slope_mb_per_min"] is not None
+    halves = d["hub_rss_slope_halves_mb_per_min"]
+    assert set(halves) == {"split_min", "first", "second"} and halves["first"] is not None
+
+
 async def test_hub_gauges_reads_sqlite_memory_from_metrics() -> None:
     """The soak's per-sample gauge: SQLite's heap in MB, from the scraper's view of /metrics."""
     import httpx

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from testkit.procs import tempdir_removed_at_exit
 from testkit.hub import CHROMIUM, CHROMIUM_ARGS, start_run_process, stop_run_process, write_system_config
+from testkit.procs import tempdir_removed_at_exit
 
 SUP_PW = "sup-browser-pw-1"
 AUD_PW = "aud-browser-pw-1"
@@ -109,7 +108,7 @@ def api_get(page: Any, path: str) -> Any:
     )
 
 
-def test_supervisor_watches_handles_and_replays(system: str) -> None:
+def test_supervisor_watches_handles_and_replays(system: str, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     url = system
@@ -282,7 +281,7 @@ def test_supervisor_watches_handles_and_replays(system: str) -> None:
         page.click("#lang-switch")  # back to Chinese for the next test (stored in localStorage)
         page.wait_for_function("() => document.documentElement.lang === 'zh-CN'")
         assert not errors, errors
-        page.screenshot(path=str(Path(tempfile.gettempdir()) / "evalwatch-browser-replay.png"))
+        page.screenshot(path=str(tmp_path / "replay.png"))  # kept by pytest for a look after a run
         ctx.close()
 
 
