@@ -393,6 +393,9 @@ def main() -> int:
     if args.farm:
         farm(args.farm, [s for s in args.sites.split(",") if s], args.seconds)
         return 0
+    if args.seconds < 40:  # the replay opens at window start + 30 s, which must be archived by then
+        ap.error(f"--seconds must be at least 40 (the replay seeks need archived footage 30 s into the "
+                 f"window), got {args.seconds:g}")
     if not os.path.exists("/usr/bin/chromium"):
         print("bench/latency.py needs /usr/bin/chromium (apt-get install chromium)", file=sys.stderr)
         return 2

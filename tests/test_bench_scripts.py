@@ -64,3 +64,13 @@ def test_tempdir_removed_at_exit_is_gone_when_the_process_ends(keep: bool, endin
             assert not d.exists(), f"{d} was left behind"
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_latency_bench_refuses_a_window_too_short_for_its_replay_seeks() -> None:
+    """With ``--seconds 15`` it used to run for a minute and die in a Playwright timeout: the
+    replay opened at a time with no archived footage yet.  Now: exit 2, naming the option."""
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "latency.py"), "--seconds", "15"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stdout[-1000:] + r.stderr[-1000:]
+    assert "--seconds must be at least 40" in r.stderr and "got 15" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
