@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -381,6 +382,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         res["loadavg_after"] = loadavg()
     finally:
         stop_all([*farms, hub])
+        if not args.keep:  # now, not at exit: bench/hub_analysis.py runs one set-up after another
+            shutil.rmtree(tmp, ignore_errors=True)
     return res
 
 
