@@ -189,9 +189,10 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def pct(xs: list[float], q: float) -> float:
+def pct(xs: list[float], q: float) -> float | None:
+    """The ``q``-th percentile of ``xs``; None (JSON null) when there is nothing to measure."""
     if not xs:
-        return float("nan")
+        return None
     xs = sorted(xs)
     k = min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))
     return xs[k]
@@ -334,7 +335,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 result["alert_latency_s"] = {
                     "p50": pct(lat, 50),
                     "p95": pct(lat, 95),
-                    "max": max(lat, default=0),
+                    "max": max(lat, default=None),
                 }
                 result["fanout_latency_s"] = {"p50": pct(fan, 50), "p95": pct(fan, 95)}
 
@@ -360,7 +361,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 result["seek_first_frame_ms"] = {
                     "p50": pct(seeks, 50),
                     "p95": pct(seeks, 95),
-                    "max": max(seeks),
+                    "max": max(seeks, default=None),
                 }
                 await ctx.close()
                 result["loadavg_after"] = loadavg()
@@ -405,12 +406,12 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(res, indent=2))
     a, s = res.get("alert_latency_s", {}), res.get("seek_first_frame_ms", {})
     print(
-        f"alert latency p50 {a.get('p50', float('nan')):.3f} s  p95 {a.get('p95', float('nan')):.3f} s "
+        f"alert latency p50 {fmt(a.get('p50'), '.3f')} s  p95 {fmt(a.get('p95'), '.3f')} s "
         f"(target p95 <= 1.0 s) over {res.get('alerts', 0)} alerts"
     )
     print(
-        f"replay seek-to-first-frame p50 {s.get('p50', float('nan')):.0f} ms  "
-        f"p95 {s.get('p95', float('nan')):.0f} ms "
+        f"replay seek-to-first-frame p50 {fmt(s.get('p50'), '.0f')} ms  "
+        f"p95 {fmt(s.get('p95'), '.0f')} ms "
         f"(target p95 <= 300 ms) over {res.get('seeks', 0)} seeks"
     )
     print(
@@ -419,7 +420,19 @@ def main() -> int:
         f"max during {res.get('loadavg_during_max')}, after {res.get('loadavg_after')} "
         f"on {res.get('cpus')} CPUs"
     )
+    if not res.get("alerts"):
+        print(
+            f"no alert reached the browser in {args.seconds:g} s with {args.agents} agents: "
+            "the alert latency is not measured (run longer or with more agents)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def fmt(x: float | None, spec: str) -> str:
+    """``x`` formatted, or ``n/a`` when it was not measured."""
+    return "n/a" if x is None else format(x, spec)
 
 
 if __name__ == "__main__":

@@ -74,3 +74,17 @@ def test_latency_bench_refuses_a_window_too_short_for_its_replay_seeks() -> None
     assert r.returncode == 2, r.stdout[-1000:] + r.stderr[-1000:]
     assert "--seconds must be at least 40" in r.stderr and "got 15" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_latency_bench_reports_an_unmeasured_figure_as_null_not_nan() -> None:
+    """A window in which no alert reached the browser used to print ``nan`` and write ``NaN``
+    (not JSON) into ``--json``; now the figure is null / ``n/a`` (and the bench exits 1)."""
+    import json
+
+    from bench import latency
+
+    assert latency.pct([], 95) is None
+    assert latency.pct([3.0, 1.0, 2.0], 50) == 2.0
+    assert latency.fmt(None, ".3f") == "n/a" and latency.fmt(0.25, ".3f") == "0.250"
+    doc = json.dumps({"p50": latency.pct([], 50)}, allow_nan=False)  # raises on NaN
+    assert json.loads(doc) == {"p50": None}
