@@ -189,13 +189,20 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def pct(xs: list[float], q: float) -> float | None:
-    """The ``q``-th percentile of ``xs``; None (JSON null) when there is nothing to measure."""
+def pct(xs: list[float], q: float) -> float:
+    """The ``q``-th percentile (nearest rank) of the non-empty ``xs``."""
     if not xs:
-        return None
+        raise ValueError("no values to take a percentile of")
     xs = sorted(xs)
     k = min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))
     return xs[k]
+
+
+def figures(xs: list[float], *qs: int) -> dict[str, float | None]:
+    """``{"p50": ..., "p95": ..., "max": ...}`` of ``xs``; each None when ``xs`` is empty."""
+    out: dict[str, float | None] = {f"p{q}": pct(xs, q) if xs else None for q in qs}
+    out["max"] = max(xs, default=None)
+    return out
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -332,12 +339,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 lat = [r["at"] - frame_ts[str(r["uid"])] for r in received if str(r["uid"]) in frame_ts]
                 fan = [r["at"] - r["hub"] for r in received if r.get("hub")]
                 result["alerts"] = len(lat)
-                result["alert_latency_s"] = {
-                    "p50": pct(lat, 50),
-                    "p95": pct(lat, 95),
-                    "max": max(lat, default=None),
-                }
-                result["fanout_latency_s"] = {"p50": pct(fan, 50), "p95": pct(fan, 95)}
+                # a figure with nothing to measure is null (the summary says n/a), never NaN
+                result["alert_latency_s"] = figures(lat, 50, 95)
+                result["fanout_latency_s"] = figures(fan, 50, 95)
 
                 # replay seeks on the first camera's archive (agents keep streaming)
                 site, room, cam = cfg.cameras()[0]
@@ -358,11 +362,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await asyncio.sleep(0.3)
                 seeks = await page.evaluate("window.evalwatch.replay.seeks")
                 result["seeks"] = len(seeks)
-                result["seek_first_frame_ms"] = {
-                    "p50": pct(seeks, 50),
-                    "p95": pct(seeks, 95),
-                    "max": max(seeks, default=None),
-                }
+                result["seek_first_frame_ms"] = figures(seeks, 50, 95)
                 await ctx.close()
                 result["loadavg_after"] = loadavg()
         finally:

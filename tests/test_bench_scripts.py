@@ -83,8 +83,9 @@ def test_latency_bench_reports_an_unmeasured_figure_as_null_not_nan() -> None:
 
     from bench import latency
 
-    assert latency.pct([], 95) is None
-    assert latency.pct([3.0, 1.0, 2.0], 50) == 2.0
-    assert latency.fmt(None, ".3f") == "n/a" and latency.fmt(0.25, ".3f") == "0.250"
-    doc = json.dumps({"p50": latency.pct([], 50)}, allow_nan=False)  # raises on NaN
-    assert json.loads(doc) == {"p50": None}
+    assert latency.figures([3.0, 1.0, 2.0], 50, 95) == {"p50": 2.0, "p95": 3.0, "max": 3.0}
+    none = latency.figures([], 50, 95)
+    assert json.loads(json.dumps(none, allow_nan=False)) == {"p50": None, "p95": None, "max": None}
+    assert latency.fmt(none["p95"], ".3f") == "n/a" and latency.fmt(0.25, ".3f") == "0.250"
+    with pytest.raises(ValueError, match="no values"):
+        latency.pct([], 50)
