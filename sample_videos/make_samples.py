@@ -199,7 +199,7 @@ def make_cutout(img: Image, src: PersonSrc, open_bottom: bool | None = None) -> 
         mask[-border:] = cv2.GC_BGD
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(12345)
-    cv2.grabCut(crop, mask, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(crop, mask, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]  # rect None: opencv's stubs want a rect
     fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
     fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
     # keep the largest component and fill its holes
@@ -295,12 +295,12 @@ def build_background(lay: Layout, rng: np.random.Generator, textures: dict[str, 
     """
     wall_y = int(lay.wall_y + PAD)
     canvas = np.zeros((CH, CW, 3), np.float32)
-    brick = textures[wall].astype(np.float32)
+    brick: Image = textures[wall].astype(np.float32)
     brick = cv2.GaussianBlur(cv2.cvtColor(brick, cv2.COLOR_BGR2GRAY), (0, 0), 1.2)
     wall_tex = 0.93 + 0.07 * (brick - brick.mean()) / (brick.std() + 1e-6) / 2.5
     paint = _tile(wall_tex, CH, CW)[..., None] * np.array(wall_color, np.float32)
     canvas[:wall_y] = paint[:wall_y]
-    gravel = textures[floor].astype(np.float32)
+    gravel: Image = textures[floor].astype(np.float32)
     gravel = cv2.GaussianBlur(cv2.cvtColor(gravel, cv2.COLOR_BGR2GRAY), (0, 0), 2.5)
     carpet = 1.0 + 0.045 * (gravel - gravel.mean()) / (gravel.std() + 1e-6)
     carpet_rgb = _tile(carpet, CH, CW)[..., None] * np.array(floor_color, np.float32)
@@ -619,7 +619,7 @@ def camera_view(canvas: Image, st: FrameState, rng: np.random.Generator,
         rot = cv2.getRotationMatrix2D((CW / 2, CH / 2), ang, 1.0 + 0.06 * m)
         rot[0, 2] += -PAD - 95 * m
         rot[1, 2] += -PAD + 60 * m
-        frame = cv2.warpAffine(canvas, rot, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR,
+        frame: Image = cv2.warpAffine(canvas, rot, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REFLECT)
     else:
         frame = canvas[PAD:PAD + HEIGHT, PAD:PAD + WIDTH].copy()
@@ -663,9 +663,9 @@ class H264Writer:
         self.stream.width, self.stream.height, self.stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         self.stream.codec_context.time_base = Fraction(1, FPS)
         self.stream.codec_context.gop_size = 2 * FPS
-        self.stream.options = options or {
+        self.stream.options = {**(options or {
             "crf": CRF, "preset": "medium", "threads": "1", "profile": "high",
-            "x264-params": "keyint=30:min-keyint=30:scenecut=0"}
+            "x264-params": "keyint=30:min-keyint=30:scenecut=0"})}
         self._av = av
 
     def write(self, frame: Image, index: int) -> None:

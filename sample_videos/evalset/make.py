@@ -147,7 +147,7 @@ def load_photo(key: str) -> Image:
     if frame is not None:
         import av
 
-        with av.open(io.BytesIO(read_photo(key))) as container:
+        with av.open(io.BytesIO(read_photo(key)), mode="r") as container:
             for i, f in enumerate(container.decode(video=0)):
                 if i == frame:
                     return f.to_ndarray(format="bgr24")
@@ -226,7 +226,7 @@ def add_legs(cut: ms.Cutout, body_frac: float,
         cx = (lo + hi) / 2 + (-1 if lo == x1 else 1) * 0.08 * (hi - lo)
         cv2.ellipse(legs_a, (round(cx * 4), round(extra * 0.95 * 4)), (round(shoe_w * 4),
                     round(0.05 * extra * 4)), 0, 0, 360, 255, -1, cv2.LINE_AA)
-    legs_alpha = cv2.resize(legs_a, (w, extra), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    legs_alpha: Image = cv2.resize(legs_a, (w, extra), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
     legs_rgb = np.empty((extra, w, 3), np.float32)
     legs_rgb[:] = cloth
     legs_rgb *= np.linspace(1.0, 0.8, extra, dtype=np.float32)[:, None, None]
@@ -317,12 +317,12 @@ def object_sprite(obj: str, face: str, color: str, rng: np.random.Generator,
             bz = max(2, W // 14)
             scr = np.empty((H - 4 * bz, W - 2 * bz, 3), np.float32)
             hue = rng.uniform(0, 180)
-            top = cv2.cvtColor(np.uint8([[[hue, 160, 230]]]), cv2.COLOR_HSV2BGR)[0, 0]
+            top = cv2.cvtColor(np.array([[[hue, 160, 230]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
             scr[:] = top
             scr *= np.linspace(1.0, 0.55, scr.shape[0], dtype=np.float32)[:, None, None]
             for r in range(5):
                 for c in range(4):
-                    col = cv2.cvtColor(np.uint8([[[rng.uniform(0, 180), 200, 240]]]),
+                    col = cv2.cvtColor(np.array([[[rng.uniform(0, 180), 200, 240]]], np.uint8),
                                        cv2.COLOR_HSV2BGR)[0, 0].tolist()
                     x, y = int(scr.shape[1] * (0.08 + 0.23 * c)), int(scr.shape[0] * (0.1 + 0.14 * r))
                     s = int(scr.shape[1] * 0.15)
@@ -378,8 +378,8 @@ def phone_photo(key: str, img: Image) -> Image:
             mask[y1:y2, x1:x2] = 255
         img = cv2.inpaint(img, mask, 5, cv2.INPAINT_TELEA)
     h, w = 160, round(160 * SIZES["phone"][1] / SIZES["phone"][0])
-    src = np.float32(ph.quad)
-    dst = np.float32([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]])
+    src = np.array(ph.quad, np.float32)
+    dst = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
     return cv2.warpPerspective(img, cv2.getPerspectiveTransform(src, dst), (w, h),
                                flags=cv2.INTER_AREA)
 
@@ -388,9 +388,9 @@ def recolour_case(img: Image, alpha: Image, color: str, whole: bool) -> Image:
     """Give a photographed phone the case colour ``color``: the whole back (``whole``), or
     the rim around the screen; the photo's shading is kept."""
     lab = cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_BGR2LAB).astype(np.float32)
-    target = cv2.cvtColor(np.uint8([[CASE[color]]]), cv2.COLOR_BGR2LAB)[0, 0].astype(np.float32)
+    target = cv2.cvtColor(np.array([[CASE[color]]], np.uint8), cv2.COLOR_BGR2LAB)[0, 0].astype(np.float32)
     h, w = alpha.shape
-    mask = np.ones((h, w), np.float32)
+    mask: Image = np.ones((h, w), np.float32)
     if not whole:
         rim = max(2, w // 14)
         mask[rim:h - rim, rim:w - rim] = 0
@@ -430,7 +430,7 @@ def place(canvas: Image, rgb: Image, alpha: Image, cx: float, cy: float, w: floa
     if k != 1:
         cx, cy, w, h = cx * k, cy * k, w * k, h * k
     sh, sw = alpha.shape
-    m = np.float64([[w / sw, 0, 0], [0, h / sh, 0]])
+    m = np.array([[w / sw, 0, 0], [0, h / sh, 0]], np.float64)
     rot = cv2.getRotationMatrix2D((0, 0), ang, 1.0)
     m = rot[:, :2] @ m
     m[1] *= squash
@@ -464,7 +464,7 @@ def camera_view_k(canvas: Image, st: Frame, rng: np.random.Generator, cover_tex:
                   gain: float, noise_sigma: float, k: float) -> Image:
     """:func:`make_samples.camera_view` for a world canvas drawn at ``k`` times the view's
     resolution: the same tampering, measured in view pixels."""
-    tp = st.tamper  # type: ignore[attr-defined]
+    tp = st.tamper
     W, H = frame_size(k)
     pad = round(PAD * k)
     if tp.moved > 0:
@@ -473,7 +473,7 @@ def camera_view_k(canvas: Image, st: Frame, rng: np.random.Generator, cover_tex:
         rot = cv2.getRotationMatrix2D((cw / 2, ch / 2), 11.0 * m, 1.0 + 0.06 * m)
         rot[0, 2] += -pad - 95 * m * k
         rot[1, 2] += -pad + 60 * m * k
-        frame = cv2.warpAffine(canvas, rot, (W, H), flags=cv2.INTER_LINEAR,
+        frame: Image = cv2.warpAffine(canvas, rot, (W, H), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REFLECT)
     else:
         frame = canvas[pad:pad + H, pad:pad + W].copy()
@@ -834,7 +834,7 @@ def render_clip(clip: EvalClip, cutouts: dict[str, ms.Cutout], textures: dict[st
         enc.stream.width, enc.stream.height = frame_size(scale)
     last: Image | None = None
     for st in frames(clip, n_frames):
-        if st.tamper.frozen and last is not None:  # type: ignore[attr-defined]
+        if st.tamper.frozen and last is not None:
             frame = last
         else:
             frame = r.render(st)

@@ -41,6 +41,7 @@ from sample_videos.script import (
     Layout,
     SeatGeom,
     Tamper,
+    TamperState,
     _path,
     _row,
     derive_events,
@@ -378,7 +379,7 @@ class Frame:
     t: float
     people: tuple[Person, ...]
     held: tuple[tuple[Handheld, float], ...]  #: things in hand/on desk, raised 0..1
-    tamper: object  #: sample_videos.script.TamperState
+    tamper: TamperState
     light: float
 
 
@@ -453,7 +454,7 @@ def truth_events(clip: EvalClip, n: int | None = None) -> list[dict[str, object]
     states = frames(clip, n)
     raw = derive_events(clip.geom, [[p.point for p in st.people] for st in states],
                         [{h.seat for h, _ in st.held if h.obj == "phone"} for st in states],
-                        [st.tamper for st in states])  # type: ignore[misc]
+                        [st.tamper for st in states])
 
     end = (n if n is not None else clip.n_frames) / FPS
     wanted = [i for i in incidents(clip) if i.start < end]
