@@ -35,6 +35,7 @@ from testkit.dashboard import (
 )
 
 pytestmark = pytest.mark.credit
+ROOT = Path(__file__).resolve().parent.parent
 
 BASE = "http://testserver"
 TZ = ZoneInfo("Asia/Shanghai")
@@ -594,6 +595,16 @@ def _colour_pixels(png: bytes, hex_colour: str, tol: int = 18) -> int:
     return int((np.abs(img - want).max(axis=2) <= tol).sum())
 
 
+#: ``[category labels, the text ECharts draws and shows, spaces and line breaks removed]`` of a chart.
+_LABELS_JS = """(id) => {
+  const c = window.echarts.getInstanceByDom(document.getElementById(id));
+  const shown = c.getZr().storage.getDisplayList(true)
+    .filter((e) => e.style && typeof e.style.text === "string" && !e.ignore && !e.invisible)
+    .map((e) => e.style.text).join("").replace(/\\s+/g, "");
+  return [c.getOption().xAxis[0].data, shown];
+}"""
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium not installed")
 async def test_stats_page_draws_charts_in_chromium(tmp_path: Path, services: Services) -> None:
@@ -661,6 +672,35 @@ async def test_stats_page_draws_charts_in_chromium(tmp_path: Path, services: Ser
             assert "张三" in await page.inner_text("#st-warnings")
             href = await page.get_attribute("#st-report-pdf", "href")
             assert href and href.startswith("/api/reports/monthly?site=site1&month=")
+            # every rule's name is drawn under its bar, also where it is wider than its bar's slot (the
+            # English names: wrapped, none dropped as overlapping — a bar without its name says nothing)
+            await page.click("#lang-switch")  # zh-CN -> en: the charts are drawn again
+            await page.wait_for_function("() => (window.evalwatch.stats?.rendered || 0) >= 3", timeout=20_000)
+            assert await page.evaluate("document.documentElement.lang") == "en"
+            await page.screenshot(path=str(shots / "page-en.png"), full_page=True)
+            for chart in ("rule", "judge", "ack"):
+                names, drawn = await page.evaluate(_LABELS_JS, f"chart-{chart}")
+                missing = [n for n in names if n.replace(" ", "") not in drawn]
+                assert names and not missing, (chart, missing, drawn)
+
+            # a range with nothing in it: each chart says why it is empty
+            await page.fill("#st-from", "2031-01-01")
+            await page.fill("#st-to", "2031-01-31")
+            await page.click("#st-refresh")
+            await page.wait_for_function("() => (window.evalwatch.stats?.rendered || 0) >= 4", timeout=20_000)
+            await page.screenshot(path=str(shots / "page-empty.png"), full_page=True)
+            lang = await page.evaluate("document.documentElement.lang")
+            strings = json.loads((ROOT / "dashboard" / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
+            why = {"judge": "stats.empty_judged", "ack": "stats.empty_ack",
+                   "coverage": "stats.empty_sessions", "offline": "stats.empty_sessions"}
+            for chart in want:
+                said = await page.evaluate(
+                    "(id) => { const n = document.getElementById(id);"
+                    " return [n.classList.contains('nodata'), getComputedStyle(n, '::after').content]; }",
+                    f"chart-{chart}",
+                )
+                message = strings[why.get(chart, "stats.empty")]
+                assert said == [True, json.dumps(message, ensure_ascii=False)], (chart, said)
 
             await show("observer")
             png = await page.locator("#chart-judge canvas").first.screenshot()

@@ -140,8 +140,12 @@ export const statsView = (function () {
       tooltip: { trigger: "axis" },
       legend: series.length > 1 ? { top: 0, textStyle: { color: "#e6edf3" } } : undefined,
       grid: { left: 48, right: 16, top: 40, bottom: 64 },
+      // names (rules) are the bars' meaning: every one is shown, wrapped to its slot
+      // (opts.labelWidth); keys (dates, codes) may rotate and drop the ones that overlap
       xAxis: { type: "category", data: keys,
-               axisLabel: { color: "#8b98a5", interval: 0, hideOverlap: true, rotate: keys.length > 4 ? 30 : 0 } },
+               axisLabel: opts.labelWidth
+                 ? { color: "#8b98a5", interval: 0, width: opts.labelWidth, overflow: "break", lineHeight: 14 }
+                 : { color: "#8b98a5", interval: 0, hideOverlap: true, rotate: keys.length > 4 ? 30 : 0 } },
       yAxis: { type: "value", max: opts.max, axisLabel: { color: "#8b98a5" }, splitLine: { lineStyle: { color: "#263241" } } },
       series: series.map((s) => ({ type: "bar", barMaxWidth: 36, ...s })),
     };
@@ -157,7 +161,14 @@ export const statsView = (function () {
     try { await loadECharts(); } catch (e) { toast(t("stats.no_echarts")); return; }
     if (!data) return;
     const d = data;
-    const empty = (key, n) => { $("chart-" + key).classList.toggle("nodata", n === 0); };
+    // an empty chart says why it is empty (over its dimmed axes: .chart.nodata in app.css)
+    const empty = (key, n, why = "stats.empty") => {
+      const node = $("chart-" + key);
+      node.classList.toggle("nodata", n === 0);
+      node.dataset.empty = t(why);
+    };
+    // width of one category's slot in a chart's plot area (the grid's left + right margins: 64 px)
+    const slot = (key, n) => ({ labelWidth: Math.max(48, Math.floor(($("chart-" + key).clientWidth - 64) / Math.max(1, n)) - 8) });
     chart("day").setOption(bar(d.incidents.by_day.map((c) => c.key.slice(5)),
       [{ name: t("stats.incidents"), data: d.incidents.by_day.map((c) => c.count), color: COLORS.incidents }]), true);
     chart("site").setOption(bar(d.incidents.by_site.map((c) => c.key),
@@ -165,15 +176,16 @@ export const statsView = (function () {
     chart("room").setOption(bar(d.incidents.by_room.map((c) => c.key),
       [{ name: t("stats.incidents"), data: d.incidents.by_room.map((c) => c.count), color: COLORS.incidents }]), true);
     chart("rule").setOption(bar(d.incidents.by_rule.map((c) => ruleName(c.key)),
-      [{ name: t("stats.incidents"), data: d.incidents.by_rule.map((c) => c.count), color: COLORS.incidents }]), true);
+      [{ name: t("stats.incidents"), data: d.incidents.by_rule.map((c) => c.count), color: COLORS.incidents }],
+      slot("rule", d.incidents.by_rule.length)), true);
     chart("judge").setOption(bar(d.judgements.map((j) => ruleName(j.rule) + (j.false_alarm_rate === null ? "" : " (" + j.false_alarm_rate.toFixed(0) + "%)")), [
       { name: t("stats.confirmed"), stack: "j", data: d.judgements.map((j) => j.confirmed), color: COLORS.confirmed },
       { name: t("stats.dismissed"), stack: "j", data: d.judgements.map((j) => j.dismissed), color: COLORS.dismissed },
-    ]), true);
+    ], slot("judge", d.judgements.length)), true);
     chart("ack").setOption(bar(d.ack.map((a) => ruleName(a.rule)), [
       { name: t("stats.median_s"), data: d.ack.map((a) => a.median_s), color: COLORS.median },
       { name: t("stats.p90_s"), data: d.ack.map((a) => a.p90_s), color: COLORS.p90 },
-    ]), true);
+    ], slot("ack", d.ack.length)), true);
     chart("coverage").setOption(bar(d.cameras.map((c) => c.camera), [
       { name: t("stats.coverage"), data: d.cameras.map((c) => c.coverage_percent), color: COLORS.coverage },
     ], { max: 100 }), true);
@@ -181,8 +193,9 @@ export const statsView = (function () {
       { name: t("stats.offline_s"), data: d.cameras.map((c) => c.offline_s), color: COLORS.offline },
     ]), true);
     empty("day", d.incidents.total); empty("site", d.incidents.by_site.length); empty("room", d.incidents.by_room.length);
-    empty("rule", d.incidents.by_rule.length); empty("judge", d.judgements.length); empty("ack", d.ack.length);
-    empty("coverage", d.cameras.length); empty("offline", d.cameras.length);
+    empty("rule", d.incidents.by_rule.length); empty("judge", d.judgements.length, "stats.empty_judged");
+    empty("ack", d.ack.filter((a) => a.median_s !== null).length, "stats.empty_ack");
+    empty("coverage", d.cameras.length, "stats.empty_sessions"); empty("offline", d.cameras.length, "stats.empty_sessions");
     const body = $("st-experts");
     body.textContent = "";
     for (const x of d.experts) {
