@@ -542,12 +542,16 @@ async def test_experts_page_in_chromium(tmp_path: Path, services: Services) -> N
 
             await login("admin")
             await page.goto(url + "/#experts")
+            # an empty register says so and how it is filled, not just an empty table
+            await page.wait_for_selector("#ex-panel p.empty")
+            assert "CSV/XLSX" in await page.inner_text("#ex-panel p.empty")
             await page.set_input_files("#ex-file", str(csv_file))
             await page.click("#ex-import-btn")
             await page.wait_for_selector(".import-errors li")
             assert "name is empty" in await page.inner_text("#ex-result")
             await page.wait_for_selector("table.experts a")
             assert "张三" in await page.inner_text("#ex-panel")
+            assert await page.locator("#ex-panel p.empty").count() == 0
 
             with services.db.session() as s:  # E0001 sits on site1/room1/s1 of a running session
                 from sessions.models import EvalSession, SessionSeat

@@ -53,6 +53,7 @@ export const expertsView = (function () {
       table.appendChild(tr);
     }
     p.appendChild(table);
+    if (!data.experts.length) p.appendChild(el("p", "empty", t("experts.none")));
   }
 
   function revisionRows(rec) {

@@ -76,6 +76,9 @@ export const notificationLog = (function () {
       tr.appendChild(el("td", "", e.error || (e.next_at ? t("nlog.next") + " " + fmtTime(e.next_at) : "")));
       body.appendChild(tr);
     }
+    // nothing delivered yet (no site has `notify`), or nothing with the chosen result
+    $("nl-empty").textContent = t(status ? "nlog.none_filtered" : "nlog.none");
+    $("nl-empty").hidden = data.entries.length > 0;
   }
   $("nl-status").addEventListener("change", load);
   $("nl-reload").addEventListener("click", load);
