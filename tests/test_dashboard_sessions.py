@@ -182,7 +182,7 @@ def _tampered(src: Path, dst: Path, name_part: str) -> Path:
     return dst
 
 
-async def test_camera_range_export_verifies_offline(  # type: ignore[no-untyped-def]
+async def test_camera_range_export_verifies_offline(
     object_store, s3_server, unique_site: str, tmp_path: Path
 ) -> None:
     from storage.segments import SegmentStore

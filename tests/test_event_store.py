@@ -54,7 +54,7 @@ async def test_rows_snapshots_and_bus_messages(tmp_path: Path, database: Databas
 
 
 async def test_snapshot_spooled_while_s3_down(tmp_path: Path, database: Database,
-                                              s3_server_factory) -> None:  # type: ignore[no-untyped-def]
+                                              s3_server_factory) -> None:
     env = s3_server_factory()
     objects = ObjectStore(env.cfg)
     await objects.ensure_buckets()

@@ -60,7 +60,7 @@ class Sink:
 
 
 @root_only
-async def test_hub_wal_disk_full(object_store, s3_server, unique_site: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_hub_wal_disk_full(object_store, s3_server, unique_site: str, tmp_path: Path) -> None:
     import httpx
 
     from dashboard.app import create_app

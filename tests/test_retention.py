@@ -33,7 +33,7 @@ from storage.common import CameraId, utcnow
 DAY = timedelta(days=1)
 
 
-async def _put(store, cam: CameraId, start: datetime, data: bytes):  # type: ignore[no-untyped-def]
+async def _put(store, cam: CameraId, start: datetime, data: bytes):
     from storage.segments import SegmentMeta
 
     meta = SegmentMeta(
@@ -42,11 +42,11 @@ async def _put(store, cam: CameraId, start: datetime, data: bytes):  # type: ign
     return await store.put(meta, data)
 
 
-async def _keys(objects, bucket: str, prefix: str) -> set[str]:  # type: ignore[no-untyped-def]
+async def _keys(objects, bucket: str, prefix: str) -> set[str]:
     return {o.key for o in await objects.list(bucket, prefix)}
 
 
-async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, capsys) -> None:
     from minio.commonconfig import GOVERNANCE
     from minio.retention import Retention
 
@@ -81,7 +81,7 @@ async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, caps
     now = utcnow()
     a, b, c = CameraId(site, "r1", "cam1"), CameraId(site, "r1", "cam2"), CameraId(site, "r2", "cam1")
     ages = {a: [20, 19, 18, 17, 16, 2, 1], b: [20, 19, 18, 1], c: [20, 19]}
-    recs: dict[CameraId, list] = {}  # type: ignore[type-arg]
+    recs: dict[CameraId, list] = {}
     for cam, days in ages.items():
         recs[cam] = [await _put(store, cam, now - d * DAY, f"{cam}-{d}".encode() * 50) for d in days]
     await store.wait_uploaded(20)
@@ -102,7 +102,7 @@ async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, caps
         snaps[name] = key
         started = now - age * DAY
 
-        def add(s, cam=cam, key=key, started=started):  # type: ignore[no-untyped-def]
+        def add(s, cam=cam, key=key, started=started):
             s.add(
                 EventRow(
                     site=cam.site,
@@ -125,7 +125,7 @@ async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, caps
         "admin",
     )
 
-    def window(s):  # type: ignore[no-untyped-def]
+    def window(s):
         row = s.get(EvalSession, info.id)
         row.status, row.started_at, row.closed_at = "closed", now - 20.1 * DAY, now - 18.6 * DAY
 
@@ -249,7 +249,7 @@ async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, caps
     assert await asyncio.to_thread(cli_verify.cli, argv) == 0
     assert "1 older links purged by retention" in capsys.readouterr().out
 
-    def forget(s):  # type: ignore[no-untyped-def]
+    def forget(s):
         s.query(PurgedRange).filter(PurgedRange.site == c.site, PurgedRange.room == c.room).delete()
 
     await db.run(forget)  # a purge record the database does not know: forged (or half-done)
@@ -369,7 +369,7 @@ class _NoLocks:
         return []
 
 
-async def test_plan_on_both_databases(database, unique_site: str) -> None:  # type: ignore[no-untyped-def]
+async def test_plan_on_both_databases(database, unique_site: str) -> None:
     """The purge's queries (expired segments but each camera's head, holds) on SQLite and PostgreSQL."""
     from sessions.holds import hold_windows, set_legal_hold
     from sessions.models import EvalSession, SessionCamera
@@ -379,7 +379,7 @@ async def test_plan_on_both_databases(database, unique_site: str) -> None:  # ty
     now = utcnow()
     cams = [CameraId(unique_site, "r1", "cam1"), CameraId(unique_site, "r1", "cam2")]
 
-    def fill(s):  # type: ignore[no-untyped-def]
+    def fill(s):
         for cam in cams:
             for seq, age in enumerate((30, 29, 28, 27), start=1):
                 start = now - age * DAY

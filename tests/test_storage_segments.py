@@ -125,7 +125,7 @@ def test_segment_meta_validation() -> None:
     assert m.key() == "s/r/c/2026/03/01/020000_123.mp4"
 
 
-async def test_object_store_errors(object_store: ObjectStore, s3_server) -> None:  # type: ignore[no-untyped-def]
+async def test_object_store_errors(object_store: ObjectStore, s3_server) -> None:
     b = s3_server.cfg.bucket_snapshots
     with pytest.raises(ObjectMissing):
         await object_store.get_bytes(b, "no/such/key")
