@@ -97,6 +97,7 @@ def frame_difference(a: bytes, b: bytes) -> float:
 
     ia = cv2.imdecode(np.frombuffer(a, np.uint8), cv2.IMREAD_GRAYSCALE)
     ib = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert ia is not None and ib is not None
     return float(np.mean(cv2.absdiff(ia, ib)))
 
 

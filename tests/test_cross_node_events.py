@@ -254,12 +254,16 @@ def test_conninfo_of_database_urls() -> None:
     from storage.pgnotify import pg_conninfo
 
     assert pg_conninfo("sqlite:///x.db") is None
-    one = conninfo_to_dict(pg_conninfo("postgresql://ev:p%40ss%20w@db1:5433/evalwatch"))
+    one_url = pg_conninfo("postgresql://ev:p%40ss%20w@db1:5433/evalwatch")
+    assert one_url is not None
+    one = conninfo_to_dict(one_url)
     assert (one["host"], one["port"], one["user"], one["password"], one["dbname"]) == (
         "db1", "5433", "ev", "p@ss w", "evalwatch")
     assert one["keepalives"] == "1"
-    two = conninfo_to_dict(pg_conninfo(
-        "postgresql+psycopg://ev:pw@/evalwatch?host=pg1:5432&host=pg2:5432&target_session_attrs=read-write"))
+    two_url = pg_conninfo(
+        "postgresql+psycopg://ev:pw@/evalwatch?host=pg1:5432&host=pg2:5432&target_session_attrs=read-write")
+    assert two_url is not None
+    two = conninfo_to_dict(two_url)
     assert (two["host"], two["port"], two["target_session_attrs"]) == ("pg1,pg2", "5432,5432", "read-write")
 
 

@@ -75,6 +75,11 @@ def _audit(services: Services, action: str) -> list[AuditLog]:
         return list(s.scalars(select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id)))
 
 
+def _details(row: AuditLog) -> dict[str, Any]:
+    assert row.details is not None
+    return row.details
+
+
 async def test_seat_assignment_feeds_session_creation(seat_app: tuple[Any, Services]) -> None:
     app, services = seat_app
     sup, obs, aud = [await _login(app, r) for r in ("supervisor", "observer", "auditor")]
@@ -97,7 +102,7 @@ async def test_seat_assignment_feeds_session_creation(seat_app: tuple[Any, Servi
     assert again["assignments"] == out["assignments"]
     rows = _audit(services, "seats_assign")
     assert [r.actor for r in rows] == ["sup", "sup"]
-    assert rows[0].details["seed"] == out["seed"] and rows[0].details["assignments"] == out["assignments"]
+    assert _details(rows[0])["seed"] == out["seed"] and _details(rows[0])["assignments"] == out["assignments"]
 
     # the drawn seating becomes the session's seat list
     spec = {
@@ -131,7 +136,7 @@ async def test_seat_assignment_refusals_are_readable(seat_app: tuple[Any, Servic
     body = r.json()
     assert body["code"] == "err.seating_infeasible" and body["specific"] is True
     assert "3 experts but only 2 non-adjacent seats" in body["detail"], body
-    assert _audit(services, "seats_assign_failed")[0].details["reason"].startswith("3 experts")
+    assert _details(_audit(services, "seats_assign_failed")[0])["reason"].startswith("3 experts")
     cases = [
         ({"rooms": [{"site": "s1", "room": "r3"}], "bids": [{"id": "B1", "experts": ["a"]}]}, "no row/col"),
         ({"rooms": [{"site": "s1", "room": "nope"}], "bids": [{"id": "B1", "experts": ["a"]}]}, "no room"),

@@ -64,6 +64,7 @@ async def test_snapshot_spooled_while_s3_down(tmp_path: Path, database: Database
     try:
         env.server.stop()
         ev = incident(site="s2", snapshot=b"\xff\xd8while-down")
+        assert ev.snapshot_key is not None
         await asyncio.wait_for(store.handle(EventUpdate("opened", ev)), 60)
         await asyncio.wait_for(store.flush(), 60)
         # The event row exists even though the snapshot could not be uploaded.

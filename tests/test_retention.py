@@ -228,8 +228,10 @@ async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, caps
     audit = await db.run(
         lambda s: [r.details for r in s.scalars(select(AuditLog).where(AuditLog.action == "retention_purge"))]
     )
-    assert audit and audit[-1]["run_id"] == report.run_id and audit[-1]["segments"] == report.segments
-    assert any(r["camera"] == a.path and r["anchor"]["seq"] == 3 for r in audit[-1]["ranges"])
+    assert audit and audit[-1] is not None
+    last: dict[str, Any] = audit[-1]
+    assert last["run_id"] == report.run_id and last["segments"] == report.segments
+    assert any(r["camera"] == a.path and r["anchor"]["seq"] == 3 for r in last["ranges"])
     snap_left = await _keys(objects, s3.bucket_snapshots, f"{site}/")
     assert snaps["old"] not in snap_left and {snaps["held"], snaps["new"]} <= snap_left
     cleared = await db.run(
