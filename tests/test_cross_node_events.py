@@ -20,6 +20,7 @@ import httpx
 import pytest
 import uvicorn
 import websockets
+from websockets.typing import Origin
 
 from analysis.bus import EventBus
 from analysis.events import Event, EventUpdate
@@ -108,7 +109,7 @@ class Wall:
 async def _wall(node: Node) -> AsyncIterator[Wall]:
     cookie, _ = await _login(node, "supervisor")
     async with websockets.connect(f"ws://{node.url}/ws/events", additional_headers={"Cookie": cookie},
-                                  origin=f"http://{node.url}") as ws:
+                                  origin=Origin(f"http://{node.url}")) as ws:
         wall = Wall(ws)
         await wall.wait(lambda: bool(wall.messages), "hello")
         assert wall.messages[0]["type"] == "hello"
@@ -353,7 +354,7 @@ async def test_two_hub_processes_share_alerts(db_url: str, s3_server: Any, tmp_p
             assert r.status_code == 200, r.text
             cookie = f"evalwatch_session={c.cookies['evalwatch_session']}"
         async with websockets.connect(f"ws://{urls[watch]}/ws/events", additional_headers={"Cookie": cookie},
-                                      origin=f"http://{urls[watch]}") as ws:
+                                      origin=Origin(f"http://{urls[watch]}")) as ws:
             wall = Wall(ws)
             await wall.wait(lambda: bool(wall.messages), "hello")
             uid = uuid.uuid4().hex

@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 import websockets
 from sqlalchemy import select
+from websockets.typing import Origin
 
 from dashboard.app import create_app, load_dictionary
 from dashboard.services import Services
@@ -689,7 +690,9 @@ async def test_ws_refuses_anonymous_and_foreign_origin(server: str) -> None:
     cookie, _ = await _cookie(server, "supervisor")
     with pytest.raises(websockets.exceptions.ConnectionClosed) as ei:
         async with websockets.connect(
-            f"ws://{server}/ws/events", origin="http://evil.example", additional_headers={"Cookie": cookie}
+            f"ws://{server}/ws/events",
+            origin=Origin("http://evil.example"),
+            additional_headers={"Cookie": cookie},
         ) as ws:
             await ws.recv()
     assert ei.value.rcvd is not None and ei.value.rcvd.code == 4403
