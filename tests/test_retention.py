@@ -29,6 +29,7 @@ from test_sessions_support import cfg_dict, spec_dict, write_cfg
 
 from config.models import EvalwatchConfig
 from storage.common import CameraId, utcnow
+from storage.objects import ObjectStore, ObjectVersion
 
 DAY = timedelta(days=1)
 
@@ -58,7 +59,6 @@ async def test_retention_purge(s3_server, unique_site: str, tmp_path: Path, caps
     from storage.chain import chain_key
     from storage.db import Database
     from storage.models import AuditLog, EventRow, PurgedRange, Segment
-    from storage.objects import ObjectStore
     from storage.retention import HoldWindow, purge
     from storage.segments import SegmentStore
     from storage.verify import verify_chain
@@ -364,10 +364,13 @@ async def test_legal_hold_api(unique_site: str, tmp_path: Path) -> None:
     db.dispose()
 
 
-class _NoLocks:
+class _NoLocks(ObjectStore):
     """An object store without object lock and without objects (planning only)."""
 
-    async def versions(self, bucket: str, key: str) -> list[Any]:
+    def __init__(self) -> None:  # no S3 client: planning only lists versions
+        pass
+
+    async def versions(self, bucket: str, key: str) -> list[ObjectVersion]:
         return []
 
 
@@ -423,7 +426,7 @@ async def test_plan_on_both_databases(database, unique_site: str) -> None:
         bucket_snapshots="s",
         retention_days=7,
         holds=await hold_windows(database),
-    )  # type: ignore[arg-type]
+    )
     spans = {(s.camera.camera, s.first_seq, s.last_seq, s.last_link_hash[-1]) for s in plan.spans}
     # cam1: 1..3 (4 is its head); cam2: seq 2 (29 days ago) is in the held session's planned hours.
     assert spans == {("cam1", 1, 3, "3"), ("cam2", 1, 1, "1"), ("cam2", 3, 3, "3")}
