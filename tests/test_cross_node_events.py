@@ -142,7 +142,10 @@ async def test_event_stored_on_one_node_reaches_the_others_once(db_url: str, s3_
             db_id, _ = await a.store.upsert(EventUpdate("opened", ev))
             await a.store.flush()
             for wall in (wall_a, wall_b):
-                await wall.wait(lambda w=wall: len(w.events(id=db_id)) >= 2, "opened + snapshot update")
+                def opened_and_updated(w: Wall = wall) -> bool:
+                    return len(w.events(id=db_id)) >= 2
+
+                await wall.wait(opened_and_updated, "opened + snapshot update")
             await asyncio.sleep(1.0)  # room for a duplicate to show up
             for wall in (wall_a, wall_b):
                 got = wall.events(id=db_id)
@@ -170,9 +173,9 @@ async def test_event_stored_on_one_node_reaches_the_others_once(db_url: str, s3_
             big = _incident("extra_person", details={"note": "x" * 9000}, snapshot=False)
             big_id, _ = await a.store.upsert(EventUpdate("opened", big))
             await wall_b.wait(lambda: bool(wall_b.events(id=big_id)), "big incident")
-            got = wall_b.events(id=big_id)[0]
-            assert got["phase"] == "opened" and got["uid"] == big.id
-            assert got["details"] == {"note": "x" * 9000}
+            got_big = wall_b.events(id=big_id)[0]
+            assert got_big["phase"] == "opened" and got_big["uid"] == big.id
+            assert got_big["details"] == {"note": "x" * 9000}
             assert a.relay.compact_sent == 1 and b.relay.rows_loaded == 1
 
             # 4. B's listener loses its database connection: it reconnects, tells its

@@ -146,8 +146,9 @@ async def test_seat_assignment_refusals_are_readable(seat_app: tuple[Any, Servic
     for req, words in cases:
         r = await sup.post("/api/seats/assign", json=req)
         assert r.status_code == 422 and words in r.json()["detail"], (req, r.text)
-    for req in ({"rooms": [], "bids": []}, {"rooms": one_room, "bids": [{"id": "B1", "experts": []}]}, "x"):
-        r = await sup.post("/api/seats/assign", json=req)
+    bad: object
+    for bad in ({"rooms": [], "bids": []}, {"rooms": one_room, "bids": [{"id": "B1", "experts": []}]}, "x"):
+        r = await sup.post("/api/seats/assign", json=bad)
         assert r.status_code == 422 and r.json()["code"] == "err.invalid_input", r.text
     r = await sup.post(
         "/api/seats/assign", json={"rooms": one_room, "bids": [{"id": "B1", "experts": ["a"]}], "seed": -1}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Literal
 
 import httpx
 import pytest
@@ -15,7 +16,9 @@ from storage.segments import SegmentConflict, SegmentMeta, SegmentStore
 T0 = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
 
 
-def meta(site: str, i: int, *, dur: float = 10.0, cam: str = "cam1", source: str = "live") -> SegmentMeta:
+def meta(
+    site: str, i: int, *, dur: float = 10.0, cam: str = "cam1", source: Literal["live", "backfill"] = "live"
+) -> SegmentMeta:
     start = T0 + timedelta(seconds=i * dur)
     return SegmentMeta(
         site=site, room="room1", camera=cam, start=start, end=start + timedelta(seconds=dur), source=source
