@@ -77,7 +77,7 @@ models:
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy --explicit-package-bases config storage capture analysis dashboard evalwatch sessions bench sample_videos
+	$(BIN)/mypy --explicit-package-bases config storage capture analysis dashboard evalwatch sessions bench sample_videos tests testkit
 
 bench: venv
 	@for b in bench/*.py; do case $$b in bench/hubproc.py|bench/accuracy_merge.py) continue;; esac; \

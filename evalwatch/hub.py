@@ -33,7 +33,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from config import ConfigError, EvalwatchConfig, load_config
 from evalwatch.logs import setup_logging
@@ -270,7 +270,7 @@ def segment_guard(cfg: EvalwatchConfig) -> Any:
     return sealed_conflict if cfg.storage.late_sealed_footage == "refuse" else None
 
 
-def uvicorn_config(cfg: EvalwatchConfig, app: Any, tls: dict[str, str] | None = None) -> Any:
+def uvicorn_config(cfg: EvalwatchConfig, app: Any, tls: TlsOptions | None = None) -> Any:
     """The hub's uvicorn settings.  ``proxy_headers=False``: uvicorn would otherwise believe
     X-Forwarded-For from 127.0.0.1 (its default ``forwarded_allow_ips``) and hand the dashboard a
     spoofed client address; the dashboard applies ``hub.trusted_proxies`` itself
@@ -284,7 +284,7 @@ def uvicorn_config(cfg: EvalwatchConfig, app: Any, tls: dict[str, str] | None = 
         # What a stop waits for open requests (hub.shutdown_grace_s).  Agents' long polls (up to
         # 25 s) are answered when the stop begins (HubServer); alert WebSockets uvicorn closes.
         timeout_graceful_shutdown=cfg.hub.shutdown_grace_s,
-        **(tls or {}),  # type: ignore[arg-type]
+        **(tls or {}),
     )
 
 
@@ -331,7 +331,14 @@ def hub_server(config: Any, on_stopping: list[Callable[[], None]]) -> Any:
     return HubServer(config)
 
 
-def tls_options(cfg: EvalwatchConfig) -> dict[str, str]:
+class TlsOptions(TypedDict, total=False):
+    """``uvicorn.Config``'s TLS keywords (none: plain HTTP)."""
+
+    ssl_certfile: str
+    ssl_keyfile: str
+
+
+def tls_options(cfg: EvalwatchConfig) -> TlsOptions:
     """uvicorn's ``ssl_certfile``/``ssl_keyfile`` for ``hub.tls_cert``/``tls_key`` ({} without);
     ValueError naming the problem when the pair cannot serve HTTPS."""
     if not (cfg.hub.tls_cert and cfg.hub.tls_key):

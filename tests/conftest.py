@@ -96,7 +96,7 @@ def s3_server_factory(tmp_path: Path) -> Iterator[Callable[[], S3Env]]:
 
 
 @pytest.fixture
-async def object_store(s3_server: S3Env):  # type: ignore[no-untyped-def]
+async def object_store(s3_server: S3Env):
     from storage.objects import ObjectStore
 
     store = ObjectStore(s3_server.cfg)
@@ -140,7 +140,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def database(db_url: str):  # type: ignore[no-untyped-def]
+def database(db_url: str):
     from storage.db import Database
 
     db = Database(db_url)
@@ -150,7 +150,7 @@ def database(db_url: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def segment_store(object_store, database, tmp_path: Path, s3_server: S3Env):  # type: ignore[no-untyped-def]
+async def segment_store(object_store, database, tmp_path: Path, s3_server: S3Env):
     """A started ``SegmentStore`` on the shared S3 server and ``database``; WAL in tmp_path/wal."""
     from storage.segments import SegmentStore
 
@@ -168,7 +168,7 @@ async def segment_store(object_store, database, tmp_path: Path, s3_server: S3Env
 
 
 @pytest.fixture
-async def app(services):  # type: ignore[no-untyped-def]
+async def app(services):
     """The dashboard app over the test module's ``services`` fixture, lifespan entered."""
     from testkit.dashboard import running_app
 

@@ -187,8 +187,8 @@ def test_enrol_single_use_expiry_revocation_and_audit(
 
     # Revoked through the API: refused at once on every agent route; the secrets token still works.
     second = enroll(hub.url, hub.code("s01"), tmp_path / "second")
-    r = hub.admin.post("/api/sites/s01/revoke-agent", json={"id": state.credential_id})
-    assert r.status_code == 200 and r.json()["revoked"] == [state.credential_id], r.text
+    resp = hub.admin.post("/api/sites/s01/revoke-agent", json={"id": state.credential_id})
+    assert resp.status_code == 200 and resp.json()["revoked"] == [state.credential_id], resp.text
     refused = agent_calls(hub.url, state.credential)
     assert set(refused.values()) == {401}, refused
     assert hub.admin.post("/api/sites/s01/revoke-agent", json={"id": state.credential_id}).status_code == 404

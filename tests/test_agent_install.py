@@ -16,6 +16,7 @@ import sys
 import textwrap
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,7 +92,7 @@ BLOCKER = textwrap.dedent(
 )
 
 
-def _run_blocked(argvs: list[list[str]], timeout: float = 120) -> tuple[dict[str, object], str]:
+def _run_blocked(argvs: list[list[str]], timeout: float = 120) -> tuple[dict[str, Any], str]:
     code = BLOCKER.format(blocked=BLOCKED, argvs=argvs, extra="")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=timeout)
@@ -123,7 +124,7 @@ def test_agent_runs_with_edge_analysis_without_hub_modules(tmp_path: Path) -> No
     finally:
         hub.close()
     assert out["rc"] == [0, 0, 0, 0], err[-3000:]
-    modules = set(out["modules"])  # type: ignore[arg-type]
+    modules = set(out["modules"])
     assert {"capture.agent", "evalwatch.edge", "capture.discovery", "capture.service"} <= modules
     assert "edge analysis on site=s1" in err  # the analyser (ONNX detector) was loaded and ran
     assert hub.puts, "the agent uploaded segments"

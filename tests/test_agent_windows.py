@@ -17,8 +17,9 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, TypeVarTuple
 
 import pytest
 
@@ -60,10 +61,13 @@ def test_state_dir_on_linux() -> None:
 # -- signals on an event loop without add_signal_handler ----------------------------------------
 
 
+_Ts = TypeVarTuple("_Ts")
+
+
 class WindowsLikeLoop(asyncio.SelectorEventLoop):
     """Like Windows' event loops: no signal handlers through the loop."""
 
-    def add_signal_handler(self, sig: int, callback: Any, *args: Any) -> None:
+    def add_signal_handler(self, sig: int, callback: Callable[[*_Ts], object], *args: *_Ts) -> None:
         raise NotImplementedError
 
 
@@ -278,11 +282,12 @@ def test_windows_service_install_and_stop_with_stand_in_pywin32(
     from capture import winservice
 
     commands: list[list[str]] = []
-    monkeypatch.setattr(
-        winservice.subprocess,
-        "run",
-        lambda cmd, **kw: commands.append(cmd) or types.SimpleNamespace(returncode=0, stdout="", stderr=""),
-    )
+
+    def run(cmd: list[str], **kw: Any) -> types.SimpleNamespace:
+        commands.append(cmd)
+        return types.SimpleNamespace(returncode=0, stdout="", stderr="")
+
+    monkeypatch.setattr(winservice.subprocess, "run", run)
     monkeypatch.setattr(winservice, "default_state_dir", lambda: tmp_path / "ProgramData" / "evalwatch")
     spec = service_spec(
         "evalwatch-agent",

@@ -97,6 +97,7 @@ def frame_difference(a: bytes, b: bytes) -> float:
 
     ia = cv2.imdecode(np.frombuffer(a, np.uint8), cv2.IMREAD_GRAYSCALE)
     ib = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert ia is not None and ib is not None
     return float(np.mean(cv2.absdiff(ia, ib)))
 
 
@@ -152,7 +153,8 @@ def test_supervisor_watches_handles_and_replays(system: str, tmp_path: Path) -> 
             return next(c["fps"] for c in body["cameras"] if c["site"] == "s01" and c["room"] == "room-a")
 
         def wait_fps(ok: Any, what: str) -> None:
-            deadline, seen = time.monotonic() + 40, []
+            deadline = time.monotonic() + 40
+            seen: list[float] = []
             while not seen or not ok(seen[-1]):
                 assert time.monotonic() < deadline, f"hub fps never {what}: {seen}"
                 time.sleep(1.0)

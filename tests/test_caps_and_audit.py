@@ -146,7 +146,9 @@ async def test_exports_past_the_size_cap_are_413_and_segment_fetches_are_audited
             async with app.router.lifespan_context(app):
                 async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
                     await _login(c, "auditor")
-                    exports = ((f"/api/export/{site}/r1/cam1", q), (f"/api/sessions/{info.id}/export", {}))
+                    exports: tuple[tuple[str, dict[str, str]], ...] = (
+                        (f"/api/export/{site}/r1/cam1", q), (f"/api/sessions/{info.id}/export", {})
+                    )
                     for url, params in exports:
                         r = await c.get(url, params=params)
                         assert r.status_code == expect, (url, r.status_code, r.text[:300])

@@ -15,7 +15,7 @@ from storage.verify import verify_chain
 T0 = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
 
 
-async def archive(store: SegmentStore, site: str, n: int = 4) -> list:  # type: ignore[type-arg]
+async def archive(store: SegmentStore, site: str, n: int = 4) -> list:
     out = []
     for i in range(n):
         start = T0 + timedelta(seconds=10 * i)
@@ -189,7 +189,7 @@ async def test_truncated_tail_detected_with_expected_head(
 
 async def test_verify_cli(
     segment_store: SegmentStore, unique_site: str, s3_server, tmp_path: Path, capsys
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     recs = await archive(segment_store, unique_site, 2)
     cfg = s3_server.cfg
     conf = tmp_path / "evalwatch.yaml"
@@ -233,7 +233,7 @@ async def test_verify_cli(
     assert cfg.secret_key.get_secret_value() not in err
 
 
-def test_verify_cli_zip_goes_to_evidence_verifier(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_verify_cli_zip_goes_to_evidence_verifier(tmp_path: Path, capsys) -> None:
     """A .zip argument is not parsed as --config/--camera (that would exit 2 with a usage line)."""
     rc = verify_cli([str(tmp_path / "nonexistent.zip")])
     assert rc != 0

@@ -280,6 +280,7 @@ async def test_experts_on_events_and_credit_records(app: Any, services: Services
 
     # WebSocket fan-out: the live update carries the expert; the observer's copy has no name
     hub = app.state.dash.alerts
+    assert services.bus is not None
     c_obs, c_sup = hub.connect("obs", "observer"), hub.connect("sup", "supervisor")
     services.bus.publish(live(eid))
     m_obs = (await asyncio.wait_for(c_obs.queue.get(), 3))["event"]
@@ -412,6 +413,7 @@ async def test_experts_on_events_and_credit_records(app: Any, services: Services
 
 def test_report_pdf_embeds_its_font_and_lists_violations(tmp_path: Path) -> None:
     import pypdf
+    from pypdf.generic import DictionaryObject
 
     from sessions.lifecycle import SeatRow, SessionInfo
     from sessions.report import FONT_NAME, ReportData, render_pdf
@@ -498,7 +500,11 @@ def test_report_pdf_embeds_its_font_and_lists_violations(tmp_path: Path) -> None
         assert s in text, s
     fonts = []
     for page in reader.pages:
-        for f in page["/Resources"]["/Font"].values():
+        resources = page["/Resources"]
+        assert isinstance(resources, DictionaryObject)
+        page_fonts = resources["/Font"]
+        assert isinstance(page_fonts, DictionaryObject)
+        for f in page_fonts.values():
             f = f.get_object()
             desc = f["/DescendantFonts"][0].get_object() if "/DescendantFonts" in f else f
             fd = desc.get("/FontDescriptor")

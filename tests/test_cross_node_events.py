@@ -20,6 +20,7 @@ import httpx
 import pytest
 import uvicorn
 import websockets
+from websockets.typing import Origin
 
 from analysis.bus import EventBus
 from analysis.events import Event, EventUpdate
@@ -108,7 +109,7 @@ class Wall:
 async def _wall(node: Node) -> AsyncIterator[Wall]:
     cookie, _ = await _login(node, "supervisor")
     async with websockets.connect(f"ws://{node.url}/ws/events", additional_headers={"Cookie": cookie},
-                                  origin=f"http://{node.url}") as ws:
+                                  origin=Origin(f"http://{node.url}")) as ws:
         wall = Wall(ws)
         await wall.wait(lambda: bool(wall.messages), "hello")
         assert wall.messages[0]["type"] == "hello"
@@ -141,7 +142,10 @@ async def test_event_stored_on_one_node_reaches_the_others_once(db_url: str, s3_
             db_id, _ = await a.store.upsert(EventUpdate("opened", ev))
             await a.store.flush()
             for wall in (wall_a, wall_b):
-                await wall.wait(lambda w=wall: len(w.events(id=db_id)) >= 2, "opened + snapshot update")
+                def opened_and_updated(w: Wall = wall) -> bool:
+                    return len(w.events(id=db_id)) >= 2
+
+                await wall.wait(opened_and_updated, "opened + snapshot update")
             await asyncio.sleep(1.0)  # room for a duplicate to show up
             for wall in (wall_a, wall_b):
                 got = wall.events(id=db_id)
@@ -169,9 +173,9 @@ async def test_event_stored_on_one_node_reaches_the_others_once(db_url: str, s3_
             big = _incident("extra_person", details={"note": "x" * 9000}, snapshot=False)
             big_id, _ = await a.store.upsert(EventUpdate("opened", big))
             await wall_b.wait(lambda: bool(wall_b.events(id=big_id)), "big incident")
-            got = wall_b.events(id=big_id)[0]
-            assert got["phase"] == "opened" and got["uid"] == big.id
-            assert got["details"] == {"note": "x" * 9000}
+            got_big = wall_b.events(id=big_id)[0]
+            assert got_big["phase"] == "opened" and got_big["uid"] == big.id
+            assert got_big["details"] == {"note": "x" * 9000}
             assert a.relay.compact_sent == 1 and b.relay.rows_loaded == 1
 
             # 4. B's listener loses its database connection: it reconnects, tells its
@@ -254,12 +258,16 @@ def test_conninfo_of_database_urls() -> None:
     from storage.pgnotify import pg_conninfo
 
     assert pg_conninfo("sqlite:///x.db") is None
-    one = conninfo_to_dict(pg_conninfo("postgresql://ev:p%40ss%20w@db1:5433/evalwatch"))
+    one_url = pg_conninfo("postgresql://ev:p%40ss%20w@db1:5433/evalwatch")
+    assert one_url is not None
+    one = conninfo_to_dict(one_url)
     assert (one["host"], one["port"], one["user"], one["password"], one["dbname"]) == (
         "db1", "5433", "ev", "p@ss w", "evalwatch")
     assert one["keepalives"] == "1"
-    two = conninfo_to_dict(pg_conninfo(
-        "postgresql+psycopg://ev:pw@/evalwatch?host=pg1:5432&host=pg2:5432&target_session_attrs=read-write"))
+    two_url = pg_conninfo(
+        "postgresql+psycopg://ev:pw@/evalwatch?host=pg1:5432&host=pg2:5432&target_session_attrs=read-write")
+    assert two_url is not None
+    two = conninfo_to_dict(two_url)
     assert (two["host"], two["port"], two["target_session_attrs"]) == ("pg1,pg2", "5432,5432", "read-write")
 
 
@@ -349,7 +357,7 @@ async def test_two_hub_processes_share_alerts(db_url: str, s3_server: Any, tmp_p
             assert r.status_code == 200, r.text
             cookie = f"evalwatch_session={c.cookies['evalwatch_session']}"
         async with websockets.connect(f"ws://{urls[watch]}/ws/events", additional_headers={"Cookie": cookie},
-                                      origin=f"http://{urls[watch]}") as ws:
+                                      origin=Origin(f"http://{urls[watch]}")) as ws:
             wall = Wall(ws)
             await wall.wait(lambda: bool(wall.messages), "hello")
             uid = uuid.uuid4().hex

@@ -178,6 +178,7 @@ async def test_a_revocation_missed_while_the_channel_was_down_is_caught_up(
 
     live_b = nodes["b"].app.state.dash.live
     relay_b = nodes["b"].services.relay
+    assert relay_b is not None
     async with httpx.AsyncClient(base_url=nodes["a"].url, timeout=30) as c:
         await _login(c)
         pc = await _watch_via_a(c)

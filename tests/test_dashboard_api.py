@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 import websockets
 from sqlalchemy import select
+from websockets.typing import Origin
 
 from dashboard.app import create_app, load_dictionary
 from dashboard.services import Services
@@ -395,6 +396,7 @@ async def test_alert_workflow(app: Any, services: Services) -> None:
 
 
 async def test_snapshot_served_through_authorised_route(app: Any, services: Services) -> None:
+    assert services.objects is not None
     await services.objects.put_bytes(services.cfg.storage.s3.bucket_snapshots, "snap/1.jpg", b"\xff\xd8jpeg")
     eid = add_event(services.db, snapshot_key="snap/1.jpg")
     eid_missing = add_event(services.db, snapshot_key="snap/missing.jpg")
@@ -446,6 +448,7 @@ def _add_segments(services: Services, start: datetime, n: int = 3) -> list[int]:
 
 
 async def test_replay_index_ranges_and_export(app: Any, services: Services) -> None:
+    assert services.objects is not None
     t0 = datetime(2025, 1, 1, 8, 0, tzinfo=UTC)
     ids = _add_segments(services, t0)
     for i in range(3):
@@ -592,6 +595,7 @@ async def test_camera_status_with_alert_counts(app: Any, services: Services) -> 
     add_event(services.db, rule="phone")
     add_event(services.db, rule="phone")
     add_event(services.db, rule="phone", status="resolved")
+    assert services.recorder is not None
     services.recorder.statuses[("site1", "room2", "cam1")].online = False
     async with client(app) as c:
         await login(c, "observer")
@@ -639,6 +643,7 @@ async def test_ws_pushes_bus_events_and_workflow(server: str, services: Services
     async with websockets.connect(f"ws://{server}/ws/events", additional_headers={"Cookie": cookie}) as ws:
         assert json.loads(await ws.recv())["type"] == "hello"
         eid = add_event(services.db, snapshot_key="snap/x.jpg")
+        assert services.bus is not None
         services.bus.publish(
             EventLive(
                 id=eid,
@@ -685,7 +690,9 @@ async def test_ws_refuses_anonymous_and_foreign_origin(server: str) -> None:
     cookie, _ = await _cookie(server, "supervisor")
     with pytest.raises(websockets.exceptions.ConnectionClosed) as ei:
         async with websockets.connect(
-            f"ws://{server}/ws/events", origin="http://evil.example", additional_headers={"Cookie": cookie}
+            f"ws://{server}/ws/events",
+            origin=Origin("http://evil.example"),
+            additional_headers={"Cookie": cookie},
         ) as ws:
             await ws.recv()
     assert ei.value.rcvd is not None and ei.value.rcvd.code == 4403

@@ -75,6 +75,11 @@ def _audit(services: Services, action: str) -> list[AuditLog]:
         return list(s.scalars(select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id)))
 
 
+def _details(row: AuditLog) -> dict[str, Any]:
+    assert row.details is not None
+    return row.details
+
+
 async def test_seat_assignment_feeds_session_creation(seat_app: tuple[Any, Services]) -> None:
     app, services = seat_app
     sup, obs, aud = [await _login(app, r) for r in ("supervisor", "observer", "auditor")]
@@ -97,7 +102,7 @@ async def test_seat_assignment_feeds_session_creation(seat_app: tuple[Any, Servi
     assert again["assignments"] == out["assignments"]
     rows = _audit(services, "seats_assign")
     assert [r.actor for r in rows] == ["sup", "sup"]
-    assert rows[0].details["seed"] == out["seed"] and rows[0].details["assignments"] == out["assignments"]
+    assert _details(rows[0])["seed"] == out["seed"] and _details(rows[0])["assignments"] == out["assignments"]
 
     # the drawn seating becomes the session's seat list
     spec = {
@@ -131,7 +136,7 @@ async def test_seat_assignment_refusals_are_readable(seat_app: tuple[Any, Servic
     body = r.json()
     assert body["code"] == "err.seating_infeasible" and body["specific"] is True
     assert "3 experts but only 2 non-adjacent seats" in body["detail"], body
-    assert _audit(services, "seats_assign_failed")[0].details["reason"].startswith("3 experts")
+    assert _details(_audit(services, "seats_assign_failed")[0])["reason"].startswith("3 experts")
     cases = [
         ({"rooms": [{"site": "s1", "room": "r3"}], "bids": [{"id": "B1", "experts": ["a"]}]}, "no row/col"),
         ({"rooms": [{"site": "s1", "room": "nope"}], "bids": [{"id": "B1", "experts": ["a"]}]}, "no room"),
@@ -141,8 +146,9 @@ async def test_seat_assignment_refusals_are_readable(seat_app: tuple[Any, Servic
     for req, words in cases:
         r = await sup.post("/api/seats/assign", json=req)
         assert r.status_code == 422 and words in r.json()["detail"], (req, r.text)
-    for req in ({"rooms": [], "bids": []}, {"rooms": one_room, "bids": [{"id": "B1", "experts": []}]}, "x"):
-        r = await sup.post("/api/seats/assign", json=req)
+    bad: object
+    for bad in ({"rooms": [], "bids": []}, {"rooms": one_room, "bids": [{"id": "B1", "experts": []}]}, "x"):
+        r = await sup.post("/api/seats/assign", json=bad)
         assert r.status_code == 422 and r.json()["code"] == "err.invalid_input", r.text
     r = await sup.post(
         "/api/seats/assign", json={"rooms": one_room, "bids": [{"id": "B1", "experts": ["a"]}], "seed": -1}
@@ -182,7 +188,7 @@ def _tampered(src: Path, dst: Path, name_part: str) -> Path:
     return dst
 
 
-async def test_camera_range_export_verifies_offline(  # type: ignore[no-untyped-def]
+async def test_camera_range_export_verifies_offline(
     object_store, s3_server, unique_site: str, tmp_path: Path
 ) -> None:
     from storage.segments import SegmentStore

@@ -484,6 +484,7 @@ def test_openvino_finds_the_sample_phones_and_is_safe_across_threads() -> None:
     if not cases:
         pytest.skip("sample_videos/*.truth.json not present")
     phones = load_detector(labels=["cell phone"], phone_threshold=0.35, runtime="openvino")
+    assert isinstance(phones, OnnxDetector)
     crops = []
     import yaml
 
@@ -516,7 +517,7 @@ def test_openvino_finds_the_sample_phones_and_is_safe_across_threads() -> None:
     # analysis workers (one per CPU) would take turns on one core
     from analysis.detectors.base import OpenVinoSession
 
-    sessions = [src.model._sess for src in phones.sources
+    sessions = [src.model._sess for src in phones.sources  # type: ignore[attr-defined]  # private session
                 if isinstance(getattr(src.model, "_sess", None), OpenVinoSession)]
     assert sessions and all(int(x._compiled.get_property("NUM_STREAMS")) == (os.cpu_count() or 1)
                             for x in sessions)

@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 import websockets
 import yaml
+from websockets.typing import Origin
 
 from analysis.detectors import Box
 from capture.agent import Agent
@@ -129,7 +130,9 @@ async def test_edge_incident_reaches_dashboard_once_across_link_cut(tmp_path: Pa
         ws_url = url.replace("http://", "ws://") + "/ws/events"
 
         async def listen() -> None:
-            async with websockets.connect(ws_url, additional_headers={"Cookie": cookie}, origin=url) as ws:
+            async with websockets.connect(
+                ws_url, additional_headers={"Cookie": cookie}, origin=Origin(url)
+            ) as ws:
                 async for raw in ws:
                     ws_msgs.append(json.loads(raw))
 

@@ -54,7 +54,7 @@ async def test_rows_snapshots_and_bus_messages(tmp_path: Path, database: Databas
 
 
 async def test_snapshot_spooled_while_s3_down(tmp_path: Path, database: Database,
-                                              s3_server_factory) -> None:  # type: ignore[no-untyped-def]
+                                              s3_server_factory) -> None:
     env = s3_server_factory()
     objects = ObjectStore(env.cfg)
     await objects.ensure_buckets()
@@ -70,6 +70,7 @@ async def test_snapshot_spooled_while_s3_down(tmp_path: Path, database: Database
         with database.session() as s:
             row = s.query(Row).filter(Row.site == "s2").one()
         assert row.snapshot_key == ev.snapshot_key
+        assert ev.snapshot_key is not None  # set by the store when it took the event
         assert (tmp_path / "spool" / ev.snapshot_key).read_bytes() == b"\xff\xd8while-down"
         env.server.start()
         for _ in range(120):

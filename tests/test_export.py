@@ -37,7 +37,7 @@ class Sealed:
 
 
 @pytest.fixture
-async def sealed(object_store, s3_server, unique_site: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+async def sealed(object_store, s3_server, unique_site: str, tmp_path: Path):
     from storage.db import Database
     from storage.segments import SegmentStore
 
@@ -57,7 +57,7 @@ async def sealed(object_store, s3_server, unique_site: str, tmp_path: Path):  # 
     snap_key = f"{site}/r1/cam1/2026/03/02/010005_1.jpg"
     await object_store.put_bytes(cfg.storage.s3.bucket_snapshots, snap_key, b"\xff\xd8jpeg", "image/jpeg")
 
-    def add_event(s) -> None:  # type: ignore[no-untyped-def]
+    def add_event(s) -> None:
         s.add(
             EventRow(
                 site=site,

@@ -60,7 +60,7 @@ class Sink:
 
 
 @root_only
-async def test_hub_wal_disk_full(object_store, s3_server, unique_site: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_hub_wal_disk_full(object_store, s3_server, unique_site: str, tmp_path: Path) -> None:
     import httpx
 
     from dashboard.app import create_app
@@ -240,7 +240,7 @@ async def test_ingest_wal_full_and_spool_reports(tmp_path: Path) -> None:
     """Over the agents' API: a full WAL is a 507 naming it (the agent keeps the segment and
     retries: 5xx), and the heartbeat's spool disk report reaches the disk watch."""
     import hashlib
-    from datetime import timedelta
+    from datetime import datetime, timedelta
 
     import httpx
     from fastapi import FastAPI
@@ -257,7 +257,9 @@ async def test_ingest_wal_full_and_spool_reports(tmp_path: Path) -> None:
                 "the hub's write-ahead disk (/data/wal) is full; segment x not archived, retry later"
             )
 
-        async def missing_ranges(self, site: str, room: str, camera: str, start: Any, end: Any) -> list[Any]:
+        async def missing_ranges(
+            self, site: str, room: str, camera: str, start: datetime, end: datetime, tolerance_s: float = 0.5
+        ) -> list[tuple[datetime, datetime]]:
             return [(start, end)]  # nothing archived
 
     clip = await asyncio.to_thread(make_clip, tmp_path / "clip.mp4", 2.0)

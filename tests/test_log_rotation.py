@@ -85,9 +85,9 @@ def test_hub_process_logs_to_its_rotated_file(tmp_path: Path) -> None:
     assert "logger=evalwatch." not in (tmp_path / "hub.out").read_text(errors="replace")
 
 
-def _server(root: Path, **kw: int) -> SeaweedServer:
+def _server(root: Path, *, log_max_mb: int, log_files: int) -> SeaweedServer:
     return SeaweedServer(root, "soak-access", "soak-secret-0123456789", SeaweedPorts(*free_ports(8)),
-                         grace_s=3.0, die_with_parent=True, **kw)
+                         grace_s=3.0, die_with_parent=True, log_max_mb=log_max_mb, log_files=log_files)
 
 
 def test_seaweedfs_logs_go_to_a_bounded_log_dir(tmp_path: Path) -> None:

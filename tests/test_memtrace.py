@@ -44,7 +44,7 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     assert memtrace.from_env() is None
 
 
-def test_hub_cli_exits_2_on_a_bad_trace_memory_value(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_hub_cli_exits_2_on_a_bad_trace_memory_value(tmp_path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("sites: []\n", encoding="utf-8")
     argv = [sys.executable, "-m", "evalwatch", "hub", "--config", str(cfg), "--trace-memory", "-1"]

@@ -69,7 +69,7 @@ def _set_retention(c: Minio, bucket: str, key: str, version: str, mode: str, unt
     return ""
 
 
-async def _archive_one(s3_server, database, tmp_path: Path, mode: str):  # type: ignore[no-untyped-def]
+async def _archive_one(s3_server, database, tmp_path: Path, mode: str):
     """A segment archived by the real SegmentStore into a fresh bucket locked in ``mode``."""
     bucket = f"lock-{mode}-{uuid.uuid4().hex[:8]}"
     cfg = s3_server.cfg.model_copy(update={"lock_mode": mode, "bucket_segments": bucket})
@@ -89,7 +89,7 @@ async def _archive_one(s3_server, database, tmp_path: Path, mode: str):  # type:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_compliance_segment_cannot_be_deleted_with_the_hubs_own_keys(
-    s3_server, database, tmp_path: Path  # type: ignore[no-untyped-def]
+    s3_server, database, tmp_path: Path
 ) -> None:
     store, bucket, rec, data, version, site = await _archive_one(s3_server, database, tmp_path, "compliance")
     c = _client(store)
@@ -123,7 +123,7 @@ async def test_compliance_segment_cannot_be_deleted_with_the_hubs_own_keys(
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_governance_segment_is_deleted_with_the_bypass_header(
-    s3_server, database, tmp_path: Path  # type: ignore[no-untyped-def]
+    s3_server, database, tmp_path: Path
 ) -> None:
     """The demo's mode, and why production needs the other one: the same keys, the same
     request, and the footage is gone (verify then reports it missing)."""
@@ -139,7 +139,7 @@ async def test_governance_segment_is_deleted_with_the_bypass_header(
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_changing_the_bucket_default_does_not_unlock_new_segments(
-    s3_server, database, tmp_path: Path  # type: ignore[no-untyped-def]
+    s3_server, database, tmp_path: Path
 ) -> None:
     """The keys can rewrite the bucket's default lock (SeaweedFS, like AWS, allows it); every
     object the hub writes carries its own COMPLIANCE retention, so that gains nothing."""
@@ -156,7 +156,7 @@ async def test_changing_the_bucket_default_does_not_unlock_new_segments(
     assert _delete_version(c, bucket, key, str(version), bypass=True) == "AccessDenied"
 
 
-async def test_lock_mode_is_validated(s3_server) -> None:  # type: ignore[no-untyped-def]
+async def test_lock_mode_is_validated(s3_server) -> None:
     from pydantic import ValidationError
 
     from config.models import S3Config

@@ -11,6 +11,7 @@ from typing import Any
 from capture.ingest import make_router
 from capture.recorder import Recorder
 from dashboard.app import create_app
+from testkit.capture import DirSegmentStore
 from testkit.dashboard import make_services
 
 
@@ -37,7 +38,9 @@ def _typed(schema: dict[str, Any], components: dict[str, Any]) -> bool:
 
 def test_every_json_response_has_a_schema(tmp_path: Path) -> None:
     services = make_services(tmp_path)
-    services.extra_routers = [make_router(Recorder(services.cfg), object(), services.cfg)]
+    # the store is never called: only the routes' OpenAPI is read
+    store = DirSegmentStore(tmp_path / "store")
+    services.extra_routers = [make_router(Recorder(services.cfg), store, services.cfg)]
     spec = create_app(services).openapi()
     components = spec.get("components", {}).get("schemas", {})
     untyped: list[str] = []

@@ -409,7 +409,7 @@ async def test_live_scheduler_bounds_rounds_and_serves_every_camera():
         analysed.extend((k, t) for k, t, _f in batch)
         return orig(batch)
 
-    pipe.core.process = process  # type: ignore[method-assign]
+    pipe.core.process = process
     frame = textured()
     t = 1000.0
     sizes = []

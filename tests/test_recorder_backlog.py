@@ -104,9 +104,11 @@ def test_recorder_installs_the_bounded_queues_and_frames_still_flow(tmp_path: Pa
             cam = rec._cams[ref]
             assert len(cam.backlog) == 1
             enc, dec = cam.backlog[0]
-            receiver = cam.pc.getReceivers()[0]  # type: ignore[union-attr]
+            assert cam.pc is not None
+            receiver = cam.pc.getReceivers()[0]
+            # aiortc's private queues, which bound_receive_queues replaces
             assert receiver._RTCRtpReceiver__decoder_queue is enc  # type: ignore[attr-defined]
-            assert receiver.track._queue is dec
+            assert receiver.track._queue is dec  # type: ignore[attr-defined]
             for _ in range(300):
                 if rec.status()[0].frames >= 10:
                     break

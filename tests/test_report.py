@@ -29,7 +29,7 @@ from sessions.signing import HubKey
 from storage.models import EventRow
 
 
-def _t(s: float):  # type: ignore[no-untyped-def]
+def _t(s: float):
     return T0 + timedelta(seconds=s)
 
 
@@ -47,7 +47,7 @@ def test_coverage_math() -> None:
 
 
 @pytest.fixture
-async def recorded(object_store, s3_server, unique_site: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+async def recorded(object_store, s3_server, unique_site: str, tmp_path: Path):
     """A closed session whose r1/cam1 archive is room_a.mp4 cut in 10 s segments, the third
     (20-30 s) missing, with the sample's scripted incidents as events."""
     from storage.db import Database
@@ -76,7 +76,7 @@ async def recorded(object_store, s3_server, unique_site: str, tmp_path: Path):  
         key_s = f"{site}/r1/cam1/2026/03/02/{i:06d}_{i}.jpg"
         await object_store.put_bytes(cfg.storage.s3.bucket_snapshots, key_s, jpg, "image/jpeg")
 
-        def add(s, ev=ev, key_s=key_s, i=i) -> None:  # type: ignore[no-untyped-def]
+        def add(s, ev=ev, key_s=key_s, i=i) -> None:
             s.add(
                 EventRow(
                     site=site,
@@ -102,7 +102,7 @@ async def recorded(object_store, s3_server, unique_site: str, tmp_path: Path):  
     db.dispose()
 
 
-async def test_report_html_and_pdf(recorded, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+async def test_report_html_and_pdf(recorded, capsys: pytest.CaptureFixture[str]) -> None:
     import pypdf
 
     cfg, cfg_path, db, objects, code, tmp, _site = recorded
@@ -163,7 +163,7 @@ async def test_report_html_and_pdf(recorded, capsys: pytest.CaptureFixture[str])
     assert "Recording coverage" in en.read_text(encoding="utf-8")
 
 
-async def test_report_shows_tampering_and_bad_input(recorded, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+async def test_report_shows_tampering_and_bad_input(recorded, capsys: pytest.CaptureFixture[str]) -> None:
     cfg, cfg_path, db, objects, code, tmp, site = recorded
     bucket = cfg.storage.s3.bucket_segments
     listing = [o.key for o in await objects.list(bucket, f"{site}/r1/cam1/2026/")]
@@ -186,7 +186,7 @@ async def test_report_shows_tampering_and_bad_input(recorded, capsys: pytest.Cap
         assert msg in err and "Traceback" not in err
 
 
-async def test_stitched_export_of_sample_session(recorded) -> None:  # type: ignore[no-untyped-def]
+async def test_stitched_export_of_sample_session(recorded) -> None:
     import zipfile
 
     import imageio_ffmpeg

@@ -30,9 +30,10 @@ def phone(cx: float, cy: float, score: float = 0.6) -> Box:
 
 def cfg(**kw: object) -> RulesConfig:
     # debounce only: the persistence of extra persons has tests of its own
-    base = dict(open_k=3, open_n=5, close_m=4, seat_empty_seconds=10.0, extra_person_seconds=0.0)
+    base: dict[str, object] = dict(open_k=3, open_n=5, close_m=4, seat_empty_seconds=10.0,
+                                   extra_person_seconds=0.0)
     base.update(kw)
-    return RulesConfig(**base)  # type: ignore[arg-type]
+    return RulesConfig.model_validate(base)
 
 
 def run(rules: CameraRules, frames: list[list[Box]], dt: float = 0.5, tamper=None):

@@ -100,7 +100,7 @@ async def test_seal_re_signed_in_the_db_is_not_trusted(
     attacker = HubKey.generate()
     keep = recs[1]
 
-    def forge(s) -> None:  # type: ignore[no-untyped-def]
+    def forge(s) -> None:
         row = s.scalars(select(EvalSession).where(EvalSession.id == info.id)).one()
         row.key_id, row.public_key_pem = attacker.key_id, attacker.public_pem()
         for h in s.scalars(select(SessionHead).where(SessionHead.session_id == info.id)):

@@ -145,7 +145,7 @@ async def test_lifecycle(database, segment_store, object_store, unique_site: str
     await archive(segment_store, site, "r1", "cam1", T0, [(10, b"c" * 100), (10, b"d" * 100)])
     recs = await archive(segment_store, site, "r2", "cam1", T0, [(10, b"e" * 100)])
 
-    def add_event(s) -> None:  # type: ignore[no-untyped-def]
+    def add_event(s) -> None:
         s.add(
             EventRow(
                 site=site,

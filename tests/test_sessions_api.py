@@ -26,7 +26,7 @@ async def _login(app: Any, role: str) -> httpx.AsyncClient:
     return c
 
 
-async def test_sessions_api(object_store, s3_server, unique_site: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_sessions_api(object_store, s3_server, unique_site: str, tmp_path: Path) -> None:
     from storage.db import Database
     from storage.segments import SegmentStore
 
@@ -93,7 +93,7 @@ async def test_sessions_api(object_store, s3_server, unique_site: str, tmp_path:
             await c.aclose()
     await store.stop()
 
-    def actions(s):  # type: ignore[no-untyped-def]
+    def actions(s):
         from storage.models import AuditLog
 
         return [(a.actor, a.action) for a in s.query(AuditLog).order_by(AuditLog.id)]

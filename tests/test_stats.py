@@ -244,6 +244,7 @@ def test_each_warning_rule_fires_on_seeded_history_once(tmp_path: Path) -> None:
     assert (
         cc.value == 2
         and cc.bid == "B1"
+        and cc.details is not None
         and sorted(sorted(p) for p in cc.details["events"]) == sorted(sorted(p) for p in ids["pairs"])
     )
     assert all(w.expert_names is None for w in raised)  # codes only in what is pushed

@@ -57,7 +57,7 @@ def test_migrations_match_models(database: Database) -> None:
 async def test_utc_datetimes_round_trip(database: Database) -> None:
     start = datetime(2026, 3, 1, 18, 0, tzinfo=timezone(timedelta(hours=8)))
 
-    def add(s):  # type: ignore[no-untyped-def]
+    def add(s):
         s.add(
             Segment(
                 site="s",
@@ -87,7 +87,7 @@ def test_bad_url_is_a_clear_error() -> None:
         Database("mysql://u:pw@127.0.0.1/x")
 
 
-def test_db_cli_upgrade(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_db_cli_upgrade(tmp_path, capsys) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     assert db_cli(["upgrade", "--url", url]) == 0
     head = head_revision(Database(url))
@@ -97,7 +97,7 @@ def test_db_cli_upgrade(tmp_path, capsys) -> None:  # type: ignore[no-untyped-de
     assert db_cli(["upgrade"]) == 2
 
 
-def test_db_cli_with_config_file(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_db_cli_with_config_file(tmp_path, capsys) -> None:
     cfg = tmp_path / "evalwatch.yaml"
     cfg.write_text(f"storage:\n  database_url: sqlite:///{tmp_path / 'c.db'}\nsecrets_file: null\n")
     assert db_cli(["upgrade", "--config", str(cfg)]) == 0
@@ -108,7 +108,7 @@ def test_db_cli_with_config_file(tmp_path, capsys) -> None:  # type: ignore[no-u
     assert "databse_url" in err and "Traceback" not in err
 
 
-def test_db_cli_unreachable_postgres_no_secret_in_message(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_db_cli_unreachable_postgres_no_secret_in_message(capsys) -> None:
     assert db_cli(["upgrade", "--url", "postgresql+psycopg://u:hunter2@127.0.0.1:1/x"]) == 1
     err = capsys.readouterr().err
     assert "hunter2" not in err and "127.0.0.1" in err

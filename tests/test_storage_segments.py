@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Literal
 
 import httpx
 import pytest
@@ -15,7 +16,9 @@ from storage.segments import SegmentConflict, SegmentMeta, SegmentStore
 T0 = datetime(2026, 3, 1, 2, 0, 0, tzinfo=UTC)
 
 
-def meta(site: str, i: int, *, dur: float = 10.0, cam: str = "cam1", source: str = "live") -> SegmentMeta:
+def meta(
+    site: str, i: int, *, dur: float = 10.0, cam: str = "cam1", source: Literal["live", "backfill"] = "live"
+) -> SegmentMeta:
     start = T0 + timedelta(seconds=i * dur)
     return SegmentMeta(
         site=site, room="room1", camera=cam, start=start, end=start + timedelta(seconds=dur), source=source
@@ -125,7 +128,7 @@ def test_segment_meta_validation() -> None:
     assert m.key() == "s/r/c/2026/03/01/020000_123.mp4"
 
 
-async def test_object_store_errors(object_store: ObjectStore, s3_server) -> None:  # type: ignore[no-untyped-def]
+async def test_object_store_errors(object_store: ObjectStore, s3_server) -> None:
     b = s3_server.cfg.bucket_snapshots
     with pytest.raises(ObjectMissing):
         await object_store.get_bytes(b, "no/such/key")

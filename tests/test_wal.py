@@ -37,7 +37,7 @@ async def segment_objects(objects: ObjectStore, bucket: str, site: str) -> list[
 @pytest.mark.faults
 async def test_s3_killed_mid_upload_then_restarted(
     s3_server_factory, database: Database, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     env = s3_server_factory()
     objects = ObjectStore(env.cfg, connect_timeout_s=1.0)
     await objects.ensure_buckets()
@@ -92,7 +92,7 @@ def _dead_store(s3: S3Config) -> ObjectStore:
 
 async def test_hub_restart_with_nonempty_wal(
     object_store: ObjectStore, s3_server, database: Database, tmp_path: Path, unique_site: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     bucket = s3_server.cfg.bucket_segments
     wal = tmp_path / "wal"
     first = SegmentStore(_dead_store(s3_server.cfg), database, wal, bucket, retry_min_s=0.1, retry_max_s=0.2)
@@ -118,7 +118,7 @@ async def test_hub_restart_with_nonempty_wal(
 
 async def test_crash_between_fsync_and_commit_is_recovered(
     object_store: ObjectStore, s3_server, database: Database, tmp_path: Path, unique_site: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     bucket = s3_server.cfg.bucket_segments
     wal = tmp_path / "wal"
     store = SegmentStore(object_store, database, wal, bucket)
@@ -170,7 +170,7 @@ async def test_crash_between_fsync_and_commit_is_recovered(
 
 async def test_already_uploaded_object_counts_as_uploaded(
     object_store: ObjectStore, s3_server, database: Database, tmp_path: Path, unique_site: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """Crash after the upload but before the DB flag: the retry must not write a second copy."""
     bucket = s3_server.cfg.bucket_segments
     store = SegmentStore(_dead_store(s3_server.cfg), database, tmp_path / "wal", bucket)
@@ -190,7 +190,7 @@ async def test_already_uploaded_object_counts_as_uploaded(
     assert (await verify_chain(object_store, unique_site, "r1", "c1")).ok
 
 
-def test_dead_endpoint_config_keeps_secret(s3_server) -> None:  # type: ignore[no-untyped-def]
+def test_dead_endpoint_config_keeps_secret(s3_server) -> None:
     store = _dead_store(s3_server.cfg)
     assert isinstance(store.cfg.secret_key, SecretStr)
     assert store.cfg.secret_key.get_secret_value() not in repr(store)
