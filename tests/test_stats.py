@@ -683,12 +683,21 @@ async def test_stats_page_draws_charts_in_chromium(tmp_path: Path, services: Ser
                 names, drawn = await page.evaluate(_LABELS_JS, f"chart-{chart}")
                 missing = [n for n in names if n.replace(" ", "") not in drawn]
                 assert names and not missing, (chart, missing, drawn)
+            # the names wrap to the bars' width of the moment: a window made narrower (two charts a
+            # row instead of three: wider charts) draws them again at the new width
+            width_js = ("() => window.echarts.getInstanceByDom(document.getElementById('chart-rule'))"
+                        ".getOption().xAxis[0].axisLabel.width")
+            before = await page.evaluate(width_js)
+            await page.set_viewport_size({"width": 1100, "height": 1000})
+            await page.wait_for_function(f"() => ({width_js})() > {before} + 20", timeout=10_000)
+            await page.set_viewport_size({"width": 1400, "height": 1000})
+            await page.wait_for_function(f"() => ({width_js})() === {before}", timeout=10_000)
 
             # a range with nothing in it: each chart says why it is empty
             await page.fill("#st-from", "2031-01-01")
             await page.fill("#st-to", "2031-01-31")
             await page.click("#st-refresh")
-            await page.wait_for_function("() => (window.evalwatch.stats?.rendered || 0) >= 4", timeout=20_000)
+            await page.wait_for_function("() => (window.evalwatch.stats?.rendered || 0) >= 6", timeout=20_000)
             await page.screenshot(path=str(shots / "page-empty.png"), full_page=True)
             lang = await page.evaluate("document.documentElement.lang")
             strings = json.loads((ROOT / "dashboard" / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))

@@ -218,7 +218,13 @@ export const statsView = (function () {
     load();
   }
 
-  function resize() { for (const k of CHARTS) if (charts[k]) charts[k].resize(); }
+  // the rule names are wrapped to their bars' width at draw time: a new width draws again
+  let redraw = null;
+  function resize() {
+    for (const k of CHARTS) if (charts[k]) charts[k].resize();
+    clearTimeout(redraw);
+    redraw = setTimeout(() => { if (data && !$("view-stats").hidden) draw(); }, 200);
+  }
   window.addEventListener("resize", resize);
 
   /* A warning pushed on the WebSocket (alerts.js dispatches "evalwatch-warning"). */
