@@ -4,7 +4,8 @@
     evalwatch db current --config FILE      print the applied revision
 
 ``--url URL`` may replace ``--config`` (``EVALWATCH_DATABASE_URL`` also overrides the file).
-Exit codes: 0 success, 1 failure (message on stderr, no traceback), 2 bad arguments.
+Exit codes: 0 success, 1 failure (database unreachable or refusing; message on stderr, no
+traceback), 2 bad input (arguments, or a config file with problems), as the other commands.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def cli(argv: list[str]) -> int:
         db.dispose()
     except ConfigError as e:
         print(f"evalwatch db: config error:\n{e}", file=sys.stderr)
-        return 1
+        return 2
     except DatabaseError as e:
         print(f"evalwatch db: {e}", file=sys.stderr)
         return 1

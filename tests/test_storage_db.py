@@ -103,7 +103,7 @@ def test_db_cli_with_config_file(tmp_path, capsys) -> None:
     assert db_cli(["upgrade", "--config", str(cfg)]) == 0
     bad = tmp_path / "bad.yaml"
     bad.write_text("storage:\n  databse_url: x\n")
-    assert db_cli(["upgrade", "--config", str(bad)]) == 1
+    assert db_cli(["upgrade", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "databse_url" in err and "Traceback" not in err
 
