@@ -27,7 +27,11 @@ def _overlap(e: dict, t: dict, slack: float = 1.0) -> bool:
     pytest.param("openvino", marks=pytest.mark.skipif(
         importlib.util.find_spec("openvino") is None, reason="openvino not installed")),
 ])
-def test_analyze_json_matches_the_clips_truth(capsys, tmp_path, runtime):
+def test_analyze_json_matches_the_clips_truth(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    runtime: str,
+) -> None:
     """The CLI contract on a demo clip, with the default runtime and with ``detection.runtime:
     openvino`` from a config file (the same ONNX models run by OpenVINO)."""
     video = SAMPLES / f"{CLIP}.mp4"
@@ -60,7 +64,7 @@ def test_analyze_json_matches_the_clips_truth(capsys, tmp_path, runtime):
     assert len(events) == len(wanted)
 
 
-def test_table_output():
+def test_table_output() -> None:
     from analysis.events import Event
     from evalwatch.analyze import format_table
 
@@ -78,7 +82,11 @@ def room_file() -> Path:
     return SAMPLES / f"{CLIP}.room.yaml"
 
 
-def test_corrupt_video_exits_2_with_message(capsys, tmp_path, room_file):
+def test_corrupt_video_exits_2_with_message(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    room_file: Path,
+) -> None:
     bad = tmp_path / "garbage.mp4"
     bad.write_bytes(os.urandom(4096))
     assert main(["analyze", str(bad), "--room", str(room_file)]) == 2
@@ -86,7 +94,7 @@ def test_corrupt_video_exits_2_with_message(capsys, tmp_path, room_file):
     assert "garbage.mp4" in err and "Traceback" not in err
 
 
-def test_truncated_video_exits_2(capsys, tmp_path, room_file):
+def test_truncated_video_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path, room_file: Path) -> None:
     data = (SAMPLES / f"{CLIP}.mp4").read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 16])  # the index is at the start (+faststart), frames cut short
@@ -95,12 +103,12 @@ def test_truncated_video_exits_2(capsys, tmp_path, room_file):
     assert "cut.mp4" in err and ("truncated" in err or "corrupt" in err)
 
 
-def test_missing_video_exits_2(capsys, tmp_path, room_file):
+def test_missing_video_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path, room_file: Path) -> None:
     assert main(["analyze", str(tmp_path / "nope.mp4"), "--room", str(room_file)]) == 2
     assert "no such file" in capsys.readouterr().err
 
 
-def test_bad_room_file_exits_2_with_file_and_line(capsys, tmp_path):
+def test_bad_room_file_exits_2_with_file_and_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     room = tmp_path / "room.yaml"
     room.write_text("id: r1\ncameras:\n  - id: cam1\nseats:\n  - id: S1\n"
                     "    polygon: [[0, 0], [2, 0], [1, 1]]\n", encoding="utf-8")
@@ -109,7 +117,10 @@ def test_bad_room_file_exits_2_with_file_and_line(capsys, tmp_path):
     assert "room.yaml:6" in err and "outside 0..1" in err and "Traceback" not in err
 
 
-def test_invalid_yaml_room_and_missing_argument_exit_2(capsys, tmp_path):
+def test_invalid_yaml_room_and_missing_argument_exit_2(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
     room = tmp_path / "room.yaml"
     room.write_text("id: [unclosed\n", encoding="utf-8")
     assert main(["analyze", "x.mp4", "--room", str(room)]) == 2

@@ -21,7 +21,7 @@ CLIP = DATA / "hd_phone.mp4"
 ROOM = DATA / "hd_phone.room.yaml"
 
 
-def test_tiles_are_square_cover_the_crop_and_skip_small_crops():
+def test_tiles_are_square_cover_the_crop_and_skip_small_crops() -> None:
     crop = (0.1, 0.2, 0.5, 0.6)  # 512 x 384 px of a 1280x960 frame
     tiles = phone_tile_rects([crop], 1280, 960, rows=2, overlap=0.2, min_px=160)
     assert tiles and all(ci == 0 for ci, _ in tiles)
@@ -46,7 +46,7 @@ def _analyze(tmp_path: Path, capsys: pytest.CaptureFixture[str], tiles: int) -> 
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
-def test_hd_phone_is_found_only_with_phone_tiles(tmp_path, capsys):
+def test_hd_phone_is_found_only_with_phone_tiles(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert CLIP.is_file() and ROOM.is_file()
     with_tiles = _analyze(tmp_path, capsys, 2)
     phones = [e for e in with_tiles if e["rule"] == "phone"]

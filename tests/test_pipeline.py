@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,8 @@ from analysis.detectors import Box
 from analysis.events import EventUpdate
 from analysis.live import AnalysisPipeline, camera_key
 from config.models import DetectionConfig, RoomConfig, RulesConfig
+from storage.common import CameraId
+from storage.incident import EventLive
 
 
 def room(n_cams: int = 1) -> RoomConfig:
@@ -49,7 +51,7 @@ def textured(seed: int = 0) -> np.ndarray:
     return np.ascontiguousarray(np.kron(img, np.ones((10, 10, 1), dtype=np.uint8)))
 
 
-def test_motion_gate_rechecks_still_scene_every_recheck_seconds():
+def test_motion_gate_rechecks_still_scene_every_recheck_seconds() -> None:
     det = ScriptedDetector()
     core = AnalysisCore(det, RulesConfig(recheck_seconds=3.0), DetectionConfig(analysis_fps=2.0))
     core.add_camera("cam1", room(), "cam1")
@@ -68,7 +70,7 @@ def test_motion_gate_rechecks_still_scene_every_recheck_seconds():
     assert core.stats.frames == len(times)
 
 
-def test_motion_reruns_detector_and_phone_is_found():
+def test_motion_reruns_detector_and_phone_is_found() -> None:
     det = ScriptedDetector()
     rc = RulesConfig(open_k=2, open_n=3, close_m=2, recheck_seconds=30.0)
     frames = []
@@ -84,7 +86,7 @@ def test_motion_reruns_detector_and_phone_is_found():
     assert events[0].end_s == pytest.approx(4.5)
 
 
-def test_frames_are_thinned_to_analysis_fps_and_batched_across_cameras():
+def test_frames_are_thinned_to_analysis_fps_and_batched_across_cameras() -> None:
     det = ScriptedDetector()
     core = AnalysisCore(det, RulesConfig(), DetectionConfig(analysis_fps=2.0), motion_gate=False)
     r = room(3)
@@ -97,44 +99,49 @@ def test_frames_are_thinned_to_analysis_fps_and_batched_across_cameras():
     assert det.calls == [3, 3, 3, 3]  # one call per round, all cameras together
 
 
-def test_camera_key_forms():
-    @dataclass
-    class Ref:
-        site: str
-        room: str
-        camera: str
-
-    assert camera_key(Ref("s1", "r1", "cam1")) == "s1/r1/cam1"
+def test_camera_key_forms() -> None:
+    assert camera_key(CameraId("s1", "r1", "cam1")) == "s1/r1/cam1"
     assert camera_key(("s1", "r1", "cam1")) == "s1/r1/cam1"
     with pytest.raises(TypeError):
-        camera_key(object())
+        camera_key(object())  # type: ignore[arg-type]  # what the check is for
 
 
 # --- bus --------------------------------------------------------------------------------------
 
 
-async def test_bus_slow_subscriber_loses_only_its_oldest_messages():
+def live(n: int) -> EventLive:
+    """The ``n``-th bus message (its number in ``details``)."""
+    return EventLive(id=n, uid=f"u{n}", phase="updated", site="site1", room="r1", camera="cam1",
+                     seat=None, rule="phone", kind=None, started_at=datetime.now(UTC), ended_at=None,
+                     confidence=0.5, footage_start=None, footage_end=None, details={"n": n})
+
+
+async def test_bus_slow_subscriber_loses_only_its_oldest_messages() -> None:
     bus = EventBus(maxsize=4)
     slow = bus.subscribe()
     fast = bus.subscribe(maxsize=100)
     for i in range(10):
-        bus.publish({"n": i})
-    assert [fast.get_nowait()["n"] for _ in range(10)] == list(range(10))
-    assert [(await slow.get())["n"] for _ in range(4)] == [6, 7, 8, 9]
+        bus.publish(live(i))
+    assert [fast.get_nowait().details["n"] for _ in range(10)] == list(range(10))
+    assert [(await slow.get()).details["n"] for _ in range(4)] == [6, 7, 8, 9]
     assert slow.dropped == 6
     slow.close()
-    bus.publish({"n": 10})
+    bus.publish(live(10))
     assert bus.subscribers == 1
 
 
-async def test_bus_async_iteration_and_threadsafe_publish():
+async def test_bus_async_iteration_and_threadsafe_publish() -> None:
     bus = EventBus()
     async with bus.subscribe() as sub:
-        t = threading.Thread(target=lambda: [bus.publish_threadsafe({"n": i}) for i in range(3)])
+        def publish() -> None:
+            for i in range(3):
+                bus.publish_threadsafe(live(i))
+
+        t = threading.Thread(target=publish)
         t.start()
         got = []
         async for m in sub:
-            got.append(m["n"])
+            got.append(m.details["n"])
             if len(got) == 3:
                 break
         t.join()
@@ -154,7 +161,7 @@ class ListSink:
         self.updates.append(update)
 
 
-async def test_live_pipeline_publishes_events_and_camera_offline():
+async def test_live_pipeline_publishes_events_and_camera_offline() -> None:
     now = [1000.0]
     sink = ListSink()
     rc = RulesConfig(open_k=2, open_n=3, close_m=2, offline_seconds=5.0)
@@ -167,8 +174,11 @@ async def test_live_pipeline_publishes_events_and_camera_offline():
     for i in range(8):
         now[0] = 1000.0 + i * 0.5
         # frames submitted from another thread, 3 per interval (2 are thinned away)
-        th = threading.Thread(
-            target=lambda t=now[0]: [pipe.submit(ref, t + k / 6, phone_frame) for k in range(3)])
+        def submit(t: float = now[0]) -> None:
+            for k in range(3):
+                pipe.submit(ref, t + k / 6, phone_frame)
+
+        th = threading.Thread(target=submit)
         th.start()
         th.join()
         await pipe.step()
@@ -186,7 +196,7 @@ async def test_live_pipeline_publishes_events_and_camera_offline():
     assert ("closed", "camera_offline") in [(u.action, u.event.rule) for u in ups]
 
 
-def test_submit_ignores_unknown_cameras_and_never_blocks():
+def test_submit_ignores_unknown_cameras_and_never_blocks() -> None:
     pipe = AnalysisPipeline(ScriptedDetector(), [("site1", room())])
     pipe.submit(("site1", "r1", "nope"), 0.0, textured())
     assert pipe._pending == {}
@@ -237,7 +247,7 @@ def _two_seat_room() -> RoomConfig:
     ]})
 
 
-def test_split_detector_sends_phone_models_to_seat_crops_and_maps_boxes_back():
+def test_split_detector_sends_phone_models_to_seat_crops_and_maps_boxes_back() -> None:
     from analysis.detectors import OnnxDetector, Source
 
     pm, om = _PersonModel(), _SmallObjectModel()
@@ -263,7 +273,8 @@ def test_split_detector_sends_phone_models_to_seat_crops_and_maps_boxes_back():
     assert pm.shapes == [(480, 640, 3)] * 2
     assert len(om.shapes) == 2 and all(s[0] < 480 and s[1] < 640 for s in om.shapes)
     assert core.stats.crops == 2
-    assert core.cameras["c"].rules.last_assignment.phones["R"] == [p]
+    assignment = core.cameras["c"].rules.last_assignment
+    assert assignment is not None and assignment.phones["R"] == [p]
     core.process([("c", 1.0, f)])  # L again: R's phone is reused until R's next turn
     assert core.stats.crops == 3
     assert [b for b in core.cameras["c"].boxes if b.label == "cell phone"] == [p]
@@ -273,7 +284,7 @@ def test_split_detector_sends_phone_models_to_seat_crops_and_maps_boxes_back():
     assert [b for b in core.cameras["c"].boxes if b.label == "cell phone"] == []
 
 
-def test_still_room_has_every_seat_rechecked_every_second_with_the_motion_gate_on():
+def test_still_room_has_every_seat_rechecked_every_second_with_the_motion_gate_on() -> None:
     """The motion gate reuses the whole frame's people in a still picture, but the seat crops keep
     their schedule: each seat about once a second (issue #11's seat_check_interval_s <= 1), so a
     phone raised without moving the picture much is still seen within a second."""
@@ -304,7 +315,7 @@ def test_still_room_has_every_seat_rechecked_every_second_with_the_motion_gate_o
     assert [b.label for b in core.cameras["c"].boxes].count("person") == 1
 
 
-def test_seat_check_s_sets_how_often_each_seat_crop_is_re_detected():
+def test_seat_check_s_sets_how_often_each_seat_crop_is_re_detected() -> None:
     """``detection.seat_check_s``: 1.0 at 2 fps = each seat every other frame (the seats take
     turns); 0.5 (the default) = every seat on every analysed frame."""
     from analysis.detectors import OnnxDetector, Source
@@ -322,7 +333,7 @@ def test_seat_check_s_sets_how_often_each_seat_crop_is_re_detected():
     assert crops == {1.0: 8, 0.5: 16}
 
 
-def test_seat_motion_gate_skips_still_seats_until_the_recheck_and_sees_a_change_at_once():
+def test_seat_motion_gate_skips_still_seats_until_the_recheck_and_sees_a_change_at_once() -> None:
     """``detection.seat_motion_gate`` (a hub analysing many cameras itself): a still seat's crop
     is re-detected every ``recheck_seconds`` instead of every second, but a change on that seat
     alone (a phone: ~1 % of the seat, 0.3 % of the frame) is detected on the seat's next turn."""
@@ -362,7 +373,7 @@ def test_seat_motion_gate_skips_still_seats_until_the_recheck_and_sees_a_change_
     assert [b.label for b in core.cameras["c"].boxes].count("cell phone") == 0
 
 
-def test_detectors_without_sources_are_used_whole_and_without_crops():
+def test_detectors_without_sources_are_used_whole_and_without_crops() -> None:
     det = ScriptedDetector()
     split = split_detector(det)
     assert split.frame is det and split.crop is None
@@ -371,7 +382,7 @@ def test_detectors_without_sources_are_used_whole_and_without_crops():
     assert core.cameras["c"].crops == []
 
 
-def test_seat_crops_are_raised_above_the_seat_for_a_phone_held_up():
+def test_seat_crops_are_raised_above_the_seat_for_a_phone_held_up() -> None:
     (left, right) = seat_crop_rects(_two_seat_room(), "cam1")
     assert left[1] == pytest.approx(0.4) and right[1] == pytest.approx(0.4)  # 0.1 above 0.5
     assert left[0] == 0.0 and right[2] == 1.0 and left[3] == right[3] == 1.0
@@ -391,7 +402,7 @@ class CostlyDetector(ScriptedDetector):
         return super().detect(frames)
 
 
-async def test_live_scheduler_bounds_rounds_and_serves_every_camera():
+async def test_live_scheduler_bounds_rounds_and_serves_every_camera(monkeypatch: pytest.MonkeyPatch) -> None:
     """More cameras than the detector can serve at analysis_fps: rounds stay within the budget,
     every camera is analysed in turn, and what is analysed is each camera's newest frame."""
     from analysis import live as P
@@ -409,7 +420,7 @@ async def test_live_scheduler_bounds_rounds_and_serves_every_camera():
         analysed.extend((k, t) for k, t, _f in batch)
         return orig(batch)
 
-    pipe.core.process = process
+    monkeypatch.setattr(pipe.core, "process", process)
     frame = textured()
     t = 1000.0
     sizes = []
@@ -452,7 +463,7 @@ class OverlapDetector(CostlyDetector):
                 self.active -= 1
 
 
-async def test_live_rounds_are_shared_by_the_workers():
+async def test_live_rounds_are_shared_by_the_workers() -> None:
     """``detection.workers``: a round's frames are dealt among worker threads (a camera's frames
     to one of them), so a hub analyses on every core: with 2 workers two detector calls run at
     once and a frame costs the round about half the wall time of 1 worker."""
@@ -476,7 +487,7 @@ async def test_live_rounds_are_shared_by_the_workers():
     assert costs[2] < costs[1] * 0.75, costs
 
 
-async def test_rounds_give_every_worker_the_same_number_of_frames():
+async def test_rounds_give_every_worker_the_same_number_of_frames() -> None:
     """A round holds the same number of frames for each worker (sized by the measured time a worker
     spends on a frame), never e.g. 3 frames for 2 workers, which left one idle a third of every
     round and, by inflating the measured cost, shrank the next rounds further."""
@@ -507,7 +518,7 @@ class FailingDetector(ScriptedDetector):
         return super().detect(frames)
 
 
-async def test_a_failing_frame_costs_only_itself_not_the_rest_of_the_round():
+async def test_a_failing_frame_costs_only_itself_not_the_rest_of_the_round() -> None:
     """A detector failure on one camera's frame is logged and skipped; the other frames of the
     round (also those the same worker would have analysed next) are analysed as usual."""
     pipe = AnalysisPipeline(FailingDetector(), [("site1", room(4))],

@@ -46,7 +46,7 @@ def run(rules: CameraRules, frames: list[list[Box]], dt: float = 0.5, tamper=Non
 # --- debounce ---------------------------------------------------------------------------------
 
 
-def test_debouncer_opens_on_kth_positive_of_n_and_closes_after_m_clear():
+def test_debouncer_opens_on_kth_positive_of_n_and_closes_after_m_clear() -> None:
     d = Debouncer(3, 5, 4)
     seq = [1, 0, 1, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0]
     res = [d.update(float(i), bool(p)) for i, p in enumerate(seq)]
@@ -57,13 +57,13 @@ def test_debouncer_opens_on_kth_positive_of_n_and_closes_after_m_clear():
     assert res.count("open") == 1 and res.count("close") == 1
 
 
-def test_debouncer_does_not_open_on_sparse_positives():
+def test_debouncer_does_not_open_on_sparse_positives() -> None:
     d = Debouncer(3, 5, 4)
     # one positive in every three frames: never 3 in a window of 5
     assert all(d.update(float(i), i % 3 == 0) is None for i in range(40))
 
 
-def test_debouncer_validates_parameters():
+def test_debouncer_validates_parameters() -> None:
     with pytest.raises(ValueError):
         Debouncer(4, 3, 1)
     with pytest.raises(ValueError):
@@ -73,7 +73,7 @@ def test_debouncer_validates_parameters():
 # --- seat assignment --------------------------------------------------------------------------
 
 
-def test_person_belongs_to_seat_of_lower_centre_not_of_most_of_the_body():
+def test_person_belongs_to_seat_of_lower_centre_not_of_most_of_the_body() -> None:
     # body mostly over A (x 0.30..0.56) but feet centre at x=0.53 -> B
     b = Box("person", 0.9, 0.30, 0.55, 0.76, 0.9)
     assert seat_of_person(b, [A, B]) == "B"
@@ -84,7 +84,7 @@ def test_person_belongs_to_seat_of_lower_centre_not_of_most_of_the_body():
     assert seat_of_person(person(0.25, 0.49), [A, B], margin=0.02) == "A"
 
 
-def test_phone_belongs_to_the_seat_of_the_person_holding_it():
+def test_phone_belongs_to_the_seat_of_the_person_holding_it() -> None:
     p_a, p_b = person(0.25, 0.8), person(0.75, 0.8)  # boxes x 0.17..0.33 / 0.67..0.83, y 0.4..0.8
     people = [(p_a, "A"), (p_b, "B")]
     assert seat_of_phone(phone(0.7, 0.7), [A, B], people) == "B"  # in B's hands
@@ -99,20 +99,20 @@ def test_phone_belongs_to_the_seat_of_the_person_holding_it():
     assert seat_of_phone(phone(0.9, 0.1), [], []) is None
 
 
-def test_phone_in_seat_polygon_held_by_someone_at_another_seat_goes_to_the_holder():
+def test_phone_in_seat_polygon_held_by_someone_at_another_seat_goes_to_the_holder() -> None:
     # a visitor standing at B (feet in B) holds something up that reaches into A's polygon
     visitor = Box("person", 0.8, 0.46, 0.2, 0.6, 0.9)
     people = [(person(0.2, 0.8), "A"), (visitor, "B")]
     assert seat_of_phone(phone(0.48, 0.55), [A, B], people) == "B"
 
 
-def test_assign_ignores_phones_nobody_holds():
+def test_assign_ignores_phones_nobody_holds() -> None:
     a = assign([person(0.25, 0.8), phone(0.45, 0.95), phone(0.26, 0.5)], [A, B])
     assert a.phones["A"] == [phone(0.26, 0.5)] and a.phones["B"] == []
     assert a.unattributed_phones == [phone(0.45, 0.95)]
 
 
-def test_assign_counts_people_outside_and_phones():
+def test_assign_counts_people_outside_and_phones() -> None:
     a = assign([person(0.2, 0.8), person(0.3, 0.9), person(0.5, 0.2), phone(0.8, 0.8)], [A, B])
     assert len(a.people["A"]) == 2 and a.people["B"] == []
     assert len(a.outside) == 1
@@ -128,7 +128,7 @@ def seated() -> list[Box]:
     return [person(0.25, 0.8), person(0.75, 0.8)]
 
 
-def test_extra_person_one_event_per_incident_with_start_and_end():
+def test_extra_person_one_event_per_incident_with_start_and_end() -> None:
     r = CameraRules("cam1", [A, B], cfg())
     visitor = [person(0.35, 0.85, 0.7)]
     frames = [seated()] * 4 + [seated() + visitor] * 10
@@ -146,7 +146,7 @@ def test_extra_person_one_event_per_incident_with_start_and_end():
     assert not [u for u in ups if u[2].rule != "extra_person"]
 
 
-def test_outside_person_is_extra_only_when_configured():
+def test_outside_person_is_extra_only_when_configured() -> None:
     walker = [person(0.5, 0.3)]
     frames = [seated() + walker] * 8 + [seated()] * 6
     on = run(CameraRules("cam1", [A, B], cfg(outside_seat_is_extra=True)), frames)
@@ -156,7 +156,7 @@ def test_outside_person_is_extra_only_when_configured():
     assert off == []
 
 
-def test_extra_person_must_stay_extra_person_seconds():
+def test_extra_person_must_stay_extra_person_seconds() -> None:
     """A person passing along the aisle (2.5 s) raises nothing; one who stays (6 s) does, from
     when they were first seen; one missed detection does not restart the count."""
     walker = [person(0.5, 0.3)]
@@ -180,7 +180,7 @@ def test_extra_person_must_stay_extra_person_seconds():
     assert ups[0][2].start_s == pytest.approx(2 * 0.5)
 
 
-def test_phone_lying_on_a_desk_counts_for_that_seat_only_when_configured():
+def test_phone_lying_on_a_desk_counts_for_that_seat_only_when_configured() -> None:
     nobody_near = [person(0.25, 0.9)]  # seated at A; the phone lies on B's desk, out of reach
     frames = [nobody_near] * 2 + [[*nobody_near, phone(0.85, 0.8, 0.5)]] * 6 + [nobody_near] * 5
     assert [e.rule for _, _, e in run(CameraRules("cam1", [A, B], cfg()), frames)] == []
@@ -190,13 +190,13 @@ def test_phone_lying_on_a_desk_counts_for_that_seat_only_when_configured():
     assert weak == []
 
 
-def test_phone_event_reports_holders_seat():
+def test_phone_event_reports_holders_seat() -> None:
     frames = [seated()] * 3 + [[*seated(), phone(0.78, 0.45, 0.55)]] * 6 + [seated()] * 5
     ups = run(CameraRules("cam1", [A, B], cfg()), frames)
     assert [(a, e.rule, e.seat) for _, a, e in ups] == [("opened", "phone", "B"), ("closed", "phone", "B")]
 
 
-def test_seat_empty_after_n_seconds_starting_when_absence_started():
+def test_seat_empty_after_n_seconds_starting_when_absence_started() -> None:
     only_b = [person(0.75, 0.8)]
     frames = [seated()] * 4 + [only_b] * 30 + [seated()] * 6  # A empty 2.0 s .. 16.5 s
     ups = run(CameraRules("cam1", [A, B], cfg(seat_empty_seconds=10.0)), frames)
@@ -209,12 +209,12 @@ def test_seat_empty_after_n_seconds_starting_when_absence_started():
     assert ev.end_s == pytest.approx(16.5)
 
 
-def test_short_absence_raises_nothing():
+def test_short_absence_raises_nothing() -> None:
     frames = [seated()] * 4 + [[person(0.75, 0.8)]] * 16 + [seated()] * 6  # 8 s
     assert run(CameraRules("cam1", [A, B], cfg(seat_empty_seconds=10.0)), frames) == []
 
 
-def test_tamper_event_and_seat_rules_suspended_while_tampered():
+def test_tamper_event_and_seat_rules_suspended_while_tampered() -> None:
     frames = [seated()] * 4 + [[]] * 30 + [seated()] * 6
     tamper = {i: {"covered": 0.9} for i in range(4, 34)}
     ups = run(CameraRules("cam1", [A, B], cfg()), frames, tamper=tamper)
@@ -222,7 +222,7 @@ def test_tamper_event_and_seat_rules_suspended_while_tampered():
                                                        ("closed", "camera_tamper", "covered")]
 
 
-def test_finish_closes_open_events():
+def test_finish_closes_open_events() -> None:
     r = CameraRules("cam1", [A, B], cfg())
     run(r, [[*seated(), phone(0.2, 0.7)]] * 6)
     ups = r.finish()
@@ -231,13 +231,13 @@ def test_finish_closes_open_events():
     assert r.open_events() == []
 
 
-def test_flaky_detection_of_a_seated_person_is_not_an_empty_seat():
+def test_flaky_detection_of_a_seated_person_is_not_an_empty_seat() -> None:
     # the detector sees the person at A in one frame out of four for 30 s
     frames = [seated() if i % 4 == 0 else [person(0.75, 0.8)] for i in range(60)]
     assert run(CameraRules("cam1", [A, B], cfg(seat_empty_seconds=10.0)), frames) == []
 
 
-def test_tamper_onset_backdates_the_event_start_only():
+def test_tamper_onset_backdates_the_event_start_only() -> None:
     r = CameraRules("cam1", [A, B], cfg())
     ups = []
     for i in range(12):
@@ -250,7 +250,7 @@ def test_tamper_onset_backdates_the_event_start_only():
     assert ups[1].event.end_s == pytest.approx(5.5)
 
 
-def test_an_onset_later_than_the_debounce_start_is_ignored():
+def test_an_onset_later_than_the_debounce_start_is_ignored() -> None:
     r = CameraRules("cam1", [A, B], cfg())
     ups = []
     for i in range(6):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -21,9 +22,16 @@ CLIP = SAMPLES / "room_d.mp4"  # its first 20 s: an evaluator leaves, no tamper
 ONSET = 12  # analysed frame (2 fps) where the transformation starts
 N = 40
 
+#: The clip's first N analysed frames: (time s, BGR frame).
+Frames = list[tuple[float, np.ndarray]]
+#: A tampering applied to frame ``i`` (its index among the analysed frames).
+Transform = Callable[[np.ndarray, int], np.ndarray]
+#: What the detector says of one frame: ``{kind: confidence}``, empty when normal.
+Kinds = dict[str, float]
+
 
 @pytest.fixture(scope="module")
-def frames() -> list[tuple[float, np.ndarray]]:
+def frames() -> Frames:
     assert CLIP.is_file(), f"sample clip {CLIP} missing (run sample_videos/make_samples.py)"
     truth = json.loads(CLIP.with_suffix(".truth.json").read_text(encoding="utf-8"))
     assert not [e for e in truth["events"] if e["rule"] == "camera_tamper" and e["start_s"] < N / 2]
@@ -52,7 +60,7 @@ def shift(f: np.ndarray, i: int) -> np.ndarray:
     return cv2.warpAffine(f, m, (f.shape[1], f.shape[0]), borderMode=cv2.BORDER_REFLECT)
 
 
-def run(frames, transform=None, freeze=False):
+def run(frames: Frames, transform: Transform | None = None, freeze: bool = False) -> list[Kinds]:
     det = TamperDetector()
     kinds = []
     held = None
@@ -67,19 +75,23 @@ def run(frames, transform=None, freeze=False):
     return kinds
 
 
-def test_untouched_clip_has_no_tamper(frames):
+def test_untouched_clip_has_no_tamper(frames: Frames) -> None:
     assert all(k == {} for k in run(frames))
 
 
 @pytest.mark.parametrize(("transform", "kind"), [(cover, "covered"), (blur, "defocused"), (shift, "moved")])
-def test_transformed_frames_are_detected_as_the_right_kind(frames, transform, kind):
+def test_transformed_frames_are_detected_as_the_right_kind(
+    frames: Frames,
+    transform: Transform,
+    kind: str,
+) -> None:
     kinds = run(frames, transform)
     assert all(k == {} for k in kinds[:ONSET])
     after = kinds[ONSET:]
     assert all(set(k) == {kind} for k in after), after
 
 
-def test_frozen_after_frozen_seconds(frames):
+def test_frozen_after_frozen_seconds(frames: Frames) -> None:
     kinds = run(frames, freeze=True)
     assert all(k == {} for k in kinds[: ONSET + 1])
     frozen = [i for i, k in enumerate(kinds) if k]
@@ -89,7 +101,7 @@ def test_frozen_after_frozen_seconds(frames):
     assert frozen == list(range(first, len(kinds)))
 
 
-def test_tamper_becomes_one_debounced_event(frames):
+def test_tamper_becomes_one_debounced_event(frames: Frames) -> None:
     det = TamperDetector()
     rules = CameraRules("cam1", [], RulesConfig())
     ups = []
@@ -107,7 +119,7 @@ def test_tamper_becomes_one_debounced_event(frames):
     assert ev.end_s == pytest.approx(frames[ONSET + 11][0], abs=0.01)
 
 
-def test_frozen_event_starts_at_the_first_repeated_frame_not_when_reported(frames):
+def test_frozen_event_starts_at_the_first_repeated_frame_not_when_reported(frames: Frames) -> None:
     det = TamperDetector()
     rules = CameraRules("cam1", [], RulesConfig())
     ups = []
@@ -124,7 +136,7 @@ def test_frozen_event_starts_at_the_first_repeated_frame_not_when_reported(frame
     assert det.onsets() == {"frozen": pytest.approx(frames[ONSET + 1][0], abs=0.01)}
 
 
-def test_no_onset_while_live(frames):
+def test_no_onset_while_live(frames: Frames) -> None:
     det = TamperDetector()
     for t, f in frames[:10]:
         det.update(t, f)
@@ -142,7 +154,7 @@ def recoded(f: np.ndarray, i: int) -> np.ndarray:
     return np.clip(f.astype(np.int16) + field, 0, 255).astype(np.uint8)
 
 
-def run_held(frames, per_frame):
+def run_held(frames: Frames, per_frame: Transform) -> list[Kinds]:
     """The frame at ONSET held from then on, each repeat passed through ``per_frame``."""
     det = TamperDetector(TamperConfig(frozen_seconds=3.0))
     kinds = []
@@ -159,7 +171,7 @@ def converging(f: np.ndarray, i: int) -> np.ndarray:
     return recoded(f, i if i < ONSET + 4 else 1000 + i // 5)
 
 
-def test_freeze_re_coded_by_the_encoder_is_dated_from_the_first_re_code(frames):
+def test_freeze_re_coded_by_the_encoder_is_dated_from_the_first_re_code(frames: Frames) -> None:
     # dev_04 of the evaluation set: the first 1.5 s of a 6 s freeze differed by 0.1-0.8 grey
     # levels on average (the encoder converging), which delayed the report by that much
     det = TamperDetector()
@@ -184,13 +196,13 @@ def test_freeze_re_coded_by_the_encoder_is_dated_from_the_first_re_code(frames):
     assert all(k == {"frozen": 1.0} for k in kinds[i_new:])
 
 
-def test_re_codes_alone_are_no_freeze(frames):
+def test_re_codes_alone_are_no_freeze(frames: Frames) -> None:
     # every frame re-coded, none identical: a perfectly still room with sensor noise looks the
     # same, so it stays live
     assert all(k == {} for k in run_held(frames, recoded))
 
 
-def test_small_motion_on_a_still_picture_is_live(frames):
+def test_small_motion_on_a_still_picture_is_live(frames: Frames) -> None:
     # one hand moving a pen (an 80x60 patch changing by tens of grey levels) on an otherwise
     # unchanging picture: the mean difference is small but the amplitude is not a re-coding
     def writing(f: np.ndarray, i: int) -> np.ndarray:
@@ -202,7 +214,7 @@ def test_small_motion_on_a_still_picture_is_live(frames):
     assert all(k == {} for k in run_held(frames, writing))
 
 
-def test_defocused_still_picture_is_defocused_not_frozen(frames):
+def test_defocused_still_picture_is_defocused_not_frozen(frames: Frames) -> None:
     # a defocused live picture changes little from frame to frame; it must stay "defocused"
     # however long it lasts
     kinds = run_held(frames, lambda f, i: blur(f, i))
@@ -223,7 +235,12 @@ def dimmed(f: np.ndarray, i: int, blur_sigma: float = 0.0) -> np.ndarray:
     return out
 
 
-def run_dim(frames, cfg: TamperConfig, blur_from: int | None = None, dim_from: int = 0):
+def run_dim(
+    frames: Frames,
+    cfg: TamperConfig,
+    blur_from: int | None = None,
+    dim_from: int = 0,
+) -> list[Kinds]:
     det = TamperDetector(cfg)
     kinds = []
     for i, (t, f) in enumerate(frames):
@@ -237,7 +254,7 @@ LEGACY = TamperConfig(frozen_amp=None, sharp_osd_rows=0.0, defocus_first=False, 
                       frozen_blip=1.0, frozen_max_blips=1, frozen_quiet_frac=0.0)
 
 
-def test_defocus_in_a_dimmed_room_is_defocused_not_moved(frames):
+def test_defocus_in_a_dimmed_room_is_defocused_not_moved(frames: Frames) -> None:
     # the evaluation set's dev-source probe clips (a far and a shallow room, lights at half all
     # along, the lens defocused): the sharp OSD kept the blurred picture's sharpness above 30% of
     # the dim baseline, and the blur then lost the ORB features: read as "moved"
@@ -248,7 +265,7 @@ def test_defocus_in_a_dimmed_room_is_defocused_not_moved(frames):
     assert not any("defocused" in k for k in old[ONSET:])
 
 
-def test_lights_dimmed_by_half_are_no_tamper(frames):
+def test_lights_dimmed_by_half_are_no_tamper(frames: Frames) -> None:
     # the sharpness falls to a quarter when the lights go to half, the contrast to a half: the
     # contrast-normalised sharpness does not read that as a defocus
     assert all(k == {} for k in run_dim(frames, TamperConfig(), dim_from=ONSET))
@@ -272,7 +289,7 @@ def key_frames(f: np.ndarray, i: int) -> np.ndarray:
     return np.clip(f.astype(np.int16) + off, 0, 255).astype(np.uint8)
 
 
-def test_freeze_with_key_frame_re_codes_is_frozen(frames):
+def test_freeze_with_key_frame_re_codes_is_frozen(frames: Frames) -> None:
     # dev-source probe clip dev_p6 (bench/tamper_accuracy.py --render-probes): a 6 s freeze in a
     # dim room at 200 kbps, each key frame and the frame after it re-coded (mean 0.8-1.5): two
     # consecutive "blips" ended the frozen run, so the freeze was never reported
