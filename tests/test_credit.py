@@ -5,7 +5,6 @@ statement, appeal), their CSV/XLSX/signed-JSON exports, and the report PDF's emb
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import io
 import json
@@ -18,7 +17,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from dashboard.app import create_app
 from dashboard.services import Services
 from evalwatch import experts as experts_cmd
 from sessions import credit
@@ -29,10 +27,9 @@ from storage.models import AuditLog, Segment
 from testkit.dashboard import (
     add_event,
     asgi_login,
-    chromium_context,
+    dashboard_in_chromium,
     make_config,
     make_services,
-    serving,
     ui_login,
 )
 
@@ -528,91 +525,81 @@ def test_report_pdf_embeds_its_font_and_lists_violations(tmp_path: Path) -> None
 async def test_experts_page_in_chromium(tmp_path: Path, services: Services) -> None:
     """Admin imports a CSV on the page; a supervisor confirms an alert from the alert list; the
     expert page shows the record; an observer's page shows codes, not names."""
-    from playwright.async_api import async_playwright
 
-    server = contextlib.AsyncExitStack()  # the dashboard on a real port, stopped at the end
-    url = "http://" + await server.enter_async_context(serving(create_app(services)))
     csv_file = tmp_path / "drawn.csv"
     csv_file.write_bytes(
         csv_bytes([HEADER, ["E0001", "张三", id_number(1), "13800000001"], ["E0002", "", "", ""]])
     )
-    errors: list[str] = []
-    try:
-        async with async_playwright() as p:
-            ctx = await chromium_context(p, 1300, 900)
-            page = ctx.pages[0] if ctx.pages else await ctx.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
+    async with dashboard_in_chromium(services, 1300, 900) as b:
+        page, url, errors = b.page, b.url, b.errors
 
-            async def login(role: str) -> None:
-                await ui_login(page, url, role)
+        async def login(role: str) -> None:
+            await ui_login(page, url, role)
 
-            await login("admin")
-            await page.goto(url + "/#experts")
-            # an empty register says so and how it is filled, not just an empty table
-            await page.wait_for_selector("#ex-panel p.empty")
-            assert "CSV/XLSX" in await page.inner_text("#ex-panel p.empty")
-            await page.set_input_files("#ex-file", str(csv_file))
-            await page.click("#ex-import-btn")
-            await page.wait_for_selector(".import-errors li")
-            assert "name is empty" in await page.inner_text("#ex-result")
-            await page.wait_for_selector("table.experts a")
-            assert "张三" in await page.inner_text("#ex-panel")
-            assert await page.locator("#ex-panel p.empty").count() == 0
+        await login("admin")
+        await page.goto(url + "/#experts")
+        # an empty register says so and how it is filled, not just an empty table
+        await page.wait_for_selector("#ex-panel p.empty")
+        assert "CSV/XLSX" in await page.inner_text("#ex-panel p.empty")
+        await page.set_input_files("#ex-file", str(csv_file))
+        await page.click("#ex-import-btn")
+        await page.wait_for_selector(".import-errors li")
+        assert "name is empty" in await page.inner_text("#ex-result")
+        await page.wait_for_selector("table.experts a")
+        assert "张三" in await page.inner_text("#ex-panel")
+        assert await page.locator("#ex-panel p.empty").count() == 0
 
-            with services.db.session() as s:  # E0001 sits on site1/room1/s1 of a running session
-                from sessions.models import EvalSession, SessionSeat
+        with services.db.session() as s:  # E0001 sits on site1/room1/s1 of a running session
+            from sessions.models import EvalSession, SessionSeat
 
-                now = datetime.now(UTC)
-                row = EvalSession(
-                    code="ZB-B",
-                    project="p",
-                    bids=["B1"],
-                    planned_start=now,
-                    planned_end=now,
-                    status="running",
-                    created_by="sup",
-                    started_at=now - timedelta(seconds=5),
+            now = datetime.now(UTC)
+            row = EvalSession(
+                code="ZB-B",
+                project="p",
+                bids=["B1"],
+                planned_start=now,
+                planned_end=now,
+                status="running",
+                created_by="sup",
+                started_at=now - timedelta(seconds=5),
+            )
+            s.add(row)
+            s.flush()
+            s.add(
+                SessionSeat(
+                    session_id=row.id,
+                    site="site1",
+                    room="room1",
+                    seat="s1",
+                    expert="张三",
+                    bid="B1",
+                    expert_code="E0001",
                 )
-                s.add(row)
-                s.flush()
-                s.add(
-                    SessionSeat(
-                        session_id=row.id,
-                        site="site1",
-                        room="room1",
-                        seat="s1",
-                        expert="张三",
-                        bid="B1",
-                        expert_code="E0001",
-                    )
-                )
-                s.commit()
-            eid = add_event(services.db)
+            )
+            s.commit()
+        eid = add_event(services.db)
 
-            await login("supervisor")
-            await page.goto(url + "/#alerts")
-            await page.wait_for_selector(f"tr[data-event-id='{eid}'] .expert")
-            assert "E0001 张三" in await page.inner_text(f"tr[data-event-id='{eid}'] .expert")
-            await page.click(f"tr[data-event-id='{eid}'] button.judge")
-            await page.wait_for_selector("#cj-category")
-            await page.select_option("#cj-category", "离开座位")
-            await page.fill("#cj-note", "离席十分钟")
-            await page.click("form.judge button")
-            await page.wait_for_selector(".credit-record")
-            text = await page.inner_text("#ex-panel")
-            assert "E0001 张三" in text and "离开座位" in text and "离席十分钟" in text
+        await login("supervisor")
+        await page.goto(url + "/#alerts")
+        await page.wait_for_selector(f"tr[data-event-id='{eid}'] .expert")
+        assert "E0001 张三" in await page.inner_text(f"tr[data-event-id='{eid}'] .expert")
+        await page.click(f"tr[data-event-id='{eid}'] button.judge")
+        await page.wait_for_selector("#cj-category")
+        await page.select_option("#cj-category", "离开座位")
+        await page.fill("#cj-note", "离席十分钟")
+        await page.click("form.judge button")
+        await page.wait_for_selector(".credit-record")
+        text = await page.inner_text("#ex-panel")
+        assert "E0001 张三" in text and "离开座位" in text and "离席十分钟" in text
 
-            await login("observer")
-            await page.goto(url + "/#experts/E0001")
-            await page.wait_for_selector(".credit-record")
-            text = await page.inner_text("#ex-panel")
-            assert "E0001" in text and "离开座位" in text and "张三" not in text
-            await page.goto(url + "/#experts")
-            await page.wait_for_selector("table.experts a")
-            assert "张三" not in await page.inner_text("#ex-panel")
-            await ctx.close()
-    finally:
-        await server.aclose()
+        await login("observer")
+        await page.goto(url + "/#experts/E0001")
+        await page.wait_for_selector(".credit-record")
+        text = await page.inner_text("#ex-panel")
+        assert "E0001" in text and "离开座位" in text and "张三" not in text
+        await page.goto(url + "/#experts")
+        await page.wait_for_selector("table.experts a")
+        assert "张三" not in await page.inner_text("#ex-panel")
     assert not errors, errors
 
 

@@ -438,49 +438,37 @@ def test_dingtalk_signature_matches_the_documented_example_form() -> None:
 async def test_delivery_log_page_says_when_nothing_was_sent(tmp_path: Path) -> None:
     """The delivery log of a hub whose sites notify nobody says so (and where it is set), a filter
     with no match says that, and a delivery shows as a row with the message gone."""
-    import contextlib
     from datetime import UTC, datetime
 
-    from playwright.async_api import async_playwright
-
     from storage.models import NotificationAttempt
-    from testkit.dashboard import chromium_context, make_services, serving, ui_login
+    from testkit.dashboard import dashboard_in_chromium, make_services, ui_login
 
     services = make_services(tmp_path, cfg=make_config(sites=1, rooms=1))
-    server = contextlib.AsyncExitStack()
-    url = "http://" + await server.enter_async_context(serving(create_app(services)))
-    errors: list[str] = []
-    try:
-        async with async_playwright() as p:
-            ctx = await chromium_context(p, 1300, 800)
-            page = ctx.pages[0] if ctx.pages else await ctx.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            await ui_login(page, url, "supervisor")
-            if not (await page.evaluate("document.documentElement.lang")).startswith("en"):
-                await page.click("#lang-switch")
-            await page.goto(url + "/#notifications")
-            await page.wait_for_selector("#nl-empty:not([hidden])")
-            assert "notify" in await page.inner_text("#nl-empty")
-            await page.select_option("#nl-status", "failed")
-            await page.wait_for_function(
-                "() => document.getElementById('nl-empty').textContent.includes('this result')")
+    async with dashboard_in_chromium(services, 1300, 800) as b:
+        page, url, errors = b.page, b.url, b.errors
+        await ui_login(page, url, "supervisor")
+        if not (await page.evaluate("document.documentElement.lang")).startswith("en"):
+            await page.click("#lang-switch")
+        await page.goto(url + "/#notifications")
+        await page.wait_for_selector("#nl-empty:not([hidden])")
+        assert "notify" in await page.inner_text("#nl-empty")
+        await page.select_option("#nl-status", "failed")
+        await page.wait_for_function(
+            "() => document.getElementById('nl-empty').textContent.includes('this result')")
 
-            with services.db.session() as s:
-                row = NotificationDelivery(
-                    site="site1", target_id="duty", channel="webhook", target="https://hook.example/***",
-                    source="event", ref="7", dedupe="site1/duty/event:7", payload={}, status="failed",
-                    attempts=1,
-                )
-                s.add(row)
-                s.flush()
-                s.add(NotificationAttempt(delivery_id=row.id, at=datetime.now(UTC), attempt=1,
-                                          status="failed", http_status=500, error="HTTP 500"))
-                s.commit()
-            await page.click("#nl-reload")
-            await page.wait_for_selector("#nl-body tr")
-            assert await page.locator("#nl-empty").is_hidden()
-            assert "HTTP 500" in await page.inner_text("#nl-body")
-            await ctx.close()
-    finally:
-        await server.aclose()
+        with services.db.session() as s:
+            row = NotificationDelivery(
+                site="site1", target_id="duty", channel="webhook", target="https://hook.example/***",
+                source="event", ref="7", dedupe="site1/duty/event:7", payload={}, status="failed",
+                attempts=1,
+            )
+            s.add(row)
+            s.flush()
+            s.add(NotificationAttempt(delivery_id=row.id, at=datetime.now(UTC), attempt=1,
+                                      status="failed", http_status=500, error="HTTP 500"))
+            s.commit()
+        await page.click("#nl-reload")
+        await page.wait_for_selector("#nl-body tr")
+        assert await page.locator("#nl-empty").is_hidden()
+        assert "HTTP 500" in await page.inner_text("#nl-body")
     assert not errors, errors

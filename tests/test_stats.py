@@ -4,7 +4,6 @@ rules (fire on seeded history, once; pushed through the alert hub), the monthly 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import shutil
@@ -18,7 +17,6 @@ import httpx
 import pytest
 
 from config.models import EvalwatchConfig, WarningsConfig
-from dashboard.app import create_app
 from dashboard.services import Services
 from sessions import credit
 from sessions.credit_models import Expert
@@ -27,10 +25,9 @@ from sessions.models import EvalSession, SessionCamera, SessionSeat
 from storage.models import EventRow, Segment
 from testkit.dashboard import (
     asgi_login,
-    chromium_context,
+    dashboard_in_chromium,
     make_config,
     make_services,
-    serving,
     ui_login,
 )
 
@@ -611,7 +608,6 @@ _LABELS_JS = """(id) => {
 async def test_stats_page_draws_charts_in_chromium(tmp_path: Path, services: Services) -> None:
     """The statistics page of a seeded database: every chart's canvas holds pixels of its series
     colours (ECharts drew the data, not just the DOM); observers see codes, not names."""
-    from playwright.async_api import async_playwright
 
     shots = tmp_path / "shots"  # the page and each chart, kept for a look when it fails
     shots.mkdir()
@@ -619,9 +615,6 @@ async def test_stats_page_draws_charts_in_chromium(tmp_path: Path, services: Ser
     with services.db.session() as s:
         evaluate(s, WCFG, T0 + timedelta(days=1))
         s.commit()
-    server = contextlib.AsyncExitStack()  # the dashboard on a real port, stopped at the end
-    url = "http://" + await server.enter_async_context(serving(create_app(services)))
-    errors: list[str] = []
     console: list[str] = []
     want = {  # chart -> series colours that must show
         "day": ["#3b82f6"],
@@ -633,95 +626,89 @@ async def test_stats_page_draws_charts_in_chromium(tmp_path: Path, services: Ser
         "coverage": ["#a855f7"],
         "offline": ["#ec4899"],
     }
-    try:
-        async with async_playwright() as p:
-            ctx = await chromium_context(p, 1400, 1000)
-            page = ctx.pages[0] if ctx.pages else await ctx.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    async with dashboard_in_chromium(services, 1400, 1000) as b:
+        page, url, errors = b.page, b.url, b.errors
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
 
-            async def show(role: str) -> None:
-                await ui_login(page, url, role)
-                await page.goto(url + "/#stats")
-                await page.wait_for_function(
-                    "() => (window.evalwatch.stats?.rendered || 0) >= 1", timeout=20_000
-                )
-                await page.fill("#st-from", RANGE["from"])
-                await page.fill("#st-to", RANGE["to"])
-                await page.click("#st-refresh")
-                await page.wait_for_function(
-                    "() => (window.evalwatch.stats?.rendered || 0) >= 2", timeout=20_000
-                )
-
-            await show("supervisor")
-            await page.screenshot(path=str(shots / "page.png"), full_page=True)
-            assert await page.locator("#nav button[data-view='stats']").is_visible()
-            for chart, colours in want.items():
-                canvas = page.locator(f"#chart-{chart} canvas").first
-                png = await canvas.screenshot()
-                (shots / f"chart-{chart}.png").write_bytes(png)
-                for c in colours:
-                    n = _colour_pixels(png, c)
-                    assert n > 150, (chart, c, n)
-            # the offline chart has no coverage colour and vice versa (each drew its own data)
-            assert (
-                _colour_pixels(await page.locator("#chart-offline canvas").first.screenshot(), "#a855f7") == 0
+        async def show(role: str) -> None:
+            await ui_login(page, url, role)
+            await page.goto(url + "/#stats")
+            await page.wait_for_function(
+                "() => (window.evalwatch.stats?.rendered || 0) >= 1", timeout=20_000
             )
-            experts = await page.inner_text("table.stat-experts")
-            assert "E0001" in experts and "张三" in experts
-            assert await page.locator("#st-warnings tr.warning").count() == 4
-            assert "张三" in await page.inner_text("#st-warnings")
-            href = await page.get_attribute("#st-report-pdf", "href")
-            assert href and href.startswith("/api/reports/monthly?site=site1&month=")
-            # every rule's name is drawn under its bar, also where it is wider than its bar's slot (the
-            # English names: wrapped, none dropped as overlapping — a bar without its name says nothing)
-            await page.click("#lang-switch")  # zh-CN -> en: the charts are drawn again
-            await page.wait_for_function("() => (window.evalwatch.stats?.rendered || 0) >= 3", timeout=20_000)
-            assert await page.evaluate("document.documentElement.lang") == "en"
-            await page.screenshot(path=str(shots / "page-en.png"), full_page=True)
-            for chart in ("rule", "judge", "ack"):
-                names, drawn = await page.evaluate(_LABELS_JS, f"chart-{chart}")
-                missing = [n for n in names if n.replace(" ", "") not in drawn]
-                assert names and not missing, (chart, missing, drawn)
-            # the names wrap to the bars' width of the moment: a window made narrower (two charts a
-            # row instead of three: wider charts) draws them again at the new width
-            width_js = ("() => window.echarts.getInstanceByDom(document.getElementById('chart-rule'))"
-                        ".getOption().xAxis[0].axisLabel.width")
-            before = await page.evaluate(width_js)
-            await page.set_viewport_size({"width": 1100, "height": 1000})
-            await page.wait_for_function(f"() => ({width_js})() > {before} + 20", timeout=10_000)
-            await page.set_viewport_size({"width": 1400, "height": 1000})
-            await page.wait_for_function(f"() => ({width_js})() === {before}", timeout=10_000)
-
-            # a range with nothing in it: each chart says why it is empty
-            await page.fill("#st-from", "2031-01-01")
-            await page.fill("#st-to", "2031-01-31")
+            await page.fill("#st-from", RANGE["from"])
+            await page.fill("#st-to", RANGE["to"])
             await page.click("#st-refresh")
-            await page.wait_for_function("() => (window.evalwatch.stats?.rendered || 0) >= 6", timeout=20_000)
-            await page.screenshot(path=str(shots / "page-empty.png"), full_page=True)
-            lang = await page.evaluate("document.documentElement.lang")
-            strings = json.loads((ROOT / "dashboard" / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
-            why = {"judge": "stats.empty_judged", "ack": "stats.empty_ack",
-                   "coverage": "stats.empty_sessions", "offline": "stats.empty_sessions"}
-            for chart in want:
-                said = await page.evaluate(
-                    "(id) => { const n = document.getElementById(id);"
-                    " return [n.classList.contains('nodata'), getComputedStyle(n, '::after').content]; }",
-                    f"chart-{chart}",
-                )
-                message = strings[why.get(chart, "stats.empty")]
-                assert said == [True, json.dumps(message, ensure_ascii=False)], (chart, said)
+            await page.wait_for_function(
+                "() => (window.evalwatch.stats?.rendered || 0) >= 2", timeout=20_000
+            )
 
-            await show("observer")
-            png = await page.locator("#chart-judge canvas").first.screenshot()
-            assert _colour_pixels(png, "#ef4444") > 150
-            experts = await page.inner_text("table.stat-experts")
-            assert "E0001" in experts and "张三" not in experts and "李四" not in experts
-            assert "张三" not in await page.inner_text("#view-stats")
-            assert await page.locator("#st-run").is_hidden() and await page.locator("#st-report").is_hidden()
-            await ctx.close()
-    finally:
-        await server.aclose()
+        await show("supervisor")
+        await page.screenshot(path=str(shots / "page.png"), full_page=True)
+        assert await page.locator("#nav button[data-view='stats']").is_visible()
+        for chart, colours in want.items():
+            canvas = page.locator(f"#chart-{chart} canvas").first
+            png = await canvas.screenshot()
+            (shots / f"chart-{chart}.png").write_bytes(png)
+            for c in colours:
+                n = _colour_pixels(png, c)
+                assert n > 150, (chart, c, n)
+        # the offline chart has no coverage colour and vice versa (each drew its own data)
+        assert (
+            _colour_pixels(await page.locator("#chart-offline canvas").first.screenshot(), "#a855f7") == 0
+        )
+        experts = await page.inner_text("table.stat-experts")
+        assert "E0001" in experts and "张三" in experts
+        assert await page.locator("#st-warnings tr.warning").count() == 4
+        assert "张三" in await page.inner_text("#st-warnings")
+        href = await page.get_attribute("#st-report-pdf", "href")
+        assert href and href.startswith("/api/reports/monthly?site=site1&month=")
+        # every rule's name is drawn under its bar, also where it is wider than its bar's slot (the
+        # English names: wrapped, none dropped as overlapping — a bar without its name says nothing)
+        await page.click("#lang-switch")  # zh-CN -> en: the charts are drawn again
+        await page.wait_for_function("() => (window.evalwatch.stats?.rendered || 0) >= 3", timeout=20_000)
+        assert await page.evaluate("document.documentElement.lang") == "en"
+        await page.screenshot(path=str(shots / "page-en.png"), full_page=True)
+        for chart in ("rule", "judge", "ack"):
+            names, drawn = await page.evaluate(_LABELS_JS, f"chart-{chart}")
+            missing = [n for n in names if n.replace(" ", "") not in drawn]
+            assert names and not missing, (chart, missing, drawn)
+        # the names wrap to the bars' width of the moment: a window made narrower (two charts a
+        # row instead of three: wider charts) draws them again at the new width
+        width_js = ("() => window.echarts.getInstanceByDom(document.getElementById('chart-rule'))"
+                    ".getOption().xAxis[0].axisLabel.width")
+        before = await page.evaluate(width_js)
+        await page.set_viewport_size({"width": 1100, "height": 1000})
+        await page.wait_for_function(f"() => ({width_js})() > {before} + 20", timeout=10_000)
+        await page.set_viewport_size({"width": 1400, "height": 1000})
+        await page.wait_for_function(f"() => ({width_js})() === {before}", timeout=10_000)
+
+        # a range with nothing in it: each chart says why it is empty
+        await page.fill("#st-from", "2031-01-01")
+        await page.fill("#st-to", "2031-01-31")
+        await page.click("#st-refresh")
+        await page.wait_for_function("() => (window.evalwatch.stats?.rendered || 0) >= 6", timeout=20_000)
+        await page.screenshot(path=str(shots / "page-empty.png"), full_page=True)
+        lang = await page.evaluate("document.documentElement.lang")
+        strings = json.loads((ROOT / "dashboard" / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
+        why = {"judge": "stats.empty_judged", "ack": "stats.empty_ack",
+               "coverage": "stats.empty_sessions", "offline": "stats.empty_sessions"}
+        for chart in want:
+            said = await page.evaluate(
+                "(id) => { const n = document.getElementById(id);"
+                " return [n.classList.contains('nodata'), getComputedStyle(n, '::after').content]; }",
+                f"chart-{chart}",
+            )
+            message = strings[why.get(chart, "stats.empty")]
+            assert said == [True, json.dumps(message, ensure_ascii=False)], (chart, said)
+
+        await show("observer")
+        png = await page.locator("#chart-judge canvas").first.screenshot()
+        assert _colour_pixels(png, "#ef4444") > 150
+        experts = await page.inner_text("table.stat-experts")
+        assert "E0001" in experts and "张三" not in experts and "李四" not in experts
+        assert "张三" not in await page.inner_text("#view-stats")
+        assert await page.locator("#st-run").is_hidden() and await page.locator("#st-report").is_hidden()
     assert not errors, errors
     assert not [c for c in console if "Content Security Policy" in c], console
 
