@@ -402,6 +402,8 @@ def test_agents_view_creates_a_code_flags_and_revokes(hub: Hub, tmp_path: Path) 
             row = page.locator("#agents-body tr", has_text="late-pc")
             row.wait_for(timeout=10_000)
             assert row.get_attribute("data-flags") == "clock", row.inner_text()
+            assert page.locator("#agents-empty").is_hidden()
+            assert page.locator("#agent-creds-empty").is_hidden()
             page.select_option("#ag-site", "s02")
             page.click("#ag-code-form button[type=submit]")
             page.wait_for_selector("#ag-code-box:not([hidden])", timeout=10_000)
@@ -421,6 +423,28 @@ def test_agents_view_creates_a_code_flags_and_revokes(hub: Hub, tmp_path: Path) 
     assert agent_calls(hub.url, state.credential, site="s02")["heartbeat"] == 401
     second = enroll(hub.url, code, tmp_path / "other")  # the code the view showed works
     assert second.site == "s02"
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (make system-deps)")
+async def test_agents_view_of_a_new_hub_says_how_agents_get_there(tmp_path: Path) -> None:
+    """No agent yet: each of the view's two tables is under its heading and says it is empty, and
+    how an agent comes to be listed (an enrolment code, ``evalwatch agent enroll``)."""
+    from testkit.dashboard import dashboard_in_chromium, make_services, ui_login
+
+    async with dashboard_in_chromium(make_services(tmp_path), 1366, 900) as b:
+        await ui_login(b.page, b.url, "admin")
+        if not (await b.page.evaluate("document.documentElement.lang")).startswith("en"):
+            await b.page.click("#lang-switch")
+        await b.page.goto(b.url + "/#agents")
+        await b.page.wait_for_selector("#agents-empty:not([hidden])", timeout=10_000)
+        await b.page.wait_for_selector("#agent-creds-empty:not([hidden])")
+        assert "evalwatch agent enroll" in await b.page.inner_text("#agents-empty")
+        assert "site token" in await b.page.inner_text("#agent-creds-empty")
+        headings = await b.page.locator("#view-agents h2").all_inner_texts()
+        assert headings == ["Site agents (as their last heartbeat reports)", "Enrolled agent credentials"]
+        assert await b.page.locator("#agents-body tr").count() == 0
+    assert b.errors == [] and b.console == []
 
 
 async def test_enrolment_is_throttled_per_address(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from dashboard.app import STATIC, create_app
-from testkit.dashboard import dashboard_in_chromium, make_services, ui_login
+from testkit.dashboard import add_event, dashboard_in_chromium, make_services, ui_login
 
 FONT = STATIC / "fonts" / "wqy-microhei.woff2"
 
@@ -87,15 +87,18 @@ async def test_chinese_is_drawn_with_glyphs_in_the_page_and_on_the_charts(tmp_pa
         assert b.errors == [] and b.console == []
 
 
-#: Every top-bar label whose text must stay on one line, with the number of lines it is on.
-LABEL_LINES = """() => [...document.querySelectorAll(
-    '.topbar h1, #nav button, .userbox label.sound, #me-name, #me-role, .userbox a, #lang-switch, #logout')]
+#: The elements of a selector, each as [its id, view or text, the number of lines its text is on].
+LINES = """(sel) => [...document.querySelectorAll(sel)]
   .filter(n => n.offsetParent)
   .map(n => {
     const r = document.createRange(); r.selectNodeContents(n);
     const tops = new Set([...r.getClientRects()].map(x => Math.round(x.top)));
-    return [n.id || n.dataset.view || n.tagName, tops.size];
+    return [n.id || n.dataset.view || n.textContent, tops.size];
   })"""
+
+#: Every top-bar label whose text must stay on one line.
+TOP_BAR_LABELS = (".topbar h1, #nav button, .userbox label.sound, #me-name, #me-role, .userbox a,"
+                  " #lang-switch, #logout")
 
 
 @pytest.mark.browser
@@ -118,7 +121,7 @@ async def test_top_bar_labels_never_break_and_the_bar_is_one_row_on_a_laptop(tmp
                 for width in (1920, 1366, 1024):
                     await b.page.set_viewport_size({"width": width, "height": 768})
                     await b.page.wait_for_timeout(100)
-                    lines = await b.page.evaluate(LABEL_LINES)
+                    lines = await b.page.evaluate(LINES, TOP_BAR_LABELS)
                     assert len(lines) >= 10, lines
                     broken = [name for name, n in lines if n != 1]
                     assert broken == [], (role, lang, width, broken)
@@ -126,3 +129,23 @@ async def test_top_bar_labels_never_break_and_the_bar_is_one_row_on_a_laptop(tmp
                     if width == 1920 or (width == 1366 and role == "supervisor" and lang == "zh"):
                         assert height < 50, (role, lang, width, height)
         assert b.errors == [] and b.console == []
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium not installed")
+async def test_wall_tile_names_and_alert_badges_stay_whole(tmp_path: Path) -> None:
+    """A tile with three kinds of open alert at 1366 px: the camera's name and each badge ("座位多人
+    1") are on one line each — the badges wrap as whole badges (they broke inside, "座位多 / 人 1")."""
+    services = make_services(tmp_path)
+    for seat, rule in (("s1", "phone"), ("s2", "extra_person"), ("s3", "seat_empty")):
+        add_event(services.db, seat=seat, rule=rule)
+    async with dashboard_in_chromium(services, 1366, 768) as b:
+        await ui_login(b.page, b.url, "supervisor")
+        for _lang in ("zh", "en"):
+            await b.page.wait_for_function("() => document.querySelectorAll('.tile .badge').length === 3")
+            await b.page.evaluate("document.fonts.ready.then(() => true)")
+            found = await b.page.evaluate(LINES, ".tile .label > span:first-child, .tile .badge")
+            assert len(found) >= 4 + 3 and all(n == 1 for _t, n in found), found
+            await b.page.click("#lang-switch")
+    assert b.errors == [] and b.console == []

@@ -29,6 +29,7 @@ export const agentsView = (function () {
       tr.appendChild(flags);
       body.appendChild(tr);
     }
+    $("agents-empty").hidden = data.agents.length > 0;
     const cbody = $("agent-creds-body");
     cbody.textContent = "";
     for (const c of data.credentials) {
@@ -51,6 +52,7 @@ export const agentsView = (function () {
       tr.appendChild(td);
       cbody.appendChild(tr);
     }
+    $("agent-creds-empty").hidden = data.credentials.length > 0;
   }
   $("ag-code-form").addEventListener("submit", async (x) => {
     x.preventDefault();
