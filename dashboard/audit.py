@@ -20,6 +20,32 @@ from sqlalchemy.orm import Session
 from dashboard.dbutil import run_db
 from storage.models import AuditLog
 
+#: Every action the audit log holds (the UI names each: ``audit_action.<action>`` in both
+#: dictionaries; ``tests/test_dashboard_audit_view.py`` finds the ones the code writes and checks
+#: they are here).
+ACTIONS: tuple[str, ...] = (
+    # who came and went
+    "login", "login_failed", "logout", "password_change", "password_change_failed",
+    "user_create", "user_update",
+    # what was watched (observers' reads included)
+    "live_view", "live_view_end", "replay", "segment_view", "snapshot_view", "alerts_watch",
+    "event_list", "event_view", "session_list", "session_view", "sites_view", "stats_view",
+    "expert_list", "expert_view", "credit_list", "credit_view", "warning_list", "audit_view",
+    "anchor_feed",
+    # alerts and the evaluation sessions
+    "alert_ack", "alert_resolve", "alert_false_alarm", "room_notice", "room_notice_shown",
+    "session_create", "session_start", "session_close", "session_report", "seats_assign",
+    "seats_assign_failed", "legal_hold", "legal_hold_release",
+    # experts and their credit files
+    "expert_create", "expert_update", "expert_photo", "experts_import", "credit_confirm",
+    "credit_dismiss", "credit_revise", "credit_statement", "credit_appeal", "credit_appeal_decision",
+    "credit_export", "warnings_run", "warning_ack", "monthly_report",
+    # evidence and storage
+    "export", "verify", "retention_purge", "segment_refused",
+    # site agents
+    "enroll_code_issue", "enroll_code_use", "enroll_code_refused", "agent_revoke",
+)
+
 
 def add(
     s: Session,

@@ -79,6 +79,7 @@ class AuditEntry(BaseModel):
 
 class AuditList(BaseModel):
     entries: list[AuditEntry]
+    more: bool = Field(default=False, description="older rows match the filters too (ask with before_id)")
 
 
 class ConfigView(BaseModel):

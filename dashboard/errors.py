@@ -71,6 +71,7 @@ MESSAGES: dict[str, str] = {
     "err.warning_not_found": "No such warning.",
     "err.warning_not_open": "This warning has already been acknowledged.",
     "err.warnings_failed": "The early-warning rules could not be evaluated; see the hub's log.",
+    "err.bad_audit_range": "Invalid time range: 'until' must be after 'since'.",
     "err.password_change_required": "Choose a new password before using the dashboard.",
     "err.not_holder": "This hub node does not hold this site; its agents go to the node that does.",
 }

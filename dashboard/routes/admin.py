@@ -168,39 +168,61 @@ async def audit_log(
     st: State,
     request: Request,
     me: Annotated[Principal, Depends(allow("admin", "auditor"))],
-    actor: Annotated[str | None, Query(max_length=64)] = None,
-    action: Annotated[str | None, Query(max_length=64)] = None,
-    since: datetime | None = None,
+    actor: Annotated[
+        str | None, Query(max_length=64, description="exactly this user (or agent:<site>)")
+    ] = None,
+    action: Annotated[str | None, Query(max_length=64, description="exactly this action")] = None,
+    target: Annotated[
+        str | None,
+        Query(max_length=200, description="targets starting with this: site1/room1, event:12, session:3"),
+    ] = None,
+    since: Annotated[datetime | None, Query(description="at or after (ISO 8601 with a zone)")] = None,
+    until: Annotated[datetime | None, Query(description="before (ISO 8601 with a zone)")] = None,
+    before_id: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="older than this row: the next page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=2000)] = 200,
 ) -> AuditList:
-    """Audit rows newest first (reading the audit log is itself audited: ``audit_view``)."""
+    """Audit rows newest first, filtered; ``more`` says older rows match too (ask again with
+    ``before_id`` = the last row's id).  Reading the audit log is itself audited (``audit_view``,
+    with the filters)."""
+    if since and until and until <= since:
+        raise ApiError(422, "err.bad_audit_range")
 
-    def q(s: Session) -> list[AuditEntry]:
+    def q(s: Session) -> AuditList:
         stmt = select(AuditLog)
         if actor:
             stmt = stmt.where(AuditLog.actor == actor)
         if action:
             stmt = stmt.where(AuditLog.action == action)
+        if target:
+            stmt = stmt.where(AuditLog.target.startswith(target, autoescape=True))
         if since:
             stmt = stmt.where(AuditLog.at >= since)
+        if until:
+            stmt = stmt.where(AuditLog.at < until)
+        if before_id:
+            stmt = stmt.where(AuditLog.id < before_id)
         rows = [
             AuditEntry(
                 id=a.id, at=a.at, actor=a.actor, role=a.role, action=a.action, target=a.target, ip=a.ip,
                 details=jsonable(a.details),
             )
-            for a in s.scalars(stmt.order_by(AuditLog.id.desc()).limit(limit))
+            for a in s.scalars(stmt.order_by(AuditLog.id.desc()).limit(limit + 1))
         ]
+        filters = {"actor": actor, "action": action, "target": target, "since": since, "until": until,
+                   "before_id": before_id}
         audit.add(
             s,
             me.username,
             "audit_view",
             role=me.role,
             ip=client_ip(request),
-            details={"actor": actor, "action": action},
+            details=jsonable({k: v for k, v in filters.items() if v is not None}),
         )
-        return rows
+        return AuditList(entries=rows[:limit], more=len(rows) > limit)
 
-    return AuditList(entries=await run_db(st.db, q))
+    return await run_db(st.db, q)
 
 
 @router.get("/api/config", response_model=ConfigView)

@@ -1,20 +1,67 @@
-/* evalwatch dashboard: the audit log. */
-import { $, api, el, fmtTime, guarded } from "./core.js";
+/* evalwatch dashboard: the audit log (admin, auditor) — filtered by user, action, target (prefix)
+   and time (the hub's zone), newest first, 200 at a time ("older entries" fetches the next 200). */
+import { $, api, el, fmtTime, guarded, zonedToMs } from "./core.js";
 
 export const auditView = (function () {
-  async function load() {
-    const data = await guarded(() => api("GET", "/api/audit?limit=300"));
+  const PAGE = 200;
+  const actionName = (a) => t("audit_action." + a, a);
+  let lastId = null;  // the oldest row shown: the next page starts below it
+  let shown = 0;
+
+  function fillActions() {  // translated names, sorted by them; the value stays the code
+    const sel = $("au-action");
+    const keep = sel.value;
+    while (sel.options.length > 1) sel.remove(1);
+    const codes = window.i18n.keys("audit_action.").map((k) => k.slice("audit_action.".length));
+    codes.sort((a, b) => actionName(a).localeCompare(actionName(b), window.i18n.lang));
+    for (const c of codes) sel.appendChild(new Option(actionName(c), c));
+    sel.value = keep;
+  }
+
+  function query(older) {
+    const q = new URLSearchParams({ limit: String(PAGE) });
+    for (const [param, id] of [["actor", "au-actor"], ["action", "au-action"], ["target", "au-target"]]) {
+      const v = $(id).value.trim();
+      if (v) q.set(param, v);
+    }
+    for (const [param, id] of [["since", "au-since"], ["until", "au-until"]]) {
+      const ms = zonedToMs($(id).value);
+      if (Number.isFinite(ms)) q.set(param, new Date(ms).toISOString());
+    }
+    if (older && lastId !== null) q.set("before_id", String(lastId));
+    return "/api/audit?" + q.toString();
+  }
+
+  function row(a) {
+    const tr = el("tr");
+    tr.dataset.action = a.action;
+    const action = el("td", "", actionName(a.action));
+    action.title = a.action;
+    for (const v of [fmtTime(a.at), a.actor + (a.role ? " (" + t("role." + a.role) + ")" : "")]) {
+      tr.appendChild(el("td", "", v));
+    }
+    tr.appendChild(action);
+    for (const v of [a.target || "", a.ip || "", a.details ? JSON.stringify(a.details) : ""]) {
+      tr.appendChild(el("td", "", v));
+    }
+    return tr;
+  }
+
+  async function load(older = false) {
+    fillActions();
+    const data = await guarded(() => api("GET", query(older)));
     if (!data) return;
     const body = $("audit-body");
-    body.textContent = "";
-    for (const a of data.entries) {
-      const tr = el("tr");
-      for (const v of [fmtTime(a.at), a.actor + (a.role ? " (" + t("role." + a.role) + ")" : ""), a.action,
-                       a.target || "", a.ip || "", a.details ? JSON.stringify(a.details) : ""]) {
-        tr.appendChild(el("td", "", v));
-      }
-      body.appendChild(tr);
-    }
+    if (!older) { body.textContent = ""; shown = 0; }
+    for (const a of data.entries) body.appendChild(row(a));
+    shown += data.entries.length;
+    if (data.entries.length) lastId = data.entries[data.entries.length - 1].id;
+    $("audit-empty").hidden = shown > 0;
+    $("au-older").hidden = !data.more;
+    $("au-count").textContent = shown ? t("audit.shown").replace("{n}", String(shown)) : "";
   }
-  return { load };
+
+  $("au-form").addEventListener("submit", (x) => { x.preventDefault(); load(false); });
+  $("au-older").addEventListener("click", () => load(true));
+  return { load: () => load(false) };
 })();

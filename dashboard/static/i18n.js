@@ -53,6 +53,9 @@
     return t("common.network_error");
   }
 
-  window.i18n = { t, apply, load, toggle, errorText, get lang() { return lang; }, ready: load(lang) };
+  /* The keys of the dictionary that start with prefix (a family: "audit_action."). */
+  function keys(prefix) { return Object.keys(dict).filter((k) => k.startsWith(prefix)); }
+
+  window.i18n = { t, apply, load, toggle, errorText, keys, get lang() { return lang; }, ready: load(lang) };
   window.t = t;
 })();
