@@ -16,6 +16,11 @@ writes them, half with a snapshot key, most resolved) — then reports:
 The statements are the routes' own (``dashboard.routes.events.events_query``,
 ``dashboard.routes.replay.segments_query`` / ``events_queries``).
 
+``--audit-rows N`` also fills ``audit_log`` with N rows over the same year (40 users and the
+sites' agents; live views, list reads, replays, logins, alert handling; targets are cameras,
+events and sessions) and times ``GET /api/audit``'s statement
+(``dashboard.routes.admin.audit_query``) with the auditor's filters.
+
 Usage: ``python bench/dbgrowth.py [--cameras 20] [--days 365] [--hours 8] [--events 40]
 [--json out.json]``.  Rows for 20 cameras x 365 days x 8 h at 10 s: 21 million segments (a few
 GB, ~10 minutes to insert here); ``--cameras 2`` gives the same per-camera-day figures faster.
@@ -112,6 +117,63 @@ def fill(db: Any, cameras: int, days: int, hours: float, seg_s: float, events: i
     return {"segments": n_seg, "events": n_ev}
 
 
+#: (action, weight, target kind) of the audit rows :func:`fill_audit` writes.
+AUDIT_MIX = (("live_view", 30, "camera"), ("live_view_end", 30, "camera"), ("event_list", 12, None),
+             ("snapshot_view", 6, "event"), ("replay", 6, "camera"), ("alert_ack", 5, "event"),
+             ("alert_resolve", 4, "event"), ("login", 4, None), ("session_view", 2, "session"),
+             ("room_notice_shown", 1, "camera"))
+
+
+def fill_audit(db: Any, rows: int, days: int, cameras: int, start: datetime = YEAR_START,
+               batch: int = 50_000) -> int:
+    """``rows`` audit rows spread evenly over ``days`` (module docstring); returns the count."""
+    from sqlalchemy import insert
+
+    from storage.models import AuditLog
+
+    rng = random.Random(23)
+    names = [a for a, _w, _k in AUDIT_MIX]
+    weights = [w for _a, w, _k in AUDIT_MIX]
+    kinds = {a: k for a, _w, k in AUDIT_MIX}
+    step = days * 86400 / max(1, rows)
+    done = 0
+    with db.session() as s:
+        while done < rows:
+            chunk = []
+            for i in range(done, min(rows, done + batch)):
+                action = rng.choices(names, weights)[0]
+                kind = kinds[action]
+                site = f"s{rng.randint(1, max(1, cameras)):02d}"
+                target = (f"{site}/room_a/cam1" if kind == "camera" else f"event:{rng.randint(1, 10**6)}"
+                          if kind == "event" else f"session:{rng.randint(1, 5000)}" if kind == "session"
+                          else None)
+                actor = f"agent:{site}" if action == "room_notice_shown" else f"user{rng.randint(1, 40):02d}"
+                chunk.append({"at": start + timedelta(seconds=i * step), "actor": actor, "role": "supervisor",
+                              "action": action, "target": target, "ip": "10.1.0.7", "details": None})
+            s.execute(insert(AuditLog), chunk)
+            done += len(chunk)
+        s.commit()
+    return done
+
+
+def audit_queries(end: datetime, rows: int) -> dict[str, Any]:
+    """``GET /api/audit``'s statement with an auditor's filters (the last day ends at ``end``)."""
+    from dashboard.routes.admin import audit_query
+
+    return {
+        "audit log, newest 200": audit_query(),
+        "audit log, one action (alert_ack)": audit_query(action="alert_ack"),
+        "audit log, one user": audit_query(actor="user07"),
+        "audit log, one camera (target prefix)": audit_query(target="s01/room_a/cam1"),
+        "audit log, one event (target)": audit_query(target="event:4242"),
+        "audit log, a target nothing matches": audit_query(target="s99/"),
+        "audit log, one day": audit_query(since=end - timedelta(days=1), until=end),
+        "audit log, one day half a year ago, one action": audit_query(
+            action="login", since=end - timedelta(days=183), until=end - timedelta(days=182)),
+        "audit log, the page below the middle": audit_query(before_id=max(1, rows // 2)),
+    }
+
+
 def queries(end: datetime) -> dict[str, Any]:
     """The dashboard's statements, for the camera ``s01/room_a/cam1`` and the hour before ``end``."""
     from dashboard.routes.events import events_query
@@ -137,13 +199,15 @@ def queries(end: datetime) -> dict[str, Any]:
     }
 
 
-def measure(db: Any, end: datetime, repeat: int = 5) -> dict[str, dict[str, Any]]:
-    """Plan (EXPLAIN QUERY PLAN details) and median ms of each of :func:`queries`."""
+def measure(db: Any, end: datetime, repeat: int = 5,
+            statements: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Plan (EXPLAIN QUERY PLAN details) and median ms of each of ``statements`` (default
+    :func:`queries`)."""
     from sqlalchemy import text
 
     out: dict[str, dict[str, Any]] = {}
     with db.engine.connect() as conn:
-        for name, stmt in queries(end).items():
+        for name, stmt in (statements if statements is not None else queries(end)).items():
             compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
             plan = [r[-1] for r in conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))]
             times = []
@@ -194,6 +258,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.monotonic()
         counts = fill(db, args.cameras, args.days, args.hours, args.segment_seconds, args.events)
         took = time.monotonic() - t0
+        audit_before = db_path.stat().st_size
+        if args.audit_rows:
+            checkpoint(db)
+            audit_before = db_path.stat().st_size
+            counts["audit_rows"] = fill_audit(db, args.audit_rows, args.days, args.cameras)
         checkpoint(db)
         size = db_path.stat().st_size
         per = table_bytes(db_path)
@@ -209,6 +278,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "segment_bytes_per_camera_day": round(seg_b / cam_days) if per else None,
             "event_bytes_per_camera_day": round(ev_b / cam_days) if per else None,
             "tables": per, "queries": measure(db, end, args.repeat),
+            "audit_queries": measure(db, end, args.repeat, audit_queries(end, args.audit_rows))
+            if args.audit_rows else {},
+            "audit_bytes_per_row": round((size - audit_before) / args.audit_rows)
+            if args.audit_rows else None,
             "loadavg": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
         }
         # the same queries on fresh connections with each page-cache size (storage.sqlite_cache_kb)
@@ -239,14 +312,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--sqlite-cache-kb", type=int, nargs="*", default=[],
                     help="also run the queries with each of these page-cache sizes (KiB per connection)")
+    ap.add_argument("--audit-rows", type=int, default=0,
+                    help="also fill audit_log with this many rows and time the audit log's queries")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     for name in ("cameras", "days", "repeat"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be >= 1")
-    if not 0 < args.hours <= 24 or args.segment_seconds <= 0 or args.events < 0:
-        ap.error("--hours must be in (0, 24], --segment-seconds > 0, --events >= 0")
+    if not 0 < args.hours <= 24 or args.segment_seconds <= 0 or args.events < 0 or args.audit_rows < 0:
+        ap.error("--hours must be in (0, 24], --segment-seconds > 0, --events >= 0, --audit-rows >= 0")
     res = run(args)
     print(f"{res['cameras']} cameras x {res['days']} days x {res['hours_per_day']} h: "
           f"{res['segments']} segments, {res['events']} events, {res['db_bytes'] / 2**20:.1f} MiB "
@@ -255,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
           f"(segments {res['segment_bytes_per_camera_day']}, events {res['event_bytes_per_camera_day']})")
     for name, q in res["queries"].items():
         print(f"  {name:<50} {q['ms_median']:>8} ms  {q['rows']:>5} rows  plan: {' | '.join(q['plan'])}")
+    if res["audit_queries"]:
+        print(f"audit log: {res['audit_rows']} rows, {res['audit_bytes_per_row']} bytes per row")
+        for name, q in res["audit_queries"].items():
+            print(f"  {name:<50} {q['ms_median']:>8} ms  {q['rows']:>5} rows  plan: {' | '.join(q['plan'])}")
     for kb, qs in res["queries_by_sqlite_cache_kb"].items():
         print(f"with cache_size {kb} KiB per connection (median / first run, ms):")
         for name, q in qs.items():

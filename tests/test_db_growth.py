@@ -83,3 +83,36 @@ def test_dbgrowth_bench_reports_bytes_per_camera_day(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as e:
         dbgrowth.main(["--cameras", "0"])
     assert e.value.code == 2
+
+
+def test_audit_log_queries_on_a_year_of_rows(tmp_path: Path) -> None:
+    """``GET /api/audit``'s statement on 60,000 rows over a year: each filter finds what it should
+    (newest first), pages continue below the last id, and none takes long."""
+    from bench.dbgrowth import audit_queries, fill_audit
+
+    db = Database(f"sqlite:///{tmp_path / 'audit.db'}")
+    db.upgrade()
+    try:
+        assert fill_audit(db, 60_000, DAYS, 2) == 60_000
+        end = YEAR_START + timedelta(days=DAYS)
+        res = measure(db, end, 3, audit_queries(end, 60_000))
+        for name, q in res.items():
+            assert q["ms_median"] < 250, f"{name}: {q['ms_median']} ms ({q['plan']})"
+        assert res["audit log, newest 200"]["rows"] == 200
+        assert res["audit log, a target nothing matches"]["rows"] == 0
+        per_day = 60_000 // DAYS  # rows are evenly spaced: a day holds per_day or per_day + 1
+        assert per_day <= res["audit log, one day"]["rows"] <= per_day + 1
+        from dashboard.routes.admin import audit_query
+        from storage.common import as_utc
+
+        with db.session() as s:
+            cam = list(s.scalars(audit_query(target="s01/room_a/cam1", limit=50)))
+            assert len(cam) == 50 and all(a.target == "s01/room_a/cam1" for a in cam)
+            assert [a.id for a in cam] == sorted((a.id for a in cam), reverse=True)
+            below = list(s.scalars(audit_query(target="s01/room_a/cam1", before_id=cam[-1].id, limit=50)))
+            assert below and max(a.id for a in below) < cam[-1].id
+            day = list(s.scalars(audit_query(since=end - timedelta(days=1), until=end, limit=10_000)))
+            assert per_day <= len(day) <= per_day + 1
+            assert all(end - timedelta(days=1) <= as_utc(a.at) < end for a in day)
+    finally:
+        db.dispose()

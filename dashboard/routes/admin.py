@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from dashboard import audit
@@ -163,6 +163,37 @@ async def update_user(
     return out[0]
 
 
+def audit_query(
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_id: int | None = None,
+    limit: int = 200,
+) -> Select[AuditLog]:
+    """``GET /api/audit``'s statement: newest first (by id), each filter when given; ``target``
+    is a literal prefix.  Walked from the newest row down (by id; a time range by ``ix_audit_time``)
+    until ``limit`` rows match: a million rows (a year) on SQLite here, 0.7–3.3 ms for an action,
+    a user, a camera, a day or the next page, ~95 ms for a target matched by few or no rows (every
+    row read) — ``bench/dbgrowth.py --audit-rows``, docs/storage.md "Database growth"."""
+    stmt = select(AuditLog)
+    if actor:
+        stmt = stmt.where(AuditLog.actor == actor)
+    if action:
+        stmt = stmt.where(AuditLog.action == action)
+    if target:
+        stmt = stmt.where(AuditLog.target.startswith(target, autoescape=True))
+    if since:
+        stmt = stmt.where(AuditLog.at >= since)
+    if until:
+        stmt = stmt.where(AuditLog.at < until)
+    if before_id:
+        stmt = stmt.where(AuditLog.id < before_id)
+    return stmt.order_by(AuditLog.id.desc()).limit(limit)
+
+
 @router.get("/api/audit", response_model=AuditList)
 async def audit_log(
     st: State,
@@ -190,25 +221,14 @@ async def audit_log(
         raise ApiError(422, "err.bad_audit_range")
 
     def q(s: Session) -> AuditList:
-        stmt = select(AuditLog)
-        if actor:
-            stmt = stmt.where(AuditLog.actor == actor)
-        if action:
-            stmt = stmt.where(AuditLog.action == action)
-        if target:
-            stmt = stmt.where(AuditLog.target.startswith(target, autoescape=True))
-        if since:
-            stmt = stmt.where(AuditLog.at >= since)
-        if until:
-            stmt = stmt.where(AuditLog.at < until)
-        if before_id:
-            stmt = stmt.where(AuditLog.id < before_id)
+        stmt = audit_query(actor=actor, action=action, target=target, since=since, until=until,
+                           before_id=before_id, limit=limit + 1)
         rows = [
             AuditEntry(
                 id=a.id, at=a.at, actor=a.actor, role=a.role, action=a.action, target=a.target, ip=a.ip,
                 details=jsonable(a.details),
             )
-            for a in s.scalars(stmt.order_by(AuditLog.id.desc()).limit(limit + 1))
+            for a in s.scalars(stmt)
         ]
         filters = {"actor": actor, "action": action, "target": target, "since": since, "until": until,
                    "before_id": before_id}
