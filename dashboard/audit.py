@@ -30,7 +30,7 @@ ACTIONS: tuple[str, ...] = (
     # what was watched (observers' reads included)
     "live_view", "live_view_end", "replay", "segment_view", "snapshot_view", "alerts_watch",
     "event_list", "event_view", "session_list", "session_view", "sites_view", "stats_view",
-    "expert_list", "expert_view", "credit_list", "credit_view", "warning_list", "audit_view",
+    "expert_list", "expert_view", "credit_list", "credit_view", "warning_list", "audit_view", "audit_export",
     "anchor_feed",
     # alerts and the evaluation sessions
     "alert_ack", "alert_resolve", "alert_false_alarm", "room_notice", "room_notice_shown",

@@ -72,6 +72,7 @@ MESSAGES: dict[str, str] = {
     "err.warning_not_open": "This warning has already been acknowledged.",
     "err.warnings_failed": "The early-warning rules could not be evaluated; see the hub's log.",
     "err.bad_audit_range": "Invalid time range: 'until' must be after 'since'.",
+    "err.audit_export_too_large": "More than 100,000 audit entries match; export a shorter time range.",
     "err.password_change_required": "Choose a new password before using the dashboard.",
     "err.not_holder": "This hub node does not hold this site; its agents go to the node that does.",
 }

@@ -434,10 +434,16 @@ TEXT_COLUMNS = {"expert_name", "category", "note", "statement", "updated_by"}
 FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(col: str, v: Any) -> Any:
-    if col in TEXT_COLUMNS and isinstance(v, str) and v.startswith(FORMULA):
+def text_cell(v: Any) -> Any:
+    """``v`` for a CSV/XLSX cell a spreadsheet shows as text: a string starting with one of
+    ``FORMULA`` gets a leading ``'`` (CSV injection); anything else unchanged."""
+    if isinstance(v, str) and v.startswith(FORMULA):
         return "'" + v
     return v
+
+
+def _cell(col: str, v: Any) -> Any:
+    return text_cell(v) if col in TEXT_COLUMNS else v
 
 
 def _header(names: bool) -> list[str]:

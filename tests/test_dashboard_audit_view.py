@@ -5,6 +5,7 @@ languages, ``GET /api/audit`` filters by user, action, target prefix and time an
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -141,6 +142,63 @@ async def test_audit_api_filters_and_pages(tmp_path: Path) -> None:
         await c.aclose()
 
 
+async def test_audit_export_is_the_filtered_rows_as_csv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export: the rows ``GET /api/audit`` would list for the same filters, all of them, as a
+    CSV with times in UTC and the hub's zone and action names in the asked language; a value a
+    spreadsheet would run as a formula is quoted; too many rows is a 413, not a cut file; the
+    export is audited with its row count; observers and supervisors get 403."""
+    import csv
+    import io
+
+    from dashboard.routes import admin
+
+    services = make_services(tmp_path)
+    t0 = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+    seed(services, t0)
+    with services.db.session() as s:
+        audit.add(s, "=HYPERLINK(1)", "login_failed", target="+cmd", details={"reason": "-2"})
+        s.commit()
+    app = create_app(services)
+    async with app.router.lifespan_context(app):
+        c = await asgi_login(app, "auditor")
+        export = "/api/audit/export"
+        r = await c.get(export, params={"action": "replay", "target": "site1/room2", "lang": "zh-CN"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        assert r.headers["content-disposition"].startswith('attachment; filename="audit_')
+        assert r.content.startswith(b"\xef\xbb\xbf")  # the BOM: Excel reads UTF-8
+        rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+        assert rows[0][:3] == ["id", "at_utc", "at (Asia/Shanghai)"]
+        assert len(rows) == 1 + 125 and {row[5] for row in rows[1:]} == {"replay"}
+        assert {row[6] for row in rows[1:]} == {"回放录像"}
+        assert {row[7] for row in rows[1:]} == {"site1/room2/cam1"}
+        newest = rows[1]
+        assert newest[1] == (t0 + timedelta(minutes=249)).isoformat()
+        local = (t0 + timedelta(minutes=249, hours=8)).replace(tzinfo=None)
+        assert newest[2] == local.isoformat() + "+08:00"
+        assert json.loads(newest[9]) == {"i": 249}
+
+        r = await c.get("/api/audit/export", params={"action": "login_failed", "lang": "en"})
+        [_head, bad] = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+        assert bad[3] == "'=HYPERLINK(1)" and bad[7] == "'+cmd" and bad[6] == "Login failed"
+
+        monkeypatch.setattr(admin, "AUDIT_EXPORT_MAX", 100)
+        r = await c.get("/api/audit/export", params={"actor": "clerk"})
+        assert r.status_code == 413 and r.json()["code"] == "err.audit_export_too_large"
+        r = await c.get(export, params={"actor": "clerk", "since": (t0 + timedelta(minutes=200)).isoformat()})
+        assert r.status_code == 200 and r.content.decode("utf-8-sig").count("\n") == 1 + 50
+
+        exports = (await c.get("/api/audit", params={"action": "audit_export"})).json()["entries"]
+        assert [e["details"]["rows"] for e in exports] == [50, 1, 125]  # newest first; the 413 wrote none
+        assert exports[-1]["details"]["target"] == "site1/room2" and exports[0]["actor"] == "aud"
+        await c.aclose()
+        for role in ("supervisor", "observer"):
+            other = await asgi_login(app, role)
+            assert (await other.get("/api/audit/export")).status_code == 403
+            await other.aclose()
+
+
 @pytest.mark.browser
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium not installed")
@@ -177,6 +235,14 @@ async def test_audit_view_names_actions_filters_and_fetches_older_entries(tmp_pa
         await page.wait_for_function("() => document.querySelectorAll('#audit-body tr').length === 250")
         assert await page.locator("#au-older").is_hidden()
         assert await page.inner_text("#au-count") == "250 shown"
+
+        # the export takes the toolbar's filters: the 250 replays, names in English
+        async with page.expect_download() as dl:
+            await page.click("#au-export")
+        saved = await (await dl.value).path()
+        csv_text = await asyncio.to_thread(Path(saved).read_text, encoding="utf-8-sig")
+        lines = csv_text.strip().splitlines()
+        assert len(lines) == 1 + 250 and all(",replay,Replayed footage," in ln for ln in lines[1:])
 
         await page.fill("#au-actor", "nobody")
         await page.click("#au-form button[type=submit]")

@@ -54,6 +54,7 @@ EXPECTED: dict[str, set[str]] = {
     "POST /api/users": {"admin"},
     "PATCH /api/users/{username}": {"admin"},
     "GET /api/audit": {"admin", "auditor"},
+    "GET /api/audit/export": {"admin", "auditor"},
     "GET /api/config": {"admin"},
     "GET /healthz": {ANON, *ROLES},
     "GET /metrics": {"admin"},

@@ -1,6 +1,6 @@
 /* evalwatch dashboard: the audit log (admin, auditor) — filtered by user, action, target (prefix)
    and time (the hub's zone), newest first, 200 at a time ("older entries" fetches the next 200). */
-import { $, api, el, fmtTime, guarded, zonedToMs } from "./core.js";
+import { $, api, el, fmtTime, guarded, toast, zonedToMs } from "./core.js";
 
 export const auditView = (function () {
   const PAGE = 200;
@@ -18,8 +18,8 @@ export const auditView = (function () {
     sel.value = keep;
   }
 
-  function query(older) {
-    const q = new URLSearchParams({ limit: String(PAGE) });
+  function filters() {  // the toolbar's filters as query parameters
+    const q = new URLSearchParams();
     for (const [param, id] of [["actor", "au-actor"], ["action", "au-action"], ["target", "au-target"]]) {
       const v = $(id).value.trim();
       if (v) q.set(param, v);
@@ -28,9 +28,36 @@ export const auditView = (function () {
       const ms = zonedToMs($(id).value);
       if (Number.isFinite(ms)) q.set(param, new Date(ms).toISOString());
     }
+    return q;
+  }
+
+  function query(older) {
+    const q = filters();
+    q.set("limit", String(PAGE));
     if (older && lastId !== null) q.set("before_id", String(lastId));
     return "/api/audit?" + q.toString();
   }
+
+  // The export takes the filters of the moment (the whole answer, up to 100,000 rows); a refusal
+  // (too many rows, a bad range) is a toast, not a page of JSON.
+  $("au-export").addEventListener("click", async (x) => {
+    x.preventDefault();
+    const q = filters();
+    q.set("lang", window.i18n.lang);
+    const res = await fetch("/api/audit/export?" + q.toString(), { credentials: "same-origin" });
+    if (!res.ok) {
+      toast(window.i18n.errorText(await res.json().catch(() => null)));
+      return;
+    }
+    const name = /filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") || "");
+    const a = el("a");
+    a.href = URL.createObjectURL(await res.blob());
+    a.download = name ? name[1] : "audit.csv";
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+  });
 
   function row(a) {
     const tr = el("tr");
