@@ -8,13 +8,11 @@ accounts are never changed) and subscribes to the event bus; shutdown closes liv
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,27 +52,19 @@ from dashboard.routes import (
 )
 from dashboard.security import SessionCodec
 from dashboard.state import DashState
+from dashboard.strings import LANGS, load_dictionary
 from dashboard.users import LoginSessions, UserCache, seed_users
 
 log = logging.getLogger("evalwatch.dashboard")
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
-I18N = HERE / "i18n"
-LANGS = ("zh-CN", "en")
-DEFAULT_LANG = "zh-CN"
 PUBLIC_MOUNTS = ("/static",)
 
 #: Sent on every answer when browsers reach the hub over HTTPS (``hub.tls_cert`` or an https
 #: ``hub.public_url`` behind a proxy): a year; no ``includeSubDomains`` (the hub's name may share
 #: a domain with sites that are not HTTPS).
 HSTS = "max-age=31536000"
-
-
-@cache
-def load_dictionary(lang: str) -> dict[str, str]:
-    """The UI strings of ``lang`` (``dashboard/i18n/<lang>.json``)."""
-    return json.loads((I18N / f"{lang}.json").read_text(encoding="utf-8"))
 
 class BodyLimit:
     """Counts the request body as it arrives and raises ``HTTPException(413)`` past ``limit``

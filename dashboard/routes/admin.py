@@ -24,6 +24,7 @@ from dashboard.errors import ApiError
 from dashboard.notifications import mask_url
 from dashboard.policy import Principal, allow, client_ip
 from dashboard.security import hash_password_async, validate_new_password
+from dashboard.strings import load_dictionary
 from sessions.credit import text_cell
 from storage.common import as_utc, utcnow
 from storage.db import masked
@@ -276,8 +277,6 @@ async def audit_export(
     filters and the row count)."""
     if since and until and until <= since:
         raise ApiError(422, "err.bad_audit_range")
-    from dashboard.app import load_dictionary  # the app imports this module
-
     names = load_dictionary(lang)
     zone = ZoneInfo(st.cfg.hub.timezone)
 
