@@ -202,21 +202,48 @@ def audit_query(
     return stmt.order_by(AuditLog.id.desc()).limit(limit)
 
 
+class AuditFilter:
+    """The audit log's filters as ``GET /api/audit`` and its export take them (a dependency:
+    ``f: Annotated[AuditFilter, Depends()]``)."""
+
+    def __init__(
+        self,
+        actor: Annotated[
+            str | None, Query(max_length=64, description="exactly this user (or agent:<site>)")
+        ] = None,
+        action: Annotated[str | None, Query(max_length=64, description="exactly this action")] = None,
+        target: Annotated[
+            str | None,
+            Query(max_length=200, description="targets starting with this: site1/room1, event:12, session:3"),
+        ] = None,
+        since: Annotated[datetime | None, Query(description="at or after (ISO 8601 with a zone)")] = None,
+        until: Annotated[datetime | None, Query(description="before (ISO 8601 with a zone)")] = None,
+    ) -> None:
+        self.actor, self.action, self.target, self.since, self.until = actor, action, target, since, until
+
+    def check(self) -> None:
+        """422 ``err.bad_audit_range`` when ``until`` is not after ``since`` (called by the route,
+        after its role gate)."""
+        if self.since and self.until and self.until <= self.since:
+            raise ApiError(422, "err.bad_audit_range")
+
+    def query(self, *, before_id: int | None = None, limit: int) -> Select[AuditLog]:
+        return audit_query(actor=self.actor, action=self.action, target=self.target, since=self.since,
+                           until=self.until, before_id=before_id, limit=limit)
+
+    def used(self, **more: Any) -> Any:
+        """The filters given (and ``more``), for the audit row of the read: JSON-ready."""
+        given = {"actor": self.actor, "action": self.action, "target": self.target, "since": self.since,
+                 "until": self.until, **more}
+        return jsonable({k: v for k, v in given.items() if v is not None})
+
+
 @router.get("/api/audit", response_model=AuditList)
 async def audit_log(
     st: State,
     request: Request,
     me: Annotated[Principal, Depends(allow("admin", "auditor"))],
-    actor: Annotated[
-        str | None, Query(max_length=64, description="exactly this user (or agent:<site>)")
-    ] = None,
-    action: Annotated[str | None, Query(max_length=64, description="exactly this action")] = None,
-    target: Annotated[
-        str | None,
-        Query(max_length=200, description="targets starting with this: site1/room1, event:12, session:3"),
-    ] = None,
-    since: Annotated[datetime | None, Query(description="at or after (ISO 8601 with a zone)")] = None,
-    until: Annotated[datetime | None, Query(description="before (ISO 8601 with a zone)")] = None,
+    f: Annotated[AuditFilter, Depends()],
     before_id: Annotated[
         int | None, Query(ge=1, le=2**31 - 1, description="older than this row: the next page")
     ] = None,
@@ -225,29 +252,18 @@ async def audit_log(
     """Audit rows newest first, filtered; ``more`` says older rows match too (ask again with
     ``before_id`` = the last row's id).  Reading the audit log is itself audited (``audit_view``,
     with the filters)."""
-    if since and until and until <= since:
-        raise ApiError(422, "err.bad_audit_range")
+    f.check()
 
     def q(s: Session) -> AuditList:
-        stmt = audit_query(actor=actor, action=action, target=target, since=since, until=until,
-                           before_id=before_id, limit=limit + 1)
         rows = [
             AuditEntry(
                 id=a.id, at=a.at, actor=a.actor, role=a.role, action=a.action, target=a.target, ip=a.ip,
                 details=jsonable(a.details),
             )
-            for a in s.scalars(stmt)
+            for a in s.scalars(f.query(before_id=before_id, limit=limit + 1))
         ]
-        filters = {"actor": actor, "action": action, "target": target, "since": since, "until": until,
-                   "before_id": before_id}
-        audit.add(
-            s,
-            me.username,
-            "audit_view",
-            role=me.role,
-            ip=client_ip(request),
-            details=jsonable({k: v for k, v in filters.items() if v is not None}),
-        )
+        audit.add(s, me.username, "audit_view", role=me.role, ip=client_ip(request),
+                  details=f.used(before_id=before_id))
         return AuditList(entries=rows[:limit], more=len(rows) > limit)
 
     return await run_db(st.db, q)
@@ -263,11 +279,7 @@ async def audit_export(
     st: State,
     request: Request,
     me: Annotated[Principal, Depends(allow("admin", "auditor"))],
-    actor: Annotated[str | None, Query(max_length=64)] = None,
-    action: Annotated[str | None, Query(max_length=64)] = None,
-    target: Annotated[str | None, Query(max_length=200)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    f: Annotated[AuditFilter, Depends()],
     lang: Literal["zh-CN", "en"] = "zh-CN",
 ) -> Response:
     """The audit rows the filters of ``GET /api/audit`` select, newest first, as CSV (UTF-8 with a
@@ -275,14 +287,12 @@ async def audit_export(
     target, address, details (JSON).  More than :data:`AUDIT_EXPORT_MAX` rows: 413
     ``err.audit_export_too_large``.  The export is itself audited (``audit_export``, with the
     filters and the row count)."""
-    if since and until and until <= since:
-        raise ApiError(422, "err.bad_audit_range")
+    f.check()
     names = load_dictionary(lang)
     zone = ZoneInfo(st.cfg.hub.timezone)
 
     def q(s: Session) -> bytes | None:
-        stmt = audit_query(actor=actor, action=action, target=target, since=since, until=until,
-                           limit=AUDIT_EXPORT_MAX + 1)
+        stmt = f.query(limit=AUDIT_EXPORT_MAX + 1)
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["id", "at_utc", f"at ({st.cfg.hub.timezone})", "actor", "role", "action", "action_name",
@@ -299,10 +309,8 @@ async def audit_export(
                                        names.get(f"audit_action.{a.action}", a.action), a.target or "",
                                        a.ip or "", json.dumps(jsonable(a.details), ensure_ascii=False)
                                        if a.details else ""))])
-        filters = {"actor": actor, "action": action, "target": target, "since": since, "until": until}
-        used = {k: v for k, v in filters.items() if v is not None}
         audit.add(s, me.username, "audit_export", role=me.role, ip=client_ip(request),
-                  details=jsonable({**used, "rows": n}))
+                  details=f.used(rows=n))
         return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
     data = await run_db(st.db, q)
