@@ -26,7 +26,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q -e '.[hub,test]'
+	$(BIN)/python -m pip install -q -e '.[hub,test,profile]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -86,7 +86,7 @@ lint: venv
 	$(BIN)/mypy --explicit-package-bases config storage capture analysis dashboard evalwatch sessions bench sample_videos tests testkit
 
 bench: venv
-	@for b in bench/*.py; do case $$b in bench/hubproc.py|bench/accuracy_merge.py) continue;; esac; \
+	@for b in bench/*.py; do case $$b in bench/hubproc.py|bench/accuracy_merge.py|bench/memgrowth.py) continue;; esac; \
 	  echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -36,7 +36,9 @@ say which kind grows after the warm-up — native growth that tracemalloc cannot
 ``hub.malloc_trim_seconds=0``): run two soaks side by side to compare.
 
 ``--trace-memory MINUTES`` runs the hub with ``evalwatch.memtrace`` (tracemalloc diffs per
-subsystem in the hub's log, which is then copied to ``--hub-log``).
+subsystem in the hub's log, which is then copied to ``--hub-log``).  ``--memray FILE``: the hub
+writes every allocation, native ones too, to FILE (``evalwatch.memtrace.AllocationCapture``);
+``bench/memgrowth.py FILE --at ...`` says which sites hold the growth (needs memray).
 
 Usage: ``python bench/soak.py [--cameras 20] [--minutes 120] [--warmup 10] [--json out.json]``.
 Target (issue #17): slope after a 10-minute warm-up <= 0.1 MB/min, fds flat, 0 lost, 0 orphans.
@@ -356,6 +358,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         env["EVALWATCH_TRACE_MEMORY"] = str(args.trace_memory)
     if args.trace_memory:
         env["EVALWATCH_TRACE_MEMORY_WARMUP"] = str(args.warmup * 60)
+    if args.memray:
+        env["EVALWATCH_MEMRAY"] = res["memray_capture"] = args.memray
     hub = start_hub(cfg_path, logs / "hub.log", env=env)
     farms: list[Any] = []
     known: set[int] = {hub.pid}
@@ -599,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--farms", type=positive(int), default=2)
     ap.add_argument("--trace-memory", type=positive(float), default=None, metavar="MINUTES",
                     help="hub with tracemalloc diffs in its log every MINUTES (evalwatch.memtrace)")
+    ap.add_argument("--memray", default=None, metavar="FILE",
+                    help="the hub writes every allocation to FILE (memray; evalwatch.memtrace) for "
+                         "bench/memgrowth.py")
     ap.add_argument("--hub-env", nargs="*", default=[], type=_kv, metavar="KEY=VALUE",
                     help="extra environment of the hub process (e.g. MALLOC_ARENA_MAX=2)")
     ap.add_argument("--hub-config", nargs="*", default=[], type=_kv, metavar="KEY=VALUE",
@@ -610,8 +617,19 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.warmup < 0 or args.warmup >= args.minutes:
         ap.error(f"--warmup must be >= 0 and below --minutes ({args.minutes}), got {args.warmup}")
+    if args.memray:
+        args.memray = str(Path(args.memray).resolve())
+        if Path(args.memray).exists():
+            ap.error(f"--memray {args.memray}: the file exists already")
+        try:
+            import memray  # noqa: F401
+        except ImportError:
+            ap.error("--memray needs memray: pip install 'evalwatch[profile]'")
     res = asyncio.run(run(args))
     print(table(res))
+    if args.memray:
+        ats = " ".join(f"{m:g}" for m in (args.warmup, (args.warmup + args.minutes) / 2, args.minutes))
+        print(f"memray capture: {args.memray}\n  python bench/memgrowth.py {args.memray} --at {ats}")
     if args.json:
         keys = ("minutes", "cameras", "hub_rss_slope_mb_per_min", "hub_fds_end", "lost_segments", "orphans")
         out = {k: res.get(k) for k in keys} | {"detail": res}

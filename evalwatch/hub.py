@@ -407,9 +407,9 @@ def cli(argv: list[str]) -> int:
         except OSError as e:
             print(f"evalwatch hub: hub.log_file {cfg.hub.log_file}: {e}", file=sys.stderr)
             return 2
-    from evalwatch.memtrace import from_env
+    from evalwatch.memtrace import capture_from_env, from_env
 
-    try:
+    try:  # diagnostics (issue #17): tracemalloc diffs in the log, a memray capture to a file
         tracer = from_env(args.trace_memory)
     except ValueError as e:
         print(f"evalwatch hub: {e}", file=sys.stderr)
@@ -421,6 +421,7 @@ def cli(argv: list[str]) -> int:
                   f"  agents: sites[].hub_cert_sha256 or evalwatch agent --hub-cert-sha256 {fp}",
                   file=sys.stderr)
         tls_options(cfg)
+        capture = capture_from_env()
     except (ValueError, OSError) as e:
         print(f"evalwatch hub: {e}", file=sys.stderr)
         return 2
@@ -435,4 +436,6 @@ def cli(argv: list[str]) -> int:
     finally:
         if tracer is not None:
             tracer.stop()
+        if capture is not None:
+            capture.stop()
     return 0

@@ -29,7 +29,7 @@ def _make_bench_scripts() -> list[Path]:
 def test_make_bench_skips_only_helpers() -> None:
     names = {p.name for p in _make_bench_scripts()}
     assert {"soak.py", "scale.py", "detector_eval.py", "accuracy.py"} <= names
-    assert "hubproc.py" not in names and "accuracy_merge.py" not in names
+    assert "hubproc.py" not in names and "accuracy_merge.py" not in names and "memgrowth.py" not in names
 
 
 @pytest.mark.parametrize("script", _make_bench_scripts(), ids=lambda p: p.name)
