@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,32 +37,37 @@ CHROMIUM_ARGS = [
 ]
 
 
+#: Test ports stay below Linux's ephemeral range (32768..60999 here, ``ip_local_port_range``),
+#: gRPC ports (+10000) included: a port picked free there can be taken by any outgoing connection
+#: before the server binds it (seen: a cluster's S3 gRPC port 38122, "address already in use").
+#: Clusters take bases 10000..11980 (their ports and gRPC ports: 10000..12005, 20000..22005),
+#: single servers 12100..19999 (and 22100..29999): the two never meet.
+PAIR_PORTS = range(12100, 20000)
+CLUSTER_BASES = range(10000, 12000, 20)
+
+
 def port_pair() -> int:
-    """A port p with p and p+10000 free on 127.0.0.1 (SeaweedFS puts gRPC on port+10000)."""
+    """A port p with p and p+10000 free on 127.0.0.1 (SeaweedFS puts gRPC on port+10000), both
+    below the ephemeral range (:data:`PAIR_PORTS`)."""
+    from storage.s3server import port_is_free
+
     rng = random.Random()  # noqa: S311 - picking ports, not secrets
     for _ in range(200):
-        p = rng.randint(20000, 39999)
-        ok = True
-        for q in (p, p + 10000):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", q))
-                except OSError:
-                    ok = False
-        if ok:
+        p = rng.choice(PAIR_PORTS)
+        if port_is_free(p) and port_is_free(p + 10000):
             return p
-    raise RuntimeError("no free port pair in 20000..49999")
+    raise RuntimeError(f"no free port pair in {PAIR_PORTS.start}..{PAIR_PORTS.stop - 1}")
 
 
 def cluster_base_port() -> int:
     """A base port for ``evalwatch storage cluster --base-port`` whose whole range (and the gRPC
-    ports, +10000) is free right now."""
+    ports, +10000) is free right now (:data:`CLUSTER_BASES`; each xdist worker starts at its own)."""
     import os
 
     from storage.s3server import port_is_free
 
-    first = 21000 + os.getpid() % 400 * 20
-    for base in [*range(first, 30000, 20), *range(21000, first, 20)]:
+    k = os.getpid() % len(CLUSTER_BASES)
+    for base in [*CLUSTER_BASES[k:], *CLUSTER_BASES[:k]]:
         if all(port_is_free(p) and port_is_free(p + 10000) for p in range(base, base + 6)):
             return base
     raise RuntimeError("no free port range for a storage cluster")

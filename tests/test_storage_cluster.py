@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from config.models import S3Config
 from storage.cluster import ClusterError, ClusterPorts, SeaweedCluster, check_replication
-from testkit.hub import cluster_base_port
+from testkit.hub import cluster_base_port, port_pair
 from testkit.procs import still_alive_after
 
 pytestmark = pytest.mark.cluster
@@ -232,3 +232,16 @@ def test_cluster_refuses_what_it_cannot_do(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert r.returncode == 2 and "only 1 volume server" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_test_ports_stay_below_the_ephemeral_range() -> None:
+    """The ports the tests pick for hubs and clusters, gRPC ports (+10000) included, lie below
+    the kernel's ephemeral range: a free port there could be taken by any outgoing connection
+    before the server binds it (a full `make test` lost a cluster's S3 gRPC port 38122 so)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    base = cluster_base_port()
+    assert base + 5 + 10000 < low, (base, low)
+    for _ in range(20):
+        p = port_pair()
+        assert p + 10000 < low, (p, low)
+        assert not (base <= p <= base + 5 or base + 10000 <= p <= base + 10005)
